@@ -296,9 +296,10 @@ public:
     iterator begin() { return iterator(this); }
     iterator end() noexcept { return iterator(); }
 
-private:
-    friend class Client;
+    /* For the implementation (and tests): a stream around a ready state machine. */
     explicit Stream(std::unique_ptr<detail::StreamImpl> impl) noexcept;
+
+private:
     std::unique_ptr<detail::StreamImpl> impl_;
 };
 
@@ -2062,7 +2063,8 @@ public:
     virtual const char* last_error() const { return ""; }
 };
 
-/* Replays a fixed response, pausing `delay` at each segment end as a slow server would. */
+/* Replays a fixed response. Each read stops at the next segment end, so tests choose exactly how
+   the bytes are split; with a delay, the replay pauses there as a slow server would. */
 class MemoryTransport final : public Transport {
 public:
     MemoryTransport(std::string bytes, std::vector<std::size_t> segment_ends, std::chrono::milliseconds delay)
@@ -2071,13 +2073,10 @@ public:
     IoResult write(const char*, std::size_t size) override { return {IoStatus::ok, size}; }
     IoResult read(char* buffer, std::size_t capacity) override {
         if (position_ == bytes_.size()) return {IoStatus::closed, 0};
-        std::size_t limit = bytes_.size();
-        if (delay_.count() > 0) {
-            const Clock::time_point now = Clock::now();
-            if (now < ready_at_) return {IoStatus::would_block, 0};
-            while (segment_ < segment_ends_.size() && segment_ends_[segment_] <= position_) ++segment_;
-            if (segment_ < segment_ends_.size()) limit = segment_ends_[segment_];
-        }
+        if (delay_.count() > 0 && Clock::now() < ready_at_) return {IoStatus::would_block, 0};
+        while (segment_ < segment_ends_.size() && segment_ends_[segment_] <= position_) ++segment_;
+        const std::size_t limit =
+            segment_ < segment_ends_.size() ? std::min(segment_ends_[segment_], bytes_.size()) : bytes_.size();
         const std::size_t n = std::min(capacity, limit - position_);
         std::memcpy(buffer, bytes_.data() + position_, n);
         position_ += n;
@@ -2465,6 +2464,16 @@ inline PollStatus StreamImpl::wait_for_progress() {
         std::unique_lock<std::mutex> lock(wait_mutex_);
         wait_cv_.wait_for(lock, w.timeout, [this] { return cancelled_.load(); });
     }
+}
+
+/* A stream that reads a recorded HTTP response from memory through the whole pipeline, split at
+   segment_ends: used by stub mode, tests and benchmarks. */
+inline Stream replay_stream(const Config& config, std::string response, std::vector<std::size_t> segment_ends = {},
+                            std::chrono::milliseconds delay = std::chrono::milliseconds(0)) {
+    auto client = std::make_shared<ClientState>();
+    client->config = config;
+    auto transport = std::make_unique<MemoryTransport>(std::move(response), std::move(segment_ends), delay);
+    return Stream(std::make_unique<StreamImpl>(std::move(client), std::move(transport), std::string()));
 }
 
 }  // namespace detail
