@@ -360,6 +360,12 @@ const char* version_string() noexcept;
 #define LLM_STREAM_SSE2 1
 #endif
 
+#if defined(_MSC_VER) && !defined(__clang__)
+#define LLM_STREAM_FORCE_INLINE __forceinline
+#else
+#define LLM_STREAM_FORCE_INLINE inline __attribute__((always_inline))
+#endif
+
 #ifndef LLM_STREAM_MALLOC
 #define LLM_STREAM_MALLOC(size) std::malloc(size)
 #define LLM_STREAM_REALLOC(ptr, size) std::realloc(ptr, size)
@@ -1335,7 +1341,7 @@ public:
         why = reason;
         return false;
     }
-    void skip_ws() noexcept {
+    LLM_STREAM_FORCE_INLINE void skip_ws() noexcept {
         while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) ++p;
     }
     bool at(char c) const noexcept { return p < end && *p == c; }
@@ -1356,7 +1362,7 @@ public:
     template <class OnElement> bool array(int depth, OnElement on_element) noexcept;
 };
 
-inline bool JsonCursor::string(JsonSpan& out) noexcept {
+LLM_STREAM_FORCE_INLINE bool JsonCursor::string(JsonSpan& out) noexcept {
     ++p;  // the opening quote
     const char* const begin = p;
     bool escaped = false;
@@ -1482,14 +1488,19 @@ inline bool JsonCursor::skip_value(int depth) noexcept {
     }
 }
 
-/* Compares a member name with an ASCII literal, resolving escapes ("\u0063ontent" is "content"). */
-inline bool json_key_is(const JsonSpan& key, std::string_view name) noexcept {
-    if (!key.escaped)
-        return key.size() == name.size() && std::memcmp(key.begin, name.data(), name.size()) == 0;
+/* Compares an escaped member name with a literal ("\u0063ontent" is "content"). */
+inline bool json_escaped_key_is(const JsonSpan& key, std::string_view name) noexcept {
     char decoded[64];
     if (key.size() > sizeof decoded) return false;
     const std::size_t n = json_decode_string(key.begin, key.end, decoded);
     return std::string_view(decoded, n) == name;
+}
+
+/* Compares a member name with a literal; the fixed size lets the compiler inline the comparison. */
+template <std::size_t N>
+LLM_STREAM_FORCE_INLINE bool json_key_is(const JsonSpan& key, const char (&name)[N]) noexcept {
+    if (!key.escaped) return key.size() == N - 1 && std::memcmp(key.begin, name, N - 1) == 0;
+    return json_escaped_key_is(key, std::string_view(name, N - 1));
 }
 
 /* True when text is one valid JSON value (with surrounding whitespace). */
@@ -1633,7 +1644,8 @@ inline bool DeltaExtractor::parse_choice(JsonCursor& c, int depth) {
     ChoiceFields choice;
     UsageFields usage;
     const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "delta")) return parse_delta(c, d, choice);
+        // "message" is the same shape in a non-streamed reply, read whole when a server ignores "stream".
+        if (json_key_is(key, "delta") || json_key_is(key, "message")) return parse_delta(c, d, choice);
         if (json_key_is(key, "finish_reason")) return string_or_null(c, d, choice.finish_reason);
         if (json_key_is(key, "index")) return integer(c, d, choice.index);
         if (json_key_is(key, "usage")) return parse_usage(c, d, usage);  // some servers put it here
@@ -2068,7 +2080,10 @@ public:
 class MemoryTransport final : public Transport {
 public:
     MemoryTransport(std::string bytes, std::vector<std::size_t> segment_ends, std::chrono::milliseconds delay)
-        : bytes_(std::move(bytes)), segment_ends_(std::move(segment_ends)), delay_(delay) {}
+        : owned_(std::move(bytes)), bytes_(owned_), segment_ends_(std::move(segment_ends)), delay_(delay) {}
+    /* Borrows bytes, which must outlive the transport (benchmarks replay one buffer many times). */
+    MemoryTransport(std::string_view bytes, std::vector<std::size_t> segment_ends)
+        : bytes_(bytes), segment_ends_(std::move(segment_ends)), delay_(0) {}
 
     IoResult write(const char*, std::size_t size) override { return {IoStatus::ok, size}; }
     IoResult read(char* buffer, std::size_t capacity) override {
@@ -2091,7 +2106,8 @@ public:
     }
 
 private:
-    std::string bytes_;
+    std::string owned_;
+    std::string_view bytes_;
     std::vector<std::size_t> segment_ends_;
     std::chrono::milliseconds delay_;
     std::size_t position_ = 0;
@@ -2473,6 +2489,15 @@ inline Stream replay_stream(const Config& config, std::string response, std::vec
     auto client = std::make_shared<ClientState>();
     client->config = config;
     auto transport = std::make_unique<MemoryTransport>(std::move(response), std::move(segment_ends), delay);
+    return Stream(std::make_unique<StreamImpl>(std::move(client), std::move(transport), std::string()));
+}
+
+/* The same over borrowed bytes, which must outlive the stream. */
+inline Stream replay_stream_borrowed(const Config& config, std::string_view response,
+                                     std::vector<std::size_t> segment_ends = {}) {
+    auto client = std::make_shared<ClientState>();
+    client->config = config;
+    auto transport = std::make_unique<MemoryTransport>(response, std::move(segment_ends));
     return Stream(std::make_unique<StreamImpl>(std::move(client), std::move(transport), std::string()));
 }
 
