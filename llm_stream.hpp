@@ -25,9 +25,8 @@
      exception is ever thrown by it, and RTTI is not used.
 
    CONFIGURATION MACROS (define before the implementation include)
-     LLM_STREAM_MALLOC(size)          allocation of stream buffers (default: std::malloc)
-     LLM_STREAM_REALLOC(ptr, size)    (default: std::realloc)
-     LLM_STREAM_FREE(ptr)             (default: std::free)
+     LLM_STREAM_REALLOC(ptr, size)    allocation of stream buffers (default: std::realloc; define both
+     LLM_STREAM_FREE(ptr)             or neither; default: std::free)
      LLM_STREAM_ASSERT(expr)          internal invariants (default: assert)
      LLM_STREAM_MBEDTLS               build the mbedTLS backend for https:// URLs
 
@@ -366,8 +365,7 @@ const char* version_string() noexcept;
 #define LLM_STREAM_FORCE_INLINE inline __attribute__((always_inline))
 #endif
 
-#ifndef LLM_STREAM_MALLOC
-#define LLM_STREAM_MALLOC(size) std::malloc(size)
+#ifndef LLM_STREAM_REALLOC
 #define LLM_STREAM_REALLOC(ptr, size) std::realloc(ptr, size)
 #define LLM_STREAM_FREE(ptr) std::free(ptr)
 #endif
