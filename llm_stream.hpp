@@ -57,6 +57,12 @@ struct ClientState;
 class StreamImpl;
 }  // namespace detail
 
+#if defined(_WIN32)
+using socket_handle = std::uintptr_t;  // a SOCKET
+#else
+using socket_handle = int;  // a file descriptor
+#endif
+
 /* ------------------------------------------------------------------------------------------------
    Errors
    ------------------------------------------------------------------------------------------------ */
@@ -117,12 +123,48 @@ struct RetryPolicy {
     std::chrono::milliseconds max_retry_after{60000};        // cap on a server's Retry-After
 };
 
+/* ------------------------------------------------------------------------------------------------
+   TLS hook: any TLS stack can carry https://. The built-in backend is mbedTLS (LLM_STREAM_MBEDTLS).
+   ------------------------------------------------------------------------------------------------ */
+
+enum class TlsStatus { ok, want_read, want_write, closed, failed };
+
+struct TlsResult {
+    TlsStatus status = TlsStatus::ok;
+    std::size_t bytes = 0;  // for read and write
+};
+
+/* One client TLS connection over a connected non-blocking socket. Every call returns at once. */
+class TlsSession {
+public:
+    virtual ~TlsSession() = default;
+    /* ok once the handshake, the certificate chain and the host name have all been checked. */
+    virtual TlsResult handshake() = 0;
+    virtual TlsResult read(char* buffer, std::size_t capacity) = 0;  // closed: the peer ended TLS
+    virtual TlsResult write(const char* data, std::size_t size) = 0;
+    virtual std::string error_message() const = 0;  // after TlsStatus::failed: why, for humans
+};
+
+class TlsBackend {
+public:
+    virtual ~TlsBackend() = default;
+    virtual std::string name() const = 0;  // e.g. "mbedtls 2.28.3"
+    /* A session over `socket`; `host` goes into SNI and is what the certificate must name.
+       nullptr with `error` set when it cannot start. */
+    virtual std::unique_ptr<TlsSession> start(socket_handle socket, const std::string& host, std::string& error) = 0;
+};
+
 struct TlsOptions {
     bool verify = true;       // certificate chain and host name; false only by explicit choice
     std::string ca_file;      // PEM bundle; empty: SSL_CERT_FILE, then the system bundle
     std::string ca_dir;       // directory of PEM certificates; empty: SSL_CERT_DIR
     std::string ca_pem;       // in-memory PEM, used in addition to the above
+    std::shared_ptr<TlsBackend> backend;  // empty: the built-in backend configured from the above
 };
+
+/* The built-in backend configured by `options` (trusted CAs loaded once, shared by connections);
+   nullptr with `error` set when the CAs cannot be loaded or the library has no TLS compiled in. */
+std::shared_ptr<TlsBackend> make_default_tls_backend(const TlsOptions& options, std::string& error);
 
 struct Config {
     std::string api_key;   // sent as "Authorization: Bearer ..." only when not empty
@@ -135,6 +177,15 @@ struct Config {
     RetryPolicy retry;
     Limits limits;
     TlsOptions tls;
+
+    /* Extra request headers, e.g. {"api-key", key} for Azure OpenAI or {"HTTP-Referer", url} for
+       OpenRouter. Names must be tokens and values must not contain CR or LF. */
+    std::vector<std::pair<std::string, std::string>> headers;
+    /* Numeric addresses ("10.0.0.7", "::1") for a host name. Empty: getaddrinfo, which blocks; set
+       it (or use an IP address in the URL) to keep poll() from ever blocking on DNS. */
+    std::function<std::vector<std::string>(const std::string& host)> resolver;
+    std::size_t max_idle_connections = 4;               // kept for reuse by later requests
+    std::chrono::milliseconds idle_connection_timeout{30000};  // older idle connections are closed
 
     LogLevel log_level = LogLevel::warning;
     LogCallback log;  // empty: messages go to stderr
@@ -228,12 +279,6 @@ enum class PollStatus {
     done,     // the stream ended normally
     failed,   // error() says why
 };
-
-#if defined(_WIN32)
-using socket_handle = std::uintptr_t;  // a SOCKET
-#else
-using socket_handle = int;
-#endif
 
 /* What a non-blocking caller should wait for before calling poll() again. */
 struct WaitInfo {
@@ -353,6 +398,56 @@ const char* version_string() noexcept;
 #include <ctime>
 #include <mutex>
 #include <thread>
+
+#if defined(_WIN32)
+// Keep <windows.h> from defining min/max and pulling in everything, without changing the user's
+// own choices (their definitions, if any, stay).
+#ifndef NOMINMAX
+#define NOMINMAX
+#define LLM_STREAM_UNDEF_NOMINMAX
+#endif
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#define LLM_STREAM_UNDEF_LEAN_AND_MEAN
+#endif
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#ifdef LLM_STREAM_UNDEF_NOMINMAX
+#undef NOMINMAX
+#undef LLM_STREAM_UNDEF_NOMINMAX
+#endif
+#ifdef LLM_STREAM_UNDEF_LEAN_AND_MEAN
+#undef WIN32_LEAN_AND_MEAN
+#undef LLM_STREAM_UNDEF_LEAN_AND_MEAN
+#endif
+#if defined(_MSC_VER)
+#pragma comment(lib, "ws2_32.lib")
+#endif
+#else
+#include <arpa/inet.h>
+#include <cerrno>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+#endif
+
+#if defined(LLM_STREAM_MBEDTLS)
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/version.h>
+#include <mbedtls/x509_crt.h>
+#if MBEDTLS_VERSION_MAJOR >= 3
+#include <psa/crypto.h>
+#endif
+#endif
 
 #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
 #include <emmintrin.h>
@@ -627,6 +722,440 @@ inline std::optional<std::int64_t> parse_http_date(std::string_view s) noexcept 
                            static_cast<unsigned>(day)) * 86400 +
            static_cast<std::int64_t>(hh * 3600 + mm * 60 + ss);
 }
+
+/* ------------------------------------------------------------------------------------------------
+   Platform: sockets (POSIX, Winsock 2), name resolution, waiting
+   Every socket is non-blocking; waiting happens only in wait_for_socket(), which a cancel() wakes.
+   ------------------------------------------------------------------------------------------------ */
+
+enum class IoStatus { ok, would_block, closed, failed };
+
+struct IoResult {
+    IoStatus status = IoStatus::ok;
+    std::size_t bytes = 0;
+};
+
+#if defined(_WIN32)
+using native_socket = SOCKET;
+constexpr native_socket invalid_socket = INVALID_SOCKET;
+inline int last_socket_error() noexcept { return WSAGetLastError(); }
+inline bool is_would_block(int e) noexcept { return e == WSAEWOULDBLOCK; }
+inline bool is_connect_pending(int e) noexcept { return e == WSAEWOULDBLOCK || e == WSAEINPROGRESS; }
+inline void close_socket(native_socket s) noexcept { closesocket(s); }
+inline bool network_startup() noexcept {
+    static const bool started = [] {
+        WSADATA data;
+        return WSAStartup(MAKEWORD(2, 2), &data) == 0;
+    }();
+    return started;
+}
+inline std::string socket_error_text(int e) {
+    char text[256] = {};
+    FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, nullptr, static_cast<DWORD>(e), 0,
+                   text, sizeof text, nullptr);
+    std::string out = text;
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == '.')) out.pop_back();
+    return out.empty() ? "socket error " + std::to_string(e) : out;
+}
+inline bool set_non_blocking(native_socket s) noexcept {
+    u_long on = 1;
+    return ioctlsocket(s, FIONBIO, &on) == 0;
+}
+inline int socket_send(native_socket s, const char* data, std::size_t size) noexcept {
+    return send(s, data, static_cast<int>(std::min<std::size_t>(size, 1 << 30)), 0);
+}
+inline int socket_recv(native_socket s, char* buffer, std::size_t capacity) noexcept {
+    return recv(s, buffer, static_cast<int>(std::min<std::size_t>(capacity, 1 << 30)), 0);
+}
+#else
+using native_socket = int;
+constexpr native_socket invalid_socket = -1;
+inline int last_socket_error() noexcept { return errno; }
+inline bool is_would_block(int e) noexcept { return e == EAGAIN || e == EWOULDBLOCK || e == EINTR; }
+inline bool is_connect_pending(int e) noexcept { return e == EINPROGRESS || e == EINTR; }
+inline void close_socket(native_socket s) noexcept { ::close(s); }
+inline bool network_startup() noexcept { return true; }
+inline std::string socket_error_text(int e) { return std::strerror(e); }
+inline bool set_non_blocking(native_socket s) noexcept {
+    const int flags = fcntl(s, F_GETFL, 0);
+    return flags >= 0 && fcntl(s, F_SETFL, flags | O_NONBLOCK) == 0 && fcntl(s, F_SETFD, FD_CLOEXEC) == 0;
+}
+inline ssize_t socket_send(native_socket s, const char* data, std::size_t size) noexcept {
+#if defined(MSG_NOSIGNAL)
+    return ::send(s, data, size, MSG_NOSIGNAL);  // a closed peer must not kill the process
+#else
+    return ::send(s, data, size, 0);  // SO_NOSIGPIPE is set on the socket instead
+#endif
+}
+inline ssize_t socket_recv(native_socket s, char* buffer, std::size_t capacity) noexcept {
+    return ::recv(s, buffer, capacity, 0);
+}
+#endif
+
+inline IoResult socket_write(native_socket s, const char* data, std::size_t size, int& error) noexcept {
+    const auto n = socket_send(s, data, size);
+    if (n >= 0) return {IoStatus::ok, static_cast<std::size_t>(n)};
+    error = last_socket_error();
+    return {is_would_block(error) ? IoStatus::would_block : IoStatus::failed, 0};
+}
+
+inline IoResult socket_read(native_socket s, char* buffer, std::size_t capacity, int& error) noexcept {
+    const auto n = socket_recv(s, buffer, capacity);
+    if (n > 0) return {IoStatus::ok, static_cast<std::size_t>(n)};
+    if (n == 0) return {IoStatus::closed, 0};
+    error = last_socket_error();
+    return {is_would_block(error) ? IoStatus::would_block : IoStatus::failed, 0};
+}
+
+/* A socket address from name resolution. */
+struct SocketAddress {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+};
+
+inline std::string address_text(const SocketAddress& a) {
+    char host[64] = "?";
+    const void* raw = a.storage.ss_family == AF_INET6
+                          ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr)
+                          : static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr);
+    inet_ntop(a.storage.ss_family, const_cast<void*>(raw), host, sizeof host);
+    return a.storage.ss_family == AF_INET6 ? "[" + std::string(host) + "]" : std::string(host);
+}
+
+/* Addresses for host:port. Numeric hosts never touch DNS; names go to `resolver` when set, else to
+   getaddrinfo (which blocks). */
+inline bool resolve_host(const std::string& host, std::uint16_t port,
+                         const std::function<std::vector<std::string>(const std::string&)>& resolver,
+                         std::vector<SocketAddress>& out, std::string& why) {
+    out.clear();
+    const std::string service = std::to_string(port);
+    auto add = [&](const std::string& name, bool numeric_only) {
+        addrinfo hints{};
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_protocol = IPPROTO_TCP;
+        hints.ai_flags = AI_NUMERICSERV | (numeric_only ? AI_NUMERICHOST : AI_ADDRCONFIG);
+        addrinfo* list = nullptr;
+        const int rc = getaddrinfo(name.c_str(), service.c_str(), &hints, &list);
+        if (rc != 0) {
+#if defined(_WIN32)
+            why = socket_error_text(rc);
+#else
+            why = gai_strerror(rc);
+#endif
+            return false;
+        }
+        for (addrinfo* a = list; a; a = a->ai_next) {
+            if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
+            SocketAddress address;
+            std::memcpy(&address.storage, a->ai_addr, a->ai_addrlen);
+            address.length = static_cast<socklen_t>(a->ai_addrlen);
+            out.push_back(address);
+        }
+        freeaddrinfo(list);
+        return true;
+    };
+    if (add(host, true)) return true;  // an IP address
+    if (resolver) {
+        for (const std::string& numeric : resolver(host)) add(numeric, true);
+        if (out.empty()) why = "the resolver returned no usable address";
+        return !out.empty();
+    }
+    if (!add(host, false)) return false;
+    if (out.empty()) why = "no address";
+    return !out.empty();
+}
+
+/* Wakes a thread blocked in wait_for_socket() from cancel(). POSIX: a pipe; Windows: waits are cut
+   into short slices instead, so a cancel is seen within one slice. */
+class Waker {
+public:
+    Waker() = default;
+    Waker(const Waker&) = delete;
+    Waker& operator=(const Waker&) = delete;
+    ~Waker() {
+#if !defined(_WIN32)
+        if (fds_[0] >= 0) ::close(fds_[0]);
+        if (fds_[1] >= 0) ::close(fds_[1]);
+#endif
+    }
+    /* Called by the waiting thread before its first wait. */
+    void prepare() noexcept {
+#if !defined(_WIN32)
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (fds_[0] >= 0) return;
+        int fds[2];
+        if (::pipe(fds) == 0) {
+            set_non_blocking(fds[0]);
+            set_non_blocking(fds[1]);
+            fds_[0] = fds[0];
+            fds_[1] = fds[1];
+        }
+#endif
+    }
+    void wake() noexcept {
+#if !defined(_WIN32)
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (fds_[1] >= 0) {
+            const char byte = 1;
+            [[maybe_unused]] const auto n = ::write(fds_[1], &byte, 1);
+        }
+#endif
+    }
+    int read_fd() const noexcept { return fds_[0]; }
+
+private:
+    std::mutex mutex_;
+    int fds_[2] = {-1, -1};
+};
+
+/* Blocks until the socket is ready in the wanted direction, the waker fires, or the timeout ends. */
+inline void wait_for_socket(native_socket s, bool want_read, bool want_write, std::chrono::milliseconds timeout,
+                            const Waker& waker) noexcept {
+    int ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(timeout.count(), 1 << 30));
+    if (ms < 0) ms = 0;
+#if defined(_WIN32)
+    WSAPOLLFD fds[1] = {};
+    fds[0].fd = s;
+    fds[0].events = static_cast<SHORT>((want_read ? POLLRDNORM : 0) | (want_write ? POLLWRNORM : 0));
+    (void)waker;
+    WSAPoll(fds, 1, std::min(ms, 50));
+#else
+    pollfd fds[2] = {};
+    fds[0].fd = s;
+    fds[0].events = static_cast<short>((want_read ? POLLIN : 0) | (want_write ? POLLOUT : 0));
+    fds[1].fd = waker.read_fd();
+    fds[1].events = POLLIN;
+    ::poll(fds, waker.read_fd() >= 0 ? 2 : 1, ms);
+#endif
+}
+
+/* ------------------------------------------------------------------------------------------------
+   TLS: the built-in mbedTLS backend (written for 2.28 and 3.x)
+   One backend holds the configuration, the trusted CAs (parsed once) and the random generator;
+   sessions share it. Sockets stay non-blocking: want-read/want-write go back to the state machine.
+   ------------------------------------------------------------------------------------------------ */
+#if defined(LLM_STREAM_MBEDTLS)
+
+inline std::string mbedtls_error_text(int rc) {
+    char text[200];
+    mbedtls_strerror(rc, text, sizeof text);
+    char code[24];
+    std::snprintf(code, sizeof code, " (-0x%04x)", static_cast<unsigned>(-rc));
+    return std::string(text) + code;
+}
+
+class MbedTlsBackend final : public TlsBackend, public std::enable_shared_from_this<MbedTlsBackend> {
+public:
+    MbedTlsBackend() {
+        mbedtls_ssl_config_init(&config_);
+        mbedtls_x509_crt_init(&trusted_);
+        mbedtls_entropy_init(&entropy_);
+        mbedtls_ctr_drbg_init(&random_);
+    }
+    ~MbedTlsBackend() override {
+        mbedtls_ssl_config_free(&config_);
+        mbedtls_x509_crt_free(&trusted_);
+        mbedtls_ctr_drbg_free(&random_);
+        mbedtls_entropy_free(&entropy_);
+    }
+    MbedTlsBackend(const MbedTlsBackend&) = delete;
+    MbedTlsBackend& operator=(const MbedTlsBackend&) = delete;
+
+    bool init(const TlsOptions& options, std::string& error);
+    std::string name() const override { return "mbedtls " MBEDTLS_VERSION_STRING; }
+    std::unique_ptr<TlsSession> start(socket_handle socket, const std::string& host, std::string& error) override;
+
+    const mbedtls_ssl_config* config() const noexcept { return &config_; }
+
+private:
+    bool load_trusted(const TlsOptions& options, std::string& error);
+    // Sessions on several threads draw from one generator.
+    static int random(void* self, unsigned char* out, std::size_t size) {
+        auto* backend = static_cast<MbedTlsBackend*>(self);
+        std::lock_guard<std::mutex> lock(backend->random_mutex_);
+        return mbedtls_ctr_drbg_random(&backend->random_, out, size);
+    }
+
+    mbedtls_ssl_config config_;
+    mbedtls_x509_crt trusted_;
+    mbedtls_entropy_context entropy_;
+    mbedtls_ctr_drbg_context random_;
+    std::mutex random_mutex_;
+};
+
+class MbedTlsSession final : public TlsSession {
+public:
+    MbedTlsSession(std::shared_ptr<const MbedTlsBackend> backend, native_socket socket)
+        : backend_(std::move(backend)), socket_(socket) {
+        mbedtls_ssl_init(&ssl_);
+    }
+    ~MbedTlsSession() override {
+        if (handshake_done_) mbedtls_ssl_close_notify(&ssl_);  // best effort, never waits
+        mbedtls_ssl_free(&ssl_);
+    }
+    MbedTlsSession(const MbedTlsSession&) = delete;
+    MbedTlsSession& operator=(const MbedTlsSession&) = delete;
+
+    bool setup(const std::string& host, std::string& error) {
+        int rc = mbedtls_ssl_setup(&ssl_, backend_->config());
+        if (rc == 0) rc = mbedtls_ssl_set_hostname(&ssl_, host.c_str());
+        if (rc != 0) {
+            error = "TLS setup failed: " + mbedtls_error_text(rc);
+            return false;
+        }
+        mbedtls_ssl_set_bio(&ssl_, this, &MbedTlsSession::send_callback, &MbedTlsSession::receive_callback, nullptr);
+        return true;
+    }
+
+    TlsResult handshake() override {
+        const int rc = mbedtls_ssl_handshake(&ssl_);
+        if (rc == 0) {
+            handshake_done_ = true;
+            return {TlsStatus::ok, 0};
+        }
+        if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+            char info[512];
+            mbedtls_x509_crt_verify_info(info, sizeof info, "", mbedtls_ssl_get_verify_result(&ssl_));
+            std::string reasons = info;
+            for (char& c : reasons)
+                if (c == '\n') c = ';';
+            while (!reasons.empty() && (reasons.back() == ';' || reasons.back() == ' ')) reasons.pop_back();
+            error_ = "certificate verification failed: " + reasons;
+            return {TlsStatus::failed, 0};
+        }
+        return from_code(rc, "TLS handshake failed: ");
+    }
+    TlsResult read(char* buffer, std::size_t capacity) override {
+        const int rc = mbedtls_ssl_read(&ssl_, reinterpret_cast<unsigned char*>(buffer), capacity);
+        if (rc > 0) return {TlsStatus::ok, static_cast<std::size_t>(rc)};
+        if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) return {TlsStatus::closed, 0};
+        return from_code(rc, "TLS read failed: ");
+    }
+    TlsResult write(const char* data, std::size_t size) override {
+        const int rc = mbedtls_ssl_write(&ssl_, reinterpret_cast<const unsigned char*>(data), size);
+        if (rc >= 0) return {TlsStatus::ok, static_cast<std::size_t>(rc)};
+        return from_code(rc, "TLS write failed: ");
+    }
+    std::string error_message() const override { return error_; }
+
+private:
+    TlsResult from_code(int rc, const char* what) {
+        if (rc == MBEDTLS_ERR_SSL_WANT_READ) return {TlsStatus::want_read, 0};
+        if (rc == MBEDTLS_ERR_SSL_WANT_WRITE) return {TlsStatus::want_write, 0};
+#if defined(MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
+        if (rc == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) return {TlsStatus::want_read, 0};  // TLS 1.3
+#endif
+        if (rc == MBEDTLS_ERR_SSL_CONN_EOF) return {TlsStatus::closed, 0};
+        error_ = what + (socket_error_ ? socket_error_text(socket_error_) : mbedtls_error_text(rc));
+        return {TlsStatus::failed, 0};
+    }
+    static int send_callback(void* self, const unsigned char* data, std::size_t size) {
+        auto* session = static_cast<MbedTlsSession*>(self);
+        const IoResult r = socket_write(session->socket_, reinterpret_cast<const char*>(data), size, session->socket_error_);
+        if (r.status == IoStatus::ok) return static_cast<int>(r.bytes);
+        return r.status == IoStatus::would_block ? MBEDTLS_ERR_SSL_WANT_WRITE : MBEDTLS_ERR_NET_SEND_FAILED;
+    }
+    static int receive_callback(void* self, unsigned char* buffer, std::size_t capacity) {
+        auto* session = static_cast<MbedTlsSession*>(self);
+        const IoResult r = socket_read(session->socket_, reinterpret_cast<char*>(buffer), capacity, session->socket_error_);
+        if (r.status == IoStatus::ok) return static_cast<int>(r.bytes);
+        if (r.status == IoStatus::closed) return 0;
+        return r.status == IoStatus::would_block ? MBEDTLS_ERR_SSL_WANT_READ : MBEDTLS_ERR_NET_RECV_FAILED;
+    }
+
+    std::shared_ptr<const MbedTlsBackend> backend_;
+    native_socket socket_;
+    mbedtls_ssl_context ssl_;
+    bool handshake_done_ = false;
+    int socket_error_ = 0;
+    std::string error_;
+};
+
+inline bool MbedTlsBackend::load_trusted(const TlsOptions& options, std::string& error) {
+    bool any = false;
+    if (!options.ca_pem.empty()) {
+        // The PEM parser wants the terminating NUL counted.
+        const int rc = mbedtls_x509_crt_parse(&trusted_, reinterpret_cast<const unsigned char*>(options.ca_pem.c_str()),
+                                              options.ca_pem.size() + 1);
+        if (rc < 0) {
+            error = "cannot parse the in-memory CA PEM: " + mbedtls_error_text(rc);
+            return false;
+        }
+        any = true;
+    }
+    auto load_file = [&](const std::string& path) { return mbedtls_x509_crt_parse_file(&trusted_, path.c_str()) >= 0; };
+    auto load_dir = [&](const std::string& path) { return mbedtls_x509_crt_parse_path(&trusted_, path.c_str()) >= 0; };
+    if (!options.ca_file.empty() || !options.ca_dir.empty()) {
+        if (!options.ca_file.empty() && !load_file(options.ca_file)) {
+            error = "cannot read CA certificates from " + options.ca_file;
+            return false;
+        }
+        if (!options.ca_dir.empty() && !load_dir(options.ca_dir)) {
+            error = "cannot read CA certificates from the directory " + options.ca_dir;
+            return false;
+        }
+        return true;
+    }
+    const char* env_file = std::getenv("SSL_CERT_FILE");
+    const char* env_dir = std::getenv("SSL_CERT_DIR");
+    if ((env_file && *env_file) || (env_dir && *env_dir)) {
+        if (env_file && *env_file && !load_file(env_file)) {
+            error = std::string("cannot read CA certificates from SSL_CERT_FILE=") + env_file;
+            return false;
+        }
+        if (env_dir && *env_dir && !load_dir(env_dir)) {
+            error = std::string("cannot read CA certificates from SSL_CERT_DIR=") + env_dir;
+            return false;
+        }
+        return true;
+    }
+    // The usual system bundles: Debian/Ubuntu, Fedora/RHEL, openSUSE, Alpine/BSD/macOS.
+    static const char* const bundles[] = {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+                                          "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem",
+                                          "/usr/local/etc/openssl/cert.pem"};
+    for (const char* bundle : bundles)
+        if (load_file(bundle)) return true;
+    if (load_dir("/etc/ssl/certs")) return true;
+    if (!any && options.verify) {
+        error = "no trusted CA certificates found (give a CA file, or set SSL_CERT_FILE)";
+        return false;
+    }
+    return true;
+}
+
+inline bool MbedTlsBackend::init(const TlsOptions& options, std::string& error) {
+#if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_PSA_CRYPTO_C)
+    if (psa_crypto_init() != PSA_SUCCESS) {  // TLS 1.3 in mbedTLS 3 runs on PSA
+        error = "PSA crypto initialisation failed";
+        return false;
+    }
+#endif
+    static const char personalisation[] = "llm_stream";
+    int rc = mbedtls_ctr_drbg_seed(&random_, mbedtls_entropy_func, &entropy_,
+                                   reinterpret_cast<const unsigned char*>(personalisation), sizeof personalisation - 1);
+    if (rc == 0)
+        rc = mbedtls_ssl_config_defaults(&config_, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                         MBEDTLS_SSL_PRESET_DEFAULT);
+    if (rc != 0) {
+        error = "TLS initialisation failed: " + mbedtls_error_text(rc);
+        return false;
+    }
+    if (options.verify && !load_trusted(options, error)) return false;
+    mbedtls_ssl_conf_authmode(&config_, options.verify ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_NONE);
+    mbedtls_ssl_conf_ca_chain(&config_, &trusted_, nullptr);
+    mbedtls_ssl_conf_rng(&config_, &MbedTlsBackend::random, this);
+    return true;
+}
+
+inline std::unique_ptr<TlsSession> MbedTlsBackend::start(socket_handle socket, const std::string& host,
+                                                         std::string& error) {
+    auto session = std::make_unique<MbedTlsSession>(shared_from_this(), static_cast<native_socket>(socket));
+    if (!session->setup(host, error)) return nullptr;
+    return session;
+}
+
+#endif  // LLM_STREAM_MBEDTLS
 
 /* ------------------------------------------------------------------------------------------------
    HTTP/1.1 response reader (RFC 9112), sans-I/O
@@ -1867,20 +2396,23 @@ inline bool parse_url(std::string_view url, Url& out, std::string& why) {
         return false;
     }
     std::string_view host, port;
+    bool has_port = false;
     if (!authority.empty() && authority[0] == '[') {
         const std::size_t close = authority.find(']');
         if (close == std::string_view::npos) { why = "unterminated IPv6 address in the URL"; return false; }
         host = authority.substr(1, close - 1);
         std::string_view after = authority.substr(close + 1);
         if (!after.empty() && after[0] != ':') { why = "unexpected text after the IPv6 address"; return false; }
-        if (!after.empty()) port = after.substr(1);
+        has_port = !after.empty();
+        if (has_port) port = after.substr(1);
         for (char c : host)
             if (!(hex_value(c) >= 0 || c == ':' || c == '.')) { why = "invalid IPv6 address in the URL"; return false; }
         if (host.find(':') == std::string_view::npos) { why = "invalid IPv6 address in the URL"; return false; }
     } else {
         const std::size_t colon = authority.rfind(':');
         host = authority.substr(0, colon);
-        if (colon != std::string_view::npos) port = authority.substr(colon + 1);
+        has_port = colon != std::string_view::npos;
+        if (has_port) port = authority.substr(colon + 1);
         for (char c : host)
             if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
                   c == '.' || c == '_')) {
@@ -1890,7 +2422,7 @@ inline bool parse_url(std::string_view url, Url& out, std::string& why) {
     }
     if (host.empty()) { why = "the URL has no host"; return false; }
     std::uint64_t port_number = out.https ? 443 : 80;
-    if (!port.empty() || authority.find(':') != std::string_view::npos) {
+    if (has_port) {
         if (!parse_decimal(port, port_number) || port_number == 0 || port_number > 65535) {
             why = "invalid port in the URL";
             return false;
@@ -2055,13 +2587,6 @@ inline StubResponse make_stub_response(const std::vector<Message>& messages, con
 /* ------------------------------------------------------------------------------------------------
    Transports: they only move bytes. The in-memory replay serves stub mode, tests and benchmarks.
    ------------------------------------------------------------------------------------------------ */
-
-enum class IoStatus { ok, would_block, closed, failed };
-
-struct IoResult {
-    IoStatus status = IoStatus::ok;
-    std::size_t bytes = 0;
-};
 
 class Transport {
 public:
@@ -2526,7 +3051,7 @@ const char* to_string(ErrorCode code) noexcept {
 
 void parse_dotenv(std::string_view text,
                   const std::function<void(std::string_view key, std::string_view value)>& visit) {
-    std::size_t i = 0;
+    std::size_t i = text.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;  // editors may save a BOM
     const std::size_t n = text.size();
     auto skip_blanks = [&] { while (i < n && (text[i] == ' ' || text[i] == '\t')) ++i; };
     auto skip_line = [&] { while (i < n && text[i] != '\n') ++i; if (i < n) ++i; };
@@ -2702,12 +3227,30 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
     return failed(std::move(error));
 }
 
+std::shared_ptr<TlsBackend> make_default_tls_backend(const TlsOptions& options, std::string& error) {
+#if defined(LLM_STREAM_MBEDTLS)
+    auto backend = std::make_shared<detail::MbedTlsBackend>();
+    if (!backend->init(options, error)) return nullptr;
+    return backend;
+#else
+    (void)options;
+    error = "https:// needs TLS, and this build has none (build with LLM_STREAM_MBEDTLS and mbedTLS)";
+    return nullptr;
+#endif
+}
+
 Client& get_llm_client() {
     static Client client{Config::from_env()};
     return client;
 }
 
-const char* version_string() noexcept { return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: none)"; }
+const char* version_string() noexcept {
+#if defined(LLM_STREAM_MBEDTLS)
+    return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: mbedtls " MBEDTLS_VERSION_STRING ")";
+#else
+    return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: none)";
+#endif
+}
 
 }  // namespace llm_stream
 #endif  // LLM_STREAM_IMPLEMENTATION
