@@ -391,13 +391,16 @@ const char* version_string() noexcept;
 #include <cassert>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <random>
 #include <thread>
+#include <utility>
 
 #if defined(_WIN32)
 // Keep <windows.h> from defining min/max and pulling in everything, without changing the user's
@@ -482,6 +485,18 @@ public:
     ByteBuffer() = default;
     ByteBuffer(const ByteBuffer&) = delete;
     ByteBuffer& operator=(const ByteBuffer&) = delete;
+    ByteBuffer(ByteBuffer&& other) noexcept
+        : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)),
+          capacity_(std::exchange(other.capacity_, 0)) {}
+    ByteBuffer& operator=(ByteBuffer&& other) noexcept {
+        if (this != &other) {
+            LLM_STREAM_FREE(data_);
+            data_ = std::exchange(other.data_, nullptr);
+            size_ = std::exchange(other.size_, 0);
+            capacity_ = std::exchange(other.capacity_, 0);
+        }
+        return *this;
+    }
     ~ByteBuffer() { LLM_STREAM_FREE(data_); }
 
     char* data() noexcept { return data_; }
@@ -721,6 +736,51 @@ inline std::optional<std::int64_t> parse_http_date(std::string_view s) noexcept 
     return days_from_civil(static_cast<std::int64_t>(year), static_cast<unsigned>(month),
                            static_cast<unsigned>(day)) * 86400 +
            static_cast<std::int64_t>(hh * 3600 + mm * 60 + ss);
+}
+
+/* ------------------------------------------------------------------------------------------------
+   Logging
+   ------------------------------------------------------------------------------------------------ */
+
+inline const char* log_level_name(LogLevel level) noexcept {
+    switch (level) {
+    case LogLevel::debug: return "debug";
+    case LogLevel::info: return "info";
+    case LogLevel::warning: return "warning";
+    case LogLevel::error: return "error";
+    default: return "";
+    }
+}
+
+/* Replaces every occurrence of the API key, so no message can leak it. */
+inline void redact_secret(std::string& text, const std::string& secret) {
+    if (secret.size() < 4) return;
+    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at))
+        text.replace(at, secret.size(), "[redacted]");
+}
+
+inline void emit_log(const Config& config, LogLevel level, std::string message) {
+    if (level < config.log_level || config.log_level == LogLevel::off) return;
+    redact_secret(message, config.api_key);
+    if (config.log) {
+        config.log(level, message);
+        return;
+    }
+    std::fprintf(stderr, "llm_stream: %s: %s\n", log_level_name(level), message.c_str());
+}
+
+/* Printable excerpt of untrusted bytes for a message: valid UTF-8, no control characters. */
+inline std::string excerpt(std::string_view bytes, std::size_t max_chars) {
+    std::string clean;
+    std::string_view shown = bytes.substr(0, max_chars * 4);
+    clean.resize(shown.size());
+    clean.resize(utf8_repair(shown.data(), shown.data() + shown.size(), &clean[0]));
+    for (char& c : clean)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = ' ';
+    std::string_view cut = utf8_prefix(clean, max_chars);
+    std::string out(cut);
+    if (cut.size() < clean.size() || shown.size() < bytes.size()) out += "...";
+    return out;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -2518,6 +2578,128 @@ inline bool build_request_body(const Config& config, const std::vector<Message>&
     return true;
 }
 
+/* The whole HTTP/1.1 request: head and body. Refuses header values that could split the head. */
+inline bool build_http_request(const Config& config, const Url& url, const std::string& body, std::string& out,
+                               Error& error) {
+    auto refuse = [&](std::string message) {
+        error.code = ErrorCode::invalid_config;
+        error.message = std::move(message);
+        return false;
+    };
+    auto safe_value = [](std::string_view v) {
+        for (char c : v)
+            if (c == '\r' || c == '\n' || c == '\0') return false;
+        return true;
+    };
+    if (!safe_value(config.api_key)) return refuse("the API key contains a line break or NUL");
+    out.clear();
+    out.reserve(512 + body.size());
+    out += "POST ";
+    out += url.target;
+    out += " HTTP/1.1\r\nHost: ";
+    out += url.host_header;
+    out += "\r\nUser-Agent: llm_stream/" LLM_STREAM_VERSION_STRING "\r\nContent-Type: application/json\r\n"
+           "Accept: text/event-stream\r\nAccept-Encoding: identity\r\n";
+    if (!config.api_key.empty()) {
+        out += "Authorization: Bearer ";
+        out += config.api_key;
+        out += "\r\n";
+    }
+    for (const auto& header : config.headers) {
+        if (header.first.empty() ||
+            !std::all_of(header.first.begin(), header.first.end(), [](char c) { return is_token_char(c); }))
+            return refuse("invalid request header name: " + excerpt(header.first, 40));
+        if (!safe_value(header.second))
+            return refuse("the value of request header " + header.first + " contains a line break or NUL");
+        out += header.first;
+        out += ": ";
+        out += header.second;
+        out += "\r\n";
+    }
+    out += "Content-Length: ";
+    out += std::to_string(body.size());
+    out += "\r\n\r\n";
+    out += body;
+    return true;
+}
+
+/* ------------------------------------------------------------------------------------------------
+   Retry policy: one small function decides whether a failed attempt is tried again, and when
+   ------------------------------------------------------------------------------------------------ */
+
+struct AttemptFailure {
+    ErrorCode code = ErrorCode::none;
+    int http_status = 0;
+    bool response_started = false;                 // some response bytes had arrived
+    std::optional<double> retry_after_seconds;     // from retry-after-ms or Retry-After
+    std::optional<bool> should_retry;              // from x-should-retry
+};
+
+struct RetryDecision {
+    bool retry = false;
+    std::chrono::milliseconds wait{0};
+};
+
+/* `retries_done` retries have been made already; `random01` in [0, 1) draws the jitter. */
+inline RetryDecision decide_retry(const RetryPolicy& policy, int retries_done, const AttemptFailure& failure,
+                                  double random01) {
+    RetryDecision d;
+    if (retries_done >= policy.max_retries) return d;
+    bool retryable = false;
+    switch (failure.code) {
+    case ErrorCode::dns:
+    case ErrorCode::connect:
+    case ErrorCode::timeout:
+    case ErrorCode::io:
+        retryable = true;
+        break;
+    case ErrorCode::protocol:
+        retryable = !failure.response_started;  // the connection died before answering
+        break;
+    case ErrorCode::http_status: {
+        const int s = failure.http_status;
+        retryable = s == 408 || s == 409 || s == 429 || s >= 500;
+        break;
+    }
+    default:
+        break;
+    }
+    if (failure.should_retry) retryable = *failure.should_retry;  // the server knows best (as the SDKs do)
+    if (!retryable) return d;
+    d.retry = true;
+    if (failure.retry_after_seconds) {
+        const double capped = std::min(std::max(*failure.retry_after_seconds, 0.0),
+                                       std::chrono::duration<double>(policy.max_retry_after).count());
+        d.wait = std::chrono::milliseconds(static_cast<std::int64_t>(capped * 1000.0 + 0.5));
+        return d;
+    }
+    double wait_ms = static_cast<double>(policy.initial_backoff.count()) * std::ldexp(1.0, retries_done);
+    wait_ms = std::min(wait_ms, static_cast<double>(policy.max_backoff.count()));
+    wait_ms *= 1.0 + policy.jitter * (2.0 * random01 - 1.0);
+    d.wait = std::chrono::milliseconds(static_cast<std::int64_t>(std::max(wait_ms, 0.0)));
+    return d;
+}
+
+/* The retry hints a response's headers carry: retry-after-ms (milliseconds, may be fractional),
+   else Retry-After (seconds or an HTTP-date, relative to `now_epoch`); x-should-retry. */
+inline void read_retry_hints(const HttpResponseReader& response, std::int64_t now_epoch, AttemptFailure& failure) {
+    const std::string_view ms = trim_http_space(response.header("retry-after-ms"));
+    double value = 0;
+    if (!ms.empty()) {
+        const auto r = std::from_chars(ms.data(), ms.data() + ms.size(), value);
+        if (r.ec == std::errc() && r.ptr == ms.data() + ms.size() && value >= 0) failure.retry_after_seconds = value / 1000.0;
+    }
+    const std::string_view after = trim_http_space(response.header("retry-after"));
+    if (!failure.retry_after_seconds && !after.empty()) {
+        std::uint64_t seconds = 0;
+        if (parse_decimal(after, seconds)) failure.retry_after_seconds = static_cast<double>(std::min<std::uint64_t>(seconds, 1u << 30));
+        else if (auto date = parse_http_date(after)) failure.retry_after_seconds = static_cast<double>(std::max<std::int64_t>(*date - now_epoch, 0));
+    }
+    const std::string_view should = trim_http_space(response.header("x-should-retry"));
+    if (iequals(should, "true")) failure.should_retry = true;
+    if (iequals(should, "false")) failure.should_retry = false;
+}
+
 /* ------------------------------------------------------------------------------------------------
    Stub: a deterministic simulated server response (HTTP head, chunked SSE body) for stub mode
    ------------------------------------------------------------------------------------------------ */
@@ -2588,14 +2770,24 @@ inline StubResponse make_stub_response(const std::vector<Message>& messages, con
    Transports: they only move bytes. The in-memory replay serves stub mode, tests and benchmarks.
    ------------------------------------------------------------------------------------------------ */
 
+class Connection;
+
 class Transport {
 public:
     virtual ~Transport() = default;
+    /* Advances connection set-up (name resolution, TCP connect, TLS handshake): ok once ready. */
+    virtual IoResult open() { return {IoStatus::ok, 0}; }
     virtual IoResult write(const char* data, std::size_t size) = 0;
     virtual IoResult read(char* buffer, std::size_t capacity) = 0;
     /* After would_block: what to wait for. */
     virtual WaitInfo wait_info() const = 0;
-    virtual const char* last_error() const { return ""; }
+    /* After failed: which kind of failure, and a message for humans. */
+    virtual ErrorCode error_code() const { return ErrorCode::io; }
+    virtual std::string last_error() const { return "transport failure"; }
+    /* Set-up was skipped because an idle connection from the pool was used. */
+    virtual bool reused_connection() const { return false; }
+    /* The connection, for the pool, once a response has been read to its end (network only). */
+    virtual std::unique_ptr<Connection> release_connection() { return nullptr; }
 };
 
 /* Replays a fixed response. Each read stops at the next segment end, so tests choose exactly how
@@ -2638,83 +2830,352 @@ private:
     Clock::time_point ready_at_{};
 };
 
-/* ------------------------------------------------------------------------------------------------
-   Logging
-   ------------------------------------------------------------------------------------------------ */
-
-inline const char* log_level_name(LogLevel level) noexcept {
-    switch (level) {
-    case LogLevel::debug: return "debug";
-    case LogLevel::info: return "info";
-    case LogLevel::warning: return "warning";
-    case LogLevel::error: return "error";
-    default: return "";
+/* One TCP connection (with TLS over it for https), owned by a stream or idle in the client's pool. */
+class Connection {
+public:
+    Connection(native_socket socket, std::string origin) : socket_(socket), origin_(std::move(origin)) {}
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+    ~Connection() {
+        tls.reset();  // its close_notify goes out before the socket closes
+        close_socket(socket_);
     }
-}
 
-/* Replaces every occurrence of the API key, so no message can leak it. */
-inline void redact_secret(std::string& text, const std::string& secret) {
-    if (secret.size() < 4) return;
-    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at))
-        text.replace(at, secret.size(), "[redacted]");
-}
+    native_socket socket() const noexcept { return socket_; }
+    const std::string& origin() const noexcept { return origin_; }
 
-inline void emit_log(const Config& config, LogLevel level, std::string message) {
-    if (level < config.log_level || config.log_level == LogLevel::off) return;
-    redact_secret(message, config.api_key);
-    if (config.log) {
-        config.log(level, message);
-        return;
+    IoResult read(char* buffer, std::size_t capacity) {
+        if (!tls) return track(socket_read(socket_, buffer, capacity, socket_error_));
+        return from_tls(tls->read(buffer, capacity));
     }
-    std::fprintf(stderr, "llm_stream: %s: %s\n", log_level_name(level), message.c_str());
+    IoResult write(const char* data, std::size_t size) {
+        if (!tls) return track(socket_write(socket_, data, size, socket_error_), true);
+        return from_tls(tls->write(data, size));
+    }
+    bool wants_write() const noexcept { return wants_write_; }
+    std::string error_message() const {
+        if (tls && tls_failed_) return tls->error_message();
+        return socket_error_ ? socket_error_text(socket_error_) : "connection failure";
+    }
+
+    std::unique_ptr<TlsSession> tls;
+    Clock::time_point idle_since{};
+    /* A response whose final bytes (the chunked terminator after [DONE]) may still be in flight:
+       they are read before the connection is used again. */
+    std::unique_ptr<HttpResponseReader> unfinished;
+
+private:
+    IoResult track(IoResult r, bool writing = false) {
+        wants_write_ = writing && r.status == IoStatus::would_block;
+        return r;
+    }
+    IoResult from_tls(TlsResult r) {
+        wants_write_ = r.status == TlsStatus::want_write;
+        switch (r.status) {
+        case TlsStatus::ok: return {IoStatus::ok, r.bytes};
+        case TlsStatus::want_read:
+        case TlsStatus::want_write: return {IoStatus::would_block, 0};
+        case TlsStatus::closed: return {IoStatus::closed, 0};
+        case TlsStatus::failed: break;
+        }
+        tls_failed_ = true;
+        return {IoStatus::failed, 0};
+    }
+
+    native_socket socket_;
+    std::string origin_;
+    int socket_error_ = 0;
+    bool wants_write_ = false;
+    bool tls_failed_ = false;
+};
+
+/* Reads what an idle connection may have received while idle: the end of an unfinished response is
+   fine, anything else (EOF, a reset, unexpected bytes) means it cannot be used again. */
+inline bool idle_connection_usable(Connection& c) {
+    char buffer[512];
+    for (int reads = 0; reads < 16; ++reads) {
+        const IoResult r = c.read(buffer, sizeof buffer);
+        if (r.status == IoStatus::would_block) return !c.unfinished;
+        if (r.status != IoStatus::ok || !c.unfinished) return false;
+        const HttpResponseReader::Step step = c.unfinished->feed(buffer, r.bytes);
+        if (step.status != HttpResponseReader::Status::end && step.status != HttpResponseReader::Status::body &&
+            step.status != HttpResponseReader::Status::need_more)
+            return false;
+        if (step.status == HttpResponseReader::Status::end) {
+            if (step.consumed != r.bytes) return false;
+            c.unfinished.reset();
+        }
+    }
+    return false;
 }
 
-/* Printable excerpt of untrusted bytes for a message: valid UTF-8, no control characters. */
-inline std::string excerpt(std::string_view bytes, std::size_t max_chars) {
-    std::string clean;
-    std::string_view shown = bytes.substr(0, max_chars * 4);
-    clean.resize(shown.size());
-    clean.resize(utf8_repair(shown.data(), shown.data() + shown.size(), &clean[0]));
-    for (char& c : clean)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = ' ';
-    std::string_view cut = utf8_prefix(clean, max_chars);
-    std::string out(cut);
-    if (cut.size() < clean.size() || shown.size() < bytes.size()) out += "...";
-    return out;
+/* What copies of a Client share: the configuration, the TLS backend, the idle connections. */
+struct ClientState {
+    Config config;
+
+    std::shared_ptr<TlsBackend> tls_backend(std::string& error) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!tls_ && tls_error_.empty()) {
+            tls_ = config.tls.backend ? config.tls.backend : make_default_tls_backend(config.tls, tls_error_);
+        }
+        error = tls_error_;
+        return tls_;
+    }
+
+    /* The most recently used idle connection to origin that is still good, or nullptr. */
+    std::unique_ptr<Connection> take_idle(const std::string& origin) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        const Clock::time_point now = Clock::now();
+        for (std::size_t i = idle_.size(); i-- > 0;) {
+            if (now - idle_[i]->idle_since > config.idle_connection_timeout) {
+                idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
+                continue;
+            }
+            if (idle_[i]->origin() != origin) continue;
+            std::unique_ptr<Connection> c = std::move(idle_[i]);
+            idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
+            lock.unlock();
+            if (idle_connection_usable(*c)) return c;
+            lock.lock();
+        }
+        return nullptr;
+    }
+
+    void put_idle(std::unique_ptr<Connection> c) {
+        if (config.max_idle_connections == 0) return;
+        c->idle_since = Clock::now();
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (idle_.size() >= config.max_idle_connections) idle_.erase(idle_.begin());  // the oldest goes
+        idle_.push_back(std::move(c));
+    }
+
+    std::size_t idle_count() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return idle_.size();
+    }
+
+private:
+    std::mutex mutex_;
+    std::vector<std::unique_ptr<Connection>> idle_;
+    std::shared_ptr<TlsBackend> tls_;
+    std::string tls_error_;
+};
+
+/* A real connection: an idle one from the pool, or name resolution, a non-blocking TCP connect
+   (each address in turn) and, for https, a TLS handshake. All steps return at once. */
+class NetworkTransport final : public Transport {
+public:
+    NetworkTransport(std::shared_ptr<ClientState> client, const Url& url, bool allow_pooled)
+        : client_(std::move(client)), url_(url), allow_pooled_(allow_pooled) {
+        origin_ = (url.https ? "https://" : "http://") + url.host_header;
+    }
+    ~NetworkTransport() override {
+        if (connecting_ != invalid_socket) close_socket(connecting_);
+    }
+
+    IoResult open() override;
+    IoResult write(const char* data, std::size_t size) override {
+        const IoResult r = connection_->write(data, size);
+        if (r.status == IoStatus::failed) fail_io();
+        return r;
+    }
+    IoResult read(char* buffer, std::size_t capacity) override {
+        const IoResult r = connection_->read(buffer, capacity);
+        if (r.status == IoStatus::failed) fail_io();
+        return r;
+    }
+    WaitInfo wait_info() const override {
+        WaitInfo w;
+        const native_socket s = connection_ ? connection_->socket() : connecting_;
+        if (s == invalid_socket) return w;
+        w.socket = static_cast<socket_handle>(s);
+        const bool write_wanted = step_ == Step::connect || (step_ == Step::tls ? tls_wants_write_
+                                                             : connection_ && connection_->wants_write());
+        w.want_write = write_wanted;
+        w.want_read = !write_wanted;
+        w.timeout = std::chrono::milliseconds(1000);  // the stream shortens it to its own deadlines
+        return w;
+    }
+    ErrorCode error_code() const override { return code_; }
+    std::string last_error() const override { return error_; }
+    bool reused_connection() const override { return reused_; }
+
+    std::unique_ptr<Connection> release_connection() override { return std::move(connection_); }
+
+private:
+    enum class Step { pool, resolve, connect, tls, ready };
+
+    IoResult failed(ErrorCode code, std::string message) {
+        code_ = code;
+        error_ = std::move(message);
+        return {IoStatus::failed, 0};
+    }
+    void fail_io() {
+        code_ = ErrorCode::io;
+        error_ = connection_->error_message();
+    }
+    IoResult start_connect();
+    IoResult finish_connect();
+
+    std::shared_ptr<ClientState> client_;
+    Url url_;
+    std::string origin_;
+    bool allow_pooled_;
+    bool reused_ = false;
+    bool tls_wants_write_ = false;
+    Step step_ = Step::pool;
+    std::vector<SocketAddress> addresses_;
+    std::size_t next_address_ = 0;
+    native_socket connecting_ = invalid_socket;
+    std::string connect_errors_;
+    std::unique_ptr<Connection> connection_;
+    ErrorCode code_ = ErrorCode::io;
+    std::string error_;
+};
+
+inline IoResult NetworkTransport::start_connect() {
+    // Tries addresses in order until a connect() is under way or has succeeded.
+    while (next_address_ < addresses_.size()) {
+        const SocketAddress& a = addresses_[next_address_++];
+        const native_socket s = socket(a.storage.ss_family, SOCK_STREAM, IPPROTO_TCP);
+        if (s == invalid_socket) {
+            connect_errors_ += "; " + address_text(a) + ": " + socket_error_text(last_socket_error());
+            continue;
+        }
+        if (!set_non_blocking(s)) {
+            connect_errors_ += "; " + address_text(a) + ": cannot make the socket non-blocking";
+            close_socket(s);
+            continue;
+        }
+#if defined(SO_NOSIGPIPE)
+        const int on = 1;
+        setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
+#endif
+        if (connect(s, reinterpret_cast<const sockaddr*>(&a.storage), a.length) == 0) {
+            connecting_ = s;
+            return finish_connect();
+        }
+        const int e = last_socket_error();
+        if (is_connect_pending(e)) {
+            connecting_ = s;
+            return {IoStatus::would_block, 0};
+        }
+        connect_errors_ += "; " + address_text(a) + ": " + socket_error_text(e);
+        close_socket(s);
+    }
+    // One address: its error says it all; several: each address with its own error.
+    std::string why = connect_errors_.empty() ? "no address" : connect_errors_.substr(2);
+    if (addresses_.size() == 1 && why.find(": ") != std::string::npos) why = why.substr(why.find(": ") + 2);
+    return failed(ErrorCode::connect, "cannot connect to " + url_.host_header + ": " + why);
+}
+
+inline IoResult NetworkTransport::finish_connect() {
+    const int nodelay = 1;  // requests are written whole; no reason to wait for more
+    setsockopt(connecting_, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&nodelay), sizeof nodelay);
+    connection_ = std::make_unique<Connection>(connecting_, origin_);
+    connecting_ = invalid_socket;
+    if (!url_.https) {
+        step_ = Step::ready;
+        return {IoStatus::ok, 0};
+    }
+    std::string error;
+    std::shared_ptr<TlsBackend> backend = client_->tls_backend(error);
+    if (!backend) return failed(ErrorCode::tls, error);
+    connection_->tls = backend->start(static_cast<socket_handle>(connection_->socket()), url_.host, error);
+    if (!connection_->tls) return failed(ErrorCode::tls, error);
+    step_ = Step::tls;
+    return open();
+}
+
+inline IoResult NetworkTransport::open() {
+    switch (step_) {
+    case Step::pool:
+        if (allow_pooled_) {
+            connection_ = client_->take_idle(origin_);
+            if (connection_) {
+                reused_ = true;
+                step_ = Step::ready;
+                return {IoStatus::ok, 0};
+            }
+        }
+        step_ = Step::resolve;
+        return open();
+    case Step::resolve: {
+        if (!network_startup()) return failed(ErrorCode::io, "Winsock could not be started");
+        std::string why;
+        if (!resolve_host(url_.host, url_.port, client_->config.resolver, addresses_, why))
+            return failed(ErrorCode::dns, "cannot resolve " + url_.host + ": " + why);
+        step_ = Step::connect;
+        return start_connect();
+    }
+    case Step::connect: {
+        if (connecting_ == invalid_socket) return start_connect();
+        // Writable (or in error) means the connect finished; SO_ERROR says how.
+#if defined(_WIN32)
+        WSAPOLLFD probe = {connecting_, POLLWRNORM, 0};
+        if (WSAPoll(&probe, 1, 0) == 0) return {IoStatus::would_block, 0};
+#else
+        pollfd probe = {connecting_, POLLOUT, 0};
+        if (::poll(&probe, 1, 0) == 0) return {IoStatus::would_block, 0};
+#endif
+        int error = 0;
+        socklen_t length = sizeof error;
+        if (getsockopt(connecting_, SOL_SOCKET, SO_ERROR, reinterpret_cast<char*>(&error), &length) != 0)
+            error = last_socket_error();
+        if (error == 0) return finish_connect();
+        connect_errors_ += "; " + address_text(addresses_[next_address_ - 1]) + ": " + socket_error_text(error);
+        close_socket(connecting_);
+        connecting_ = invalid_socket;
+        return start_connect();
+    }
+    case Step::tls: {
+        const TlsResult r = connection_->tls->handshake();
+        if (r.status == TlsStatus::ok) {
+            step_ = Step::ready;
+            return {IoStatus::ok, 0};
+        }
+        if (r.status == TlsStatus::want_read || r.status == TlsStatus::want_write) {
+            tls_wants_write_ = r.status == TlsStatus::want_write;
+            return {IoStatus::would_block, 0};
+        }
+        std::string why = r.status == TlsStatus::closed ? "the server closed the connection during the TLS handshake"
+                                                        : connection_->tls->error_message();
+        return failed(ErrorCode::tls, "TLS with " + url_.host_header + " failed: " + why);
+    }
+    case Step::ready:
+        return {IoStatus::ok, 0};
+    }
+    return {IoStatus::ok, 0};
 }
 
 /* ------------------------------------------------------------------------------------------------
    Stream: one state machine behind poll(); next_chunk()/next_event() wait on it
+   Each attempt: open the transport (pool / DNS / connect / TLS) → send the request → read the
+   response through HTTP → SSE → JSON. A failure before anything reached the caller may start
+   another attempt after a backoff; after that it ends the stream, and what was delivered stays.
    ------------------------------------------------------------------------------------------------ */
 
-struct ClientState {
-    Config config;
-};
+/* Makes the transport of each attempt; `allow_pooled` is false after a pooled connection failed. */
+using TransportFactory = std::function<std::unique_ptr<Transport>(bool allow_pooled)>;
 
 class StreamImpl {
 public:
-    StreamImpl(std::shared_ptr<const ClientState> client, Error error)
-        : client_(std::move(client)), start_(Clock::now()) {
+    StreamImpl(std::shared_ptr<ClientState> client, Error error) : client_(std::move(client)), start_(Clock::now()) {
         finish_failed(std::move(error));
     }
-    StreamImpl(std::shared_ptr<const ClientState> client, std::unique_ptr<Transport> transport, std::string request)
-        : client_(std::move(client)), transport_(std::move(transport)), request_(std::move(request)),
-          start_(Clock::now()) {
-        const Limits& l = config().limits;
-        http_.reset({l.max_header_bytes, 4096});
-        sse_.reset({l.max_line_bytes, l.max_event_bytes});
-        stats_.attempts = 1;
+    StreamImpl(std::shared_ptr<ClientState> client, TransportFactory factory, std::string request)
+        : client_(std::move(client)), factory_(std::move(factory)), request_(std::move(request)),
+          start_(Clock::now()), jitter_(static_cast<std::uint32_t>(start_.time_since_epoch().count())) {
+        begin_attempt(true, true);
     }
 
     PollStatus poll();
     PollStatus wait_for_progress();
     const Event& current_event() const noexcept { return current_; }
-    WaitInfo wait_info() const noexcept {
-        if (finished_ || !transport_) return {};
-        return transport_->wait_info();
-    }
+    WaitInfo wait_info() const noexcept;
     void cancel() noexcept {
         cancelled_.store(true);
+        waker_.wake();
         std::lock_guard<std::mutex> lock(wait_mutex_);
         wait_cv_.notify_all();
     }
@@ -2727,11 +3188,13 @@ public:
     }
 
 private:
+    enum class Phase { opening, exchanging, waiting_to_retry, finished };
     enum class BodyMode { sse, whole_json, error };
 
     const Config& config() const noexcept { return client_->config; }
     void log(LogLevel level, std::string message) const { emit_log(config(), level, std::move(message)); }
 
+    void begin_attempt(bool counts, bool allow_pooled);
     PollStatus fail(ErrorCode code, std::string message, int http_status = 0) {
         Error e;
         e.code = code;
@@ -2744,24 +3207,42 @@ private:
     void finish_failed(Error e) {
         error_ = std::move(e);
         finished_ = true;
+        phase_ = Phase::finished;
         stats_.total_ms = elapsed_ms(start_, Clock::now());
         transport_.reset();
         log(LogLevel::info, std::string("LLM stream failed: ") + error_.message);
     }
+    /* The attempt failed: retried when nothing was delivered and the policy agrees, else final. */
+    PollStatus attempt_failed(ErrorCode code, std::string message, int http_status = 0);
+    PollStatus transport_failed() { return attempt_failed(transport_->error_code(), transport_->last_error()); }
+    /* Waiting for the transport: fine unless its time is up. */
+    PollStatus waiting(Clock::time_point now);
     PollStatus finish_ok();
+    void keep_connection();
     PollStatus deliver(const Event& event);
-    PollStatus on_head();
+    void on_head();
     PollStatus on_http_end();
-    // Returns true with *status set when the event produced something for the caller.
+    // Returns true with `status` set when the event produced something for the caller.
     bool on_sse_event(PollStatus& status);
     PollStatus on_extracted(DeltaExtractor::Result result, std::string_view data);
     PollStatus http_error();
+    PollStatus exchange();
+    std::chrono::milliseconds time_left(Clock::time_point now) const noexcept;
 
-    std::shared_ptr<const ClientState> client_;
+    std::shared_ptr<ClientState> client_;
+    TransportFactory factory_;
     std::unique_ptr<Transport> transport_;
     std::string request_;
     std::size_t request_sent_ = 0;
     Clock::time_point start_;
+    Clock::time_point attempt_start_{};
+    Clock::time_point last_activity_{};  // of this attempt: bytes sent or received
+    Clock::time_point retry_at_{};
+    Phase phase_ = Phase::opening;
+    int retries_done_ = 0;
+    bool response_started_ = false;      // this attempt received bytes
+    std::size_t events_delivered_ = 0;
+    std::minstd_rand jitter_;
 
     ByteBuffer receive_;
     std::size_t receive_pos_ = 0, receive_end_ = 0;
@@ -2772,7 +3253,8 @@ private:
     const char* body_pos_ = nullptr;  // body bytes not yet given to the SSE parser
     const char* body_end_ = nullptr;
     ByteBuffer whole_body_;           // an error body, or a non-streamed JSON reply
-    std::size_t next_queued_ = 0;     // next of json_.events() to hand out
+    std::size_t queued_ = 0;          // events of the last JSON event
+    std::size_t next_queued_ = 0;     // the next of them to hand out
     bool done_seen_ = false;          // data: [DONE]
     bool http_ended_ = false;         // the response is complete
     bool finish_seen_ = false;
@@ -2781,14 +3263,116 @@ private:
     Error error_;
     Stats stats_;
     bool finished_ = false;
-    std::string first_text_;  // the start of the content, for the seed's first-chunk log line
 
     std::atomic<bool> cancelled_{false};
+    Waker waker_;
     std::mutex wait_mutex_;
     std::condition_variable wait_cv_;
 };
 
+inline void StreamImpl::begin_attempt(bool counts, bool allow_pooled) {
+    const Limits& l = config().limits;
+    http_.reset({l.max_header_bytes, 4096});
+    sse_.reset({l.max_line_bytes, l.max_event_bytes});
+    body_mode_ = BodyMode::sse;
+    body_pos_ = body_end_ = nullptr;
+    whole_body_.clear();
+    queued_ = next_queued_ = 0;
+    done_seen_ = http_ended_ = finish_seen_ = response_started_ = false;
+    request_sent_ = 0;
+    receive_pos_ = receive_end_ = 0;
+    transport_.reset();  // closes the previous attempt's connection first
+    transport_ = factory_(allow_pooled);
+    if (counts) ++stats_.attempts;
+    attempt_start_ = last_activity_ = Clock::now();
+    phase_ = Phase::opening;
+}
+
+inline std::chrono::milliseconds StreamImpl::time_left(Clock::time_point now) const noexcept {
+    // The nearest of: this step's timeout, the request's deadline.
+    const Config& cfg = config();
+    Clock::time_point until = phase_ == Phase::opening ? attempt_start_ + cfg.connect_timeout
+                                                      : last_activity_ + cfg.read_timeout;
+    if (cfg.deadline.count() > 0) until = std::min(until, start_ + cfg.deadline);
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - now);
+    return left.count() > 0 ? left : std::chrono::milliseconds(0);
+}
+
+inline WaitInfo StreamImpl::wait_info() const noexcept {
+    if (finished_) return {};
+    const Clock::time_point now = Clock::now();
+    if (phase_ == Phase::waiting_to_retry) {
+        WaitInfo w;
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(retry_at_ - now);
+        w.timeout = left.count() > 0 ? left : std::chrono::milliseconds(0);
+        return w;
+    }
+    if (!transport_) return {};
+    WaitInfo w = transport_->wait_info();
+    if (w.socket != static_cast<socket_handle>(-1)) w.timeout = std::min(w.timeout, time_left(now));
+    return w;
+}
+
+inline PollStatus StreamImpl::attempt_failed(ErrorCode code, std::string message, int http_status) {
+    const bool reused = transport_ && transport_->reused_connection();
+    transport_.reset();
+    if (events_delivered_ == 0 && !cancelled_.load()) {
+        // An idle connection the server had already closed: try again on a new one, free of charge.
+        if (reused && !response_started_ && code != ErrorCode::http_status) {
+            log(LogLevel::info, "a reused connection failed (" + message + "); retrying on a new connection");
+            begin_attempt(false, false);
+            return PollStatus::pending;
+        }
+        AttemptFailure failure;
+        failure.code = code;
+        failure.http_status = http_status;
+        failure.response_started = response_started_;
+        if (http_status != 0)
+            read_retry_hints(http_, static_cast<std::int64_t>(std::time(nullptr)), failure);
+        const double random01 = static_cast<double>(jitter_() - jitter_.min()) /
+                                static_cast<double>(jitter_.max() - jitter_.min() + 1);
+        const RetryDecision d = decide_retry(config().retry, retries_done_, failure, random01);
+        const Clock::time_point now = Clock::now();
+        const bool within_deadline = config().deadline.count() == 0 || now + d.wait < start_ + config().deadline;
+        if (d.retry && within_deadline) {
+            ++retries_done_;
+            char wait[32];
+            std::snprintf(wait, sizeof wait, "%.2f s", static_cast<double>(d.wait.count()) / 1000.0);
+            log(LogLevel::warning, "attempt " + std::to_string(stats_.attempts) + " failed: " + message +
+                                       "; retrying in " + wait);
+            retry_at_ = now + d.wait;
+            phase_ = Phase::waiting_to_retry;
+            return PollStatus::pending;
+        }
+    }
+    if (stats_.attempts > 1) message += " (after " + std::to_string(stats_.attempts) + " attempts)";
+    return fail(code, std::move(message), http_status);
+}
+
+inline PollStatus StreamImpl::waiting(Clock::time_point now) {
+    const Config& cfg = config();
+    if (cfg.deadline.count() > 0 && now - start_ >= cfg.deadline) {
+        char limit[32];
+        std::snprintf(limit, sizeof limit, "%.3g s", std::chrono::duration<double>(cfg.deadline).count());
+        return fail(ErrorCode::timeout, std::string("the request deadline of ") + limit + " expired");
+    }
+    if (phase_ == Phase::opening && now - attempt_start_ >= cfg.connect_timeout) {
+        char limit[32];
+        std::snprintf(limit, sizeof limit, "%.3g s", std::chrono::duration<double>(cfg.connect_timeout).count());
+        return attempt_failed(ErrorCode::timeout, std::string("connecting timed out after ") + limit);
+    }
+    if (phase_ == Phase::exchanging && now - last_activity_ >= cfg.read_timeout) {
+        char limit[32];
+        std::snprintf(limit, sizeof limit, "%.3g s", std::chrono::duration<double>(cfg.read_timeout).count());
+        return attempt_failed(ErrorCode::timeout, std::string(response_started_ ? "the server went silent for "
+                                                                                : "no response from the server within ") +
+                                                      limit);
+    }
+    return PollStatus::pending;
+}
+
 inline PollStatus StreamImpl::deliver(const Event& event) {
+    ++events_delivered_;
     switch (event.type) {
     case EventType::content:
         ++stats_.chunks;
@@ -2819,8 +3403,20 @@ inline PollStatus StreamImpl::deliver(const Event& event) {
     return PollStatus::event;
 }
 
+/* Hands a connection whose response was read to the end (or to [DONE], its last bytes still in
+   flight) back to the client's pool. */
+inline void StreamImpl::keep_connection() {
+    if (!transport_ || !http_.keep_alive() || receive_pos_ != receive_end_) return;
+    std::unique_ptr<Connection> connection = transport_->release_connection();
+    if (!connection) return;
+    if (!http_ended_) connection->unfinished = std::make_unique<HttpResponseReader>(std::move(http_));
+    client_->put_idle(std::move(connection));
+}
+
 inline PollStatus StreamImpl::finish_ok() {
+    keep_connection();
     finished_ = true;
+    phase_ = Phase::finished;
     stats_.total_ms = elapsed_ms(start_, Clock::now());
     transport_.reset();
     if (!done_seen_ && !finish_seen_)
@@ -2844,31 +3440,31 @@ inline PollStatus StreamImpl::http_error() {
     } else if (!trim_ascii_space(body).empty()) {
         message += ": " + excerpt(trim_ascii_space(body), 200);
     }
-    return fail(ErrorCode::http_status, std::move(message), status);
+    queued_ = next_queued_ = 0;  // the extractor's events are not this response's
+    return attempt_failed(ErrorCode::http_status, std::move(message), status);
 }
 
-inline PollStatus StreamImpl::on_head() {
+inline void StreamImpl::on_head() {
     const int status = http_.status();
     if (status < 200 || status > 299) {
         body_mode_ = BodyMode::error;
-        return PollStatus::pending;
+        return;
     }
     // A server that ignored "stream": true answers with one JSON document; it is read whole.
     std::string_view type = http_.content_type();
     type = trim_http_space(type.substr(0, type.find(';')));
     body_mode_ = iequals(type, "application/json") ? BodyMode::whole_json : BodyMode::sse;
-    return PollStatus::pending;
 }
 
 inline PollStatus StreamImpl::on_extracted(DeltaExtractor::Result result, std::string_view data) {
     switch (result) {
     case DeltaExtractor::Result::ok:
+        queued_ = json_.events().size();
         next_queued_ = 0;
-        if (!json_.events().empty()) return deliver(json_.events()[next_queued_++]);
+        if (queued_ > 0) return deliver(json_.events()[next_queued_++]);
         return PollStatus::pending;
     case DeltaExtractor::Result::error_event:
-        return fail(ErrorCode::server_error, "server error: " + std::string(json_.error_message()),
-                    http_.status());
+        return fail(ErrorCode::server_error, "server error: " + std::string(json_.error_message()), http_.status());
     case DeltaExtractor::Result::invalid:
         break;
     }
@@ -2896,8 +3492,8 @@ inline bool StreamImpl::on_sse_event(PollStatus& status) {
 }
 
 inline PollStatus StreamImpl::on_http_end() {
-    http_ended_ = true;
     if (body_mode_ == BodyMode::error) return http_error();
+    http_ended_ = true;
     if (body_mode_ == BodyMode::whole_json) {
         ++stats_.events;
         const PollStatus s = on_extracted(json_.extract(whole_body_.view()), whole_body_.view());
@@ -2911,11 +3507,24 @@ inline PollStatus StreamImpl::on_http_end() {
 inline PollStatus StreamImpl::poll() {
     if (finished_) return error_ ? PollStatus::failed : PollStatus::done;
     if (cancelled_.load(std::memory_order_relaxed)) return fail(ErrorCode::cancelled, "the stream was cancelled");
-    if (next_queued_ < json_.events().size()) return deliver(json_.events()[next_queued_++]);
+    if (next_queued_ < queued_) return deliver(json_.events()[next_queued_++]);
     if (http_ended_) return finish_ok();  // the last events of the body have been handed out
+    if (phase_ == Phase::waiting_to_retry) {
+        if (Clock::now() < retry_at_) return PollStatus::pending;
+        begin_attempt(true, true);
+    }
+    if (phase_ == Phase::opening) {
+        const IoResult r = transport_->open();
+        if (r.status == IoStatus::would_block) return waiting(Clock::now());
+        if (r.status != IoStatus::ok) return transport_failed();
+        phase_ = Phase::exchanging;
+        last_activity_ = Clock::now();
+    }
+    return exchange();
+}
+
+inline PollStatus StreamImpl::exchange() {
     const Config& cfg = config();
-    if (cfg.deadline.count() > 0 && Clock::now() - start_ > cfg.deadline)
-        return fail(ErrorCode::timeout, "the request deadline expired");
     for (;;) {
         // 1. Body bytes for the SSE parser (or kept whole).
         if (body_pos_ != body_end_) {
@@ -2965,9 +3574,10 @@ inline PollStatus StreamImpl::poll() {
         // 3. Send what is left of the request, then read.
         if (request_sent_ < request_.size()) {
             const IoResult w = transport_->write(request_.data() + request_sent_, request_.size() - request_sent_);
-            if (w.status == IoStatus::would_block) return PollStatus::pending;
-            if (w.status != IoStatus::ok) return fail(ErrorCode::io, transport_->last_error());
+            if (w.status == IoStatus::would_block) return waiting(Clock::now());
+            if (w.status != IoStatus::ok) return transport_failed();
             request_sent_ += w.bytes;
+            last_activity_ = Clock::now();
             continue;
         }
         if (receive_.data() == nullptr && !receive_.reserve(cfg.limits.receive_buffer_bytes))
@@ -2978,30 +3588,38 @@ inline PollStatus StreamImpl::poll() {
             receive_pos_ = 0;
             receive_end_ = r.bytes;
             stats_.received_bytes += r.bytes;
+            response_started_ = true;
+            last_activity_ = Clock::now();
             continue;
         case IoStatus::would_block:
             // After [DONE], nothing the caller needs is left: do not wait for the server's last bytes.
             if (done_seen_) return finish_ok();
-            return PollStatus::pending;
+            return waiting(Clock::now());
         case IoStatus::closed: {
             const HttpResponseReader::Step step = http_.finish();
             if (step.status == HttpResponseReader::Status::end) return on_http_end();
             if (done_seen_) return finish_ok();  // everything the caller needed had arrived
-            return fail(http_.error_code(), http_.error_message(), http_.status());
+            if (!response_started_) return attempt_failed(ErrorCode::connect, "the server closed the connection without answering");
+            return attempt_failed(http_.error_code(), http_.error_message(), 0);
         }
         case IoStatus::failed:
-            return fail(ErrorCode::io, transport_->last_error());
+            return transport_failed();
         }
     }
 }
 
 inline PollStatus StreamImpl::wait_for_progress() {
+    waker_.prepare();
     for (;;) {
         const PollStatus s = poll();
         if (s != PollStatus::pending) return s;
         const WaitInfo w = wait_info();
-        std::unique_lock<std::mutex> lock(wait_mutex_);
-        wait_cv_.wait_for(lock, w.timeout, [this] { return cancelled_.load(); });
+        if (w.socket != static_cast<socket_handle>(-1)) {
+            wait_for_socket(static_cast<native_socket>(w.socket), w.want_read, w.want_write, w.timeout, waker_);
+        } else {
+            std::unique_lock<std::mutex> lock(wait_mutex_);
+            wait_cv_.wait_for(lock, w.timeout, [this] { return cancelled_.load(); });
+        }
     }
 }
 
@@ -3011,8 +3629,11 @@ inline Stream replay_stream(const Config& config, std::string response, std::vec
                             std::chrono::milliseconds delay = std::chrono::milliseconds(0)) {
     auto client = std::make_shared<ClientState>();
     client->config = config;
-    auto transport = std::make_unique<MemoryTransport>(std::move(response), std::move(segment_ends), delay);
-    return Stream(std::make_unique<StreamImpl>(std::move(client), std::move(transport), std::string()));
+    // Every attempt (a retried 5xx, say) is answered with the same bytes.
+    TransportFactory factory = [response = std::move(response), segment_ends = std::move(segment_ends), delay](bool) {
+        return std::make_unique<MemoryTransport>(response, segment_ends, delay);
+    };
+    return Stream(std::make_unique<StreamImpl>(std::move(client), std::move(factory), std::string()));
 }
 
 /* The same over borrowed bytes, which must outlive the stream. */
@@ -3020,8 +3641,10 @@ inline Stream replay_stream_borrowed(const Config& config, std::string_view resp
                                      std::vector<std::size_t> segment_ends = {}) {
     auto client = std::make_shared<ClientState>();
     client->config = config;
-    auto transport = std::make_unique<MemoryTransport>(response, std::move(segment_ends));
-    return Stream(std::make_unique<StreamImpl>(std::move(client), std::move(transport), std::string()));
+    TransportFactory factory = [response, segment_ends = std::move(segment_ends)](bool) {
+        return std::make_unique<MemoryTransport>(response, segment_ends);
+    };
+    return Stream(std::make_unique<StreamImpl>(std::move(client), std::move(factory), std::string()));
 }
 
 }  // namespace detail
@@ -3210,10 +3833,11 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
     if (!detail::build_request_body(config, messages, options, body, error)) return failed(std::move(error));
     if (config.stub_mode()) {
         const std::string& model = options.model.empty() ? config.model : options.model;
-        detail::StubResponse stub = detail::make_stub_response(messages, model);
-        auto transport = std::make_unique<detail::MemoryTransport>(std::move(stub.bytes), std::move(stub.segment_ends),
-                                                                   config.stub_chunk_delay);
-        return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(transport), std::move(body)));
+        auto stub = std::make_shared<detail::StubResponse>(detail::make_stub_response(messages, model));
+        detail::TransportFactory factory = [stub, delay = config.stub_chunk_delay](bool) {
+            return std::make_unique<detail::MemoryTransport>(stub->bytes, stub->segment_ends, delay);
+        };
+        return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(factory), std::move(body)));
     }
     detail::Url url;
     std::string why;
@@ -3222,9 +3846,12 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
         error.message = "LLM_BASE_URL: " + why;
         return failed(std::move(error));
     }
-    error.code = ErrorCode::io;
-    error.message = "network transport is not available in this build yet (only stub mode)";
-    return failed(std::move(error));
+    std::string request;
+    if (!detail::build_http_request(config, url, body, request, error)) return failed(std::move(error));
+    detail::TransportFactory factory = [client = state_, url](bool allow_pooled) {
+        return std::make_unique<detail::NetworkTransport>(client, url, allow_pooled);
+    };
+    return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(factory), std::move(request)));
 }
 
 std::shared_ptr<TlsBackend> make_default_tls_backend(const TlsOptions& options, std::string& error) {

@@ -797,8 +797,9 @@ TEST_CASE("replay: a 401 with an OpenAI error body") {
     CHECK(s.stats().chunks == 0);
 }
 
-TEST_CASE("replay: a 500 with a plain-text body") {
+TEST_CASE("replay: a 500 with a plain-text body is retried, then reported") {
     Config config = stub_config();
+    config.retry.initial_backoff = std::chrono::milliseconds(1);  // every replayed attempt gets the same 500
     const std::string response = whole_response("HTTP/1.1 500 Internal Server Error", "text/plain",
                                                  "upstream model server is overloaded\n");
     Stream s = llm_stream::detail::replay_stream(config, response);
@@ -807,6 +808,8 @@ TEST_CASE("replay: a 500 with a plain-text body") {
     CHECK(s.error().http_status == 500);
     INFO(s.error().message);
     CHECK(contains(s.error().message, "upstream model server is overloaded"));
+    CHECK(contains(s.error().message, "after 4 attempts"));
+    CHECK(s.stats().attempts == 4);
 }
 
 TEST_CASE("replay: an error event after some content") {
