@@ -1258,6 +1258,8 @@ public:
     /* Calls visit(name, value) for every header line, in order. */
     template <class Visit> void for_each_header(Visit visit) const;
 
+    /* The message is complete (its end is reported by the next feed(), even with no bytes). */
+    bool complete() const noexcept { return state_ == State::done; }
     ErrorCode error_code() const noexcept { return error_code_; }
     const char* error_message() const noexcept { return error_message_; }
 
@@ -3553,8 +3555,9 @@ inline PollStatus StreamImpl::exchange() {
             if (s == SseParser::Status::error) return fail(sse_.error_code(), sse_.error_message());
             continue;
         }
-        // 2. Received bytes for the HTTP reader.
-        if (receive_pos_ < receive_end_) {
+        // 2. Received bytes for the HTTP reader (or its end: a Content-Length body can end exactly
+        //    where the bytes received so far do).
+        if (receive_pos_ < receive_end_ || http_.complete()) {
             const HttpResponseReader::Step step =
                 http_.feed(receive_.data() + receive_pos_, receive_end_ - receive_pos_);
             receive_pos_ += step.consumed;
