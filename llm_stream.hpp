@@ -2079,7 +2079,7 @@ inline bool JsonCursor::skip_value(int depth) noexcept {
 
 /* Compares an escaped member name with a literal ("\u0063ontent" is "content"). */
 inline bool json_escaped_key_is(const JsonSpan& key, std::string_view name) noexcept {
-    char decoded[64];
+    char decoded[128];  // room for a 21-character name written entirely in \u escapes
     if (key.size() > sizeof decoded) return false;
     const std::size_t n = json_decode_string(key.begin, key.end, decoded);
     return std::string_view(decoded, n) == name;
@@ -2297,7 +2297,8 @@ inline std::string_view DeltaExtractor::decode(const JsonSpan& s) {
 
 inline void DeltaExtractor::build_events() {
     const ChoiceFields& ch = choice_;
-    const JsonSpan& reasoning = ch.reasoning_content.present() ? ch.reasoning_content : ch.reasoning;
+    // One text per event: reasoning_content (DashScope, DeepSeek) wins over reasoning when it has any.
+    const JsonSpan& reasoning = ch.reasoning_content.size() ? ch.reasoning_content : ch.reasoning;
     // Decoding never lengthens a string, so one reservation keeps every view stable.
     std::size_t room = ch.content.size() + reasoning.size() + ch.finish_reason.size();
     for (const ToolFields& t : tools_) room += t.id.size() + t.name.size() + t.arguments.size();
@@ -2425,6 +2426,10 @@ inline void json_write_string(std::string& out, std::string_view s) {
 
 /* Shortest text that reads back as the same double, independent of the C locale. */
 inline void json_write_number(std::string& out, double value) {
+    if (!std::isfinite(value)) {  // JSON has no NaN or infinity
+        out += "null";
+        return;
+    }
     char buffer[32];
     const auto r = std::to_chars(buffer, buffer + sizeof buffer, value);
     out.append(buffer, static_cast<std::size_t>(r.ptr - buffer));

@@ -1,0 +1,695 @@
+// The recorded corpus (tests/data/streams): every stream, inside every HTTP framing (chunked with odd
+// chunk sizes, Content-Length, close-delimited), fed whole, byte by byte and split at random points,
+// runs through the whole pipeline (HTTP reader -> SSE -> JSON -> Stream) and must decode to exactly
+// what manifest.json expects, with the same events every time.
+#define LLM_STREAM_IMPLEMENTATION
+#include "llm_stream.hpp"
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#ifndef LLM_STREAM_TEST_DATA_DIR
+#define LLM_STREAM_TEST_DATA_DIR "tests/data"
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace d = llm_stream::detail;
+using llm_stream::Event;
+using llm_stream::EventType;
+
+namespace {
+
+const std::string kStreamsDir = std::string(LLM_STREAM_TEST_DATA_DIR) + "/streams";
+
+bool read_file(const std::string& path, std::string& out) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return false;
+    out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   What a stream decodes to
+   --------------------------------------------------------------------------------------------- */
+
+struct ToolCall {
+    int index = 0;
+    std::string id, name, arguments;
+    bool operator==(const ToolCall& o) const {
+        return index == o.index && id == o.id && name == o.name && arguments == o.arguments;
+    }
+};
+
+struct UsageCounts {
+    std::int64_t prompt = 0, completion = 0, total = 0;
+    bool operator==(const UsageCounts& o) const {
+        return prompt == o.prompt && completion == o.completion && total == o.total;
+    }
+};
+
+struct Outcome {
+    std::string content;
+    std::string reasoning;
+    std::vector<ToolCall> tool_calls;  // ordered by index
+    std::optional<std::string> finish_reason;
+    std::optional<UsageCounts> usage;
+    bool operator==(const Outcome& o) const {
+        return content == o.content && reasoning == o.reasoning && tool_calls == o.tool_calls &&
+               finish_reason == o.finish_reason && usage == o.usage;
+    }
+};
+
+std::string describe(const Outcome& o) {
+    std::ostringstream s;
+    s << "content=[" << o.content << "] reasoning=[" << o.reasoning << "] tool_calls=" << o.tool_calls.size();
+    for (const ToolCall& t : o.tool_calls)
+        s << " {" << t.index << "," << t.id << "," << t.name << ",[" << t.arguments << "]}";
+    s << " finish=" << (o.finish_reason ? "[" + *o.finish_reason + "]" : std::string("none"));
+    if (o.usage) s << " usage=" << o.usage->prompt << "/" << o.usage->completion << "/" << o.usage->total;
+    else s << " usage=none";
+    return s.str();
+}
+
+}  // namespace
+
+namespace doctest {
+template <> struct StringMaker<Outcome> {
+    static String convert(const Outcome& o) { return describe(o).c_str(); }
+};
+}  // namespace doctest
+
+namespace {
+
+/* ---------------------------------------------------------------------------------------------
+   manifest.json, read with the library's own validating cursor
+   --------------------------------------------------------------------------------------------- */
+
+struct Entry {
+    std::string file;
+    Outcome expected;
+};
+
+std::string decode(const d::JsonSpan& s) {
+    std::string out(s.size(), '\0');
+    if (s.size()) out.resize(d::json_decode_string(s.begin, s.end, &out[0]));
+    return out;
+}
+
+bool read_string(d::JsonCursor& c, std::string& out) {
+    if (!c.at('"')) return c.fail("expected a string");
+    d::JsonSpan span;
+    if (!c.string(span)) return false;
+    out = decode(span);
+    return true;
+}
+
+bool read_integer(d::JsonCursor& c, std::int64_t& out) {
+    bool is_int = false;
+    if (!c.number(&out, &is_int)) return false;
+    return is_int || c.fail("expected an integer");
+}
+
+bool read_optional_string(d::JsonCursor& c, std::optional<std::string>& out) {
+    if (c.at('n')) {
+        out.reset();
+        return c.literal("null", 4);
+    }
+    std::string s;
+    if (!read_string(c, s)) return false;
+    out = s;
+    return true;
+}
+
+bool read_usage(d::JsonCursor& c, int depth, std::optional<UsageCounts>& out) {
+    if (c.at('n')) {
+        out.reset();
+        return c.literal("null", 4);
+    }
+    if (!c.at('{')) return c.fail("usage must be an object or null");
+    UsageCounts u;
+    const bool ok = c.object(depth + 1, [&](const d::JsonSpan& key, int dd) {
+        const std::string k = decode(key);
+        if (k == "prompt_tokens") return read_integer(c, u.prompt);
+        if (k == "completion_tokens") return read_integer(c, u.completion);
+        if (k == "total_tokens") return read_integer(c, u.total);
+        return c.skip_value(dd);
+    });
+    if (ok) out = u;
+    return ok;
+}
+
+bool read_tool_calls(d::JsonCursor& c, int depth, std::vector<ToolCall>& out) {
+    if (!c.at('[')) return c.fail("tool_calls must be an array");
+    return c.array(depth + 1, [&](int dd) {
+        if (!c.at('{')) return c.fail("a tool call must be an object");
+        ToolCall t;
+        const bool ok = c.object(dd + 1, [&](const d::JsonSpan& key, int ddd) {
+            const std::string k = decode(key);
+            if (k == "index") {
+                std::int64_t i = 0;
+                if (!read_integer(c, i)) return false;
+                t.index = static_cast<int>(i);
+                return true;
+            }
+            if (k == "id") return read_string(c, t.id);
+            if (k == "name") return read_string(c, t.name);
+            if (k == "arguments") return read_string(c, t.arguments);
+            return c.skip_value(ddd);
+        });
+        if (ok) out.push_back(t);
+        return ok;
+    });
+}
+
+bool read_expected(d::JsonCursor& c, int depth, Outcome& out, int& fields) {
+    if (!c.at('{')) return c.fail("expected must be an object");
+    return c.object(depth + 1, [&](const d::JsonSpan& key, int dd) {
+        const std::string k = decode(key);
+        ++fields;
+        if (k == "content") return read_string(c, out.content);
+        if (k == "reasoning") return read_string(c, out.reasoning);
+        if (k == "tool_calls") return read_tool_calls(c, dd, out.tool_calls);
+        if (k == "finish_reason") return read_optional_string(c, out.finish_reason);
+        if (k == "usage") return read_usage(c, dd, out.usage);
+        --fields;
+        return c.skip_value(dd);
+    });
+}
+
+bool parse_manifest(std::string_view text, std::vector<Entry>& entries, std::string& why) {
+    const char* reason = "";
+    if (!d::json_valid(text, &reason)) {
+        why = std::string("manifest.json is not valid JSON: ") + reason;
+        return false;
+    }
+    d::JsonCursor c(text.data(), text.data() + text.size());
+    c.skip_ws();
+    if (!c.at('[')) {
+        why = "manifest.json must be an array";
+        return false;
+    }
+    const bool ok = c.array(1, [&](int depth) {
+        if (!c.at('{')) return c.fail("an entry must be an object");
+        Entry e;
+        bool have_file = false;
+        int expected_fields = -1;
+        const bool entry_ok = c.object(depth + 1, [&](const d::JsonSpan& key, int dd) {
+            const std::string k = decode(key);
+            if (k == "file") {
+                have_file = true;
+                return read_string(c, e.file);
+            }
+            if (k == "expected") {
+                expected_fields = 0;
+                return read_expected(c, dd, e.expected, expected_fields);
+            }
+            return c.skip_value(dd);
+        });
+        if (!entry_ok) return false;
+        if (!have_file) return c.fail("an entry has no file");
+        if (expected_fields != 5) return c.fail("an entry's expected needs all five fields");
+        entries.push_back(e);
+        return true;
+    });
+    if (!ok) {
+        why = std::string("manifest.json: ") + c.why + " at byte " + std::to_string(c.p - c.start);
+        return false;
+    }
+    return true;
+}
+
+const std::vector<Entry>& manifest() {
+    static const std::vector<Entry> entries = [] {
+        std::vector<Entry> out;
+        std::string text, why;
+        if (!read_file(kStreamsDir + "/manifest.json", text)) {
+            std::fprintf(stderr, "cannot read %s/manifest.json\n", kStreamsDir.c_str());
+            return out;
+        }
+        if (!parse_manifest(text, out, why)) {
+            std::fprintf(stderr, "%s\n", why.c_str());
+            out.clear();
+        }
+        return out;
+    }();
+    return entries;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   HTTP framings
+   --------------------------------------------------------------------------------------------- */
+
+struct Framing {
+    std::string name;
+    std::string response;
+    std::size_t body_offset = 0;  // where the body starts in response
+};
+
+const char kHead[] =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Type: text/event-stream; charset=utf-8\r\n"
+    "Cache-Control: no-cache\r\n"
+    "X-Request-Id: replay\r\n";
+
+std::string hex(std::size_t n, bool upper) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, upper ? "%zX" : "%zx", n);
+    return buf;
+}
+
+// Chunked with chunk sizes from next_size(); the last chunk and an empty trailer section end it.
+template <class NextSize>
+std::string chunked_body(std::string_view body, NextSize next_size, bool upper) {
+    std::string out;
+    std::size_t at = 0;
+    while (at < body.size()) {
+        const std::size_t n = std::min(next_size(), body.size() - at);
+        out += hex(n, upper);
+        out += "\r\n";
+        out.append(body.substr(at, n));
+        out += "\r\n";
+        at += n;
+    }
+    out += "0\r\n\r\n";
+    return out;
+}
+
+std::vector<Framing> framings(const std::string& body, std::uint32_t seed) {
+    std::vector<Framing> out;
+    const std::string chunked_head = std::string(kHead) + "Transfer-Encoding: chunked\r\n\r\n";
+    for (std::size_t size : {1u, 7u, 13u, 64u}) {
+        out.push_back({"chunked/" + std::to_string(size),
+                       chunked_head + chunked_body(body, [size] { return size; }, false), chunked_head.size()});
+    }
+    std::mt19937 rng(seed);
+    out.push_back({"chunked/random",
+                   chunked_head + chunked_body(body, [&rng] { return 1 + static_cast<std::size_t>(rng() % 300); }, true),
+                   chunked_head.size()});
+    const std::string length_head = std::string(kHead) + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    out.push_back({"content-length", length_head + body, length_head.size()});
+    const std::string close_head = std::string(kHead) + "Connection: close\r\n\r\n";
+    out.push_back({"close-delimited", close_head + body, close_head.size()});
+    return out;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Running a response through the pipeline
+   --------------------------------------------------------------------------------------------- */
+
+std::size_t code_points(std::string_view s) {
+    std::size_t n = 0;
+    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    return n;
+}
+
+struct Run {
+    Outcome outcome;
+    std::vector<std::string> trace;  // every event, in order
+    std::size_t content_events = 0;
+    bool text_always_valid_utf8 = true;
+    bool empty_text_event = false;   // a content/reasoning event with no text
+    llm_stream::Stats stats;
+    llm_stream::ErrorCode error = llm_stream::ErrorCode::none;
+    std::string error_message;
+    bool finished = false;
+    std::vector<std::string> warnings;
+};
+
+void record(Run& run, const Event& e) {
+    auto utf8 = [&](std::string_view v) {
+        if (!d::utf8_valid(v.data(), v.data() + v.size())) run.text_always_valid_utf8 = false;
+    };
+    switch (e.type) {
+    case EventType::content:
+        ++run.content_events;
+        run.outcome.content.append(e.text);
+        utf8(e.text);
+        if (e.text.empty()) run.empty_text_event = true;
+        run.trace.push_back("content:" + std::string(e.text));
+        break;
+    case EventType::reasoning:
+        run.outcome.reasoning.append(e.text);
+        utf8(e.text);
+        if (e.text.empty()) run.empty_text_event = true;
+        run.trace.push_back("reasoning:" + std::string(e.text));
+        break;
+    case EventType::tool_call: {
+        const llm_stream::ToolCallDelta& t = e.tool_call;
+        auto it = std::find_if(run.outcome.tool_calls.begin(), run.outcome.tool_calls.end(),
+                               [&](const ToolCall& c) { return c.index == t.index; });
+        if (it == run.outcome.tool_calls.end()) {
+            ToolCall c;
+            c.index = t.index;
+            it = run.outcome.tool_calls.insert(
+                std::upper_bound(run.outcome.tool_calls.begin(), run.outcome.tool_calls.end(), c,
+                                 [](const ToolCall& a, const ToolCall& b) { return a.index < b.index; }),
+                c);
+        }
+        // id and name from the first fragment that has them; arguments concatenated.
+        if (t.id && it->id.empty()) it->id = std::string(*t.id);
+        if (t.name && it->name.empty()) it->name = std::string(*t.name);
+        if (t.arguments) it->arguments.append(*t.arguments);
+        std::string line = "tool_call:" + std::to_string(t.index);
+        for (const auto& part : {t.id, t.name, t.arguments}) {
+            line += part ? "|" + std::string(*part) : std::string("|-");
+            if (part) utf8(*part);
+        }
+        run.trace.push_back(line);
+        break;
+    }
+    case EventType::finish:
+        run.outcome.finish_reason = std::string(e.text);
+        utf8(e.text);
+        run.trace.push_back("finish:" + std::string(e.text));
+        break;
+    case EventType::usage:
+        run.outcome.usage = UsageCounts{e.usage.prompt_tokens, e.usage.completion_tokens, e.usage.total_tokens};
+        run.trace.push_back("usage:" + std::to_string(e.usage.prompt_tokens) + "/" +
+                            std::to_string(e.usage.completion_tokens) + "/" + std::to_string(e.usage.total_tokens));
+        break;
+    }
+}
+
+llm_stream::Config replay_config(std::vector<std::string>* warnings, std::size_t receive_buffer) {
+    llm_stream::Config cfg;
+    cfg.log_level = llm_stream::LogLevel::warning;
+    cfg.log = [warnings](llm_stream::LogLevel, std::string_view message) { warnings->emplace_back(message); };
+    if (receive_buffer) cfg.limits.receive_buffer_bytes = receive_buffer;
+    return cfg;
+}
+
+void finish_run(Run& run, const llm_stream::Stream& stream) {
+    run.stats = stream.stats();
+    run.error = stream.error().code;
+    run.error_message = stream.error().message;
+    run.finished = stream.finished();
+}
+
+enum class Drive { next_event, poll };
+
+Run replay(const std::string& response, std::vector<std::size_t> ends, std::size_t receive_buffer = 0,
+           Drive drive = Drive::next_event) {
+    Run run;
+    llm_stream::Stream stream = d::replay_stream(replay_config(&run.warnings, receive_buffer), response, std::move(ends));
+    if (drive == Drive::next_event) {
+        while (const Event* e = stream.next_event()) record(run, *e);
+    } else {
+        for (int spins = 0; spins < 10000000; ++spins) {
+            const llm_stream::PollStatus s = stream.poll();
+            if (s == llm_stream::PollStatus::event) record(run, stream.current_event());
+            else if (s != llm_stream::PollStatus::pending) break;
+        }
+    }
+    finish_run(run, stream);
+    return run;
+}
+
+// Where each transport read stops: a sorted list of offsets.
+std::vector<std::size_t> every_byte(std::size_t size) {
+    std::vector<std::size_t> ends(size);
+    for (std::size_t i = 0; i < size; ++i) ends[i] = i + 1;
+    return ends;
+}
+
+std::vector<std::size_t> random_splits(std::size_t size, std::mt19937& rng) {
+    std::set<std::size_t> points;
+    // Few, some or many splits.
+    const std::size_t cap = std::max<std::size_t>(1, size / (rng() % 3 == 0 ? 2 : 40));
+    const std::size_t count = 1 + rng() % cap;
+    for (std::size_t i = 0; i < count; ++i) points.insert(1 + rng() % size);
+    return {points.begin(), points.end()};
+}
+
+/* Checks one run against the manifest and against the first run of the same stream. */
+void check_run(const Entry& entry, const Framing& framing, const std::string& split_name, const Run& run,
+               const Run* baseline) {
+    CAPTURE(entry.file);
+    CAPTURE(framing.name);
+    CAPTURE(split_name);
+    CHECK(run.finished);
+    CHECK(run.error == llm_stream::ErrorCode::none);
+    if (run.error != llm_stream::ErrorCode::none) {
+        CAPTURE(run.error_message);
+        CHECK(run.error_message.empty());
+    }
+    CHECK(run.outcome == entry.expected);
+    CHECK(run.text_always_valid_utf8);
+    CHECK_FALSE(run.empty_text_event);
+    // Stats agree with the events handed out.
+    CHECK(run.stats.chunks == run.content_events);
+    CHECK(run.stats.chars == code_points(run.outcome.content));
+    CHECK(run.stats.content_bytes == run.outcome.content.size());
+    CHECK(run.stats.skipped_events == 0);
+    CHECK(run.stats.attempts == 1);
+    CHECK(run.stats.finish_reason == entry.expected.finish_reason.value_or(""));
+    CHECK(run.stats.has_usage == entry.expected.usage.has_value());
+    if (entry.expected.usage && run.stats.has_usage) {
+        CHECK(run.stats.usage.prompt_tokens == entry.expected.usage->prompt);
+        CHECK(run.stats.usage.completion_tokens == entry.expected.usage->completion);
+        CHECK(run.stats.usage.total_tokens == entry.expected.usage->total);
+    }
+    CHECK(run.stats.received_bytes > framing.body_offset);
+    CHECK(run.stats.received_bytes <= framing.response.size());
+    CHECK((run.stats.first_chunk_ms >= 0) == !entry.expected.content.empty());
+    CHECK(run.stats.total_ms >= 0);
+    // Complete, well-formed recordings: nothing to warn about.
+    CHECK(run.warnings.empty());
+    if (!run.warnings.empty()) {
+        CAPTURE(run.warnings.front());
+        CHECK(run.warnings.front().empty());
+    }
+    // The very same events, whatever the framing or the split points.
+    if (baseline) {
+        CHECK(run.trace == baseline->trace);
+        CHECK(run.stats.events == baseline->stats.events);
+    }
+}
+
+}  // namespace
+
+/* =============================================================================================
+   The corpus itself
+   ============================================================================================= */
+
+TEST_CASE("manifest.json lists every recorded stream, and each one exists") {
+    const std::vector<Entry>& entries = manifest();
+    CHECK(entries.size() >= 12);
+    std::set<std::string> listed;
+    for (const Entry& e : entries) {
+        CAPTURE(e.file);
+        CHECK(listed.insert(e.file).second);  // no duplicates
+        std::string body;
+        CHECK(read_file(kStreamsDir + "/" + e.file, body));
+        CHECK_FALSE(body.empty());
+        // The expectations are themselves well-formed.
+        CHECK(d::utf8_valid(e.expected.content.data(), e.expected.content.data() + e.expected.content.size()));
+        for (std::size_t i = 1; i < e.expected.tool_calls.size(); ++i)
+            CHECK(e.expected.tool_calls[i - 1].index < e.expected.tool_calls[i].index);
+    }
+    std::error_code ec;
+    std::size_t on_disk = 0;
+    for (const auto& item : std::filesystem::directory_iterator(kStreamsDir, ec)) {
+        const std::string name = item.path().filename().string();
+        if (name.size() > 4 && name.substr(name.size() - 4) == ".sse") {
+            ++on_disk;
+            CAPTURE(name);
+            CHECK(listed.count(name) == 1);
+        }
+    }
+    CHECK_FALSE(ec);
+    CHECK(on_disk == entries.size());
+
+    // Spot checks that the reader decoded the manifest's escapes and nulls.
+    for (const Entry& e : entries) {
+        if (e.file == "json-edge-cases.sse") {
+            CHECK(e.expected.content == "\xE4\xBD\xA0\xE5\xA5\xBD \xF0\x9F\x98\x80 \"q\" \\ / \b\f\n\r\tspaced!");
+            CHECK_FALSE(e.expected.finish_reason.has_value());
+            CHECK_FALSE(e.expected.usage.has_value());
+        }
+        if (e.file == "openai-tool-calls-parallel.sse") {
+            CHECK(e.expected.tool_calls.size() == 2);
+            if (e.expected.tool_calls.size() == 2) {
+                CHECK(e.expected.tool_calls[1].name == "get_history_weather");
+                CHECK(e.expected.tool_calls[0].arguments.find("\"location\"") != std::string::npos);
+            }
+        }
+    }
+}
+
+TEST_CASE("every recorded stream decodes as the manifest says, in every framing and at every split") {
+    const std::vector<Entry>& entries = manifest();
+    CHECK_FALSE(entries.empty());
+    const int kSeeds = 50;
+    std::size_t runs = 0;
+    for (std::size_t n = 0; n < entries.size(); ++n) {
+        const Entry& entry = entries[n];
+        std::string body;
+        if (!read_file(kStreamsDir + "/" + entry.file, body)) {
+            CAPTURE(entry.file);
+            CHECK(false);
+            continue;
+        }
+        std::optional<Run> baseline;
+        for (const Framing& framing : framings(body, static_cast<std::uint32_t>(1000 + n))) {
+            const std::string& response = framing.response;
+            Run whole = replay(response, {});
+            check_run(entry, framing, "whole", whole, baseline ? &*baseline : nullptr);
+            if (!baseline) baseline = whole;
+            check_run(entry, framing, "every byte", replay(response, every_byte(response.size())), &*baseline);
+            check_run(entry, framing, "1-byte receive buffer", replay(response, {}, 1), &*baseline);
+            runs += 3;
+            for (int seed = 0; seed < kSeeds; ++seed) {
+                std::mt19937 rng(static_cast<std::uint32_t>(seed * 7919 + n * 104729 + framing.name.size()));
+                std::vector<std::size_t> ends = random_splits(response.size(), rng);
+                // Half the seeds also shrink the transport's read size.
+                const std::size_t receive = seed % 2 ? 1 + rng() % 97 : 0;
+                const Drive drive = seed % 5 == 4 ? Drive::poll : Drive::next_event;
+                const std::string name = "seed " + std::to_string(seed) + " (" + std::to_string(ends.size()) +
+                                         " splits, receive " + std::to_string(receive) +
+                                         (drive == Drive::poll ? ", poll)" : ")");
+                check_run(entry, framing, name, replay(response, std::move(ends), receive, drive), &*baseline);
+                ++runs;
+            }
+        }
+    }
+    MESSAGE("replayed " << runs << " responses");
+    CHECK(runs == entries.size() * 7 * (3 + kSeeds));
+}
+
+TEST_CASE("next_chunk() yields exactly the content, one content event per chunk") {
+    for (const Entry& entry : manifest()) {
+        std::string body;
+        CHECK(read_file(kStreamsDir + "/" + entry.file, body));
+        for (const Framing& framing : framings(body, 77)) {
+            for (bool per_byte : {false, true}) {
+                CAPTURE(entry.file);
+                CAPTURE(framing.name);
+                CAPTURE(per_byte);
+                std::vector<std::string> warnings;
+                llm_stream::Stream stream = d::replay_stream(
+                    replay_config(&warnings, 0), framing.response,
+                    per_byte ? every_byte(framing.response.size()) : std::vector<std::size_t>{});
+                std::string content;
+                std::size_t chunks = 0;
+                bool all_valid = true, any_empty = false;
+                while (auto chunk = stream.next_chunk()) {
+                    content.append(*chunk);
+                    ++chunks;
+                    all_valid = all_valid && d::utf8_valid(chunk->data(), chunk->data() + chunk->size());
+                    any_empty = any_empty || chunk->empty();
+                }
+                CHECK(content == entry.expected.content);
+                CHECK(all_valid);
+                CHECK_FALSE(any_empty);
+                CHECK_FALSE(stream.error());
+                CHECK(stream.finished());
+                const llm_stream::Stats stats = stream.stats();
+                CHECK(stats.chunks == chunks);
+                CHECK(stats.chars == code_points(content));
+                // Other events were consumed on the way: their stats still count.
+                CHECK(stats.finish_reason == entry.expected.finish_reason.value_or(""));
+                CHECK(stats.has_usage == entry.expected.usage.has_value());
+                CHECK(warnings.empty());
+            }
+        }
+    }
+}
+
+TEST_CASE("range-for over a replayed stream") {
+    for (const Entry& entry : manifest()) {
+        std::string body;
+        CHECK(read_file(kStreamsDir + "/" + entry.file, body));
+        const Framing framing = framings(body, 5)[1];  // chunked, 7-byte chunks
+        std::vector<std::string> warnings;
+        llm_stream::Stream stream = d::replay_stream(replay_config(&warnings, 0), framing.response);
+        std::string content;
+        for (std::string_view chunk : stream) content.append(chunk);
+        CAPTURE(entry.file);
+        CHECK(content == entry.expected.content);
+        CHECK_FALSE(stream.error());
+    }
+}
+
+/* =============================================================================================
+   The JSON layer inside the pipeline: undecodable events and error events
+   ============================================================================================= */
+
+TEST_CASE("pipeline: an undecodable event is skipped with a warning; an error event ends the stream") {
+    const std::string body =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"A\\u00e9\"}}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"LOST\"}}],}\n\n"  // trailing comma
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"B\xF0\x9F\x98\x80\"}}]}\n\n"
+        "data: {\"error\":{\"message\":\"The engine is overloaded\",\"type\":\"server_error\",\"code\":529}}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"NEVER\"}}]}\n\n"
+        "data: [DONE]\n\n";
+    std::optional<std::vector<std::string>> first_trace;
+    int runs = 0;
+    for (const Framing& framing : framings(body, 3)) {
+        std::mt19937 rng(11u);
+        for (int split = 0; split < 12; ++split) {
+            std::vector<std::size_t> ends = split == 0   ? std::vector<std::size_t>{}
+                                            : split == 1 ? every_byte(framing.response.size())
+                                                         : random_splits(framing.response.size(), rng);
+            const Run run = replay(framing.response, std::move(ends));
+            CAPTURE(framing.name);
+            CAPTURE(split);
+            CHECK(run.outcome.content == "A\xC3\xA9" "B\xF0\x9F\x98\x80");  // the text before the error stays
+            CHECK(run.content_events == 2);
+            CHECK(run.finished);
+            CHECK(run.error == llm_stream::ErrorCode::server_error);
+            CHECK(run.error_message.find("The engine is overloaded") != std::string::npos);
+            CHECK(run.error_message.find("server_error") != std::string::npos);
+            CHECK(run.error_message.find("529") != std::string::npos);
+            CHECK(run.stats.skipped_events == 1);
+            CHECK(run.stats.chunks == 2);
+            CHECK(run.stats.chars == 4);
+            CHECK(run.warnings.size() == 1);  // the skipped event
+            if (!first_trace) first_trace = run.trace;
+            CHECK(run.trace == *first_trace);
+            ++runs;
+        }
+    }
+    CHECK(runs == 7 * 12);
+}
+
+TEST_CASE("pipeline: events that are not chat chunks never stop a stream") {
+    const std::string body =
+        "data: {\"choices\":[],\"prompt_filter_results\":[{\"prompt_index\":0}]}\n\n"   // Azure preamble
+        "data: [1,2,3]\n\n"                                                           // not an object
+        "data: \"just a string\"\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"}}],\"error\":null}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\ud83d\"}}]}\n\n"   // only a lone surrogate
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\xFF\xFE\"}}]}\n\n"   // only invalid bytes
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n"
+        "data: [DONE]\n\n";
+    for (const Framing& framing : framings(body, 4)) {
+        for (bool per_byte : {false, true}) {
+            const Run run = replay(framing.response, per_byte ? every_byte(framing.response.size())
+                                                              : std::vector<std::size_t>{});
+            CAPTURE(framing.name);
+            CAPTURE(per_byte);
+            CHECK(run.error == llm_stream::ErrorCode::none);
+            CHECK(run.outcome.content == "ok");
+            CHECK(run.content_events == 1);
+            CHECK_FALSE(run.empty_text_event);
+            CHECK(run.outcome.finish_reason == std::optional<std::string>("stop"));
+            CHECK(run.outcome.usage.has_value());
+            CHECK(run.stats.skipped_events == 2);
+            CHECK(run.warnings.size() == 2);
+        }
+    }
+}
