@@ -731,7 +731,10 @@ inline std::optional<std::int64_t> parse_http_date(std::string_view s) noexcept 
         !number(time_t_.substr(3, 2), mm) || !number(time_t_.substr(6, 2), ss))
         return std::nullopt;
     if (year_t.size() == 2) year += year < 70 ? 2000 : 1900;  // RFC 850's two-digit years
-    if (day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 || year < 1970 || year > 9999)
+    static const unsigned char month_days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    const unsigned last_day = month == 2 && !leap ? 28u : month_days[month - 1];
+    if (day < 1 || day > last_day || hh > 23 || mm > 59 || ss > 60 || year < 1970 || year > 9999)
         return std::nullopt;
     return days_from_civil(static_cast<std::int64_t>(year), static_cast<unsigned>(month),
                            static_cast<unsigned>(day)) * 86400 +
@@ -1355,6 +1358,19 @@ inline bool is_token_char(char c) noexcept {
 }
 
 inline bool HttpResponseReader::parse_head() {
+    // RFC 9112 5.2 and 2.2: an obs-fold (a line break before SP/HT) and a bare CR or a NUL inside a
+    // field become spaces, so every later reader of the head sees one clean line per field.
+    char* h = head_.data();
+    const std::size_t n = head_.size();
+    const std::size_t status_line_end = head_.view().find('\n');
+    for (std::size_t i = 0; i < n; ++i) {
+        if (h[i] == '\0') h[i] = ' ';
+        else if (h[i] == '\r' && (i + 1 >= n || h[i + 1] != '\n')) h[i] = ' ';
+        else if (h[i] == '\n' && i + 1 < n && (h[i + 1] == ' ' || h[i + 1] == '\t') && i > status_line_end) {
+            h[i] = ' ';
+            if (i > 0 && h[i - 1] == '\r') h[i - 1] = ' ';
+        }
+    }
     std::string_view head = head_.view();
     std::size_t nl = head.find('\n');
     std::string_view line = head.substr(0, nl);
@@ -1437,7 +1453,8 @@ inline bool HttpResponseReader::parse_head() {
     no_body_ = status_ == 204 || status_ == 304;
     const bool delimited = no_body_ || chunked_ || content_length_ >= 0;
     // Both framings at once is a smuggling sign: use the message, but not the connection again.
-    const bool both_framings = te_seen && content_length_seen;
+    // Transfer-Encoding in an HTTP/1.0 message is faulty framing (RFC 9112 6.1): read, then close.
+    const bool both_framings = (te_seen && content_length_seen) || (te_seen && minor_version_ == 0);
     keep_alive_ = delimited && !both_framings && !connection_close &&
                   (minor_version_ >= 1 || connection_keep_alive);
     return true;
@@ -1653,6 +1670,7 @@ public:
         line_.clear();
         data_.clear();
         pending_ = {};
+        pending_in_input_ = false;
         has_data_ = false;
         skip_lf_ = false;
         bom_matched_ = 0;
@@ -1687,16 +1705,16 @@ private:
     bool add_data(std::string_view value, bool value_in_input);
     // Copies a data line still pointing into the input into data_, before the input goes away.
     bool materialize_pending() {
-        if (pending_.data() == nullptr) return true;
-        bool ok = data_.assign(pending_);
-        pending_ = {};
-        return ok;
+        if (!pending_in_input_) return true;
+        pending_in_input_ = false;
+        return data_.assign(pending_);
     }
 
     SseLimits limits_;
     ByteBuffer line_;             // a line split across inputs
     ByteBuffer data_;             // the data buffer of the event being assembled
     std::string_view pending_;    // the event's only data line so far, still in the input
+    bool pending_in_input_ = false;
     std::string_view dispatched_;
     bool has_data_ = false;
     bool skip_lf_ = false;        // the previous line ended in CR: a following LF belongs to it
@@ -1713,7 +1731,11 @@ private:
 inline bool SseParser::add_data(std::string_view value, bool value_in_input) {
     if (!has_data_) {
         has_data_ = true;
-        if (value_in_input) { pending_ = value; return true; }
+        if (value_in_input) {
+            pending_ = value;
+            pending_in_input_ = true;
+            return true;
+        }
         return data_.assign(value);
     }
     return materialize_pending() && data_.push_back('\n') && data_.append(value);
@@ -1725,11 +1747,11 @@ inline bool SseParser::process_line(std::string_view line, bool line_in_input, S
             event_type_length_ = 0;
             return false;
         }
-        dispatched_ = pending_.data() ? pending_ : data_.view();
+        dispatched_ = pending_in_input_ ? pending_ : data_.view();
         std::memcpy(dispatched_type_, event_type_, event_type_length_);
         dispatched_type_length_ = event_type_length_;
         event_type_length_ = 0;
-        pending_ = {};
+        pending_in_input_ = false;
         has_data_ = false;
         status = Status::event;
         return true;
@@ -1737,13 +1759,13 @@ inline bool SseParser::process_line(std::string_view line, bool line_in_input, S
     if (line[0] == ':') return false;  // comment
     std::size_t colon = line.find(':');
     std::string_view field = line.substr(0, colon);
-    std::string_view value;
+    std::string_view value = line.substr(line.size());  // "data" alone: an empty value
     if (colon != std::string_view::npos) {
         value = line.substr(colon + 1);
         if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
     }
     if (field == "data") {
-        const std::size_t so_far = !has_data_ ? 0 : pending_.data() ? pending_.size() + 1 : data_.size() + 1;
+        const std::size_t so_far = !has_data_ ? 0 : pending_in_input_ ? pending_.size() + 1 : data_.size() + 1;
         if (so_far + value.size() > limits_.max_event_bytes) {
             status = fail(ErrorCode::limit_exceeded, "SSE event exceeds the limit");
             return true;
