@@ -304,10 +304,14 @@ public:
     /* Blocks until the next typed event; nullptr at the end or on error. */
     const Event* next_event();
 
-    /* Never blocks: advances the stream as far as it can and says what happened. */
+    /* Never blocks (but see Config::resolver about DNS): advances the stream as far as it can and
+       says what happened. */
     PollStatus poll();
     const Event& current_event() const noexcept;  // after poll() returned PollStatus::event
     WaitInfo wait_info() const noexcept;
+    /* After poll() returned pending: blocks until poll() may make progress (the socket is ready, a
+       timer is due, or cancel() was called). A caller that batches output flushes before it. */
+    void wait();
 
     /* Ends the stream with ErrorCode::cancelled. Safe from any thread; wakes a blocked call. */
     void cancel() noexcept;
@@ -3199,6 +3203,7 @@ public:
     }
 
     PollStatus poll();
+    void wait();
     PollStatus wait_for_progress();
     const Event& current_event() const noexcept { return current_; }
     WaitInfo wait_info() const noexcept;
@@ -3638,18 +3643,23 @@ inline PollStatus StreamImpl::exchange() {
     }
 }
 
-inline PollStatus StreamImpl::wait_for_progress() {
+inline void StreamImpl::wait() {
     waker_.prepare();
+    if (cancelled_.load()) return;
+    const WaitInfo w = wait_info();
+    if (w.socket != static_cast<socket_handle>(-1)) {
+        wait_for_socket(static_cast<native_socket>(w.socket), w.want_read, w.want_write, w.timeout, waker_);
+    } else {
+        std::unique_lock<std::mutex> lock(wait_mutex_);
+        wait_cv_.wait_for(lock, w.timeout, [this] { return cancelled_.load(); });
+    }
+}
+
+inline PollStatus StreamImpl::wait_for_progress() {
     for (;;) {
         const PollStatus s = poll();
         if (s != PollStatus::pending) return s;
-        const WaitInfo w = wait_info();
-        if (w.socket != static_cast<socket_handle>(-1)) {
-            wait_for_socket(static_cast<native_socket>(w.socket), w.want_read, w.want_write, w.timeout, waker_);
-        } else {
-            std::unique_lock<std::mutex> lock(wait_mutex_);
-            wait_cv_.wait_for(lock, w.timeout, [this] { return cancelled_.load(); });
-        }
+        wait();
     }
 }
 
@@ -3826,6 +3836,7 @@ const Event& Stream::current_event() const noexcept {
 }
 
 WaitInfo Stream::wait_info() const noexcept { return impl_ ? impl_->wait_info() : WaitInfo{}; }
+void Stream::wait() { if (impl_) impl_->wait(); }
 void Stream::cancel() noexcept { if (impl_) impl_->cancel(); }
 bool Stream::finished() const noexcept { return !impl_ || impl_->finished(); }
 

@@ -1,0 +1,427 @@
+#!/usr/bin/env bash
+# End-to-end checks of the llm-chat command (SPEC section 3), mostly in stub mode.
+#
+#   tests/e2e_llm_chat.sh path/to/llm-chat
+#
+# Runs in a fresh temporary directory (no .env) with LLM_BASE_URL / LLM_API_KEY / LLM_MODEL unset and
+# LLM_STUB_DELAY_MS=0. When python3 is available, each --events line is parsed as JSON and a small local
+# HTTP server covers the network path (a real SSE stream and an HTTP error). Prints "N passed, M failed"
+# and exits nonzero when anything failed.
+
+set -u
+
+if [ $# -ne 1 ] || [ ! -x "$1" ]; then
+    echo "usage: $0 path/to/llm-chat" >&2
+    exit 2
+fi
+case "$1" in
+    /*) BIN=$1 ;;
+    *) BIN=$PWD/$1 ;;
+esac
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/llm-chat-e2e.XXXXXX") || exit 2
+SERVER_PID=
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+cd "$WORK" || exit 2
+
+unset LLM_BASE_URL LLM_API_KEY LLM_MODEL SSL_CERT_FILE SSL_CERT_DIR
+export LLM_STUB_DELAY_MS=0
+
+PYTHON=
+if command -v python3 >/dev/null 2>&1; then PYTHON=python3; fi
+# A hung binary must fail the run, not stall it.
+LIMIT=
+if command -v timeout >/dev/null 2>&1; then LIMIT="timeout 30"; fi
+
+PASSED=0
+FAILED=0
+pass() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
+fail() {
+    FAILED=$((FAILED + 1))
+    echo "FAIL - $1"
+    [ $# -gt 1 ] && echo "       $2"
+    echo "       exit: $RC"
+    echo "       stdout: $(head -c 600 "$WORK/out")"
+    echo "       stderr: $(head -c 600 "$WORK/err")"
+}
+
+# run ARGS... : the binary with stdin from /dev/null; RC, $WORK/out and $WORK/err hold the result.
+run() {
+    $LIMIT "$BIN" "$@" </dev/null >"$WORK/out" 2>"$WORK/err"
+    RC=$?
+}
+# run_stdin TEXT ARGS... : the same with TEXT on stdin.
+run_stdin() {
+    local input=$1
+    shift
+    printf '%s' "$input" | $LIMIT "$BIN" "$@" >"$WORK/out" 2>"$WORK/err"
+    RC=$?
+}
+
+out_has() { grep -q -- "$1" "$WORK/out"; }
+err_has() { grep -q -- "$1" "$WORK/err"; }
+err_count() { grep -c -- "$1" "$WORK/err"; }
+
+# expect_usage_error NAME ARGS... : exit 2, "llm-chat: ..." and the usage text on stderr, nothing on stdout.
+expect_usage_error() {
+    local name=$1
+    shift
+    run "$@"
+    if [ "$RC" -eq 2 ] && err_has '^llm-chat: ' && grep -qi 'usage' "$WORK/err" && [ ! -s "$WORK/out" ]; then
+        pass "$name"
+    else
+        fail "$name" "expected exit 2, 'llm-chat: ...' and usage on stderr, empty stdout"
+    fi
+}
+
+hex_of() { od -An -tx1 | tr -d ' \n'; }
+
+# ------------------------------------------------------------------------------------------------
+# Information and usage
+# ------------------------------------------------------------------------------------------------
+
+run --version
+if [ "$RC" -eq 0 ] && grep -Eq '^llm_stream [0-9]+\.[0-9]+\.[0-9]+ \(tls: [^)]+\)$' "$WORK/out" &&
+    [ "$(wc -l <"$WORK/out")" -eq 1 ]; then
+    pass "--version prints 'llm_stream X.Y.Z (tls: ...)'"
+else
+    fail "--version prints 'llm_stream X.Y.Z (tls: ...)'"
+fi
+
+run --help
+if [ "$RC" -eq 0 ] && grep -qi 'usage' "$WORK/out" && out_has '--temperature' && [ ! -s "$WORK/err" ]; then
+    pass "--help prints the usage to stdout and exits 0"
+else
+    fail "--help prints the usage to stdout and exits 0"
+fi
+
+expect_usage_error "unknown option" --bogus hello
+expect_usage_error "unknown short option" -x hello
+expect_usage_error "missing PROMPT" --stats
+expect_usage_error "no arguments at all"
+expect_usage_error "two PROMPTs" hello world
+expect_usage_error "missing value at the end" hello --model
+expect_usage_error "boolean option given a value" --stats=yes hello
+expect_usage_error "non-numeric temperature" --temperature warm hello
+expect_usage_error "temperature with trailing junk" --temperature 0.7x hello
+expect_usage_error "temperature above 2" --temperature 2.5 hello
+expect_usage_error "negative temperature" --temperature=-0.1 hello
+expect_usage_error "temperature nan" --temperature nan hello
+expect_usage_error "max-tokens 0" --max-tokens 0 hello
+expect_usage_error "negative max-tokens" --max-tokens -5 hello
+expect_usage_error "fractional max-tokens" --max-tokens 1.5 hello
+expect_usage_error "empty max-tokens" --max-tokens= hello
+expect_usage_error "negative timeout" --timeout -1 hello
+expect_usage_error "non-numeric timeout" --timeout soon hello
+expect_usage_error "zero timeout" --timeout 0 hello
+expect_usage_error "negative deadline" --deadline=-3 hello
+expect_usage_error "negative retries" --retries -1 hello
+expect_usage_error "non-numeric retries" --retries many hello
+
+run --stats=yes hello
+if [ "$RC" -eq 2 ] && err_has 'llm-chat: --stats does not take a value'; then
+    pass "the message names the offending option"
+else
+    fail "the message names the offending option"
+fi
+
+# ------------------------------------------------------------------------------------------------
+# Stub mode, plain text
+# ------------------------------------------------------------------------------------------------
+
+run "请介绍运动鞋的特点"
+if [ "$RC" -eq 0 ] && [ -s "$WORK/out" ] && [ "$(tail -c 1 "$WORK/out" | od -An -c | tr -d ' ')" = '\n' ]; then
+    pass "stub reply printed, ending with a newline"
+else
+    fail "stub reply printed, ending with a newline"
+fi
+PLAIN_REPLY=$(hex_of <"$WORK/out")
+if [ "$(err_count 'stub mode')" -eq 1 ] && ! err_has 'error'; then
+    pass "stub mode announced once on stderr"
+else
+    fail "stub mode announced once on stderr"
+fi
+if [ -n "$PYTHON" ]; then
+    if $PYTHON -c 'import sys; sys.stdin.buffer.read().decode("utf-8", "strict")' <"$WORK/out"; then
+        pass "the reply is valid UTF-8"
+    else
+        fail "the reply is valid UTF-8"
+    fi
+fi
+
+run --system "你是一个专业的鞋类销售顾问。" --model=my-model --temperature 0.7 --max-tokens=200 \
+    --timeout 0.5 --deadline=10 --retries 0 --extra '{"top_p":0.9}' --verbose "请介绍运动鞋的特点"
+if [ "$RC" -eq 0 ] && [ -s "$WORK/out" ]; then
+    pass "every option accepted in both forms"
+else
+    fail "every option accepted in both forms"
+fi
+
+run hello --stats --temperature 1
+if [ "$RC" -eq 0 ] && err_has '^LLM stream completed: '; then
+    pass "options after PROMPT"
+else
+    fail "options after PROMPT"
+fi
+
+run -- --not-an-option
+if [ "$RC" -eq 0 ] && [ -s "$WORK/out" ]; then
+    pass "'--' ends the options"
+else
+    fail "'--' ends the options"
+fi
+
+run_stdin $'hi\n' -
+if [ "$RC" -eq 0 ] && [ -s "$WORK/out" ]; then
+    pass "PROMPT '-' reads standard input"
+else
+    fail "PROMPT '-' reads standard input"
+fi
+
+run --insecure hello
+if [ "$RC" -eq 0 ] && err_has '^llm-chat: warning: TLS certificate verification is OFF'; then
+    pass "--insecure warns loudly"
+else
+    fail "--insecure warns loudly"
+fi
+
+run --extra '[1, 2' hello
+if [ "$RC" -eq 2 ] && [ "$(err_count '^llm-chat: error: ')" -eq 1 ] && [ ! -s "$WORK/out" ]; then
+    pass "--extra that is not a JSON object is bad usage"
+else
+    fail "--extra that is not a JSON object is bad usage"
+fi
+
+# ------------------------------------------------------------------------------------------------
+# --stats
+# ------------------------------------------------------------------------------------------------
+
+run --stats "请介绍运动鞋的特点"
+FIRST=$(grep '^First chunk received: ' "$WORK/err")
+DONE=$(grep '^LLM stream completed: ' "$WORK/err")
+if [ "$RC" -eq 0 ] && printf '%s\n' "$FIRST" | grep -Eq '^First chunk received: .+\.\.\. \([0-9]+\.[0-9]{2}ms\)$' &&
+    printf '%s\n' "$DONE" | grep -Eq '^LLM stream completed: [0-9]+ chunks, [0-9]+ chars, [0-9]+\.[0-9]{2} ms$'; then
+    pass "--stats prints the seed's two metric lines"
+else
+    fail "--stats prints the seed's two metric lines"
+fi
+if [ -n "$PYTHON" ]; then
+    if $PYTHON - "$WORK/out" "$WORK/err" <<'EOF'; then
+import re, sys
+reply = open(sys.argv[1], "rb").read().decode("utf-8")[:-1]
+err = open(sys.argv[2], "rb").read().decode("utf-8")
+first = re.search(r"^First chunk received: (.*)\.\.\. \(", err, re.M).group(1)
+chars = int(re.search(r"^LLM stream completed: (\d+) chunks, (\d+) chars", err, re.M).group(2))
+assert 0 < len(first) <= 20, first
+assert reply.replace("\n", " ").replace("\r", " ").replace("\t", " ").startswith(first), (first, reply)
+assert chars == len(reply), (chars, len(reply))
+EOF
+        pass "--stats preview is the reply's start and chars counts its characters"
+    else
+        fail "--stats preview is the reply's start and chars counts its characters"
+    fi
+fi
+
+# ------------------------------------------------------------------------------------------------
+# --events
+# ------------------------------------------------------------------------------------------------
+
+# check_events : every stdout line is one JSON object of a known shape; prints the content joined.
+check_events() {
+    if [ -n "$PYTHON" ]; then
+        $PYTHON - "$WORK/out" <<'EOF'
+import json, sys
+shapes = {
+    "content": {"type", "text"}, "reasoning": {"type", "text"}, "finish": {"type", "reason"},
+    "usage": {"type", "prompt_tokens", "completion_tokens", "total_tokens"},
+}
+content = []
+data = open(sys.argv[1], "rb").read().decode("utf-8")
+assert data.endswith("\n"), "the last line has no newline"
+for line in data[:-1].split("\n"):
+    event = json.loads(line)
+    kind = event["type"]
+    if kind == "tool_call":
+        assert isinstance(event["index"], int)
+        assert set(event) <= {"type", "index", "id", "name", "arguments"}, line
+    else:
+        assert set(event) == shapes[kind], line
+    if kind == "content":
+        content.append(event["text"])
+sys.stdout.buffer.write("".join(content).encode("utf-8"))
+EOF
+    else
+        ! grep -Ev '^\{"type":"(content|reasoning|tool_call|finish|usage)".*\}$' "$WORK/out" >/dev/null &&
+            sed -n 's/^{"type":"content","text":"\(.*\)"}$/\1/p' "$WORK/out" | tr -d '\n'
+    fi
+}
+
+run --events "请介绍运动鞋的特点"
+EVENT_CONTENT=
+if [ "$RC" -eq 0 ] && check_events >"$WORK/content" && out_has '"type":"content"' &&
+    out_has '^{"type":"finish","reason":"'; then
+    pass "--events prints one JSON object per line, content and finish included"
+    EVENT_CONTENT=$({ cat "$WORK/content"; printf '\n'; } | hex_of)
+else
+    fail "--events prints one JSON object per line, content and finish included"
+fi
+if [ -n "$PYTHON" ]; then
+    if [ -n "$EVENT_CONTENT" ] && [ "$EVENT_CONTENT" = "$PLAIN_REPLY" ]; then
+        pass "--events content joins to the plain-text reply"
+    else
+        fail "--events content joins to the plain-text reply"
+    fi
+fi
+
+# ------------------------------------------------------------------------------------------------
+# Ctrl-C
+# ------------------------------------------------------------------------------------------------
+
+# A slow stub keeps the stream open; the handler llm-chat installs overrides the SIG_IGN that a
+# non-interactive shell gives background jobs.
+LLM_STUB_DELAY_MS=300 "$BIN" "请介绍运动鞋的特点" </dev/null >"$WORK/out" 2>"$WORK/err" &
+CHAT_PID=$!
+sleep 1
+kill -INT "$CHAT_PID" 2>/dev/null
+wait "$CHAT_PID"
+RC=$?
+if [ "$RC" -eq 130 ] && err_has 'interrupted'; then
+    pass "SIGINT cancels the stream, exit 130"
+else
+    fail "SIGINT cancels the stream, exit 130"
+fi
+
+# ------------------------------------------------------------------------------------------------
+# Network errors and a local server
+# ------------------------------------------------------------------------------------------------
+
+# Port 1 on the loopback interface refuses at once on any ordinary machine.
+LLM_BASE_URL=http://127.0.0.1:1/v1 run --retries 0 --timeout 2 hello
+if [ "$RC" -eq 1 ] && [ "$(wc -l <"$WORK/err")" -eq 1 ] && err_has '^llm-chat: error: ' && [ ! -s "$WORK/out" ]; then
+    pass "a refused connection is one 'llm-chat: error:' line, exit 1"
+else
+    fail "a refused connection is one 'llm-chat: error:' line, exit 1"
+fi
+
+if [ -n "$PYTHON" ]; then
+    cat >"$WORK/server.py" <<'EOF'
+import http.server, json, sys
+
+def sse(obj):
+    return ("data: " + json.dumps(obj, ensure_ascii=False) + "\n\n").encode("utf-8")
+
+def delta(d, finish=None):
+    return {"id": "c1", "object": "chat.completion.chunk", "model": "m",
+            "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
+
+served = set()
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_error_json(self, status, message, headers=(), chunked=False):
+        payload = json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            payload = b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload)
+        else:
+            self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path.startswith("/denied/"):
+            return self.send_error_json(401, "Incorrect API key provided")
+        # Busy on the first request of each client (told apart by the prompt), fine afterwards.
+        if self.path.startswith("/flaky") and (self.path, body["messages"][-1]["content"]) not in served:
+            served.add((self.path, body["messages"][-1]["content"]))
+            return self.send_error_json(503, "overloaded", [("Retry-After", "0")],
+                                        chunked=self.path.startswith("/flaky-chunked/"))
+        assert body["stream"] is True and body["messages"][-1]["content"] in ("hello", "again"), body
+        assert body.get("top_p") == 0.5, body
+        events = [
+            sse(delta({"role": "assistant", "reasoning_content": "想一想"})),
+            sse(delta({"content": "运动鞋"})),
+            sse(delta({"content": "\"quoted\"\n\ttab\\"})),
+            sse(delta({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                       "function": {"name": "lookup", "arguments": ""}}]})),
+            sse(delta({"tool_calls": [{"index": 0, "function": {"arguments": "{\"q\":1}"}}]})),
+            sse(delta({}, "stop")),
+            sse({"id": "c1", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7,
+                                                     "total_tokens": 12}}),
+            b"data: [DONE]\n\n",
+        ]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for event in events:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+EOF
+    $PYTHON "$WORK/server.py" >"$WORK/port" 2>"$WORK/server.log" &
+    SERVER_PID=$!
+    for _ in $(seq 50); do [ -s "$WORK/port" ] && break; sleep 0.1; done
+    PORT=$(head -n 1 "$WORK/port")
+
+    LLM_BASE_URL=http://127.0.0.1:$PORT/v1 run --events --extra '{"top_p":0.5}' hello
+    EXPECTED='{"type":"reasoning","text":"想一想"}
+{"type":"content","text":"运动鞋"}
+{"type":"content","text":"\"quoted\"\n\ttab\\"}
+{"type":"tool_call","index":0,"id":"call_1","name":"lookup","arguments":""}
+{"type":"tool_call","index":0,"arguments":"{\"q\":1}"}
+{"type":"finish","reason":"stop"}
+{"type":"usage","prompt_tokens":5,"completion_tokens":7,"total_tokens":12}'
+    if [ "$RC" -eq 0 ] && [ "$(cat "$WORK/out")" = "$EXPECTED" ] && ! err_has 'stub mode'; then
+        pass "--events against a local server: every event type, exact JSON"
+    else
+        fail "--events against a local server: every event type, exact JSON" "expected: $EXPECTED"
+    fi
+
+    LLM_BASE_URL=http://127.0.0.1:$PORT/v1/chat/completions run --stats --extra '{"top_p":0.5}' hello
+    if [ "$RC" -eq 0 ] && [ "$(cat "$WORK/out")" = $'运动鞋"quoted"\n\ttab\\' ] &&
+        err_has '^LLM stream completed: 2 chunks, 17 chars, '; then
+        pass "plain text against a local server, full URL form"
+    else
+        fail "plain text against a local server, full URL form"
+    fi
+
+    LLM_BASE_URL=http://127.0.0.1:$PORT/denied LLM_API_KEY=sk-e2e-secret-key run --timeout 5 --retries 1 hello
+    if [ "$RC" -eq 1 ] && [ "$(wc -l <"$WORK/err")" -eq 1 ] && err_has '^llm-chat: error: .*Incorrect API key provided' &&
+        err_has '401' && ! err_has 'sk-e2e-secret-key' && [ ! -s "$WORK/out" ]; then
+        pass "HTTP 401: one error line with the server's message and the status, no key"
+    else
+        fail "HTTP 401: one error line with the server's message and the status, no key"
+    fi
+
+    # Retry-After: 0 fits well inside the deadline; both framings of the error body.
+    for framing in flaky flaky-chunked; do
+        LLM_BASE_URL=http://127.0.0.1:$PORT/$framing run --stats --timeout 5 --deadline 3 --extra '{"top_p":0.5}' again
+        if [ "$RC" -eq 0 ] && [ "$(cat "$WORK/out")" = $'运动鞋"quoted"\n\ttab\\' ] &&
+            err_has '^Stream details: 2 attempts'; then
+            pass "HTTP 503 then 200 ($framing): retried once, the reply printed once"
+        else
+            fail "HTTP 503 then 200 ($framing): retried once, the reply printed once"
+        fi
+    done
+fi
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

@@ -1,0 +1,201 @@
+// llm_test_server: tests/support/test_server.hpp as a standalone process, for end-to-end checks and
+// benchmarks. Every request gets the same configured response. Independent of llm_stream.hpp.
+//
+//   llm_test_server [--port N] [--host 127.0.0.1|::1] [--stream FILE | --generate-events N]
+//                   [--framing chunked|length|close] [--chunk-size N | --chunk-per-event] [--delay-ms N]
+//                   [--slow-ms N] [--status N] [--body TEXT] [--header 'Name: value']... [--max-requests N]
+//                   [--log]
+//
+// Prints "PORT <n>" on stdout (one flushed line) once listening; exits 0 on SIGTERM/SIGINT or after
+// --max-requests responses. --stream FILE is a path, or a name under tests/data/streams/. Without
+// --stream, --generate-events or --body it serves generate_events(20). A stream is chunked one chunk per
+// event unless told otherwise; a --body is sent with Content-Length. With no delay and no slowness the
+// whole framed body is built once, and each response is written with a few large writes.
+
+#include "support/test_server.hpp"
+
+#include <pthread.h>
+
+#include <cerrno>
+#include <csignal>
+#include <ctime>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace {
+
+void usage() {
+    std::fputs("usage: llm_test_server [--port N] [--host 127.0.0.1|::1] [--stream FILE | --generate-events N]\n"
+               "                       [--framing chunked|length|close] [--chunk-size N | --chunk-per-event]\n"
+               "                       [--delay-ms N] [--slow-ms N] [--status N] [--body TEXT]\n"
+               "                       [--header 'Name: value']... [--max-requests N] [--log]\n",
+               stderr);
+}
+
+bool to_number(const char* s, unsigned long long max, unsigned long long& out) {
+    if (!s || !*s) return false;
+    char* end = nullptr;
+    errno = 0;
+    out = std::strtoull(s, &end, 10);
+    return errno == 0 && *end == '\0' && s[0] != '-' && out <= max;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    llm_test::TestServer::Options options;
+    options.idle_timeout_ms = 60000;
+    std::string stream_file, body, framing_name, status_text;
+    bool have_body = false, have_events = false, per_event = false, log = false;
+    unsigned long long events = 0, chunk_size = 0, delay_ms = 0, slow_ms = 0, status = 200, max_requests = 0;
+    bool slow = false;
+    llm_test::Headers headers;
+
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
+        unsigned long long n = 0;
+        bool ok = true;
+        if (arg == "--help" || arg == "-h") {
+            usage();
+            return 0;
+        } else if (arg == "--chunk-per-event") {
+            per_event = true;
+            continue;
+        } else if (arg == "--log") {
+            log = true;
+            continue;
+        }
+        static const char* const with_value[] = {"--port", "--host", "--stream", "--generate-events", "--framing",
+                                                  "--chunk-size", "--delay-ms", "--slow-ms", "--status", "--body",
+                                                  "--header", "--max-requests"};
+        bool known = false;
+        for (const char* name : with_value) known = known || arg == name;
+        if (!known) {
+            std::fprintf(stderr, "llm_test_server: unknown option %s\n", arg.c_str());
+            usage();
+            return 2;
+        }
+        if (!value) {
+            ok = false;
+        } else if (arg == "--port") {
+            ok = to_number(value, 65535, n);
+            options.port = static_cast<std::uint16_t>(n);
+        } else if (arg == "--host") {
+            ok = std::strcmp(value, "127.0.0.1") == 0 || std::strcmp(value, "::1") == 0 ||
+                 std::strcmp(value, "[::1]") == 0;
+            options.ipv6 = value[0] != '1';
+        } else if (arg == "--stream") {
+            stream_file = value;
+        } else if (arg == "--generate-events") {
+            ok = to_number(value, 100000000, events);
+            have_events = true;
+        } else if (arg == "--framing") {
+            framing_name = value;
+            ok = framing_name == "chunked" || framing_name == "length" || framing_name == "close";
+        } else if (arg == "--chunk-size") {
+            ok = to_number(value, 1ull << 40, chunk_size) && chunk_size > 0;
+        } else if (arg == "--delay-ms") {
+            ok = to_number(value, 3600000, delay_ms);
+        } else if (arg == "--slow-ms") {
+            ok = to_number(value, 3600000, slow_ms);
+            slow = true;
+        } else if (arg == "--status") {
+            ok = to_number(value, 999, status) && status >= 100;
+        } else if (arg == "--body") {
+            body = value;
+            have_body = true;
+        } else if (arg == "--header") {
+            const char* colon = std::strchr(value, ':');
+            ok = colon && colon != value;
+            if (ok) {
+                const char* v = colon + 1;
+                while (*v == ' ' || *v == '\t') ++v;
+                headers.emplace_back(std::string(value, static_cast<std::size_t>(colon - value)), v);
+            }
+        } else if (arg == "--max-requests") {
+            ok = to_number(value, 1ull << 40, max_requests);
+        }
+        if (!ok) {
+            std::fprintf(stderr, "llm_test_server: bad or missing value for %s\n", arg.c_str());
+            usage();
+            return 2;
+        }
+        ++i;
+    }
+    if ((!stream_file.empty()) + have_events + have_body > 1) {
+        std::fputs("llm_test_server: give at most one of --stream, --generate-events and --body\n", stderr);
+        return 2;
+    }
+    if (chunk_size > 0 && per_event) {
+        std::fputs("llm_test_server: give at most one of --chunk-size and --chunk-per-event\n", stderr);
+        return 2;
+    }
+
+    llm_test::Response response;
+    if (have_body) {
+        response = llm_test::Response::status(static_cast<int>(status), body);
+    } else {
+        std::string stream;
+        if (!stream_file.empty()) {
+            if (!llm_test::read_file(stream_file, stream)) stream = llm_test::read_stream_file(stream_file);
+            if (stream.empty()) {
+                std::fprintf(stderr, "llm_test_server: cannot read %s\n", stream_file.c_str());
+                return 1;
+            }
+        } else {
+            stream = llm_test::generate_events(have_events ? static_cast<std::size_t>(events) : 20);
+        }
+        response = llm_test::Response::sse(std::move(stream));
+        response.status_code = static_cast<int>(status);
+    }
+    if (framing_name == "chunked") response.framing = llm_test::Framing::chunked;
+    if (framing_name == "length") response.framing = llm_test::Framing::content_length;
+    if (framing_name == "close") response.framing = llm_test::Framing::close;
+    if (chunk_size > 0) response.chunking = llm_test::Chunking::fixed(static_cast<std::size_t>(chunk_size));
+    if (per_event) response.chunking = llm_test::Chunking::per_event();
+    response.write_delay_ms = static_cast<int>(delay_ms);
+    response.slow = slow;
+    response.slow_delay_ms = static_cast<int>(slow_ms);
+    for (auto& h : headers) response.headers.push_back(std::move(h));
+
+    // SIGINT/SIGTERM are blocked in every thread (the server's inherit the mask) and taken by sigtimedwait.
+    std::signal(SIGPIPE, SIG_IGN);
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    llm_test::TestServer server(options);
+    server.set_default(std::move(response));
+    if (!server.start()) {
+        std::fprintf(stderr, "llm_test_server: %s\n", server.error().c_str());
+        return 1;
+    }
+    std::printf("PORT %u\n", static_cast<unsigned>(server.port()));
+    std::fflush(stdout);
+
+    std::size_t logged = 0;
+    auto log_new_requests = [&] {
+        if (!log || server.request_count() == logged) return;
+        const std::vector<llm_test::Request> requests = server.requests();
+        for (; logged < requests.size(); ++logged) {
+            const llm_test::Request& r = requests[logged];
+            std::fprintf(stderr, "llm_test_server: #%zu conn %zu %s %s (%zu body bytes)\n", logged + 1,
+                         r.connection_id, r.method.c_str(), r.target.c_str(), r.body.size());
+        }
+    };
+    for (;;) {  // ends on a signal or after --max-requests responses
+        timespec tick{0, 50 * 1000 * 1000};
+        const int sig = sigtimedwait(&signals, nullptr, &tick);
+        log_new_requests();
+        if (sig == SIGINT || sig == SIGTERM) break;
+        if (max_requests > 0 && server.responses_completed() >= max_requests) break;
+    }
+    server.stop();
+    log_new_requests();
+    return 0;
+}
