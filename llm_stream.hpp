@@ -516,7 +516,7 @@ public:
     bool reserve(std::size_t capacity) {
         if (capacity <= capacity_) return true;
         std::size_t grown = capacity_ ? capacity_ * 2 : 256;
-        if (grown < capacity) grown = capacity;
+        if (grown < capacity) grown = capacity + capacity / 2;  // headroom: the next one is likely bigger
         void* p = LLM_STREAM_REALLOC(data_, grown);
         if (!p) return false;
         data_ = static_cast<char*>(p);
@@ -1114,19 +1114,24 @@ private:
         if (rc == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) return {TlsStatus::want_read, 0};  // TLS 1.3
 #endif
         if (rc == MBEDTLS_ERR_SSL_CONN_EOF) return {TlsStatus::closed, 0};
-        error_ = what + (socket_error_ ? socket_error_text(socket_error_) : mbedtls_error_text(rc));
+        const bool socket_failed = rc == MBEDTLS_ERR_NET_SEND_FAILED || rc == MBEDTLS_ERR_NET_RECV_FAILED;
+        error_ = what + (socket_failed && socket_error_ ? socket_error_text(socket_error_) : mbedtls_error_text(rc));
         return {TlsStatus::failed, 0};
     }
     static int send_callback(void* self, const unsigned char* data, std::size_t size) {
         auto* session = static_cast<MbedTlsSession*>(self);
+        session->socket_error_ = 0;  // only a failure of this very call explains a later error
         const IoResult r = socket_write(session->socket_, reinterpret_cast<const char*>(data), size, session->socket_error_);
         if (r.status == IoStatus::ok) return static_cast<int>(r.bytes);
+        if (r.status == IoStatus::would_block) session->socket_error_ = 0;
         return r.status == IoStatus::would_block ? MBEDTLS_ERR_SSL_WANT_WRITE : MBEDTLS_ERR_NET_SEND_FAILED;
     }
     static int receive_callback(void* self, unsigned char* buffer, std::size_t capacity) {
         auto* session = static_cast<MbedTlsSession*>(self);
+        session->socket_error_ = 0;
         const IoResult r = socket_read(session->socket_, reinterpret_cast<char*>(buffer), capacity, session->socket_error_);
         if (r.status == IoStatus::ok) return static_cast<int>(r.bytes);
+        if (r.status == IoStatus::would_block) session->socket_error_ = 0;
         if (r.status == IoStatus::closed) return 0;
         return r.status == IoStatus::would_block ? MBEDTLS_ERR_SSL_WANT_READ : MBEDTLS_ERR_NET_RECV_FAILED;
     }
@@ -1673,6 +1678,10 @@ public:
         limits_ = limits;
         line_.clear();
         data_.clear();
+        // Room for ordinary events from the start: a line split across reads may come at any time,
+        // and should not be what makes a long-running stream allocate. (Failure just defers it.)
+        line_.reserve(std::min<std::size_t>(limits.max_line_bytes, 8192));
+        data_.reserve(std::min<std::size_t>(limits.max_event_bytes, 8192));
         pending_ = {};
         pending_in_input_ = false;
         has_data_ = false;
@@ -2922,24 +2931,26 @@ private:
     bool tls_failed_ = false;
 };
 
-/* Reads what an idle connection may have received while idle: the end of an unfinished response is
-   fine, anything else (EOF, a reset, unexpected bytes) means it cannot be used again. */
-inline bool idle_connection_usable(Connection& c) {
+enum class DrainResult { done, pending, unusable };
+
+/* Reads what an idle connection received while idle: the rest of an unfinished response (the
+   chunked terminator that follows [DONE]) is expected; anything else (EOF, a reset, unexpected
+   bytes) means the connection cannot carry another request. */
+inline DrainResult drain_idle_connection(Connection& c) {
     char buffer[512];
     for (int reads = 0; reads < 16; ++reads) {
         const IoResult r = c.read(buffer, sizeof buffer);
-        if (r.status == IoStatus::would_block) return !c.unfinished;
-        if (r.status != IoStatus::ok || !c.unfinished) return false;
+        if (r.status == IoStatus::would_block) return c.unfinished ? DrainResult::pending : DrainResult::done;
+        if (r.status != IoStatus::ok || !c.unfinished) return DrainResult::unusable;
         const HttpResponseReader::Step step = c.unfinished->feed(buffer, r.bytes);
-        if (step.status != HttpResponseReader::Status::end && step.status != HttpResponseReader::Status::body &&
-            step.status != HttpResponseReader::Status::need_more)
-            return false;
+        if (step.status == HttpResponseReader::Status::error || step.status == HttpResponseReader::Status::head)
+            return DrainResult::unusable;
         if (step.status == HttpResponseReader::Status::end) {
-            if (step.consumed != r.bytes) return false;
+            if (step.consumed != r.bytes) return DrainResult::unusable;
             c.unfinished.reset();
         }
     }
-    return false;
+    return DrainResult::unusable;
 }
 
 /* What copies of a Client share: the configuration, the TLS backend, the idle connections. */
@@ -2950,6 +2961,10 @@ struct ClientState {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!tls_ && tls_error_.empty()) {
             tls_ = config.tls.backend ? config.tls.backend : make_default_tls_backend(config.tls, tls_error_);
+            if (tls_ && !config.tls.verify && !config.tls.backend)
+                emit_log(config, LogLevel::warning,
+                         "TLS certificate verification is OFF: anyone on the network path can read and alter "
+                         "this traffic, API key included");
         }
         error = tls_error_;
         return tls_;
@@ -2968,7 +2983,7 @@ struct ClientState {
             std::unique_ptr<Connection> c = std::move(idle_[i]);
             idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
             lock.unlock();
-            if (idle_connection_usable(*c)) return c;
+            if (drain_idle_connection(*c) != DrainResult::unusable) return c;
             lock.lock();
         }
         return nullptr;
@@ -3036,7 +3051,7 @@ public:
     std::unique_ptr<Connection> release_connection() override { return std::move(connection_); }
 
 private:
-    enum class Step { pool, resolve, connect, tls, ready };
+    enum class Step { pool, drain, resolve, connect, tls, ready };
 
     IoResult failed(ErrorCode code, std::string message) {
         code_ = code;
@@ -3056,6 +3071,7 @@ private:
     bool allow_pooled_;
     bool reused_ = false;
     bool tls_wants_write_ = false;
+    Clock::time_point drain_started_{};
     Step step_ = Step::pool;
     std::vector<SocketAddress> addresses_;
     std::size_t next_address_ = 0;
@@ -3127,10 +3143,28 @@ inline IoResult NetworkTransport::open() {
             connection_ = client_->take_idle(origin_);
             if (connection_) {
                 reused_ = true;
-                step_ = Step::ready;
-                return {IoStatus::ok, 0};
+                step_ = Step::drain;
+                drain_started_ = Clock::now();
+                return open();
             }
         }
+        step_ = Step::resolve;
+        return open();
+    case Step::drain:
+        // The previous response's last bytes are usually a moment behind its [DONE]; a connection
+        // whose response never ends is given up for a new one.
+        switch (drain_idle_connection(*connection_)) {
+        case DrainResult::done:
+            step_ = Step::ready;
+            return {IoStatus::ok, 0};
+        case DrainResult::pending:
+            if (Clock::now() - drain_started_ < std::chrono::seconds(1)) return {IoStatus::would_block, 0};
+            break;
+        case DrainResult::unusable:
+            break;
+        }
+        connection_.reset();
+        reused_ = false;
         step_ = Step::resolve;
         return open();
     case Step::resolve: {
@@ -3889,6 +3923,11 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
     }
     std::string request;
     if (!detail::build_http_request(config, url, body, request, error)) return failed(std::move(error));
+    if (url.https && !state_->tls_backend(why)) {  // no TLS, or unusable CAs: no attempt can succeed
+        error.code = ErrorCode::tls;
+        error.message = why;
+        return failed(std::move(error));
+    }
     detail::TransportFactory factory = [client = state_, url](bool allow_pooled) {
         return std::make_unique<detail::NetworkTransport>(client, url, allow_pooled);
     };
