@@ -73,6 +73,18 @@ sanitized() {
     "$@"
 }
 
+# The tests where threads meet (cancel from another thread, the shared connection pool, a shared
+# client) under ThreadSanitizer.
+tsan_test() {
+    local dir="$work/clang-tsan"
+    cmake -S "$root" -B "$dir" -G Ninja -DLLM_STREAM_WARNINGS_AS_ERRORS=ON -DCMAKE_CXX_COMPILER=clang++ \
+        -DCMAKE_BUILD_TYPE=Debug -DLLM_STREAM_SANITIZE=thread
+    cmake --build "$dir" -j "$jobs" --target test_network test_api llm_test_server
+    export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+    "$dir/tests/test_api"
+    "$dir/tests/test_network"
+}
+
 meson_test() {
     local dir="$work/meson" file
     for file in tests/test_*.cpp; do  # Meson cannot glob: its list must keep up with the files
@@ -177,6 +189,9 @@ step "cmake g++ -fno-exceptions -fno-rtti (Debug, no mbedTLS)" \
 step "cmake clang++ ASan+UBSan (Debug, mbedTLS auto)" \
     sanitized cmake_test clang-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
     -DLLM_STREAM_SANITIZE=address,undefined
+step "cmake clang++ TSan: cancel, pool and shared-client tests" tsan_test
+step "fuzz: every libFuzzer target, ${LLM_STREAM_FUZZ_SECONDS:-15} s each, regressions replayed" \
+    bash scripts/fuzz.sh "${LLM_STREAM_FUZZ_SECONDS:-15}"
 step "meson (g++, tests and examples)" meson_test
 step "demo: README build of llm-chat without doctest, stub reply" demo
 step "consumer: CMake add_subdirectory" consumer_add_subdirectory
