@@ -500,38 +500,11 @@ bool flush_out(OutputState& out) {
     return std::fflush(stdout) == 0 || output_failed(out);
 }
 
-void append_json_string(std::string& out, std::string_view text) {
-    static const char kHex[] = "0123456789abcdef";
-    out += '"';
-    for (char c : text) {
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default: {
-            const unsigned char u = static_cast<unsigned char>(c);
-            if (u < 0x20) {
-                out += "\\u00";
-                out += kHex[u >> 4];
-                out += kHex[u & 0xF];
-            } else {
-                out += c;  // UTF-8 passes through: the library hands out valid UTF-8 only
-            }
-        }
-        }
-    }
-    out += '"';
-}
-
 void append_json_member(std::string& out, const char* key, std::string_view value) {
     out += ",\"";
     out += key;
     out += "\":";
-    append_json_string(out, value);
+    llm_stream::append_json_string(out, value);
 }
 
 void append_json_member(std::string& out, const char* key, long long value) {

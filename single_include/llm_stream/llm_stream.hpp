@@ -376,6 +376,10 @@ private:
 /* The process-wide client, built from Config::from_env() on first use (thread-safe). */
 Client& get_llm_client();
 
+/* Appends text as a JSON string literal: quotes, backslashes and control characters escaped, UTF-8
+   kept, invalid bytes dropped. For programs that pass events on as JSON (llm-chat --events, relays). */
+void append_json_string(std::string& out, std::string_view text);
+
 /* "llm_stream 0.1.0 (tls: none)" or with the TLS backend's name and version. */
 const char* version_string() noexcept;
 
@@ -632,6 +636,10 @@ inline std::string_view utf8_prefix(std::string_view s, std::size_t max_chars) n
         }
     }
     return s.substr(0, i);
+}
+
+inline int hex_value(char c) noexcept {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
 inline char ascii_lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
@@ -1306,6 +1314,17 @@ private:
     }
     bool parse_head();  // false: error set
     void start_body();
+    // Up to `remaining_` body bytes from p, handed out in place; then `next`.
+    Step take_body(const char* data, const char* p, const char* end, State next) {
+        const std::size_t n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, static_cast<std::uint64_t>(end - p)));
+        remaining_ -= n;
+        if (remaining_ == 0) state_ = next;
+        return {Status::body, static_cast<std::size_t>(p + n - data), {p, n}};
+    }
+    Step chunk_line_too_long(const char* data, const char* p) {
+        return fail(ErrorCode::limit_exceeded, "chunk-size line exceeds the limit", static_cast<std::size_t>(p - data));
+    }
     void end_chunk_line() {
         chunk_line_bytes_ = 0;
         chunk_digits_ = 0;
@@ -1521,25 +1540,15 @@ inline HttpResponseReader::Step HttpResponseReader::feed(const char* data, std::
             }
             break;
         }
-        case State::body_length: {
-            std::size_t n = static_cast<std::size_t>(
-                std::min<std::uint64_t>(remaining_, static_cast<std::uint64_t>(end - p)));
-            remaining_ -= n;
-            if (remaining_ == 0) state_ = State::done;
-            return {Status::body, static_cast<std::size_t>(p + n - data), {p, n}};
-        }
+        case State::body_length:
+            return take_body(data, p, end, State::done);
         case State::body_close:
             return {Status::body, len, {p, static_cast<std::size_t>(end - p)}};
         case State::chunk_size: {
             // chunk-size = 1*HEXDIG, then optional whitespace and ";ext" up to CRLF (or a bare LF).
             const char c = *p++;
-            if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes)
-                return fail(ErrorCode::limit_exceeded, "chunk-size line exceeds the limit",
-                            static_cast<std::size_t>(p - data));
-            const int digit = c >= '0' && c <= '9'   ? c - '0'
-                              : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                              : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                                     : -1;
+            if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes) return chunk_line_too_long(data, p);
+            const int digit = hex_value(c);
             if (digit >= 0) {
                 if (chunk_line_bytes_ != static_cast<std::size_t>(chunk_digits_) + 1)
                     return fail(ErrorCode::protocol, "malformed chunk size",
@@ -1562,9 +1571,7 @@ inline HttpResponseReader::Step HttpResponseReader::feed(const char* data, std::
         }
         case State::chunk_size_ws: {
             const char c = *p++;
-            if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes)
-                return fail(ErrorCode::limit_exceeded, "chunk-size line exceeds the limit",
-                            static_cast<std::size_t>(p - data));
+            if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes) return chunk_line_too_long(data, p);
             if (c == ';') state_ = State::chunk_ext;
             else if (c == '\r') state_ = State::chunk_size_lf;
             else if (c == '\n') end_chunk_line();
@@ -1575,9 +1582,7 @@ inline HttpResponseReader::Step HttpResponseReader::feed(const char* data, std::
         case State::chunk_ext: {
             // Chunk extensions carry nothing we use: skip to the end of the line.
             const char c = *p++;
-            if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes)
-                return fail(ErrorCode::limit_exceeded, "chunk-size line exceeds the limit",
-                            static_cast<std::size_t>(p - data));
+            if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes) return chunk_line_too_long(data, p);
             if (c == '\r') state_ = State::chunk_size_lf;
             else if (c == '\n') end_chunk_line();
             break;
@@ -1588,13 +1593,8 @@ inline HttpResponseReader::Step HttpResponseReader::feed(const char* data, std::
                             static_cast<std::size_t>(p - data));
             end_chunk_line();
             break;
-        case State::chunk_data: {
-            std::size_t n = static_cast<std::size_t>(
-                std::min<std::uint64_t>(remaining_, static_cast<std::uint64_t>(end - p)));
-            remaining_ -= n;
-            if (remaining_ == 0) state_ = State::chunk_data_cr;
-            return {Status::body, static_cast<std::size_t>(p + n - data), {p, n}};
-        }
+        case State::chunk_data:
+            return take_body(data, p, end, State::chunk_data_cr);
         case State::chunk_data_cr:
             if (*p == '\r') { ++p; state_ = State::chunk_data_lf; break; }
             if (*p == '\n') { ++p; state_ = State::chunk_size; break; }
@@ -1882,10 +1882,6 @@ struct JsonSpan {
     bool present() const noexcept { return begin != nullptr; }
     std::size_t size() const noexcept { return static_cast<std::size_t>(end - begin); }
 };
-
-inline int hex_value(char c) noexcept {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
 
 inline std::uint32_t read_hex4(const char* p) noexcept {
     return static_cast<std::uint32_t>(hex_value(p[0]) << 12 | hex_value(p[1]) << 8 | hex_value(p[2]) << 4 |
@@ -3951,6 +3947,8 @@ Client& get_llm_client() {
     static Client client{Config::from_env()};
     return client;
 }
+
+void append_json_string(std::string& out, std::string_view text) { detail::json_write_string(out, text); }
 
 const char* version_string() noexcept {
 #if defined(LLM_STREAM_MBEDTLS)
