@@ -25,7 +25,9 @@ packages=(
     pkg-config
     doctest-dev
     libmbedtls-dev
-    nginx-light      # the HTTPS end-to-end test (tests/tls/nginx_tls.sh)
+    nginx-light
+    g++-mingw-w64-x86-64-posix  # the Windows build (Winsock), run under wine
+    wine64      # the HTTPS end-to-end test (tests/tls/nginx_tls.sh)
     openssl          # its certificates
 )
 
@@ -83,6 +85,30 @@ tsan_test() {
     export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
     "$dir/tests/test_api"
     "$dir/tests/test_network"
+}
+
+# Windows: mingw-w64 builds of the layer tests and llm-chat, run under wine; llm-chat then streams
+# from our loopback server through Winsock.
+windows_test() {
+    local dir="$work/mingw" name port server_pid
+    mkdir -p "$dir/include"
+    ln -sfn /usr/include/doctest "$dir/include/doctest"  # the cross compiler does not search /usr/include
+    export WINEDEBUG=-all WINEPREFIX="$dir/wineprefix"
+    local cxx=(x86_64-w64-mingw32-g++-posix -std=c++17 -O1 -Wall -Wextra -Wpedantic -Werror -I"$root" -I"$dir/include"
+               -DLLM_STREAM_TEST_DATA_DIR='"tests/data"' -static)
+    for name in api config http sse json streams alloc; do
+        "${cxx[@]}" "tests/test_$name.cpp" -o "$dir/test_$name.exe" -lws2_32
+        /usr/lib/wine/wine64 "$dir/test_$name.exe"
+    done
+    "${cxx[@]}" examples/llm-chat.cpp -o "$dir/llm-chat.exe" -lws2_32
+    "$work/gcc/tests/llm_test_server" --stream deepseek-chat.sse >"$dir/server.out" &
+    server_pid=$!
+    trap 'kill "$server_pid" 2>/dev/null' EXIT
+    for _ in $(seq 50); do grep -q PORT "$dir/server.out" && break; sleep 0.1; done
+    port="$(awk '/PORT/ {print $2}' "$dir/server.out")"
+    output="$(LLM_BASE_URL="http://127.0.0.1:$port/v1" /usr/lib/wine/wine64 "$dir/llm-chat.exe" hi)"
+    printf '%s\n' "$output"
+    [[ "$output" == *"Hello! How can I assist you today?"* ]]
 }
 
 meson_test() {
@@ -192,6 +218,7 @@ step "cmake clang++ ASan+UBSan (Debug, mbedTLS auto)" \
 step "cmake clang++ TSan: cancel, pool and shared-client tests" tsan_test
 step "fuzz: every libFuzzer target, ${LLM_STREAM_FUZZ_SECONDS:-15} s each, regressions replayed" \
     bash scripts/fuzz.sh "${LLM_STREAM_FUZZ_SECONDS:-15}"
+step "windows: mingw-w64 + wine, layer tests and llm-chat over Winsock" windows_test
 step "meson (g++, tests and examples)" meson_test
 step "demo: README build of llm-chat without doctest, stub reply" demo
 step "consumer: CMake add_subdirectory" consumer_add_subdirectory

@@ -109,7 +109,7 @@ using LogCallback = std::function<void(LogLevel level, std::string_view message)
    ------------------------------------------------------------------------------------------------ */
 
 struct Limits {
-    std::size_t receive_buffer_bytes = 16 * 1024;  // one read from the transport
+    std::size_t receive_buffer_bytes = 64 * 1024;  // one read from the transport
     std::size_t max_header_bytes = 64 * 1024;      // status line + headers (and trailers)
     std::size_t max_line_bytes = 2 * 1024 * 1024;  // one SSE line
     std::size_t max_event_bytes = 2 * 1024 * 1024; // one SSE event's data
