@@ -103,7 +103,7 @@ windows_test() {
     "${cxx[@]}" examples/llm-chat.cpp -o "$dir/llm-chat.exe" -lws2_32
     "$work/gcc/tests/llm_test_server" --stream deepseek-chat.sse >"$dir/server.out" &
     server_pid=$!
-    trap 'kill "$server_pid" 2>/dev/null' EXIT
+    trap "kill $server_pid 2>/dev/null" EXIT  # expanded now: the step's subshell outlives this function
     for _ in $(seq 50); do grep -q PORT "$dir/server.out" && break; sleep 0.1; done
     port="$(awk '/PORT/ {print $2}' "$dir/server.out")"
     output="$(LLM_BASE_URL="http://127.0.0.1:$port/v1" /usr/lib/wine/wine64 "$dir/llm-chat.exe" hi)"
