@@ -2,37 +2,7 @@
 // library's own buffers through the LLM_STREAM_REALLOC hook, everything else through a
 // replaced global operator new), and none may happen while events flow once buffers are warm.
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
-
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC cannot see that the replaced operator new below allocates with malloc.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
-namespace {
-std::atomic<long> heap_allocations{0};
-
-void* counted_realloc(void* p, std::size_t size) {
-    heap_allocations.fetch_add(1, std::memory_order_relaxed);
-    return std::realloc(p, size);
-}
-}  // namespace
-
-void* operator new(std::size_t size) {
-    heap_allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(size ? size : 1)) return p;
-    std::abort();
-}
-void* operator new[](std::size_t size) { return operator new(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-
-#define LLM_STREAM_REALLOC(ptr, size) counted_realloc(ptr, size)
-#define LLM_STREAM_FREE(ptr) std::free(ptr)
+#include "support/counting_allocator.hpp"
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
 

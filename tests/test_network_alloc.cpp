@@ -4,44 +4,7 @@
 // counted from event 200 to the last event. The server runs on its own threads in this process; its
 // allocations are not the client's, so the counter is per thread.
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
-
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC cannot see that the replaced operator new below allocates with malloc.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
-namespace {
-// Allocations made by this thread (a plain integer: each thread has its own).
-thread_local long thread_allocations = 0;
-std::atomic<long> all_allocations{0};
-
-void count_one() noexcept {
-    ++thread_allocations;
-    all_allocations.fetch_add(1, std::memory_order_relaxed);
-}
-
-void* counted_realloc(void* p, std::size_t size) {
-    count_one();
-    return std::realloc(p, size);
-}
-}  // namespace
-
-void* operator new(std::size_t size) {
-    count_one();
-    if (void* p = std::malloc(size ? size : 1)) return p;
-    std::abort();
-}
-void* operator new[](std::size_t size) { return operator new(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-
-#define LLM_STREAM_REALLOC(ptr, size) counted_realloc(ptr, size)
-#define LLM_STREAM_FREE(ptr) std::free(ptr)
+#include "support/counting_allocator.hpp"
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
@@ -263,9 +226,9 @@ TEST_CASE("the per-thread counter sees allocations (the test can fail)") {
     CHECK(thread_allocations - before >= 1);
     // Another thread's allocations are not this thread's.
     before = thread_allocations;
-    const long all_before = all_allocations.load();
+    const long all_before = heap_allocations.load();
     std::thread other([] { std::string s(2000, 'y'); (void)s; });
     other.join();
-    CHECK(all_allocations.load() > all_before);
+    CHECK(heap_allocations.load() > all_before);
     CHECK(thread_allocations - before <= 1);  // std::thread may allocate its state here, once
 }

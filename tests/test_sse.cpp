@@ -1,5 +1,6 @@
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
+#include "support/random_cuts.hpp"
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -147,23 +148,6 @@ SseOutcome run_sse(const std::string& input, const std::vector<std::size_t>& cut
     return out;
 }
 
-std::vector<std::size_t> random_cuts(std::size_t size, unsigned seed) {
-    std::vector<std::size_t> cuts;
-    if (size < 2) return cuts;
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<std::size_t> pos(1, size - 1);
-    std::size_t count = 0;
-    switch (seed % 4) {
-    case 0: count = 1; break;
-    case 1: count = 2 + rng() % 4; break;
-    case 2: count = 1 + size / 10; break;
-    default: count = 1 + size / 2; break;
-    }
-    for (std::size_t i = 0; i < count; ++i) cuts.push_back(pos(rng));
-    std::sort(cuts.begin(), cuts.end());
-    cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
-    return cuts;
-}
 
 /* Runs every split mode, checks they agree, returns the outcome of the whole input. */
 SseOutcome check_sse(const std::string& input, const SseLimits& limits = {}, unsigned seeds = 200) {

@@ -1,0 +1,28 @@
+// Seeded split points for feeding a parser an input in pieces: one cut, a few, or many.
+#ifndef LLM_STREAM_TEST_RANDOM_CUTS_HPP
+#define LLM_STREAM_TEST_RANDOM_CUTS_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <random>
+#include <vector>
+
+inline std::vector<std::size_t> random_cuts(std::size_t size, unsigned seed) {
+    std::vector<std::size_t> cuts;
+    if (size < 2) return cuts;
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<std::size_t> pos(1, size - 1);
+    std::size_t count = 0;
+    switch (seed % 4) {
+    case 0: count = 1; break;
+    case 1: count = 2 + rng() % 4; break;
+    case 2: count = 1 + size / 10; break;
+    default: count = 1 + size / 2; break;
+    }
+    for (std::size_t i = 0; i < count; ++i) cuts.push_back(pos(rng));
+    std::sort(cuts.begin(), cuts.end());
+    cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+    return cuts;
+}
+
+#endif
