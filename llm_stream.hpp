@@ -513,7 +513,6 @@ public:
     bool empty() const noexcept { return size_ == 0; }
     std::string_view view() const noexcept { return {data_, size_}; }
     void clear() noexcept { size_ = 0; }
-    void resize_down(std::size_t n) noexcept { if (n < size_) size_ = n; }
     /* Counts n bytes written past size() into reserved room. */
     void resize_up_reserved(std::size_t n) noexcept { size_ += n; }
 
@@ -537,12 +536,6 @@ public:
     bool append(std::string_view s) { return append(s.data(), s.size()); }
     bool push_back(char c) { return append(&c, 1); }
     bool assign(std::string_view s) { clear(); return append(s); }
-    /* For writers that reserved first: appends without a capacity check. */
-    void append_reserved(const char* p, std::size_t n) noexcept {
-        std::memcpy(data_ + size_, p, n);
-        size_ += n;
-    }
-    void push_back_reserved(char c) noexcept { data_[size_++] = c; }
 
 private:
     char* data_ = nullptr;
@@ -2991,11 +2984,6 @@ struct ClientState {
         std::lock_guard<std::mutex> lock(mutex_);
         if (idle_.size() >= config.max_idle_connections) idle_.erase(idle_.begin());  // the oldest goes
         idle_.push_back(std::move(c));
-    }
-
-    std::size_t idle_count() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return idle_.size();
     }
 
 private:

@@ -1,5 +1,6 @@
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
+#include "support/printable.hpp"
 #include "support/random_cuts.hpp"
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
@@ -44,23 +45,6 @@ using SseStatus = SseParser::Status;
 
 namespace {
 
-std::string escape(const std::string& s) {
-    static const char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : s) {
-        if (c == '\r') out += "\\r";
-        else if (c == '\n') out += "\\n";
-        else if (c == '\\') out += "\\\\";
-        else if (c < 0x20 || c >= 0x7f) {
-            out += "\\x";
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    return out;
-}
 
 // doctest prints a const char* as a pointer: capture C strings through this.
 #define CAPTURE_STR(x) INFO(#x " := " << escape(std::string(x)))
