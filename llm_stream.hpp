@@ -81,6 +81,7 @@ enum class ErrorCode {
     server_error,      // an {"error": ...} event arrived inside the stream
     cancelled,         // Stream::cancel() was called
     io,                // any other transport failure
+    out_of_memory,     // an allocation failed (LLM_STREAM_REALLOC returned null)
 };
 
 /* A short stable name for a code, such as "timeout". */
@@ -270,6 +271,79 @@ struct Stats {
 };
 
 /* ------------------------------------------------------------------------------------------------
+   The sans-I/O core: build the request, decode the response, over any transport
+   For programs whose platform dictates the HTTP stack (a console SDK, an engine's HTTP module,
+   WinHTTP, libcurl already in the app): build_request() says what to send, a Decoder turns what
+   comes back into the same events a Stream gives. No sockets, clocks, threads or logging inside.
+   ------------------------------------------------------------------------------------------------ */
+
+/* One HTTP request for a streamed chat completion. */
+struct Request {
+    std::string method;  // "POST"
+    std::string url;     // the full URL
+    std::vector<std::pair<std::string, std::string>> headers;  // Content-Type, Accept, auth, Config::headers
+    std::string body;    // the JSON body
+};
+
+/* What to send for `messages` under `config` and `options`; invalid_argument or invalid_config when
+   they cannot be sent (the message names the culprit). In stub mode the URL is empty. */
+[[nodiscard]] Error build_request(const Config& config, const std::vector<Message>& messages,
+                                  const ChatOptions& options, Request& request);
+
+enum class DecodeStatus {
+    need_more,  // every byte given was used: feed more (or finish() at the end of input)
+    event,      // event() holds a new event
+    warning,    // warning() says what was skipped or looks wrong; decoding goes on (feed the rest)
+    done,       // the completion is over; later bytes are only the rest of the HTTP response
+    failed,     // error() says why (an HTTP error status, a server error event, malformed bytes, ...)
+};
+
+struct DecodeStep {
+    DecodeStatus status = DecodeStatus::need_more;
+    std::size_t consumed = 0;  // bytes of the input used
+};
+
+namespace detail { class DecoderCore; }
+
+/* Decodes one HTTP response (status line, headers, body as on the wire: chunked, Content-Length or
+   close-delimited) into events, resumable at any byte. Call feed() with the bytes received, then
+   again with what it did not consume, until it returns need_more; then receive more. Views in
+   event() point into those bytes or into the decoder: keep the bytes unchanged until feed() has
+   returned need_more for them, and use a view only until the next call. Memory is bounded by the
+   Limits; decoding allocates nothing per event once warmed up. */
+class Decoder {
+public:
+    explicit Decoder(const Limits& limits = {});
+    Decoder(Decoder&&) noexcept;
+    Decoder& operator=(Decoder&&) noexcept;
+    Decoder(const Decoder&) = delete;
+    Decoder& operator=(const Decoder&) = delete;
+    ~Decoder();
+
+    DecodeStep feed(std::string_view bytes);
+    /* The input ended (the connection closed): the end of a close-delimited body, else an error. */
+    DecodeStep finish();
+    /* For transports that parse HTTP themselves (libcurl, WinHTTP, ...): the response's status and
+       Content-Type; from then on feed() takes body bytes only. */
+    void start_body(int http_status, std::string_view content_type);
+
+    const Event& event() const noexcept;  // after DecodeStatus::event
+    const Error& error() const noexcept;  // after DecodeStatus::failed
+    int http_status() const noexcept;     // 0 until the head has arrived
+    /* A response header (case-insensitive name), trimmed; empty when absent. */
+    std::string_view header(std::string_view name) const noexcept;
+    /* The whole HTTP response has been read, and the server lets the connection carry another one. */
+    bool response_complete() const noexcept;
+    bool keep_alive() const noexcept;
+    std::size_t messages() const noexcept;          // SSE events (or whole JSON replies) decoded
+    std::size_t skipped_messages() const noexcept;  // those skipped because their JSON was invalid
+    std::string_view warning() const noexcept;      // after DecodeStatus::warning
+
+private:
+    std::unique_ptr<detail::DecoderCore> core_;
+};
+
+/* ------------------------------------------------------------------------------------------------
    Stream
    ------------------------------------------------------------------------------------------------ */
 
@@ -365,6 +439,9 @@ public:
     Stream stream_chat(std::string_view prompt, const ChatOptions& options = {});
     /* A whole conversation, sent as given. */
     Stream stream_chat(const std::vector<Message>& messages, const ChatOptions& options = {});
+    /* Decodes a captured HTTP response (status line, headers and body as sent on the wire) as if it
+       had just arrived: the same events, stats and errors as a live stream; no network, no retry. */
+    Stream replay(std::string response);
 
     const Config& config() const noexcept;
 
@@ -485,6 +562,14 @@ namespace detail {
 /* ------------------------------------------------------------------------------------------------
    Support: byte buffers, UTF-8, small string helpers, time
    ------------------------------------------------------------------------------------------------ */
+
+inline Error make_error(ErrorCode code, std::string message, int http_status = 0) {
+    Error e;
+    e.code = code;
+    e.http_status = http_status;
+    e.message = std::move(message);
+    return e;
+}
 
 /* A growable byte buffer through the allocation macros. Never shrinks, so a stream that has reached
    its working size allocates nothing more. */
@@ -1256,7 +1341,8 @@ public:
         reset_message();
     }
 
-    Step feed(const char* data, std::size_t len);
+    /* Reads from the start of `input`; `consumed` says how far. Pass the rest again. */
+    Step feed(std::string_view input);
     /* The transport reached end of input: the end for a close-delimited body, else an error. */
     Step finish();
 
@@ -1273,8 +1359,8 @@ public:
 
     /* The message is complete (its end is reported by the next feed(), even with no bytes). */
     bool complete() const noexcept { return state_ == State::done; }
-    ErrorCode error_code() const noexcept { return error_code_; }
-    const char* error_message() const noexcept { return error_message_; }
+    /* After Status::error: what was wrong; ErrorCode::none before. */
+    Error error() const { return make_error(error_code_, error_message_); }
 
 private:
     enum class State {
@@ -1495,7 +1581,9 @@ inline void HttpResponseReader::start_body() {
     } else state_ = State::body_close;
 }
 
-inline HttpResponseReader::Step HttpResponseReader::feed(const char* data, std::size_t len) {
+inline HttpResponseReader::Step HttpResponseReader::feed(std::string_view input) {
+    const char* const data = input.data();
+    const std::size_t len = input.size();
     const char* p = data;
     const char* const end = data + len;
     while (p < end) {
@@ -1509,7 +1597,7 @@ inline HttpResponseReader::Step HttpResponseReader::feed(const char* data, std::
                     return fail(ErrorCode::limit_exceeded, "HTTP header block exceeds the limit",
                                 static_cast<std::size_t>(p - data));
                 if (!head_.push_back(c))
-                    return fail(ErrorCode::io, "out of memory", static_cast<std::size_t>(p - data));
+                    return fail(ErrorCode::out_of_memory, "out of memory", static_cast<std::size_t>(p - data));
                 if (c == '\n') {
                     if (head_line_length_ == 0) {
                         if (!parse_head()) return {Status::error, static_cast<std::size_t>(p - data), {}};
@@ -1665,6 +1753,10 @@ struct SseLimits {
 class SseParser {
 public:
     enum class Status { need_more, event, error };
+    struct Step {
+        Status status = Status::need_more;
+        std::size_t consumed = 0;  // bytes of the input used; feed the rest again
+    };
 
     explicit SseParser(SseLimits limits = {}) : limits_(limits) {}
     void reset(SseLimits limits) {
@@ -1687,9 +1779,13 @@ public:
         error_message_ = "";
     }
 
-    /* Consumes input from p (advancing it) up to end; stops after one event is dispatched.
-       data() may point into the input: keep that alive until the next call. */
-    Status next(const char*& p, const char* end);
+    /* Reads from the start of `input`, stopping after one event is dispatched; `consumed` says how
+       far. data() may point into the input: keep that alive until the next call. */
+    Step feed(std::string_view input) {
+        const char* p = input.data();
+        const Status status = next(p, p + input.size());
+        return {status, static_cast<std::size_t>(p - input.data())};
+    }
 
     std::string_view data() const noexcept { return dispatched_; }
     /* The event's "event:" field, empty when none (the "message" type). */
@@ -1697,10 +1793,11 @@ public:
     /* True when input ended inside an event that was never dispatched (WHATWG drops it). */
     bool has_partial_event() const noexcept { return has_data_ || !line_.empty(); }
 
-    ErrorCode error_code() const noexcept { return error_code_; }
-    const char* error_message() const noexcept { return error_message_; }
+    /* After Status::error: what was wrong; ErrorCode::none before. */
+    Error error() const { return make_error(error_code_, error_message_); }
 
 private:
+    Status next(const char*& p, const char* end);
     Status fail(ErrorCode code, const char* message) {
         error_code_ = code;
         error_message_ = message;
@@ -1777,7 +1874,7 @@ inline bool SseParser::process_line(std::string_view line, bool line_in_input, S
             return true;
         }
         if (!add_data(value, line_in_input)) {
-            status = fail(ErrorCode::io, "out of memory");
+            status = fail(ErrorCode::out_of_memory, "out of memory");
             return true;
         }
     } else if (field == "event") {
@@ -1799,7 +1896,7 @@ inline SseParser::Status SseParser::next(const char*& p, const char* end) {
             if (static_cast<unsigned char>(*p) != bom[bom_matched_]) {
                 // Not a BOM after all: the bytes matched so far start the first line.
                 if (!line_.append(reinterpret_cast<const char*>(bom), static_cast<std::size_t>(bom_matched_)))
-                    return fail(ErrorCode::io, "out of memory");
+                    return fail(ErrorCode::out_of_memory, "out of memory");
                 bom_matched_ = 3;
                 break;
             }
@@ -1830,7 +1927,7 @@ inline SseParser::Status SseParser::next(const char*& p, const char* end) {
         if (eol == end) {  // the line continues in the next input
             if (line_.size() + avail > limits_.max_line_bytes)
                 return fail(ErrorCode::limit_exceeded, "SSE line exceeds the limit");
-            if (!line_.append(p, avail)) return fail(ErrorCode::io, "out of memory");
+            if (!line_.append(p, avail)) return fail(ErrorCode::out_of_memory, "out of memory");
             p = end;
             break;
         }
@@ -1839,7 +1936,7 @@ inline SseParser::Status SseParser::next(const char*& p, const char* end) {
         if (!line_.empty()) {
             if (line_.size() + line.size() > limits_.max_line_bytes)
                 return fail(ErrorCode::limit_exceeded, "SSE line exceeds the limit");
-            if (!line_.append(line)) return fail(ErrorCode::io, "out of memory");
+            if (!line_.append(line)) return fail(ErrorCode::out_of_memory, "out of memory");
             line = line_.view();
             in_input = false;
         } else if (line.size() > limits_.max_line_bytes) {
@@ -1852,7 +1949,7 @@ inline SseParser::Status SseParser::next(const char*& p, const char* end) {
         line_.clear();
         if (stop) return status;
     }
-    if (!materialize_pending()) return fail(ErrorCode::io, "out of memory");
+    if (!materialize_pending()) return fail(ErrorCode::out_of_memory, "out of memory");
     return Status::need_more;
 }
 
@@ -2129,20 +2226,27 @@ inline bool json_valid(std::string_view text, const char** why = nullptr) noexce
     return ok;
 }
 
-/* Turns one chat.completion.chunk (or an error object) into typed events. */
+/* The wire format of OpenAI's chat completions: one message of the body (an SSE event's name and
+   data, or a whole JSON reply) in, typed events out. Other wire formats are other readers with the
+   same read() and the decoder picks one. */
 class DeltaExtractor {
 public:
     enum class Result {
-        ok,           // events() holds this event's events (possibly none)
-        invalid,      // not valid JSON, or not an object: why() says where
-        error_event,  // the server reported an error: error_message() holds it
+        ok,             // events() holds this message's events (possibly none)
+        end,            // "[DONE]": the completion is over
+        invalid,        // not valid JSON, or not an object: error() says what and where
+        error_event,    // the server reported an error: error() holds it
+        out_of_memory,  // the events could not be decoded
     };
 
+    Result read(std::string_view event_name, std::string_view data);
+    /* One chat.completion.chunk (or a whole chat.completion, or an error object). */
     Result extract(std::string_view json);
     const std::vector<Event>& events() const noexcept { return events_; }
-    std::string_view why() const noexcept { return why_; }
-    std::size_t error_offset() const noexcept { return error_offset_; }
-    std::string_view error_message() const noexcept { return error_message_; }
+    /* After invalid: what and at which byte; after error_event: the server's own message. */
+    Error error() const;
+    std::string_view server_message() const noexcept { return error_message_; }  // after error_event
+    std::size_t error_offset() const noexcept { return error_offset_; }           // after invalid
 
 private:
     struct ChoiceFields {
@@ -2168,7 +2272,8 @@ private:
     bool string_or_null(JsonCursor& c, int depth, JsonSpan& out);
     bool integer(JsonCursor& c, int depth, std::int64_t& out);
     std::string_view decode(const JsonSpan& s);
-    void build_events();
+    [[nodiscard]] bool build_events();  // false: out of memory
+    [[nodiscard]] bool note_error_message();
 
     bool have_choice_ = false;
     ChoiceFields choice_;
@@ -2319,7 +2424,7 @@ inline std::string_view DeltaExtractor::decode(const JsonSpan& s) {
     return {out, n};
 }
 
-inline void DeltaExtractor::build_events() {
+inline bool DeltaExtractor::build_events() {
     const ChoiceFields& ch = choice_;
     // One text per event: reasoning_content (DashScope, DeepSeek) wins over reasoning when it has any.
     const JsonSpan& reasoning = ch.reasoning_content.size() ? ch.reasoning_content : ch.reasoning;
@@ -2327,10 +2432,7 @@ inline void DeltaExtractor::build_events() {
     std::size_t room = ch.content.size() + reasoning.size() + ch.finish_reason.size();
     for (const ToolFields& t : tools_) room += t.id.size() + t.name.size() + t.arguments.size();
     arena_.clear();
-    if (!arena_.reserve(room)) {  // out of memory: nothing can be decoded safely
-        why_ = "out of memory";
-        return;
-    }
+    if (!arena_.reserve(room)) return false;  // nothing can be decoded safely
     if (have_choice_) {
         if (reasoning.present() && reasoning.size()) {
             Event e;
@@ -2369,6 +2471,7 @@ inline void DeltaExtractor::build_events() {
         e.usage.total_tokens = usage.total;
         events_.push_back(e);
     }
+    return true;
 }
 
 inline DeltaExtractor::Result DeltaExtractor::extract(std::string_view json) {
@@ -2383,6 +2486,7 @@ inline DeltaExtractor::Result DeltaExtractor::extract(std::string_view json) {
     events_.clear();
     why_ = "";
     error_offset_ = 0;
+    error_message_.clear();
 
     JsonCursor c(json.data(), json.data() + json.size());
     if (!parse_top(c)) {
@@ -2390,25 +2494,45 @@ inline DeltaExtractor::Result DeltaExtractor::extract(std::string_view json) {
         error_offset_ = static_cast<std::size_t>(c.p - c.start);
         return Result::invalid;
     }
-    if (have_error_) {
-        arena_.clear();
-        arena_.reserve(error_message_span_.size() + error_type_.size() + error_code_.size());
-        std::string_view message = error_message_span_.present() ? decode(error_message_span_) : "";
-        std::string_view type = error_type_.present() ? decode(error_type_) : "";
-        std::string_view code = error_code_.present() ? decode(error_code_) : error_code_number_;
-        error_message_.assign(message.empty() ? std::string_view("the server reported an error") : message);
-        if (!type.empty() || !code.empty()) {
-            error_message_ += " (";
-            if (!type.empty()) error_message_.append("type: ").append(type);
-            if (!type.empty() && !code.empty()) error_message_ += ", ";
-            if (!code.empty()) error_message_.append("code: ").append(code);
-            error_message_ += ")";
-        }
+    if (have_error_) return note_error_message() ? Result::error_event : Result::out_of_memory;
+    return build_events() ? Result::ok : Result::out_of_memory;
+}
+
+/* The server's error as one line: its message, then its type and code when it gave them. */
+inline bool DeltaExtractor::note_error_message() {
+    arena_.clear();
+    if (!arena_.reserve(error_message_span_.size() + error_type_.size() + error_code_.size())) return false;
+    const std::string_view message = error_message_span_.present() ? decode(error_message_span_) : "";
+    const std::string_view type = error_type_.present() ? decode(error_type_) : "";
+    const std::string_view code = error_code_.present() ? decode(error_code_) : error_code_number_;
+    error_message_.assign(message.empty() ? std::string_view("the server reported an error") : message);
+    if (!type.empty() || !code.empty()) {
+        error_message_ += " (";
+        if (!type.empty()) error_message_.append("type: ").append(type);
+        if (!type.empty() && !code.empty()) error_message_ += ", ";
+        if (!code.empty()) error_message_.append("code: ").append(code);
+        error_message_ += ")";
+    }
+    return true;
+}
+
+inline DeltaExtractor::Result DeltaExtractor::read(std::string_view event_name, std::string_view data) {
+    events_.clear();
+    const std::string_view trimmed = trim_ascii_space(data);
+    if (trimmed == "[DONE]") return Result::end;
+    if (trimmed.empty()) return Result::ok;  // a keep-alive
+    const Result result = extract(data);
+    if (result == Result::invalid && event_name == "error") {  // "event: error" with a plain-text message
+        error_message_ = excerpt(trimmed, 200);
         return Result::error_event;
     }
-    build_events();
-    if (*why_) return Result::invalid;
-    return Result::ok;
+    return result;
+}
+
+inline Error DeltaExtractor::error() const {
+    if (!error_message_.empty()) return make_error(ErrorCode::server_error, "server error: " + error_message_);
+    return make_error(ErrorCode::protocol,
+                      std::string(why_) + " at byte " + std::to_string(error_offset_));
 }
 
 /* Writes s as a JSON string: quotes, backslashes and control characters escaped, UTF-8 passed
@@ -2460,6 +2584,252 @@ inline void json_write_number(std::string& out, double value) {
 }
 
 /* ------------------------------------------------------------------------------------------------
+   Decoder: HTTP response reader → body framing (SSE events, or one whole JSON reply) → wire format
+   (one message in, typed events out) → a queue handed out one event per call
+   ------------------------------------------------------------------------------------------------ */
+
+class DecoderCore {
+public:
+    explicit DecoderCore(const Limits& limits) : limits_(limits) {
+        http_.reset({limits.max_header_bytes, 4096});
+        sse_.reset({limits.max_line_bytes, limits.max_event_bytes});
+    }
+
+    DecodeStep feed(std::string_view input);
+    DecodeStep finish();
+    void start_body(int http_status, std::string_view content_type);
+
+    const Event& event() const noexcept { return event_; }
+    const Error& error() const noexcept { return error_; }
+    int http_status() const noexcept { return status_; }
+    std::string_view header(std::string_view name) const noexcept { return http_.header(name); }
+    bool response_complete() const noexcept { return response_complete_; }
+    bool keep_alive() const noexcept { return http_framed_ && http_.keep_alive(); }
+    std::size_t messages() const noexcept { return messages_; }
+    std::size_t skipped_messages() const noexcept { return skipped_; }
+    std::string_view warning() const noexcept { return warning_; }
+
+private:
+    /* How a body is read: as SSE events, or kept whole (a non-streamed JSON reply, an error body). */
+    enum class Framing { sse, whole_json, error_body };
+
+    DecodeStep idle() const noexcept {
+        return {completion_over_ ? DecodeStatus::done : DecodeStatus::need_more, 0};
+    }
+    DecodeStep fail(Error e) {
+        if (e.http_status == 0) e.http_status = status_;
+        error_ = std::move(e);
+        return {DecodeStatus::failed, 0};
+    }
+    DecodeStep warn(std::string message) {
+        warning_ = std::move(message);
+        return {DecodeStatus::warning, 0};
+    }
+    DecodeStep deliver() {
+        event_ = format_.events()[next_queued_++];
+        if (event_.type == EventType::finish) finish_seen_ = true;
+        return {DecodeStatus::event, 0};
+    }
+    [[nodiscard]] Error choose_framing(std::string_view content_type);
+    DecodeStep read_http(std::string_view input, std::size_t& pos);
+    DecodeStep read_body(std::string_view body, std::size_t& used);
+    DecodeStep keep_whole(std::string_view body);
+    DecodeStep on_message(std::string_view name, std::string_view data);
+    DecodeStep on_response_end();
+    DecodeStep http_error();
+
+    Limits limits_;
+    HttpResponseReader http_;
+    bool http_framed_ = true;        // false after start_body(): the input is body bytes
+    int status_ = 0;
+    Framing framing_ = Framing::sse;
+    SseParser sse_;
+    DeltaExtractor format_;
+    ByteBuffer whole_body_;
+    std::size_t body_pending_ = 0;   // body bytes at the start of the next input, HTTP framing removed
+    std::size_t queued_ = 0;         // events of the last message
+    std::size_t next_queued_ = 0;    // the next of them to hand out
+    bool completion_over_ = false;   // [DONE], or the end of the response
+    bool done_seen_ = false;
+    bool finish_seen_ = false;
+    bool response_complete_ = false;
+    std::size_t messages_ = 0;
+    std::size_t skipped_ = 0;
+    Event event_;
+    Error error_;
+    std::string warning_;            // only when something was skipped: never per event
+};
+
+inline DecodeStep DecoderCore::feed(std::string_view input) {
+    if (error_) return {DecodeStatus::failed, 0};
+    if (next_queued_ < queued_) return deliver();
+    std::size_t pos = 0;
+    for (;;) {
+        if (body_pending_ > 0 && pos < input.size()) {
+            std::size_t used = 0;
+            const DecodeStep s = read_body(input.substr(pos, std::min(body_pending_, input.size() - pos)), used);
+            pos += used;
+            body_pending_ -= used;
+            if (s.status != DecodeStatus::need_more) return {s.status, pos};
+            continue;
+        }
+        if (body_pending_ > 0) return {idle().status, pos};
+        if (!http_framed_) {
+            if (pos == input.size()) return {idle().status, pos};
+            body_pending_ = input.size() - pos;
+            continue;
+        }
+        if (response_complete_ || (pos == input.size() && !http_.complete())) return {idle().status, pos};
+        const DecodeStep s = read_http(input, pos);
+        if (s.status != DecodeStatus::need_more) return {s.status, pos};
+    }
+}
+
+/* One step of the HTTP reader from input[pos]: the head, a span of body bytes (left in place for
+   read_body), or the end of the response. */
+inline DecodeStep DecoderCore::read_http(std::string_view input, std::size_t& pos) {
+    const HttpResponseReader::Step h = http_.feed(input.substr(pos));
+    pos += h.consumed;
+    switch (h.status) {
+    case HttpResponseReader::Status::need_more:
+        break;
+    case HttpResponseReader::Status::head:
+        status_ = http_.status();
+        if (Error e = choose_framing(http_.content_type())) return fail(std::move(e));
+        break;
+    case HttpResponseReader::Status::body:
+        pos -= h.body.size();  // the span ends where the reader stopped
+        body_pending_ = h.body.size();
+        break;
+    case HttpResponseReader::Status::end:
+        return on_response_end();
+    case HttpResponseReader::Status::error:
+        return fail(http_.error());
+    }
+    return {DecodeStatus::need_more, 0};
+}
+
+inline DecodeStep DecoderCore::finish() {
+    if (error_) return {DecodeStatus::failed, 0};
+    if (next_queued_ < queued_) return deliver();
+    if (response_complete_ || done_seen_) return idle();  // after [DONE] nothing the caller needs is missing
+    if (!http_framed_) return on_response_end();
+    const HttpResponseReader::Step h = http_.finish();
+    if (h.status == HttpResponseReader::Status::end) return on_response_end();
+    return fail(http_.error());
+}
+
+inline void DecoderCore::start_body(int http_status, std::string_view content_type) {
+    http_framed_ = false;
+    status_ = http_status;
+    if (Error e = choose_framing(content_type)) fail(std::move(e));
+}
+
+/* A redirect, an error status, a 2xx that is no completion (a web page at the base URL, 204). */
+inline Error DecoderCore::choose_framing(std::string_view content_type) {
+    const std::string status = "HTTP " + std::to_string(status_);
+    if (status_ >= 300 && status_ < 400)
+        return make_error(ErrorCode::http_status,
+                          status + ": redirects are not followed (Location: " + excerpt(http_.header("location"), 200) +
+                              "); point the base URL at the final address",
+                          status_);
+    if (status_ < 200 || status_ > 299) {
+        framing_ = Framing::error_body;
+        return {};
+    }
+    if (status_ == 204 || status_ == 205)
+        return make_error(ErrorCode::protocol, status + ": the server answered with no content, not a completion");
+    const std::string_view type = trim_http_space(content_type.substr(0, content_type.find(';')));
+    if (iequals(type, "text/html") || iequals(type, "application/xhtml+xml"))
+        return make_error(ErrorCode::protocol, status + " with Content-Type " + excerpt(type, 60) +
+                                                   ": a web page, not a completion stream (is the base URL the API's address?)");
+    framing_ = iequals(type, "application/json") ? Framing::whole_json : Framing::sse;
+    return {};
+}
+
+inline DecodeStep DecoderCore::read_body(std::string_view body, std::size_t& used) {
+    if (framing_ != Framing::sse) {
+        used = body.size();
+        return keep_whole(body);
+    }
+    if (completion_over_) {  // after [DONE] the rest of the body is read and ignored
+        used = body.size();
+        return {DecodeStatus::need_more, 0};
+    }
+    const SseParser::Step s = sse_.feed(body);
+    used = s.consumed;
+    if (s.status == SseParser::Status::error) return fail(sse_.error());
+    if (s.status == SseParser::Status::event) return on_message(sse_.event_type(), sse_.data());
+    return {DecodeStatus::need_more, 0};
+}
+
+inline DecodeStep DecoderCore::keep_whole(std::string_view body) {
+    const bool error_body = framing_ == Framing::error_body;
+    const std::size_t cap = error_body ? limits_.max_error_body_bytes : limits_.max_event_bytes;
+    const std::size_t n = std::min(cap - std::min(cap, whole_body_.size()), body.size());
+    if (!whole_body_.append(body.data(), n)) return fail(make_error(ErrorCode::out_of_memory, "out of memory"));
+    if (n == body.size()) return {DecodeStatus::need_more, 0};
+    if (error_body) return http_error();  // what was kept is enough to explain it
+    return fail(make_error(ErrorCode::limit_exceeded, "the JSON reply exceeds Limits::max_event_bytes"));
+}
+
+inline DecodeStep DecoderCore::on_message(std::string_view name, std::string_view data) {
+    ++messages_;
+    switch (format_.read(name, data)) {
+    case DeltaExtractor::Result::ok:
+        queued_ = format_.events().size();
+        next_queued_ = 0;
+        if (queued_ > 0) return deliver();
+        return {DecodeStatus::need_more, 0};
+    case DeltaExtractor::Result::end:
+        completion_over_ = done_seen_ = true;
+        return {DecodeStatus::done, 0};
+    case DeltaExtractor::Result::error_event:
+        return fail(format_.error());
+    case DeltaExtractor::Result::out_of_memory:
+        return fail(make_error(ErrorCode::out_of_memory, "out of memory while decoding an event"));
+    case DeltaExtractor::Result::invalid:
+        break;
+    }
+    ++skipped_;
+    return warn("skipped an event whose JSON could not be decoded (" + format_.error().message + "): " +
+                excerpt(data, 80));
+}
+
+inline DecodeStep DecoderCore::on_response_end() {
+    response_complete_ = true;
+    if (framing_ == Framing::error_body) return http_error();
+    const bool was_over = completion_over_;
+    completion_over_ = true;
+    if (framing_ == Framing::whole_json) {
+        const DecodeStep s = on_message({}, whole_body_.view());
+        if (s.status == DecodeStatus::warning)
+            return fail(make_error(ErrorCode::protocol, "the JSON reply could not be decoded: " + warning_));
+        return s.status == DecodeStatus::need_more ? idle() : s;
+    }
+    if (messages_ == 0)
+        return fail(make_error(ErrorCode::protocol, "the response ended without any completion data"));
+    if (sse_.has_partial_event() && !was_over)
+        return warn("the stream ended inside an event; that partial event was dropped");
+    if (!done_seen_ && !finish_seen_)
+        return warn("the stream ended without [DONE] or a finish reason; it may be incomplete");
+    return idle();
+}
+
+inline DecodeStep DecoderCore::http_error() {
+    std::string message = "HTTP " + std::to_string(status_);
+    const std::string_view body = trim_ascii_space(whole_body_.view());
+    if (format_.extract(body) == DeltaExtractor::Result::error_event) {
+        message += ": ";
+        message.append(format_.server_message());
+    } else if (!body.empty()) {
+        message += ": " + excerpt(body, 200);
+    }
+    queued_ = next_queued_ = 0;  // whatever the extractor made of it is not this response's events
+    return fail(make_error(ErrorCode::http_status, std::move(message), status_));
+}
+
+/* ------------------------------------------------------------------------------------------------
    Request: URL, body
    ------------------------------------------------------------------------------------------------ */
 
@@ -2471,34 +2841,32 @@ struct Url {
     std::string host_header;  // host[:port] as the Host header wants it
 };
 
-inline bool parse_url(std::string_view url, Url& out, std::string& why) {
+inline Error parse_url(std::string_view url, Url& out) {
+    auto bad = [](const char* why) { return make_error(ErrorCode::invalid_config, why); };
     auto starts_with_ci = [&](std::string_view prefix) {
         return url.size() >= prefix.size() && iequals(url.substr(0, prefix.size()), prefix);
     };
     std::string_view rest;
     if (starts_with_ci("https://")) { out.https = true; rest = url.substr(8); }
     else if (starts_with_ci("http://")) { out.https = false; rest = url.substr(7); }
-    else { why = "the URL must start with http:// or https://"; return false; }
+    else return bad("the URL must start with http:// or https://");
     const std::size_t authority_end = std::min(rest.find_first_of("/?#"), rest.size());
     std::string_view authority = rest.substr(0, authority_end);
     std::string_view path = rest.substr(authority_end);
-    if (authority.find('@') != std::string_view::npos) {
-        why = "credentials in the URL are not supported (use LLM_API_KEY)";
-        return false;
-    }
+    if (authority.find('@') != std::string_view::npos) return bad("credentials in the URL are not supported (use LLM_API_KEY)");
     std::string_view host, port;
     bool has_port = false;
     if (!authority.empty() && authority[0] == '[') {
         const std::size_t close = authority.find(']');
-        if (close == std::string_view::npos) { why = "unterminated IPv6 address in the URL"; return false; }
+        if (close == std::string_view::npos) return bad("unterminated IPv6 address in the URL");
         host = authority.substr(1, close - 1);
         std::string_view after = authority.substr(close + 1);
-        if (!after.empty() && after[0] != ':') { why = "unexpected text after the IPv6 address"; return false; }
+        if (!after.empty() && after[0] != ':') return bad("unexpected text after the IPv6 address");
         has_port = !after.empty();
         if (has_port) port = after.substr(1);
         for (char c : host)
-            if (!(hex_value(c) >= 0 || c == ':' || c == '.')) { why = "invalid IPv6 address in the URL"; return false; }
-        if (host.find(':') == std::string_view::npos) { why = "invalid IPv6 address in the URL"; return false; }
+            if (!(hex_value(c) >= 0 || c == ':' || c == '.')) return bad("invalid IPv6 address in the URL");
+        if (host.find(':') == std::string_view::npos) return bad("invalid IPv6 address in the URL");
     } else {
         const std::size_t colon = authority.rfind(':');
         host = authority.substr(0, colon);
@@ -2506,152 +2874,132 @@ inline bool parse_url(std::string_view url, Url& out, std::string& why) {
         if (has_port) port = authority.substr(colon + 1);
         for (char c : host)
             if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                  c == '.' || c == '_')) {
-                why = "invalid host name in the URL";
-                return false;
-            }
+                  c == '.' || c == '_')) return bad("invalid host name in the URL");
     }
-    if (host.empty()) { why = "the URL has no host"; return false; }
+    if (host.empty()) return bad("the URL has no host");
     std::uint64_t port_number = out.https ? 443 : 80;
     if (has_port) {
-        if (!parse_decimal(port, port_number) || port_number == 0 || port_number > 65535) {
-            why = "invalid port in the URL";
-            return false;
-        }
+        if (!parse_decimal(port, port_number) || port_number == 0 || port_number > 65535) return bad("invalid port in the URL");
     }
     const std::size_t fragment = path.find('#');
     if (fragment != std::string_view::npos) path = path.substr(0, fragment);
     for (char c : path)
-        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7F) {
-            why = "the URL path contains spaces or control characters";
-            return false;
-        }
+        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7F) return bad("the URL path contains spaces or control characters");
     out.host.assign(host);
     out.port = static_cast<std::uint16_t>(port_number);
     out.target = path.empty() || path[0] == '?' ? "/" + std::string(path) : std::string(path);
     const bool v6 = host.find(':') != std::string_view::npos;
     out.host_header = v6 ? "[" + out.host + "]" : out.host;
     if (port_number != (out.https ? 443u : 80u)) out.host_header += ":" + std::to_string(port_number);
-    return true;
+    return {};
 }
 
-/* The JSON body of a streamed chat completion, or an error for options that cannot be sent. */
-inline bool build_request_body(const Config& config, const std::vector<Message>& messages,
-                               const ChatOptions& options, std::string& body, Error& error) {
-    auto invalid = [&](std::string message) {
-        error.code = ErrorCode::invalid_argument;
-        error.message = std::move(message);
-        return false;
-    };
-    if (messages.empty()) return invalid("the conversation has no messages");
+inline Error invalid_argument(std::string message) { return make_error(ErrorCode::invalid_argument, std::move(message)); }
+
+inline Error check_chat_options(const std::vector<Message>& messages, const ChatOptions& options,
+                                const std::string& model) {
+    if (messages.empty()) return invalid_argument("the conversation has no messages");
     for (const Message& m : messages)
-        if (m.role.empty()) return invalid("a message has an empty role");
+        if (m.role.empty()) return invalid_argument("a message has an empty role");
     if (options.temperature && !(*options.temperature >= 0.0 && *options.temperature <= 2.0))
-        return invalid("temperature must be between 0 and 2");
-    if (options.max_tokens && *options.max_tokens <= 0) return invalid("max_tokens must be positive");
-    const std::string& model = options.model.empty() ? config.model : options.model;
-    if (model.empty()) return invalid("no model is set (LLM_MODEL or ChatOptions::model)");
+        return invalid_argument("temperature must be between 0 and 2");
+    if (options.max_tokens && *options.max_tokens <= 0) return invalid_argument("max_tokens must be positive");
+    if (model.empty()) return invalid_argument("no model is set (LLM_MODEL or ChatOptions::model)");
+    return {};
+}
 
-    // Members of extra_json replace the ones this function would write, so no key appears twice.
-    std::vector<std::string> extra_keys;
-    std::string_view extra_members;
-    if (!trim_ascii_space(options.extra_json).empty()) {
-        const char* why = "";
-        std::string_view extra = trim_ascii_space(options.extra_json);
-        if (!json_valid(extra, &why)) return invalid(std::string("extra JSON is not valid JSON: ") + why);
-        if (extra.front() != '{') return invalid("extra JSON must be an object");
-        JsonCursor c(extra.data(), extra.data() + extra.size());
-        c.object(1, [&](const JsonSpan& key, int depth) {
-            std::string name(key.size(), '\0');
-            name.resize(json_decode_string(key.begin, key.end, &name[0]));
-            extra_keys.push_back(std::move(name));
-            return c.skip_value(depth);
-        });
-        for (const std::string& key : extra_keys)
-            if (key == "stream" || key == "messages")
-                return invalid("extra JSON may not set \"" + key + "\": the client sets it");
-        extra_members = trim_ascii_space(extra.substr(1, extra.size() - 2));
-    }
-    auto overridden = [&](std::string_view key) {
-        return std::find(extra_keys.begin(), extra_keys.end(), key) != extra_keys.end();
-    };
+/* The members of ChatOptions::extra_json, as text to splice into the body, and their names. */
+struct ExtraMembers {
+    std::string_view text;  // between the braces, trimmed
+    std::vector<std::string> keys;
+    bool has(std::string_view key) const { return std::find(keys.begin(), keys.end(), key) != keys.end(); }
+};
 
-    body.clear();
-    body += "{";
-    if (!overridden("model")) {
+inline Error read_extra_members(std::string_view extra_json, ExtraMembers& out) {
+    const std::string_view extra = trim_ascii_space(extra_json);
+    if (extra.empty()) return {};
+    const char* why = "";
+    if (!json_valid(extra, &why)) return invalid_argument(std::string("extra JSON is not valid JSON: ") + why);
+    if (extra.front() != '{') return invalid_argument("extra JSON must be an object");
+    JsonCursor c(extra.data(), extra.data() + extra.size());
+    const bool ok = c.object(1, [&](const JsonSpan& key, int depth) {
+        std::string name(key.size(), '\0');
+        name.resize(json_decode_string(key.begin, key.end, &name[0]));
+        out.keys.push_back(std::move(name));
+        return c.skip_value(depth);
+    });
+    LLM_STREAM_ASSERT(ok);  // json_valid() said so
+    (void)ok;
+    for (const std::string& key : out.keys)
+        if (key == "stream" || key == "messages")
+            return invalid_argument("extra JSON may not set \"" + key + "\": the client sets it");
+    out.text = trim_ascii_space(extra.substr(1, extra.size() - 2));
+    return {};
+}
+
+/* The JSON body of a streamed chat completion. Members of extra_json replace the ones written here,
+   so no key appears twice. */
+inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
+                            const std::string& model, const ExtraMembers& extra, std::string& body) {
+    body = "{";
+    if (!extra.has("model")) {
         body += "\"model\":";
         json_write_string(body, model);
         body += ",";
     }
     body += "\"messages\":[";
     for (std::size_t i = 0; i < messages.size(); ++i) {
-        if (i) body += ",";
-        body += "{\"role\":";
+        body += i ? ",{\"role\":" : "{\"role\":";
         json_write_string(body, messages[i].role);
         body += ",\"content\":";
         json_write_string(body, messages[i].content);
         body += "}";
     }
     body += "],\"stream\":true";
-    if (options.temperature && !overridden("temperature")) {
+    if (options.temperature && !extra.has("temperature")) {
         body += ",\"temperature\":";
         json_write_number(body, *options.temperature);
     }
-    if (options.max_tokens && !overridden("max_tokens")) {
-        body += ",\"max_tokens\":";
-        body += std::to_string(*options.max_tokens);
-    }
-    if (!extra_members.empty()) {
+    if (options.max_tokens && !extra.has("max_tokens")) body += ",\"max_tokens\":" + std::to_string(*options.max_tokens);
+    if (!extra.text.empty()) {
         body += ",";
-        body.append(extra_members.data(), extra_members.size());
+        body.append(extra.text.data(), extra.text.size());
     }
     body += "}";
-    return true;
 }
 
-/* The whole HTTP/1.1 request: head and body. Refuses header values that could split the head. */
-inline bool build_http_request(const Config& config, const Url& url, const std::string& body, std::string& out,
-                               Error& error) {
-    auto refuse = [&](std::string message) {
-        error.code = ErrorCode::invalid_config;
-        error.message = std::move(message);
-        return false;
-    };
-    auto safe_value = [](std::string_view v) {
-        for (char c : v)
-            if (c == '\r' || c == '\n' || c == '\0') return false;
-        return true;
-    };
-    if (!safe_value(config.api_key)) return refuse("the API key contains a line break or NUL");
-    out.clear();
-    out.reserve(512 + body.size());
-    out += "POST ";
-    out += url.target;
-    out += " HTTP/1.1\r\nHost: ";
-    out += url.host_header;
-    out += "\r\nUser-Agent: llm_stream/" LLM_STREAM_VERSION_STRING "\r\nContent-Type: application/json\r\n"
-           "Accept: text/event-stream\r\nAccept-Encoding: identity\r\n";
-    if (!config.api_key.empty()) {
-        out += "Authorization: Bearer ";
-        out += config.api_key;
-        out += "\r\n";
-    }
+inline bool safe_header_value(std::string_view v) noexcept {
+    return v.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+/* The request's headers: what the decoder can read (SSE, no content coding), the key, the user's. */
+inline Error write_request_headers(const Config& config, std::vector<std::pair<std::string, std::string>>& headers) {
+    auto invalid = [](std::string message) { return make_error(ErrorCode::invalid_config, std::move(message)); };
+    if (!safe_header_value(config.api_key)) return invalid("the API key contains a line break or NUL");
+    headers = {{"Content-Type", "application/json"},
+               {"Accept", "text/event-stream"},
+               {"Accept-Encoding", "identity"},
+               {"User-Agent", "llm_stream/" LLM_STREAM_VERSION_STRING}};
+    if (!config.api_key.empty()) headers.emplace_back("Authorization", "Bearer " + config.api_key);
     for (const auto& header : config.headers) {
-        if (header.first.empty() ||
-            !std::all_of(header.first.begin(), header.first.end(), [](char c) { return is_token_char(c); }))
-            return refuse("invalid request header name: " + excerpt(header.first, 40));
-        if (!safe_value(header.second))
-            return refuse("the value of request header " + header.first + " contains a line break or NUL");
-        out += header.first;
-        out += ": ";
-        out += header.second;
-        out += "\r\n";
+        if (header.first.empty() || !std::all_of(header.first.begin(), header.first.end(), is_token_char))
+            return invalid("invalid request header name: " + excerpt(header.first, 40));
+        if (!safe_header_value(header.second))
+            return invalid("the value of request header " + header.first + " contains a line break or NUL");
+        headers.push_back(header);
     }
-    out += "Content-Length: ";
-    out += std::to_string(body.size());
-    out += "\r\n\r\n";
-    out += body;
-    return true;
+    return {};
+}
+
+/* The bytes of an HTTP/1.1 request: Host and Content-Length added to the request's own headers. */
+inline std::string http1_request(const Url& url, const Request& request) {
+    std::string out;
+    out.reserve(512 + request.body.size());
+    out += request.method + " " + url.target + " HTTP/1.1\r\nHost: " + url.host_header + "\r\n";
+    for (const auto& header : request.headers) out += header.first + ": " + header.second + "\r\n";
+    out += "Content-Length: " + std::to_string(request.body.size()) + "\r\n\r\n";
+    out += request.body;
+    return out;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -2713,7 +3061,7 @@ inline RetryDecision decide_retry(const RetryPolicy& policy, int retries_done, c
 
 /* The retry hints a response's headers carry: retry-after-ms (milliseconds, may be fractional),
    else Retry-After (seconds or an HTTP-date, relative to `now_epoch`); x-should-retry. */
-inline void read_retry_hints(const HttpResponseReader& response, std::int64_t now_epoch, AttemptFailure& failure) {
+inline void read_retry_hints(const Decoder& response, std::int64_t now_epoch, AttemptFailure& failure) {
     const std::string_view ms = trim_http_space(response.header("retry-after-ms"));
     double value = 0;
     if (!ms.empty()) {
@@ -2798,7 +3146,8 @@ inline StubResponse make_stub_response(const std::vector<Message>& messages, con
 }
 
 /* ------------------------------------------------------------------------------------------------
-   Transports: they only move bytes. The in-memory replay serves stub mode, tests and benchmarks.
+   Transports: they only move bytes (and know nothing of HTTP). The in-memory one replays the stub's
+   response; the network one is a socket, with TLS over it for https.
    ------------------------------------------------------------------------------------------------ */
 
 class Connection;
@@ -2808,38 +3157,36 @@ public:
     virtual ~Transport() = default;
     /* Advances connection set-up (name resolution, TCP connect, TLS handshake): ok once ready. */
     virtual IoResult open() { return {IoStatus::ok, 0}; }
+    /* What open() is doing, for a message when it takes too long: "connecting", "the TLS handshake". */
+    virtual const char* opening_stage() const { return "connecting"; }
     virtual IoResult write(const char* data, std::size_t size) = 0;
     virtual IoResult read(char* buffer, std::size_t capacity) = 0;
     /* After would_block: what to wait for. */
     virtual WaitInfo wait_info() const = 0;
     /* After failed: which kind of failure, and a message for humans. */
-    virtual ErrorCode error_code() const { return ErrorCode::io; }
-    virtual std::string last_error() const { return "transport failure"; }
-    /* Set-up was skipped because an idle connection from the pool was used. */
+    virtual Error error() const { return make_error(ErrorCode::io, "transport failure"); }
+    /* The connection came from the client's pool. */
     virtual bool reused_connection() const { return false; }
-    /* The connection, for the pool, once a response has been read to its end (network only). */
+    /* The connection, for the pool, once its response has been read (network only). */
     virtual std::unique_ptr<Connection> release_connection() { return nullptr; }
 };
 
-/* Replays a fixed response. Each read stops at the next segment end, so tests choose exactly how
-   the bytes are split; with a delay, the replay pauses there as a slow server would. */
+/* Replays a fixed response, pausing at each segment end as a slow server would. */
 class MemoryTransport final : public Transport {
 public:
-    MemoryTransport(std::string bytes, std::vector<std::size_t> segment_ends, std::chrono::milliseconds delay)
-        : owned_(std::move(bytes)), bytes_(owned_), segment_ends_(std::move(segment_ends)), delay_(delay) {}
-    /* Borrows bytes, which must outlive the transport (benchmarks replay one buffer many times). */
-    MemoryTransport(std::string_view bytes, std::vector<std::size_t> segment_ends)
-        : bytes_(bytes), segment_ends_(std::move(segment_ends)), delay_(0) {}
+    MemoryTransport(std::shared_ptr<const std::string> bytes, std::vector<std::size_t> segment_ends,
+                    std::chrono::milliseconds delay)
+        : bytes_(std::move(bytes)), segment_ends_(std::move(segment_ends)), delay_(delay) {}
 
     IoResult write(const char*, std::size_t size) override { return {IoStatus::ok, size}; }
     IoResult read(char* buffer, std::size_t capacity) override {
-        if (position_ == bytes_.size()) return {IoStatus::closed, 0};
+        if (position_ == bytes_->size()) return {IoStatus::closed, 0};
         if (delay_.count() > 0 && Clock::now() < ready_at_) return {IoStatus::would_block, 0};
         while (segment_ < segment_ends_.size() && segment_ends_[segment_] <= position_) ++segment_;
         const std::size_t limit =
-            segment_ < segment_ends_.size() ? std::min(segment_ends_[segment_], bytes_.size()) : bytes_.size();
+            segment_ < segment_ends_.size() ? std::min(segment_ends_[segment_], bytes_->size()) : bytes_->size();
         const std::size_t n = std::min(capacity, limit - position_);
-        std::memcpy(buffer, bytes_.data() + position_, n);
+        std::memcpy(buffer, bytes_->data() + position_, n);
         position_ += n;
         if (delay_.count() > 0 && position_ == limit) ready_at_ = Clock::now() + delay_;
         return {IoStatus::ok, n};
@@ -2852,8 +3199,7 @@ public:
     }
 
 private:
-    std::string owned_;
-    std::string_view bytes_;
+    std::shared_ptr<const std::string> bytes_;
     std::vector<std::size_t> segment_ends_;
     std::chrono::milliseconds delay_;
     std::size_t position_ = 0;
@@ -2890,10 +3236,6 @@ public:
     }
 
     std::unique_ptr<TlsSession> tls;
-    Clock::time_point idle_since{};
-    /* A response whose final bytes (the chunked terminator after [DONE]) may still be in flight:
-       they are read before the connection is used again. */
-    std::unique_ptr<HttpResponseReader> unfinished;
 
 private:
     IoResult track(IoResult r, bool writing = false) {
@@ -2920,27 +3262,13 @@ private:
     bool tls_failed_ = false;
 };
 
-enum class DrainResult { done, pending, unusable };
-
-/* Reads what an idle connection received while idle: the rest of an unfinished response (the
-   chunked terminator that follows [DONE]) is expected; anything else (EOF, a reset, unexpected
-   bytes) means the connection cannot carry another request. */
-inline DrainResult drain_idle_connection(Connection& c) {
-    char buffer[512];
-    for (int reads = 0; reads < 16; ++reads) {
-        const IoResult r = c.read(buffer, sizeof buffer);
-        if (r.status == IoStatus::would_block) return c.unfinished ? DrainResult::pending : DrainResult::done;
-        if (r.status != IoStatus::ok || !c.unfinished) return DrainResult::unusable;
-        const HttpResponseReader::Step step = c.unfinished->feed(buffer, r.bytes);
-        if (step.status == HttpResponseReader::Status::error || step.status == HttpResponseReader::Status::head)
-            return DrainResult::unusable;
-        if (step.status == HttpResponseReader::Status::end) {
-            if (step.consumed != r.bytes) return DrainResult::unusable;
-            c.unfinished.reset();
-        }
-    }
-    return DrainResult::unusable;
-}
+/* A connection waiting in the pool. Its last response may not have been read to the end: servers
+   write the chunked terminator a moment after [DONE], and the stream did not wait for it. */
+struct IdleConnection {
+    std::unique_ptr<Connection> connection;
+    std::unique_ptr<Decoder> unfinished;  // that response, to be read to its end before reuse
+    Clock::time_point since{};
+};
 
 /* What copies of a Client share: the configuration, the TLS backend, the idle connections. */
 struct ClientState {
@@ -2959,28 +3287,25 @@ struct ClientState {
         return tls_;
     }
 
-    /* The most recently used idle connection to origin that is still good, or nullptr. */
-    std::unique_ptr<Connection> take_idle(const std::string& origin) {
-        std::unique_lock<std::mutex> lock(mutex_);
+    /* The most recently used idle connection to origin that has not been idle too long. */
+    IdleConnection take_idle(const std::string& origin) {
+        std::lock_guard<std::mutex> lock(mutex_);
         const Clock::time_point now = Clock::now();
+        idle_.erase(std::remove_if(idle_.begin(), idle_.end(),
+                                   [&](const IdleConnection& c) { return now - c.since > config.idle_connection_timeout; }),
+                    idle_.end());
         for (std::size_t i = idle_.size(); i-- > 0;) {
-            if (now - idle_[i]->idle_since > config.idle_connection_timeout) {
-                idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
-                continue;
-            }
-            if (idle_[i]->origin() != origin) continue;
-            std::unique_ptr<Connection> c = std::move(idle_[i]);
+            if (idle_[i].connection->origin() != origin) continue;
+            IdleConnection c = std::move(idle_[i]);
             idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
-            lock.unlock();
-            if (drain_idle_connection(*c) != DrainResult::unusable) return c;
-            lock.lock();
+            return c;
         }
-        return nullptr;
+        return {};
     }
 
-    void put_idle(std::unique_ptr<Connection> c) {
+    void put_idle(IdleConnection c) {
         if (config.max_idle_connections == 0) return;
-        c->idle_since = Clock::now();
+        c.since = Clock::now();
         std::lock_guard<std::mutex> lock(mutex_);
         if (idle_.size() >= config.max_idle_connections) idle_.erase(idle_.begin());  // the oldest goes
         idle_.push_back(std::move(c));
@@ -2988,24 +3313,27 @@ struct ClientState {
 
 private:
     std::mutex mutex_;
-    std::vector<std::unique_ptr<Connection>> idle_;
+    std::vector<IdleConnection> idle_;
     std::shared_ptr<TlsBackend> tls_;
     std::string tls_error_;
 };
 
-/* A real connection: an idle one from the pool, or name resolution, a non-blocking TCP connect
-   (each address in turn) and, for https, a TLS handshake. All steps return at once. */
+/* A real connection: one from the pool, or name resolution, a non-blocking TCP connect (each
+   address in turn) and, for https, a TLS handshake. All steps return at once. */
 class NetworkTransport final : public Transport {
 public:
-    NetworkTransport(std::shared_ptr<ClientState> client, const Url& url, bool allow_pooled)
-        : client_(std::move(client)), url_(url), allow_pooled_(allow_pooled) {
+    NetworkTransport(std::shared_ptr<ClientState> client, const Url& url, std::unique_ptr<Connection> reused)
+        : client_(std::move(client)), url_(url), connection_(std::move(reused)) {
         origin_ = (url.https ? "https://" : "http://") + url.host_header;
+        reused_ = connection_ != nullptr;
+        step_ = reused_ ? Step::ready : Step::resolve;
     }
     ~NetworkTransport() override {
         if (connecting_ != invalid_socket) close_socket(connecting_);
     }
 
     IoResult open() override;
+    const char* opening_stage() const override { return step_ == Step::tls ? "the TLS handshake" : "connecting"; }
     IoResult write(const char* data, std::size_t size) override {
         const IoResult r = connection_->write(data, size);
         if (r.status == IoStatus::failed) fail_io();
@@ -3028,43 +3356,56 @@ public:
         w.timeout = std::chrono::milliseconds(1000);  // the stream shortens it to its own deadlines
         return w;
     }
-    ErrorCode error_code() const override { return code_; }
-    std::string last_error() const override { return error_; }
+    Error error() const override { return error_; }
     bool reused_connection() const override { return reused_; }
-
     std::unique_ptr<Connection> release_connection() override { return std::move(connection_); }
 
 private:
-    enum class Step { pool, drain, resolve, connect, tls, ready };
+    enum class Step { resolve, connect, tls, ready };
 
     IoResult failed(ErrorCode code, std::string message) {
-        code_ = code;
-        error_ = std::move(message);
+        error_ = make_error(code, std::move(message));
         return {IoStatus::failed, 0};
     }
-    void fail_io() {
-        code_ = ErrorCode::io;
-        error_ = connection_->error_message();
-    }
+    void fail_io() { error_ = make_error(ErrorCode::io, connection_->error_message()); }
+    IoResult resolve();
     IoResult start_connect();
+    IoResult poll_connect();
     IoResult finish_connect();
+    IoResult handshake();
 
     std::shared_ptr<ClientState> client_;
     Url url_;
     std::string origin_;
-    bool allow_pooled_;
+    std::unique_ptr<Connection> connection_;
     bool reused_ = false;
     bool tls_wants_write_ = false;
-    Clock::time_point drain_started_{};
-    Step step_ = Step::pool;
+    Step step_ = Step::resolve;
     std::vector<SocketAddress> addresses_;
     std::size_t next_address_ = 0;
     native_socket connecting_ = invalid_socket;
     std::string connect_errors_;
-    std::unique_ptr<Connection> connection_;
-    ErrorCode code_ = ErrorCode::io;
-    std::string error_;
+    Error error_;
 };
+
+inline IoResult NetworkTransport::open() {
+    switch (step_) {
+    case Step::resolve: return resolve();
+    case Step::connect: return connecting_ == invalid_socket ? start_connect() : poll_connect();
+    case Step::tls: return handshake();
+    case Step::ready: break;
+    }
+    return {IoStatus::ok, 0};
+}
+
+inline IoResult NetworkTransport::resolve() {
+    if (!network_startup()) return failed(ErrorCode::io, "Winsock could not be started");
+    std::string why;
+    if (!resolve_host(url_.host, url_.port, client_->config.resolver, addresses_, why))
+        return failed(ErrorCode::dns, "cannot resolve " + url_.host + ": " + why);
+    step_ = Step::connect;
+    return start_connect();
+}
 
 inline IoResult NetworkTransport::start_connect() {
     // Tries addresses in order until a connect() is under way or has succeeded.
@@ -3102,6 +3443,26 @@ inline IoResult NetworkTransport::start_connect() {
     return failed(ErrorCode::connect, "cannot connect to " + url_.host_header + ": " + why);
 }
 
+/* Writable (or in error) means the connect finished; SO_ERROR says how. */
+inline IoResult NetworkTransport::poll_connect() {
+#if defined(_WIN32)
+    WSAPOLLFD probe = {connecting_, POLLWRNORM, 0};
+    if (WSAPoll(&probe, 1, 0) == 0) return {IoStatus::would_block, 0};
+#else
+    pollfd probe = {connecting_, POLLOUT, 0};
+    if (::poll(&probe, 1, 0) == 0) return {IoStatus::would_block, 0};
+#endif
+    int error = 0;
+    socklen_t length = sizeof error;
+    if (getsockopt(connecting_, SOL_SOCKET, SO_ERROR, reinterpret_cast<char*>(&error), &length) != 0)
+        error = last_socket_error();
+    if (error == 0) return finish_connect();
+    connect_errors_ += "; " + address_text(addresses_[next_address_ - 1]) + ": " + socket_error_text(error);
+    close_socket(connecting_);
+    connecting_ = invalid_socket;
+    return start_connect();
+}
+
 inline IoResult NetworkTransport::finish_connect() {
     const int nodelay = 1;  // requests are written whole; no reason to wait for more
     setsockopt(connecting_, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&nodelay), sizeof nodelay);
@@ -3117,106 +3478,53 @@ inline IoResult NetworkTransport::finish_connect() {
     connection_->tls = backend->start(static_cast<socket_handle>(connection_->socket()), url_.host, error);
     if (!connection_->tls) return failed(ErrorCode::tls, error);
     step_ = Step::tls;
-    return open();
+    return handshake();
 }
 
-inline IoResult NetworkTransport::open() {
-    switch (step_) {
-    case Step::pool:
-        if (allow_pooled_) {
-            connection_ = client_->take_idle(origin_);
-            if (connection_) {
-                reused_ = true;
-                step_ = Step::drain;
-                drain_started_ = Clock::now();
-                return open();
-            }
-        }
-        step_ = Step::resolve;
-        return open();
-    case Step::drain:
-        // The previous response's last bytes are usually a moment behind its [DONE]; a connection
-        // whose response never ends is given up for a new one.
-        switch (drain_idle_connection(*connection_)) {
-        case DrainResult::done:
-            step_ = Step::ready;
-            return {IoStatus::ok, 0};
-        case DrainResult::pending:
-            if (Clock::now() - drain_started_ < std::chrono::seconds(1)) return {IoStatus::would_block, 0};
-            break;
-        case DrainResult::unusable:
-            break;
-        }
-        connection_.reset();
-        reused_ = false;
-        step_ = Step::resolve;
-        return open();
-    case Step::resolve: {
-        if (!network_startup()) return failed(ErrorCode::io, "Winsock could not be started");
-        std::string why;
-        if (!resolve_host(url_.host, url_.port, client_->config.resolver, addresses_, why))
-            return failed(ErrorCode::dns, "cannot resolve " + url_.host + ": " + why);
-        step_ = Step::connect;
-        return start_connect();
-    }
-    case Step::connect: {
-        if (connecting_ == invalid_socket) return start_connect();
-        // Writable (or in error) means the connect finished; SO_ERROR says how.
-#if defined(_WIN32)
-        WSAPOLLFD probe = {connecting_, POLLWRNORM, 0};
-        if (WSAPoll(&probe, 1, 0) == 0) return {IoStatus::would_block, 0};
-#else
-        pollfd probe = {connecting_, POLLOUT, 0};
-        if (::poll(&probe, 1, 0) == 0) return {IoStatus::would_block, 0};
-#endif
-        int error = 0;
-        socklen_t length = sizeof error;
-        if (getsockopt(connecting_, SOL_SOCKET, SO_ERROR, reinterpret_cast<char*>(&error), &length) != 0)
-            error = last_socket_error();
-        if (error == 0) return finish_connect();
-        connect_errors_ += "; " + address_text(addresses_[next_address_ - 1]) + ": " + socket_error_text(error);
-        close_socket(connecting_);
-        connecting_ = invalid_socket;
-        return start_connect();
-    }
-    case Step::tls: {
-        const TlsResult r = connection_->tls->handshake();
-        if (r.status == TlsStatus::ok) {
-            step_ = Step::ready;
-            return {IoStatus::ok, 0};
-        }
-        if (r.status == TlsStatus::want_read || r.status == TlsStatus::want_write) {
-            tls_wants_write_ = r.status == TlsStatus::want_write;
-            return {IoStatus::would_block, 0};
-        }
-        std::string why = r.status == TlsStatus::closed ? "the server closed the connection during the TLS handshake"
-                                                        : connection_->tls->error_message();
-        return failed(ErrorCode::tls, "TLS with " + url_.host_header + " failed: " + why);
-    }
-    case Step::ready:
+inline IoResult NetworkTransport::handshake() {
+    const TlsResult r = connection_->tls->handshake();
+    if (r.status == TlsStatus::ok) {
+        step_ = Step::ready;
         return {IoStatus::ok, 0};
     }
-    return {IoStatus::ok, 0};
+    if (r.status == TlsStatus::want_read || r.status == TlsStatus::want_write) {
+        tls_wants_write_ = r.status == TlsStatus::want_write;
+        return {IoStatus::would_block, 0};
+    }
+    std::string why = r.status == TlsStatus::closed ? "the server closed the connection during the TLS handshake"
+                                                    : connection_->tls->error_message();
+    return failed(ErrorCode::tls, "TLS with " + url_.host_header + " failed: " + why);
 }
 
 /* ------------------------------------------------------------------------------------------------
-   Stream: one state machine behind poll(); next_chunk()/next_event() wait on it
-   Each attempt: open the transport (pool / DNS / connect / TLS) → send the request → read the
-   response through HTTP → SSE → JSON. A failure before anything reached the caller may start
-   another attempt after a backoff; after that it ends the stream, and what was delivered stays.
+   Stream: one state machine behind poll(); next_chunk()/next_event()/wait() are it plus a wait
+   Each attempt: read a pooled connection's last response to its end, or open a new connection
+   (DNS / connect / TLS) → send the request → feed what arrives to a Decoder. A failure before
+   anything reached the caller may start another attempt after a backoff; after that it ends the
+   stream, and what was delivered stays. One poll() does bounded work, checking cancel() and the
+   deadline as it goes, so neither waits for a server that never stops sending.
    ------------------------------------------------------------------------------------------------ */
 
-/* Makes the transport of each attempt; `allow_pooled` is false after a pooled connection failed. */
-using TransportFactory = std::function<std::unique_ptr<Transport>(bool allow_pooled)>;
+/* Makes the transport of each attempt, around a pooled connection when there is one. */
+using TransportFactory = std::function<std::unique_ptr<Transport>(std::unique_ptr<Connection> reused)>;
+
+/* What a stream sends and where: `origin` names the pool's connections ("" for no pooling). */
+struct Exchange {
+    TransportFactory factory;
+    std::string request;  // the bytes to send
+    std::string origin;
+    std::string description;  // "POST http://host/v1/chat/completions (model m)", for the log
+    bool retry = true;        // false: one attempt whatever the policy says (a replayed response)
+};
 
 class StreamImpl {
 public:
     StreamImpl(std::shared_ptr<ClientState> client, Error error) : client_(std::move(client)), start_(Clock::now()) {
         finish_failed(std::move(error));
     }
-    StreamImpl(std::shared_ptr<ClientState> client, TransportFactory factory, std::string request)
-        : client_(std::move(client)), factory_(std::move(factory)), request_(std::move(request)),
-          start_(Clock::now()), jitter_(static_cast<std::uint32_t>(start_.time_since_epoch().count())) {
+    StreamImpl(std::shared_ptr<ClientState> client, Exchange exchange)
+        : client_(std::move(client)), exchange_(std::move(exchange)), start_(Clock::now()),
+          jitter_(static_cast<std::uint32_t>(start_.time_since_epoch().count())) {
         begin_attempt(true, true);
     }
 
@@ -3235,56 +3543,54 @@ public:
     const Error& error() const noexcept { return error_; }
     Stats stats() const {
         Stats s = stats_;
-        if (!finished_) s.total_ms = elapsed_ms(start_, Clock::now());
+        if (!finished_) {
+            s.total_ms = elapsed_ms(start_, Clock::now());
+            s.events += decoder_.messages();
+            s.skipped_events += decoder_.skipped_messages();
+        }
         return s;
     }
 
 private:
-    enum class Phase { opening, exchanging, waiting_to_retry, finished };
-    enum class BodyMode { sse, whole_json, error };
+    enum class Phase { draining, opening, exchanging, waiting_to_retry, finished };
+    // Reads of the transport one poll() may make before it returns: bounded work per call.
+    static constexpr int reads_per_poll = 4;
 
     const Config& config() const noexcept { return client_->config; }
     void log(LogLevel level, std::string message) const { emit_log(config(), level, std::move(message)); }
 
     void begin_attempt(bool counts, bool allow_pooled);
-    PollStatus fail(ErrorCode code, std::string message, int http_status = 0) {
-        Error e;
-        e.code = code;
-        e.http_status = http_status;
-        e.message = std::move(message);
+    PollStatus fail(Error e) {
         redact_secret(e.message, config().api_key);
         finish_failed(std::move(e));
         return PollStatus::failed;
     }
-    void finish_failed(Error e) {
-        error_ = std::move(e);
-        finished_ = true;
-        phase_ = Phase::finished;
-        stats_.total_ms = elapsed_ms(start_, Clock::now());
-        transport_.reset();
-        log(LogLevel::info, std::string("LLM stream failed: ") + error_.message);
+    void finish_failed(Error e);
+    PollStatus cancelled() { return fail(make_error(ErrorCode::cancelled, "the stream was cancelled")); }
+    void count_decoded() {
+        stats_.events += decoder_.messages();
+        stats_.skipped_events += decoder_.skipped_messages();
     }
     /* The attempt failed: retried when nothing was delivered and the policy agrees, else final. */
-    PollStatus attempt_failed(ErrorCode code, std::string message, int http_status = 0);
-    PollStatus transport_failed() { return attempt_failed(transport_->error_code(), transport_->last_error()); }
+    PollStatus attempt_failed(Error e);
+    std::optional<PollStatus> retry_after(const Error& e);
+    PollStatus transport_failed() { return attempt_failed(transport_->error()); }
     /* Waiting for the transport: fine unless its time is up. */
     PollStatus waiting(Clock::time_point now);
+    std::optional<PollStatus> time_is_up(Clock::time_point now);
+    PollStatus drain_pooled();
     PollStatus finish_ok();
     void keep_connection();
     PollStatus deliver(const Event& event);
-    void on_head();
-    PollStatus on_http_end();
-    // Returns true with `status` set when the event produced something for the caller.
-    bool on_sse_event(PollStatus& status);
-    PollStatus on_extracted(DeltaExtractor::Result result, std::string_view data);
-    PollStatus http_error();
+    std::optional<PollStatus> decode();
+    PollStatus input_ended();
     PollStatus exchange();
     std::chrono::milliseconds time_left(Clock::time_point now) const noexcept;
 
     std::shared_ptr<ClientState> client_;
-    TransportFactory factory_;
+    Exchange exchange_;
     std::unique_ptr<Transport> transport_;
-    std::string request_;
+    std::unique_ptr<Decoder> unfinished_;  // a pooled connection's last response, read before reuse
     std::size_t request_sent_ = 0;
     Clock::time_point start_;
     Clock::time_point attempt_start_{};
@@ -3293,23 +3599,13 @@ private:
     Phase phase_ = Phase::opening;
     int retries_done_ = 0;
     bool response_started_ = false;      // this attempt received bytes
+    bool input_ended_ = false;           // the transport reported the end of the response
     std::size_t events_delivered_ = 0;
     std::minstd_rand jitter_;
 
     ByteBuffer receive_;
     std::size_t receive_pos_ = 0, receive_end_ = 0;
-    HttpResponseReader http_;
-    SseParser sse_;
-    DeltaExtractor json_;
-    BodyMode body_mode_ = BodyMode::sse;
-    const char* body_pos_ = nullptr;  // body bytes not yet given to the SSE parser
-    const char* body_end_ = nullptr;
-    ByteBuffer whole_body_;           // an error body, or a non-streamed JSON reply
-    std::size_t queued_ = 0;          // events of the last JSON event
-    std::size_t next_queued_ = 0;     // the next of them to hand out
-    bool done_seen_ = false;          // data: [DONE]
-    bool http_ended_ = false;         // the response is complete
-    bool finish_seen_ = false;
+    Decoder decoder_;
 
     Event current_;
     Error error_;
@@ -3323,21 +3619,34 @@ private:
 };
 
 inline void StreamImpl::begin_attempt(bool counts, bool allow_pooled) {
-    const Limits& l = config().limits;
-    http_.reset({l.max_header_bytes, 4096});
-    sse_.reset({l.max_line_bytes, l.max_event_bytes});
-    body_mode_ = BodyMode::sse;
-    body_pos_ = body_end_ = nullptr;
-    whole_body_.clear();
-    queued_ = next_queued_ = 0;
-    done_seen_ = http_ended_ = finish_seen_ = response_started_ = false;
+    count_decoded();
+    decoder_ = Decoder(config().limits);
     request_sent_ = 0;
     receive_pos_ = receive_end_ = 0;
+    response_started_ = input_ended_ = false;
     transport_.reset();  // closes the previous attempt's connection first
-    transport_ = factory_(allow_pooled);
-    if (counts) ++stats_.attempts;
+    IdleConnection idle;
+    if (allow_pooled && !exchange_.origin.empty()) idle = client_->take_idle(exchange_.origin);
+    const bool reused = idle.connection != nullptr;
+    unfinished_ = std::move(idle.unfinished);
+    transport_ = exchange_.factory(std::move(idle.connection));
+    if (counts) {
+        ++stats_.attempts;
+        log(LogLevel::info, exchange_.description + ", attempt " + std::to_string(stats_.attempts) +
+                                (reused ? ", on a kept-alive connection" : ""));
+    }
     attempt_start_ = last_activity_ = Clock::now();
-    phase_ = Phase::opening;
+    phase_ = reused ? Phase::draining : Phase::opening;
+}
+
+inline void StreamImpl::finish_failed(Error e) {
+    if (!finished_) count_decoded();
+    error_ = std::move(e);
+    finished_ = true;
+    phase_ = Phase::finished;
+    stats_.total_ms = elapsed_ms(start_, Clock::now());
+    transport_.reset();
+    log(LogLevel::info, std::string("LLM stream failed: ") + error_.message);
 }
 
 inline std::chrono::milliseconds StreamImpl::time_left(Clock::time_point now) const noexcept {
@@ -3345,13 +3654,14 @@ inline std::chrono::milliseconds StreamImpl::time_left(Clock::time_point now) co
     const Config& cfg = config();
     Clock::time_point until = phase_ == Phase::opening ? attempt_start_ + cfg.connect_timeout
                                                       : last_activity_ + cfg.read_timeout;
+    if (phase_ == Phase::draining) until = std::min(until, attempt_start_ + std::chrono::seconds(1));
     if (cfg.deadline.count() > 0) until = std::min(until, start_ + cfg.deadline);
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - now);
     return left.count() > 0 ? left : std::chrono::milliseconds(0);
 }
 
 inline WaitInfo StreamImpl::wait_info() const noexcept {
-    if (finished_) return {};
+    if (finished_ || receive_pos_ < receive_end_ || input_ended_) return {};  // nothing to wait for
     const Clock::time_point now = Clock::now();
     if (phase_ == Phase::waiting_to_retry) {
         WaitInfo w;
@@ -3365,61 +3675,68 @@ inline WaitInfo StreamImpl::wait_info() const noexcept {
     return w;
 }
 
-inline PollStatus StreamImpl::attempt_failed(ErrorCode code, std::string message, int http_status) {
+inline PollStatus StreamImpl::attempt_failed(Error e) {
     const bool reused = transport_ && transport_->reused_connection();
     transport_.reset();
     if (events_delivered_ == 0 && !cancelled_.load()) {
         // An idle connection the server had already closed: try again on a new one, free of charge.
-        if (reused && !response_started_ && code != ErrorCode::http_status) {
-            log(LogLevel::info, "a reused connection failed (" + message + "); retrying on a new connection");
+        if (reused && !response_started_ && e.code != ErrorCode::http_status) {
+            log(LogLevel::info, "a reused connection failed (" + e.message + "); retrying on a new connection");
             begin_attempt(false, false);
             return PollStatus::pending;
         }
-        AttemptFailure failure;
-        failure.code = code;
-        failure.http_status = http_status;
-        failure.response_started = response_started_;
-        if (http_status != 0)
-            read_retry_hints(http_, static_cast<std::int64_t>(std::time(nullptr)), failure);
-        const double random01 = static_cast<double>(jitter_() - jitter_.min()) /
-                                static_cast<double>(jitter_.max() - jitter_.min() + 1);
-        const RetryDecision d = decide_retry(config().retry, retries_done_, failure, random01);
-        const Clock::time_point now = Clock::now();
-        const bool within_deadline = config().deadline.count() == 0 || now + d.wait < start_ + config().deadline;
-        if (d.retry && within_deadline) {
-            ++retries_done_;
-            char wait[32];
-            std::snprintf(wait, sizeof wait, "%.2f s", static_cast<double>(d.wait.count()) / 1000.0);
-            log(LogLevel::warning, "attempt " + std::to_string(stats_.attempts) + " failed: " + message +
-                                       "; retrying in " + wait);
-            retry_at_ = now + d.wait;
-            phase_ = Phase::waiting_to_retry;
-            return PollStatus::pending;
-        }
+        if (std::optional<PollStatus> s = retry_after(e)) return *s;
     }
-    if (stats_.attempts > 1) message += " (after " + std::to_string(stats_.attempts) + " attempts)";
-    return fail(code, std::move(message), http_status);
+    if (stats_.attempts > 1) e.message += " (after " + std::to_string(stats_.attempts) + " attempts)";
+    return fail(std::move(e));
+}
+
+/* Schedules the next attempt when the policy says so and the deadline leaves time for it. */
+inline std::optional<PollStatus> StreamImpl::retry_after(const Error& e) {
+    AttemptFailure failure;
+    failure.code = e.code;
+    failure.http_status = e.http_status;
+    failure.response_started = response_started_;
+    if (e.http_status != 0) read_retry_hints(decoder_, static_cast<std::int64_t>(std::time(nullptr)), failure);
+    const double random01 = static_cast<double>(jitter_() - jitter_.min()) /
+                            static_cast<double>(jitter_.max() - jitter_.min() + 1);
+    const RetryDecision d = decide_retry(config().retry, retries_done_, failure, random01);
+    const Clock::time_point now = Clock::now();
+    const bool within_deadline = config().deadline.count() == 0 || now + d.wait < start_ + config().deadline;
+    if (!d.retry || !within_deadline || !exchange_.retry) return std::nullopt;
+    ++retries_done_;
+    char wait[32];
+    std::snprintf(wait, sizeof wait, "%.2f s", static_cast<double>(d.wait.count()) / 1000.0);
+    log(LogLevel::warning, "attempt " + std::to_string(stats_.attempts) + " failed: " + e.message +
+                               "; retrying in " + wait);
+    retry_at_ = now + d.wait;
+    phase_ = Phase::waiting_to_retry;
+    return PollStatus::pending;
+}
+
+inline std::string seconds_text(std::chrono::milliseconds d) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3g s", std::chrono::duration<double>(d).count());
+    return text;
+}
+
+/* The deadline, the connect timeout or the read timeout, whichever has passed first. */
+inline std::optional<PollStatus> StreamImpl::time_is_up(Clock::time_point now) {
+    const Config& cfg = config();
+    if (cfg.deadline.count() > 0 && now - start_ >= cfg.deadline)
+        return fail(make_error(ErrorCode::timeout, "the request deadline of " + seconds_text(cfg.deadline) + " expired"));
+    if (phase_ == Phase::opening && now - attempt_start_ >= cfg.connect_timeout)
+        return attempt_failed(make_error(ErrorCode::timeout, std::string(transport_->opening_stage()) +
+                                                                 " timed out after " + seconds_text(cfg.connect_timeout)));
+    if (phase_ == Phase::exchanging && now - last_activity_ >= cfg.read_timeout) {
+        const char* what = response_started_ ? "the server went silent for " : "no response from the server within ";
+        return attempt_failed(make_error(ErrorCode::timeout, what + seconds_text(cfg.read_timeout)));
+    }
+    return std::nullopt;
 }
 
 inline PollStatus StreamImpl::waiting(Clock::time_point now) {
-    const Config& cfg = config();
-    if (cfg.deadline.count() > 0 && now - start_ >= cfg.deadline) {
-        char limit[32];
-        std::snprintf(limit, sizeof limit, "%.3g s", std::chrono::duration<double>(cfg.deadline).count());
-        return fail(ErrorCode::timeout, std::string("the request deadline of ") + limit + " expired");
-    }
-    if (phase_ == Phase::opening && now - attempt_start_ >= cfg.connect_timeout) {
-        char limit[32];
-        std::snprintf(limit, sizeof limit, "%.3g s", std::chrono::duration<double>(cfg.connect_timeout).count());
-        return attempt_failed(ErrorCode::timeout, std::string("connecting timed out after ") + limit);
-    }
-    if (phase_ == Phase::exchanging && now - last_activity_ >= cfg.read_timeout) {
-        char limit[32];
-        std::snprintf(limit, sizeof limit, "%.3g s", std::chrono::duration<double>(cfg.read_timeout).count());
-        return attempt_failed(ErrorCode::timeout, std::string(response_started_ ? "the server went silent for "
-                                                                                : "no response from the server within ") +
-                                                      limit);
-    }
+    if (std::optional<PollStatus> s = time_is_up(now)) return *s;
     return PollStatus::pending;
 }
 
@@ -3441,7 +3758,6 @@ inline PollStatus StreamImpl::deliver(const Event& event) {
         }
         break;
     case EventType::finish:
-        finish_seen_ = true;
         stats_.finish_reason.assign(event.text.data(), event.text.size());
         break;
     case EventType::usage:
@@ -3455,24 +3771,61 @@ inline PollStatus StreamImpl::deliver(const Event& event) {
     return PollStatus::event;
 }
 
-/* Hands a connection whose response was read to the end (or to [DONE], its last bytes still in
-   flight) back to the client's pool. */
+/* Reads what a pooled connection received while idle. The rest of its last response is expected
+   (usually a moment behind); anything else (end of input, a reset, unexpected bytes, or nothing
+   within a second) means the connection cannot carry another request: the next idle one, or a
+   new one, is tried instead. */
+inline PollStatus StreamImpl::drain_pooled() {
+    char buffer[512];
+    for (int reads = 0; reads < 16; ++reads) {
+        const IoResult r = transport_->read(buffer, sizeof buffer);
+        if (r.status == IoStatus::would_block) {
+            if (!unfinished_) {
+                phase_ = Phase::opening;
+                return PollStatus::pending;  // poll() goes on to send the request
+            }
+            if (Clock::now() - attempt_start_ < std::chrono::seconds(1)) return PollStatus::pending;
+            break;
+        }
+        if (r.status != IoStatus::ok || !unfinished_) break;
+        std::string_view input(buffer, r.bytes);
+        while (!input.empty() && !unfinished_->response_complete()) {
+            const DecodeStep s = unfinished_->feed(input);
+            input.remove_prefix(s.consumed);
+            if (s.status == DecodeStatus::failed || (s.consumed == 0 && s.status != DecodeStatus::event)) break;
+        }
+        if (!unfinished_->response_complete()) continue;
+        if (!input.empty()) break;  // bytes beyond the response: not a connection to trust
+        unfinished_.reset();
+    }
+    begin_attempt(false, true);
+    return PollStatus::pending;
+}
+
+/* Hands the connection back to the client's pool when the server allows it and nothing unread is
+   left but the end of the response, which the next user of the connection will read. */
 inline void StreamImpl::keep_connection() {
-    if (!transport_ || !http_.keep_alive() || receive_pos_ != receive_end_) return;
-    std::unique_ptr<Connection> connection = transport_->release_connection();
-    if (!connection) return;
-    if (!http_ended_) connection->unfinished = std::make_unique<HttpResponseReader>(std::move(http_));
-    client_->put_idle(std::move(connection));
+    if (!transport_ || !decoder_.keep_alive() || input_ended_) return;
+    while (receive_pos_ < receive_end_ && !decoder_.response_complete()) {
+        const DecodeStep s = decoder_.feed({receive_.data() + receive_pos_, receive_end_ - receive_pos_});
+        receive_pos_ += s.consumed;
+        if (s.status == DecodeStatus::failed || s.consumed == 0) return;
+    }
+    if (receive_pos_ != receive_end_) return;
+    IdleConnection idle;
+    idle.connection = transport_->release_connection();
+    if (!idle.connection) return;
+    if (!decoder_.response_complete()) idle.unfinished = std::make_unique<Decoder>(std::move(decoder_));
+    client_->put_idle(std::move(idle));
 }
 
 inline PollStatus StreamImpl::finish_ok() {
+    count_decoded();
     keep_connection();
     finished_ = true;
     phase_ = Phase::finished;
     stats_.total_ms = elapsed_ms(start_, Clock::now());
     transport_.reset();
-    if (!done_seen_ && !finish_seen_)
-        log(LogLevel::warning, "the stream ended without [DONE] or a finish reason; it may be incomplete");
     if (config().log_level <= LogLevel::info) {
         char line[128];
         std::snprintf(line, sizeof line, "LLM stream completed: %zu chunks, %zu chars, %.2f ms", stats_.chunks,
@@ -3482,88 +3835,54 @@ inline PollStatus StreamImpl::finish_ok() {
     return PollStatus::done;
 }
 
-inline PollStatus StreamImpl::http_error() {
-    const int status = http_.status();
-    std::string message = "HTTP " + std::to_string(status);
-    std::string_view body = whole_body_.view();
-    if (json_.extract(body) == DeltaExtractor::Result::error_event) {
-        message += ": ";
-        message += json_.error_message();
-    } else if (!trim_ascii_space(body).empty()) {
-        message += ": " + excerpt(trim_ascii_space(body), 200);
+/* Feeds the received bytes to the decoder; a result for the caller, or nothing when all are used. */
+inline std::optional<PollStatus> StreamImpl::decode() {
+    for (;;) {
+        const DecodeStep s = decoder_.feed({receive_.data() + receive_pos_, receive_end_ - receive_pos_});
+        receive_pos_ += s.consumed;
+        switch (s.status) {
+        case DecodeStatus::need_more: return std::nullopt;
+        case DecodeStatus::event: return deliver(decoder_.event());
+        case DecodeStatus::warning: log(LogLevel::warning, std::string(decoder_.warning())); break;
+        case DecodeStatus::done: return finish_ok();
+        case DecodeStatus::failed: {
+            const Error& e = decoder_.error();
+            // A status worth retrying is the attempt's failure; anything else is the stream's.
+            if (e.code == ErrorCode::http_status) return attempt_failed(e);
+            return fail(e);
+        }
+        }
     }
-    queued_ = next_queued_ = 0;  // the extractor's events are not this response's
-    return attempt_failed(ErrorCode::http_status, std::move(message), status);
 }
 
-inline void StreamImpl::on_head() {
-    const int status = http_.status();
-    if (status < 200 || status > 299) {
-        body_mode_ = BodyMode::error;
-        return;
+/* The transport reported the end of input: the end of a close-delimited body, or the connection
+   dropped (retried when nothing had been received or delivered). */
+inline PollStatus StreamImpl::input_ended() {
+    for (;;) {
+        const DecodeStep s = decoder_.finish();
+        switch (s.status) {
+        case DecodeStatus::event: return deliver(decoder_.event());
+        case DecodeStatus::warning: log(LogLevel::warning, std::string(decoder_.warning())); break;
+        case DecodeStatus::need_more:
+        case DecodeStatus::done: return finish_ok();
+        case DecodeStatus::failed:
+            if (!response_started_)
+                return attempt_failed(make_error(ErrorCode::connect, "the server closed the connection without answering"));
+            return attempt_failed(decoder_.error());
+        }
     }
-    // A server that ignored "stream": true answers with one JSON document; it is read whole.
-    std::string_view type = http_.content_type();
-    type = trim_http_space(type.substr(0, type.find(';')));
-    body_mode_ = iequals(type, "application/json") ? BodyMode::whole_json : BodyMode::sse;
-}
-
-inline PollStatus StreamImpl::on_extracted(DeltaExtractor::Result result, std::string_view data) {
-    switch (result) {
-    case DeltaExtractor::Result::ok:
-        queued_ = json_.events().size();
-        next_queued_ = 0;
-        if (queued_ > 0) return deliver(json_.events()[next_queued_++]);
-        return PollStatus::pending;
-    case DeltaExtractor::Result::error_event:
-        return fail(ErrorCode::server_error, "server error: " + std::string(json_.error_message()), http_.status());
-    case DeltaExtractor::Result::invalid:
-        break;
-    }
-    if (sse_.event_type() == "error")  // "event: error" with a plain-text message
-        return fail(ErrorCode::server_error, "server error: " + excerpt(trim_ascii_space(data), 200));
-    ++stats_.skipped_events;
-    char where[96];
-    std::snprintf(where, sizeof where, "skipped an event whose JSON could not be decoded (%s at byte %zu): ",
-                  std::string(json_.why()).c_str(), json_.error_offset());
-    log(LogLevel::warning, where + excerpt(data, 80));
-    return PollStatus::pending;
-}
-
-inline bool StreamImpl::on_sse_event(PollStatus& status) {
-    ++stats_.events;
-    const std::string_view data = sse_.data();
-    const std::string_view trimmed = trim_ascii_space(data);
-    if (trimmed == "[DONE]") {
-        done_seen_ = true;
-        return false;
-    }
-    if (trimmed.empty()) return false;  // an empty keep-alive event
-    status = on_extracted(json_.extract(data), data);
-    return status != PollStatus::pending;
-}
-
-inline PollStatus StreamImpl::on_http_end() {
-    if (body_mode_ == BodyMode::error) return http_error();
-    http_ended_ = true;
-    if (body_mode_ == BodyMode::whole_json) {
-        ++stats_.events;
-        const PollStatus s = on_extracted(json_.extract(whole_body_.view()), whole_body_.view());
-        if (s != PollStatus::pending) return s;
-    } else if (sse_.has_partial_event() && !done_seen_) {
-        log(LogLevel::warning, "the stream ended inside an event; that partial event was dropped");
-    }
-    return finish_ok();
 }
 
 inline PollStatus StreamImpl::poll() {
     if (finished_) return error_ ? PollStatus::failed : PollStatus::done;
-    if (cancelled_.load(std::memory_order_relaxed)) return fail(ErrorCode::cancelled, "the stream was cancelled");
-    if (next_queued_ < queued_) return deliver(json_.events()[next_queued_++]);
-    if (http_ended_) return finish_ok();  // the last events of the body have been handed out
+    if (cancelled_.load(std::memory_order_relaxed)) return cancelled();
     if (phase_ == Phase::waiting_to_retry) {
-        if (Clock::now() < retry_at_) return PollStatus::pending;
+        if (Clock::now() < retry_at_) return waiting(Clock::now());
         begin_attempt(true, true);
+    }
+    if (phase_ == Phase::draining) {
+        const PollStatus s = drain_pooled();
+        if (phase_ == Phase::draining) return s == PollStatus::pending ? waiting(Clock::now()) : s;
     }
     if (phase_ == Phase::opening) {
         const IoResult r = transport_->open();
@@ -3575,67 +3894,32 @@ inline PollStatus StreamImpl::poll() {
     return exchange();
 }
 
+/* Sends the request, then reads and decodes, returning at the first event, the end, or after
+   reads_per_poll reads; cancel() and the deadline are checked on every round. */
 inline PollStatus StreamImpl::exchange() {
     const Config& cfg = config();
-    for (;;) {
-        // 1. Body bytes for the SSE parser (or kept whole).
-        if (body_pos_ != body_end_) {
-            if (body_mode_ != BodyMode::sse || done_seen_) {
-                // After [DONE] the rest of the body is read and ignored; other modes keep it whole.
-                if (body_mode_ != BodyMode::sse) {
-                    const std::size_t cap = body_mode_ == BodyMode::error ? cfg.limits.max_error_body_bytes
-                                                                          : cfg.limits.max_event_bytes;
-                    const std::size_t room = cap > whole_body_.size() ? cap - whole_body_.size() : 0;
-                    const std::size_t n = std::min(room, static_cast<std::size_t>(body_end_ - body_pos_));
-                    if (!whole_body_.append(body_pos_, n)) return fail(ErrorCode::io, "out of memory");
-                    if (n < static_cast<std::size_t>(body_end_ - body_pos_)) {
-                        if (body_mode_ == BodyMode::error) return http_error();  // enough to explain it
-                        return fail(ErrorCode::limit_exceeded, "the JSON reply exceeds the event limit");
-                    }
-                }
-                body_pos_ = body_end_;
-                continue;
-            }
-            const SseParser::Status s = sse_.next(body_pos_, body_end_);
-            if (s == SseParser::Status::event) {
-                PollStatus status = PollStatus::pending;
-                if (on_sse_event(status)) return status;
-                continue;
-            }
-            if (s == SseParser::Status::error) return fail(sse_.error_code(), sse_.error_message());
+    for (int reads = 0;;) {
+        if (cancelled_.load(std::memory_order_relaxed)) return cancelled();
+        if (receive_pos_ < receive_end_ || decoder_.response_complete()) {
+            if (std::optional<PollStatus> s = decode()) return *s;
             continue;
         }
-        // 2. Received bytes for the HTTP reader (or its end: a Content-Length body can end exactly
-        //    where the bytes received so far do).
-        if (receive_pos_ < receive_end_ || http_.complete()) {
-            const HttpResponseReader::Step step =
-                http_.feed(receive_.data() + receive_pos_, receive_end_ - receive_pos_);
-            receive_pos_ += step.consumed;
-            switch (step.status) {
-            case HttpResponseReader::Status::head: on_head(); break;
-            case HttpResponseReader::Status::body:
-                body_pos_ = step.body.data();
-                body_end_ = body_pos_ + step.body.size();
-                break;
-            case HttpResponseReader::Status::end: return on_http_end();
-            case HttpResponseReader::Status::error:
-                return fail(http_.error_code(), http_.error_message(), http_.status());
-            case HttpResponseReader::Status::need_more: break;
-            }
-            continue;
-        }
-        // 3. Send what is left of the request, then read.
-        if (request_sent_ < request_.size()) {
-            const IoResult w = transport_->write(request_.data() + request_sent_, request_.size() - request_sent_);
-            if (w.status == IoStatus::would_block) return waiting(Clock::now());
+        if (input_ended_) return input_ended();
+        if (std::optional<PollStatus> s = time_is_up(Clock::now())) return *s;
+        if (request_sent_ < exchange_.request.size()) {
+            const IoResult w = transport_->write(exchange_.request.data() + request_sent_,
+                                                 exchange_.request.size() - request_sent_);
+            if (w.status == IoStatus::would_block) return PollStatus::pending;
             if (w.status != IoStatus::ok) return transport_failed();
             request_sent_ += w.bytes;
             last_activity_ = Clock::now();
             continue;
         }
+        if (reads == reads_per_poll) return PollStatus::pending;  // the socket is still worth watching
         if (receive_.data() == nullptr && !receive_.reserve(cfg.limits.receive_buffer_bytes))
-            return fail(ErrorCode::io, "out of memory");
+            return fail(make_error(ErrorCode::out_of_memory, "out of memory for the receive buffer"));
         const IoResult r = transport_->read(receive_.data(), cfg.limits.receive_buffer_bytes);
+        ++reads;
         switch (r.status) {
         case IoStatus::ok:
             receive_pos_ = 0;
@@ -3643,20 +3927,10 @@ inline PollStatus StreamImpl::exchange() {
             stats_.received_bytes += r.bytes;
             response_started_ = true;
             last_activity_ = Clock::now();
-            continue;
-        case IoStatus::would_block:
-            // After [DONE], nothing the caller needs is left: do not wait for the server's last bytes.
-            if (done_seen_) return finish_ok();
-            return waiting(Clock::now());
-        case IoStatus::closed: {
-            const HttpResponseReader::Step step = http_.finish();
-            if (step.status == HttpResponseReader::Status::end) return on_http_end();
-            if (done_seen_) return finish_ok();  // everything the caller needed had arrived
-            if (!response_started_) return attempt_failed(ErrorCode::connect, "the server closed the connection without answering");
-            return attempt_failed(http_.error_code(), http_.error_message(), 0);
-        }
-        case IoStatus::failed:
-            return transport_failed();
+            break;
+        case IoStatus::would_block: return PollStatus::pending;
+        case IoStatus::closed: input_ended_ = true; break;
+        case IoStatus::failed: return transport_failed();
         }
     }
 }
@@ -3667,7 +3941,7 @@ inline void StreamImpl::wait() {
     const WaitInfo w = wait_info();
     if (w.socket != static_cast<socket_handle>(-1)) {
         wait_for_socket(static_cast<native_socket>(w.socket), w.want_read, w.want_write, w.timeout, waker_);
-    } else {
+    } else if (w.timeout.count() > 0) {
         std::unique_lock<std::mutex> lock(wait_mutex_);
         wait_cv_.wait_for(lock, w.timeout, [this] { return cancelled_.load(); });
     }
@@ -3679,30 +3953,6 @@ inline PollStatus StreamImpl::wait_for_progress() {
         if (s != PollStatus::pending) return s;
         wait();
     }
-}
-
-/* A stream that reads a recorded HTTP response from memory through the whole pipeline, split at
-   segment_ends: used by stub mode, tests and benchmarks. */
-inline Stream replay_stream(const Config& config, std::string response, std::vector<std::size_t> segment_ends = {},
-                            std::chrono::milliseconds delay = std::chrono::milliseconds(0)) {
-    auto client = std::make_shared<ClientState>();
-    client->config = config;
-    // Every attempt (a retried 5xx, say) is answered with the same bytes.
-    TransportFactory factory = [response = std::move(response), segment_ends = std::move(segment_ends), delay](bool) {
-        return std::make_unique<MemoryTransport>(response, segment_ends, delay);
-    };
-    return Stream(std::make_unique<StreamImpl>(std::move(client), std::move(factory), std::string()));
-}
-
-/* The same over borrowed bytes, which must outlive the stream. */
-inline Stream replay_stream_borrowed(const Config& config, std::string_view response,
-                                     std::vector<std::size_t> segment_ends = {}) {
-    auto client = std::make_shared<ClientState>();
-    client->config = config;
-    TransportFactory factory = [response, segment_ends = std::move(segment_ends)](bool) {
-        return std::make_unique<MemoryTransport>(response, segment_ends);
-    };
-    return Stream(std::make_unique<StreamImpl>(std::move(client), std::move(factory), std::string()));
 }
 
 }  // namespace detail
@@ -3726,6 +3976,7 @@ const char* to_string(ErrorCode code) noexcept {
     case ErrorCode::server_error: return "server_error";
     case ErrorCode::cancelled: return "cancelled";
     case ErrorCode::io: return "io";
+    case ErrorCode::out_of_memory: return "out_of_memory";
     }
     return "unknown";
 }
@@ -3884,39 +4135,93 @@ Stream Client::stream_chat(std::string_view prompt, const ChatOptions& options) 
     return stream_chat(messages, options);
 }
 
+Error build_request(const Config& config, const std::vector<Message>& messages, const ChatOptions& options,
+                    Request& request) {
+    const std::string& model = options.model.empty() ? config.model : options.model;
+    if (Error e = detail::check_chat_options(messages, options, model)) return e;
+    detail::ExtraMembers extra;
+    if (Error e = detail::read_extra_members(options.extra_json, extra)) return e;
+    request.method = "POST";
+    request.url = config.chat_completions_url();
+    if (Error e = detail::write_request_headers(config, request.headers)) return e;
+    detail::write_chat_body(messages, options, model, extra, request.body);
+    return {};
+}
+
+namespace {
+
+/* A stream over the in-memory transport: stub mode, or a captured response replayed. */
+Stream memory_stream(const std::shared_ptr<detail::ClientState>& state, std::string response,
+                     std::vector<std::size_t> segment_ends, std::chrono::milliseconds delay, std::string description,
+                     bool retry = true) {
+    auto bytes = std::make_shared<const std::string>(std::move(response));
+    detail::Exchange exchange;
+    exchange.factory = [bytes, segment_ends = std::move(segment_ends), delay](std::unique_ptr<detail::Connection>) {
+        return std::make_unique<detail::MemoryTransport>(bytes, segment_ends, delay);
+    };
+    exchange.description = std::move(description);
+    exchange.retry = retry;
+    return Stream(std::make_unique<detail::StreamImpl>(state, std::move(exchange)));
+}
+
+/* "POST https://host/v1/chat/completions (model m)": the query is left out, as it may carry a key. */
+std::string describe_request(const Request& request, const std::string& model) {
+    return request.method + " " + request.url.substr(0, request.url.find('?')) + " (model " + model + ")";
+}
+
+}  // namespace
+
 Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptions& options) {
     const Config& config = state_->config;
     auto failed = [&](Error e) { return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(e))); };
-    Error error;
-    std::string body;
-    if (!detail::build_request_body(config, messages, options, body, error)) return failed(std::move(error));
+    Request request;
+    if (Error e = build_request(config, messages, options, request)) return failed(std::move(e));
+    const std::string& model = options.model.empty() ? config.model : options.model;
     if (config.stub_mode()) {
-        const std::string& model = options.model.empty() ? config.model : options.model;
-        auto stub = std::make_shared<detail::StubResponse>(detail::make_stub_response(messages, model));
-        detail::TransportFactory factory = [stub, delay = config.stub_chunk_delay](bool) {
-            return std::make_unique<detail::MemoryTransport>(stub->bytes, stub->segment_ends, delay);
-        };
-        return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(factory), std::move(body)));
+        detail::StubResponse stub = detail::make_stub_response(messages, model);
+        return memory_stream(state_, std::move(stub.bytes), std::move(stub.segment_ends), config.stub_chunk_delay,
+                             "stub mode: a simulated reply (model " + model + ")");
     }
     detail::Url url;
+    if (Error e = detail::parse_url(request.url, url)) {
+        e.message = "LLM_BASE_URL: " + e.message;
+        return failed(std::move(e));
+    }
     std::string why;
-    if (!detail::parse_url(config.chat_completions_url(), url, why)) {
-        error.code = ErrorCode::invalid_config;
-        error.message = "LLM_BASE_URL: " + why;
-        return failed(std::move(error));
-    }
-    std::string request;
-    if (!detail::build_http_request(config, url, body, request, error)) return failed(std::move(error));
-    if (url.https && !state_->tls_backend(why)) {  // no TLS, or unusable CAs: no attempt can succeed
-        error.code = ErrorCode::tls;
-        error.message = why;
-        return failed(std::move(error));
-    }
-    detail::TransportFactory factory = [client = state_, url](bool allow_pooled) {
-        return std::make_unique<detail::NetworkTransport>(client, url, allow_pooled);
+    if (url.https && !state_->tls_backend(why))  // no TLS, or unusable CAs: no attempt can succeed
+        return failed(detail::make_error(ErrorCode::tls, why));
+    detail::Exchange exchange;
+    exchange.factory = [client = state_, url](std::unique_ptr<detail::Connection> reused) {
+        return std::make_unique<detail::NetworkTransport>(client, url, std::move(reused));
     };
-    return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(factory), std::move(request)));
+    exchange.request = detail::http1_request(url, request);
+    exchange.origin = (url.https ? "https://" : "http://") + url.host_header;
+    exchange.description = describe_request(request, model);
+    return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(exchange)));
 }
+
+Stream Client::replay(std::string response) {
+    return memory_stream(state_, std::move(response), {}, std::chrono::milliseconds(0), "replay of a captured response",
+                         false);
+}
+
+Decoder::Decoder(const Limits& limits) : core_(std::make_unique<detail::DecoderCore>(limits)) {}
+Decoder::Decoder(Decoder&&) noexcept = default;
+Decoder& Decoder::operator=(Decoder&&) noexcept = default;
+Decoder::~Decoder() = default;
+
+DecodeStep Decoder::feed(std::string_view bytes) { return core_->feed(bytes); }
+DecodeStep Decoder::finish() { return core_->finish(); }
+void Decoder::start_body(int http_status, std::string_view content_type) { core_->start_body(http_status, content_type); }
+const Event& Decoder::event() const noexcept { return core_->event(); }
+const Error& Decoder::error() const noexcept { return core_->error(); }
+int Decoder::http_status() const noexcept { return core_->http_status(); }
+std::string_view Decoder::header(std::string_view name) const noexcept { return core_->header(name); }
+bool Decoder::response_complete() const noexcept { return core_->response_complete(); }
+bool Decoder::keep_alive() const noexcept { return core_->keep_alive(); }
+std::size_t Decoder::messages() const noexcept { return core_ ? core_->messages() : 0; }
+std::size_t Decoder::skipped_messages() const noexcept { return core_ ? core_->skipped_messages() : 0; }
+std::string_view Decoder::warning() const noexcept { return core_->warning(); }
 
 std::shared_ptr<TlsBackend> make_default_tls_backend(const TlsOptions& options, std::string& error) {
 #if defined(LLM_STREAM_MBEDTLS)

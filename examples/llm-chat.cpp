@@ -47,7 +47,7 @@ namespace {
 constexpr const char* kSynopsis =
     "usage: llm-chat [--system TEXT] [--model NAME] [--temperature X] [--max-tokens N] [--extra JSON]\n"
     "                [--timeout SECONDS] [--deadline SECONDS] [--retries N] [--cacert FILE] [--insecure]\n"
-    "                [--events] [--stats] [--verbose] [--version] PROMPT\n";
+    "                [--replay FILE] [--events] [--stats] [--verbose] [--version] [PROMPT]\n";
 
 constexpr const char* kHelp =
     "\n"
@@ -68,6 +68,9 @@ constexpr const char* kHelp =
     "  --cacert FILE        trust the CA certificates in this PEM file\n"
     "                       (default: $SSL_CERT_FILE, $SSL_CERT_DIR, else the system bundle)\n"
     "  --insecure           do not verify TLS certificates (dangerous)\n"
+    "  --replay FILE        no network: decode FILE, a captured raw HTTP response (status line,\n"
+    "                       headers, body as sent), as if it had just arrived; '-' reads standard\n"
+    "                       input. PROMPT is then optional and not sent anywhere\n"
     "  --events             print one JSON object per line per event instead of the plain text\n"
     "  --stats              print timing and size metrics to stderr at the end\n"
     "  --verbose            print the library's info-level logs to stderr\n"
@@ -109,11 +112,12 @@ struct CommandLine {
     bool show_help = false;
     bool show_version = false;
     std::optional<std::string> prompt;  // "-" means standard input
+    std::optional<std::string> replay;  // a captured response to decode; "-" means standard input
 };
 
 enum class OptionId {
     system, model, temperature, max_tokens, extra, timeout, deadline, retries, cacert,
-    insecure, events, stats, verbose, version, help,
+    insecure, replay, events, stats, verbose, version, help,
 };
 
 struct OptionSpec {
@@ -128,6 +132,7 @@ constexpr OptionSpec kOptions[] = {
     {"--extra", OptionId::extra, true},         {"--timeout", OptionId::timeout, true},
     {"--deadline", OptionId::deadline, true},   {"--retries", OptionId::retries, true},
     {"--cacert", OptionId::cacert, true},       {"--insecure", OptionId::insecure, false},
+    {"--replay", OptionId::replay, true},
     {"--events", OptionId::events, false},      {"--stats", OptionId::stats, false},
     {"--verbose", OptionId::verbose, false},    {"--version", OptionId::version, false},
     {"--help", OptionId::help, false},          {"-h", OptionId::help, false},
@@ -256,6 +261,13 @@ bool apply_option(OptionId id, const std::string& flag, const std::string& value
         }
         cl.cacert = value;
         return true;
+    case OptionId::replay:
+        if (value.empty()) {
+            error = "--replay needs a FILE (or - for standard input)";
+            return false;
+        }
+        cl.replay = value;
+        return true;
     case OptionId::insecure: cl.insecure = true; return true;
     case OptionId::events: cl.events = true; return true;
     case OptionId::stats: cl.stats = true; return true;
@@ -317,8 +329,12 @@ bool parse_command_line(const std::vector<std::string>& args, CommandLine& cl, s
         if (!apply_option(spec->id, name, value, cl, error)) return false;
         if (cl.show_help || cl.show_version) return true;
     }
-    if (!cl.prompt) {
+    if (!cl.prompt && !cl.replay) {
         error = "missing PROMPT";
+        return false;
+    }
+    if (cl.replay && *cl.replay == "-" && cl.prompt && *cl.prompt == "-") {
+        error = "--replay - and PROMPT - cannot both read standard input";
         return false;
     }
     return true;
@@ -380,6 +396,20 @@ bool setting_present(const char* name) {
             if (key == name) found = true;
         });
     return found;
+}
+
+/* The captured response for --replay; on failure says why (a usage error: the file is an argument). */
+bool read_replay_file(const std::string& path, std::string& out) {
+    std::FILE* file = path == "-" ? stdin : std::fopen(path.c_str(), "rb");
+    if (!file) {
+        std::fprintf(stderr, "llm-chat: --replay: cannot open %s: %s\n", path.c_str(), std::strerror(errno));
+        return false;
+    }
+    const bool ok = read_all(file, out);
+    const int read_errno = errno;
+    if (file != stdin) std::fclose(file);
+    if (!ok) std::fprintf(stderr, "llm-chat: --replay: cannot read %s: %s\n", path.c_str(), std::strerror(read_errno));
+    return ok;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -650,7 +680,9 @@ int main(int argc, char** argv) {
         return kExitOk;
     }
 
-    std::string prompt = *cl.prompt;
+    std::string replayed;
+    if (cl.replay && !read_replay_file(*cl.replay, replayed)) return kExitUsage;
+    std::string prompt = cl.prompt.value_or("");
     if (prompt == "-") {
         prompt.clear();
         if (!read_all(stdin, prompt)) {
@@ -674,7 +706,7 @@ int main(int argc, char** argv) {
                    stderr);
     }
     if (cl.verbose) config.log_level = llm_stream::LogLevel::info;
-    if (config.stub_mode()) {
+    if (config.stub_mode() && !cl.replay) {
         std::fputs("llm-chat: stub mode (LLM_BASE_URL is not set): printing a simulated reply\n", stderr);
         // Paced like a real server, so the demo shows streaming rather than one burst of text.
         if (!setting_present("LLM_STUB_DELAY_MS")) config.stub_chunk_delay = std::chrono::milliseconds(30);
@@ -682,7 +714,8 @@ int main(int argc, char** argv) {
 
     InterruptWatch::install();
     llm_stream::Client client(config);
-    llm_stream::Stream stream = client.stream_chat(prompt, cl.options);
+    llm_stream::Stream stream =
+        cl.replay ? client.replay(std::move(replayed)) : client.stream_chat(prompt, cl.options);
     InterruptWatch::watch(&stream);
 
     OutputState out;

@@ -52,21 +52,21 @@ void record_head(const HttpResponseReader& r, Outcome& o) {
     });
     FUZZ_CHECK(o.status >= 200 && o.status <= 999);  // 1xx heads are interim and never reported
     FUZZ_CHECK(!(o.chunked && o.content_length >= 0));
-    FUZZ_CHECK(r.error_code() == ErrorCode::none);
+    FUZZ_CHECK(r.error().code == ErrorCode::none);
 }
 
 void check_sticky_error(HttpResponseReader& r) {
     const char junk[] = "HTTP/1.1 200 OK\r\n\r\n0\r\n\r\n";
-    HttpResponseReader::Step again = r.feed(junk, sizeof junk - 1);
+    HttpResponseReader::Step again = r.feed({junk, sizeof junk - 1});
     FUZZ_CHECK(again.status == Status::error);
     FUZZ_CHECK(again.consumed == 0);
     FUZZ_CHECK(r.finish().status == Status::error);
-    FUZZ_CHECK(r.error_code() != ErrorCode::none);
+    FUZZ_CHECK(r.error().code != ErrorCode::none);
 }
 
 void check_sticky_end(HttpResponseReader& r) {
     const char more[] = "x";
-    HttpResponseReader::Step again = r.feed(more, 1);
+    HttpResponseReader::Step again = r.feed({more, 1});
     FUZZ_CHECK(again.status == Status::end);
     FUZZ_CHECK(again.consumed == 0);
     FUZZ_CHECK(r.finish().status == Status::end);
@@ -86,7 +86,7 @@ Outcome run(const std::uint8_t* data, std::size_t size, const std::vector<std::s
         const char* p = piece.get();
         std::size_t n = len;
         while (n > 0) {
-            const HttpResponseReader::Step step = reader.feed(p, n);
+            const HttpResponseReader::Step step = reader.feed({p, n});
             FUZZ_CHECK(step.consumed <= n);
             if (step.status == Status::body) {
                 FUZZ_CHECK(step.body.size() == 0 || step.body.data() >= p);
@@ -120,8 +120,8 @@ Outcome run(const std::uint8_t* data, std::size_t size, const std::vector<std::s
                 break;
             case Status::error:
                 o.failed = true;
-                o.error = reader.error_code();
-                o.error_message = reader.error_message();
+                o.error = reader.error().code;
+                o.error_message = reader.error().message;
                 FUZZ_CHECK(o.error != ErrorCode::none);
                 FUZZ_CHECK(o.error == ErrorCode::protocol || o.error == ErrorCode::limit_exceeded);
                 break;
@@ -142,8 +142,8 @@ Outcome run(const std::uint8_t* data, std::size_t size, const std::vector<std::s
             FUZZ_CHECK(o.heads == 1 && !o.chunked);
         } else {
             o.failed = true;
-            o.error = reader.error_code();
-            o.error_message = reader.error_message();
+            o.error = reader.error().code;
+            o.error_message = reader.error().message;
             FUZZ_CHECK(o.error == ErrorCode::protocol);
         }
     }

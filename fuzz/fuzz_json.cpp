@@ -189,16 +189,20 @@ Extracted extract(DeltaExtractor& x, std::string_view json) {
     case DeltaExtractor::Result::ok: break;
     case DeltaExtractor::Result::invalid:
         FUZZ_CHECK(x.events().empty());
-        FUZZ_CHECK(!x.why().empty());
+        FUZZ_CHECK(!x.error().message.empty());
         FUZZ_CHECK(x.error_offset() <= json.size());
-        out.why = std::string(x.why());
+        out.why = x.error().message;
         out.error_offset = x.error_offset();
         break;
     case DeltaExtractor::Result::error_event:
         FUZZ_CHECK(x.events().empty());
-        FUZZ_CHECK(!x.error_message().empty());
-        FUZZ_CHECK(utf8(x.error_message()));
-        out.error_message = std::string(x.error_message());
+        FUZZ_CHECK(!x.server_message().empty());
+        FUZZ_CHECK(utf8(x.server_message()));
+        out.error_message = std::string(x.server_message());
+        break;
+    case DeltaExtractor::Result::end:  // only read() knows [DONE]
+    case DeltaExtractor::Result::out_of_memory:
+        FUZZ_CHECK(false);
         break;
     }
     return out;

@@ -25,6 +25,13 @@ struct SseEvent {
     bool operator==(const SseEvent& o) const { return type == o.type && data == o.data; }
 };
 
+// The parser's feed() over the (position, end) pairs these tests walk with.
+SseParser::Status sse_next(SseParser& parser, const char*& p, const char* end) {
+    const SseParser::Step step = parser.feed({p, static_cast<std::size_t>(end - p)});
+    p += step.consumed;
+    return step.status;
+}
+
 struct Outcome {
     std::vector<SseEvent> events;
     ErrorCode error = ErrorCode::none;
@@ -45,16 +52,16 @@ Outcome run(const std::uint8_t* input, std::size_t size, const std::vector<std::
         const char* const end = p + len;
         for (;;) {
             const char* const before = p;
-            const SseParser::Status s = parser.next(p, end);
+            const SseParser::Status s = sse_next(parser, p, end);
             FUZZ_CHECK(p >= before && p <= end);
             if (s == SseParser::Status::error) {
-                o.error = parser.error_code();
-                o.error_message = parser.error_message();
+                o.error = parser.error().code;
+                o.error_message = parser.error().message;
                 FUZZ_CHECK(o.error == ErrorCode::limit_exceeded || o.error == ErrorCode::io);
                 // Sticky: nothing more comes out of a failed parser.
                 const char more[] = "data: x\n\n";
                 const char* q = more;
-                FUZZ_CHECK(parser.next(q, more + sizeof more - 1) == SseParser::Status::error);
+                FUZZ_CHECK(sse_next(parser, q, more + sizeof more - 1) == SseParser::Status::error);
                 break;
             }
             if (s == SseParser::Status::need_more) {

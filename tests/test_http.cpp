@@ -125,8 +125,8 @@ HttpOutcome run_http(const std::string& input, const std::vector<std::size_t>& c
             break;
         case HttpStatus::error:
             out.final_status = "error";
-            out.code = reader.error_code();
-            out.message = reader.error_message();
+            out.code = reader.error().code;
+            out.message = reader.error().message;
             done = true;
             break;
         }
@@ -145,7 +145,7 @@ HttpOutcome run_http(const std::string& input, const std::vector<std::size_t>& c
         std::size_t pos = 0;
         int guard = 0;
         while (pos < n && !done) {
-            const HttpResponseReader::Step step = reader.feed(piece.get() + pos, n - pos);
+            const HttpResponseReader::Step step = reader.feed({piece.get() + pos, n - pos});
             handle(step, start + pos, piece.get() + pos, n - pos);
             if (!done && step.consumed == 0) {
                 out.anomalies += "no progress;";
@@ -164,7 +164,7 @@ HttpOutcome run_http(const std::string& input, const std::vector<std::size_t>& c
     if (!done) {
         // The message may have ended exactly at the end of the input.
         static const char nothing[1] = {0};
-        const HttpResponseReader::Step step = reader.feed(nothing, 0);
+        const HttpResponseReader::Step step = reader.feed({nothing, 0});
         if (step.status == HttpStatus::end || step.status == HttpStatus::error)
             handle(step, input.size(), nothing, 0);
         else if (step.status != HttpStatus::need_more)
@@ -226,7 +226,7 @@ std::vector<HttpResponseReader::Step> steps_of(HttpResponseReader& reader, const
     std::vector<HttpResponseReader::Step> steps;
     std::size_t pos = 0;
     for (int i = 0; i < 100; ++i) {
-        HttpResponseReader::Step s = reader.feed(input.data() + pos, input.size() - pos);
+        HttpResponseReader::Step s = reader.feed({input.data() + pos, input.size() - pos});
         steps.push_back(s);
         pos += s.consumed;
         if (s.status == HttpStatus::end || s.status == HttpStatus::error || pos >= input.size()) break;
@@ -531,12 +531,12 @@ TEST_CASE("204 and 304 end right after the head, whatever framing headers say") 
     }
     HttpResponseReader reader;
     const std::string head = "HTTP/1.1 204 No Content\r\n\r\n";
-    HttpResponseReader::Step s = reader.feed(head.data(), head.size());
+    HttpResponseReader::Step s = reader.feed({head.data(), head.size()});
     CHECK(s.status == HttpStatus::head);
     CHECK(s.consumed == head.size());
     CHECK(reader.status() == 204);
     CHECK(reader.keep_alive());
-    s = reader.feed(head.data(), 0);
+    s = reader.feed({head.data(), 0});
     CHECK(s.status == HttpStatus::end);
     CHECK(s.consumed == 0);
 }
@@ -949,18 +949,18 @@ TEST_CASE("limits: a header block over max_header_bytes is limit_exceeded, witho
     small.limits.max_header_bytes = 64;
     const std::string endless = "HTTP/1.1 200 OK\r\n" + std::string(100000, 'h');
     HttpResponseReader reader(small.limits);
-    const HttpResponseReader::Step s = reader.feed(endless.data(), endless.size());
+    const HttpResponseReader::Step s = reader.feed({endless.data(), endless.size()});
     CHECK(s.status == HttpStatus::error);
-    CHECK(reader.error_code() == ErrorCode::limit_exceeded);
+    CHECK(reader.error().code == ErrorCode::limit_exceeded);
     CHECK(s.consumed <= 65);
     std::size_t total = 0;
     HttpResponseReader bytewise(small.limits);
     for (std::size_t i = 0; i < endless.size(); ++i) {
-        const HttpResponseReader::Step b = bytewise.feed(endless.data() + i, 1);
+        const HttpResponseReader::Step b = bytewise.feed({endless.data() + i, 1});
         total += b.consumed;
         if (b.status == HttpStatus::error) break;
     }
-    CHECK(bytewise.error_code() == ErrorCode::limit_exceeded);
+    CHECK(bytewise.error().code == ErrorCode::limit_exceeded);
     CHECK(total <= 65);
     // Endless stray line ends before a head do not grow anything, and are not an error by themselves.
     const HttpOutcome crlf = check_http(std::string(1000, '\n') + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", small);
@@ -988,7 +988,7 @@ TEST_CASE("limits: a chunk-size line over max_chunk_line_bytes is limit_exceeded
     const auto steps = steps_of(reader, endless);
     ENSURE(!steps.empty());
     CHECK(steps.back().status == HttpStatus::error);
-    CHECK(reader.error_code() == ErrorCode::limit_exceeded);
+    CHECK(reader.error().code == ErrorCode::limit_exceeded);
 }
 
 TEST_CASE("limits: a trailer section over max_header_bytes is limit_exceeded") {
@@ -1023,27 +1023,27 @@ TEST_CASE("after end, feed() and finish() keep returning end and consume nothing
     ENSURE(steps.size() == 2);
     CHECK(steps[0].status == HttpStatus::head);
     CHECK(steps[1].status == HttpStatus::body);
-    HttpResponseReader::Step s = reader.feed(input.data(), 0);
+    HttpResponseReader::Step s = reader.feed({input.data(), 0});
     CHECK(s.status == HttpStatus::end);
     const std::string more = "HTTP/1.1 200 OK\r\n\r\n";
     for (int i = 0; i < 3; ++i) {
-        s = reader.feed(more.data(), more.size());
+        s = reader.feed({more.data(), more.size()});
         CHECK(s.status == HttpStatus::end);
         CHECK(s.consumed == 0);
     }
     s = reader.finish();
     CHECK(s.status == HttpStatus::end);
-    s = reader.feed(more.data(), more.size());
+    s = reader.feed({more.data(), more.size()});
     CHECK(s.status == HttpStatus::end);
     CHECK(reader.status() == 200);
-    CHECK(reader.error_code() == ErrorCode::none);
+    CHECK(reader.error().code == ErrorCode::none);
 
     // A close-delimited body ended by finish(): then feed() returns end as well.
     HttpResponseReader close;
     const std::string head = "HTTP/1.1 200 OK\r\n\r\n";
-    CHECK(close.feed(head.data(), head.size()).status == HttpStatus::head);
+    CHECK(close.feed({head.data(), head.size()}).status == HttpStatus::head);
     CHECK(close.finish().status == HttpStatus::end);
-    s = close.feed(more.data(), more.size());
+    s = close.feed({more.data(), more.size()});
     CHECK(s.status == HttpStatus::end);
     CHECK(s.consumed == 0);
 }
@@ -1051,33 +1051,33 @@ TEST_CASE("after end, feed() and finish() keep returning end and consume nothing
 TEST_CASE("after an error, feed() and finish() keep returning error") {
     HttpResponseReader reader;
     const std::string bad = "HTTP/9 200 OK\r\n\r\n";
-    HttpResponseReader::Step s = reader.feed(bad.data(), bad.size());
+    HttpResponseReader::Step s = reader.feed({bad.data(), bad.size()});
     CHECK(s.status == HttpStatus::error);
-    CHECK(reader.error_code() == ErrorCode::protocol);
-    const std::string message = reader.error_message();
+    CHECK(reader.error().code == ErrorCode::protocol);
+    const std::string message = reader.error().message;
     CHECK(!message.empty());
     const std::string good = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     for (int i = 0; i < 3; ++i) {
-        s = reader.feed(good.data(), good.size());
+        s = reader.feed({good.data(), good.size()});
         CHECK(s.status == HttpStatus::error);
         CHECK(s.consumed == 0);
     }
-    s = reader.feed(good.data(), 0);
+    s = reader.feed({good.data(), 0});
     CHECK(s.status == HttpStatus::error);
     s = reader.finish();
     CHECK(s.status == HttpStatus::error);
-    CHECK(reader.error_code() == ErrorCode::protocol);
-    CHECK(message == reader.error_message());
+    CHECK(reader.error().code == ErrorCode::protocol);
+    CHECK(message == reader.error().message);
 
     // An error found by finish() sticks as well.
     HttpResponseReader cut;
     const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab";
     (void)steps_of(cut, head);
     CHECK(cut.finish().status == HttpStatus::error);
-    s = cut.feed("cde", 3);
+    s = cut.feed({"cde", 3});
     CHECK(s.status == HttpStatus::error);
     CHECK(s.consumed == 0);
-    CHECK(cut.error_code() == ErrorCode::protocol);
+    CHECK(cut.error().code == ErrorCode::protocol);
 }
 
 TEST_CASE("reset() makes a reader ready for the next response") {
@@ -1104,7 +1104,7 @@ TEST_CASE("reset() makes a reader ready for the next response") {
     steps = steps_of(reader, bad);
     CHECK(steps.back().status == HttpStatus::error);
     reader.reset(HttpLimits{});
-    CHECK(reader.error_code() == ErrorCode::none);
+    CHECK(reader.error().code == ErrorCode::none);
     steps = steps_of(reader, second);
     CHECK(steps[0].status == HttpStatus::head);
 }

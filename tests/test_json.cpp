@@ -125,9 +125,9 @@ Extraction run_extractor(d::DeltaExtractor& x, std::string_view json) {
             if (v && !view_utf8_ok(*v)) out.all_text_valid_utf8 = false;
         out.events.push_back(std::move(c));
     }
-    out.why = std::string(x.why());
+    if (out.result == Result::invalid) out.why = x.error().message;
     out.offset = x.error_offset();
-    out.message = std::string(x.error_message());
+    out.message = std::string(x.server_message());
     return out;
 }
 
@@ -142,6 +142,8 @@ const char* name_of(Result r) {
     case Result::ok: return "ok";
     case Result::invalid: return "invalid";
     case Result::error_event: return "error_event";
+    case Result::end: return "end";
+    case Result::out_of_memory: return "out_of_memory";
     }
     return "?";
 }

@@ -43,6 +43,13 @@ using llm_stream::detail::SseLimits;
 using llm_stream::detail::SseParser;
 using SseStatus = SseParser::Status;
 
+// The parser's feed() over the (position, end) pairs these tests walk with.
+SseParser::Status sse_next(SseParser& parser, const char*& p, const char* end) {
+    const SseParser::Step step = parser.feed({p, static_cast<std::size_t>(end - p)});
+    p += step.consumed;
+    return step.status;
+}
+
 namespace {
 
 
@@ -103,7 +110,7 @@ SseOutcome run_sse(const std::string& input, const std::vector<std::size_t>& cut
                 break;
             }
             const char* const before = p;
-            const SseStatus st = parser.next(p, end);
+            const SseStatus st = sse_next(parser, p, end);
             if (p < before || p > end) {
                 out.anomalies += "p moved outside the input;";
                 failed = true;
@@ -116,8 +123,8 @@ SseOutcome run_sse(const std::string& input, const std::vector<std::size_t>& cut
             }
             if (st == SseStatus::error) {
                 out.final_status = "error";
-                out.code = parser.error_code();
-                out.message = parser.error_message();
+                out.code = parser.error().code;
+                out.message = parser.error().message;
                 if (out.code == ErrorCode::none) out.anomalies += "error without a code;";
                 failed = true;
                 break;
@@ -262,16 +269,16 @@ TEST_CASE("line ends: a CRLF split between two inputs is one line end") {
         SseParser parser;
         const char* p = input.data();
         const char* mid = input.data() + 10;
-        CHECK(parser.next(p, mid) == SseStatus::event);
+        CHECK(sse_next(parser, p, mid) == SseStatus::event);
         CHECK(parser.data() == "a");
         CHECK(p == mid);
-        CHECK(parser.next(p, mid) == SseStatus::need_more);
+        CHECK(sse_next(parser, p, mid) == SseStatus::need_more);
         const char* lf_end = mid + 1;
-        CHECK(parser.next(p, lf_end) == SseStatus::need_more);
+        CHECK(sse_next(parser, p, lf_end) == SseStatus::need_more);
         CHECK(p == lf_end);
         CHECK_FALSE(parser.has_partial_event());
         const char* end = input.data() + input.size();
-        CHECK(parser.next(p, end) == SseStatus::event);
+        CHECK(sse_next(parser, p, end) == SseStatus::event);
         CHECK(parser.data() == "b");
     }
     SUBCASE("CR at the end of one input, something else than LF at the start of the next") {
@@ -282,10 +289,10 @@ TEST_CASE("line ends: a CRLF split between two inputs is one line end") {
         SseParser parser;
         const std::string a = "data: a\r", b = "\ndata: b\n\n";
         const char* p = a.data();
-        CHECK(parser.next(p, a.data() + a.size()) == SseStatus::need_more);
+        CHECK(sse_next(parser, p, a.data() + a.size()) == SseStatus::need_more);
         const char* q = b.data();
-        CHECK(parser.next(q, q) == SseStatus::need_more);
-        CHECK(parser.next(q, b.data() + b.size()) == SseStatus::event);
+        CHECK(sse_next(parser, q, q) == SseStatus::need_more);
+        CHECK(sse_next(parser, q, b.data() + b.size()) == SseStatus::event);
         CHECK(parser.data() == "a\nb");
     }
     check_events("data: a\r\ndata: b\r\n\r\nevent: t\r\ndata: c\r\n\r\n", {ev("a\nb"), ev("c", "t")});
@@ -307,11 +314,11 @@ TEST_CASE("BOM: a leading UTF-8 BOM is dropped, also when split across inputs") 
     SseParser parser;
     const std::string a = "\xEF", b = "\xBB\xBF" "data: y\n\n";
     const char* p = a.data();
-    CHECK(parser.next(p, p) == SseStatus::need_more);
-    CHECK(parser.next(p, a.data() + a.size()) == SseStatus::need_more);
+    CHECK(sse_next(parser, p, p) == SseStatus::need_more);
+    CHECK(sse_next(parser, p, a.data() + a.size()) == SseStatus::need_more);
     CHECK(p == a.data() + a.size());
     const char* q = b.data();
-    CHECK(parser.next(q, b.data() + b.size()) == SseStatus::event);
+    CHECK(sse_next(parser, q, b.data() + b.size()) == SseStatus::event);
     CHECK(parser.data() == "y");
     // A BOM followed directly by a field name that would be misread if the BOM stayed.
     check_events("\xEF\xBB\xBF" "event: e\ndata: z\n\n", {ev("z", "e")});
@@ -421,10 +428,10 @@ TEST_CASE("event type: reported by event_type(), reset after dispatch and by an 
     const std::string input = "event: first\ndata: 1\n\ndata: 2\n\n";
     const char* p = input.data();
     const char* end = input.data() + input.size();
-    ENSURE(parser.next(p, end) == SseStatus::event);
+    ENSURE(sse_next(parser, p, end) == SseStatus::event);
     CHECK(parser.event_type() == "first");
     CHECK(parser.data() == "1");
-    ENSURE(parser.next(p, end) == SseStatus::event);
+    ENSURE(sse_next(parser, p, end) == SseStatus::event);
     CHECK(parser.event_type().empty());
     CHECK(parser.data() == "2");
 }
@@ -477,13 +484,13 @@ TEST_CASE("next() dispatches one event per call and leaves p just after the blan
     SseParser parser;
     const char* p = input.data();
     const char* const end = input.data() + input.size();
-    ENSURE(parser.next(p, end) == SseStatus::event);
+    ENSURE(sse_next(parser, p, end) == SseStatus::event);
     CHECK(parser.data() == "a");
     CHECK(p == input.data() + std::strlen("data: a\n\n"));
-    ENSURE(parser.next(p, end) == SseStatus::event);
+    ENSURE(sse_next(parser, p, end) == SseStatus::event);
     CHECK(parser.data() == "b");
     CHECK(p == input.data() + std::strlen("data: a\n\ndata: b\n\n"));
-    CHECK(parser.next(p, end) == SseStatus::need_more);
+    CHECK(sse_next(parser, p, end) == SseStatus::need_more);
     CHECK(p == end);
     CHECK(parser.data().empty());
     CHECK_FALSE(parser.has_partial_event());
@@ -495,7 +502,7 @@ TEST_CASE("next() dispatches one event per call and leaves p just after the blan
     p = many.data();
     const char* const many_end = many.data() + many.size();
     int count = 0;
-    while (counter.next(p, many_end) == SseStatus::event) {
+    while (sse_next(counter, p, many_end) == SseStatus::event) {
         CHECK(counter.data() == std::to_string(count));
         ++count;
     }
@@ -508,14 +515,14 @@ TEST_CASE("next() with CRLF: p stops at or after the blank line, and the rest pa
     SseParser parser;
     const char* p = input.data();
     const char* const end = input.data() + input.size();
-    ENSURE(parser.next(p, end) == SseStatus::event);
+    ENSURE(sse_next(parser, p, end) == SseStatus::event);
     CHECK(parser.data() == "a");
     const char* const after_blank = input.data() + std::strlen("data: a\r\n\r\n");
     // Either past the whole CRLF or at its LF (which the parser then skips); never anywhere else.
     CHECK((p == after_blank || (p == after_blank - 1 && *p == '\n')));
-    ENSURE(parser.next(p, end) == SseStatus::event);
+    ENSURE(sse_next(parser, p, end) == SseStatus::event);
     CHECK(parser.data() == "b");
-    CHECK(parser.next(p, end) == SseStatus::need_more);
+    CHECK(sse_next(parser, p, end) == SseStatus::need_more);
     CHECK(p == end);
 }
 
@@ -524,11 +531,11 @@ TEST_CASE("data() of a one-line event may point into the input; multi-line event
     const std::string input = "data: inplace\n\ndata: x\ndata: y\n\n";
     const char* p = input.data();
     const char* const end = input.data() + input.size();
-    ENSURE(parser.next(p, end) == SseStatus::event);
+    ENSURE(sse_next(parser, p, end) == SseStatus::event);
     CHECK(parser.data() == "inplace");
     CHECK(parser.data().data() >= input.data());
     CHECK(parser.data().data() + parser.data().size() <= end);
-    ENSURE(parser.next(p, end) == SseStatus::event);
+    ENSURE(sse_next(parser, p, end) == SseStatus::event);
     CHECK(parser.data() == "x\ny");
 
     // A complete one-line data line whose blank line comes in a later input must be copied out of the
@@ -537,13 +544,13 @@ TEST_CASE("data() of a one-line event may point into the input; multi-line event
     std::unique_ptr<char[]> first(new char[10]);
     std::memcpy(first.get(), "data: abc\n", 10);
     const char* q = first.get();
-    CHECK(later.next(q, first.get() + 10) == SseStatus::need_more);
+    CHECK(sse_next(later, q, first.get() + 10) == SseStatus::need_more);
     CHECK(later.has_partial_event());
     std::memset(first.get(), 'Z', 10);
     first.reset();
     const std::string nl = "\n";
     const char* r = nl.data();
-    ENSURE(later.next(r, nl.data() + 1) == SseStatus::event);
+    ENSURE(sse_next(later, r, nl.data() + 1) == SseStatus::event);
     CHECK(later.data() == "abc");
     CHECK_FALSE(later.has_partial_event());
 }
@@ -575,18 +582,18 @@ TEST_CASE("limits: a line longer than max_line_bytes is limit_exceeded, whole or
     SseParser parser(limits);
     const std::string a = at_limit;
     const char* p = a.data();
-    CHECK(parser.next(p, a.data() + a.size()) == SseStatus::need_more);
+    CHECK(sse_next(parser, p, a.data() + a.size()) == SseStatus::need_more);
     const std::string b = "X";
     const char* q = b.data();
-    CHECK(parser.next(q, b.data() + 1) == SseStatus::error);
-    CHECK(parser.error_code() == ErrorCode::limit_exceeded);
+    CHECK(sse_next(parser, q, b.data() + 1) == SseStatus::error);
+    CHECK(parser.error().code == ErrorCode::limit_exceeded);
 
     // An endless line in one input.
     SseParser endless(limits);
     const std::string big(100000, 'x');
     const char* r = big.data();
-    CHECK(endless.next(r, big.data() + big.size()) == SseStatus::error);
-    CHECK(endless.error_code() == ErrorCode::limit_exceeded);
+    CHECK(sse_next(endless, r, big.data() + big.size()) == SseStatus::error);
+    CHECK(endless.error().code == ErrorCode::limit_exceeded);
 }
 
 TEST_CASE("limits: event data over max_event_bytes is limit_exceeded") {
@@ -629,25 +636,25 @@ TEST_CASE("after an error next() keeps returning error") {
     SseParser parser(limits);
     const std::string bad = "data: too long for the limit\n\n";
     const char* p = bad.data();
-    ENSURE(parser.next(p, bad.data() + bad.size()) == SseStatus::error);
-    CHECK(parser.error_code() == ErrorCode::limit_exceeded);
-    const std::string message = parser.error_message();
+    ENSURE(sse_next(parser, p, bad.data() + bad.size()) == SseStatus::error);
+    CHECK(parser.error().code == ErrorCode::limit_exceeded);
+    const std::string message = parser.error().message;
     CHECK(!message.empty());
     const std::string good = "data: a\n\n";
     for (int i = 0; i < 3; ++i) {
         const char* q = good.data();
-        CHECK(parser.next(q, good.data() + good.size()) == SseStatus::error);
+        CHECK(sse_next(parser, q, good.data() + good.size()) == SseStatus::error);
         CHECK(q == good.data());  // nothing consumed
     }
     const char* e = good.data();
-    CHECK(parser.next(e, e) == SseStatus::error);
-    CHECK(parser.error_code() == ErrorCode::limit_exceeded);
-    CHECK(message == parser.error_message());
+    CHECK(sse_next(parser, e, e) == SseStatus::error);
+    CHECK(parser.error().code == ErrorCode::limit_exceeded);
+    CHECK(message == parser.error().message);
 
     parser.reset(SseLimits{});
-    CHECK(parser.error_code() == ErrorCode::none);
+    CHECK(parser.error().code == ErrorCode::none);
     const char* q = good.data();
-    CHECK(parser.next(q, good.data() + good.size()) == SseStatus::event);
+    CHECK(sse_next(parser, q, good.data() + good.size()) == SseStatus::event);
     CHECK(parser.data() == "a");
 }
 
@@ -655,13 +662,13 @@ TEST_CASE("reset() forgets a partial event, a pending CR and the BOM state") {
     SseParser parser;
     const std::string a = "\xEF\xBB\xBF" "event: t\ndata: half\r";
     const char* p = a.data();
-    CHECK(parser.next(p, a.data() + a.size()) == SseStatus::need_more);
+    CHECK(sse_next(parser, p, a.data() + a.size()) == SseStatus::need_more);
     CHECK(parser.has_partial_event());
     parser.reset(SseLimits{});
     CHECK_FALSE(parser.has_partial_event());
     const std::string b = "\xEF\xBB\xBF\ndata: fresh\n\n";  // the LF must not be eaten as the CR's pair
     const char* q = b.data();
-    ENSURE(parser.next(q, b.data() + b.size()) == SseStatus::event);
+    ENSURE(sse_next(parser, q, b.data() + b.size()) == SseStatus::event);
     CHECK(parser.data() == "fresh");
     CHECK(parser.event_type().empty());
 }
