@@ -216,7 +216,7 @@ Run replay(const std::string& body) {
                                  std::to_string(body.size()) + "\r\n\r\n" + body;
     Config config;
     config.log_level = LogLevel::off;
-    Stream stream = llm_stream::detail::replay_stream(config, response);
+    Stream stream = Client(config).replay(response);
     return drain(stream);
 }
 
