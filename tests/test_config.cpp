@@ -431,8 +431,7 @@ TEST_CASE("chat_completions_url: every result parses as a URL") {
                              "https://res.openai.azure.com/openai/deployments/d?api-version=1"}) {
         INFO(base);
         llm_stream::detail::Url u;
-        std::string why;
-        CHECK(llm_stream::detail::parse_url(url_of(base), u, why));
+        CHECK_FALSE(llm_stream::detail::parse_url(url_of(base), u));
         CHECK(contains(u.target, "/chat/completions"));
     }
 }
@@ -450,7 +449,9 @@ struct Parsed {
 
 Parsed parse(std::string_view text) {
     Parsed p;
-    p.ok = llm_stream::detail::parse_url(text, p.url, p.why);
+    const llm_stream::Error e = llm_stream::detail::parse_url(text, p.url);
+    p.ok = !e;
+    p.why = e.message;
     return p;
 }
 
