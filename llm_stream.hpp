@@ -193,8 +193,15 @@ struct Config {
     std::chrono::milliseconds stub_chunk_delay{0};  // pause between stub chunks (a demo nicety)
 
     /* LLM_API_KEY, LLM_BASE_URL, LLM_MODEL (and LLM_STUB_DELAY_MS) from the process environment, then
-       from `dotenv_path` for the ones the environment does not set. A missing file is not an error. */
+       from `dotenv_path` for the ones the environment does not set. A missing file is not an error;
+       ErrorCode::invalid_config is: a file that cannot be read, a malformed one (".env line 3:
+       unterminated double quote"), an LLM_BASE_URL that is set but empty (unset means stub mode).
+       `out` holds what could be read either way. */
+    [[nodiscard]] static Error from_env(Config& out, const std::string& dotenv_path = ".env");
+    /* The same for initialisers (`Client client(Config::from_env());`): a problem is kept in
+       `env_error`, and every stream_chat() of a client with this configuration fails with it. */
     static Config from_env(const std::string& dotenv_path = ".env");
+    Error env_error;  // what from_env() found wrong; stream_chat() reports it
 
     bool stub_mode() const noexcept { return base_url.empty(); }
 
@@ -204,9 +211,11 @@ struct Config {
 };
 
 /* Parses the text of a .env file: KEY=VALUE lines, `export ` prefixes, # comments, single or double
-   quotes (double quotes understand \n \t \" \\). Calls `visit` for each assignment, in order. */
-void parse_dotenv(std::string_view text,
-                  const std::function<void(std::string_view key, std::string_view value)>& visit);
+   quotes (double quotes understand \n \t \" \\). Calls `visit` for each assignment, in order, up to
+   the first malformed one: an unterminated quote, or anything but blanks and a # comment after a
+   closing quote, is ErrorCode::invalid_config saying where ("line 3: unterminated double quote"). */
+[[nodiscard]] Error parse_dotenv(std::string_view text,
+                                 const std::function<void(std::string_view key, std::string_view value)>& visit);
 
 /* ------------------------------------------------------------------------------------------------
    Requests
@@ -398,6 +407,7 @@ const char* version_string() noexcept;
 #include <atomic>
 #include <cassert>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <condition_variable>
@@ -436,7 +446,6 @@ const char* version_string() noexcept;
 #endif
 #else
 #include <arpa/inet.h>
-#include <cerrno>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -3730,8 +3739,88 @@ const char* to_string(ErrorCode code) noexcept {
     return "unknown";
 }
 
-void parse_dotenv(std::string_view text,
-                  const std::function<void(std::string_view key, std::string_view value)>& visit) {
+namespace detail {
+
+inline Error config_error(std::string message) {
+    Error e;
+    e.code = ErrorCode::invalid_config;
+    e.message = std::move(message);
+    return e;
+}
+
+// "line 3: what", the line counted from 1 at byte offset `at`.
+inline Error dotenv_error(std::string_view text, std::size_t at, const char* what) {
+    const auto newlines = std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n');
+    return config_error("line " + std::to_string(newlines + 1) + ": " + what);
+}
+
+/* The quoted value at text[i] (its opening quote); on success `i` is past the end of its line. Quoted
+   values may span lines; double quotes understand the usual escapes. */
+inline Error dotenv_quoted_value(std::string_view text, std::size_t& i, std::string& value) {
+    const std::size_t opened_at = i;
+    const char quote = text[i++];
+    const bool double_quote = quote == '"';
+    for (;;) {
+        if (i >= text.size())
+            return dotenv_error(text, opened_at, double_quote ? "unterminated double quote" : "unterminated single quote");
+        const char c = text[i++];
+        if (c == quote) break;
+        if (double_quote && c == '\\' && i < text.size()) {
+            const char e = text[i++];
+            value += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
+            continue;
+        }
+        value += c;
+    }
+    // Only blanks and a comment may follow: `KEY="a"b` has no meaning anyone could rely on.
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+    const std::string_view rest = text.substr(i, 2);
+    if (!rest.empty() && rest[0] != '#' && rest[0] != '\n' && rest != "\r\n" && rest != "\r")
+        return dotenv_error(text, i, double_quote ? "unexpected characters after the closing double quote"
+                                                  : "unexpected characters after the closing single quote");
+    while (i < text.size() && text[i] != '\n') ++i;
+    if (i < text.size()) ++i;
+    return {};
+}
+
+// The unquoted value at text[i], up to the end of the line; `i` ends past the line.
+inline void dotenv_plain_value(std::string_view text, std::size_t& i, std::string& value) {
+    const std::size_t begin = i;
+    while (i < text.size() && text[i] != '\n') ++i;
+    std::string_view raw = text.substr(begin, i - begin);
+    // " #" starts a comment in an unquoted value; a '#' inside a word does not.
+    for (std::size_t k = 0; k < raw.size(); ++k)
+        if (raw[k] == '#' && (k == 0 || raw[k - 1] == ' ' || raw[k - 1] == '\t')) {
+            raw = raw.substr(0, k);
+            break;
+        }
+    value.assign(trim_ascii_space(raw));
+    if (i < text.size()) ++i;
+}
+
+// The text of a .env file; a missing file is empty text, not an error.
+inline Error read_dotenv_file(const std::string& path, std::string& text) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) {
+        if (errno == ENOENT || errno == ENOTDIR) return {};
+        return config_error("cannot read " + path + ": " + std::strerror(errno));
+    }
+    constexpr std::size_t max_size = 1u << 20;
+    char buffer[4096];
+    std::size_t got = 0;
+    while (text.size() <= max_size && (got = std::fread(buffer, 1, sizeof buffer, f)) > 0) text.append(buffer, got);
+    const bool failed = std::ferror(f) != 0;
+    const int read_errno = errno;
+    std::fclose(f);
+    if (failed) return config_error("cannot read " + path + ": " + std::strerror(read_errno));
+    if (text.size() > max_size) return config_error(path + " is larger than 1 MiB: not a .env file");
+    return {};
+}
+
+}  // namespace detail
+
+Error parse_dotenv(std::string_view text,
+                   const std::function<void(std::string_view key, std::string_view value)>& visit) {
     std::size_t i = text.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;  // editors may save a BOM
     const std::size_t n = text.size();
     auto skip_blanks = [&] { while (i < n && (text[i] == ' ' || text[i] == '\t')) ++i; };
@@ -3751,50 +3840,25 @@ void parse_dotenv(std::string_view text,
         skip_blanks();
         value.clear();
         if (i < n && (text[i] == '"' || text[i] == '\'')) {
-            // Quoted values may span lines; double quotes understand the usual escapes.
-            const char quote = text[i++];
-            bool closed = false;
-            while (i < n) {
-                const char c = text[i++];
-                if (c == quote) { closed = true; break; }
-                if (quote == '"' && c == '\\' && i < n) {
-                    const char e = text[i++];
-                    value += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
-                    continue;
-                }
-                value += c;
-            }
-            if (!closed) break;  // an unterminated quote takes the rest of the file: ignore it
-            skip_line();         // a comment may follow the closing quote
+            if (Error e = detail::dotenv_quoted_value(text, i, value)) return e;
         } else {
-            const std::size_t begin = i;
-            while (i < n && text[i] != '\n') ++i;
-            std::string_view raw = text.substr(begin, i - begin);
-            // " #" starts a comment in an unquoted value; a '#' inside a word does not.
-            for (std::size_t k = 0; k < raw.size(); ++k)
-                if (raw[k] == '#' && (k == 0 || raw[k - 1] == ' ' || raw[k - 1] == '\t')) {
-                    raw = raw.substr(0, k);
-                    break;
-                }
-            value.assign(detail::trim_ascii_space(raw));
-            if (i < n) ++i;
+            detail::dotenv_plain_value(text, i, value);
         }
         visit(key, value);
     }
+    return {};
 }
 
-Config Config::from_env(const std::string& dotenv_path) {
+Error Config::from_env(Config& out, const std::string& dotenv_path) {
+    out = Config{};
     std::vector<std::pair<std::string, std::string>> file_values;
-    if (std::FILE* f = std::fopen(dotenv_path.c_str(), "rb")) {
-        std::string text;
-        char buffer[4096];
-        std::size_t got;
-        while ((got = std::fread(buffer, 1, sizeof buffer, f)) > 0 && text.size() < (1u << 20))
-            text.append(buffer, got);
-        std::fclose(f);
-        parse_dotenv(text, [&](std::string_view key, std::string_view value) {
+    std::string text;
+    Error error = detail::read_dotenv_file(dotenv_path, text);
+    if (!error) {
+        error = parse_dotenv(text, [&](std::string_view key, std::string_view value) {
             file_values.emplace_back(std::string(key), std::string(value));
         });
+        if (error) error.message = dotenv_path + " " + error.message;  // ".env line 3: ..."
     }
     // The environment wins; within the file, a later assignment wins.
     auto lookup = [&](const char* name) -> std::optional<std::string> {
@@ -3803,15 +3867,28 @@ Config Config::from_env(const std::string& dotenv_path) {
             if (it->first == name) return it->second;
         return std::nullopt;
     };
-    Config c;
-    if (auto v = lookup("LLM_API_KEY")) c.api_key = *v;
-    if (auto v = lookup("LLM_BASE_URL")) c.base_url = std::string(detail::trim_ascii_space(*v));
-    if (auto v = lookup("LLM_MODEL"); v && !v->empty()) c.model = *v;
+    if (auto v = lookup("LLM_API_KEY")) out.api_key = *v;
+    if (auto v = lookup("LLM_BASE_URL")) {
+        out.base_url = std::string(detail::trim_ascii_space(*v));
+        // Unset means stub mode; set but empty is a mistake to report, not a silent stub.
+        if (out.base_url.empty() && !error)
+            error = detail::config_error(std::getenv("LLM_BASE_URL")
+                                             ? "LLM_BASE_URL is set but empty in the environment (unset it for stub mode)"
+                                             : "LLM_BASE_URL is set but empty in " + dotenv_path +
+                                                   " (leave it out for stub mode)");
+    }
+    if (auto v = lookup("LLM_MODEL"); v && !v->empty()) out.model = *v;
     if (auto v = lookup("LLM_STUB_DELAY_MS")) {
         std::uint64_t ms = 0;
         if (detail::parse_decimal(detail::trim_ascii_space(*v), ms) && ms <= 60000)
-            c.stub_chunk_delay = std::chrono::milliseconds(ms);
+            out.stub_chunk_delay = std::chrono::milliseconds(ms);
     }
+    return error;
+}
+
+Config Config::from_env(const std::string& dotenv_path) {
+    Config c;
+    c.env_error = from_env(c, dotenv_path);
     return c;
 }
 
@@ -3887,6 +3964,7 @@ Stream Client::stream_chat(std::string_view prompt, const ChatOptions& options) 
 Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptions& options) {
     const Config& config = state_->config;
     auto failed = [&](Error e) { return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(e))); };
+    if (config.env_error) return failed(config.env_error);  // never a silent stub for a broken .env
     Error error;
     std::string body;
     if (!detail::build_request_body(config, messages, options, body, error)) return failed(std::move(error));
