@@ -40,6 +40,8 @@
 #else
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #endif
 
 namespace {
@@ -181,6 +183,25 @@ bool parse_seconds(const std::string& flag, const std::string& text, std::chrono
     return true;
 }
 
+/* A bad --extra is bad usage, found before anything else happens: the library checks chat options when
+   a stream starts, so an offline (stub-mode) client starts one that is never read. Its messages
+   ("extra JSON must be an object") are given in the command line's words. */
+/* The library's own check of the extra JSON (through the request builder), worded for this flag. */
+bool extra_is_usable(const llm_stream::ChatOptions& options, std::string& error) {
+    if (options.extra_json.find_first_not_of(" \t\r\n") == std::string::npos) {
+        error = "--extra needs a JSON object, e.g. '{\"top_p\":0.9}'";
+        return false;
+    }
+    llm_stream::Request request;
+    const llm_stream::Error why = llm_stream::build_request(llm_stream::Config{}, {{"user", ""}}, options, request);
+    if (!why) return true;
+    static constexpr std::string_view library_words = "extra JSON ";
+    error = why.message.compare(0, library_words.size(), library_words) == 0
+                ? "--extra " + why.message.substr(library_words.size())
+                : "--extra: " + why.message;
+    return false;
+}
+
 bool apply_option(OptionId id, const std::string& flag, const std::string& value, CommandLine& cl,
                   std::string& error) {
     switch (id) {
@@ -221,9 +242,8 @@ bool apply_option(OptionId id, const std::string& flag, const std::string& value
         return true;
     }
     case OptionId::extra:
-        // The library validates the JSON itself and says precisely what is wrong with it.
         cl.options.extra_json = value;
-        return true;
+        return extra_is_usable(cl.options, error);
     case OptionId::timeout: {
         std::chrono::milliseconds ms{0};
         if (!parse_seconds(flag, value, ms, error)) return false;
@@ -391,11 +411,11 @@ bool setting_present(const char* name) {
     const bool ok = read_all(file, text);
     std::fclose(file);
     bool found = false;
-    if (ok)
-        llm_stream::parse_dotenv(text, [&](std::string_view key, std::string_view) {
-            if (key == name) found = true;
-        });
-    return found;
+    // from_env() has already reported a malformed file; a read that fails now finds nothing.
+    const bool parsed = ok && !llm_stream::parse_dotenv(text, [&](std::string_view key, std::string_view) {
+        if (key == name) found = true;
+    });
+    return parsed && found;
 }
 
 /* The captured response for --replay; on failure says why (a usage error: the file is an argument). */
@@ -505,6 +525,8 @@ private:
 struct OutputState {
     bool printed = false;        // something reached stdout
     bool unflushed = false;      // written since the last flush
+    bool line_open = false;      // stdout's last byte is not a newline
+    bool line_ended_by_log = false;  // a log line ended the reply's line on the shared terminal or file
     bool write_failed = false;   // stdout is gone (closed pipe, full disk): no point going on
     int write_errno = 0;
     ReplyPreview preview;
@@ -521,6 +543,8 @@ bool write_out(std::string_view bytes, OutputState& out) {
     if (std::fwrite(bytes.data(), 1, bytes.size(), stdout) != bytes.size()) return output_failed(out);
     out.printed = true;
     out.unflushed = true;
+    out.line_open = bytes.back() != '\n';
+    out.line_ended_by_log = false;
     return true;
 }
 
@@ -528,6 +552,45 @@ bool flush_out(OutputState& out) {
     if (!out.unflushed) return true;
     out.unflushed = false;
     return std::fflush(stdout) == 0 || output_failed(out);
+}
+
+// True when stdout and stderr reach the same terminal, file or pipe (`2>&1`, or both on one terminal).
+bool stdout_and_stderr_shared() {
+#ifdef _WIN32
+    return _isatty(_fileno(stdout)) && _isatty(_fileno(stderr));
+#else
+    struct stat out_info {}, err_info {};
+    return fstat(STDOUT_FILENO, &out_info) == 0 && fstat(STDERR_FILENO, &err_info) == 0 &&
+           out_info.st_dev == err_info.st_dev && out_info.st_ino == err_info.st_ino;
+#endif
+}
+
+const char* level_name(llm_stream::LogLevel level) {
+    switch (level) {
+    case llm_stream::LogLevel::debug: return "debug";
+    case llm_stream::LogLevel::info: return "info";
+    case llm_stream::LogLevel::warning: return "warning";
+    case llm_stream::LogLevel::error: return "error";
+    case llm_stream::LogLevel::off: break;
+    }
+    return "log";
+}
+
+/* The library's log lines, each on a line of its own: the reply printed so far goes out first, and
+   where stdout and stderr are one terminal or file, a reply line still open is ended before the log
+   line (and counts as the reply's final newline if nothing follows). */
+llm_stream::LogCallback log_to_stderr(OutputState& out) {
+    const bool shared = stdout_and_stderr_shared();
+    return [&out, shared](llm_stream::LogLevel level, std::string_view message) {
+        flush_out(out);
+        if (shared && out.line_open) {
+            std::fputc('\n', stderr);
+            out.line_open = false;
+            out.line_ended_by_log = true;
+        }
+        std::fprintf(stderr, "llm_stream: %s: %.*s\n", level_name(level), static_cast<int>(message.size()),
+                     message.data());
+    };
 }
 
 void append_json_member(std::string& out, const char* key, std::string_view value) {
@@ -693,7 +756,11 @@ int main(int argc, char** argv) {
         prompt = strip_trailing_newlines(std::move(prompt));
     }
 
-    llm_stream::Config config = llm_stream::Config::from_env();
+    llm_stream::Config config;
+    if (const llm_stream::Error error = llm_stream::Config::from_env(config)) {
+        std::fprintf(stderr, "llm-chat: error: %s\n", describe(error).c_str());
+        return kExitFailure;
+    }
     if (cl.model) config.model = *cl.model;
     if (cl.timeout) config.connect_timeout = config.read_timeout = *cl.timeout;
     if (cl.deadline) config.deadline = *cl.deadline;
@@ -706,6 +773,8 @@ int main(int argc, char** argv) {
                    stderr);
     }
     if (cl.verbose) config.log_level = llm_stream::LogLevel::info;
+    OutputState out;
+    config.log = log_to_stderr(out);
     if (config.stub_mode() && !cl.replay) {
         std::fputs("llm-chat: stub mode (LLM_BASE_URL is not set): printing a simulated reply\n", stderr);
         // Paced like a real server, so the demo shows streaming rather than one burst of text.
@@ -718,7 +787,6 @@ int main(int argc, char** argv) {
         cl.replay ? client.replay(std::move(replayed)) : client.stream_chat(prompt, cl.options);
     InterruptWatch::watch(&stream);
 
-    OutputState out;
     static char stdout_buffer[1 << 16];  // flushes come from print_stream, not from a full small buffer
     std::setvbuf(stdout, stdout_buffer, _IOFBF, sizeof stdout_buffer);
     print_stream(stream, out, cl.events);
@@ -728,7 +796,8 @@ int main(int argc, char** argv) {
     const bool failed = out.write_failed || bool(error) || InterruptWatch::interrupted();
     // Text mode ends the reply with a newline; so does a reply cut short, so that the shell prompt
     // and the error message start on lines of their own. Event lines carry their own newlines.
-    if (!cl.events && (!failed || out.printed) && !out.write_failed) write_out("\n", out) && flush_out(out);
+    const bool newline_owed = !out.line_ended_by_log && (!failed || out.printed) && !out.write_failed;
+    if (!cl.events && newline_owed) write_out("\n", out) && flush_out(out);
     if (cl.stats) print_stats(stream.stats(), out.preview);
 
     if (InterruptWatch::interrupted()) {

@@ -189,11 +189,90 @@ else
     fail "--insecure warns loudly"
 fi
 
-run --extra '[1, 2' hello
-if [ "$RC" -eq 2 ] && [ "$(err_count '^llm-chat: error: ')" -eq 1 ] && [ ! -s "$WORK/out" ]; then
-    pass "--extra that is not a JSON object is bad usage"
+# expect_extra_refused JSON WORDS: bad usage whose first stderr line says what is wrong with --extra
+# (matching WORDS), followed by the usage and nothing else (no stub-mode note: nothing was started).
+expect_extra_refused() {
+    run --extra "$1" hello
+    if [ "$RC" -eq 2 ] && [ ! -s "$WORK/out" ] && head -n 1 "$WORK/err" | grep -q -- "^llm-chat: --extra $2" &&
+        sed -n 2p "$WORK/err" | grep -q '^usage: llm-chat' && [ "$(grep -c '^llm-chat: ' "$WORK/err")" -eq 1 ]; then
+        pass "--extra '$1' is bad usage: $(head -n 1 "$WORK/err")"
+    else
+        fail "--extra '$1' is bad usage" "expected exit 2, 'llm-chat: --extra $2' then the usage"
+    fi
+}
+expect_extra_refused '[1, 2' 'is not valid JSON'
+expect_extra_refused 'nope' 'is not valid JSON'
+expect_extra_refused '{"a":1} x' 'is not valid JSON'
+expect_extra_refused '[1]' 'must be an object'
+expect_extra_refused '"text"' 'must be an object'
+expect_extra_refused '{"stream":false}' 'may not set "stream"'
+expect_extra_refused '' 'needs a JSON object'
+expect_extra_refused '  ' 'needs a JSON object'
+LLM_BASE_URL=http://127.0.0.1:9/v1 run --extra '[1]' hello
+if [ "$RC" -eq 2 ] && head -n 1 "$WORK/err" | grep -q -- '^llm-chat: --extra must be an object' && ! err_has 'connect'; then
+    pass "--extra is checked before any connection is tried"
 else
-    fail "--extra that is not a JSON object is bad usage"
+    fail "--extra is checked before any connection is tried"
+fi
+
+# ------------------------------------------------------------------------------------------------
+# .env and LLM_BASE_URL mistakes: one error line naming the file and line, exit 1, never stub mode
+# ------------------------------------------------------------------------------------------------
+
+# expect_config_error NAME EXPECTED_LINE: exit 1, nothing on stdout, stderr exactly that one line.
+expect_config_error() {
+    if [ "$RC" -eq 1 ] && [ ! -s "$WORK/out" ] && [ "$(cat "$WORK/err")" = "$2" ]; then
+        pass "$1"
+    else
+        fail "$1" "expected exit 1 and only: $2"
+    fi
+}
+printf 'LLM_API_KEY=sk-e2e\nLLM_MODEL=m\nLLM_BASE_URL="http://127.0.0.1:9/v1\n' >.env
+run hello
+expect_config_error ".env with an unterminated quote" "llm-chat: error: .env line 3: unterminated double quote"
+printf '# settings\nLLM_BASE_URL='"'"'http://127.0.0.1:9/v1'"'"'/x\n' >.env
+run hello
+expect_config_error ".env with characters after a closing quote" \
+    "llm-chat: error: .env line 2: unexpected characters after the closing single quote"
+printf 'LLM_BASE_URL="http://127.0.0.1:9/v1"  # a comment\n' >.env
+LLM_BASE_URL=http://127.0.0.1:9/v1 run --retries 0 --timeout 2 hello
+if [ "$RC" -eq 1 ] && err_has '^llm-chat: error: cannot connect' && ! err_has 'stub mode'; then
+    pass ".env with a comment after the closing quote is fine"
+else
+    fail ".env with a comment after the closing quote is fine"
+fi
+printf 'LLM_API_KEY=sk-e2e\nLLM_BASE_URL=\n' >.env
+run hello
+expect_config_error "LLM_BASE_URL= in .env" "llm-chat: error: LLM_BASE_URL is set but empty in .env (leave it out for stub mode)"
+rm -f .env
+LLM_BASE_URL= run hello
+expect_config_error "LLM_BASE_URL set but empty in the environment" \
+    "llm-chat: error: LLM_BASE_URL is set but empty in the environment (unset it for stub mode)"
+
+# ------------------------------------------------------------------------------------------------
+# --verbose: each log line on a line of its own, even when stdout and stderr are one file
+# ------------------------------------------------------------------------------------------------
+
+# Paced, so that the reply reaches the file chunk by chunk and the final log line comes after it.
+LLM_STUB_DELAY_MS=2 $LIMIT "$BIN" --verbose hello </dev/null >"$WORK/out" 2>&1
+RC=$?
+if [ "$RC" -eq 0 ] && [ "$(grep -c 'llm_stream: ' "$WORK/out")" -ge 2 ] &&
+    [ "$(grep -c 'llm_stream: ' "$WORK/out")" -eq "$(grep -c '^llm_stream: ' "$WORK/out")" ] &&
+    ! grep -q '^$' "$WORK/out" && tail -n 2 "$WORK/out" | head -n 1 | grep -q 'from a real server\.$' &&
+    tail -n 1 "$WORK/out" | grep -q '^llm_stream: info: LLM stream completed'; then
+    pass "--verbose 2>&1: every log line starts a line, the reply keeps its own line, no blank line"
+else
+    fail "--verbose 2>&1: every log line starts a line, the reply keeps its own line, no blank line"
+fi
+run --verbose hello
+VERBOSE_REPLY=$(hex_of <"$WORK/out")
+VERBOSE_LOGS=$(grep -c '^llm_stream: info: ' "$WORK/err")
+VERBOSE_BLANKS=$(grep -c '^$' "$WORK/err")
+run hello
+if [ "$VERBOSE_REPLY" = "$(hex_of <"$WORK/out")" ] && [ "$VERBOSE_LOGS" -ge 2 ] && [ "$VERBOSE_BLANKS" -eq 0 ]; then
+    pass "--verbose with stdout and stderr apart: the reply is byte for byte the same, the log lines whole"
+else
+    fail "--verbose with stdout and stderr apart: the reply is byte for byte the same, the log lines whole"
 fi
 
 # ------------------------------------------------------------------------------------------------

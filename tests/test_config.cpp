@@ -25,12 +25,29 @@ namespace {
 
 using Pairs = std::vector<std::pair<std::string, std::string>>;
 
-Pairs dotenv(std::string_view text) {
-    Pairs out;
-    llm_stream::parse_dotenv(text, [&](std::string_view k, std::string_view v) {
+// The assignments parse_dotenv reports and the error it returns.
+llm_stream::Error dotenv_parse(std::string_view text, Pairs& out) {
+    return llm_stream::parse_dotenv(text, [&](std::string_view k, std::string_view v) {
         out.emplace_back(std::string(k), std::string(v));
     });
+}
+
+// The assignments of a well-formed text.
+Pairs dotenv(std::string_view text) {
+    Pairs out;
+    const llm_stream::Error error = dotenv_parse(text, out);
+    INFO("text: " << text);
+    CHECK_MESSAGE(!error, error.message);
     return out;
+}
+
+// The error of a malformed text, after checking its code.
+std::string dotenv_problem(std::string_view text) {
+    Pairs out;
+    const llm_stream::Error error = dotenv_parse(text, out);
+    INFO("text: " << text);
+    CHECK(error.code == ErrorCode::invalid_config);
+    return error.message;
 }
 
 // The value of the last assignment to key (what from_env uses), if any.
@@ -231,10 +248,25 @@ TEST_CASE("parse_dotenv: every assignment is reported; the later duplicate wins"
     CHECK(last_value(p, "A") == std::optional<std::string>("second"));
 }
 
-TEST_CASE("parse_dotenv: an unterminated quote does not lose the assignments before it") {
-    const Pairs p = dotenv("A=1\nB=\"never closed\nC=3\n");
-    CHECK(last_value(p, "A") == std::optional<std::string>("1"));
-    CHECK_FALSE(last_value(p, "B").has_value());  // its value is unknowable
+TEST_CASE("parse_dotenv: an unterminated quote is an error naming the line where the quote opened") {
+    Pairs p;
+    const llm_stream::Error error = dotenv_parse("A=1\nB=\"never closed\nC=3\n", p);
+    CHECK(error.code == ErrorCode::invalid_config);
+    CHECK(error.message == "line 2: unterminated double quote");
+    CHECK(p == Pairs{{"A", "1"}});  // the assignments before it were reported; B's value is unknowable
+    CHECK(dotenv_problem("A='x\n") == "line 1: unterminated single quote");
+    CHECK(dotenv_problem("# c\r\nA=\"ok\"\r\n\r\nB=\"multi\nline\nC='x'\n") == "line 4: unterminated double quote");
+    CHECK(dotenv_problem("A=\"ends in a backslash\\\"") == "line 1: unterminated double quote");
+}
+
+TEST_CASE("parse_dotenv: characters after a closing quote are an error naming their line") {
+    CHECK(dotenv_problem("A=1\nB=\"x\"y\n") == "line 2: unexpected characters after the closing double quote");
+    CHECK(dotenv_problem("B='x' y\n") == "line 1: unexpected characters after the closing single quote");
+    CHECK(dotenv_problem("B=\"a\nb\"c\n") == "line 2: unexpected characters after the closing double quote");
+    CHECK(dotenv_problem("B=\"x\"\ry\n") == "line 1: unexpected characters after the closing double quote");
+    // Blanks, a comment, or the end of the line or file may follow.
+    CHECK(dotenv("A=\"x\"  \t\nB='y'# c\nC=\"z\"\r\nD=\"w\"") ==
+          Pairs{{"A", "x"}, {"B", "y"}, {"C", "z"}, {"D", "w"}});
 }
 
 TEST_CASE("parse_dotenv: a UTF-8 byte order mark before the first line") {
@@ -301,11 +333,10 @@ TEST_CASE("from_env: an environment variable set to empty still wins over the fi
     TempFile file("LLM_API_KEY=sk-file\nLLM_BASE_URL=https://file.example/v1\nLLM_MODEL=file-model\n");
     REQUIRE(file.ok());
     set_env("LLM_API_KEY", "");
-    set_env("LLM_BASE_URL", "");
     const Config c = Config::from_env(file.path());
+    CHECK_FALSE(c.env_error);
     CHECK(c.api_key.empty());
-    CHECK(c.base_url.empty());
-    CHECK(c.stub_mode());
+    CHECK(c.base_url == "https://file.example/v1");
     CHECK(c.model == "file-model");
 
     set_env("LLM_MODEL", "");
@@ -314,6 +345,80 @@ TEST_CASE("from_env: an environment variable set to empty still wins over the fi
     CHECK(d.model == "gpt-4o-mini");
 }
 #endif
+
+#ifndef _WIN32  // Windows cannot hold an environment variable with an empty value
+TEST_CASE("from_env: LLM_BASE_URL set but empty in the environment is an error, not stub mode") {
+    EnvGuard env;
+    TempFile file("LLM_API_KEY=sk-file\nLLM_BASE_URL=https://file.example/v1\n");
+    REQUIRE(file.ok());
+    set_env("LLM_BASE_URL", "");
+    Config c;
+    const llm_stream::Error error = Config::from_env(c, file.path());
+    CHECK(error.code == ErrorCode::invalid_config);
+    CHECK(contains(error.message, "LLM_BASE_URL is set but empty in the environment"));
+    CHECK(c.api_key == "sk-file");  // what could be read is there
+}
+#endif
+
+TEST_CASE("from_env: LLM_BASE_URL= in the file is an error naming the file; leaving it out is stub mode") {
+    EnvGuard env;
+    for (const char* text : {"LLM_BASE_URL=\n", "LLM_BASE_URL=\"\"\n", "LLM_BASE_URL=  # none\n", "LLM_BASE_URL=' '\n"}) {
+        CAPTURE(text);
+        TempFile file(text);
+        REQUIRE(file.ok());
+        Config c;
+        const llm_stream::Error error = Config::from_env(c, file.path());
+        CHECK(error.code == ErrorCode::invalid_config);
+        CHECK(error.message == "LLM_BASE_URL is set but empty in " + file.path() + " (leave it out for stub mode)");
+    }
+    TempFile without("LLM_API_KEY=k\n");
+    REQUIRE(without.ok());
+    Config c;
+    CHECK_FALSE(Config::from_env(c, without.path()));
+    CHECK(c.stub_mode());
+}
+
+TEST_CASE("from_env: a malformed .env is invalid_config naming the file and the line") {
+    EnvGuard env;
+    TempFile file("LLM_API_KEY=sk-file\nLLM_MODEL=m\nLLM_BASE_URL=\"https://file.example/v1\n");
+    REQUIRE(file.ok());
+    Config c;
+    const llm_stream::Error error = Config::from_env(c, file.path());
+    CHECK(error.code == ErrorCode::invalid_config);
+    CHECK(error.message == file.path() + " line 3: unterminated double quote");
+    CHECK(c.api_key == "sk-file");
+    CHECK(c.stub_mode());
+
+    SUBCASE("the environment does not hide a broken file") {
+        set_env("LLM_BASE_URL", "http://127.0.0.1:9/v1");
+        CHECK(Config::from_env(c, file.path()).message == error.message);
+    }
+    SUBCASE("the Config-returning form keeps the error, and every stream fails with it: no silent stub") {
+        const Config kept = Config::from_env(file.path());
+        CHECK(kept.env_error.code == ErrorCode::invalid_config);
+        CHECK(kept.env_error.message == error.message);
+        llm_stream::Client client(kept);
+        for (int i = 0; i < 2; ++i) {
+            llm_stream::Stream stream = client.stream_chat("hi");
+            CHECK_FALSE(stream.next_chunk().has_value());
+            CHECK(stream.error().code == ErrorCode::invalid_config);
+            CHECK(stream.error().message == error.message);
+            CHECK(stream.stats().attempts == 0);
+        }
+    }
+}
+
+TEST_CASE("from_env: a .env that cannot be read is an error; a missing one is not") {
+    EnvGuard env;
+    std::error_code ec;
+    const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+    REQUIRE_FALSE(ec);
+    Config c;
+    const llm_stream::Error error = Config::from_env(c, dir.string());  // a directory, not a file
+    CHECK(error.code == ErrorCode::invalid_config);
+    CHECK(contains(error.message, "cannot read " + dir.string()));
+    CHECK_FALSE(Config::from_env(c, missing_path()));
+}
 
 TEST_CASE("from_env: a missing file is fine") {
     EnvGuard env;

@@ -143,16 +143,18 @@ public:
     virtual TlsResult handshake() = 0;
     virtual TlsResult read(char* buffer, std::size_t capacity) = 0;  // closed: the peer ended TLS
     virtual TlsResult write(const char* data, std::size_t size) = 0;
-    virtual std::string error_message() const = 0;  // after TlsStatus::failed: why, for humans
+    virtual const Error& error() const = 0;  // after TlsStatus::failed: why (ErrorCode::tls)
 };
 
 class TlsBackend {
 public:
     virtual ~TlsBackend() = default;
     virtual std::string name() const = 0;  // e.g. "mbedtls 2.28.3"
-    /* A session over `socket`; `host` goes into SNI and is what the certificate must name.
-       nullptr with `error` set when it cannot start. */
-    virtual std::unique_ptr<TlsSession> start(socket_handle socket, const std::string& host, std::string& error) = 0;
+    /* A session over `socket` for the URL's `host`: a host name goes into SNI and must be named by the
+       certificate; an IP address must be one of its IP address entries and is never sent as SNI
+       (RFC 6066). An error (ErrorCode::tls) when it cannot start. */
+    [[nodiscard]] virtual Error start(socket_handle socket, const std::string& host,
+                                      std::unique_ptr<TlsSession>& session) = 0;
 };
 
 struct TlsOptions {
@@ -163,9 +165,9 @@ struct TlsOptions {
     std::shared_ptr<TlsBackend> backend;  // empty: the built-in backend configured from the above
 };
 
-/* The built-in backend configured by `options` (trusted CAs loaded once, shared by connections);
-   nullptr with `error` set when the CAs cannot be loaded or the library has no TLS compiled in. */
-std::shared_ptr<TlsBackend> make_default_tls_backend(const TlsOptions& options, std::string& error);
+/* The built-in backend configured by `options` (trusted CAs loaded once, shared by connections); an
+   error (ErrorCode::tls) when the CAs cannot be loaded or the library has no TLS compiled in. */
+[[nodiscard]] Error make_default_tls_backend(const TlsOptions& options, std::shared_ptr<TlsBackend>& backend);
 
 struct Config {
     std::string api_key;   // sent as "Authorization: Bearer ..." only when not empty
@@ -194,8 +196,15 @@ struct Config {
     std::chrono::milliseconds stub_chunk_delay{0};  // pause between stub chunks (a demo nicety)
 
     /* LLM_API_KEY, LLM_BASE_URL, LLM_MODEL (and LLM_STUB_DELAY_MS) from the process environment, then
-       from `dotenv_path` for the ones the environment does not set. A missing file is not an error. */
+       from `dotenv_path` for the ones the environment does not set. A missing file is not an error;
+       ErrorCode::invalid_config is: a file that cannot be read, a malformed one (".env line 3:
+       unterminated double quote"), an LLM_BASE_URL that is set but empty (unset means stub mode).
+       `out` holds what could be read either way. */
+    [[nodiscard]] static Error from_env(Config& out, const std::string& dotenv_path = ".env");
+    /* The same for initialisers (`Client client(Config::from_env());`): a problem is kept in
+       `env_error`, and every stream_chat() of a client with this configuration fails with it. */
     static Config from_env(const std::string& dotenv_path = ".env");
+    Error env_error;  // what from_env() found wrong; stream_chat() reports it
 
     bool stub_mode() const noexcept { return base_url.empty(); }
 
@@ -205,9 +214,11 @@ struct Config {
 };
 
 /* Parses the text of a .env file: KEY=VALUE lines, `export ` prefixes, # comments, single or double
-   quotes (double quotes understand \n \t \" \\). Calls `visit` for each assignment, in order. */
-void parse_dotenv(std::string_view text,
-                  const std::function<void(std::string_view key, std::string_view value)>& visit);
+   quotes (double quotes understand \n \t \" \\). Calls `visit` for each assignment, in order, up to
+   the first malformed one: an unterminated quote, or anything but blanks and a # comment after a
+   closing quote, is ErrorCode::invalid_config saying where ("line 3: unterminated double quote"). */
+[[nodiscard]] Error parse_dotenv(std::string_view text,
+                                 const std::function<void(std::string_view key, std::string_view value)>& visit);
 
 /* ------------------------------------------------------------------------------------------------
    Requests
@@ -399,6 +410,7 @@ const char* version_string() noexcept;
 #include <atomic>
 #include <cassert>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <condition_variable>
@@ -437,7 +449,6 @@ const char* version_string() noexcept;
 #endif
 #else
 #include <arpa/inet.h>
-#include <cerrno>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -449,10 +460,12 @@ const char* version_string() noexcept;
 #endif
 
 #if defined(LLM_STREAM_MBEDTLS)
+#include <mbedtls/asn1.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
@@ -1014,6 +1027,89 @@ inline std::string mbedtls_error_text(int rc) {
     return std::string(text) + code;
 }
 
+inline Error tls_error(std::string message) {
+    Error e;
+    e.code = ErrorCode::tls;
+    e.message = std::move(message);
+    return e;
+}
+
+/* The bytes of an IP address literal ("127.0.0.1", "::1"): 4 or 16, or 0 for a host name. */
+inline std::size_t ip_literal_bytes(const std::string& host, unsigned char (&out)[16]) {
+    addrinfo hints{};
+    hints.ai_flags = AI_NUMERICHOST;
+    hints.ai_family = AF_UNSPEC;
+    addrinfo* found = nullptr;
+    if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || !found) return 0;
+    std::size_t size = 0;
+    if (found->ai_family == AF_INET) {
+        sockaddr_in v4{};
+        std::memcpy(&v4, found->ai_addr, sizeof v4);
+        std::memcpy(out, &v4.sin_addr, size = 4);
+    } else if (found->ai_family == AF_INET6) {
+        sockaddr_in6 v6{};
+        std::memcpy(&v6, found->ai_addr, sizeof v6);
+        std::memcpy(out, &v6.sin6_addr, size = 16);
+    }
+    freeaddrinfo(found);
+    return size;
+}
+
+/* One DER element: its tag and its contents. */
+struct DerElement {
+    unsigned char tag = 0;
+    unsigned char* begin = nullptr;
+    unsigned char* end = nullptr;
+};
+
+/* The first element with `tag` among the contents of `parent`, from `from` on (`from` moves past it).
+   The certificate was parsed by mbedTLS already: a malformed element only ends the search. */
+inline bool der_find(const DerElement& parent, unsigned char*& from, unsigned char tag, DerElement& found) {
+    while (from < parent.end) {
+        found.tag = *from++;
+        std::size_t length = 0;
+        if (mbedtls_asn1_get_len(&from, parent.end, &length) != 0) return false;
+        found.begin = from;
+        found.end = from = found.begin + length;
+        if (found.tag == tag) return true;
+    }
+    return false;
+}
+
+inline bool der_child(const DerElement& parent, unsigned char tag, DerElement& found) {
+    unsigned char* from = parent.begin;
+    return der_find(parent, from, tag, found);
+}
+
+/* Whether the certificate's subjectAltName has an iPAddress entry equal to `ip` (4 or 16 bytes).
+   mbedTLS 2.28 keeps only dNSName and otherName entries, so this reads the DER (RFC 5280 4.2.1.6):
+   Certificate > tbsCertificate > [3] extensions > subjectAltName's OCTET STRING > GeneralNames. */
+inline bool certificate_lists_ip(const mbedtls_x509_crt& certificate, const unsigned char* ip, std::size_t ip_size) {
+    constexpr unsigned char sequence = MBEDTLS_ASN1_SEQUENCE | MBEDTLS_ASN1_CONSTRUCTED;
+    constexpr unsigned char extensions_tag = MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_ASN1_CONSTRUCTED | 3;
+    constexpr unsigned char ip_tag = MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_IP_ADDRESS;
+    static constexpr char san_oid[] = MBEDTLS_OID_SUBJECT_ALT_NAME;
+    const DerElement whole{0, certificate.raw.p, certificate.raw.p + certificate.raw.len};
+    DerElement outer, tbs, wrapper, extensions, extension, field, names, name;
+    if (!der_child(whole, sequence, outer) || !der_child(outer, sequence, tbs) ||
+        !der_child(tbs, extensions_tag, wrapper) || !der_child(wrapper, sequence, extensions))
+        return false;
+    for (unsigned char* next = extensions.begin; der_find(extensions, next, sequence, extension);) {
+        unsigned char* in_extension = extension.begin;
+        if (!der_find(extension, in_extension, MBEDTLS_ASN1_OID, field)) continue;
+        const auto oid_size = static_cast<std::size_t>(field.end - field.begin);
+        if (oid_size != sizeof san_oid - 1 || std::memcmp(field.begin, san_oid, oid_size) != 0) continue;
+        // The value follows the OID and an optional `critical` flag.
+        if (!der_find(extension, in_extension, MBEDTLS_ASN1_OCTET_STRING, field) || !der_child(field, sequence, names))
+            return false;
+        for (unsigned char* at = names.begin; der_find(names, at, ip_tag, name);)
+            if (static_cast<std::size_t>(name.end - name.begin) == ip_size && std::memcmp(name.begin, ip, ip_size) == 0)
+                return true;
+        return false;
+    }
+    return false;
+}
+
 class MbedTlsBackend final : public TlsBackend, public std::enable_shared_from_this<MbedTlsBackend> {
 public:
     MbedTlsBackend() {
@@ -1031,14 +1127,15 @@ public:
     MbedTlsBackend(const MbedTlsBackend&) = delete;
     MbedTlsBackend& operator=(const MbedTlsBackend&) = delete;
 
-    bool init(const TlsOptions& options, std::string& error);
+    [[nodiscard]] Error init(const TlsOptions& options);
     std::string name() const override { return "mbedtls " MBEDTLS_VERSION_STRING; }
-    std::unique_ptr<TlsSession> start(socket_handle socket, const std::string& host, std::string& error) override;
+    [[nodiscard]] Error start(socket_handle socket, const std::string& host,
+                              std::unique_ptr<TlsSession>& session) override;
 
     const mbedtls_ssl_config* config() const noexcept { return &config_; }
 
 private:
-    bool load_trusted(const TlsOptions& options, std::string& error);
+    [[nodiscard]] Error load_trusted(const TlsOptions& options);
     // Sessions on several threads draw from one generator.
     static int random(void* self, unsigned char* out, std::size_t size) {
         auto* backend = static_cast<MbedTlsBackend*>(self);
@@ -1066,15 +1163,17 @@ public:
     MbedTlsSession(const MbedTlsSession&) = delete;
     MbedTlsSession& operator=(const MbedTlsSession&) = delete;
 
-    bool setup(const std::string& host, std::string& error) {
+    [[nodiscard]] Error setup(const std::string& host) {
+        host_ = host;
+        ip_size_ = ip_literal_bytes(host, ip_);
         int rc = mbedtls_ssl_setup(&ssl_, backend_->config());
-        if (rc == 0) rc = mbedtls_ssl_set_hostname(&ssl_, host.c_str());
-        if (rc != 0) {
-            error = "TLS setup failed: " + mbedtls_error_text(rc);
-            return false;
-        }
+        // SNI carries host names only (RFC 6066). Without a name mbedTLS matches none, and an IP
+        // address is checked against the certificate's IP entries by verify_ip instead.
+        if (rc == 0) rc = mbedtls_ssl_set_hostname(&ssl_, ip_size_ ? nullptr : host.c_str());
+        if (rc != 0) return tls_error("TLS setup failed: " + mbedtls_error_text(rc));
+        if (ip_size_) mbedtls_ssl_set_verify(&ssl_, &MbedTlsSession::verify_ip, this);
         mbedtls_ssl_set_bio(&ssl_, this, &MbedTlsSession::send_callback, &MbedTlsSession::receive_callback, nullptr);
-        return true;
+        return {};
     }
 
     TlsResult handshake() override {
@@ -1083,16 +1182,7 @@ public:
             handshake_done_ = true;
             return {TlsStatus::ok, 0};
         }
-        if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-            char info[512];
-            mbedtls_x509_crt_verify_info(info, sizeof info, "", mbedtls_ssl_get_verify_result(&ssl_));
-            std::string reasons = info;
-            for (char& c : reasons)
-                if (c == '\n') c = ';';
-            while (!reasons.empty() && (reasons.back() == ';' || reasons.back() == ' ')) reasons.pop_back();
-            error_ = "certificate verification failed: " + reasons;
-            return {TlsStatus::failed, 0};
-        }
+        if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) return verification_failed();
         return from_code(rc, "TLS handshake failed: ");
     }
     TlsResult read(char* buffer, std::size_t capacity) override {
@@ -1106,9 +1196,40 @@ public:
         if (rc >= 0) return {TlsStatus::ok, static_cast<std::size_t>(rc)};
         return from_code(rc, "TLS write failed: ");
     }
-    std::string error_message() const override { return error_; }
+    const Error& error() const override { return error_; }
 
 private:
+    // The chain is verified by mbedTLS; at the leaf (depth 0), an IP address the certificate does not
+    // list counts as a name mismatch.
+    static int verify_ip(void* self, mbedtls_x509_crt* certificate, int depth, std::uint32_t* flags) {
+        const auto* session = static_cast<const MbedTlsSession*>(self);
+        if (depth == 0 && !certificate_lists_ip(*certificate, session->ip_, session->ip_size_))
+            *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+        return 0;
+    }
+
+    TlsResult verification_failed() {
+        std::uint32_t flags = mbedtls_ssl_get_verify_result(&ssl_);
+        std::string reasons;
+        if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
+            reasons = ip_size_ ? "the certificate does not match the IP address " + host_ +
+                                     " (not among its subjectAltName IP addresses)"
+                               : "the certificate does not match the host name " + host_;
+            flags &= ~static_cast<std::uint32_t>(MBEDTLS_X509_BADCERT_CN_MISMATCH);
+        }
+        if (flags) {
+            char info[512];
+            mbedtls_x509_crt_verify_info(info, sizeof info, "", flags);
+            std::string others = info;
+            for (char& c : others)
+                if (c == '\n') c = ';';
+            while (!others.empty() && (others.back() == ';' || others.back() == ' ')) others.pop_back();
+            reasons += (reasons.empty() ? "" : "; ") + others;
+        }
+        error_ = tls_error("certificate verification failed: " + reasons);
+        return {TlsStatus::failed, 0};
+    }
+
     TlsResult from_code(int rc, const char* what) {
         if (rc == MBEDTLS_ERR_SSL_WANT_READ) return {TlsStatus::want_read, 0};
         if (rc == MBEDTLS_ERR_SSL_WANT_WRITE) return {TlsStatus::want_write, 0};
@@ -1117,7 +1238,7 @@ private:
 #endif
         if (rc == MBEDTLS_ERR_SSL_CONN_EOF) return {TlsStatus::closed, 0};
         const bool socket_failed = rc == MBEDTLS_ERR_NET_SEND_FAILED || rc == MBEDTLS_ERR_NET_RECV_FAILED;
-        error_ = what + (socket_failed && socket_error_ ? socket_error_text(socket_error_) : mbedtls_error_text(rc));
+        error_ = tls_error(what + (socket_failed && socket_error_ ? socket_error_text(socket_error_) : mbedtls_error_text(rc)));
         return {TlsStatus::failed, 0};
     }
     static int send_callback(void* self, const unsigned char* data, std::size_t size) {
@@ -1143,67 +1264,56 @@ private:
     mbedtls_ssl_context ssl_;
     bool handshake_done_ = false;
     int socket_error_ = 0;
-    std::string error_;
+    std::string host_;
+    unsigned char ip_[16] = {};
+    std::size_t ip_size_ = 0;  // 4 or 16 when host_ is an IP address
+    Error error_;
 };
 
-inline bool MbedTlsBackend::load_trusted(const TlsOptions& options, std::string& error) {
+inline Error MbedTlsBackend::load_trusted(const TlsOptions& options) {
     bool any = false;
     if (!options.ca_pem.empty()) {
         // The PEM parser wants the terminating NUL counted.
         const int rc = mbedtls_x509_crt_parse(&trusted_, reinterpret_cast<const unsigned char*>(options.ca_pem.c_str()),
                                               options.ca_pem.size() + 1);
-        if (rc < 0) {
-            error = "cannot parse the in-memory CA PEM: " + mbedtls_error_text(rc);
-            return false;
-        }
+        if (rc < 0)
+            return tls_error("cannot parse the in-memory CA PEM: " + mbedtls_error_text(rc));
         any = true;
     }
     auto load_file = [&](const std::string& path) { return mbedtls_x509_crt_parse_file(&trusted_, path.c_str()) >= 0; };
     auto load_dir = [&](const std::string& path) { return mbedtls_x509_crt_parse_path(&trusted_, path.c_str()) >= 0; };
     if (!options.ca_file.empty() || !options.ca_dir.empty()) {
-        if (!options.ca_file.empty() && !load_file(options.ca_file)) {
-            error = "cannot read CA certificates from " + options.ca_file;
-            return false;
-        }
-        if (!options.ca_dir.empty() && !load_dir(options.ca_dir)) {
-            error = "cannot read CA certificates from the directory " + options.ca_dir;
-            return false;
-        }
-        return true;
+        if (!options.ca_file.empty() && !load_file(options.ca_file))
+            return tls_error("cannot read CA certificates from " + options.ca_file);
+        if (!options.ca_dir.empty() && !load_dir(options.ca_dir))
+            return tls_error("cannot read CA certificates from the directory " + options.ca_dir);
+        return {};
     }
     const char* env_file = std::getenv("SSL_CERT_FILE");
     const char* env_dir = std::getenv("SSL_CERT_DIR");
     if ((env_file && *env_file) || (env_dir && *env_dir)) {
-        if (env_file && *env_file && !load_file(env_file)) {
-            error = std::string("cannot read CA certificates from SSL_CERT_FILE=") + env_file;
-            return false;
-        }
-        if (env_dir && *env_dir && !load_dir(env_dir)) {
-            error = std::string("cannot read CA certificates from SSL_CERT_DIR=") + env_dir;
-            return false;
-        }
-        return true;
+        if (env_file && *env_file && !load_file(env_file))
+            return tls_error(std::string("cannot read CA certificates from SSL_CERT_FILE=") + env_file);
+        if (env_dir && *env_dir && !load_dir(env_dir))
+            return tls_error(std::string("cannot read CA certificates from SSL_CERT_DIR=") + env_dir);
+        return {};
     }
     // The usual system bundles: Debian/Ubuntu, Fedora/RHEL, openSUSE, Alpine/BSD/macOS.
     static const char* const bundles[] = {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
                                           "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem",
                                           "/usr/local/etc/openssl/cert.pem"};
     for (const char* bundle : bundles)
-        if (load_file(bundle)) return true;
-    if (load_dir("/etc/ssl/certs")) return true;
-    if (!any && options.verify) {
-        error = "no trusted CA certificates found (give a CA file, or set SSL_CERT_FILE)";
-        return false;
-    }
-    return true;
+        if (load_file(bundle)) return {};
+    if (load_dir("/etc/ssl/certs")) return {};
+    if (!any && options.verify)
+        return tls_error("no trusted CA certificates found (give a CA file, or set SSL_CERT_FILE)");
+    return {};
 }
 
-inline bool MbedTlsBackend::init(const TlsOptions& options, std::string& error) {
+inline Error MbedTlsBackend::init(const TlsOptions& options) {
 #if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_PSA_CRYPTO_C)
-    if (psa_crypto_init() != PSA_SUCCESS) {  // TLS 1.3 in mbedTLS 3 runs on PSA
-        error = "PSA crypto initialisation failed";
-        return false;
-    }
+    if (psa_crypto_init() != PSA_SUCCESS)  // TLS 1.3 in mbedTLS 3 runs on PSA
+        return tls_error("PSA crypto initialisation failed");
 #endif
     static const char personalisation[] = "llm_stream";
     int rc = mbedtls_ctr_drbg_seed(&random_, mbedtls_entropy_func, &entropy_,
@@ -1211,22 +1321,22 @@ inline bool MbedTlsBackend::init(const TlsOptions& options, std::string& error) 
     if (rc == 0)
         rc = mbedtls_ssl_config_defaults(&config_, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
                                          MBEDTLS_SSL_PRESET_DEFAULT);
-    if (rc != 0) {
-        error = "TLS initialisation failed: " + mbedtls_error_text(rc);
-        return false;
-    }
-    if (options.verify && !load_trusted(options, error)) return false;
+    if (rc != 0)
+        return tls_error("TLS initialisation failed: " + mbedtls_error_text(rc));
+    if (options.verify)
+        if (Error e = load_trusted(options)) return e;
     mbedtls_ssl_conf_authmode(&config_, options.verify ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_NONE);
     mbedtls_ssl_conf_ca_chain(&config_, &trusted_, nullptr);
     mbedtls_ssl_conf_rng(&config_, &MbedTlsBackend::random, this);
-    return true;
+    return {};
 }
 
-inline std::unique_ptr<TlsSession> MbedTlsBackend::start(socket_handle socket, const std::string& host,
-                                                         std::string& error) {
-    auto session = std::make_unique<MbedTlsSession>(shared_from_this(), static_cast<native_socket>(socket));
-    if (!session->setup(host, error)) return nullptr;
-    return session;
+inline Error MbedTlsBackend::start(socket_handle socket, const std::string& host,
+                                   std::unique_ptr<TlsSession>& session) {
+    auto created = std::make_unique<MbedTlsSession>(shared_from_this(), static_cast<native_socket>(socket));
+    if (Error e = created->setup(host)) return e;
+    session = std::move(created);
+    return {};
 }
 
 #endif  // LLM_STREAM_MBEDTLS
@@ -2886,7 +2996,7 @@ public:
     }
     bool wants_write() const noexcept { return wants_write_; }
     std::string error_message() const {
-        if (tls && tls_failed_) return tls->error_message();
+        if (tls && tls_failed_) return tls->error().message;
         return socket_error_ ? socket_error_text(socket_error_) : "connection failure";
     }
 
@@ -2947,17 +3057,19 @@ inline DrainResult drain_idle_connection(Connection& c) {
 struct ClientState {
     Config config;
 
-    std::shared_ptr<TlsBackend> tls_backend(std::string& error) {
+    /* The configured backend, or the built-in one made on first use (or why it cannot be made). */
+    [[nodiscard]] Error tls_backend(std::shared_ptr<TlsBackend>& backend) {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (!tls_ && tls_error_.empty()) {
-            tls_ = config.tls.backend ? config.tls.backend : make_default_tls_backend(config.tls, tls_error_);
+        if (!tls_ && !tls_error_) {
+            if (config.tls.backend) tls_ = config.tls.backend;
+            else tls_error_ = make_default_tls_backend(config.tls, tls_);
             if (tls_ && !config.tls.verify && !config.tls.backend)
                 emit_log(config, LogLevel::warning,
                          "TLS certificate verification is OFF: anyone on the network path can read and alter "
                          "this traffic, API key included");
         }
-        error = tls_error_;
-        return tls_;
+        backend = tls_;
+        return tls_error_;
     }
 
     /* The most recently used idle connection to origin that is still good, or nullptr. */
@@ -2991,7 +3103,7 @@ private:
     std::mutex mutex_;
     std::vector<std::unique_ptr<Connection>> idle_;
     std::shared_ptr<TlsBackend> tls_;
-    std::string tls_error_;
+    Error tls_error_;
 };
 
 /* A real connection: an idle one from the pool, or name resolution, a non-blocking TCP connect
@@ -3112,11 +3224,11 @@ inline IoResult NetworkTransport::finish_connect() {
         step_ = Step::ready;
         return {IoStatus::ok, 0};
     }
-    std::string error;
-    std::shared_ptr<TlsBackend> backend = client_->tls_backend(error);
-    if (!backend) return failed(ErrorCode::tls, error);
-    connection_->tls = backend->start(static_cast<socket_handle>(connection_->socket()), url_.host, error);
-    if (!connection_->tls) return failed(ErrorCode::tls, error);
+    std::shared_ptr<TlsBackend> backend;
+    if (Error e = client_->tls_backend(backend)) return failed(e.code, std::move(e.message));
+    if (Error e = backend->start(static_cast<socket_handle>(connection_->socket()), url_.host, connection_->tls))
+        return failed(e.code, std::move(e.message));
+    if (!connection_->tls) return failed(ErrorCode::tls, "the TLS backend started no session");
     step_ = Step::tls;
     return open();
 }
@@ -3191,7 +3303,7 @@ inline IoResult NetworkTransport::open() {
             return {IoStatus::would_block, 0};
         }
         std::string why = r.status == TlsStatus::closed ? "the server closed the connection during the TLS handshake"
-                                                        : connection_->tls->error_message();
+                                                        : connection_->tls->error().message;
         return failed(ErrorCode::tls, "TLS with " + url_.host_header + " failed: " + why);
     }
     case Step::ready:
@@ -3731,8 +3843,88 @@ const char* to_string(ErrorCode code) noexcept {
     return "unknown";
 }
 
-void parse_dotenv(std::string_view text,
-                  const std::function<void(std::string_view key, std::string_view value)>& visit) {
+namespace detail {
+
+inline Error config_error(std::string message) {
+    Error e;
+    e.code = ErrorCode::invalid_config;
+    e.message = std::move(message);
+    return e;
+}
+
+// "line 3: what", the line counted from 1 at byte offset `at`.
+inline Error dotenv_error(std::string_view text, std::size_t at, const char* what) {
+    const auto newlines = std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n');
+    return config_error("line " + std::to_string(newlines + 1) + ": " + what);
+}
+
+/* The quoted value at text[i] (its opening quote); on success `i` is past the end of its line. Quoted
+   values may span lines; double quotes understand the usual escapes. */
+inline Error dotenv_quoted_value(std::string_view text, std::size_t& i, std::string& value) {
+    const std::size_t opened_at = i;
+    const char quote = text[i++];
+    const bool double_quote = quote == '"';
+    for (;;) {
+        if (i >= text.size())
+            return dotenv_error(text, opened_at, double_quote ? "unterminated double quote" : "unterminated single quote");
+        const char c = text[i++];
+        if (c == quote) break;
+        if (double_quote && c == '\\' && i < text.size()) {
+            const char e = text[i++];
+            value += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
+            continue;
+        }
+        value += c;
+    }
+    // Only blanks and a comment may follow: `KEY="a"b` has no meaning anyone could rely on.
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+    const std::string_view rest = text.substr(i, 2);
+    if (!rest.empty() && rest[0] != '#' && rest[0] != '\n' && rest != "\r\n" && rest != "\r")
+        return dotenv_error(text, i, double_quote ? "unexpected characters after the closing double quote"
+                                                  : "unexpected characters after the closing single quote");
+    while (i < text.size() && text[i] != '\n') ++i;
+    if (i < text.size()) ++i;
+    return {};
+}
+
+// The unquoted value at text[i], up to the end of the line; `i` ends past the line.
+inline void dotenv_plain_value(std::string_view text, std::size_t& i, std::string& value) {
+    const std::size_t begin = i;
+    while (i < text.size() && text[i] != '\n') ++i;
+    std::string_view raw = text.substr(begin, i - begin);
+    // " #" starts a comment in an unquoted value; a '#' inside a word does not.
+    for (std::size_t k = 0; k < raw.size(); ++k)
+        if (raw[k] == '#' && (k == 0 || raw[k - 1] == ' ' || raw[k - 1] == '\t')) {
+            raw = raw.substr(0, k);
+            break;
+        }
+    value.assign(trim_ascii_space(raw));
+    if (i < text.size()) ++i;
+}
+
+// The text of a .env file; a missing file is empty text, not an error.
+inline Error read_dotenv_file(const std::string& path, std::string& text) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) {
+        if (errno == ENOENT || errno == ENOTDIR) return {};
+        return config_error("cannot read " + path + ": " + std::strerror(errno));
+    }
+    constexpr std::size_t max_size = 1u << 20;
+    char buffer[4096];
+    std::size_t got = 0;
+    while (text.size() <= max_size && (got = std::fread(buffer, 1, sizeof buffer, f)) > 0) text.append(buffer, got);
+    const bool failed = std::ferror(f) != 0;
+    const int read_errno = errno;
+    std::fclose(f);
+    if (failed) return config_error("cannot read " + path + ": " + std::strerror(read_errno));
+    if (text.size() > max_size) return config_error(path + " is larger than 1 MiB: not a .env file");
+    return {};
+}
+
+}  // namespace detail
+
+Error parse_dotenv(std::string_view text,
+                   const std::function<void(std::string_view key, std::string_view value)>& visit) {
     std::size_t i = text.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;  // editors may save a BOM
     const std::size_t n = text.size();
     auto skip_blanks = [&] { while (i < n && (text[i] == ' ' || text[i] == '\t')) ++i; };
@@ -3752,50 +3944,25 @@ void parse_dotenv(std::string_view text,
         skip_blanks();
         value.clear();
         if (i < n && (text[i] == '"' || text[i] == '\'')) {
-            // Quoted values may span lines; double quotes understand the usual escapes.
-            const char quote = text[i++];
-            bool closed = false;
-            while (i < n) {
-                const char c = text[i++];
-                if (c == quote) { closed = true; break; }
-                if (quote == '"' && c == '\\' && i < n) {
-                    const char e = text[i++];
-                    value += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
-                    continue;
-                }
-                value += c;
-            }
-            if (!closed) break;  // an unterminated quote takes the rest of the file: ignore it
-            skip_line();         // a comment may follow the closing quote
+            if (Error e = detail::dotenv_quoted_value(text, i, value)) return e;
         } else {
-            const std::size_t begin = i;
-            while (i < n && text[i] != '\n') ++i;
-            std::string_view raw = text.substr(begin, i - begin);
-            // " #" starts a comment in an unquoted value; a '#' inside a word does not.
-            for (std::size_t k = 0; k < raw.size(); ++k)
-                if (raw[k] == '#' && (k == 0 || raw[k - 1] == ' ' || raw[k - 1] == '\t')) {
-                    raw = raw.substr(0, k);
-                    break;
-                }
-            value.assign(detail::trim_ascii_space(raw));
-            if (i < n) ++i;
+            detail::dotenv_plain_value(text, i, value);
         }
         visit(key, value);
     }
+    return {};
 }
 
-Config Config::from_env(const std::string& dotenv_path) {
+Error Config::from_env(Config& out, const std::string& dotenv_path) {
+    out = Config{};
     std::vector<std::pair<std::string, std::string>> file_values;
-    if (std::FILE* f = std::fopen(dotenv_path.c_str(), "rb")) {
-        std::string text;
-        char buffer[4096];
-        std::size_t got;
-        while ((got = std::fread(buffer, 1, sizeof buffer, f)) > 0 && text.size() < (1u << 20))
-            text.append(buffer, got);
-        std::fclose(f);
-        parse_dotenv(text, [&](std::string_view key, std::string_view value) {
+    std::string text;
+    Error error = detail::read_dotenv_file(dotenv_path, text);
+    if (!error) {
+        error = parse_dotenv(text, [&](std::string_view key, std::string_view value) {
             file_values.emplace_back(std::string(key), std::string(value));
         });
+        if (error) error.message = dotenv_path + " " + error.message;  // ".env line 3: ..."
     }
     // The environment wins; within the file, a later assignment wins.
     auto lookup = [&](const char* name) -> std::optional<std::string> {
@@ -3804,15 +3971,28 @@ Config Config::from_env(const std::string& dotenv_path) {
             if (it->first == name) return it->second;
         return std::nullopt;
     };
-    Config c;
-    if (auto v = lookup("LLM_API_KEY")) c.api_key = *v;
-    if (auto v = lookup("LLM_BASE_URL")) c.base_url = std::string(detail::trim_ascii_space(*v));
-    if (auto v = lookup("LLM_MODEL"); v && !v->empty()) c.model = *v;
+    if (auto v = lookup("LLM_API_KEY")) out.api_key = *v;
+    if (auto v = lookup("LLM_BASE_URL")) {
+        out.base_url = std::string(detail::trim_ascii_space(*v));
+        // Unset means stub mode; set but empty is a mistake to report, not a silent stub.
+        if (out.base_url.empty() && !error)
+            error = detail::config_error(std::getenv("LLM_BASE_URL")
+                                             ? "LLM_BASE_URL is set but empty in the environment (unset it for stub mode)"
+                                             : "LLM_BASE_URL is set but empty in " + dotenv_path +
+                                                   " (leave it out for stub mode)");
+    }
+    if (auto v = lookup("LLM_MODEL"); v && !v->empty()) out.model = *v;
     if (auto v = lookup("LLM_STUB_DELAY_MS")) {
         std::uint64_t ms = 0;
         if (detail::parse_decimal(detail::trim_ascii_space(*v), ms) && ms <= 60000)
-            c.stub_chunk_delay = std::chrono::milliseconds(ms);
+            out.stub_chunk_delay = std::chrono::milliseconds(ms);
     }
+    return error;
+}
+
+Config Config::from_env(const std::string& dotenv_path) {
+    Config c;
+    c.env_error = from_env(c, dotenv_path);
     return c;
 }
 
@@ -3888,6 +4068,7 @@ Stream Client::stream_chat(std::string_view prompt, const ChatOptions& options) 
 Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptions& options) {
     const Config& config = state_->config;
     auto failed = [&](Error e) { return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(e))); };
+    if (config.env_error) return failed(config.env_error);  // never a silent stub for a broken .env
     Error error;
     std::string body;
     if (!detail::build_request_body(config, messages, options, body, error)) return failed(std::move(error));
@@ -3908,10 +4089,9 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
     }
     std::string request;
     if (!detail::build_http_request(config, url, body, request, error)) return failed(std::move(error));
-    if (url.https && !state_->tls_backend(why)) {  // no TLS, or unusable CAs: no attempt can succeed
-        error.code = ErrorCode::tls;
-        error.message = why;
-        return failed(std::move(error));
+    std::shared_ptr<TlsBackend> backend;
+    if (url.https) {
+        if (Error e = state_->tls_backend(backend)) return failed(std::move(e));  // no attempt could succeed
     }
     detail::TransportFactory factory = [client = state_, url](bool allow_pooled) {
         return std::make_unique<detail::NetworkTransport>(client, url, allow_pooled);
@@ -3919,15 +4099,19 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
     return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(factory), std::move(request)));
 }
 
-std::shared_ptr<TlsBackend> make_default_tls_backend(const TlsOptions& options, std::string& error) {
+Error make_default_tls_backend(const TlsOptions& options, std::shared_ptr<TlsBackend>& backend) {
 #if defined(LLM_STREAM_MBEDTLS)
-    auto backend = std::make_shared<detail::MbedTlsBackend>();
-    if (!backend->init(options, error)) return nullptr;
-    return backend;
+    auto made = std::make_shared<detail::MbedTlsBackend>();
+    if (Error e = made->init(options)) return e;
+    backend = std::move(made);
+    return {};
 #else
     (void)options;
-    error = "https:// needs TLS, and this build has none (build with LLM_STREAM_MBEDTLS and mbedTLS)";
-    return nullptr;
+    (void)backend;
+    Error e;
+    e.code = ErrorCode::tls;
+    e.message = "https:// needs TLS, and this build has none (build with LLM_STREAM_MBEDTLS and mbedTLS)";
+    return e;
 #endif
 }
 

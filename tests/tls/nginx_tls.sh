@@ -8,6 +8,7 @@
 # missing; their checks are then left out). In a fresh temporary directory it
 #   1. makes a PKI with openssl: a root CA, an intermediate CA under it, and leaf certificates signed by
 #      the intermediate -- valid for localhost (SAN DNS:localhost, IP:127.0.0.1), for wrong.example,
+#      for the IP address only (SAN IP:127.0.0.1), for the name only (SAN DNS:localhost, CN 127.0.0.1),
 #      expired (2020), not yet valid (2099) -- plus a second, untrusted root with its own localhost leaf;
 #   2. starts our test server (tests/data/streams/deepseek-chat.sse, chunked) several times: at once,
 #      one event at a time with pauses (/slow/), a long generated stream (/big/) and one that stalls
@@ -240,6 +241,8 @@ EOF
 make_pki() {
     leaf_ext localhost "DNS:localhost, IP:127.0.0.1" &&
         leaf_ext wrong "DNS:wrong.example" &&
+        leaf_ext ip-only "IP:127.0.0.1" &&
+        leaf_ext name-only "DNS:localhost" &&
         printf '[ ext ]\nbasicConstraints = critical, CA:TRUE, pathlen:0\nkeyUsage = critical, keyCertSign, cRLSign\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always, issuer\n' \
             >"$PKI/intermediate.ext" &&
         new_root "$PKI/root" "llm_stream test root CA" &&
@@ -250,12 +253,14 @@ make_pki() {
         cp "$PKI/intermediate-cert.pem" "$PKI/intermediate/ca.pem" &&
         issue "$PKI/intermediate" valid localhost localhost -days 30 &&
         issue "$PKI/intermediate" wrong-name wrong.example wrong -days 30 &&
+        issue "$PKI/intermediate" ip-only "llm_stream IP-only leaf" ip-only -days 30 &&
+        issue "$PKI/intermediate" name-only 127.0.0.1 name-only -days 30 &&
         issue "$PKI/intermediate" expired localhost localhost -startdate 20200101000000Z -enddate 20200201000000Z &&
         issue "$PKI/intermediate" not-yet-valid localhost localhost -startdate 20990101000000Z -enddate 20990201000000Z &&
         issue "$PKI/other" untrusted localhost localhost -days 30 || return 1
     # nginx serves each leaf with the intermediate after it.
     local name
-    for name in valid wrong-name expired not-yet-valid; do
+    for name in valid wrong-name ip-only name-only expired not-yet-valid; do
         cat "$PKI/$name.pem" "$PKI/intermediate/ca.pem" >"$PKI/$name.chain.pem" || return 1
     done
     cp "$PKI/untrusted.pem" "$PKI/untrusted.chain.pem" || return 1
@@ -358,7 +363,8 @@ http {
     proxy_read_timeout 60s;
     ssl_protocols TLSv1.2 TLSv1.3;
 EOF
-        for tls_server in valid:$P_VALID wrong-name:$P_WRONG expired:$P_EXPIRED not-yet-valid:$P_NYV untrusted:$P_UNTRUSTED; do
+        for tls_server in valid:$P_VALID wrong-name:$P_WRONG ip-only:$P_IP_ONLY name-only:$P_NAME_ONLY \
+            expired:$P_EXPIRED not-yet-valid:$P_NYV untrusted:$P_UNTRUSTED; do
             name=${tls_server%%:*}
             port=${tls_server##*:}
             cat <<EOF
@@ -389,7 +395,7 @@ port_open() {
 
 start_nginx() {
     local i p ready
-    read -r P_VALID P_WRONG P_EXPIRED P_NYV P_UNTRUSTED P_PLAIN <<<"$(free_ports 6)"
+    read -r P_VALID P_WRONG P_IP_ONLY P_NAME_ONLY P_EXPIRED P_NYV P_UNTRUSTED P_PLAIN <<<"$(free_ports 8)"
     [ -n "$P_PLAIN" ] || return 1
     write_nginx_conf
     : >"$NGX/error.log"
@@ -399,7 +405,7 @@ start_nginx() {
     for ((i = 0; i < 100; i++)); do
         kill -0 "$NGINX_PID" 2>/dev/null || break
         ready=1
-        for p in $P_VALID $P_WRONG $P_EXPIRED $P_NYV $P_UNTRUSTED $P_PLAIN; do
+        for p in $P_VALID $P_WRONG $P_IP_ONLY $P_NAME_ONLY $P_EXPIRED $P_NYV $P_UNTRUSTED $P_PLAIN; do
             port_open "$p" || { ready=0; break; }
         done
         [ "$ready" = 1 ] && return 0
@@ -421,7 +427,8 @@ for attempt in 1 2 3; do
 done
 [ "$started" = 1 ] || die "nginx would not start" "$NGX/error.log"
 echo "nginx_tls: nginx $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') on 127.0.0.1:" \
-    "valid $P_VALID, wrong-name $P_WRONG, expired $P_EXPIRED, not-yet-valid $P_NYV, untrusted $P_UNTRUSTED, plain $P_PLAIN"
+    "valid $P_VALID, wrong-name $P_WRONG, ip-only $P_IP_ONLY, name-only $P_NAME_ONLY, expired $P_EXPIRED," \
+    "not-yet-valid $P_NYV, untrusted $P_UNTRUSTED, plain $P_PLAIN"
 
 # ------------------------------------------------------------------------------------------------
 # 4. The checks
@@ -446,6 +453,7 @@ if [ -n "$TEST_BIN" ]; then
     echo "nginx_tls: running $TEST_BIN"
     checked 600 env \
         LLM_TLS_PORT_VALID="$P_VALID" LLM_TLS_PORT_WRONG_NAME="$P_WRONG" LLM_TLS_PORT_EXPIRED="$P_EXPIRED" \
+        LLM_TLS_PORT_IP_ONLY="$P_IP_ONLY" LLM_TLS_PORT_NAME_ONLY="$P_NAME_ONLY" \
         LLM_TLS_PORT_NOT_YET_VALID="$P_NYV" LLM_TLS_PORT_UNTRUSTED="$P_UNTRUSTED" LLM_TLS_PORT_PLAIN="$P_PLAIN" \
         LLM_TLS_UPSTREAM_PORT="$UP_FAST" LLM_TLS_BIG_UPSTREAM_PORT="$UP_BIG" \
         LLM_TLS_CA_FILE="$CA_FILE" LLM_TLS_CA_DIR="$CA_DIR" LLM_TLS_ACCESS_LOG="$NGX/access.log" \
@@ -550,7 +558,21 @@ if [ -n "$CHAT_BIN" ]; then
             fail "$1" "expected exit 1, empty stdout, one 'llm-chat: error: ' line matching /$3/, no retry"
         fi
     }
-    expect_refused "wrong host name: refused" "$P_WRONG" 'name|CN'
+    expect_refused "wrong host name: refused" "$P_WRONG" 'does not match the host name localhost'
+
+    chat LLM_BASE_URL="https://127.0.0.1:$P_IP_ONLY/v1" --cacert "$CA_FILE" hi
+    if [ "$RC" -eq 0 ] && out_is_expected && ! err_has 'error'; then
+        pass "https:// to an IP address: a certificate listing it (SAN IP:127.0.0.1) streams"
+    else
+        fail "https:// to an IP address: a certificate listing it (SAN IP:127.0.0.1) streams"
+    fi
+    chat LLM_BASE_URL="https://127.0.0.1:$P_NAME_ONLY/v1" --cacert "$CA_FILE" hi
+    if [ "$RC" -eq 1 ] && [ ! -s "$WORK/out" ] && one_error_line &&
+        grep '^llm-chat: error: ' "$WORK/err" | grep -q 'does not match the IP address 127.0.0.1'; then
+        pass "https:// to an IP address the certificate does not list: refused ($(grep '^llm-chat: error: ' "$WORK/err" | head -c 200))"
+    else
+        fail "https:// to an IP address the certificate does not list: refused"
+    fi
     expect_refused "expired certificate: refused" "$P_EXPIRED" 'expired'
     expect_refused "certificate not yet valid: refused" "$P_NYV" 'future|not yet valid'
     expect_refused "untrusted CA: refused" "$P_UNTRUSTED" 'trusted|signed'
