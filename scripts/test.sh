@@ -29,6 +29,7 @@ packages=(
     g++-mingw-w64-x86-64-posix  # the Windows build (Winsock), run under wine
     wine64      # the HTTPS end-to-end test (tests/tls/nginx_tls.sh)
     openssl          # its certificates
+    libcurl4-openssl-dev  # examples/llm-curl: the sans-I/O core over libcurl
 )
 
 # The tests must not depend on whoever runs them: no real server, no developer's settings.
