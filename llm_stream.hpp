@@ -36,9 +36,9 @@
 #define LLM_STREAM_HPP
 
 #define LLM_STREAM_VERSION_MAJOR 0
-#define LLM_STREAM_VERSION_MINOR 1
+#define LLM_STREAM_VERSION_MINOR 2
 #define LLM_STREAM_VERSION_PATCH 0
-#define LLM_STREAM_VERSION_STRING "0.1.0"
+#define LLM_STREAM_VERSION_STRING "0.2.0"
 
 #include <chrono>
 #include <cstddef>
@@ -51,6 +51,7 @@
 #include <vector>
 
 namespace llm_stream {
+inline namespace v0_2 {  // two libraries that vendor different versions never merge silently
 
 namespace detail {
 struct ClientState;
@@ -399,7 +400,7 @@ public:
     void wait();
 
     /* Ends the stream with ErrorCode::cancelled. Safe from any thread; wakes a blocked call. */
-    void cancel() noexcept;
+    void cancel();
 
     bool finished() const noexcept;  // done or failed
     const Error& error() const noexcept;
@@ -417,6 +418,7 @@ public:
         iterator() = default;
         reference operator*() const noexcept { return chunk_; }
         iterator& operator++();
+        void operator++(int) { ++*this; }  // an input iterator: the old position is gone
         bool operator==(const iterator& other) const noexcept { return stream_ == other.stream_; }
         bool operator!=(const iterator& other) const noexcept { return stream_ != other.stream_; }
 
@@ -467,9 +469,10 @@ Client& get_llm_client();
    kept, invalid bytes dropped. For programs that pass events on as JSON (llm-chat --events, relays). */
 void append_json_string(std::string& out, std::string_view text);
 
-/* "llm_stream 0.1.0 (tls: none)" or with the TLS backend's name and version. */
+/* "llm_stream 0.2.0 (tls: none)" or with the TLS backend's name and version. */
 const char* version_string() noexcept;
 
+}  // inline namespace v0_2
 }  // namespace llm_stream
 
 #endif  // LLM_STREAM_HPP
@@ -570,6 +573,7 @@ const char* version_string() noexcept;
 #endif
 
 namespace llm_stream {
+inline namespace v0_2 {  // two libraries that vendor different versions never merge silently
 namespace detail {
 
 /* ------------------------------------------------------------------------------------------------
@@ -712,7 +716,7 @@ inline std::size_t utf8_encode(std::uint32_t cp, char* out) noexcept {
 /* Unicode characters in valid UTF-8: every byte that is not a continuation byte starts one. */
 inline std::size_t utf8_count_chars(std::string_view s) noexcept {
     std::size_t n = 0;
-    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
     return n;
 }
 
@@ -791,7 +795,7 @@ inline std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noex
     y -= m <= 2;
     const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
     const unsigned yoe = static_cast<unsigned>(y - era * 400);
-    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;  // March-based month
     const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
@@ -1046,7 +1050,7 @@ public:
 #endif
     }
     /* Called by the waiting thread before its first wait. */
-    void prepare() noexcept {
+    void prepare() {
 #if !defined(_WIN32)
         std::lock_guard<std::mutex> lock(mutex_);
         if (fds_[0] >= 0) return;
@@ -1059,7 +1063,7 @@ public:
         }
 #endif
     }
-    void wake() noexcept {
+    void wake() {
 #if !defined(_WIN32)
         std::lock_guard<std::mutex> lock(mutex_);
         if (fds_[1] >= 0) {
@@ -1625,12 +1629,12 @@ inline bool HttpResponseReader::parse_head() {
         if (iequals(name, "content-length")) {
             content_length_seen = true;
             for_each_list_token(value, [&](std::string_view token) {
-                std::uint64_t n = 0;
-                if (!parse_decimal(token, n) || n > (std::uint64_t(1) << 62) ||
-                    (content_length_ >= 0 && static_cast<std::uint64_t>(content_length_) != n))
+                std::uint64_t length = 0;
+                if (!parse_decimal(token, length) || length > (std::uint64_t(1) << 62) ||
+                    (content_length_ >= 0 && static_cast<std::uint64_t>(content_length_) != length))
                     bad_content_length = true;
                 else
-                    content_length_ = static_cast<std::int64_t>(n);
+                    content_length_ = static_cast<std::int64_t>(length);
             });
             if (value.empty()) bad_content_length = true;
         } else if (iequals(name, "transfer-encoding")) {
@@ -2150,7 +2154,7 @@ inline unsigned count_trailing_zeros(unsigned v) noexcept {
    returns false on invalid input (then `why` says what was expected). */
 class JsonCursor {
 public:
-    JsonCursor(const char* begin, const char* end) noexcept : p(begin), start(begin), end(end) {}
+    JsonCursor(const char* first, const char* last) noexcept : p(first), start(first), end(last) {}
 
     const char* p;
     const char* const start;
@@ -2177,9 +2181,9 @@ public:
     bool skip_value(int depth) noexcept;
 
     /* Calls on_member(key, depth) for each member; it must read exactly the member's value. */
-    template <class OnMember> bool object(int depth, OnMember on_member) noexcept;
+    template <class OnMember> bool object(int depth, OnMember on_member);
     /* Calls on_element(depth) for each element; it must read exactly one value. */
-    template <class OnElement> bool array(int depth, OnElement on_element) noexcept;
+    template <class OnElement> bool array(int depth, OnElement on_element);
 };
 
 LLM_STREAM_FORCE_INLINE bool JsonCursor::string(JsonSpan& out) noexcept {
@@ -2257,7 +2261,7 @@ inline bool JsonCursor::number(std::int64_t* as_int, bool* is_int) noexcept {
 }
 
 template <class OnMember>
-bool JsonCursor::object(int depth, OnMember on_member) noexcept {
+bool JsonCursor::object(int depth, OnMember on_member) {
     if (depth > json_max_depth) return fail("nesting too deep");
     ++p;  // '{'
     skip_ws();
@@ -2280,7 +2284,7 @@ bool JsonCursor::object(int depth, OnMember on_member) noexcept {
 }
 
 template <class OnElement>
-bool JsonCursor::array(int depth, OnElement on_element) noexcept {
+bool JsonCursor::array(int depth, OnElement on_element) {
     if (depth > json_max_depth) return fail("nesting too deep");
     ++p;  // '['
     skip_ws();
@@ -3272,7 +3276,7 @@ public:
     virtual IoResult write(const char* data, std::size_t size) = 0;
     virtual IoResult read(char* buffer, std::size_t capacity) = 0;
     /* After would_block: what to wait for. */
-    virtual WaitInfo wait_info() const = 0;
+    virtual WaitInfo wait_info() const noexcept = 0;
     /* After failed: which kind of failure, and a message for humans. */
     virtual Error error() const { return make_error(ErrorCode::io, "transport failure"); }
     /* The connection came from the client's pool. */
@@ -3301,7 +3305,7 @@ public:
         if (delay_.count() > 0 && position_ == limit) ready_at_ = Clock::now() + delay_;
         return {IoStatus::ok, n};
     }
-    WaitInfo wait_info() const override {
+    WaitInfo wait_info() const noexcept override {
         WaitInfo w;
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(ready_at_ - Clock::now());
         w.timeout = left.count() > 0 ? left : std::chrono::milliseconds(0);
@@ -3456,7 +3460,7 @@ public:
         if (r.status == IoStatus::failed) fail_io();
         return r;
     }
-    WaitInfo wait_info() const override {
+    WaitInfo wait_info() const noexcept override {
         WaitInfo w;
         const native_socket s = connection_ ? connection_->socket() : connecting_;
         if (s == invalid_socket) return w;
@@ -3645,7 +3649,7 @@ public:
     PollStatus wait_for_progress();
     const Event& current_event() const noexcept { return current_; }
     WaitInfo wait_info() const noexcept;
-    void cancel() noexcept {
+    void cancel() {
         cancelled_.store(true);
         waker_.wake();
         std::lock_guard<std::mutex> lock(wait_mutex_);
@@ -4287,7 +4291,7 @@ const Event& Stream::current_event() const noexcept {
 
 WaitInfo Stream::wait_info() const noexcept { return impl_ ? impl_->wait_info() : WaitInfo{}; }
 void Stream::wait() { if (impl_) impl_->wait(); }
-void Stream::cancel() noexcept { if (impl_) impl_->cancel(); }
+void Stream::cancel() { if (impl_) impl_->cancel(); }
 bool Stream::finished() const noexcept { return !impl_ || impl_->finished(); }
 
 const Error& Stream::error() const noexcept {
@@ -4437,5 +4441,10 @@ const char* version_string() noexcept {
 #endif
 }
 
+}  // inline namespace v0_2
 }  // namespace llm_stream
+
+// The implementation's own macros end with it; only the documented configuration macros remain.
+#undef LLM_STREAM_SSE2
+#undef LLM_STREAM_FORCE_INLINE
 #endif  // LLM_STREAM_IMPLEMENTATION
