@@ -1505,7 +1505,19 @@ private:
         return {Status::error, consumed, {}};
     }
     bool parse_head();  // false: error set
+    void clean_head();
+    bool parse_status_line(std::string_view line);
+    struct Framing;
+    bool read_framing(std::string_view headers, Framing& framing);
+    bool use_framing(const Framing& framing);
     void start_body();
+    // Each reads from p, advancing it: a Step to return, or nothing to go on with the next state.
+    std::optional<Step> read_head(const char* data, const char*& p, const char* end);
+    std::optional<Step> read_chunk_size(const char* data, const char*& p);
+    std::optional<Step> read_chunk_line_rest(const char* data, const char*& p);
+    std::optional<Step> read_chunk_end(const char* data, const char*& p);
+    std::optional<Step> read_trailers(const char* data, const char*& p, const char* end);
+    static std::size_t offset(const char* data, const char* p) noexcept { return static_cast<std::size_t>(p - data); }
     // Up to `remaining_` body bytes from p, handed out in place; then `next`.
     Step take_body(const char* data, const char* p, const char* end, State next) {
         const std::size_t n =
@@ -1578,9 +1590,9 @@ inline bool is_token_char(char c) noexcept {
     return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
 }
 
-inline bool HttpResponseReader::parse_head() {
-    // RFC 9112 5.2 and 2.2: an obs-fold (a line break before SP/HT) and a bare CR or a NUL inside a
-    // field become spaces, so every later reader of the head sees one clean line per field.
+/* RFC 9112 5.2 and 2.2: an obs-fold (a line break before SP/HT) and a bare CR or a NUL inside a
+   field become spaces, so every later reader of the head sees one clean line per field. */
+inline void HttpResponseReader::clean_head() {
     char* h = head_.data();
     const std::size_t n = head_.size();
     const std::size_t status_line_end = head_.view().find('\n');
@@ -1592,93 +1604,105 @@ inline bool HttpResponseReader::parse_head() {
             if (i > 0 && h[i - 1] == '\r') h[i - 1] = ' ';
         }
     }
-    std::string_view head = head_.view();
-    std::size_t nl = head.find('\n');
-    std::string_view line = head.substr(0, nl);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    header_start_ = nl + 1;
-    // status-line = HTTP-version SP status-code SP [ reason-phrase ]
-    if (line.size() < 12 || line.substr(0, 5) != "HTTP/" || line[5] != '1' || line[6] != '.' ||
-        line[7] < '0' || line[7] > '9' || line[8] != ' ' || line[9] < '1' || line[9] > '9' ||
-        line[10] < '0' || line[10] > '9' || line[11] < '0' || line[11] > '9' ||
-        (line.size() > 12 && line[12] != ' ')) {
+}
+
+/* status-line = HTTP-version SP status-code SP [ reason-phrase ] */
+inline bool HttpResponseReader::parse_status_line(std::string_view line) {
+    auto digit = [](char c, char low) { return c >= low && c <= '9'; };
+    if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || !digit(line[7], '0') || line[8] != ' ' ||
+        !digit(line[9], '1') || !digit(line[10], '0') || !digit(line[11], '0') || (line.size() > 12 && line[12] != ' ')) {
         fail(ErrorCode::protocol, "malformed HTTP status line", 0);
         return false;
     }
     minor_version_ = line[7] - '0';
     status_ = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    return true;
+}
 
-    bool connection_close = false, connection_keep_alive = false, te_seen = false, te_chunked = false;
-    bool te_other = false, bad_content_length = false, bad_line = false, bad_encoding = false;
-    bool content_length_seen = false;
-    std::string_view rest = head.substr(header_start_);
+/* What the headers say about the body's framing and the connection. */
+struct HttpResponseReader::Framing {
+    bool connection_close = false, connection_keep_alive = false;
+    bool te_seen = false, te_chunked = false, te_other = false;
+    bool content_length_seen = false, bad_content_length = false, bad_encoding = false;
+};
+
+inline bool HttpResponseReader::read_framing(std::string_view rest, Framing& f) {
     while (!rest.empty()) {
-        std::size_t end = rest.find('\n');
+        const std::size_t end = rest.find('\n');
         std::string_view l = rest.substr(0, end);
         rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
         if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
-        if (l.empty()) continue;
-        if (is_http_space(l[0])) continue;  // obs-fold continuation: no header we read uses it
-        std::size_t colon = l.find(':');
-        if (colon == std::string_view::npos || colon == 0) { bad_line = true; break; }
-        std::string_view name = l.substr(0, colon);
-        for (char c : name)
-            if (!is_token_char(c)) bad_line = true;
-        if (bad_line) break;
-        std::string_view value = trim_http_space(l.substr(colon + 1));
+        if (l.empty() || is_http_space(l[0])) continue;  // an obs-fold continuation: no header we read uses it
+        const std::size_t colon = l.find(':');
+        const std::string_view name = l.substr(0, colon);
+        if (colon == std::string_view::npos || colon == 0 || !std::all_of(name.begin(), name.end(), is_token_char)) {
+            fail(ErrorCode::protocol, "malformed HTTP header line", 0);
+            return false;
+        }
+        const std::string_view value = trim_http_space(l.substr(colon + 1));
         if (iequals(name, "content-length")) {
-            content_length_seen = true;
+            f.content_length_seen = true;
+            if (value.empty()) f.bad_content_length = true;
             for_each_list_token(value, [&](std::string_view token) {
                 std::uint64_t length = 0;
                 if (!parse_decimal(token, length) || length > (std::uint64_t(1) << 62) ||
                     (content_length_ >= 0 && static_cast<std::uint64_t>(content_length_) != length))
-                    bad_content_length = true;
+                    f.bad_content_length = true;
                 else
                     content_length_ = static_cast<std::int64_t>(length);
             });
-            if (value.empty()) bad_content_length = true;
         } else if (iequals(name, "transfer-encoding")) {
-            te_seen = true;
+            f.te_seen = true;
             for_each_list_token(value, [&](std::string_view token) {
-                // chunked must be the final coding; anything else we cannot decode.
-                if (te_chunked) te_other = true;
-                if (iequals(token, "chunked")) te_chunked = true;
-                else if (!iequals(token, "identity")) te_other = true;
+                if (f.te_chunked) f.te_other = true;  // chunked must be the final coding
+                if (iequals(token, "chunked")) f.te_chunked = true;
+                else if (!iequals(token, "identity")) f.te_other = true;
             });
         } else if (iequals(name, "connection")) {
             for_each_list_token(value, [&](std::string_view token) {
-                if (iequals(token, "close")) connection_close = true;
-                if (iequals(token, "keep-alive")) connection_keep_alive = true;
+                if (iequals(token, "close")) f.connection_close = true;
+                if (iequals(token, "keep-alive")) f.connection_keep_alive = true;
             });
         } else if (iequals(name, "content-encoding")) {
             for_each_list_token(value, [&](std::string_view token) {
-                if (!iequals(token, "identity")) bad_encoding = true;
+                if (!iequals(token, "identity")) f.bad_encoding = true;
             });
         }
     }
-    if (bad_line) { fail(ErrorCode::protocol, "malformed HTTP header line", 0); return false; }
-    if (bad_content_length && !te_seen) {
-        fail(ErrorCode::protocol, "invalid Content-Length header", 0);
+    return true;
+}
+
+inline bool HttpResponseReader::use_framing(const Framing& f) {
+    const char* why = f.bad_content_length && !f.te_seen ? "invalid Content-Length header"
+                      : f.te_other ? "unsupported Transfer-Encoding (only chunked is understood)"
+                      : f.bad_encoding ? "unsupported Content-Encoding (the request asked for none)"
+                                       : nullptr;
+    if (why) {
+        fail(ErrorCode::protocol, why, 0);
         return false;
     }
-    if (te_other) {
-        fail(ErrorCode::protocol, "unsupported Transfer-Encoding (only chunked is understood)", 0);
-        return false;
-    }
-    if (bad_encoding) {
-        fail(ErrorCode::protocol, "unsupported Content-Encoding (the request asked for none)", 0);
-        return false;
-    }
-    chunked_ = te_chunked;
-    if (te_seen) content_length_ = -1;  // Transfer-Encoding overrides Content-Length (RFC 9112 6.3)
+    chunked_ = f.te_chunked;
+    if (f.te_seen) content_length_ = -1;  // Transfer-Encoding overrides Content-Length (RFC 9112 6.3)
     no_body_ = status_ == 204 || status_ == 304;
     const bool delimited = no_body_ || chunked_ || content_length_ >= 0;
     // Both framings at once is a smuggling sign: use the message, but not the connection again.
     // Transfer-Encoding in an HTTP/1.0 message is faulty framing (RFC 9112 6.1): read, then close.
-    const bool both_framings = (te_seen && content_length_seen) || (te_seen && minor_version_ == 0);
-    keep_alive_ = delimited && !both_framings && !connection_close &&
-                  (minor_version_ >= 1 || connection_keep_alive);
+    const bool both_framings = (f.te_seen && f.content_length_seen) || (f.te_seen && minor_version_ == 0);
+    keep_alive_ = delimited && !both_framings && !f.connection_close &&
+                  (minor_version_ >= 1 || f.connection_keep_alive);
     return true;
+}
+
+inline bool HttpResponseReader::parse_head() {
+    clean_head();
+    const std::string_view head = head_.view();
+    const std::size_t nl = head.find('\n');
+    std::string_view line = head.substr(0, nl);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    header_start_ = nl + 1;
+    if (!parse_status_line(line)) return false;
+    Framing framing;
+    return read_framing(head.substr(header_start_), framing) && use_framing(framing);
 }
 
 inline void HttpResponseReader::start_body() {
@@ -1695,140 +1719,133 @@ inline void HttpResponseReader::start_body() {
     } else state_ = State::body_close;
 }
 
-inline HttpResponseReader::Step HttpResponseReader::feed(std::string_view input) {
-    const char* const data = input.data();
-    const std::size_t len = input.size();
-    const char* p = data;
-    const char* const end = data + len;
+/* Bytes go into head_ until an empty line; CRs are not counted in a line's length. Interim (1xx)
+   heads are read and dropped: the real head follows. */
+inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_head(const char* data, const char*& p,
+                                                                             const char* end) {
     while (p < end) {
-        switch (state_) {
-        case State::head: {
-            // Bytes go into head_ until an empty line; CRs are ignored for the line-length count.
-            while (p < end) {
-                const char c = *p++;
-                if (head_.empty() && (c == '\r' || c == '\n')) continue;  // stray CRLF before a head
-                if (head_.size() >= limits_.max_header_bytes)
-                    return fail(ErrorCode::limit_exceeded, "HTTP header block exceeds the limit",
-                                static_cast<std::size_t>(p - data));
-                if (!head_.push_back(c))
-                    return fail(ErrorCode::out_of_memory, "out of memory", static_cast<std::size_t>(p - data));
-                if (c == '\n') {
-                    if (head_line_length_ == 0) {
-                        if (!parse_head()) return {Status::error, static_cast<std::size_t>(p - data), {}};
-                        if (status_ >= 100 && status_ < 200) {
-                            if (status_ == 101)
-                                return fail(ErrorCode::protocol, "unexpected 101 Switching Protocols",
-                                            static_cast<std::size_t>(p - data));
-                            head_.clear();  // interim response: the real head follows
-                            head_line_length_ = 0;
-                            content_length_ = -1;
-                            break;
-                        }
-                        start_body();
-                        return {Status::head, static_cast<std::size_t>(p - data), {}};
-                    }
-                    head_line_length_ = 0;
-                } else if (c != '\r') {
-                    ++head_line_length_;
-                }
-            }
-            break;
+        const char c = *p++;
+        if (head_.empty() && (c == '\r' || c == '\n')) continue;  // stray CRLF before a head
+        if (head_.size() >= limits_.max_header_bytes)
+            return fail(ErrorCode::limit_exceeded, "HTTP header block exceeds the limit", offset(data, p));
+        if (!head_.push_back(c)) return fail(ErrorCode::out_of_memory, "out of memory", offset(data, p));
+        if (c == '\r') continue;
+        if (c != '\n' || head_line_length_ != 0) {
+            head_line_length_ = c == '\n' ? 0 : head_line_length_ + 1;
+            continue;
         }
-        case State::body_length:
-            return take_body(data, p, end, State::done);
-        case State::body_close:
-            return {Status::body, len, {p, static_cast<std::size_t>(end - p)}};
-        case State::chunk_size: {
-            // chunk-size = 1*HEXDIG, then optional whitespace and ";ext" up to CRLF (or a bare LF).
-            const char c = *p++;
-            if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes) return chunk_line_too_long(data, p);
-            const int digit = hex_value(c);
-            if (digit >= 0) {
-                if (chunk_line_bytes_ != static_cast<std::size_t>(chunk_digits_) + 1)
-                    return fail(ErrorCode::protocol, "malformed chunk size",
-                                static_cast<std::size_t>(p - data));
-                ++chunk_digits_;
-                if (remaining_ >> 58)  // the next digit would overflow 62 bits
-                    return fail(ErrorCode::protocol, "chunk size overflows",
-                                static_cast<std::size_t>(p - data));
-                remaining_ = remaining_ * 16 + static_cast<unsigned>(digit);
-                break;
-            }
-            if (chunk_digits_ == 0)
-                return fail(ErrorCode::protocol, "malformed chunk size", static_cast<std::size_t>(p - data));
-            if (c == ';') state_ = State::chunk_ext;
-            else if (c == '\r') state_ = State::chunk_size_lf;
-            else if (c == '\n') end_chunk_line();
-            else if (is_http_space(c)) state_ = State::chunk_size_ws;
-            else return fail(ErrorCode::protocol, "malformed chunk size", static_cast<std::size_t>(p - data));
-            break;
+        if (!parse_head()) return Step{Status::error, offset(data, p), {}};
+        if (status_ >= 200) {
+            start_body();
+            return Step{Status::head, offset(data, p), {}};
         }
-        case State::chunk_size_ws: {
-            const char c = *p++;
-            if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes) return chunk_line_too_long(data, p);
-            if (c == ';') state_ = State::chunk_ext;
-            else if (c == '\r') state_ = State::chunk_size_lf;
-            else if (c == '\n') end_chunk_line();
-            else if (!is_http_space(c))
-                return fail(ErrorCode::protocol, "malformed chunk size line", static_cast<std::size_t>(p - data));
-            break;
-        }
-        case State::chunk_ext: {
-            // Chunk extensions carry nothing we use: skip to the end of the line.
-            const char c = *p++;
-            if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes) return chunk_line_too_long(data, p);
-            if (c == '\r') state_ = State::chunk_size_lf;
-            else if (c == '\n') end_chunk_line();
-            break;
-        }
-        case State::chunk_size_lf:
-            if (*p++ != '\n')
-                return fail(ErrorCode::protocol, "malformed chunk size line (CR without LF)",
-                            static_cast<std::size_t>(p - data));
-            end_chunk_line();
-            break;
-        case State::chunk_data:
-            return take_body(data, p, end, State::chunk_data_cr);
-        case State::chunk_data_cr:
-            if (*p == '\r') { ++p; state_ = State::chunk_data_lf; break; }
-            if (*p == '\n') { ++p; state_ = State::chunk_size; break; }
-            return fail(ErrorCode::protocol, "missing CRLF after chunk data",
-                        static_cast<std::size_t>(p - data));
-        case State::chunk_data_lf:
-            if (*p != '\n')
-                return fail(ErrorCode::protocol, "missing CRLF after chunk data",
-                            static_cast<std::size_t>(p - data));
-            ++p;
-            state_ = State::chunk_size;
-            break;
-        case State::trailers: {
-            // Trailer fields are read and ignored; the section ends with an empty line.
-            while (p < end) {
-                const char c = *p++;
-                if (++trailer_bytes_ > limits_.max_header_bytes)
-                    return fail(ErrorCode::limit_exceeded, "HTTP trailer section exceeds the limit",
-                                static_cast<std::size_t>(p - data));
-                if (c == '\n') {
-                    if (trailer_line_length_ == 0) {
-                        state_ = State::done;
-                        return {Status::end, static_cast<std::size_t>(p - data), {}};
-                    }
-                    trailer_line_length_ = 0;
-                } else if (c != '\r') {
-                    ++trailer_line_length_;
-                }
-            }
-            break;
-        }
-        case State::done:
-            return {Status::end, static_cast<std::size_t>(p - data), {}};
-        case State::failed:
-            return {Status::error, 0, {}};
+        if (status_ == 101) return fail(ErrorCode::protocol, "unexpected 101 Switching Protocols", offset(data, p));
+        head_.clear();
+        content_length_ = -1;
+    }
+    return std::nullopt;
+}
+
+/* chunk-size = 1*HEXDIG, then optional whitespace and ";ext" up to CRLF (or a bare LF). */
+inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_chunk_size(const char* data, const char*& p) {
+    const char c = *p++;
+    if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes) return chunk_line_too_long(data, p);
+    const int digit = hex_value(c);
+    if (digit >= 0) {
+        if (chunk_line_bytes_ != static_cast<std::size_t>(chunk_digits_) + 1)
+            return fail(ErrorCode::protocol, "malformed chunk size", offset(data, p));
+        ++chunk_digits_;
+        if (remaining_ >> 58)  // the next digit would overflow 62 bits
+            return fail(ErrorCode::protocol, "chunk size overflows", offset(data, p));
+        remaining_ = remaining_ * 16 + static_cast<unsigned>(digit);
+        return std::nullopt;
+    }
+    if (chunk_digits_ == 0) return fail(ErrorCode::protocol, "malformed chunk size", offset(data, p));
+    if (c == ';') state_ = State::chunk_ext;
+    else if (c == '\r') state_ = State::chunk_size_lf;
+    else if (c == '\n') end_chunk_line();
+    else if (is_http_space(c)) state_ = State::chunk_size_ws;
+    else return fail(ErrorCode::protocol, "malformed chunk size", offset(data, p));
+    return std::nullopt;
+}
+
+/* After the size: whitespace, extensions (which carry nothing we use), the line end. */
+inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_chunk_line_rest(const char* data,
+                                                                                        const char*& p) {
+    const char c = *p++;
+    if (state_ == State::chunk_size_lf) {
+        if (c != '\n') return fail(ErrorCode::protocol, "malformed chunk size line (CR without LF)", offset(data, p));
+        end_chunk_line();
+        return std::nullopt;
+    }
+    if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes) return chunk_line_too_long(data, p);
+    if (c == '\r') state_ = State::chunk_size_lf;
+    else if (c == '\n') end_chunk_line();
+    else if (state_ == State::chunk_size_ws && c == ';') state_ = State::chunk_ext;
+    else if (state_ == State::chunk_size_ws && !is_http_space(c))
+        return fail(ErrorCode::protocol, "malformed chunk size line", offset(data, p));
+    return std::nullopt;
+}
+
+/* The CRLF (or bare LF) after a chunk's data. */
+inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_chunk_end(const char* data, const char*& p) {
+    if (state_ == State::chunk_data_cr && *p == '\r') {
+        ++p;
+        state_ = State::chunk_data_lf;
+        return std::nullopt;
+    }
+    if (*p != '\n') return fail(ErrorCode::protocol, "missing CRLF after chunk data", offset(data, p));
+    ++p;
+    state_ = State::chunk_size;
+    return std::nullopt;
+}
+
+/* Trailer fields are read and ignored; the section ends with an empty line. */
+inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_trailers(const char* data, const char*& p,
+                                                                                 const char* end) {
+    while (p < end) {
+        const char c = *p++;
+        if (++trailer_bytes_ > limits_.max_header_bytes)
+            return fail(ErrorCode::limit_exceeded, "HTTP trailer section exceeds the limit", offset(data, p));
+        if (c == '\r') continue;
+        if (c != '\n') {
+            ++trailer_line_length_;
+        } else if (trailer_line_length_ != 0) {
+            trailer_line_length_ = 0;
+        } else {
+            state_ = State::done;
+            return Step{Status::end, offset(data, p), {}};
         }
     }
-    if (state_ == State::done) return {Status::end, len, {}};
+    return std::nullopt;
+}
+
+inline HttpResponseReader::Step HttpResponseReader::feed(std::string_view input) {
+    const char* const data = input.data();
+    const char* const end = data + input.size();
+    const char* p = data;
+    while (p < end) {
+        std::optional<Step> step;
+        switch (state_) {
+        case State::head: step = read_head(data, p, end); break;
+        case State::body_length: return take_body(data, p, end, State::done);
+        case State::body_close: return {Status::body, input.size(), {p, offset(p, end)}};
+        case State::chunk_size: step = read_chunk_size(data, p); break;
+        case State::chunk_size_ws:
+        case State::chunk_ext:
+        case State::chunk_size_lf: step = read_chunk_line_rest(data, p); break;
+        case State::chunk_data: return take_body(data, p, end, State::chunk_data_cr);
+        case State::chunk_data_cr:
+        case State::chunk_data_lf: step = read_chunk_end(data, p); break;
+        case State::trailers: step = read_trailers(data, p, end); break;
+        case State::done: return {Status::end, offset(data, p), {}};
+        case State::failed: return {Status::error, 0, {}};
+        }
+        if (step) return *step;
+    }
+    if (state_ == State::done) return {Status::end, input.size(), {}};
     if (state_ == State::failed) return {Status::error, 0, {}};
-    return {Status::need_more, len, {}};
+    return {Status::need_more, input.size(), {}};
 }
 
 inline HttpResponseReader::Step HttpResponseReader::finish() {
@@ -1912,6 +1929,7 @@ public:
 
 private:
     Status next(const char*& p, const char* end);
+    bool skip_bom(const char*& p, const char* end);
     Status fail(ErrorCode code, const char* message) {
         error_code_ = code;
         error_message_ = message;
@@ -2000,26 +2018,30 @@ inline bool SseParser::process_line(std::string_view line, bool line_in_input, S
     return false;
 }
 
+/* A UTF-8 BOM may open the stream, possibly split across inputs: true once it is behind. */
+inline bool SseParser::skip_bom(const char*& p, const char* end) {
+    static const unsigned char bom[3] = {0xEF, 0xBB, 0xBF};
+    while (p < end && bom_matched_ < 3) {
+        if (static_cast<unsigned char>(*p) != bom[bom_matched_]) {
+            // Not a BOM after all: the bytes matched so far start the first line.
+            if (!line_.append(reinterpret_cast<const char*>(bom), static_cast<std::size_t>(bom_matched_))) {
+                fail(ErrorCode::out_of_memory, "out of memory");
+                return false;
+            }
+            bom_matched_ = 3;
+            break;
+        }
+        ++bom_matched_;
+        ++p;
+    }
+    at_start_ = bom_matched_ < 3;
+    return !at_start_;
+}
+
 inline SseParser::Status SseParser::next(const char*& p, const char* end) {
     if (error_code_ != ErrorCode::none) return Status::error;
     dispatched_ = {};
-    if (at_start_) {
-        // A UTF-8 BOM may open the stream, possibly split across inputs.
-        static const unsigned char bom[3] = {0xEF, 0xBB, 0xBF};
-        while (p < end && bom_matched_ < 3) {
-            if (static_cast<unsigned char>(*p) != bom[bom_matched_]) {
-                // Not a BOM after all: the bytes matched so far start the first line.
-                if (!line_.append(reinterpret_cast<const char*>(bom), static_cast<std::size_t>(bom_matched_)))
-                    return fail(ErrorCode::out_of_memory, "out of memory");
-                bom_matched_ = 3;
-                break;
-            }
-            ++bom_matched_;
-            ++p;
-        }
-        if (bom_matched_ < 3) return Status::need_more;
-        at_start_ = false;
-    }
+    if (at_start_ && !skip_bom(p, end)) return error_code_ != ErrorCode::none ? Status::error : Status::need_more;
     // Positions of the next LF and CR past p, found once and reused for the lines before them.
     const char* next_lf = nullptr;
     const char* next_cr = nullptr;
