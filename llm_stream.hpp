@@ -24,6 +24,9 @@
      poll() never blocks, for game loops and event loops. No threads are started by the library, no
      exception is ever thrown by it, and RTTI is not used.
 
+     Over your own HTTP stack (libcurl, WinHTTP, an engine's module): build_request() says what to
+     send, and a Decoder turns the response's bytes into the same events (see examples/llm-curl.cpp).
+
    CONFIGURATION MACROS (define before the implementation include)
      LLM_STREAM_REALLOC(ptr, size)    allocation of stream buffers (default: std::realloc; define both
      LLM_STREAM_FREE(ptr)             or neither; default: std::free)
@@ -479,8 +482,10 @@ const char* version_string() noexcept;
 
 /* ================================================================================================
    IMPLEMENTATION
-   Sections, in the order bytes travel: support → HTTP/1.1 response reader → SSE parser → JSON
-   (validating cursor, delta extractor, writer) → request → stub → transports → stream → client.
+   Sections, from the wire inwards, then outwards: support and logging → platform sockets → TLS
+   (mbedTLS) → HTTP/1.1 response reader → SSE parser → JSON (validating cursor, delta extractor,
+   writer) → decoder (those layers behind one feed()) → request (URL, headers, body) → retry policy →
+   stub → transports → stream (attempts, timers, retries) → public API.
    ================================================================================================ */
 #if defined(LLM_STREAM_IMPLEMENTATION) && !defined(LLM_STREAM_IMPLEMENTATION_INCLUDED)
 #define LLM_STREAM_IMPLEMENTATION_INCLUDED
@@ -3464,14 +3469,14 @@ public:
         : client_(std::move(client)), url_(url), connection_(std::move(reused)) {
         origin_ = (url.https ? "https://" : "http://") + url.host_header;
         reused_ = connection_ != nullptr;
-        step_ = reused_ ? Step::ready : Step::resolve;
+        state_ = reused_ ? State::ready : State::resolve;
     }
     ~NetworkTransport() override {
         if (connecting_ != invalid_socket) close_socket(connecting_);
     }
 
     IoResult open() override;
-    const char* opening_stage() const override { return step_ == Step::tls ? "the TLS handshake" : "connecting"; }
+    const char* opening_stage() const override { return state_ == State::tls ? "the TLS handshake" : "connecting"; }
     IoResult write(const char* data, std::size_t size) override {
         const IoResult r = connection_->write(data, size);
         if (r.status == IoStatus::failed) fail_io();
@@ -3487,7 +3492,7 @@ public:
         const native_socket s = connection_ ? connection_->socket() : connecting_;
         if (s == invalid_socket) return w;
         w.socket = static_cast<socket_handle>(s);
-        const bool write_wanted = step_ == Step::connect || (step_ == Step::tls ? tls_wants_write_
+        const bool write_wanted = state_ == State::connect || (state_ == State::tls ? tls_wants_write_
                                                              : connection_ && connection_->wants_write());
         w.want_write = write_wanted;
         w.want_read = !write_wanted;
@@ -3499,7 +3504,7 @@ public:
     std::unique_ptr<Connection> release_connection() override { return std::move(connection_); }
 
 private:
-    enum class Step { resolve, connect, tls, ready };
+    enum class State { resolve, connect, tls, ready };
 
     IoResult failed(ErrorCode code, std::string message) {
         error_ = make_error(code, std::move(message));
@@ -3518,7 +3523,7 @@ private:
     std::unique_ptr<Connection> connection_;
     bool reused_ = false;
     bool tls_wants_write_ = false;
-    Step step_ = Step::resolve;
+    State state_ = State::resolve;
     std::vector<SocketAddress> addresses_;
     std::size_t next_address_ = 0;
     native_socket connecting_ = invalid_socket;
@@ -3527,11 +3532,11 @@ private:
 };
 
 inline IoResult NetworkTransport::open() {
-    switch (step_) {
-    case Step::resolve: return resolve();
-    case Step::connect: return connecting_ == invalid_socket ? start_connect() : poll_connect();
-    case Step::tls: return handshake();
-    case Step::ready: break;
+    switch (state_) {
+    case State::resolve: return resolve();
+    case State::connect: return connecting_ == invalid_socket ? start_connect() : poll_connect();
+    case State::tls: return handshake();
+    case State::ready: break;
     }
     return {IoStatus::ok, 0};
 }
@@ -3541,7 +3546,7 @@ inline IoResult NetworkTransport::resolve() {
     std::string why;
     if (!resolve_host(url_.host, url_.port, client_->config.resolver, addresses_, why))
         return failed(ErrorCode::dns, "cannot resolve " + url_.host + ": " + why);
-    step_ = Step::connect;
+    state_ = State::connect;
     return start_connect();
 }
 
@@ -3607,7 +3612,7 @@ inline IoResult NetworkTransport::finish_connect() {
     connection_ = std::make_unique<Connection>(connecting_, origin_);
     connecting_ = invalid_socket;
     if (!url_.https) {
-        step_ = Step::ready;
+        state_ = State::ready;
         return {IoStatus::ok, 0};
     }
     std::shared_ptr<TlsBackend> backend;
@@ -3615,14 +3620,14 @@ inline IoResult NetworkTransport::finish_connect() {
     if (Error e = backend->start(static_cast<socket_handle>(connection_->socket()), url_.host, connection_->tls))
         return failed(e.code, std::move(e.message));
     if (!connection_->tls) return failed(ErrorCode::tls, "the TLS backend started no session");
-    step_ = Step::tls;
+    state_ = State::tls;
     return handshake();
 }
 
 inline IoResult NetworkTransport::handshake() {
     const TlsResult r = connection_->tls->handshake();
     if (r.status == TlsStatus::ok) {
-        step_ = Step::ready;
+        state_ = State::ready;
         return {IoStatus::ok, 0};
     }
     if (r.status == TlsStatus::want_read || r.status == TlsStatus::want_write) {
@@ -3658,7 +3663,7 @@ struct Exchange {
 class StreamImpl {
 public:
     StreamImpl(std::shared_ptr<ClientState> client, Error error) : client_(std::move(client)), start_(Clock::now()) {
-        finish_failed(std::move(error));
+        end_with(std::move(error));
     }
     StreamImpl(std::shared_ptr<ClientState> client, Exchange exchange)
         : client_(std::move(client)), exchange_(std::move(exchange)), start_(Clock::now()),
@@ -3690,7 +3695,7 @@ public:
     }
 
 private:
-    enum class Phase { draining, opening, exchanging, waiting_to_retry, finished };
+    enum class State { draining, opening, exchanging, waiting_to_retry, finished };
     // Reads of the transport one poll() may make before it returns: bounded work per call.
     static constexpr int reads_per_poll = 4;
 
@@ -3700,10 +3705,10 @@ private:
     void begin_attempt(bool counts, bool allow_pooled);
     PollStatus fail(Error e) {
         redact_secret(e.message, config().api_key);
-        finish_failed(std::move(e));
+        end_with(std::move(e));
         return PollStatus::failed;
     }
-    void finish_failed(Error e);
+    void end_with(Error e);
     PollStatus cancelled() { return fail(make_error(ErrorCode::cancelled, "the stream was cancelled")); }
     void count_decoded() {
         stats_.events += decoder_.messages();
@@ -3717,7 +3722,7 @@ private:
     PollStatus waiting(Clock::time_point now);
     std::optional<PollStatus> time_is_up(Clock::time_point now);
     PollStatus drain_pooled();
-    PollStatus finish_ok();
+    PollStatus succeed();
     void keep_connection();
     PollStatus deliver(const Event& event);
     std::optional<PollStatus> decode();
@@ -3734,7 +3739,7 @@ private:
     Clock::time_point attempt_start_{};
     Clock::time_point last_activity_{};  // of this attempt: bytes sent or received
     Clock::time_point retry_at_{};
-    Phase phase_ = Phase::opening;
+    State state_ = State::opening;
     int retries_done_ = 0;
     bool response_started_ = false;      // this attempt received bytes
     bool input_ended_ = false;           // the transport reported the end of the response
@@ -3774,14 +3779,14 @@ inline void StreamImpl::begin_attempt(bool counts, bool allow_pooled) {
                                 (reused ? ", on a kept-alive connection" : ""));
     }
     attempt_start_ = last_activity_ = Clock::now();
-    phase_ = reused ? Phase::draining : Phase::opening;
+    state_ = reused ? State::draining : State::opening;
 }
 
-inline void StreamImpl::finish_failed(Error e) {
+inline void StreamImpl::end_with(Error e) {
     if (!finished_) count_decoded();
     error_ = std::move(e);
     finished_ = true;
-    phase_ = Phase::finished;
+    state_ = State::finished;
     stats_.total_ms = elapsed_ms(start_, Clock::now());
     transport_.reset();
     log(LogLevel::info, std::string("LLM stream failed: ") + error_.message);
@@ -3790,9 +3795,9 @@ inline void StreamImpl::finish_failed(Error e) {
 inline std::chrono::milliseconds StreamImpl::time_left(Clock::time_point now) const noexcept {
     // The nearest of: this step's timeout, the request's deadline.
     const Config& cfg = config();
-    Clock::time_point until = phase_ == Phase::opening ? attempt_start_ + cfg.connect_timeout
+    Clock::time_point until = state_ == State::opening ? attempt_start_ + cfg.connect_timeout
                                                       : last_activity_ + cfg.read_timeout;
-    if (phase_ == Phase::draining) until = std::min(until, attempt_start_ + std::chrono::seconds(1));
+    if (state_ == State::draining) until = std::min(until, attempt_start_ + std::chrono::seconds(1));
     if (cfg.deadline.count() > 0) until = std::min(until, start_ + cfg.deadline);
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - now);
     return left.count() > 0 ? left : std::chrono::milliseconds(0);
@@ -3801,7 +3806,7 @@ inline std::chrono::milliseconds StreamImpl::time_left(Clock::time_point now) co
 inline WaitInfo StreamImpl::wait_info() const noexcept {
     if (finished_ || receive_pos_ < receive_end_ || input_ended_) return {};  // nothing to wait for
     const Clock::time_point now = Clock::now();
-    if (phase_ == Phase::waiting_to_retry) {
+    if (state_ == State::waiting_to_retry) {
         WaitInfo w;
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(retry_at_ - now);
         w.timeout = left.count() > 0 ? left : std::chrono::milliseconds(0);
@@ -3848,7 +3853,7 @@ inline std::optional<PollStatus> StreamImpl::retry_after(const Error& e) {
     log(LogLevel::warning, "attempt " + std::to_string(stats_.attempts) + " failed: " + e.message +
                                "; retrying in " + wait);
     retry_at_ = now + d.wait;
-    phase_ = Phase::waiting_to_retry;
+    state_ = State::waiting_to_retry;
     return PollStatus::pending;
 }
 
@@ -3863,10 +3868,10 @@ inline std::optional<PollStatus> StreamImpl::time_is_up(Clock::time_point now) {
     const Config& cfg = config();
     if (cfg.deadline.count() > 0 && now - start_ >= cfg.deadline)
         return fail(make_error(ErrorCode::timeout, "the request deadline of " + seconds_text(cfg.deadline) + " expired"));
-    if (phase_ == Phase::opening && now - attempt_start_ >= cfg.connect_timeout)
+    if (state_ == State::opening && now - attempt_start_ >= cfg.connect_timeout)
         return attempt_failed(make_error(ErrorCode::timeout, std::string(transport_->opening_stage()) +
                                                                  " timed out after " + seconds_text(cfg.connect_timeout)));
-    if (phase_ == Phase::exchanging && now - last_activity_ >= cfg.read_timeout) {
+    if (state_ == State::exchanging && now - last_activity_ >= cfg.read_timeout) {
         const char* what = response_started_ ? "the server went silent for " : "no response from the server within ";
         return attempt_failed(make_error(ErrorCode::timeout, what + seconds_text(cfg.read_timeout)));
     }
@@ -3919,7 +3924,7 @@ inline PollStatus StreamImpl::drain_pooled() {
         const IoResult r = transport_->read(buffer, sizeof buffer);
         if (r.status == IoStatus::would_block) {
             if (!unfinished_) {
-                phase_ = Phase::opening;
+                state_ = State::opening;
                 return PollStatus::pending;  // poll() goes on to send the request
             }
             if (Clock::now() - attempt_start_ < std::chrono::seconds(1)) return PollStatus::pending;
@@ -3958,11 +3963,11 @@ inline void StreamImpl::keep_connection() {
     client_->put_idle(std::move(idle));
 }
 
-inline PollStatus StreamImpl::finish_ok() {
+inline PollStatus StreamImpl::succeed() {
     count_decoded();
     keep_connection();
     finished_ = true;
-    phase_ = Phase::finished;
+    state_ = State::finished;
     stats_.total_ms = elapsed_ms(start_, Clock::now());
     transport_.reset();
     if (config().log_level <= LogLevel::info) {
@@ -3983,7 +3988,7 @@ inline std::optional<PollStatus> StreamImpl::decode() {
         case DecodeStatus::need_more: return std::nullopt;
         case DecodeStatus::event: return deliver(decoder_.event());
         case DecodeStatus::warning: log(LogLevel::warning, std::string(decoder_.warning())); break;
-        case DecodeStatus::done: return finish_ok();
+        case DecodeStatus::done: return succeed();
         case DecodeStatus::failed: {
             const Error& e = decoder_.error();
             // A status worth retrying is the attempt's failure; anything else is the stream's.
@@ -4003,7 +4008,7 @@ inline PollStatus StreamImpl::input_ended() {
         case DecodeStatus::event: return deliver(decoder_.event());
         case DecodeStatus::warning: log(LogLevel::warning, std::string(decoder_.warning())); break;
         case DecodeStatus::need_more:
-        case DecodeStatus::done: return finish_ok();
+        case DecodeStatus::done: return succeed();
         case DecodeStatus::failed:
             if (!response_started_)
                 return attempt_failed(make_error(ErrorCode::connect, "the server closed the connection without answering"));
@@ -4015,19 +4020,19 @@ inline PollStatus StreamImpl::input_ended() {
 inline PollStatus StreamImpl::poll() {
     if (finished_) return error_ ? PollStatus::failed : PollStatus::done;
     if (cancelled_.load(std::memory_order_relaxed)) return cancelled();
-    if (phase_ == Phase::waiting_to_retry) {
+    if (state_ == State::waiting_to_retry) {
         if (Clock::now() < retry_at_) return waiting(Clock::now());
         begin_attempt(true, true);
     }
-    if (phase_ == Phase::draining) {
+    if (state_ == State::draining) {
         const PollStatus s = drain_pooled();
-        if (phase_ == Phase::draining) return s == PollStatus::pending ? waiting(Clock::now()) : s;
+        if (state_ == State::draining) return s == PollStatus::pending ? waiting(Clock::now()) : s;
     }
-    if (phase_ == Phase::opening) {
+    if (state_ == State::opening) {
         const IoResult r = transport_->open();
         if (r.status == IoStatus::would_block) return waiting(Clock::now());
         if (r.status != IoStatus::ok) return transport_failed();
-        phase_ = Phase::exchanging;
+        state_ = State::exchanging;
         last_activity_ = Clock::now();
     }
     return exchange();
