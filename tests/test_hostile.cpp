@@ -229,6 +229,84 @@ TEST_CASE("cancel() from another thread holds while the server floods") {
     }
 }
 
+/* A bounded poll() may stop with bytes already received but not yet parsed. Those must not wait for
+   the socket: here a burst of bytes that give the caller nothing (more events than a poll() might
+   handle at once, or interim responses) and then one content event arrive together, and the server goes
+   quiet (kQuietMs) for longer than the bounds below; the event must come out at once. */
+
+namespace {
+
+constexpr int kQuietMs = 5000;
+
+/* The burst as an SSE body: 9,000 empty events (63,000 bytes, one read), the event, then quiet. */
+Response empty_events_then(const std::string& event) {
+    std::string empty_events;
+    for (int i = 0; i < 9000; ++i) empty_events += "data:\n\n";
+    Response r = Response::sse(empty_events + event + "data: [DONE]\n\n", llm_test::Framing::chunked,
+                               llm_test::Chunking::whole());
+    r.stall_after_body_bytes = empty_events.size() + event.size();
+    r.stall_ms = kQuietMs;
+    return r;
+}
+
+/* The burst as 2,000 interim responses (52,000 bytes), then the head and the event, then quiet. */
+Response continues_then(const std::string& event) {
+    std::string bytes;
+    for (int i = 0; i < 2000; ++i) bytes += "HTTP/1.1 100 Continue\r\n\r\n";
+    bytes += "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+             llm_test::detail::hex_size_line(event.size()) + event + "\r\n";
+    Response r = Response::garbage(bytes);
+    r.stall_after_body_bytes = bytes.size();
+    r.stall_ms = kQuietMs;
+    return r;
+}
+
+/* poll() without ever waiting, until the first event: counts the times poll() returned pending with
+   wait_info() asking to wait (a timeout > 0) and yet the next call decoded more, with no new bytes. */
+std::size_t waits_asked_with_work_left(Stream& stream) {
+    std::size_t wrong = 0;
+    bool asked_to_wait = false;
+    llm_stream::Stats before = stream.stats();
+    const Clock::time_point t0 = Clock::now();
+    while (ms_since(t0) < kQuietMs - 1000) {  // ends at the event, at the end, or before the quiet ends
+        const PollStatus s = stream.poll();
+        const llm_stream::Stats now = stream.stats();
+        const bool progress = s == PollStatus::event || now.events > before.events;
+        if (asked_to_wait && progress && now.received_bytes == before.received_bytes) ++wrong;
+        if (s != PollStatus::pending) break;
+        asked_to_wait = stream.wait_info().timeout.count() > 0;
+        before = now;
+    }
+    return wrong;
+}
+
+}  // namespace
+
+TEST_CASE("bytes already received are parsed at once, even when the socket then goes quiet") {
+    const std::string event = Response::flood_event(Flood::content);
+    for (const bool interim : {false, true}) {
+        INFO("burst: " << std::string(interim ? "2,000 100 Continue responses" : "9,000 empty events"));
+        TestServer server;
+        if (!started(server)) return;
+        server.set_default(interim ? continues_then(event) : empty_events_then(event));
+        Config config = hostile_config(server.base_url());
+        config.read_timeout = 10000ms;
+        Client client(config);
+
+        const Clock::time_point t0 = Clock::now();
+        Stream blocking = client.stream_chat("hi");
+        const llm_stream::Event* first = blocking.next_event();
+        const double ms = ms_since(t0);
+        INFO("error: " << blocking.error().message);
+        CHECK((first && first->text == "x"));
+        CHECK(ms < 2500);  // not after the server's silence
+
+        Stream polled = client.stream_chat("hi");
+        CHECK(waits_asked_with_work_left(polled) == 0);
+        CHECK(polled.current_event().text == "x");
+    }
+}
+
 /* =============================================================================================
    A 2xx that carries no completion; redirects
    ============================================================================================= */
