@@ -272,7 +272,8 @@ struct Request {
     bool has_header(std::string_view name) const { return header_count(name) > 0; }
     std::size_t header_count(std::string_view name) const {
         std::size_t n = 0;
-        for (const auto& h : headers) n += Response::equals_ignore_case(h.first, name) ? 1 : 0;
+        for (const auto& h : headers)
+            if (Response::equals_ignore_case(h.first, name)) ++n;
         return n;
     }
 };
