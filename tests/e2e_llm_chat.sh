@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
 # End-to-end checks of the llm-chat command (SPEC section 3), mostly in stub mode.
 #
-#   tests/e2e_llm_chat.sh path/to/llm-chat
+#   tests/e2e_llm_chat.sh path/to/llm-chat [path/to/llm_test_server]
 #
 # Runs in a fresh temporary directory (no .env) with LLM_BASE_URL / LLM_API_KEY / LLM_MODEL unset and
 # LLM_STUB_DELAY_MS=0. When python3 is available, each --events line is parsed as JSON and a small local
-# HTTP server covers the network path (a real SSE stream and an HTTP error). Prints "N passed, M failed"
-# and exits nonzero when anything failed.
+# HTTP server covers the network path (a real SSE stream and an HTTP error). With llm_test_server, a
+# flooding server checks that --deadline and Ctrl-C hold while bytes keep coming. Prints "N passed,
+# M failed" and exits nonzero when anything failed.
 
 set -u
 
-if [ $# -ne 1 ] || [ ! -x "$1" ]; then
-    echo "usage: $0 path/to/llm-chat" >&2
+if [ $# -lt 1 ] || [ $# -gt 2 ] || [ ! -x "$1" ] || { [ $# -eq 2 ] && [ ! -x "$2" ]; }; then
+    echo "usage: $0 path/to/llm-chat [path/to/llm_test_server]" >&2
     exit 2
 fi
-case "$1" in
-    /*) BIN=$1 ;;
-    *) BIN=$PWD/$1 ;;
-esac
+absolute() {
+    case "$1" in
+        /*) echo "$1" ;;
+        *) echo "$PWD/$1" ;;
+    esac
+}
+BIN=$(absolute "$1")
+TEST_SERVER_BIN=
+[ $# -eq 2 ] && TEST_SERVER_BIN=$(absolute "$2")
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/llm-chat-e2e.XXXXXX") || exit 2
 SERVER_PID=
+FLOOD_PID=
+CHAT_PID=
 cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
+    local pid
+    for pid in $CHAT_PID $FLOOD_PID $SERVER_PID; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -368,6 +377,7 @@ sleep 1
 kill -INT "$CHAT_PID" 2>/dev/null
 wait "$CHAT_PID"
 RC=$?
+CHAT_PID=
 if [ "$RC" -eq 130 ] && err_has 'interrupted'; then
     pass "SIGINT cancels the stream, exit 130"
 else
@@ -500,6 +510,94 @@ EOF
             fail "HTTP 503 then 200 ($framing): retried once, the reply printed once"
         fi
     done
+fi
+
+# ------------------------------------------------------------------------------------------------
+# A flooding server: --deadline and Ctrl-C hold while bytes keep coming
+# ------------------------------------------------------------------------------------------------
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# start_flood KIND : llm_test_server flooding KIND (for 15 s at most per request); sets FLOOD_PID, FLOOD_PORT.
+start_flood() {
+    "$TEST_SERVER_BIN" --host 127.0.0.1 --port 0 --flood "$1" --flood-seconds 15 >"$WORK/flood.out" 2>"$WORK/flood.err" &
+    FLOOD_PID=$!
+    FLOOD_PORT=
+    for _ in $(seq 100); do
+        FLOOD_PORT=$(sed -n 's/^PORT \([0-9][0-9]*\)$/\1/p' "$WORK/flood.out")
+        [ -n "$FLOOD_PORT" ] && return 0
+        kill -0 "$FLOOD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    return 1
+}
+
+stop_flood() {
+    kill "$FLOOD_PID" 2>/dev/null
+    wait "$FLOOD_PID" 2>/dev/null
+    FLOOD_PID=
+}
+
+# wait_exit PID SECONDS : waits for PID to exit (RC holds its status); false, with PID killed, after SECONDS.
+wait_exit() {
+    local pid=$1 tenths=$(($2 * 10))
+    while [ "$tenths" -gt 0 ] && kill -0 "$pid" 2>/dev/null; do
+        sleep 0.1
+        tenths=$((tenths - 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        RC=killed
+        return 1
+    fi
+    wait "$pid"
+    RC=$?
+}
+
+if [ -z "$TEST_SERVER_BIN" ]; then
+    echo "skip - the flooding-server checks (no llm_test_server given)"
+else
+    for kind in comments continues content; do
+        if ! start_flood "$kind"; then
+            RC=none
+            fail "llm_test_server --flood $kind starts"
+            continue
+        fi
+        # stdout goes to /dev/null: a flood of content is a flood of output too.
+        START=$(now_ms)
+        LLM_BASE_URL=http://127.0.0.1:$FLOOD_PORT/v1 $LIMIT "$BIN" --deadline 1 --retries 0 hello \
+            </dev/null >/dev/null 2>"$WORK/err"
+        RC=$?
+        ELAPSED=$(($(now_ms) - START))
+        : >"$WORK/out"
+        if [ "$RC" -eq 1 ] && err_has '^llm-chat: error: ' && [ "$ELAPSED" -lt 5000 ]; then
+            pass "--deadline 1 holds against a flood of $kind (exit 1 after $ELAPSED ms)"
+        else
+            fail "--deadline 1 holds against a flood of $kind" "expected exit 1 and 'llm-chat: error:' within 5 s; took $ELAPSED ms"
+        fi
+        stop_flood
+    done
+
+    if start_flood comments; then
+        LLM_BASE_URL=http://127.0.0.1:$FLOOD_PORT/v1 "$BIN" --retries 0 hello </dev/null >"$WORK/out" 2>"$WORK/err" &
+        CHAT_PID=$!
+        sleep 1
+        START=$(now_ms)
+        kill -INT "$CHAT_PID" 2>/dev/null
+        wait_exit "$CHAT_PID" 20
+        ELAPSED=$(($(now_ms) - START))
+        CHAT_PID=
+        if [ "$RC" = 130 ] && err_has 'interrupted' && [ "$ELAPSED" -lt 3000 ]; then
+            pass "SIGINT during a flood: exit 130 after $ELAPSED ms"
+        else
+            fail "SIGINT during a flood: exit 130 within 3 s" "took $ELAPSED ms"
+        fi
+        stop_flood
+    else
+        RC=none
+        fail "llm_test_server --flood comments starts"
+    fi
 fi
 
 echo "$PASSED passed, $FAILED failed"

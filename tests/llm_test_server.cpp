@@ -4,13 +4,15 @@
 //   llm_test_server [--port N] [--host 127.0.0.1|::1] [--stream FILE | --generate-events N]
 //                   [--framing chunked|length|close] [--chunk-size N | --chunk-per-event] [--delay-ms N]
 //                   [--slow-ms N] [--status N] [--body TEXT] [--header 'Name: value']... [--max-requests N]
-//                   [--log]
+//                   [--flood comments|continues|content|empty-deltas [--flood-seconds N]] [--log]
 //
 // Prints "PORT <n>" on stdout (one flushed line) once listening; exits 0 on SIGTERM/SIGINT or after
 // --max-requests responses. --stream FILE is a path, or a name under tests/data/streams/. Without
 // --stream, --generate-events or --body it serves generate_events(20). A stream is chunked one chunk per
 // event unless told otherwise; a --body is sent with Content-Length. With no delay and no slowness the
-// whole framed body is built once, and each response is written with a few large writes.
+// whole framed body is built once, and each response is written with a few large writes. --flood makes a
+// hostile server instead: each response repeats that kind of bytes as fast as the client reads them (see
+// llm_test::Flood), for at most --flood-seconds (default 10) or until the client goes away.
 
 #include "support/test_server.hpp"
 
@@ -30,7 +32,8 @@ void usage() {
     std::fputs("usage: llm_test_server [--port N] [--host 127.0.0.1|::1] [--stream FILE | --generate-events N]\n"
                "                       [--framing chunked|length|close] [--chunk-size N | --chunk-per-event]\n"
                "                       [--delay-ms N] [--slow-ms N] [--status N] [--body TEXT]\n"
-               "                       [--header 'Name: value']... [--max-requests N] [--log]\n",
+               "                       [--header 'Name: value']... [--max-requests N]\n"
+               "                       [--flood comments|continues|content|empty-deltas [--flood-seconds N]] [--log]\n",
                stderr);
 }
 
@@ -42,6 +45,21 @@ bool to_number(const char* s, unsigned long long max, unsigned long long& out) {
     return errno == 0 && *end == '\0' && s[0] != '-' && out <= max;
 }
 
+bool to_flood(const char* s, llm_test::Flood& out) {
+    static const std::pair<const char*, llm_test::Flood> kinds[] = {
+        {"comments", llm_test::Flood::comments},
+        {"continues", llm_test::Flood::continues},
+        {"content", llm_test::Flood::content},
+        {"empty-deltas", llm_test::Flood::empty_deltas},
+    };
+    for (const auto& kind : kinds)
+        if (std::strcmp(s, kind.first) == 0) {
+            out = kind.second;
+            return true;
+        }
+    return false;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -50,7 +68,9 @@ int main(int argc, char** argv) {
     std::string stream_file, body, framing_name, status_text;
     bool have_body = false, have_events = false, per_event = false, log = false;
     unsigned long long events = 0, chunk_size = 0, delay_ms = 0, slow_ms = 0, status = 200, max_requests = 0;
-    bool slow = false;
+    unsigned long long flood_seconds = 10;
+    bool slow = false, have_flood = false;
+    llm_test::Flood flood = llm_test::Flood::comments;
     llm_test::Headers headers;
 
     for (int i = 1; i < argc; ++i) {
@@ -70,7 +90,7 @@ int main(int argc, char** argv) {
         }
         static const char* const with_value[] = {"--port", "--host", "--stream", "--generate-events", "--framing",
                                                   "--chunk-size", "--delay-ms", "--slow-ms", "--status", "--body",
-                                                  "--header", "--max-requests"};
+                                                  "--header", "--max-requests", "--flood", "--flood-seconds"};
         bool known = false;
         for (const char* name : with_value) known = known || arg == name;
         if (!known) {
@@ -117,6 +137,11 @@ int main(int argc, char** argv) {
             }
         } else if (arg == "--max-requests") {
             ok = to_number(value, 1ull << 40, max_requests);
+        } else if (arg == "--flood") {
+            ok = to_flood(value, flood);
+            have_flood = true;
+        } else if (arg == "--flood-seconds") {
+            ok = to_number(value, 3600, flood_seconds) && flood_seconds > 0;
         }
         if (!ok) {
             std::fprintf(stderr, "llm_test_server: bad or missing value for %s\n", arg.c_str());
@@ -125,8 +150,8 @@ int main(int argc, char** argv) {
         }
         ++i;
     }
-    if ((!stream_file.empty()) + have_events + have_body > 1) {
-        std::fputs("llm_test_server: give at most one of --stream, --generate-events and --body\n", stderr);
+    if ((!stream_file.empty()) + have_events + have_body + have_flood > 1) {
+        std::fputs("llm_test_server: give at most one of --stream, --generate-events, --body and --flood\n", stderr);
         return 2;
     }
     if (chunk_size > 0 && per_event) {
@@ -135,7 +160,9 @@ int main(int argc, char** argv) {
     }
 
     llm_test::Response response;
-    if (have_body) {
+    if (have_flood) {
+        response = llm_test::Response::flooding(flood, static_cast<int>(flood_seconds * 1000));
+    } else if (have_body) {
         response = llm_test::Response::status(static_cast<int>(status), body);
     } else {
         std::string stream;

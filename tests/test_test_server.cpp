@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -933,6 +934,95 @@ TEST_CASE("stop() is prompt with connections idle, stalled, silent and blocked w
     CHECK((r.eof || r.error == ECONNRESET));
     CHECK(r.bytes.size() < (32u << 20));
     server.reset();  // the destructor after stop(): nothing left to do
+}
+
+namespace {
+
+// True when `bytes` is `unit` repeated, the last repetition possibly cut short.
+bool repeats(std::string_view bytes, std::string_view unit) {
+    if (bytes.size() < unit.size()) return false;
+    for (std::size_t i = 0; i < bytes.size(); ++i)
+        if (bytes[i] != unit[i % unit.size()]) return false;
+    return true;
+}
+
+// Reads until EOF (or an error, or timeout_ms): the first MiB is kept in `first`, the rest only counted.
+Client::Received read_flood(Client& c, int timeout_ms, std::size_t& total) {
+    const auto mib = [](const std::string& b) { return b.size() >= (1u << 20); };
+    const auto t0 = Clock::now();
+    Client::Received first = c.read(timeout_ms, mib);
+    total = first.bytes.size();
+    bool ended = first.eof || first.error != 0 || first.timed_out;
+    while (!ended) {  // each pass reads until 1 MiB more, the end, or the time left
+        const Client::Received more = c.read(timeout_ms - static_cast<int>(ms_since(t0)), mib);
+        total += more.bytes.size();
+        first.eof = more.eof;
+        first.error = more.error;
+        first.timed_out = more.timed_out;
+        ended = more.eof || more.error != 0 || more.timed_out;
+    }
+    return first;
+}
+
+}  // namespace
+
+TEST_CASE("flooding: each kind repeats its bytes while the client reads, then closes at its time limit") {
+    using llm_test::Flood;
+    TestServer server;
+    REQUIRE(server.start());
+    for (const Flood kind : {Flood::comments, Flood::content, Flood::empty_deltas, Flood::continues}) {
+        CAPTURE(static_cast<int>(kind));
+        server.push(Response::flooding(kind, 400));
+        Client c;
+        REQUIRE(c.connect(server.port()));
+        REQUIRE(c.send(post("/", "{}")));
+        const auto t0 = Clock::now();
+        std::size_t total = 0;
+        const Client::Received got = read_flood(c, 20000, total);
+        const double took = ms_since(t0);
+        CHECK(got.eof);
+        CHECK(took >= 300);  // it kept sending for its time limit (less a little for the clock's start)
+        CHECK(took < 10000);
+        CHECK(total > 64 * 1024);
+        if (kind == Flood::continues) {
+            CHECK(repeats(got.bytes, "HTTP/1.1 100 Continue\r\n\r\n"));
+            continue;
+        }
+        const Parsed p = parse_response(got.bytes, got.eof);
+        CHECK(p.status == 200);
+        CHECK(p.header("content-type") == "text/event-stream");
+        CHECK(p.chunked);
+        CHECK(repeats(p.body, Response::flood_event(kind)));
+        const std::size_t unit = Response::flood_event(kind).size();
+        CHECK(std::all_of(p.chunk_sizes.begin(), p.chunk_sizes.end(), [&](std::size_t n) { return n % unit == 0; }));
+    }
+}
+
+TEST_CASE("flooding stops when the client goes away, and stop() ends a flood the client does not read") {
+    TestServer server;
+    REQUIRE(server.start());
+    server.set_default(Response::flooding(llm_test::Flood::comments, 60000));
+    {
+        Client c;
+        REQUIRE(c.connect(server.port()));
+        REQUIRE(c.send(post("/", "{}")));
+        const Client::Received got = c.read(5000, [](const std::string& b) { return b.size() > 256 * 1024; });
+        CHECK(got.bytes.size() > 256 * 1024);
+    }  // closed while the server writes
+    for (int i = 0; i < 500 && server.responses_completed() < 1; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CHECK(server.responses_completed() == 1);
+    CHECK(server.open_connection_count() == 0);
+
+    Client blocked;  // never reads: the server waits to write
+    REQUIRE(blocked.connect(server.port()));
+    REQUIRE(blocked.send(post("/", "{}")));
+    REQUIRE(server.wait_for_requests(2, 5000));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto t0 = Clock::now();
+    server.stop();
+    CHECK(ms_since(t0) < 1000.0);
+    CHECK(server.open_connection_count() == 0);
 }
 
 TEST_CASE("large generated stream through the one-write path") {

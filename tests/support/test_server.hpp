@@ -15,7 +15,8 @@
 //   server.stop();                                     // also done by the destructor
 //
 // Responses are taken from the queue (push) in request order, across all connections; when it is empty,
-// the default (set_default) answers. See Response for the framings and the faults.
+// the default (set_default) answers. See Response for the framings and the faults, and Response::flooding
+// for a hostile server that sends faster than a client can parse.
 
 #ifndef LLM_TEST_SERVER_HPP
 #define LLM_TEST_SERVER_HPP
@@ -94,6 +95,14 @@ struct Chunking {
     }
 };
 
+// What a flooding response (Response::flooding) repeats without end.
+enum class Flood {
+    comments,      // ":\n\n" (an SSE comment line, then an empty line) in a 200 text/event-stream body
+    continues,     // "HTTP/1.1 100 Continue\r\n\r\n": interim responses, and never a final one
+    content,       // content events, each with the delta "x"
+    empty_deltas,  // events with an empty delta: valid JSON that gives the caller nothing
+};
+
 // One scripted response, with its faults. Plain data: set the members directly or use the helpers.
 struct Response {
     static constexpr std::size_t never = static_cast<std::size_t>(-1);
@@ -130,6 +139,15 @@ struct Response {
     // "Body bytes" count payload bytes (chunk-size lines and CRLFs excluded; with raw, the raw bytes). A
     // reset waits (up to 2 s) for the bytes already written to leave the socket, so the peer receives
     // exactly that many before the RST. A threshold beyond the body never fires.
+
+    // ---- flooding: a hostile server ----
+    // `flood` not empty: after the head (with raw: instead of a response) these bytes are sent over and
+    // over, as fast as the client reads them, in writes of about 64 KiB (one HTTP chunk each when
+    // chunked), until the client goes away, stop() is called or flood_ms have passed; then the
+    // connection is closed and a chunked body is left unterminated. `body` and the mid-body faults are
+    // ignored.
+    std::string flood;
+    int flood_ms = 10000;
 
     // ---- builders ----
     // text/event-stream, "Cache-Control: no-cache"; chunked responses one chunk per event by default.
@@ -180,6 +198,20 @@ struct Response {
         r.close_before_headers = true;
         return r;
     }
+    // A server that floods the client with `kind` for at most `ms` (see flood).
+    static Response flooding(Flood kind, int ms = 10000) {
+        Response r;
+        if (kind == Flood::continues) {
+            r.raw = true;
+            r.keep_alive = false;
+            r.flood = "HTTP/1.1 100 Continue\r\n\r\n";
+        } else {
+            r = sse({});
+            r.flood = flood_event(kind);
+        }
+        r.flood_ms = ms;
+        return r;
+    }
 
     // Chainable tweaks: Response::sse(body).with_delay(20).with_header("X-A", "1")
     Response& with_header(std::string name, std::string value) {
@@ -201,6 +233,13 @@ struct Response {
     Response& closing() {
         keep_alive = false;
         return *this;
+    }
+
+    // The SSE bytes one repetition of a flood of `kind` sends (not for Flood::continues).
+    static std::string flood_event(Flood kind) {
+        if (kind == Flood::comments) return ":\n\n";
+        const char* delta = kind == Flood::content ? "{\"content\":\"x\"}" : "{}";
+        return std::string("data: {\"choices\":[{\"index\":0,\"delta\":") + delta + ",\"finish_reason\":null}]}\n\n";
     }
 
     static bool equals_ignore_case(std::string_view a, std::string_view b) {
@@ -233,7 +272,8 @@ struct Request {
     bool has_header(std::string_view name) const { return header_count(name) > 0; }
     std::size_t header_count(std::string_view name) const {
         std::size_t n = 0;
-        for (const auto& h : headers) n += Response::equals_ignore_case(h.first, name) ? 1 : 0;
+        for (const auto& h : headers)
+            if (Response::equals_ignore_case(h.first, name)) ++n;
         return n;
     }
 };
@@ -255,6 +295,8 @@ inline const char* reason_phrase(int code) {
         case 204: return "No Content";
         case 301: return "Moved Permanently";
         case 302: return "Found";
+        case 307: return "Temporary Redirect";
+        case 308: return "Permanent Redirect";
         case 400: return "Bad Request";
         case 401: return "Unauthorized";
         case 403: return "Forbidden";
@@ -330,12 +372,26 @@ struct Prepared {
     Response r;
     std::vector<std::pair<std::size_t, std::size_t>> pieces;
     bool fast = false;  // no delays, no slowness, no mid-body fault: `wire` is written with large writes
-    std::string wire;   // fast: the whole framed body (chunk lines and terminator included)
+    std::string wire;   // fast: the whole framed body (chunk lines and terminator included); flooding:
+                        // one write's worth of the flood, framed
     std::size_t body_size = 0;
 };
 
+// About 64 KiB of whole repetitions of r.flood, as one HTTP chunk when the body is chunked.
+inline std::string flood_block(const Response& r) {
+    std::string block;
+    while (block.size() < 64 * 1024) block += r.flood;  // r.flood is not empty: each pass grows it
+    if (r.raw || r.framing != Framing::chunked) return block;
+    return hex_size_line(block.size()) + block + "\r\n";
+}
+
 inline std::shared_ptr<const Prepared> prepare(Response r) {
     auto p = std::make_shared<Prepared>();
+    if (!r.flood.empty()) {
+        p->wire = flood_block(r);
+        p->r = std::move(r);
+        return p;
+    }
     p->body_size = r.body.size();
     p->pieces = split_pieces(r.body, r.chunking);
     p->fast = !r.slow && r.write_delay_ms <= 0 && r.reset_after_body_bytes == Response::never &&
@@ -1016,6 +1072,7 @@ private:
         const bool closing = client_closes || !r.keep_alive || r.framing == Framing::close || r.truncate_chunked;
         const After done = closing ? After::close_gracefully : After::keep;
         if (!r.raw && !send_all(c, build_head(p, closing), r.slow, r.slow_delay_ms)) return After::close_now;
+        if (!r.flood.empty()) return flood(c, p);
         if (p.fast) return send_all(c, p.wire) ? done : After::close_now;
 
         const bool chunked = !r.raw && r.framing == Framing::chunked;
@@ -1035,6 +1092,28 @@ private:
         if (chunked && !r.truncate_chunked && !send_all(c, std::string("0\r\n\r\n"), r.slow, r.slow_delay_ms))
             return After::close_now;
         return done;
+    }
+
+    // Writes p.wire again and again, as fast as the client reads, until the client goes away, stop() (it
+    // shuts the socket down) or p.r.flood_ms have passed; the first write is made whatever the clock says.
+    // Partial writes resume where they stopped, so the client sees whole repetitions.
+    After flood(Conn& c, const detail::Prepared& p) {
+        const auto until = Clock::now() + std::chrono::milliseconds(p.r.flood_ms);
+        std::size_t at = 0;
+        for (;;) {  // ends: the time limit, a failed write or stop()
+            const ssize_t n = ::send(c.fd, p.wire.data() + at, p.wire.size() - at, MSG_NOSIGNAL);
+            const int error = n < 0 ? errno : 0;
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+            if (left <= 0) return After::close_now;
+            if (n > 0) {
+                at = (at + static_cast<std::size_t>(n)) % p.wire.size();
+            } else if (error == EAGAIN || error == EWOULDBLOCK) {
+                const Io w = wait_fd(c.fd, POLLOUT, static_cast<int>(left));
+                if (w != Io::ok && w != Io::timeout) return After::close_now;  // a timeout ends it above
+            } else if (error != EINTR) {
+                return After::close_now;
+            }
+        }
     }
 
     Options options_;
