@@ -24,6 +24,7 @@ absolute() {
 BIN=$(absolute "$1")
 TEST_SERVER_BIN=
 [ $# -eq 2 ] && TEST_SERVER_BIN=$(absolute "$2")
+STREAMS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/data/streams
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/llm-chat-e2e.XXXXXX") || exit 2
 SERVER_PID=
@@ -91,6 +92,65 @@ hex_of() { od -An -tx1 | tr -d ' \n'; }
 
 # ------------------------------------------------------------------------------------------------
 # Information and usage
+# ------------------------------------------------------------------------------------------------
+# --replay: a captured raw HTTP response decoded offline by the same code as a live stream
+# ------------------------------------------------------------------------------------------------
+
+# capture FILE FRAMING: a raw response around a recorded SSE body, as a server would have sent it.
+capture() {
+    local body="$STREAMS/$1" size
+    size=$(wc -c <"$body")
+    if [ "$2" = length ]; then
+        printf 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n' "$size"
+        cat "$body"
+    else
+        printf 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n' "$size"
+        cat "$body"
+        printf '\r\n0\r\n\r\n'
+    fi
+}
+
+capture deepseek-chat.sse chunked >"$WORK/captured.http"
+run --replay "$WORK/captured.http"
+if [ "$RC" -eq 0 ] && [ "$(cat "$WORK/out")" = "Hello! How can I assist you today? 😊" ] && [ ! -s "$WORK/err" ]; then
+    pass "--replay FILE prints the recorded reply, no network, no stub notice"
+else
+    fail "--replay FILE prints the recorded reply, no network, no stub notice"
+fi
+
+capture deepseek-r1-reasoning.sse length >"$WORK/reasoning.http"
+$LIMIT "$BIN" --replay - --events <"$WORK/reasoning.http" >"$WORK/out" 2>"$WORK/err"
+RC=$?
+if [ "$RC" -eq 0 ] && grep -q '^{"type":"reasoning","text":' "$WORK/out" && grep -q '^{"type":"finish","reason":"stop"}$' "$WORK/out" &&
+    grep -q '^{"type":"usage","prompt_tokens":' "$WORK/out"; then
+    pass "--replay - --events: reasoning, finish and usage events from standard input"
+else
+    fail "--replay - --events: reasoning, finish and usage events from standard input"
+fi
+
+run --replay "$WORK/captured.http" --stats
+if [ "$RC" -eq 0 ] && err_has '^LLM stream completed: ' && err_has '^Stream details: 1 attempt'; then
+    pass "--replay --stats: the metric lines of a live stream"
+else
+    fail "--replay --stats: the metric lines of a live stream"
+fi
+
+printf 'HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: 61\r\n\r\n{"error":{"message":"Rate limit reached","type":"requests"}}  ' >"$WORK/limited.http"
+run --replay "$WORK/limited.http"
+if [ "$RC" -eq 1 ] && [ "$(cat "$WORK/err")" = "llm-chat: error: HTTP 429: Rate limit reached (type: requests)" ] &&
+    [ ! -s "$WORK/out" ]; then
+    pass "--replay of an HTTP error: exit 1 with the server's message, no retry"
+else
+    fail "--replay of an HTTP error: exit 1 with the server's message, no retry"
+fi
+
+run --replay "$WORK/no-such-file.http"
+if [ "$RC" -eq 2 ] && err_has '^llm-chat: --replay: cannot open' && [ ! -s "$WORK/out" ]; then
+    pass "--replay of a missing file is bad usage"
+else
+    fail "--replay of a missing file is bad usage"
+fi
+
 # ------------------------------------------------------------------------------------------------
 
 run --version
