@@ -3726,6 +3726,7 @@ private:
     void keep_connection();
     PollStatus deliver(const Event& event);
     std::optional<PollStatus> decode();
+    void log_response();
     PollStatus input_ended();
     PollStatus exchange();
     std::chrono::milliseconds time_left(Clock::time_point now) const noexcept;
@@ -3743,6 +3744,7 @@ private:
     int retries_done_ = 0;
     bool response_started_ = false;      // this attempt received bytes
     bool input_ended_ = false;           // the transport reported the end of the response
+    bool response_logged_ = false;
     std::size_t events_delivered_ = 0;
     std::minstd_rand jitter_;
 
@@ -3766,7 +3768,7 @@ inline void StreamImpl::begin_attempt(bool counts, bool allow_pooled) {
     decoder_ = Decoder(config().limits);
     request_sent_ = 0;
     receive_pos_ = receive_end_ = 0;
-    response_started_ = input_ended_ = false;
+    response_started_ = input_ended_ = response_logged_ = false;
     transport_.reset();  // closes the previous attempt's connection first
     IdleConnection idle;
     if (allow_pooled && !exchange_.origin.empty()) idle = client_->take_idle(exchange_.origin);
@@ -3979,11 +3981,23 @@ inline PollStatus StreamImpl::succeed() {
     return PollStatus::done;
 }
 
+/* The seed's client logs each response as it logs the request and the metrics. */
+inline void StreamImpl::log_response() {
+    response_logged_ = true;
+    if (config().log_level > LogLevel::info) return;
+    char ms[32];
+    std::snprintf(ms, sizeof ms, "%.2f ms", elapsed_ms(attempt_start_, Clock::now()));
+    std::string type(decoder_.header("content-type"));
+    log(LogLevel::info, "response: HTTP " + std::to_string(decoder_.http_status()) +
+                            (type.empty() ? "" : " " + excerpt(type, 60)) + " after " + ms);
+}
+
 /* Feeds the received bytes to the decoder; a result for the caller, or nothing when all are used. */
 inline std::optional<PollStatus> StreamImpl::decode() {
     for (;;) {
         const DecodeStep s = decoder_.feed({receive_.data() + receive_pos_, receive_end_ - receive_pos_});
         receive_pos_ += s.consumed;
+        if (!response_logged_ && decoder_.http_status() != 0) log_response();
         switch (s.status) {
         case DecodeStatus::need_more: return std::nullopt;
         case DecodeStatus::event: return deliver(decoder_.event());
