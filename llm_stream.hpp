@@ -3651,8 +3651,9 @@ inline IoResult NetworkTransport::handshake() {
 /* Makes the transport of each attempt, around a pooled connection when there is one. */
 using TransportFactory = std::function<std::unique_ptr<Transport>(std::unique_ptr<Connection> reused)>;
 
-/* What a stream sends and where: `origin` names the pool's connections ("" for no pooling). */
-struct Exchange {
+/* How a stream makes its attempts: what it sends and where; `origin` names the pool's connections
+   ("" for no pooling). */
+struct AttemptPlan {
     TransportFactory factory;
     std::string request;  // the bytes to send
     std::string origin;
@@ -3665,8 +3666,8 @@ public:
     StreamImpl(std::shared_ptr<ClientState> client, Error error) : client_(std::move(client)), start_(Clock::now()) {
         end_with(std::move(error));
     }
-    StreamImpl(std::shared_ptr<ClientState> client, Exchange exchange)
-        : client_(std::move(client)), exchange_(std::move(exchange)), start_(Clock::now()),
+    StreamImpl(std::shared_ptr<ClientState> client, AttemptPlan plan)
+        : client_(std::move(client)), plan_(std::move(plan)), start_(Clock::now()),
           jitter_(static_cast<std::uint32_t>(start_.time_since_epoch().count())) {
         begin_attempt(true, true);
     }
@@ -3732,7 +3733,7 @@ private:
     std::chrono::milliseconds time_left(Clock::time_point now) const noexcept;
 
     std::shared_ptr<ClientState> client_;
-    Exchange exchange_;
+    AttemptPlan plan_;
     std::unique_ptr<Transport> transport_;
     std::unique_ptr<Decoder> unfinished_;  // a pooled connection's last response, read before reuse
     std::size_t request_sent_ = 0;
@@ -3771,13 +3772,13 @@ inline void StreamImpl::begin_attempt(bool counts, bool allow_pooled) {
     response_started_ = input_ended_ = response_logged_ = false;
     transport_.reset();  // closes the previous attempt's connection first
     IdleConnection idle;
-    if (allow_pooled && !exchange_.origin.empty()) idle = client_->take_idle(exchange_.origin);
+    if (allow_pooled && !plan_.origin.empty()) idle = client_->take_idle(plan_.origin);
     const bool reused = idle.connection != nullptr;
     unfinished_ = std::move(idle.unfinished);
-    transport_ = exchange_.factory(std::move(idle.connection));
+    transport_ = plan_.factory(std::move(idle.connection));
     if (counts) {
         ++stats_.attempts;
-        log(LogLevel::info, exchange_.description + ", attempt " + std::to_string(stats_.attempts) +
+        log(LogLevel::info, plan_.description + ", attempt " + std::to_string(stats_.attempts) +
                                 (reused ? ", on a kept-alive connection" : ""));
     }
     attempt_start_ = last_activity_ = Clock::now();
@@ -3848,7 +3849,7 @@ inline std::optional<PollStatus> StreamImpl::retry_after(const Error& e) {
     const RetryDecision d = decide_retry(config().retry, retries_done_, failure, random01);
     const Clock::time_point now = Clock::now();
     const bool within_deadline = config().deadline.count() == 0 || now + d.wait < start_ + config().deadline;
-    if (!d.retry || !within_deadline || !exchange_.retry) return std::nullopt;
+    if (!d.retry || !within_deadline || !plan_.retry) return std::nullopt;
     ++retries_done_;
     char wait[32];
     std::snprintf(wait, sizeof wait, "%.2f s", static_cast<double>(d.wait.count()) / 1000.0);
@@ -4064,9 +4065,9 @@ inline PollStatus StreamImpl::exchange() {
         }
         if (input_ended_) return input_ended();
         if (std::optional<PollStatus> s = time_is_up(Clock::now())) return *s;
-        if (request_sent_ < exchange_.request.size()) {
-            const IoResult w = transport_->write(exchange_.request.data() + request_sent_,
-                                                 exchange_.request.size() - request_sent_);
+        if (request_sent_ < plan_.request.size()) {
+            const IoResult w = transport_->write(plan_.request.data() + request_sent_,
+                                                 plan_.request.size() - request_sent_);
             if (w.status == IoStatus::would_block) return PollStatus::pending;
             if (w.status != IoStatus::ok) return transport_failed();
             request_sent_ += w.bytes;
@@ -4381,13 +4382,13 @@ Stream memory_stream(const std::shared_ptr<detail::ClientState>& state, std::str
                      std::vector<std::size_t> segment_ends, std::chrono::milliseconds delay, std::string description,
                      bool retry = true) {
     auto bytes = std::make_shared<const std::string>(std::move(response));
-    detail::Exchange exchange;
-    exchange.factory = [bytes, segment_ends = std::move(segment_ends), delay](std::unique_ptr<detail::Connection>) {
+    detail::AttemptPlan plan;
+    plan.factory = [bytes, segment_ends = std::move(segment_ends), delay](std::unique_ptr<detail::Connection>) {
         return std::make_unique<detail::MemoryTransport>(bytes, segment_ends, delay);
     };
-    exchange.description = std::move(description);
-    exchange.retry = retry;
-    return Stream(std::make_unique<detail::StreamImpl>(state, std::move(exchange)));
+    plan.description = std::move(description);
+    plan.retry = retry;
+    return Stream(std::make_unique<detail::StreamImpl>(state, std::move(plan)));
 }
 
 /* "POST https://host/v1/chat/completions (model m)": the query is left out, as it may carry a key. */
@@ -4418,14 +4419,14 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
         std::shared_ptr<TlsBackend> backend;
         if (Error e = state_->tls_backend(backend)) return failed(std::move(e));  // no attempt could succeed
     }
-    detail::Exchange exchange;
-    exchange.factory = [client = state_, url](std::unique_ptr<detail::Connection> reused) {
+    detail::AttemptPlan plan;
+    plan.factory = [client = state_, url](std::unique_ptr<detail::Connection> reused) {
         return std::make_unique<detail::NetworkTransport>(client, url, std::move(reused));
     };
-    exchange.request = detail::http1_request(url, request);
-    exchange.origin = (url.https ? "https://" : "http://") + url.host_header;
-    exchange.description = describe_request(request, model);
-    return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(exchange)));
+    plan.request = detail::http1_request(url, request);
+    plan.origin = (url.https ? "https://" : "http://") + url.host_header;
+    plan.description = describe_request(request, model);
+    return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(plan)));
 }
 
 Stream Client::replay(std::string response) {
