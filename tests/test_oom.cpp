@@ -17,17 +17,20 @@ namespace oom_test {
 // never call the hook), so plain variables do.
 long allocations = 0;    // since arm()
 long fail_at = 0;        // this allocation (counted from 1) fails; 0: none does
-bool injected = false;   // the failure happened in this run
+bool fail_later = false; // every allocation after it fails too (memory stays short)
+bool injected = false;   // a failure happened in this run
 long live_blocks = 0;    // blocks handed out and not yet freed
 
-void arm(long k) {
+void arm(long k, bool and_later = false) {
     allocations = 0;
     fail_at = k;
+    fail_later = and_later;
     injected = false;
 }
 
 void* realloc_hook(void* block, std::size_t size) {
-    if (++allocations == fail_at) {
+    ++allocations;
+    if (fail_at > 0 && (allocations == fail_at || (fail_later && allocations > fail_at))) {
         injected = true;
         return nullptr;  // like realloc: the old block stays valid
     }
@@ -146,23 +149,18 @@ void check_run(const Outcome& run, const Outcome& clean) {
     CHECK(run.skipped_events == clean.skipped_events);
 }
 
-/* Runs `scenario` clean, lets `check_clean` judge that run against the scenario's expectations, then
-   once for every k with the k-th allocation failing. */
-void inject_every_allocation(const std::function<Outcome()>& scenario,
-                             const std::function<void(const Outcome&)>& check_clean) {
-    oom_test::arm(0);
-    const Outcome clean = scenario();
-    const long clean_allocations = oom_test::allocations;
-    CHECK(oom_test::live_blocks == 0);
-    check_clean(clean);
-    CHECK(clean_allocations > 0);
+/* Runs `scenario` with the k-th allocation failing (and every later one too when `and_later`), for
+   k = 1, 2, ... until a run makes fewer than k allocations. */
+void fail_each_allocation(const std::function<Outcome()>& scenario, const Outcome& clean, long clean_allocations,
+                          bool and_later) {
+    CAPTURE(and_later);
     int out_of_memory_runs = 0;
     bool ran_past_the_last = false;
     // A loopback run may allocate a little more than the clean one (reads split differently): the
     // bound is generous; the loop ends at the first run that made fewer than k allocations.
     for (long k = 1; k <= 4 * clean_allocations + 16 && !ran_past_the_last; ++k) {
         CAPTURE(k);
-        oom_test::arm(k);
+        oom_test::arm(k, and_later);
         const Outcome run = scenario();
         CAPTURE(run.error.message);
         CHECK(oom_test::live_blocks == 0);
@@ -173,6 +171,20 @@ void inject_every_allocation(const std::function<Outcome()>& scenario,
     CHECK(ran_past_the_last);
     CHECK(out_of_memory_runs > 0);
     oom_test::arm(0);
+}
+
+/* Runs `scenario` clean, lets `check_clean` judge that run against the scenario's expectations, then
+   fails each allocation in turn: alone, and with every one after it. */
+void inject_every_allocation(const std::function<Outcome()>& scenario,
+                             const std::function<void(const Outcome&)>& check_clean) {
+    oom_test::arm(0);
+    const Outcome clean = scenario();
+    const long clean_allocations = oom_test::allocations;
+    CHECK(oom_test::live_blocks == 0);
+    check_clean(clean);
+    CHECK(clean_allocations > 0);
+    fail_each_allocation(scenario, clean, clean_allocations, false);
+    fail_each_allocation(scenario, clean, clean_allocations, true);
 }
 
 Config quiet_config(std::vector<std::string>* warnings) {
@@ -412,6 +424,8 @@ TEST_CASE("Decoder: recorded streams in pieces, every allocation failure ends in
          "1 call_RbImHA6tBOwuzwIAvsQKFOox get_history_weather {\"format\": \"celsius\", \"location\": \"洛阳\"};"},
         {"dashscope-qwen3-thinking.sse", "运动鞋轻便、透气，适合日常穿着。", "好的，用户在问运动鞋。", ""},
         {"json-edge-cases.sse", "你好 😀 \"q\" \\ / \b\f\n\r\tspaced!", "", ""},
+        {"sse-edge-cases.sse", "no-space multi-line after blank events two spaces", "", ""},
+        {"openrouter-comments-crlf.sse", "Hi there! 👋", "", ""},
     };
     for (const Recorded& r : recorded) {
         CAPTURE(r.file);
