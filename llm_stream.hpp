@@ -147,7 +147,8 @@ public:
     virtual TlsResult handshake() = 0;
     virtual TlsResult read(char* buffer, std::size_t capacity) = 0;  // closed: the peer ended TLS
     virtual TlsResult write(const char* data, std::size_t size) = 0;
-    virtual const Error& error() const = 0;  // after TlsStatus::failed: why (ErrorCode::tls)
+    /* After TlsStatus::failed: why (ErrorCode::tls; ErrorCode::out_of_memory when an allocation failed). */
+    virtual const Error& error() const = 0;
 };
 
 class TlsBackend {
@@ -1127,6 +1128,22 @@ inline Error tls_error(std::string message) {
     return e;
 }
 
+/* Whether an mbedTLS error code (a high-level part plus a low-level part) says an allocation failed. */
+inline bool mbedtls_allocation_failed(int rc) noexcept {
+    const int high = -(-rc & 0x7F80), low = -(-rc & 0x007F);
+    return high == MBEDTLS_ERR_SSL_ALLOC_FAILED || high == MBEDTLS_ERR_X509_ALLOC_FAILED ||
+           high == MBEDTLS_ERR_PK_ALLOC_FAILED || high == MBEDTLS_ERR_ECP_ALLOC_FAILED ||
+           high == MBEDTLS_ERR_MD_ALLOC_FAILED || high == MBEDTLS_ERR_CIPHER_ALLOC_FAILED ||
+           low == MBEDTLS_ERR_MPI_ALLOC_FAILED || low == MBEDTLS_ERR_ASN1_ALLOC_FAILED;
+}
+
+/* `what` and mbedTLS's text for rc, as ErrorCode::tls, or out_of_memory when that is what rc says. */
+inline Error mbedtls_failure(int rc, const std::string& what) {
+    Error e = tls_error(what + mbedtls_error_text(rc));
+    if (mbedtls_allocation_failed(rc)) e.code = ErrorCode::out_of_memory;
+    return e;
+}
+
 /* The bytes of an IP address literal ("127.0.0.1", "::1"): 4 or 16, or 0 for a host name. */
 inline std::size_t ip_literal_bytes(const std::string& host, unsigned char (&out)[16]) {
     addrinfo hints{};
@@ -1263,7 +1280,7 @@ public:
         // SNI carries host names only (RFC 6066). Without a name mbedTLS matches none, and an IP
         // address is checked against the certificate's IP entries by verify_ip instead.
         if (rc == 0) rc = mbedtls_ssl_set_hostname(&ssl_, ip_size_ ? nullptr : host.c_str());
-        if (rc != 0) return tls_error("TLS setup failed: " + mbedtls_error_text(rc));
+        if (rc != 0) return mbedtls_failure(rc, "TLS setup failed: ");
         if (ip_size_) mbedtls_ssl_set_verify(&ssl_, &MbedTlsSession::verify_ip, this);
         mbedtls_ssl_set_bio(&ssl_, this, &MbedTlsSession::send_callback, &MbedTlsSession::receive_callback, nullptr);
         return {};
@@ -1331,7 +1348,7 @@ private:
 #endif
         if (rc == MBEDTLS_ERR_SSL_CONN_EOF) return {TlsStatus::closed, 0};
         const bool socket_failed = rc == MBEDTLS_ERR_NET_SEND_FAILED || rc == MBEDTLS_ERR_NET_RECV_FAILED;
-        error_ = tls_error(what + (socket_failed && socket_error_ ? socket_error_text(socket_error_) : mbedtls_error_text(rc)));
+        error_ = socket_failed && socket_error_ ? tls_error(what + socket_error_text(socket_error_)) : mbedtls_failure(rc, what);
         return {TlsStatus::failed, 0};
     }
     static int send_callback(void* self, const unsigned char* data, std::size_t size) {
@@ -1369,8 +1386,7 @@ inline Error MbedTlsBackend::load_trusted(const TlsOptions& options) {
         // The PEM parser wants the terminating NUL counted.
         const int rc = mbedtls_x509_crt_parse(&trusted_, reinterpret_cast<const unsigned char*>(options.ca_pem.c_str()),
                                               options.ca_pem.size() + 1);
-        if (rc < 0)
-            return tls_error("cannot parse the in-memory CA PEM: " + mbedtls_error_text(rc));
+        if (rc < 0) return mbedtls_failure(rc, "cannot parse the in-memory CA PEM: ");
         any = true;
     }
     auto load_file = [&](const std::string& path) { return mbedtls_x509_crt_parse_file(&trusted_, path.c_str()) >= 0; };
@@ -1414,8 +1430,7 @@ inline Error MbedTlsBackend::init(const TlsOptions& options) {
     if (rc == 0)
         rc = mbedtls_ssl_config_defaults(&config_, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
                                          MBEDTLS_SSL_PRESET_DEFAULT);
-    if (rc != 0)
-        return tls_error("TLS initialisation failed: " + mbedtls_error_text(rc));
+    if (rc != 0) return mbedtls_failure(rc, "TLS initialisation failed: ");
     if (options.verify)
         if (Error e = load_trusted(options)) return e;
     mbedtls_ssl_conf_authmode(&config_, options.verify ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_NONE);
@@ -2960,13 +2975,16 @@ inline DecodeStep DecoderCore::on_response_end() {
 inline DecodeStep DecoderCore::http_error() {
     std::string message = "HTTP " + std::to_string(status_);
     const std::string_view body = trim_ascii_space(whole_body_.view());
-    if (format_.extract(body) == DeltaExtractor::Result::error_event) {
+    const DeltaExtractor::Result read = format_.extract(body);
+    queued_ = next_queued_ = 0;  // whatever the extractor made of it is not this response's events
+    if (read == DeltaExtractor::Result::out_of_memory)  // never the raw body standing in for its message
+        return fail(make_error(ErrorCode::out_of_memory, message + ": out of memory while decoding the error body"));
+    if (read == DeltaExtractor::Result::error_event) {
         message += ": ";
         message.append(format_.server_message());
     } else if (!body.empty()) {
         message += ": " + excerpt(body, 200);
     }
-    queued_ = next_queued_ = 0;  // whatever the extractor made of it is not this response's events
     return fail(make_error(ErrorCode::http_status, std::move(message), status_));
 }
 
@@ -3348,6 +3366,12 @@ private:
     Clock::time_point ready_at_{};
 };
 
+/* The code for a failed TLS session: out_of_memory stays itself (never a TLS or I/O failure), anything
+   else is ErrorCode::tls. */
+inline ErrorCode tls_failure_code(const Error& session_error) noexcept {
+    return session_error.code == ErrorCode::out_of_memory ? ErrorCode::out_of_memory : ErrorCode::tls;
+}
+
 /* One TCP connection (with TLS over it for https), owned by a stream or idle in the client's pool. */
 class Connection {
 public:
@@ -3374,6 +3398,10 @@ public:
     std::string error_message() const {
         if (tls && tls_failed_) return tls->error().message;
         return socket_error_ ? socket_error_text(socket_error_) : "connection failure";
+    }
+    /* io, unless the TLS layer failed for want of memory. */
+    ErrorCode error_code() const {
+        return tls && tls_failed_ ? tls_failure_code(tls->error()) : ErrorCode::io;
     }
 
     std::unique_ptr<TlsSession> tls;
@@ -3510,7 +3538,7 @@ private:
         error_ = make_error(code, std::move(message));
         return {IoStatus::failed, 0};
     }
-    void fail_io() { error_ = make_error(ErrorCode::io, connection_->error_message()); }
+    void fail_io() { error_ = make_error(connection_->error_code(), connection_->error_message()); }
     IoResult resolve();
     IoResult start_connect();
     IoResult poll_connect();
@@ -3634,9 +3662,10 @@ inline IoResult NetworkTransport::handshake() {
         tls_wants_write_ = r.status == TlsStatus::want_write;
         return {IoStatus::would_block, 0};
     }
-    std::string why = r.status == TlsStatus::closed ? "the server closed the connection during the TLS handshake"
-                                                    : connection_->tls->error().message;
-    return failed(ErrorCode::tls, "TLS with " + url_.host_header + " failed: " + why);
+    const bool closed = r.status == TlsStatus::closed;
+    std::string why = closed ? "the server closed the connection during the TLS handshake" : connection_->tls->error().message;
+    return failed(closed ? ErrorCode::tls : tls_failure_code(connection_->tls->error()),
+                  "TLS with " + url_.host_header + " failed: " + why);
 }
 
 /* ------------------------------------------------------------------------------------------------
