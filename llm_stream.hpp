@@ -3718,8 +3718,8 @@ public:
         Stats s = stats_;
         if (!finished_) {
             s.total_ms = elapsed_ms(start_, Clock::now());
-            s.events += decoder_.messages();
-            s.skipped_events += decoder_.skipped_messages();
+            s.events += decoder_ ? decoder_->messages() : 0;
+            s.skipped_events += decoder_ ? decoder_->skipped_messages() : 0;
         }
         return s;
     }
@@ -3741,8 +3741,9 @@ private:
     void end_with(Error e);
     PollStatus cancelled() { return fail(make_error(ErrorCode::cancelled, "the stream was cancelled")); }
     void count_decoded() {
-        stats_.events += decoder_.messages();
-        stats_.skipped_events += decoder_.skipped_messages();
+        if (!decoder_) return;
+        stats_.events += decoder_->messages();
+        stats_.skipped_events += decoder_->skipped_messages();
     }
     /* The attempt failed: retried when nothing was delivered and the policy agrees, else final. */
     PollStatus attempt_failed(Error e);
@@ -3780,7 +3781,7 @@ private:
 
     ByteBuffer receive_;
     std::size_t receive_pos_ = 0, receive_end_ = 0;
-    Decoder decoder_;
+    std::unique_ptr<Decoder> decoder_;  // this attempt's; none before the first
 
     Event current_;
     Error error_;
@@ -3795,7 +3796,7 @@ private:
 
 inline void StreamImpl::begin_attempt(bool counts, bool allow_pooled) {
     count_decoded();
-    decoder_ = Decoder(config().limits);
+    decoder_ = std::make_unique<Decoder>(config().limits);
     request_sent_ = 0;
     receive_pos_ = receive_end_ = 0;
     response_started_ = input_ended_ = response_logged_ = false;
@@ -3872,7 +3873,7 @@ inline std::optional<PollStatus> StreamImpl::retry_after(const Error& e) {
     failure.code = e.code;
     failure.http_status = e.http_status;
     failure.response_started = response_started_;
-    if (e.http_status != 0) read_retry_hints(decoder_, static_cast<std::int64_t>(std::time(nullptr)), failure);
+    if (e.http_status != 0) read_retry_hints(*decoder_, static_cast<std::int64_t>(std::time(nullptr)), failure);
     const double random01 = static_cast<double>(jitter_() - jitter_.min()) /
                             static_cast<double>(jitter_.max() - jitter_.min() + 1);
     const RetryDecision d = decide_retry(config().retry, retries_done_, failure, random01);
@@ -3980,10 +3981,10 @@ inline PollStatus StreamImpl::drain_pooled() {
 /* Hands the connection back to the client's pool when the server allows it and nothing unread is
    left but the end of the response, which the next user of the connection will read. */
 inline void StreamImpl::keep_connection() {
-    if (!transport_ || !decoder_.keep_alive() || input_ended_) return;
+    if (!transport_ || !decoder_->keep_alive() || input_ended_) return;
     // Once more even with nothing left: the response may have ended exactly with [DONE].
-    for (bool first = true; !decoder_.response_complete() && (first || receive_pos_ < receive_end_); first = false) {
-        const DecodeStep s = decoder_.feed({receive_.data() + receive_pos_, receive_end_ - receive_pos_});
+    for (bool first = true; !decoder_->response_complete() && (first || receive_pos_ < receive_end_); first = false) {
+        const DecodeStep s = decoder_->feed({receive_.data() + receive_pos_, receive_end_ - receive_pos_});
         receive_pos_ += s.consumed;
         if (s.status == DecodeStatus::failed) return;
     }
@@ -3991,7 +3992,7 @@ inline void StreamImpl::keep_connection() {
     IdleConnection idle;
     idle.connection = transport_->release_connection();
     if (!idle.connection) return;
-    if (!decoder_.response_complete()) idle.unfinished = std::make_unique<Decoder>(std::move(decoder_));
+    if (!decoder_->response_complete()) idle.unfinished = std::move(decoder_);
     client_->put_idle(std::move(idle));
 }
 
@@ -4017,24 +4018,24 @@ inline void StreamImpl::log_response() {
     if (config().log_level > LogLevel::info) return;
     char ms[32];
     std::snprintf(ms, sizeof ms, "%.2f ms", elapsed_ms(attempt_start_, Clock::now()));
-    std::string type(decoder_.header("content-type"));
-    log(LogLevel::info, "response: HTTP " + std::to_string(decoder_.http_status()) +
+    std::string type(decoder_->header("content-type"));
+    log(LogLevel::info, "response: HTTP " + std::to_string(decoder_->http_status()) +
                             (type.empty() ? "" : " " + excerpt(type, 60)) + " after " + ms);
 }
 
 /* Feeds the received bytes to the decoder; a result for the caller, or nothing when all are used. */
 inline std::optional<PollStatus> StreamImpl::decode() {
     for (;;) {
-        const DecodeStep s = decoder_.feed({receive_.data() + receive_pos_, receive_end_ - receive_pos_});
+        const DecodeStep s = decoder_->feed({receive_.data() + receive_pos_, receive_end_ - receive_pos_});
         receive_pos_ += s.consumed;
-        if (!response_logged_ && decoder_.http_status() != 0) log_response();
+        if (!response_logged_ && decoder_->http_status() != 0) log_response();
         switch (s.status) {
         case DecodeStatus::need_more: return std::nullopt;
-        case DecodeStatus::event: return deliver(decoder_.event());
-        case DecodeStatus::warning: log(LogLevel::warning, std::string(decoder_.warning())); break;
+        case DecodeStatus::event: return deliver(decoder_->event());
+        case DecodeStatus::warning: log(LogLevel::warning, std::string(decoder_->warning())); break;
         case DecodeStatus::done: return succeed();
         case DecodeStatus::failed: {
-            const Error& e = decoder_.error();
+            const Error& e = decoder_->error();
             // A status worth retrying is the attempt's failure; anything else is the stream's.
             if (e.code == ErrorCode::http_status) return attempt_failed(e);
             return fail(e);
@@ -4047,16 +4048,16 @@ inline std::optional<PollStatus> StreamImpl::decode() {
    dropped (retried when nothing had been received or delivered). */
 inline PollStatus StreamImpl::input_ended() {
     for (;;) {
-        const DecodeStep s = decoder_.finish();
+        const DecodeStep s = decoder_->finish();
         switch (s.status) {
-        case DecodeStatus::event: return deliver(decoder_.event());
-        case DecodeStatus::warning: log(LogLevel::warning, std::string(decoder_.warning())); break;
+        case DecodeStatus::event: return deliver(decoder_->event());
+        case DecodeStatus::warning: log(LogLevel::warning, std::string(decoder_->warning())); break;
         case DecodeStatus::need_more:
         case DecodeStatus::done: return succeed();
         case DecodeStatus::failed:
             if (!response_started_)
                 return attempt_failed(make_error(ErrorCode::connect, "the server closed the connection without answering"));
-            return attempt_failed(decoder_.error());
+            return attempt_failed(decoder_->error());
         }
     }
 }
@@ -4088,7 +4089,7 @@ inline PollStatus StreamImpl::exchange() {
     const Config& cfg = config();
     for (int reads = 0;;) {
         if (cancelled_.load(std::memory_order_relaxed)) return cancelled();
-        if (receive_pos_ < receive_end_ || decoder_.response_complete()) {
+        if (receive_pos_ < receive_end_ || decoder_->response_complete()) {
             if (std::optional<PollStatus> s = decode()) return *s;
             continue;
         }
