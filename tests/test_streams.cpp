@@ -618,7 +618,7 @@ void check_every_split(const std::string& body, std::uint32_t seed, int random_s
             const std::vector<std::size_t> cuts =
                 split == 0   ? std::vector<std::size_t>{}
                 : split == 1 ? even_cuts(1, framing.response.size())
-                             : random_cuts(framing.response.size(), static_cast<unsigned>(seed * 31 + split));
+                             : random_cuts(framing.response.size(), seed * 31 + static_cast<unsigned>(split));
             const Run run = decode(framing.response, cuts);
             CHECK(run.contract_broken == "");
             check(run);
@@ -694,4 +694,32 @@ TEST_CASE("pipeline: events that are not chat chunks never stop a stream") {
             CHECK(skipped_warning(w));
         }
     });
+}
+
+/* =============================================================================================
+   The end of the response, for connection reuse
+   ============================================================================================= */
+
+TEST_CASE("Decoder: after done, the response is complete once its last byte was consumed") {
+    const std::string body =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\n"
+        "data: [DONE]\n\n";
+    for (const Framing& framing : framings(body, 6)) {
+        CAPTURE(framing.name);
+        llm_stream::Decoder decoder;
+        std::string_view input = framing.response;
+        llm_stream::DecodeStep step;
+        for (int steps = 0; steps < 16 && step.status != llm_stream::DecodeStatus::done; ++steps) {
+            step = decoder.feed(input);
+            input.remove_prefix(step.consumed);
+        }
+        CHECK(step.status == llm_stream::DecodeStatus::done);
+        // What a transport does before pooling the connection: read the rest of the response.
+        for (int steps = 0; steps < 16 && !input.empty() && !decoder.response_complete(); ++steps)
+            input.remove_prefix(decoder.feed(input).consumed);
+        CHECK(input.empty());
+        const bool close_delimited = framing.name == "close-delimited";  // its end is the end of input
+        CHECK(decoder.response_complete() == !close_delimited);
+        CHECK(decoder.keep_alive() == !close_delimited);
+    }
 }
