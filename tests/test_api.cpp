@@ -809,6 +809,46 @@ TEST_CASE("replay: a 500 with a plain-text body is reported at once: replay() ne
     CHECK(s.stats().attempts == 1);
 }
 
+TEST_CASE("replay: answers that are no completion fail the same whole and split at every byte") {
+    struct Case {
+        const char* name;
+        std::string response;
+        ErrorCode code;
+        int http_status;
+        const char* says;
+    };
+    const Case cases[] = {
+        {"an empty event stream", whole_response("HTTP/1.1 200 OK", "text/event-stream", ""), ErrorCode::protocol, 200,
+         "the response ended without any completion data"},
+        {"only SSE comments", whole_response("HTTP/1.1 200 OK", "text/event-stream", ": ping\n\n: ping\n\n"),
+         ErrorCode::protocol, 200, "without any completion data"},
+        {"a web page", whole_response("HTTP/1.1 200 OK", "text/html; charset=utf-8", "<html>hi</html>"),
+         ErrorCode::protocol, 200, "a web page, not a completion stream"},
+        {"204", "HTTP/1.1 204 No Content\r\n\r\n", ErrorCode::protocol, 204, "no content"},
+        {"a redirect", "HTTP/1.1 301 Moved Permanently\r\nLocation: https://api.example.com/v1/chat/completions\r\n"
+                       "Content-Length: 0\r\n\r\n",
+         ErrorCode::http_status, 301, "Location: https://api.example.com/v1/chat/completions"},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.name);
+        Stream s = Client(stub_config()).replay(c.response);
+        CHECK_FALSE(s.next_event());
+        CHECK(s.error().code == c.code);
+        CHECK(s.error().http_status == c.http_status);
+        INFO(s.error().message);
+        CHECK(contains(s.error().message, c.says));
+        CHECK(s.stats().attempts == 1);
+        std::size_t events = 0;
+        const Decoded split =
+            decode_in_pieces(c.response, even_cuts(1, c.response.size()), [&events](const Event&) { ++events; });
+        CHECK(split.contract_broken == "");
+        CHECK(split.failed);
+        CHECK(events == 0);
+        CHECK(split.error.code == s.error().code);
+        CHECK(split.error.message == s.error().message);
+    }
+}
+
 TEST_CASE("replay: an error event after some content") {
     Config config = stub_config();
     const std::string response =

@@ -291,7 +291,7 @@ std::vector<Framing> framings(const std::string& body, std::uint32_t seed) {
 
 std::size_t code_points(std::string_view s) {
     std::size_t n = 0;
-    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
     return n;
 }
 
