@@ -14,6 +14,9 @@ struct ChunkedStyle {
     bool last_chunk = true;       // false: no "0" chunk, as when the connection drops between chunks
 };
 
+/* The last chunk and an empty trailer section: the end of a chunked body. */
+inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
+
 /* "1f\r\n": the line that opens a chunk of n bytes. */
 inline std::string chunk_size_line(std::size_t n, const ChunkedStyle& style = {}) {
     char digits[32];
@@ -35,7 +38,7 @@ inline std::string chunked(std::string_view body, const std::vector<std::size_t>
         out += "\r\n";
         at = end;
     }
-    if (style.last_chunk) out += "0\r\n\r\n";
+    if (style.last_chunk) out += kLastChunk;
     return out;
 }
 

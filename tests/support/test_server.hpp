@@ -1024,7 +1024,7 @@ private:
         }
         if (s == Sent::reset) return After::already_closed;
         if (s == Sent::failed) return After::close_now;
-        if (chunked && !r.truncate_chunked && !send_all(c, std::string("0\r\n\r\n"), r.slow, r.slow_delay_ms))
+        if (chunked && !r.truncate_chunked && !send_all(c, std::string(kLastChunk), r.slow, r.slow_delay_ms))
             return After::close_now;
         return done;
     }
