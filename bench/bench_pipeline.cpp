@@ -18,6 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "../tests/support/chunked.hpp"
+#include "../tests/support/decode.hpp"
+#include "../tests/support/random_cuts.hpp"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -28,16 +32,11 @@ std::string make_stream(std::size_t events, std::size_t& body_bytes) {
     static const char* const ascii[] = {"the", " shoe", " is", " light", ",", " and", " breathes", " well", "."};
     static const char* const chinese[] = {"运动", "鞋", "轻便", "透气", "，", "适合", "日常", "穿着", "。"};
     std::mt19937 rng(42);
-    std::string out = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
-    std::string event, delta;
+    std::string body, delta;
+    std::vector<std::size_t> event_ends;
     auto emit = [&](const std::string& data) {
-        event = "data: " + data + "\n\n";
-        char size[16];
-        std::snprintf(size, sizeof size, "%zx\r\n", event.size());
-        out += size;
-        out += event;
-        out += "\r\n";
-        body_bytes += event.size();
+        body += "data: " + data + "\n\n";
+        event_ends.push_back(body.size());
     };
     for (std::size_t i = 0; i < events; ++i) {
         delta.clear();
@@ -52,8 +51,9 @@ std::string make_stream(std::size_t events, std::size_t& body_bytes) {
          "\"created\":1764678937,\"model\":\"gpt-4o-2024-08-06\",\"choices\":[],"
          "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":200000,\"total_tokens\":200012}}");
     emit("[DONE]");
-    out += "0\r\n\r\n";
-    return out;
+    body_bytes = body.size();
+    return "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+           chunked(body, event_ends);
 }
 
 double median(std::vector<double> v) {
@@ -127,19 +127,21 @@ int main(int argc, char** argv) {
         return lines;
     }, sink);
 
+    // The Decoder over the response in place, fed one receive buffer at a time as a transport would.
+    const std::vector<std::size_t> reads = even_cuts(llm_stream::Limits().receive_buffer_bytes, response.size());
     std::size_t content_bytes = 0, delivered = 0;
     const double t_pipeline = time_best_of(repeats, [&] {
-        llm_stream::Config config;
-        llm_stream::Stream s = llm_stream::detail::replay_stream_borrowed(config, response);
-        std::size_t n = 0;
+        llm_stream::Decoder decoder;
         content_bytes = 0;
-        while (const llm_stream::Event* e = s.next_event()) {
-            ++n;
-            if (e->type == llm_stream::EventType::content) content_bytes += e->text.size();
+        const Decoded d = decode_in_pieces(decoder, response, reads, PieceMemory::borrowed, [&](const llm_stream::Event& e) {
+            if (e.type == llm_stream::EventType::content) content_bytes += e.text.size();
+        });
+        if (!d.done) {
+            std::fprintf(stderr, "pipeline error: %s%s\n", d.error.message.c_str(), d.contract_broken.c_str());
+            std::exit(1);
         }
-        if (s.error()) { std::fprintf(stderr, "pipeline error: %s\n", s.error().message.c_str()); std::exit(1); }
-        delivered = n;
-        return n;
+        delivered = d.events;
+        return d.events;
     }, sink);
 
     std::size_t baseline_content = 0;
@@ -156,7 +158,7 @@ int main(int argc, char** argv) {
         std::printf("%-34s %10.0f %14.0f %9.2fx\n", name, mb / t, static_cast<double>(events) / t, t / t_memchr);
     };
     row("memchr('\\n') floor", t_memchr);
-    row("llm_stream pipeline (Stream)", t_pipeline);
+    row("llm_stream pipeline (Decoder)", t_pipeline);
     row("chunked+lines+nlohmann::json", t_nlohmann);
     std::printf("llm_stream is %.1fx faster than the nlohmann::json baseline (%zu events delivered)\n",
                 t_nlohmann / t_pipeline, delivered);

@@ -1,12 +1,13 @@
-// libFuzzer target: the whole pipeline (detail::replay_stream: HTTP reader -> SSE parser -> JSON
-// delta extractor -> Stream) on arbitrary bytes.
+// libFuzzer target: the whole pipeline (HTTP reader -> SSE parser -> JSON delta extractor) on
+// arbitrary bytes, through the public Decoder and through a Stream (Client::replay).
 //
 // Input starting with "HTTP/" is the whole response; anything else is a body, wrapped (chosen by
 // the input's PRNG) in a 200 text/event-stream response (chunked at random sizes, Content-Length
-// or close-delimited), a 200 application/json reply, or a non-2xx error. The transport splits the
-// response at PRNG-chosen points. The stream must end (no hang, bounded calls), never crash or
-// leak, deliver only valid UTF-8, keep its stats consistent with what it delivered, and answer
-// the same through poll() as through next_event().
+// or close-delimited), a 200 application/json reply, or a non-2xx error. The Decoder gets the
+// response in pieces cut at PRNG-chosen points, each in its own heap buffer. Every run must end (no
+// hang, bounded calls), never crash or leak, keep the Decoder's feed() contract, deliver only valid
+// UTF-8, and a Stream must keep its stats consistent with what it delivered and answer the same
+// through poll() as through next_event() and as the Decoder.
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
 
@@ -45,8 +46,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
     }
     const std::vector<std::size_t> cuts = fuzz::random_cuts(rng, response.size(), static_cast<int>(rng.below(4)));
-    const fuzz::RunResult blocking = fuzz::run_stream(config, response, cuts, false);
-    const fuzz::RunResult polled = fuzz::run_stream(config, response, cuts, true);
+    const fuzz::RunResult decoded = fuzz::run_decoder(config.limits, response, cuts);
+    const fuzz::RunResult blocking = fuzz::run_stream(config, response, false);
+    const fuzz::RunResult polled = fuzz::run_stream(config, response, true);
     fuzz::same_run(blocking, polled, "next_event() vs poll()");
+    // A Stream that received nothing reports a connection error where the Decoder sees bad HTTP.
+    fuzz::same_run(decoded, blocking, "Decoder vs Stream", !response.empty());
     return 0;
 }

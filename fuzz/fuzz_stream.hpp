@@ -1,10 +1,13 @@
 // Shared by the pipeline targets (include after llm_stream.hpp): HTTP wrappers for an SSE body,
-// a Config chosen from the input's PRNG, and a run of detail::replay_stream copied into plain data
-// (with the invariants every run must keep checked on the way).
+// a Config chosen from the input's PRNG, and runs of the Decoder (fed in pieces by
+// tests/support/decode.hpp) or of a Stream (Client::replay) copied into plain data, with the
+// invariants every run must keep checked on the way.
 #ifndef LLM_STREAM_FUZZ_STREAM_HPP
 #define LLM_STREAM_FUZZ_STREAM_HPP
 
 #include "fuzz_common.hpp"
+#include "../tests/support/chunked.hpp"
+#include "../tests/support/decode.hpp"
 
 #include <cstdio>
 #include <string>
@@ -13,25 +16,6 @@
 namespace fuzz {
 
 inline bool utf8(std::string_view s) { return llm_stream::detail::utf8_valid(s.data(), s.data() + s.size()); }
-
-// Chunked framing with chunk sizes from rng (style as in random_cuts), sometimes with extensions.
-inline std::string chunked_body(std::string_view body, Rng& rng, int style) {
-    std::string out;
-    std::size_t at = 0;
-    const std::vector<std::size_t> cuts = random_cuts(rng, body.size(), style);
-    for (std::size_t i = 0; i <= cuts.size(); ++i) {
-        const std::size_t stop = i < cuts.size() ? cuts[i] : body.size();
-        if (stop == at) continue;
-        char size[32];
-        std::snprintf(size, sizeof size, rng.below(8) == 0 ? "%zX;ext=1\r\n" : "%zx\r\n", stop - at);
-        out += size;
-        out.append(body.substr(at, stop - at));
-        out += "\r\n";
-        at = stop;
-    }
-    out += "0\r\n\r\n";
-    return out;
-}
 
 enum class Framing { chunked, content_length, close };
 
@@ -43,10 +27,14 @@ inline std::string http_response(std::string_view body, Framing framing, Rng& rn
     out += content_type;
     out += "\r\nCache-Control: no-cache\r\n";
     switch (framing) {
-    case Framing::chunked:
+    case Framing::chunked: {
+        ChunkedStyle style;
+        style.upper_hex = rng.below(2) == 0;
+        if (rng.below(8) == 0) style.extension = ";ext=1";
         out += "Transfer-Encoding: chunked\r\n\r\n";
-        out += chunked_body(body, rng, chunk_style);
+        out += chunked(body, random_cuts(rng, body.size(), chunk_style), style);
         break;
+    }
     case Framing::content_length:
         out += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
         out.append(body);
@@ -63,7 +51,6 @@ inline std::string http_response(std::string_view body, Framing framing, Rng& rn
 inline llm_stream::Config fuzz_config(Rng& rng) {
     llm_stream::Config config;
     config.log_level = llm_stream::LogLevel::off;
-    config.retry.max_retries = 0;
     switch (rng.below(4)) {
     case 0:
         config.limits.max_line_bytes = 1 + rng.below(128);
@@ -90,10 +77,13 @@ struct CopiedEvent {
 
 struct RunResult {
     std::vector<CopiedEvent> events;
+    bool failed = false;
     llm_stream::ErrorCode error = llm_stream::ErrorCode::none;
     int http_status = 0;
     std::string message;
-    llm_stream::Stats stats;
+    std::size_t messages = 0;  // SSE events (or JSON replies) decoded
+    std::size_t skipped = 0;   // of which skipped
+    std::vector<std::string> warnings;
 };
 
 inline std::string optional_text(const std::optional<std::string_view>& v) {
@@ -101,61 +91,29 @@ inline std::string optional_text(const std::optional<std::string_view>& v) {
     return v ? std::string(*v) : std::string("\x01");
 }
 
-// Runs the whole pipeline over `response`; use_poll drives it with poll() instead of next_event().
-inline RunResult run_stream(const llm_stream::Config& config, const std::string& response,
-                            std::vector<std::size_t> segment_ends, bool use_poll = false) {
-    llm_stream::Stream stream = llm_stream::detail::replay_stream(config, response, std::move(segment_ends));
-    RunResult r;
-    std::size_t content_bytes = 0, chars = 0, chunks = 0;
-    std::string finish_reason;
-    bool has_usage = false;
-    llm_stream::Usage usage;
-    // Every event needs at least one byte of input: more than that is a loop.
-    const std::size_t bound = response.size() + 16;
-    for (std::size_t calls = 0;; ++calls) {
-        FUZZ_CHECK(calls <= bound);
-        const llm_stream::Event* e = nullptr;
-        if (use_poll) {
-            const llm_stream::PollStatus s = stream.poll();
-            if (s == llm_stream::PollStatus::pending) continue;  // MemoryTransport never blocks, bounded above
-            if (s == llm_stream::PollStatus::event) e = &stream.current_event();
-            else FUZZ_CHECK((s == llm_stream::PollStatus::failed) == static_cast<bool>(stream.error()));
-        } else {
-            e = stream.next_event();
-        }
-        if (!e) break;
-        CopiedEvent c;
-        c.type = e->type;
-        FUZZ_CHECK(utf8(e->text));
-        c.text = std::string(e->text);
-        switch (e->type) {
-        case llm_stream::EventType::content:
-            FUZZ_CHECK(!e->text.empty());
-            ++chunks;
-            content_bytes += e->text.size();
-            chars += llm_stream::detail::utf8_count_chars(e->text);
-            break;
-        case llm_stream::EventType::reasoning: FUZZ_CHECK(!e->text.empty()); break;
-        case llm_stream::EventType::tool_call:
-            c.index = e->tool_call.index;
-            c.id = optional_text(e->tool_call.id);
-            c.name = optional_text(e->tool_call.name);
-            c.arguments = optional_text(e->tool_call.arguments);
-            break;
-        case llm_stream::EventType::finish: finish_reason = c.text; break;
-        case llm_stream::EventType::usage:
-            c.usage = e->usage;
-            has_usage = true;
-            usage = e->usage;
-            break;
-        }
-        r.events.push_back(std::move(c));
+// The event copied, its text checked: valid UTF-8, never an empty content or reasoning fragment.
+inline CopiedEvent copy_event(const llm_stream::Event& e) {
+    CopiedEvent c;
+    c.type = e.type;
+    FUZZ_CHECK(utf8(e.text));
+    c.text = std::string(e.text);
+    switch (e.type) {
+    case llm_stream::EventType::content:
+    case llm_stream::EventType::reasoning: FUZZ_CHECK(!e.text.empty()); break;
+    case llm_stream::EventType::tool_call:
+        c.index = e.tool_call.index;
+        c.id = optional_text(e.tool_call.id);
+        c.name = optional_text(e.tool_call.name);
+        c.arguments = optional_text(e.tool_call.arguments);
+        break;
+    case llm_stream::EventType::finish: break;
+    case llm_stream::EventType::usage: c.usage = e.usage; break;
     }
-    FUZZ_CHECK(stream.finished());
-    FUZZ_CHECK(stream.next_event() == nullptr);  // the end is sticky
-    const llm_stream::PollStatus again = stream.poll();
-    const llm_stream::Error& error = stream.error();
-    FUZZ_CHECK(again == (error ? llm_stream::PollStatus::failed : llm_stream::PollStatus::done));
+    return c;
+}
+
+inline void copy_error(const llm_stream::Error& error, RunResult& r) {
+    r.failed = static_cast<bool>(error);
     r.error = error.code;
     r.http_status = error.http_status;
     r.message = error.message;
@@ -163,33 +121,116 @@ inline RunResult run_stream(const llm_stream::Config& config, const std::string&
         FUZZ_CHECK(!error.message.empty());
         FUZZ_CHECK(utf8(error.message));
     }
-    r.stats = stream.stats();
-    FUZZ_CHECK(r.stats.chunks == chunks);
-    FUZZ_CHECK(r.stats.content_bytes == content_bytes);
-    FUZZ_CHECK(r.stats.chars == chars);
-    FUZZ_CHECK(r.stats.finish_reason == finish_reason);
-    FUZZ_CHECK(r.stats.has_usage == has_usage);
-    if (has_usage) {
-        FUZZ_CHECK(r.stats.usage.prompt_tokens == usage.prompt_tokens);
-        FUZZ_CHECK(r.stats.usage.completion_tokens == usage.completion_tokens);
-        FUZZ_CHECK(r.stats.usage.total_tokens == usage.total_tokens);
+}
+
+// The Decoder over `response` cut at `cuts`, each piece in its own heap buffer.
+inline RunResult run_decoder(const llm_stream::Limits& limits, const std::string& response,
+                             const std::vector<std::size_t>& cuts) {
+    RunResult r;
+    const Decoded d = decode_in_pieces(response, cuts, [&r](const llm_stream::Event& e) { r.events.push_back(copy_event(e)); },
+                                       limits);
+    if (!d.contract_broken.empty()) {
+        std::fprintf(stderr, "\nDecoder contract: %s\n", d.contract_broken.c_str());
+        fuzz::fail("the Decoder broke its feed()/finish() contract", __FILE__, __LINE__);
     }
-    FUZZ_CHECK(r.stats.received_bytes <= response.size());
-    FUZZ_CHECK(r.stats.attempts == 1);
-    FUZZ_CHECK((r.stats.first_chunk_ms >= 0) == (chunks > 0));
+    FUZZ_CHECK(d.done != d.failed);  // it always says how the response ended
+    copy_error(d.error, r);
+    r.messages = d.messages;
+    r.skipped = d.skipped_messages;
+    FUZZ_CHECK(r.skipped <= r.messages);
+    for (const std::string& w : d.warnings) FUZZ_CHECK(utf8(w));
+    r.warnings = d.warnings;
     return r;
 }
 
-// Prints the first difference, then aborts.
-inline void same_run(const RunResult& a, const RunResult& b, const char* what) {
+// What a Stream's statistics must say about the events it handed out.
+struct Tally {
+    std::size_t content_bytes = 0, chars = 0, chunks = 0;
+    std::string finish_reason;
+    bool has_usage = false;
+    llm_stream::Usage usage;
+
+    void add(const llm_stream::Event& e) {
+        switch (e.type) {
+        case llm_stream::EventType::content:
+            ++chunks;
+            content_bytes += e.text.size();
+            chars += llm_stream::detail::utf8_count_chars(e.text);
+            break;
+        case llm_stream::EventType::finish: finish_reason = std::string(e.text); break;
+        case llm_stream::EventType::usage:
+            has_usage = true;
+            usage = e.usage;
+            break;
+        default: break;
+        }
+    }
+    void check(const llm_stream::Stats& s, std::size_t response_size) const {
+        FUZZ_CHECK(s.chunks == chunks);
+        FUZZ_CHECK(s.content_bytes == content_bytes);
+        FUZZ_CHECK(s.chars == chars);
+        FUZZ_CHECK(s.finish_reason == finish_reason);
+        FUZZ_CHECK(s.has_usage == has_usage);
+        if (has_usage) {
+            FUZZ_CHECK(s.usage.prompt_tokens == usage.prompt_tokens);
+            FUZZ_CHECK(s.usage.completion_tokens == usage.completion_tokens);
+            FUZZ_CHECK(s.usage.total_tokens == usage.total_tokens);
+        }
+        FUZZ_CHECK(s.received_bytes <= response_size);
+        FUZZ_CHECK(s.attempts == 1);  // replay() never retries
+        FUZZ_CHECK((s.first_chunk_ms >= 0) == (chunks > 0));
+    }
+};
+
+// A Stream from Client::replay (its transport reads Limits::receive_buffer_bytes at a time);
+// use_poll drives it with poll() instead of next_event().
+inline RunResult run_stream(llm_stream::Config config, const std::string& response, bool use_poll) {
+    RunResult r;
+    config.log_level = llm_stream::LogLevel::warning;  // a replayed Stream warns only what its Decoder warns
+    config.log = [&r](llm_stream::LogLevel, std::string_view message) { r.warnings.emplace_back(message); };
+    llm_stream::Stream stream = llm_stream::Client(config).replay(response);
+    Tally tally;
+    // Every event needs at least one byte of input; each read, one more call: more than that is a loop.
+    const std::size_t bound = 2 * response.size() + 16;
+    for (std::size_t calls = 0;; ++calls) {
+        FUZZ_CHECK(calls <= bound);
+        const llm_stream::Event* e = nullptr;
+        if (use_poll) {
+            const llm_stream::PollStatus s = stream.poll();
+            if (s == llm_stream::PollStatus::pending) continue;  // replay never blocks, bounded above
+            if (s == llm_stream::PollStatus::event) e = &stream.current_event();
+            else FUZZ_CHECK((s == llm_stream::PollStatus::failed) == static_cast<bool>(stream.error()));
+        } else {
+            e = stream.next_event();
+        }
+        if (!e) break;
+        r.events.push_back(copy_event(*e));
+        tally.add(*e);
+    }
+    FUZZ_CHECK(stream.finished());
+    FUZZ_CHECK(stream.next_event() == nullptr);  // the end is sticky
+    const llm_stream::PollStatus again = stream.poll();
+    FUZZ_CHECK(again == (stream.error() ? llm_stream::PollStatus::failed : llm_stream::PollStatus::done));
+    copy_error(stream.error(), r);
+    const llm_stream::Stats stats = stream.stats();
+    tally.check(stats, response.size());
+    r.messages = stats.events;
+    r.skipped = stats.skipped_events;
+    return r;
+}
+
+// Prints the first difference, then aborts. `same_end`: the errors must match too (code, HTTP
+// status, message), the warnings, and the counts of decoded and skipped events.
+inline void same_run(const RunResult& a, const RunResult& b, const char* what, bool same_end = true) {
     auto differ = [&](const char* field, std::size_t at) {
-        std::fprintf(stderr, "\nsplit dependence (%s): %s differs", what, field);
+        std::fprintf(stderr, "\ndifference (%s): %s differs", what, field);
         if (at != static_cast<std::size_t>(-1)) std::fprintf(stderr, " at event %zu", at);
         std::fprintf(stderr, "\n  baseline: %zu events, error %s \"%s\"\n  variant:  %zu events, error %s \"%s\"\n",
                      a.events.size(), llm_stream::to_string(a.error), a.message.c_str(), b.events.size(),
                      llm_stream::to_string(b.error), b.message.c_str());
-        fuzz::fail("the event sequence depends on how the bytes were split", __FILE__, __LINE__);
+        fuzz::fail("two runs of the same response differ", __FILE__, __LINE__);
     };
+    const std::size_t none = static_cast<std::size_t>(-1);
     const std::size_t n = std::min(a.events.size(), b.events.size());
     for (std::size_t i = 0; i < n; ++i) {
         const CopiedEvent& x = a.events[i];
@@ -202,12 +243,15 @@ inline void same_run(const RunResult& a, const RunResult& b, const char* what) {
             x.usage.total_tokens != y.usage.total_tokens)
             differ("usage", i);
     }
-    if (a.events.size() != b.events.size()) differ("event count", static_cast<std::size_t>(-1));
-    if (a.error != b.error) differ("error code", static_cast<std::size_t>(-1));
-    if (a.http_status != b.http_status) differ("error http_status", static_cast<std::size_t>(-1));
-    if (a.message != b.message) differ("error message", static_cast<std::size_t>(-1));
-    if (a.stats.events != b.stats.events) differ("stats.events", static_cast<std::size_t>(-1));
-    if (a.stats.skipped_events != b.stats.skipped_events) differ("stats.skipped_events", static_cast<std::size_t>(-1));
+    if (a.events.size() != b.events.size()) differ("event count", none);
+    if (a.failed != b.failed) differ("failed or not", none);
+    if (!same_end) return;
+    if (a.error != b.error) differ("error code", none);
+    if (a.http_status != b.http_status) differ("error http_status", none);
+    if (a.message != b.message) differ("error message", none);
+    if (a.messages != b.messages) differ("decoded events", none);
+    if (a.skipped != b.skipped) differ("skipped events", none);
+    if (a.warnings != b.warnings) differ("warnings", none);
 }
 
 }  // namespace fuzz

@@ -12,6 +12,9 @@
 #include <string_view>
 #include <vector>
 
+#include "../tests/support/chunked.hpp"
+#include "../tests/support/random_cuts.hpp"
+
 namespace {
 
 std::string read_file(const char* path) {
@@ -34,30 +37,19 @@ bool write_seed(const std::string& dir, const std::string& bytes) {
     return static_cast<bool>(out);
 }
 
-std::string chunked(std::string_view body, std::size_t chunk) {
-    std::string out;
-    for (std::size_t at = 0; at < body.size(); at += chunk) {
-        const std::size_t n = std::min(chunk, body.size() - at);
-        char size[32];
-        std::snprintf(size, sizeof size, "%zx\r\n", n);
-        out += size;
-        out.append(body.substr(at, n));
-        out += "\r\n";
-    }
-    return out + "0\r\n\r\n";
-}
+std::string chunked_by(std::string_view body, std::size_t chunk) { return chunked(body, even_cuts(chunk, body.size())); }
 
 const char sse_head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n";
 
 std::vector<std::string> http_wrappings(std::string_view body) {
     std::vector<std::string> out;
     for (std::size_t chunk : {std::size_t(7), std::size_t(64), std::size_t(1000)})
-        out.push_back(std::string(sse_head) + "Transfer-Encoding: chunked\r\n\r\n" + chunked(body, chunk));
+        out.push_back(std::string(sse_head) + "Transfer-Encoding: chunked\r\n\r\n" + chunked_by(body, chunk));
     out.push_back(std::string(sse_head) + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
                   std::string(body));
     out.push_back(std::string(sse_head) + "Connection: close\r\n\r\n" + std::string(body));
     out.push_back("HTTP/1.1 100 Continue\r\n\r\n" + std::string(sse_head) + "Transfer-Encoding: chunked\r\n\r\n" +
-                  chunked(body, 128));
+                  chunked_by(body, 128));
     return out;
 }
 

@@ -9,9 +9,12 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
-#include <random>
 #include <string>
 #include <vector>
+
+#include "support/chunked.hpp"
+#include "support/decode.hpp"
+#include "support/random_cuts.hpp"
 
 namespace {
 
@@ -45,17 +48,9 @@ std::string make_body(int events) {
     return body;
 }
 
-std::string chunked(const std::string& body, std::size_t piece) {
-    std::string out = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
-    for (std::size_t at = 0; at < body.size(); at += piece) {
-        const std::size_t n = std::min(piece, body.size() - at);
-        char size[16];
-        std::snprintf(size, sizeof size, "%zx\r\n", n);
-        out += size;
-        out.append(body, at, n);
-        out += "\r\n";
-    }
-    return out + "0\r\n\r\n";
+std::string with_chunks(const std::string& body, std::size_t piece) {
+    return "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+           chunked(body, even_cuts(piece, body.size()));
 }
 
 std::string with_length(const std::string& body) {
@@ -73,29 +68,40 @@ struct Outcome {
     bool ok = false;
 };
 
-// Streams the response; allocations are counted from event `warmup` until the end of the stream.
-Outcome run(const std::string& response, std::vector<std::size_t> splits, std::size_t warmup = 200) {
-    llm_stream::Config config;
-    config.log_level = llm_stream::LogLevel::off;
-    llm_stream::Stream stream = llm_stream::detail::replay_stream(config, response, std::move(splits));
-    Outcome out;
-    long at_warmup = -1;
-    while (stream.next_event()) {
-        if (++out.events == warmup) at_warmup = heap_allocations.load();
+// Counts allocations from event `warmup` until the end of the stream.
+class SteadyCounter {
+public:
+    explicit SteadyCounter(std::size_t warmup) : warmup_(warmup) {}
+    void on_event() {
+        if (++events_ == warmup_) at_warmup_ = heap_allocations.load();
     }
-    out.steady_allocations = heap_allocations.load() - at_warmup;
-    out.ok = !stream.error() && at_warmup >= 0;
-    return out;
+    Outcome outcome(bool ok) const {
+        return {heap_allocations.load() - at_warmup_, events_, ok && at_warmup_ >= 0};
+    }
+
+private:
+    std::size_t warmup_;
+    std::size_t events_ = 0;
+    long at_warmup_ = -1;
+};
+
+// The Decoder over the response cut at `cuts`, fed in place (the harness copies nothing).
+Outcome decode(const std::string& response, const std::vector<std::size_t>& cuts, std::size_t warmup = 200) {
+    llm_stream::Decoder decoder;
+    SteadyCounter counter(warmup);
+    const Decoded d = decode_in_pieces(decoder, response, cuts, PieceMemory::borrowed,
+                                       [&counter](const Event&) { counter.on_event(); });
+    return counter.outcome(d.done && d.warnings.empty() && d.contract_broken.empty());
 }
 
-std::vector<std::size_t> random_splits(std::size_t size, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::vector<std::size_t> ends;
-    for (std::size_t at = 0; at < size;) {
-        at += 1 + rng() % 600;
-        ends.push_back(std::min(at, size));
-    }
-    return ends;
+// A Stream replaying the response (the transport reads it in receive-buffer-sized pieces).
+Outcome stream(const std::string& response, std::size_t warmup = 200) {
+    llm_stream::Config config;
+    config.log_level = llm_stream::LogLevel::off;
+    llm_stream::Stream s = llm_stream::Client(config).replay(response);
+    SteadyCounter counter(warmup);
+    while (s.next_event()) counter.on_event();
+    return counter.outcome(!s.error());
 }
 
 }  // namespace
@@ -107,22 +113,28 @@ TEST_CASE("no heap allocation per event once buffers are warm") {
         std::string response;
     };
     const Case cases[] = {
-        {"one chunk per 97 bytes", chunked(body, 97)},
-        {"one chunk per 4096 bytes", chunked(body, 4096)},
+        {"one chunk per 97 bytes", with_chunks(body, 97)},
+        {"one chunk per 4096 bytes", with_chunks(body, 4096)},
         {"Content-Length", with_length(body)},
         {"close-delimited", close_delimited(body)},
     };
     for (const Case& c : cases) {
         CAPTURE(c.name);
-        // Splits are built before counting starts: the vector's own allocation is not the stream's.
-        const std::vector<std::size_t> split_sets[] = {{}, random_splits(c.response.size(), 7),
-                                                       random_splits(c.response.size(), 8)};
-        for (const auto& splits : split_sets) {
-            const Outcome o = run(c.response, splits);
+        // Cuts are made before counting starts: the vector's own allocation is not the decoder's.
+        const std::vector<std::size_t> cut_sets[] = {{}, random_cuts(c.response.size(), 6),
+                                                     random_cuts(c.response.size(), 9),
+                                                     random_cuts(c.response.size(), 11)};
+        for (const auto& cuts : cut_sets) {
+            CAPTURE(cuts.size());
+            const Outcome o = decode(c.response, cuts);
             CHECK(o.ok);
             CHECK(o.events > 4000);  // 4000 events, tool-call events carry two fragments, plus usage
             CHECK(o.steady_allocations == 0);
         }
+        const Outcome o = stream(c.response);
+        CHECK(o.ok);
+        CHECK(o.events > 4000);
+        CHECK(o.steady_allocations == 0);
     }
 }
 

@@ -18,6 +18,10 @@
 #include <utility>
 #include <vector>
 
+#include "support/chunked.hpp"
+#include "support/decode.hpp"
+#include "support/random_cuts.hpp"
+
 using namespace std::chrono_literals;
 using llm_stream::ChatOptions;
 using llm_stream::Client;
@@ -148,28 +152,22 @@ std::string finish_json(std::string_view reason) {
            std::string(reason) + "\"}]}";
 }
 
-std::string chunk_of(std::string_view payload) {
-    char size_line[32];
-    std::snprintf(size_line, sizeof size_line, "%zx\r\n", payload.size());
-    return size_line + std::string(payload) + "\r\n";
-}
-
 const char* const kSseHead =
     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
     "Transfer-Encoding: chunked\r\n\r\n";
 
-// A chunked text/event-stream response, one HTTP chunk per SSE data payload; `segment_ends` receives
-// the offset after the head and after each chunk. `terminate` adds the final 0 chunk.
-std::string sse_response(const std::vector<std::string>& payloads, bool terminate,
-                         std::vector<std::size_t>* segment_ends = nullptr) {
-    std::string out = kSseHead;
-    if (segment_ends) segment_ends->push_back(out.size());
+// A chunked text/event-stream response, one HTTP chunk per SSE data payload. `terminate` adds the
+// last chunk.
+std::string sse_response(const std::vector<std::string>& payloads, bool terminate) {
+    std::string body;
+    std::vector<std::size_t> event_ends;
     for (const std::string& p : payloads) {
-        out += chunk_of("data: " + p + "\n\n");
-        if (segment_ends) segment_ends->push_back(out.size());
+        body += "data: " + p + "\n\n";
+        event_ends.push_back(body.size());
     }
-    if (terminate) out += "0\r\n\r\n";
-    return out;
+    ChunkedStyle style;
+    style.last_chunk = terminate;
+    return kSseHead + chunked(body, event_ends, style);
 }
 
 std::string whole_response(std::string_view status_line, std::string_view content_type, std::string_view body) {
@@ -748,8 +746,7 @@ TEST_CASE("the API key never appears in a log line or an error message") {
     SUBCASE("a 401 whose body echoes the key") {
         const std::string body = std::string("{\"error\":{\"message\":\"Incorrect API key provided: ") + kApiKey +
                                  "\",\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}";
-        Stream s = llm_stream::detail::replay_stream(
-            config, whole_response("HTTP/1.1 401 Unauthorized", "application/json", body));
+        Stream s = Client(config).replay(whole_response("HTTP/1.1 401 Unauthorized", "application/json", body));
         CHECK_FALSE(s.next_chunk().has_value());
         CHECK(s.error().code == ErrorCode::http_status);
         CHECK(contains(s.error().message, "Incorrect API key provided"));
@@ -760,7 +757,7 @@ TEST_CASE("the API key never appears in a log line or an error message") {
             {content_json("a"), std::string("{oops ") + kApiKey,
              std::string("{\"error\":{\"message\":\"bad key ") + kApiKey + "\"}}"},
             true);
-        Stream s = llm_stream::detail::replay_stream(config, response);
+        Stream s = Client(config).replay(response);
         CHECK(drain_chunks(s) == std::vector<std::string>{"a"});
         CHECK(s.error().code == ErrorCode::server_error);
         CHECK(s.stats().skipped_events == 1);
@@ -778,7 +775,7 @@ TEST_CASE("the API key never appears in a log line or an error message") {
 }
 
 // =================================================================================================
-// Recorded HTTP responses through the whole Stream (detail::replay_stream)
+// Recorded HTTP responses through the whole Stream (Client::replay)
 // =================================================================================================
 
 TEST_CASE("replay: a 401 with an OpenAI error body") {
@@ -786,7 +783,7 @@ TEST_CASE("replay: a 401 with an OpenAI error body") {
     const std::string response =
         whole_response("HTTP/1.1 401 Unauthorized", "application/json",
                        R"({"error":{"message":"Invalid API key","type":"invalid_request_error"}})");
-    Stream s = llm_stream::detail::replay_stream(config, response);
+    Stream s = Client(config).replay(response);
     CHECK_FALSE(s.next_chunk().has_value());
     CHECK(s.finished());
     CHECK(s.error().code == ErrorCode::http_status);
@@ -797,19 +794,59 @@ TEST_CASE("replay: a 401 with an OpenAI error body") {
     CHECK(s.stats().chunks == 0);
 }
 
-TEST_CASE("replay: a 500 with a plain-text body is retried, then reported") {
+TEST_CASE("replay: a 500 with a plain-text body is reported at once: replay() never retries") {
     Config config = stub_config();
-    config.retry.initial_backoff = std::chrono::milliseconds(1);  // every replayed attempt gets the same 500
+    config.retry.max_retries = 3;  // retries of a live request (tests/test_network.cpp) do not apply
     const std::string response = whole_response("HTTP/1.1 500 Internal Server Error", "text/plain",
                                                  "upstream model server is overloaded\n");
-    Stream s = llm_stream::detail::replay_stream(config, response);
+    Stream s = Client(config).replay(response);
     CHECK_FALSE(s.next_chunk().has_value());
     CHECK(s.error().code == ErrorCode::http_status);
     CHECK(s.error().http_status == 500);
     INFO(s.error().message);
     CHECK(contains(s.error().message, "upstream model server is overloaded"));
-    CHECK(contains(s.error().message, "after 4 attempts"));
-    CHECK(s.stats().attempts == 4);
+    CHECK_FALSE(contains(s.error().message, "attempts"));
+    CHECK(s.stats().attempts == 1);
+}
+
+TEST_CASE("replay: answers that are no completion fail the same whole and split at every byte") {
+    struct Case {
+        const char* name;
+        std::string response;
+        ErrorCode code;
+        int http_status;
+        const char* says;
+    };
+    const Case cases[] = {
+        {"an empty event stream", whole_response("HTTP/1.1 200 OK", "text/event-stream", ""), ErrorCode::protocol, 200,
+         "the response ended without any completion data"},
+        {"only SSE comments", whole_response("HTTP/1.1 200 OK", "text/event-stream", ": ping\n\n: ping\n\n"),
+         ErrorCode::protocol, 200, "without any completion data"},
+        {"a web page", whole_response("HTTP/1.1 200 OK", "text/html; charset=utf-8", "<html>hi</html>"),
+         ErrorCode::protocol, 200, "a web page, not a completion stream"},
+        {"204", "HTTP/1.1 204 No Content\r\n\r\n", ErrorCode::protocol, 204, "no content"},
+        {"a redirect", "HTTP/1.1 301 Moved Permanently\r\nLocation: https://api.example.com/v1/chat/completions\r\n"
+                       "Content-Length: 0\r\n\r\n",
+         ErrorCode::http_status, 301, "Location: https://api.example.com/v1/chat/completions"},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.name);
+        Stream s = Client(stub_config()).replay(c.response);
+        CHECK_FALSE(s.next_event());
+        CHECK(s.error().code == c.code);
+        CHECK(s.error().http_status == c.http_status);
+        INFO(s.error().message);
+        CHECK(contains(s.error().message, c.says));
+        CHECK(s.stats().attempts == 1);
+        std::size_t events = 0;
+        const Decoded split =
+            decode_in_pieces(c.response, even_cuts(1, c.response.size()), [&events](const Event&) { ++events; });
+        CHECK(split.contract_broken == "");
+        CHECK(split.failed);
+        CHECK(events == 0);
+        CHECK(split.error.code == s.error().code);
+        CHECK(split.error.message == s.error().message);
+    }
 }
 
 TEST_CASE("replay: an error event after some content") {
@@ -819,7 +856,7 @@ TEST_CASE("replay: an error event after some content") {
                       R"({"error":{"message":"The model is overloaded","type":"server_error"}})",
                       content_json("never")},
                      true);
-    Stream s = llm_stream::detail::replay_stream(config, response);
+    Stream s = Client(config).replay(response);
     const std::vector<std::string> chunks = drain_chunks(s);
     CHECK(chunks == std::vector<std::string>{"Hello", ", 世界"});
     CHECK(s.error().code == ErrorCode::server_error);
@@ -839,7 +876,7 @@ TEST_CASE("replay: an event that is not JSON is skipped with a warning") {
     auto lines = capture_logs(config, LogLevel::warning);
     const std::string response = sse_response(
         {content_json("one "), "this is {not json", content_json("two"), finish_json("stop"), "[DONE]"}, true);
-    Stream s = llm_stream::detail::replay_stream(config, response);
+    Stream s = Client(config).replay(response);
     const std::vector<std::string> chunks = drain_chunks(s);
     CHECK_FALSE(s.error());
     CHECK(chunks == std::vector<std::string>{"one ", "two"});
@@ -860,7 +897,7 @@ TEST_CASE("replay: a 200 application/json reply (not streamed) gives its content
     const std::string response = whole_response(
         "HTTP/1.1 200 OK", "application/json; charset=utf-8",
         R"({"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"whole"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}})");
-    Stream s = llm_stream::detail::replay_stream(config, response);
+    Stream s = Client(config).replay(response);
     const std::vector<std::string> chunks = drain_chunks(s);
     CHECK_FALSE(s.error());
     CHECK(chunks == std::vector<std::string>{"whole"});
@@ -874,7 +911,7 @@ TEST_CASE("replay: a chunked body cut short after some content is a protocol err
     Config config = stub_config();
     std::string response = sse_response({content_json("partial "), content_json("text")}, false);
     response += "40\r\ndata: {\"choi";  // a chunk that never completes, then the connection closes
-    Stream s = llm_stream::detail::replay_stream(config, response);
+    Stream s = Client(config).replay(response);
     const std::vector<std::string> chunks = drain_chunks(s);
     CHECK(chunks == std::vector<std::string>{"partial ", "text"});
     CHECK(s.error().code == ErrorCode::protocol);
@@ -885,7 +922,7 @@ TEST_CASE("replay: a chunked body cut short after some content is a protocol err
 TEST_CASE("replay: a chunked body without the final chunk but cut between chunks is a protocol error") {
     Config config = stub_config();
     const std::string response = sse_response({content_json("a"), content_json("b")}, false);
-    Stream s = llm_stream::detail::replay_stream(config, response);
+    Stream s = Client(config).replay(response);
     CHECK(drain_chunks(s) == std::vector<std::string>{"a", "b"});
     CHECK(s.error().code == ErrorCode::protocol);
 }
@@ -895,7 +932,7 @@ TEST_CASE("replay: a stream that closes after [DONE] without the terminating chu
     auto lines = capture_logs(config, LogLevel::warning);
     const std::string response =
         sse_response({content_json("done "), content_json("right"), finish_json("stop"), "[DONE]"}, false);
-    Stream s = llm_stream::detail::replay_stream(config, response);
+    Stream s = Client(config).replay(response);
     CHECK(drain_chunks(s) == std::vector<std::string>{"done ", "right"});
     CHECK_FALSE(s.error());
     CHECK(s.error().code == ErrorCode::none);
@@ -909,16 +946,19 @@ TEST_CASE("replay: the same response split at every byte gives the same chunks")
         {content_json("你好"), content_json("，世界"), content_json(" and \\u4e16\\u754c"), finish_json("stop"),
          "[DONE]"},
         true);
-    Stream whole = llm_stream::detail::replay_stream(config, response);
+    Stream whole = Client(config).replay(response);
     const std::vector<std::string> expected = drain_chunks(whole);
     CHECK(expected == std::vector<std::string>{"你好", "，世界", " and 世界"});
+    CHECK(whole.stats().received_bytes == response.size());
 
-    std::vector<std::size_t> every_byte;
-    for (std::size_t i = 1; i <= response.size(); ++i) every_byte.push_back(i);
-    Stream split = llm_stream::detail::replay_stream(config, response, every_byte);
-    CHECK(drain_chunks(split) == expected);
-    CHECK_FALSE(split.error());
-    CHECK(split.stats().received_bytes == response.size());
+    std::vector<std::string> split;
+    const Decoded decoded = decode_in_pieces(response, even_cuts(1, response.size()), [&split](const Event& e) {
+        if (e.type == EventType::content) split.emplace_back(e.text);
+    });
+    CHECK(split == expected);
+    CHECK(decoded.done);
+    CHECK_FALSE(decoded.failed);
+    CHECK(decoded.contract_broken == "");
 }
 
 // =================================================================================================

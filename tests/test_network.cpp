@@ -859,11 +859,28 @@ TEST_CASE("503 then success; 503 every time exhausts the retries with exponentia
         CHECK(got.error.code == ErrorCode::http_status);
         CHECK(got.error.http_status == 503);
         CHECK(got.error.message.find("The engine is currently overloaded") != std::string::npos);
+        CHECK(got.error.message.find("(after 3 attempts)") != std::string::npos);
         CHECK(got.stats.attempts == 3);
         CHECK(server.request_count() == 3);
         CHECK(got.ms >= 290);
         CHECK(got.ms < 1500);
     }
+}
+
+TEST_CASE("500 with a plain-text body every time: retried, then reported with the body and the attempts") {
+    TestServer server;
+    START_SERVER(server);
+    server.set_default(Response::status(500, "upstream model server is overloaded\n"));
+    Client client(make_config(server));  // 3 retries
+    const Run got = run_chat(client);
+    CHECK(got.error.code == ErrorCode::http_status);
+    CHECK(got.error.http_status == 500);
+    INFO(got.error.message);
+    CHECK(got.error.message.find("upstream model server is overloaded") != std::string::npos);
+    CHECK(got.error.message.find("(after 4 attempts)") != std::string::npos);
+    CHECK(got.events.empty());
+    CHECK(got.stats.attempts == 4);
+    CHECK(server.request_count() == 4);
 }
 
 TEST_CASE("401 with an OpenAI error body: http_status, the server's message, one request") {

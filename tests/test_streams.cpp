@@ -18,13 +18,16 @@
 #include <fstream>
 #include <iterator>
 #include <optional>
-#include <random>
 #include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <vector>
+
+#include "support/chunked.hpp"
+#include "support/decode.hpp"
+#include "support/random_cuts.hpp"
 
 namespace d = llm_stream::detail;
 using llm_stream::Event;
@@ -264,39 +267,16 @@ const char kHead[] =
     "Cache-Control: no-cache\r\n"
     "X-Request-Id: replay\r\n";
 
-std::string hex(std::size_t n, bool upper) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, upper ? "%zX" : "%zx", n);
-    return buf;
-}
-
-// Chunked with chunk sizes from next_size(); the last chunk and an empty trailer section end it.
-template <class NextSize>
-std::string chunked_body(std::string_view body, NextSize next_size, bool upper) {
-    std::string out;
-    std::size_t at = 0;
-    while (at < body.size()) {
-        const std::size_t n = std::min(next_size(), body.size() - at);
-        out += hex(n, upper);
-        out += "\r\n";
-        out.append(body.substr(at, n));
-        out += "\r\n";
-        at += n;
-    }
-    out += "0\r\n\r\n";
-    return out;
-}
-
 std::vector<Framing> framings(const std::string& body, std::uint32_t seed) {
     std::vector<Framing> out;
     const std::string chunked_head = std::string(kHead) + "Transfer-Encoding: chunked\r\n\r\n";
     for (std::size_t size : {1u, 7u, 13u, 64u}) {
-        out.push_back({"chunked/" + std::to_string(size),
-                       chunked_head + chunked_body(body, [size] { return size; }, false), chunked_head.size()});
+        out.push_back({"chunked/" + std::to_string(size), chunked_head + chunked(body, even_cuts(size, body.size())),
+                       chunked_head.size()});
     }
-    std::mt19937 rng(seed);
-    out.push_back({"chunked/random",
-                   chunked_head + chunked_body(body, [&rng] { return 1 + static_cast<std::size_t>(rng() % 300); }, true),
+    ChunkedStyle upper;
+    upper.upper_hex = true;
+    out.push_back({"chunked/random", chunked_head + chunked(body, random_cuts(body.size(), seed), upper),
                    chunked_head.size()});
     const std::string length_head = std::string(kHead) + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
     out.push_back({"content-length", length_head + body, length_head.size()});
@@ -306,12 +286,12 @@ std::vector<Framing> framings(const std::string& body, std::uint32_t seed) {
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Running a response through the pipeline
+   Running a response through the Decoder (split anywhere) or a Stream (Client::replay)
    --------------------------------------------------------------------------------------------- */
 
 std::size_t code_points(std::string_view s) {
     std::size_t n = 0;
-    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
     return n;
 }
 
@@ -321,11 +301,13 @@ struct Run {
     std::size_t content_events = 0;
     bool text_always_valid_utf8 = true;
     bool empty_text_event = false;   // a content/reasoning event with no text
-    llm_stream::Stats stats;
+    std::size_t messages = 0;        // SSE events decoded
+    std::size_t skipped = 0;         // of which skipped as undecodable
     llm_stream::ErrorCode error = llm_stream::ErrorCode::none;
     std::string error_message;
     bool finished = false;
     std::vector<std::string> warnings;
+    std::string contract_broken;     // the Decoder's feed()/finish() contract, see support/decode.hpp
 };
 
 void record(Run& run, const Event& e) {
@@ -383,27 +365,29 @@ void record(Run& run, const Event& e) {
     }
 }
 
-llm_stream::Config replay_config(std::vector<std::string>* warnings, std::size_t receive_buffer) {
-    llm_stream::Config cfg;
-    cfg.log_level = llm_stream::LogLevel::warning;
-    cfg.log = [warnings](llm_stream::LogLevel, std::string_view message) { warnings->emplace_back(message); };
-    if (receive_buffer) cfg.limits.receive_buffer_bytes = receive_buffer;
-    return cfg;
-}
-
-void finish_run(Run& run, const llm_stream::Stream& stream) {
-    run.stats = stream.stats();
-    run.error = stream.error().code;
-    run.error_message = stream.error().message;
-    run.finished = stream.finished();
+/* The Decoder over `response` cut at `cuts`, each piece in its own heap buffer. */
+Run decode(const std::string& response, const std::vector<std::size_t>& cuts) {
+    Run run;
+    const Decoded decoded = decode_in_pieces(response, cuts, [&run](const Event& e) { record(run, e); });
+    run.messages = decoded.messages;
+    run.skipped = decoded.skipped_messages;
+    run.error = decoded.error.code;
+    run.error_message = decoded.error.message;
+    run.finished = decoded.done || decoded.failed;
+    run.warnings = decoded.warnings;
+    run.contract_broken = decoded.contract_broken;
+    return run;
 }
 
 enum class Drive { next_event, poll };
 
-Run replay(const std::string& response, std::vector<std::size_t> ends, std::size_t receive_buffer = 0,
-           Drive drive = Drive::next_event) {
+/* A Stream from Client::replay(response): events, stats and the warnings it logged. */
+Run replay(const std::string& response, llm_stream::Stats& stats, Drive drive = Drive::next_event) {
     Run run;
-    llm_stream::Stream stream = d::replay_stream(replay_config(&run.warnings, receive_buffer), response, std::move(ends));
+    llm_stream::Config config;
+    config.log_level = llm_stream::LogLevel::warning;
+    config.log = [&run](llm_stream::LogLevel, std::string_view message) { run.warnings.emplace_back(message); };
+    llm_stream::Stream stream = llm_stream::Client(config).replay(response);
     if (drive == Drive::next_event) {
         while (const Event* e = stream.next_event()) record(run, *e);
     } else {
@@ -413,24 +397,13 @@ Run replay(const std::string& response, std::vector<std::size_t> ends, std::size
             else if (s != llm_stream::PollStatus::pending) break;
         }
     }
-    finish_run(run, stream);
+    stats = stream.stats();
+    run.messages = stats.events;
+    run.skipped = stats.skipped_events;
+    run.error = stream.error().code;
+    run.error_message = stream.error().message;
+    run.finished = stream.finished();
     return run;
-}
-
-// Where each transport read stops: a sorted list of offsets.
-std::vector<std::size_t> every_byte(std::size_t size) {
-    std::vector<std::size_t> ends(size);
-    for (std::size_t i = 0; i < size; ++i) ends[i] = i + 1;
-    return ends;
-}
-
-std::vector<std::size_t> random_splits(std::size_t size, std::mt19937& rng) {
-    std::set<std::size_t> points;
-    // Few, some or many splits.
-    const std::size_t cap = std::max<std::size_t>(1, size / (rng() % 3 == 0 ? 2 : 40));
-    const std::size_t count = 1 + rng() % cap;
-    for (std::size_t i = 0; i < count; ++i) points.insert(1 + rng() % size);
-    return {points.begin(), points.end()};
 }
 
 /* Checks one run against the manifest and against the first run of the same stream. */
@@ -439,6 +412,7 @@ void check_run(const Entry& entry, const Framing& framing, const std::string& sp
     CAPTURE(entry.file);
     CAPTURE(framing.name);
     CAPTURE(split_name);
+    CHECK(run.contract_broken == "");
     CHECK(run.finished);
     CHECK(run.error == llm_stream::ErrorCode::none);
     if (run.error != llm_stream::ErrorCode::none) {
@@ -448,23 +422,7 @@ void check_run(const Entry& entry, const Framing& framing, const std::string& sp
     CHECK(run.outcome == entry.expected);
     CHECK(run.text_always_valid_utf8);
     CHECK_FALSE(run.empty_text_event);
-    // Stats agree with the events handed out.
-    CHECK(run.stats.chunks == run.content_events);
-    CHECK(run.stats.chars == code_points(run.outcome.content));
-    CHECK(run.stats.content_bytes == run.outcome.content.size());
-    CHECK(run.stats.skipped_events == 0);
-    CHECK(run.stats.attempts == 1);
-    CHECK(run.stats.finish_reason == entry.expected.finish_reason.value_or(""));
-    CHECK(run.stats.has_usage == entry.expected.usage.has_value());
-    if (entry.expected.usage && run.stats.has_usage) {
-        CHECK(run.stats.usage.prompt_tokens == entry.expected.usage->prompt);
-        CHECK(run.stats.usage.completion_tokens == entry.expected.usage->completion);
-        CHECK(run.stats.usage.total_tokens == entry.expected.usage->total);
-    }
-    CHECK(run.stats.received_bytes > framing.body_offset);
-    CHECK(run.stats.received_bytes <= framing.response.size());
-    CHECK((run.stats.first_chunk_ms >= 0) == !entry.expected.content.empty());
-    CHECK(run.stats.total_ms >= 0);
+    CHECK(run.skipped == 0);
     // Complete, well-formed recordings: nothing to warn about.
     CHECK(run.warnings.empty());
     if (!run.warnings.empty()) {
@@ -474,8 +432,29 @@ void check_run(const Entry& entry, const Framing& framing, const std::string& sp
     // The very same events, whatever the framing or the split points.
     if (baseline) {
         CHECK(run.trace == baseline->trace);
-        CHECK(run.stats.events == baseline->stats.events);
+        CHECK(run.messages == baseline->messages);
     }
+}
+
+/* A Stream's statistics agree with the events it handed out. */
+void check_stats(const Entry& entry, const Framing& framing, const Run& run, const llm_stream::Stats& stats) {
+    CAPTURE(entry.file);
+    CAPTURE(framing.name);
+    CHECK(stats.chunks == run.content_events);
+    CHECK(stats.chars == code_points(run.outcome.content));
+    CHECK(stats.content_bytes == run.outcome.content.size());
+    CHECK(stats.attempts == 1);
+    CHECK(stats.finish_reason == entry.expected.finish_reason.value_or(""));
+    CHECK(stats.has_usage == entry.expected.usage.has_value());
+    if (entry.expected.usage && stats.has_usage) {
+        CHECK(stats.usage.prompt_tokens == entry.expected.usage->prompt);
+        CHECK(stats.usage.completion_tokens == entry.expected.usage->completion);
+        CHECK(stats.usage.total_tokens == entry.expected.usage->total);
+    }
+    CHECK(stats.received_bytes > framing.body_offset);
+    CHECK(stats.received_bytes <= framing.response.size());
+    CHECK((stats.first_chunk_ms >= 0) == !entry.expected.content.empty());
+    CHECK(stats.total_ms >= 0);
 }
 
 }  // namespace
@@ -532,7 +511,7 @@ TEST_CASE("manifest.json lists every recorded stream, and each one exists") {
 TEST_CASE("every recorded stream decodes as the manifest says, in every framing and at every split") {
     const std::vector<Entry>& entries = manifest();
     CHECK_FALSE(entries.empty());
-    const int kSeeds = 50;
+    const unsigned kSeeds = 50;
     std::size_t runs = 0;
     for (std::size_t n = 0; n < entries.size(); ++n) {
         const Entry& entry = entries[n];
@@ -545,28 +524,31 @@ TEST_CASE("every recorded stream decodes as the manifest says, in every framing 
         std::optional<Run> baseline;
         for (const Framing& framing : framings(body, static_cast<std::uint32_t>(1000 + n))) {
             const std::string& response = framing.response;
-            Run whole = replay(response, {});
+            const Run whole = decode(response, {});
             check_run(entry, framing, "whole", whole, baseline ? &*baseline : nullptr);
             if (!baseline) baseline = whole;
-            check_run(entry, framing, "every byte", replay(response, every_byte(response.size())), &*baseline);
-            check_run(entry, framing, "1-byte receive buffer", replay(response, {}, 1), &*baseline);
-            runs += 3;
-            for (int seed = 0; seed < kSeeds; ++seed) {
-                std::mt19937 rng(static_cast<std::uint32_t>(seed * 7919 + n * 104729 + framing.name.size()));
-                std::vector<std::size_t> ends = random_splits(response.size(), rng);
-                // Half the seeds also shrink the transport's read size.
-                const std::size_t receive = seed % 2 ? 1 + rng() % 97 : 0;
-                const Drive drive = seed % 5 == 4 ? Drive::poll : Drive::next_event;
-                const std::string name = "seed " + std::to_string(seed) + " (" + std::to_string(ends.size()) +
-                                         " splits, receive " + std::to_string(receive) +
-                                         (drive == Drive::poll ? ", poll)" : ")");
-                check_run(entry, framing, name, replay(response, std::move(ends), receive, drive), &*baseline);
+            check_run(entry, framing, "every byte", decode(response, even_cuts(1, response.size())), &*baseline);
+            runs += 2;
+            for (unsigned seed = 0; seed < kSeeds; ++seed) {
+                const std::vector<std::size_t> cuts =
+                    random_cuts(response.size(), static_cast<unsigned>(seed * 7919 + n * 104729 + framing.name.size()));
+                const std::string name = "seed " + std::to_string(seed) + " (" + std::to_string(cuts.size()) + " cuts)";
+                check_run(entry, framing, name, decode(response, cuts), &*baseline);
+                ++runs;
+            }
+            // The same through a Stream, driven both ways: its statistics and its log.
+            for (Drive drive : {Drive::next_event, Drive::poll}) {
+                llm_stream::Stats stats;
+                const Run streamed = replay(response, stats, drive);
+                check_run(entry, framing, drive == Drive::poll ? "Stream, poll()" : "Stream, next_event()", streamed,
+                          &*baseline);
+                check_stats(entry, framing, streamed, stats);
                 ++runs;
             }
         }
     }
-    MESSAGE("replayed " << runs << " responses");
-    CHECK(runs == entries.size() * 7 * (3 + kSeeds));
+    MESSAGE("decoded " << runs << " responses");
+    CHECK(runs == entries.size() * 7 * (2 + kSeeds + 2));
 }
 
 TEST_CASE("next_chunk() yields exactly the content, one content event per chunk") {
@@ -574,36 +556,33 @@ TEST_CASE("next_chunk() yields exactly the content, one content event per chunk"
         std::string body;
         CHECK(read_file(kStreamsDir + "/" + entry.file, body));
         for (const Framing& framing : framings(body, 77)) {
-            for (bool per_byte : {false, true}) {
-                CAPTURE(entry.file);
-                CAPTURE(framing.name);
-                CAPTURE(per_byte);
-                std::vector<std::string> warnings;
-                llm_stream::Stream stream = d::replay_stream(
-                    replay_config(&warnings, 0), framing.response,
-                    per_byte ? every_byte(framing.response.size()) : std::vector<std::size_t>{});
-                std::string content;
-                std::size_t chunks = 0;
-                bool all_valid = true, any_empty = false;
-                while (auto chunk = stream.next_chunk()) {
-                    content.append(*chunk);
-                    ++chunks;
-                    all_valid = all_valid && d::utf8_valid(chunk->data(), chunk->data() + chunk->size());
-                    any_empty = any_empty || chunk->empty();
-                }
-                CHECK(content == entry.expected.content);
-                CHECK(all_valid);
-                CHECK_FALSE(any_empty);
-                CHECK_FALSE(stream.error());
-                CHECK(stream.finished());
-                const llm_stream::Stats stats = stream.stats();
-                CHECK(stats.chunks == chunks);
-                CHECK(stats.chars == code_points(content));
-                // Other events were consumed on the way: their stats still count.
-                CHECK(stats.finish_reason == entry.expected.finish_reason.value_or(""));
-                CHECK(stats.has_usage == entry.expected.usage.has_value());
-                CHECK(warnings.empty());
+            CAPTURE(entry.file);
+            CAPTURE(framing.name);
+            std::vector<std::string> warnings;
+            llm_stream::Config config;
+            config.log = [&warnings](llm_stream::LogLevel, std::string_view message) { warnings.emplace_back(message); };
+            llm_stream::Stream stream = llm_stream::Client(config).replay(framing.response);
+            std::string content;
+            std::size_t chunks = 0;
+            bool all_valid = true, any_empty = false;
+            while (auto chunk = stream.next_chunk()) {
+                content.append(*chunk);
+                ++chunks;
+                all_valid = all_valid && d::utf8_valid(chunk->data(), chunk->data() + chunk->size());
+                any_empty = any_empty || chunk->empty();
             }
+            CHECK(content == entry.expected.content);
+            CHECK(all_valid);
+            CHECK_FALSE(any_empty);
+            CHECK_FALSE(stream.error());
+            CHECK(stream.finished());
+            const llm_stream::Stats stats = stream.stats();
+            CHECK(stats.chunks == chunks);
+            CHECK(stats.chars == code_points(content));
+            // Other events were consumed on the way: their stats still count.
+            CHECK(stats.finish_reason == entry.expected.finish_reason.value_or(""));
+            CHECK(stats.has_usage == entry.expected.usage.has_value());
+            CHECK(warnings.empty());
         }
     }
 }
@@ -613,8 +592,7 @@ TEST_CASE("range-for over a replayed stream") {
         std::string body;
         CHECK(read_file(kStreamsDir + "/" + entry.file, body));
         const Framing framing = framings(body, 5)[1];  // chunked, 7-byte chunks
-        std::vector<std::string> warnings;
-        llm_stream::Stream stream = d::replay_stream(replay_config(&warnings, 0), framing.response);
+        llm_stream::Stream stream = llm_stream::Client(llm_stream::Config()).replay(framing.response);
         std::string content;
         for (std::string_view chunk : stream) content.append(chunk);
         CAPTURE(entry.file);
@@ -627,6 +605,43 @@ TEST_CASE("range-for over a replayed stream") {
    The JSON layer inside the pipeline: undecodable events and error events
    ============================================================================================= */
 
+/* Whole, at every byte and at random cuts through the Decoder, then whole through a Stream: the
+   same events every time, each run checked by `check`. */
+template <class Check>
+void check_every_split(const std::string& body, std::uint32_t seed, int random_splits, Check check) {
+    std::optional<std::vector<std::string>> first_trace;
+    int runs = 0;
+    for (const Framing& framing : framings(body, seed)) {
+        CAPTURE(framing.name);
+        for (int split = 0; split < 2 + random_splits; ++split) {
+            CAPTURE(split);
+            const std::vector<std::size_t> cuts =
+                split == 0   ? std::vector<std::size_t>{}
+                : split == 1 ? even_cuts(1, framing.response.size())
+                             : random_cuts(framing.response.size(), seed * 31 + static_cast<unsigned>(split));
+            const Run run = decode(framing.response, cuts);
+            CHECK(run.contract_broken == "");
+            check(run);
+            if (!first_trace) first_trace = run.trace;
+            CHECK(run.trace == *first_trace);
+            ++runs;
+        }
+        llm_stream::Stats stats;
+        const Run streamed = replay(framing.response, stats);
+        check(streamed);
+        CHECK(streamed.trace == *first_trace);
+        CHECK(stats.skipped_events == streamed.skipped);
+        CHECK(stats.chunks == streamed.content_events);
+        CHECK(stats.chars == code_points(streamed.outcome.content));
+        ++runs;
+    }
+    CHECK(runs == 7 * (3 + random_splits));
+}
+
+bool skipped_warning(const std::string& warning) {
+    return warning.find("skipped an event whose JSON could not be decoded (") == 0;
+}
+
 TEST_CASE("pipeline: an undecodable event is skipped with a warning; an error event ends the stream") {
     const std::string body =
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"A\\u00e9\"}}]}\n\n"
@@ -635,34 +650,22 @@ TEST_CASE("pipeline: an undecodable event is skipped with a warning; an error ev
         "data: {\"error\":{\"message\":\"The engine is overloaded\",\"type\":\"server_error\",\"code\":529}}\n\n"
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"NEVER\"}}]}\n\n"
         "data: [DONE]\n\n";
-    std::optional<std::vector<std::string>> first_trace;
-    int runs = 0;
-    for (const Framing& framing : framings(body, 3)) {
-        std::mt19937 rng(11u);
-        for (int split = 0; split < 12; ++split) {
-            std::vector<std::size_t> ends = split == 0   ? std::vector<std::size_t>{}
-                                            : split == 1 ? every_byte(framing.response.size())
-                                                         : random_splits(framing.response.size(), rng);
-            const Run run = replay(framing.response, std::move(ends));
-            CAPTURE(framing.name);
-            CAPTURE(split);
-            CHECK(run.outcome.content == "A\xC3\xA9" "B\xF0\x9F\x98\x80");  // the text before the error stays
-            CHECK(run.content_events == 2);
-            CHECK(run.finished);
-            CHECK(run.error == llm_stream::ErrorCode::server_error);
-            CHECK(run.error_message.find("The engine is overloaded") != std::string::npos);
-            CHECK(run.error_message.find("server_error") != std::string::npos);
-            CHECK(run.error_message.find("529") != std::string::npos);
-            CHECK(run.stats.skipped_events == 1);
-            CHECK(run.stats.chunks == 2);
-            CHECK(run.stats.chars == 4);
-            CHECK(run.warnings.size() == 1);  // the skipped event
-            if (!first_trace) first_trace = run.trace;
-            CHECK(run.trace == *first_trace);
-            ++runs;
+    check_every_split(body, 3, 10, [](const Run& run) {
+        CHECK(run.outcome.content == "A\xC3\xA9" "B\xF0\x9F\x98\x80");  // the text before the error stays
+        CHECK(run.content_events == 2);
+        CHECK(run.finished);
+        CHECK(run.error == llm_stream::ErrorCode::server_error);
+        CHECK(run.error_message.find("The engine is overloaded") != std::string::npos);
+        CHECK(run.error_message.find("server_error") != std::string::npos);
+        CHECK(run.error_message.find("529") != std::string::npos);
+        CHECK(run.skipped == 1);
+        CHECK(run.warnings.size() == 1);  // the skipped event
+        if (run.warnings.size() == 1) {
+            CAPTURE(run.warnings[0]);
+            CHECK(skipped_warning(run.warnings[0]));
+            CHECK(run.warnings[0].find("LOST") != std::string::npos);  // an excerpt of the event
         }
-    }
-    CHECK(runs == 7 * 12);
+    });
 }
 
 TEST_CASE("pipeline: events that are not chat chunks never stop a stream") {
@@ -676,20 +679,47 @@ TEST_CASE("pipeline: events that are not chat chunks never stop a stream") {
         "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n"
         "data: [DONE]\n\n";
-    for (const Framing& framing : framings(body, 4)) {
-        for (bool per_byte : {false, true}) {
-            const Run run = replay(framing.response, per_byte ? every_byte(framing.response.size())
-                                                              : std::vector<std::size_t>{});
-            CAPTURE(framing.name);
-            CAPTURE(per_byte);
-            CHECK(run.error == llm_stream::ErrorCode::none);
-            CHECK(run.outcome.content == "ok");
-            CHECK(run.content_events == 1);
-            CHECK_FALSE(run.empty_text_event);
-            CHECK(run.outcome.finish_reason == std::optional<std::string>("stop"));
-            CHECK(run.outcome.usage.has_value());
-            CHECK(run.stats.skipped_events == 2);
-            CHECK(run.warnings.size() == 2);
+    check_every_split(body, 4, 0, [](const Run& run) {
+        CHECK(run.finished);
+        CHECK(run.error == llm_stream::ErrorCode::none);
+        CHECK(run.outcome.content == "ok");
+        CHECK(run.content_events == 1);
+        CHECK_FALSE(run.empty_text_event);
+        CHECK(run.outcome.finish_reason == std::optional<std::string>("stop"));
+        CHECK(run.outcome.usage.has_value());
+        CHECK(run.skipped == 2);
+        CHECK(run.warnings.size() == 2);
+        for (const std::string& w : run.warnings) {
+            CAPTURE(w);
+            CHECK(skipped_warning(w));
         }
+    });
+}
+
+/* =============================================================================================
+   The end of the response, for connection reuse
+   ============================================================================================= */
+
+TEST_CASE("Decoder: after done, the response is complete once its last byte was consumed") {
+    const std::string body =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\n"
+        "data: [DONE]\n\n";
+    for (const Framing& framing : framings(body, 6)) {
+        CAPTURE(framing.name);
+        llm_stream::Decoder decoder;
+        std::string_view input = framing.response;
+        llm_stream::DecodeStep step;
+        for (int steps = 0; steps < 16 && step.status != llm_stream::DecodeStatus::done; ++steps) {
+            step = decoder.feed(input);
+            input.remove_prefix(step.consumed);
+        }
+        CHECK(step.status == llm_stream::DecodeStatus::done);
+        // What a transport does before pooling the connection: read the rest of the response.
+        for (int steps = 0; steps < 16 && !input.empty() && !decoder.response_complete(); ++steps)
+            input.remove_prefix(decoder.feed(input).consumed);
+        CHECK(input.empty());
+        const bool close_delimited = framing.name == "close-delimited";  // its end is the end of input
+        CHECK(decoder.response_complete() == !close_delimited);
+        CHECK(decoder.keep_alive() == !close_delimited);
     }
 }

@@ -1,4 +1,5 @@
-// Seeded split points for feeding a parser an input in pieces: one cut, a few, or many.
+// Split points for feeding a parser an input in pieces (or for cutting a body into chunks): evenly
+// spaced, or seeded and random (one cut, a few, or many).
 #ifndef LLM_STREAM_TEST_RANDOM_CUTS_HPP
 #define LLM_STREAM_TEST_RANDOM_CUTS_HPP
 
@@ -6,6 +7,13 @@
 #include <cstddef>
 #include <random>
 #include <vector>
+
+/* A cut every `step` bytes of `size`: pieces of that size, the last one shorter; step 1: every byte. */
+inline std::vector<std::size_t> even_cuts(std::size_t step, std::size_t size) {
+    std::vector<std::size_t> cuts;
+    for (std::size_t at = step; at < size; at += step) cuts.push_back(at);
+    return cuts;
+}
 
 inline std::vector<std::size_t> random_cuts(std::size_t size, unsigned seed) {
     std::vector<std::size_t> cuts;

@@ -51,6 +51,8 @@
 #include <utility>
 #include <vector>
 
+#include "chunked.hpp"
+
 #ifndef LLM_STREAM_TEST_DATA_DIR
 #define LLM_STREAM_TEST_DATA_DIR "tests/data"
 #endif
@@ -361,12 +363,6 @@ inline std::vector<std::pair<std::size_t, std::size_t>> split_pieces(const std::
     return pieces;
 }
 
-inline std::string hex_size_line(std::size_t n) {
-    char line[32];
-    std::snprintf(line, sizeof line, "%zx\r\n", n);
-    return line;
-}
-
 // A response with its pieces computed once, shared (read-only) by every request it answers.
 struct Prepared {
     Response r;
@@ -401,15 +397,11 @@ inline std::shared_ptr<const Prepared> prepare(Response r) {
         if (r.raw || r.framing != Framing::chunked) {
             p->wire = std::move(r.body);
         } else {
-            std::size_t total = 5;
-            for (const auto& piece : p->pieces) total += piece.second + 20;
-            p->wire.reserve(total);
-            for (const auto& piece : p->pieces) {
-                p->wire += hex_size_line(piece.second);
-                p->wire.append(r.body, piece.first, piece.second);
-                p->wire += "\r\n";
-            }
-            if (!r.truncate_chunked) p->wire += "0\r\n\r\n";
+            std::vector<std::size_t> ends;
+            for (const auto& piece : p->pieces) ends.push_back(piece.first + piece.second);
+            ChunkedStyle style;
+            style.last_chunk = !r.truncate_chunked;
+            p->wire = chunked(r.body, ends, style);
         }
         r.body.clear();
         r.body.shrink_to_fit();
@@ -1081,7 +1073,7 @@ private:
         for (std::size_t i = 0; s == Sent::ok && i < p.pieces.size(); ++i) {
             const auto& piece = p.pieces[i];
             if (r.write_delay_ms > 0 && !pause(r.write_delay_ms)) return After::close_now;
-            if (chunked && !send_all(c, detail::hex_size_line(piece.second), r.slow, r.slow_delay_ms))
+            if (chunked && !send_all(c, chunk_size_line(piece.second), r.slow, r.slow_delay_ms))
                 return After::close_now;
             s = w.payload(r.body.data() + piece.first, piece.second);
             if (s == Sent::ok && chunked && !send_all(c, std::string("\r\n"), r.slow, r.slow_delay_ms))
@@ -1089,7 +1081,7 @@ private:
         }
         if (s == Sent::reset) return After::already_closed;
         if (s == Sent::failed) return After::close_now;
-        if (chunked && !r.truncate_chunked && !send_all(c, std::string("0\r\n\r\n"), r.slow, r.slow_delay_ms))
+        if (chunked && !r.truncate_chunked && !send_all(c, std::string(kLastChunk), r.slow, r.slow_delay_ms))
             return After::close_now;
         return done;
     }
