@@ -2786,6 +2786,12 @@ private:
         if (event_.type == EventType::finish) finish_seen_ = true;
         return {DecodeStatus::event, 0};
     }
+    /* [DONE] may be the body's last bytes: then the response is complete as well. */
+    void end_with_done() {
+        if (body_pending_ != 0 || !http_framed_ || !http_.complete() || response_complete_) return;
+        http_.feed({});
+        on_response_end();  // after [DONE] it has nothing to add
+    }
     [[nodiscard]] Error choose_framing(std::string_view content_type);
     DecodeStep read_http(std::string_view input, std::size_t& pos);
     DecodeStep read_body(std::string_view body, std::size_t& used);
@@ -2826,6 +2832,7 @@ inline DecodeStep DecoderCore::feed(std::string_view input) {
             const DecodeStep s = read_body(input.substr(pos, std::min(body_pending_, input.size() - pos)), used);
             pos += used;
             body_pending_ -= used;
+            if (s.status == DecodeStatus::done) end_with_done();
             if (s.status != DecodeStatus::need_more) return {s.status, pos};
             continue;
         }

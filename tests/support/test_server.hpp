@@ -378,7 +378,7 @@ inline std::string flood_block(const Response& r) {
     std::string block;
     while (block.size() < 64 * 1024) block += r.flood;  // r.flood is not empty: each pass grows it
     if (r.raw || r.framing != Framing::chunked) return block;
-    return hex_size_line(block.size()) + block + "\r\n";
+    return chunk_size_line(block.size()) + block + "\r\n";
 }
 
 inline std::shared_ptr<const Prepared> prepare(Response r) {
