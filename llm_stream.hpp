@@ -3989,11 +3989,10 @@ inline PollStatus StreamImpl::drain_pooled() {
    left but the end of the response, which the next user of the connection will read. */
 inline void StreamImpl::keep_connection() {
     if (!transport_ || !decoder_->keep_alive() || input_ended_) return;
-    // Once more even with nothing left: the response may have ended exactly with [DONE].
-    for (bool first = true; !decoder_->response_complete() && (first || receive_pos_ < receive_end_); first = false) {
+    while (receive_pos_ < receive_end_ && !decoder_->response_complete()) {
         const DecodeStep s = decoder_->feed({receive_.data() + receive_pos_, receive_end_ - receive_pos_});
         receive_pos_ += s.consumed;
-        if (s.status == DecodeStatus::failed) return;
+        if (s.status == DecodeStatus::failed || s.consumed == 0) return;
     }
     if (receive_pos_ != receive_end_) return;
     IdleConnection idle;
