@@ -391,8 +391,11 @@ const char* version_string() noexcept;
    Sections, in the order bytes travel: support → HTTP/1.1 response reader → SSE parser → JSON
    (validating cursor, delta extractor, writer) → request → stub → transports → stream → client.
    ================================================================================================ */
-#if defined(LLM_STREAM_IMPLEMENTATION) && !defined(LLM_STREAM_IMPLEMENTATION_INCLUDED)
-#define LLM_STREAM_IMPLEMENTATION_INCLUDED
+#if (defined(LLM_STREAM_IMPLEMENTATION) || defined(LLM_STREAM_INTERNALS)) && !defined(LLM_STREAM_INTERNALS_INCLUDED)
+#define LLM_STREAM_INTERNALS_INCLUDED
+/* LLM_STREAM_INTERNALS, for this repository's tests and fuzz targets: the detail:: section alone (all of
+   it inline), without the public definitions after it, so a white-box test links the one
+   LLM_STREAM_IMPLEMENTATION translation unit of its build instead of compiling its own. */
 
 #include <algorithm>
 #include <atomic>
@@ -3706,6 +3709,12 @@ inline Stream replay_stream_borrowed(const Config& config, std::string_view resp
 }
 
 }  // namespace detail
+}  // namespace llm_stream
+#endif  // LLM_STREAM_INTERNALS
+
+#if defined(LLM_STREAM_IMPLEMENTATION) && !defined(LLM_STREAM_IMPLEMENTATION_INCLUDED)
+#define LLM_STREAM_IMPLEMENTATION_INCLUDED
+namespace llm_stream {
 
 /* ------------------------------------------------------------------------------------------------
    Public API: errors, configuration, stream, client

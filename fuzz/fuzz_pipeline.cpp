@@ -7,7 +7,7 @@
 // response at PRNG-chosen points. The stream must end (no hang, bounded calls), never crash or
 // leak, deliver only valid UTF-8, keep its stats consistent with what it delivered, and answer
 // the same through poll() as through next_event().
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 
 #include "fuzz_stream.hpp"

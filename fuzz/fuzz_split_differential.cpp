@@ -7,7 +7,7 @@
 // Every run must yield the same events (type, text, tool-call fields, usage), the same final
 // error (code, HTTP status, message) and the same event counts; otherwise it prints the first
 // difference and aborts.
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 
 #include "fuzz_stream.hpp"

@@ -23,7 +23,6 @@
 // tests/data/streams/deepseek-chat.sse at once. Without those variables (a plain ctest run), or without
 // LLM_STREAM_MBEDTLS, the nginx cases are skipped and say so; a build without LLM_STREAM_MBEDTLS checks
 // instead that https:// is a clear TLS error.
-#define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
