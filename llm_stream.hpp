@@ -488,8 +488,11 @@ const char* version_string() noexcept;
    writer) → decoder (those layers behind one feed()) → request (URL, headers, body) → retry policy →
    stub → transports → stream (attempts, timers, retries) → public API.
    ================================================================================================ */
-#if defined(LLM_STREAM_IMPLEMENTATION) && !defined(LLM_STREAM_IMPLEMENTATION_INCLUDED)
-#define LLM_STREAM_IMPLEMENTATION_INCLUDED
+#if (defined(LLM_STREAM_IMPLEMENTATION) || defined(LLM_STREAM_INTERNALS)) && !defined(LLM_STREAM_INTERNALS_INCLUDED)
+#define LLM_STREAM_INTERNALS_INCLUDED
+/* LLM_STREAM_INTERNALS, for this repository's tests and fuzz targets: the detail:: section alone (all of
+   it inline), without the public definitions after it, so a white-box test links the one
+   LLM_STREAM_IMPLEMENTATION translation unit of its build instead of compiling its own. */
 
 #include <algorithm>
 #include <atomic>
@@ -4151,6 +4154,18 @@ inline PollStatus StreamImpl::wait_for_progress() {
 }
 
 }  // namespace detail
+}  // inline namespace v0_2
+}  // namespace llm_stream
+
+// The implementation's own macros end with it; only the documented configuration macros remain.
+#undef LLM_STREAM_SSE2
+#undef LLM_STREAM_FORCE_INLINE
+#endif  // LLM_STREAM_INTERNALS
+
+#if defined(LLM_STREAM_IMPLEMENTATION) && !defined(LLM_STREAM_IMPLEMENTATION_INCLUDED)
+#define LLM_STREAM_IMPLEMENTATION_INCLUDED
+namespace llm_stream {
+inline namespace v0_2 {
 
 /* ------------------------------------------------------------------------------------------------
    Public API: errors, configuration, stream, client
@@ -4521,8 +4536,4 @@ const char* version_string() noexcept {
 
 }  // inline namespace v0_2
 }  // namespace llm_stream
-
-// The implementation's own macros end with it; only the documented configuration macros remain.
-#undef LLM_STREAM_SSE2
-#undef LLM_STREAM_FORCE_INLINE
 #endif  // LLM_STREAM_IMPLEMENTATION

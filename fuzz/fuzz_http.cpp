@@ -7,7 +7,7 @@
 // fed, Content-Length bodies have exactly that length, error and end are sticky. Then the
 // outcome (head fields, concatenated body, end/error and where the message ended) must not depend
 // on how the input was split.
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 
 #include "fuzz_common.hpp"

@@ -9,7 +9,7 @@
 //   fresh one.
 // - json_write_string(input) is valid UTF-8 and valid JSON, and reads back (json_decode_string,
 //   and through DeltaExtractor as a delta's content) as the UTF-8-repaired input.
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 
 #include "fuzz_common.hpp"

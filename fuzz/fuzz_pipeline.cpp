@@ -8,7 +8,7 @@
 // hang, bounded calls), never crash or leak, keep the Decoder's feed() contract, deliver only valid
 // UTF-8, and a Stream must keep its stats consistent with what it delivered and answer the same
 // through poll() as through next_event() and as the Decoder.
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 
 #include "fuzz_stream.hpp"

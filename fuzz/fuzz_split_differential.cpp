@@ -6,7 +6,7 @@
 // sizes, by Content-Length and by connection close. Every run must yield the same events (type,
 // text, tool-call fields, usage), the same end (code, HTTP status, message), the same warnings and
 // the same event counts; otherwise it prints the first difference and aborts.
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 
 #include "fuzz_stream.hpp"

@@ -5,7 +5,7 @@
 // data) and the same final status; every event's data fits max_event_bytes. An independent
 // WHATWG "event stream interpretation" written here is the reference: the parser's events are
 // always a prefix of the reference's, and all of them when the parser reports no error.
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 
 #include "fuzz_common.hpp"

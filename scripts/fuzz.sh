@@ -50,12 +50,18 @@ if [[ "${LLM_STREAM_FUZZ_SKIP_KNOWN:-0}" == 1 ]]; then
     echo "LLM_STREAM_FUZZ_SKIP_KNOWN=1: inputs that trigger known bugs are skipped"
 fi
 
-# 1. Build (two compilers at a time; each target is one translation unit).
+# 1. Build: the implementation once, then the targets (two compilers at a time), each linking it.
 echo "== building ${#targets[@]} targets with $cxx"
+implementation="$work/llm_stream_implementation.o"
+if ! "$cxx" "${flags[@]}" -c tests/support/llm_stream_implementation.cpp -o "$implementation" \
+        >"$work/logs/build_implementation.log" 2>&1; then
+    echo "building tests/support/llm_stream_implementation.cpp failed:"; sed -n 1,30p "$work/logs/build_implementation.log"
+    exit 1
+fi
 build_failed=()
 pids=()
 for t in "${targets[@]}"; do
-    "$cxx" "${flags[@]}" "fuzz/fuzz_$t.cpp" -o "$work/fuzz_$t" >"$work/logs/build_$t.log" 2>&1 &
+    "$cxx" "${flags[@]}" "fuzz/fuzz_$t.cpp" "$implementation" -o "$work/fuzz_$t" >"$work/logs/build_$t.log" 2>&1 &
     pids+=("$!:$t")
     if [[ ${#pids[@]} -ge 2 ]]; then
         for p in "${pids[@]}"; do wait "${p%%:*}" || build_failed+=("${p#*:}"); done

@@ -2,9 +2,10 @@
 # The one test command:  bash scripts/test.sh
 #
 # On Debian/Ubuntu it first installs the packages below that are missing (LLM_STREAM_NO_INSTALL=1 skips
-# that), then checks the amalgamation, builds and tests every configuration and the consumer projects.
-# Build trees go to build-test/ (LLM_STREAM_TEST_DIR overrides it) and are reused on the next run.
-# Every step runs even when an earlier one failed; the last line is "N passed, M failed".
+# that), then runs each step of the matrix: every configuration of CMakePresets.json (each also runnable
+# alone: cmake --workflow --preset NAME; gcc's includes the consumer projects), fuzzing, Windows under
+# wine, Meson, the README's demo. Build trees go to build-test/ (LLM_STREAM_TEST_DIR overrides it) and are reused on the
+# next run. Every step runs even when an earlier one failed; the last line is "N passed, M failed".
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,45 +61,38 @@ install_packages() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# cmake_test <build dir name> <cmake arguments...>: configure, build everything, run ctest.
-cmake_test() {
+# preset_title <preset>: the configure preset's display name.
+preset_title() {
+    cmake --list-presets=configure | sed -n "s/^ *\"$1\" *- //p"
+}
+
+# preset_test <preset>: what `cmake --workflow --preset <preset>` does (configure, build, test), in this
+# run's work directory instead of build-test/<preset>. The configure step decides what is tested, so the
+# test step is a plain ctest in that tree.
+preset_test() {
     local dir="$work/$1"
-    shift
-    cmake -S "$root" -B "$dir" -G Ninja -DLLM_STREAM_WARNINGS_AS_ERRORS=ON "$@"
+    cmake --preset "$1" -B "$dir"
     cmake --build "$dir" -j "$jobs" -- -k 0  # keep going: every compile error in one run
-    (cd "$dir" && ctest --output-on-failure --no-tests=error -j "$jobs")
-}
-
-# sanitized <command...>: runs it with the sanitizers' reports made fatal and readable.
-sanitized() {
-    export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1
-    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-    "$@"
-}
-
-# The tests where threads meet (cancel from another thread, the shared connection pool, a shared
-# client) under ThreadSanitizer.
-tsan_test() {
-    local dir="$work/clang-tsan"
-    cmake -S "$root" -B "$dir" -G Ninja -DLLM_STREAM_WARNINGS_AS_ERRORS=ON -DCMAKE_CXX_COMPILER=clang++ \
-        -DCMAKE_BUILD_TYPE=Debug -DLLM_STREAM_SANITIZE=thread
-    cmake --build "$dir" -j "$jobs" --target test_network test_api llm_test_server
-    export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-    "$dir/tests/test_api"
-    "$dir/tests/test_network"
+    ctest --test-dir "$dir" -j "$jobs" --output-on-failure --no-tests=error
 }
 
 # Windows: mingw-w64 builds of the layer tests and llm-chat, run under wine; llm-chat then streams
-# from our loopback server through Winsock.
+# from our loopback server through Winsock. As in CMake, the implementation and doctest's runner are
+# compiled once and linked into every test that does not bring its own.
 windows_test() {
-    local dir="$work/mingw" name port server_pid
+    local dir="$work/mingw" name port server_pid source objects
     mkdir -p "$dir/include"
     ln -sfn /usr/include/doctest "$dir/include/doctest"  # the cross compiler does not search /usr/include
     export WINEDEBUG=-all WINEPREFIX="$dir/wineprefix"
     local cxx=(x86_64-w64-mingw32-g++-posix -std=c++17 -O1 -Wall -Wextra -Wpedantic -Werror -I"$root" -I"$dir/include"
                -DLLM_STREAM_TEST_DATA_DIR='"tests/data"' -static)
-    for name in api config http sse json streams alloc; do
-        "${cxx[@]}" "tests/test_$name.cpp" -o "$dir/test_$name.exe" -lws2_32
+    "${cxx[@]}" -c tests/support/llm_stream_implementation.cpp -o "$dir/llm_stream_implementation.o"
+    "${cxx[@]}" -c tests/support/doctest_main.cpp -o "$dir/doctest_main.o"
+    for name in api config decoder retry http sse json streams alloc; do
+        source="tests/test_$name.cpp"
+        objects=("$dir/doctest_main.o")
+        grep -q '^#define LLM_STREAM_IMPLEMENTATION$' "$source" || objects+=("$dir/llm_stream_implementation.o")
+        "${cxx[@]}" "$source" "${objects[@]}" -o "$dir/test_$name.exe" -lws2_32
         /usr/lib/wine/wine64 "$dir/test_$name.exe"
     done
     "${cxx[@]}" examples/llm-chat.cpp -o "$dir/llm-chat.exe" -lws2_32
@@ -137,49 +131,6 @@ demo() {
     (cd "$dir" && examples/llm-chat --version)
 }
 
-consumer_add_subdirectory() {
-    local dir="$work/consumer-add_subdirectory"
-    rm -rf "$dir"
-    cmake -S tests/consumers/add_subdirectory -B "$dir" -G Ninja -DLLM_STREAM_DIR="$root"
-    cmake --build "$dir" -j "$jobs"
-    "$dir/consumer"
-}
-
-consumer_find_package() {
-    local dir="$work/consumer-find_package" prefix="$work/install-prefix"
-    rm -rf "$dir" "$prefix"
-    cmake -S "$root" -B "$work/install" -G Ninja -DLLM_STREAM_BUILD_TESTS=OFF -DLLM_STREAM_BUILD_EXAMPLES=OFF
-    cmake --install "$work/install" --prefix "$prefix"
-    cmake -S tests/consumers/find_package -B "$dir" -G Ninja \
-        -DCMAKE_PREFIX_PATH="$prefix" -DLLM_STREAM_EXPECTED_VERSION="$version"
-    cmake --build "$dir" -j "$jobs"
-    "$dir/consumer"
-}
-
-# The consumer gets the repository as subprojects/llm_stream through a symlink made here, in the build tree.
-consumer_meson_subproject() {
-    local dir="$work/consumer-meson_subproject"
-    rm -rf "$dir"
-    mkdir -p "$dir/source/subprojects"
-    cp tests/consumers/meson_subproject/* "$dir/source/"
-    ln -s "$root" "$dir/source/subprojects/llm_stream"
-    meson setup "$dir/build" "$dir/source" --force-fallback-for=llm_stream
-    meson compile -C "$dir/build" -j "$jobs"
-    rm "$dir/source/subprojects/llm_stream"  # leave no link back to the repository in the tree
-    "$dir/build/consumer"
-}
-
-# The generated header dropped next to the sources, built with a bare compiler command.
-consumer_single_header() {
-    local dir="$work/consumer-single_header"
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    cp single_include/llm_stream/llm_stream.hpp tests/consumers/single_header/*.cpp "$dir/"
-    cd "$dir"
-    c++ -std=c++17 main.cpp stub_reply.cpp -o consumer -pthread
-    ./consumer
-}
-
 passed=0
 failed=0
 failures=()
@@ -205,27 +156,14 @@ step() {
 
 mkdir -p "$work"
 step "packages" install_packages
-step "amalgamation is up to date" bash scripts/amalgamate.sh --check
-step "cmake g++ C++17 -O2 with asserts (mbedTLS auto)" \
-    cmake_test gcc -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE= -DCMAKE_CXX_FLAGS=-O2
-step "cmake clang++ C++20 (Debug, mbedTLS auto)" \
-    cmake_test clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_STANDARD=20
-step "cmake g++ -fno-exceptions -fno-rtti (Debug, no mbedTLS)" \
-    cmake_test gcc-noexcept -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Debug \
-    -DLLM_STREAM_NO_EXCEPTIONS=ON -DLLM_STREAM_USE_MBEDTLS=OFF
-step "cmake clang++ ASan+UBSan (Debug, mbedTLS auto)" \
-    sanitized cmake_test clang-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
-    -DLLM_STREAM_SANITIZE=address,undefined
-step "cmake clang++ TSan: cancel, pool and shared-client tests" tsan_test
+for preset in $(cmake --list-presets=workflow | sed -n 's/^ *"\([^"]*\)".*/\1/p'); do
+    step "cmake preset $preset: $(preset_title "$preset")" preset_test "$preset"
+done
 step "fuzz: every libFuzzer target, ${LLM_STREAM_FUZZ_SECONDS:-15} s each, regressions replayed" \
-    bash scripts/fuzz.sh "${LLM_STREAM_FUZZ_SECONDS:-15}"
+    env LLM_STREAM_FUZZ_JOBS="$jobs" LLM_STREAM_FUZZ_DIR="$work/fuzz" bash scripts/fuzz.sh "${LLM_STREAM_FUZZ_SECONDS:-15}"
 step "windows: mingw-w64 + wine, layer tests and llm-chat over Winsock" windows_test
 step "meson (g++, tests and examples)" meson_test
 step "demo: README build of llm-chat without doctest, stub reply" demo
-step "consumer: CMake add_subdirectory" consumer_add_subdirectory
-step "consumer: CMake find_package after cmake --install" consumer_find_package
-step "consumer: Meson subproject" consumer_meson_subproject
-step "consumer: single_include header, bare c++" consumer_single_header
 
 printf '\n'
 for title in "${failures[@]+"${failures[@]}"}"; do

@@ -6,7 +6,6 @@
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
 
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include <string>

@@ -1,8 +1,7 @@
 // Public API tests: stub mode (no network), option validation, logging, cancellation, and recorded HTTP
 // responses replayed through the whole pipeline with detail::replay_stream.
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include <atomic>

@@ -1,8 +1,7 @@
 // Configuration tests: .env parsing, Config::from_env precedence, the chat-completions URL, URL parsing,
 // and what a bad base URL does to a stream.
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include <chrono>

@@ -1,7 +1,5 @@
 // The public sans-I/O core: build_request() and Decoder, with no transport at all.
-#define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include <optional>

@@ -1,6 +1,4 @@
-#define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 #include "support/test_server.hpp"
 

@@ -1,8 +1,7 @@
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 #include "support/printable.hpp"
 #include "support/random_cuts.hpp"
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 /* A CHECK that also leaves the test case when it fails, so that what follows never reads out of range.

@@ -1,9 +1,8 @@
 // The JSON layer: RFC 8259 validation (detail::json_valid and the validating cursor under
 // detail::DeltaExtractor), the chat.completion.chunk delta extractor, string decoding (escapes,
 // surrogates, invalid UTF-8), and the writer used for request bodies.
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #ifndef LLM_STREAM_TEST_DATA_DIR

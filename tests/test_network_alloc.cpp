@@ -7,7 +7,6 @@
 #include "support/counting_allocator.hpp"
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 #include "support/test_server.hpp"
 

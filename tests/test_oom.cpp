@@ -49,7 +49,6 @@ void free_hook(void* block) {
 #define LLM_STREAM_FREE(ptr) oom_test::free_hook(ptr)
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 #include "support/test_server.hpp"
 

@@ -1,8 +1,7 @@
 // The retry policy alone: decide_retry() as a table, jitter included, and the hints a response's
 // headers carry (read through a Decoder). No network, no clock.
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include <chrono>

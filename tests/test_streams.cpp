@@ -2,9 +2,8 @@
 // chunk sizes, Content-Length, close-delimited), fed whole, byte by byte and split at random points,
 // runs through the whole pipeline (HTTP reader -> SSE -> JSON -> Stream) and must decode to exactly
 // what manifest.json expects, with the same events every time.
-#define LLM_STREAM_IMPLEMENTATION
+#define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #ifndef LLM_STREAM_TEST_DATA_DIR

@@ -1,5 +1,4 @@
 #include "support/test_server.hpp"
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 /* Tests of llm_test::TestServer (tests/support/test_server.hpp), the loopback HTTP/1.1 server the network

@@ -25,7 +25,6 @@
 // tests/data/streams/deepseek-chat.sse at once. Without those variables (a plain ctest run) there is
 // nothing to test against: the program says so and exits 77, which CTest and Meson report as skipped. A
 // build without LLM_STREAM_MBEDTLS checks instead that https:// is a clear TLS error.
-#define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
