@@ -413,7 +413,7 @@ std::string chunked_response(const std::string& body, std::size_t chunk) {
     std::string out = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
     for (std::size_t at = 0; at < body.size(); at += chunk) {
         const std::string piece = body.substr(at, chunk);
-        out += llm_test::detail::hex_size_line(piece.size()) + piece + "\r\n";
+        out += chunk_size_line(piece.size()) + piece + "\r\n";
     }
     return out + "0\r\n\r\n";
 }
