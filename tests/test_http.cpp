@@ -3,6 +3,7 @@
 #include "support/printable.hpp"
 #include "support/random_cuts.hpp"
 #include <doctest/doctest.h>
+#include "support/split_check.hpp"  // after doctest: it uses its macros
 
 /* A CHECK that also leaves the test case when it fails, so that what follows never reads out of range.
    (doctest's REQUIRE needs exceptions; under -fno-exceptions it does not compile, or acts as a CHECK.) */
@@ -185,31 +186,8 @@ HttpOutcome run_http(const std::string& input, const std::vector<std::size_t>& c
 /* Runs every split mode, checks they agree, returns the outcome of the whole input. */
 HttpOutcome check_http(const std::string& input, const HttpOptions& opt = {}) {
     INFO("input: " << escape(input));
-    const HttpOutcome whole = run_http(input, {}, opt);
-    const std::string expected = whole.describe();
-    CHECK_MESSAGE(whole.anomalies.empty(), expected);
-
-    std::vector<std::size_t> every;
-    for (std::size_t i = 1; i < input.size(); ++i) every.push_back(i);
-    const HttpOutcome bytes = run_http(input, every, opt);
-    CHECK_MESSAGE(bytes.describe() == expected, "byte by byte: " << bytes.describe());
-
-    std::size_t bad = 0;
-    std::string first_bad;
-    if (input.size() <= 4096) {
-        for (std::size_t i = 1; i < input.size(); ++i) {
-            const HttpOutcome o = run_http(input, {i}, opt);
-            if (o.describe() != expected && bad++ == 0)
-                first_bad = "split at " + std::to_string(i) + ": " + o.describe();
-        }
-    }
-    for (unsigned seed = 1; seed <= 200; ++seed) {
-        const HttpOutcome o = run_http(input, random_cuts(input.size(), seed), opt);
-        if (o.describe() != expected && bad++ == 0)
-            first_bad = "seed " + std::to_string(seed) + ": " + o.describe();
-    }
-    CHECK_MESSAGE(bad == 0, "expected " << expected << "\n first mismatch " << first_bad);
-    return whole;
+    auto run = [&](const std::vector<std::size_t>& cuts) { return run_http(input, cuts, opt); };
+    return check_every_split(input.size(), run, 4096, 200);
 }
 
 void check_error(const std::string& input, ErrorCode code, const HttpOptions& opt = {}) {

@@ -3,6 +3,7 @@
 #include "support/printable.hpp"
 #include "support/random_cuts.hpp"
 #include <doctest/doctest.h>
+#include "support/split_check.hpp"  // after doctest: it uses its macros
 
 /* A CHECK that also leaves the test case when it fails, so that what follows never reads out of range.
    (doctest's REQUIRE needs exceptions; under -fno-exceptions it does not compile, or acts as a CHECK.) */
@@ -142,31 +143,8 @@ SseOutcome run_sse(const std::string& input, const std::vector<std::size_t>& cut
 /* Runs every split mode, checks they agree, returns the outcome of the whole input. */
 SseOutcome check_sse(const std::string& input, const SseLimits& limits = {}, unsigned seeds = 200) {
     INFO("input: " << escape(input.size() > 2000 ? input.substr(0, 2000) + "..." : input));
-    const SseOutcome whole = run_sse(input, {}, limits);
-    const std::string expected = whole.describe();
-    CHECK_MESSAGE(whole.anomalies.empty(), expected);
-
-    std::vector<std::size_t> every;
-    for (std::size_t i = 1; i < input.size(); ++i) every.push_back(i);
-    const SseOutcome bytes = run_sse(input, every, limits);
-    CHECK_MESSAGE(bytes.describe() == expected, "byte by byte: " << bytes.describe());
-
-    std::size_t bad = 0;
-    std::string first_bad;
-    if (input.size() <= 2048) {
-        for (std::size_t i = 1; i < input.size(); ++i) {
-            const SseOutcome o = run_sse(input, {i}, limits);
-            if (o.describe() != expected && bad++ == 0)
-                first_bad = "split at " + std::to_string(i) + ": " + o.describe();
-        }
-    }
-    for (unsigned seed = 1; seed <= seeds; ++seed) {
-        const SseOutcome o = run_sse(input, random_cuts(input.size(), seed), limits);
-        if (o.describe() != expected && bad++ == 0)
-            first_bad = "seed " + std::to_string(seed) + ": " + o.describe();
-    }
-    CHECK_MESSAGE(bad == 0, "expected " << expected << "\n first mismatch " << first_bad);
-    return whole;
+    auto run = [&](const std::vector<std::size_t>& cuts) { return run_sse(input, cuts, limits); };
+    return check_every_split(input.size(), run, 2048, seeds);
 }
 
 /* Checks the events of a well-formed input that ends cleanly. */
