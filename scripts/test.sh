@@ -159,8 +159,8 @@ step "packages" install_packages
 for preset in $(cmake --list-presets=workflow | sed -n 's/^ *"\([^"]*\)".*/\1/p'); do
     step "cmake preset $preset: $(preset_title "$preset")" preset_test "$preset"
 done
-step "fuzz: every libFuzzer target, ${LLM_STREAM_FUZZ_SECONDS:-15} s each, regressions replayed" \
-    env LLM_STREAM_FUZZ_JOBS="$jobs" LLM_STREAM_FUZZ_DIR="$work/fuzz" bash scripts/fuzz.sh "${LLM_STREAM_FUZZ_SECONDS:-15}"
+step "fuzz: every libFuzzer target, ${LLM_STREAM_FUZZ_SECONDS:-10} s each, regressions replayed" \
+    env LLM_STREAM_FUZZ_JOBS="$jobs" LLM_STREAM_FUZZ_DIR="$work/fuzz" bash scripts/fuzz.sh "${LLM_STREAM_FUZZ_SECONDS:-10}"
 step "windows: mingw-w64 + wine, layer tests and llm-chat over Winsock" windows_test
 step "meson (g++, tests and examples)" meson_test
 step "demo: README build of llm-chat without doctest, stub reply" demo
