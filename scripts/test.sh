@@ -84,7 +84,7 @@ windows_test() {
     mkdir -p "$dir/include"
     ln -sfn /usr/include/doctest "$dir/include/doctest"  # the cross compiler does not search /usr/include
     export WINEDEBUG=-all WINEPREFIX="$dir/wineprefix"
-    local cxx=(x86_64-w64-mingw32-g++-posix -std=c++17 -O1 -Wall -Wextra -Wpedantic -Werror -I"$root" -I"$dir/include"
+    local cxx=(x86_64-w64-mingw32-g++-posix -std=c++17 -O0 -Wall -Wextra -Wpedantic -Werror -I"$root" -I"$dir/include"
                -DLLM_STREAM_TEST_DATA_DIR='"tests/data"' -static)
     "${cxx[@]}" -c tests/support/llm_stream_implementation.cpp -o "$dir/llm_stream_implementation.o"
     "${cxx[@]}" -c tests/support/doctest_main.cpp -o "$dir/doctest_main.o"
@@ -112,9 +112,9 @@ meson_test() {
         grep -q "'${file#tests/}'" tests/meson.build || { echo "tests/meson.build does not list $file"; return 1; }
     done
     if [[ -f "$dir/build.ninja" ]]; then
-        meson setup --reconfigure "$dir" -Dtests=enabled -Dexamples=true
+        meson setup --reconfigure "$dir" -Dtests=enabled -Dexamples=true -Ddebug=false
     else
-        meson setup "$dir" -Dtests=enabled -Dexamples=true
+        meson setup "$dir" -Dtests=enabled -Dexamples=true -Ddebug=false  # no debug info: only the build files are new here
     fi
     meson compile -C "$dir" -j "$jobs" --ninja-args=-k0
     meson test -C "$dir" --print-errorlogs --num-processes "$jobs"
