@@ -1003,11 +1003,12 @@ inline std::string address_text(const SocketAddress& a) {
 
 /* Addresses for host:port. Numeric hosts never touch DNS; names go to `resolver` when set, else to
    getaddrinfo (which blocks). */
-inline bool resolve_host(const std::string& host, std::uint16_t port,
-                         const std::function<std::vector<std::string>(const std::string&)>& resolver,
-                         std::vector<SocketAddress>& out, std::string& why) {
+inline Error resolve_host(const std::string& host, std::uint16_t port,
+                          const std::function<std::vector<std::string>(const std::string&)>& resolver,
+                          std::vector<SocketAddress>& out) {
     out.clear();
     const std::string service = std::to_string(port);
+    std::string why = "no address";
     auto add = [&](const std::string& name, bool numeric_only) {
         addrinfo hints{};
         hints.ai_family = AF_UNSPEC;
@@ -1022,7 +1023,7 @@ inline bool resolve_host(const std::string& host, std::uint16_t port,
 #else
             why = gai_strerror(rc);
 #endif
-            return false;
+            return;
         }
         for (addrinfo* a = list; a; a = a->ai_next) {
             if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
@@ -1032,17 +1033,16 @@ inline bool resolve_host(const std::string& host, std::uint16_t port,
             out.push_back(address);
         }
         freeaddrinfo(list);
-        return true;
     };
-    if (add(host, true)) return true;  // an IP address
-    if (resolver) {
+    add(host, true);  // an IP address
+    if (out.empty() && resolver) {
         for (const std::string& numeric : resolver(host)) add(numeric, true);
         if (out.empty()) why = "the resolver returned no usable address";
-        return !out.empty();
+    } else if (out.empty()) {
+        add(host, false);
     }
-    if (!add(host, false)) return false;
-    if (out.empty()) why = "no address";
-    return !out.empty();
+    if (out.empty()) return make_error(ErrorCode::dns, "cannot resolve " + host + ": " + why);
+    return {};
 }
 
 /* Wakes a thread blocked in wait_for_socket() from cancel(). POSIX: a pipe; Windows: waits are cut
@@ -2372,8 +2372,8 @@ LLM_STREAM_FORCE_INLINE bool json_key_is(const JsonSpan& key, const char (&name)
     return json_escaped_key_is(key, std::string_view(name, N - 1));
 }
 
-/* True when text is one valid JSON value (with surrounding whitespace). */
-inline bool json_valid(std::string_view text, const char** why = nullptr) noexcept {
+/* Whether text is one valid JSON value (with surrounding whitespace): none, or what is wrong and where. */
+inline Error check_json(std::string_view text) {
     JsonCursor c(text.data(), text.data() + text.size());
     c.skip_ws();
     bool ok = c.skip_value(0);
@@ -2381,8 +2381,8 @@ inline bool json_valid(std::string_view text, const char** why = nullptr) noexce
         c.skip_ws();
         if (c.p != c.end) ok = c.fail("unexpected text after the value");
     }
-    if (why) *why = c.why;
-    return ok;
+    if (ok) return {};
+    return make_error(ErrorCode::protocol, std::string(c.why) + " at byte " + std::to_string(c.p - c.start));
 }
 
 /* The wire format of OpenAI's chat completions: one message of the body (an SSE event's name and
@@ -3087,8 +3087,7 @@ struct ExtraMembers {
 inline Error read_extra_members(std::string_view extra_json, ExtraMembers& out) {
     const std::string_view extra = trim_ascii_space(extra_json);
     if (extra.empty()) return {};
-    const char* why = "";
-    if (!json_valid(extra, &why)) return invalid_argument(std::string("extra JSON is not valid JSON: ") + why);
+    if (Error e = check_json(extra)) return invalid_argument("extra JSON is not valid JSON: " + e.message);
     if (extra.front() != '{') return invalid_argument("extra JSON must be an object");
     JsonCursor c(extra.data(), extra.data() + extra.size());
     const bool ok = c.object(1, [&](const JsonSpan& key, int depth) {
@@ -3097,7 +3096,7 @@ inline Error read_extra_members(std::string_view extra_json, ExtraMembers& out) 
         out.keys.push_back(std::move(name));
         return c.skip_value(depth);
     });
-    LLM_STREAM_ASSERT(ok);  // json_valid() said so
+    LLM_STREAM_ASSERT(ok);  // check_json() said so
     (void)ok;
     for (const std::string& key : out.keys)
         if (key == "stream" || key == "messages")
@@ -3581,9 +3580,8 @@ inline IoResult NetworkTransport::open() {
 
 inline IoResult NetworkTransport::resolve() {
     if (!network_startup()) return failed(ErrorCode::io, "Winsock could not be started");
-    std::string why;
-    if (!resolve_host(url_.host, url_.port, client_->config.resolver, addresses_, why))
-        return failed(ErrorCode::dns, "cannot resolve " + url_.host + ": " + why);
+    if (Error e = resolve_host(url_.host, url_.port, client_->config.resolver, addresses_))
+        return failed(e.code, std::move(e.message));
     state_ = State::connect;
     return start_connect();
 }

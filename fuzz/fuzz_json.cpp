@@ -1,11 +1,11 @@
-// libFuzzer target: the JSON layer (detail::json_valid, DeltaExtractor, json_write_string,
+// libFuzzer target: the JSON layer (detail::check_json, DeltaExtractor, json_write_string,
 // json_decode_string) on arbitrary bytes.
 //
-// - json_valid agrees with an independent RFC 8259 validator written here (same nesting limit;
+// - check_json agrees with an independent RFC 8259 validator written here (same nesting limit;
 //   like the library it does not judge the UTF-8 inside strings, which decoding repairs).
 // - DeltaExtractor: ok => every text/tool field is valid UTF-8; invalid => no events; error_event
 //   => no events and a valid UTF-8 message; for input that is an object (after whitespace),
-//   ok/error_event <=> json_valid. A reused extractor (after a rich event) answers exactly like a
+//   ok/error_event <=> check_json. A reused extractor (after a rich event) answers exactly like a
 //   fresh one.
 // - json_write_string(input) is valid UTF-8 and valid JSON, and reads back (json_decode_string,
 //   and through DeltaExtractor as a delta's content) as the UTF-8-repaired input.
@@ -22,7 +22,7 @@ namespace {
 using llm_stream::Event;
 using llm_stream::EventType;
 using llm_stream::detail::DeltaExtractor;
-using llm_stream::detail::json_valid;
+using llm_stream::detail::check_json;
 using llm_stream::detail::utf8_valid;
 
 bool utf8(std::string_view s) { return utf8_valid(s.data(), s.data() + s.size()); }
@@ -240,8 +240,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size) std::memcpy(copy.get(), data, size);
     const std::string_view input(copy.get(), size);
 
-    // 1. json_valid against the reference.
-    const bool valid = json_valid(input);
+    // 1. check_json against the reference.
+    const bool valid = !check_json(input);
     FUZZ_CHECK(valid == Reference(input.data(), input.data() + input.size()).text());
 
     // 2. DeltaExtractor, fresh and reused.
@@ -269,7 +269,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     llm_stream::detail::json_write_string(written, input);
     FUZZ_CHECK(written.size() >= 2 && written.front() == '"' && written.back() == '"');
     FUZZ_CHECK(utf8(written));
-    FUZZ_CHECK(json_valid(written));
+    FUZZ_CHECK(check_json(written));
     const std::string expected = repaired(input);
     {
         std::unique_ptr<char[]> out(new char[written.size()]);

@@ -1,4 +1,4 @@
-// The JSON layer: RFC 8259 validation (detail::json_valid and the validating cursor under
+// The JSON layer: RFC 8259 validation (detail::check_json and the validating cursor under
 // detail::DeltaExtractor), the chat.completion.chunk delta extractor, string decoding (escapes,
 // surrogates, invalid UTF-8), and the writer used for request bodies.
 #define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
@@ -50,10 +50,9 @@ private:
 
 bool valid(std::string_view text, std::string* why_out = nullptr) {
     ExactBytes bytes(text);
-    const char* why = nullptr;
-    const bool ok = d::json_valid(bytes.view(), &why);
-    if (why_out) *why_out = why ? why : "";
-    return ok;
+    const llm_stream::Error e = d::check_json(bytes.view());
+    if (why_out) *why_out = e.message;
+    return !e;
 }
 
 // An event with its views copied out, so it outlives the extractor's buffers.
@@ -304,7 +303,7 @@ const char* const kErrorTemplates[] = {
    RFC 8259 validation
    ============================================================================================= */
 
-TEST_CASE("json_valid: the RFC 8259 accept/reject table") {
+TEST_CASE("check_json: the RFC 8259 accept/reject table") {
     for (const Case& c : rfc8259_table()) {
         CAPTURE(c.text);
         std::string why;
@@ -313,7 +312,7 @@ TEST_CASE("json_valid: the RFC 8259 accept/reject table") {
     }
 }
 
-TEST_CASE("json_valid: every raw control character U+0000..U+001F is rejected inside a string; DEL is not") {
+TEST_CASE("check_json: every raw control character U+0000..U+001F is rejected inside a string; DEL is not") {
     for (int ch = 0; ch < 0x20; ++ch) {
         CAPTURE(ch);
         std::string s = "\"ab";
@@ -325,8 +324,8 @@ TEST_CASE("json_valid: every raw control character U+0000..U+001F is rejected in
         CHECK_FALSE(valid("[\"\\n" + std::string(1, static_cast<char>(ch)) + "\"]"));
     }
     CHECK(valid("\"\x7F\""));
-    CHECK(d::json_valid("[1]"));  // the reason is optional
-    CHECK_FALSE(d::json_valid("[1"));
+    CHECK_FALSE(d::check_json("[1]"));
+    CHECK(d::check_json("[1").message.find("at byte 2") != std::string::npos);
     CHECK(valid("{\"\x7F\":\"\x7F\"}"));
     // Longer strings take a different (vectorised) path in the scanner: test controls at every offset.
     for (std::size_t at = 0; at < 40; ++at) {
@@ -341,7 +340,7 @@ TEST_CASE("json_valid: every raw control character U+0000..U+001F is rejected in
     }
 }
 
-TEST_CASE("json_valid: strings that end at the very end of the input, at every length") {
+TEST_CASE("check_json: strings that end at the very end of the input, at every length") {
     // The scanner reads 16 bytes at a time where it can: every length around that, with the input in
     // a block of exactly its size, so a read past the end would show under AddressSanitizer.
     for (std::size_t n = 0; n < 70; ++n) {
@@ -359,7 +358,7 @@ TEST_CASE("json_valid: strings that end at the very end of the input, at every l
     }
 }
 
-TEST_CASE("json_valid: only the nine escapes of RFC 8259 are accepted") {
+TEST_CASE("check_json: only the nine escapes of RFC 8259 are accepted") {
     const std::string allowed = "\"\\/bfnrt";
     for (int ch = 0; ch < 256; ++ch) {
         if (ch == 'u') continue;  // needs four hex digits, tested below
@@ -386,7 +385,7 @@ TEST_CASE("json_valid: only the nine escapes of RFC 8259 are accepted") {
     }
 }
 
-TEST_CASE("json_valid: the nesting limit (detail::json_max_depth) is exact") {
+TEST_CASE("check_json: the nesting limit (detail::json_max_depth) is exact") {
     // Every array or object counts one level; json_max_depth levels are fine, one more is rejected.
     const int limit = d::json_max_depth;
     CHECK(limit > 2);
@@ -500,7 +499,7 @@ TEST_CASE("DeltaExtractor: whole-event structure") {
     }
 }
 
-TEST_CASE("DeltaExtractor: the nesting limit matches json_valid's, counted from the event object") {
+TEST_CASE("DeltaExtractor: the nesting limit matches check_json's, counted from the event object") {
     const int limit = d::json_max_depth;
     auto nest = [](std::string_view prefix, std::string_view suffix, int arrays) {
         return std::string(prefix) + std::string(static_cast<std::size_t>(arrays), '[') +
@@ -534,9 +533,9 @@ TEST_CASE("DeltaExtractor: the nesting limit matches json_valid's, counted from 
     CHECK(extract("{\"choices\":" + std::string(300000, '[')).result == Result::invalid);
 }
 
-TEST_CASE("DeltaExtractor and json_valid agree on mutated events (fuzz)") {
+TEST_CASE("DeltaExtractor and check_json agree on mutated events (fuzz)") {
     // Every byte-level mutation of real events: for object-shaped text, the extractor returns
-    // invalid exactly when json_valid rejects it, and whatever it returns is valid UTF-8.
+    // invalid exactly when check_json rejects it, and whatever it returns is valid UTF-8.
     const std::vector<std::string> seeds = {
         "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi \\u00e9\\ud83d\\ude00\"},"
         "\"finish_reason\":null}],\"usage\":null}",

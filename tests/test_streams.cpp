@@ -192,9 +192,8 @@ bool read_expected(d::JsonCursor& c, int depth, Outcome& out, int& fields) {
 }
 
 bool parse_manifest(std::string_view text, std::vector<Entry>& entries, std::string& why) {
-    const char* reason = "";
-    if (!d::json_valid(text, &reason)) {
-        why = std::string("manifest.json is not valid JSON: ") + reason;
+    if (const llm_stream::Error e = d::check_json(text)) {
+        why = "manifest.json is not valid JSON: " + e.message;
         return false;
     }
     d::JsonCursor c(text.data(), text.data() + text.size());
