@@ -73,14 +73,42 @@ preset_test() {
     local dir="$work/$1"
     cmake --preset "$1" -B "$dir"
     cmake --build "$dir" -j "$jobs" -- -k 0  # keep going: every compile error in one run
-    ctest --test-dir "$dir" -j "$jobs" --output-on-failure --no-tests=error
+    # Twice the cores: the network tests spend most of their time waiting on sockets and timers.
+    ctest --test-dir "$dir" -j "$((jobs * 2))" --output-on-failure --no-tests=error
+}
+
+# The header alone under the strict warnings users compile with (SPEC 4), in every combination of
+# compiler, standard, exceptions and TLS: the presets build only some of them. One compiler per core.
+strict_header_with() {
+    local cxx="$1" std mode tls
+    local flags=(-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wold-style-cast
+                 -Wnon-virtual-dtor -Werror -fsyntax-only -x c++ -I"$root")
+    for std in c++17 c++20; do
+        for mode in "" "-fno-exceptions -fno-rtti"; do
+            for tls in "" -DLLM_STREAM_MBEDTLS; do
+                echo "$cxx -std=$std $mode $tls"
+                # shellcheck disable=SC2086  # mode and tls are lists of flags, or nothing
+                printf '#define LLM_STREAM_IMPLEMENTATION\n#include "llm_stream.hpp"\nint main() { return 0; }\n' |
+                    "$cxx" -std="$std" $mode $tls "${flags[@]}" - || return 1
+            done
+        done
+    done
+}
+
+strict_header() {
+    local gcc_status=0 clang_status=0 gcc_pid
+    strict_header_with g++ &
+    gcc_pid=$!
+    strict_header_with clang++ || clang_status=$?
+    wait "$gcc_pid" || gcc_status=$?
+    ((gcc_status == 0 && clang_status == 0))
 }
 
 # Windows: mingw-w64 builds of the layer tests and llm-chat, run under wine; llm-chat then streams
 # from our loopback server through Winsock. As in CMake, the implementation and doctest's runner are
 # compiled once and linked into every test that does not bring its own.
 windows_test() {
-    local dir="$work/mingw" name port server_pid source objects
+    local dir="$work/mingw" name port server_pid source
     mkdir -p "$dir/include"
     ln -sfn /usr/include/doctest "$dir/include/doctest"  # the cross compiler does not search /usr/include
     export WINEDEBUG=-all WINEPREFIX="$dir/wineprefix"
@@ -88,13 +116,21 @@ windows_test() {
                -DLLM_STREAM_TEST_DATA_DIR='"tests/data"' -static)
     "${cxx[@]}" -c tests/support/llm_stream_implementation.cpp -o "$dir/llm_stream_implementation.o"
     "${cxx[@]}" -c tests/support/doctest_main.cpp -o "$dir/doctest_main.o"
+    # The tests that share the implementation go into one program (one link, one start under wine);
+    # one that brings its own implementation (the counting allocator) is a program of its own.
+    local shared=("$dir/doctest_main.o" "$dir/llm_stream_implementation.o")
     for name in api config decoder retry http sse json streams alloc; do
         source="tests/test_$name.cpp"
-        objects=("$dir/doctest_main.o")
-        grep -q '^#define LLM_STREAM_IMPLEMENTATION$' "$source" || objects+=("$dir/llm_stream_implementation.o")
-        "${cxx[@]}" "$source" "${objects[@]}" -o "$dir/test_$name.exe" -lws2_32
-        /usr/lib/wine/wine64 "$dir/test_$name.exe"
+        if grep -q '^#define LLM_STREAM_IMPLEMENTATION$' "$source"; then
+            "${cxx[@]}" "$source" "$dir/doctest_main.o" -o "$dir/test_$name.exe" -lws2_32
+            /usr/lib/wine/wine64 "$dir/test_$name.exe"
+        else
+            "${cxx[@]}" -c "$source" -o "$dir/test_$name.o"
+            shared+=("$dir/test_$name.o")
+        fi
     done
+    "${cxx[@]}" "${shared[@]}" -o "$dir/tests.exe" -lws2_32
+    /usr/lib/wine/wine64 "$dir/tests.exe"
     "${cxx[@]}" examples/llm-chat.cpp -o "$dir/llm-chat.exe" -lws2_32
     "$work/gcc/tests/llm_test_server" --stream deepseek-chat.sse >"$dir/server.out" &
     server_pid=$!
@@ -117,7 +153,7 @@ meson_test() {
         meson setup "$dir" -Dtests=enabled -Dexamples=true -Ddebug=false  # no debug info: only the build files are new here
     fi
     meson compile -C "$dir" -j "$jobs" --ninja-args=-k0
-    meson test -C "$dir" --print-errorlogs --num-processes "$jobs"
+    meson test -C "$dir" --print-errorlogs --num-processes "$((jobs * 2))"  # many tests wait on sockets
 }
 
 # The README's demo: a plain configure (default generator) on a machine without doctest.
@@ -156,6 +192,8 @@ step() {
 
 mkdir -p "$work"
 step "packages" install_packages
+step "the header under strict warnings: g++ and clang++, C++17 and C++20, with and without exceptions and TLS" \
+    strict_header
 for preset in $(cmake --list-presets=workflow | sed -n 's/^ *"\([^"]*\)".*/\1/p'); do
     step "cmake preset $preset: $(preset_title "$preset")" preset_test "$preset"
 done
