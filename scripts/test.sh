@@ -114,24 +114,33 @@ windows_test() {
     export WINEDEBUG=-all WINEPREFIX="$dir/wineprefix"
     local cxx=(x86_64-w64-mingw32-g++-posix -std=c++17 -O0 -Wall -Wextra -Wpedantic -Werror -I"$root" -I"$dir/include"
                -DLLM_STREAM_TEST_DATA_DIR='"tests/data"' -static)
-    "${cxx[@]}" -c tests/support/llm_stream_implementation.cpp -o "$dir/llm_stream_implementation.o"
-    "${cxx[@]}" -c tests/support/doctest_main.cpp -o "$dir/doctest_main.o"
+    # Compiles run $jobs at a time; `wait -n` reports the first one that fails.
+    local running=0
+    background() {
+        "$@" &
+        running=$((running + 1))
+        if ((running >= jobs)); then wait -n; running=$((running - 1)); fi
+    }
+    drain() { while ((running > 0)); do wait -n; running=$((running - 1)); done; }
+    background "${cxx[@]}" -c tests/support/llm_stream_implementation.cpp -o "$dir/llm_stream_implementation.o"
+    background "${cxx[@]}" -c tests/support/doctest_main.cpp -o "$dir/doctest_main.o"
+    background "${cxx[@]}" examples/llm-chat.cpp -o "$dir/llm-chat.exe" -lws2_32
     # The tests that share the implementation go into one program (one link, one start under wine);
     # one that brings its own implementation (the counting allocator) is a program of its own.
-    local shared=("$dir/doctest_main.o" "$dir/llm_stream_implementation.o")
+    local shared=("$dir/doctest_main.o" "$dir/llm_stream_implementation.o") own=()
     for name in api config decoder retry http sse json streams alloc; do
         source="tests/test_$name.cpp"
-        if grep -q '^#define LLM_STREAM_IMPLEMENTATION$' "$source"; then
-            "${cxx[@]}" "$source" "$dir/doctest_main.o" -o "$dir/test_$name.exe" -lws2_32
-            /usr/lib/wine/wine64 "$dir/test_$name.exe"
-        else
-            "${cxx[@]}" -c "$source" -o "$dir/test_$name.o"
-            shared+=("$dir/test_$name.o")
-        fi
+        background "${cxx[@]}" -c "$source" -o "$dir/test_$name.o"
+        if grep -q '^#define LLM_STREAM_IMPLEMENTATION$' "$source"; then own+=("$name"); else shared+=("$dir/test_$name.o"); fi
     done
-    "${cxx[@]}" "${shared[@]}" -o "$dir/tests.exe" -lws2_32
+    drain
+    background "${cxx[@]}" "${shared[@]}" -o "$dir/tests.exe" -lws2_32
+    for name in "${own[@]}"; do
+        background "${cxx[@]}" "$dir/test_$name.o" "$dir/doctest_main.o" -o "$dir/test_$name.exe" -lws2_32
+    done
+    drain
     /usr/lib/wine/wine64 "$dir/tests.exe"
-    "${cxx[@]}" examples/llm-chat.cpp -o "$dir/llm-chat.exe" -lws2_32
+    for name in "${own[@]}"; do /usr/lib/wine/wine64 "$dir/test_$name.exe"; done
     "$work/gcc/tests/llm_test_server" --stream deepseek-chat.sse >"$dir/server.out" &
     server_pid=$!
     trap "kill $server_pid 2>/dev/null" EXIT  # expanded now: the step's subshell outlives this function
