@@ -4285,7 +4285,9 @@ Error parse_dotenv(std::string_view text,
         while (i < n && (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == '_' || text[i] == '.')) ++i;
         const std::string_view key = text.substr(key_begin, i - key_begin);
         skip_blanks();
-        if (key.empty() || i >= n || text[i] != '=') { skip_line(); continue; }  // not an assignment
+        if (key.empty() || i >= n || text[i] != '=')  // the value is not repeated: it may be a key
+            return detail::dotenv_error(text, key_begin, key.empty() ? "not a KEY=VALUE assignment"
+                                                                     : "expected '=' after the name");
         ++i;
         skip_blanks();
         value.clear();
@@ -4332,6 +4334,8 @@ Error Config::from_env(Config& out, const std::string& dotenv_path) {
         std::uint64_t ms = 0;
         if (detail::parse_decimal(detail::trim_ascii_space(*v), ms) && ms <= 60000)
             out.stub_chunk_delay = std::chrono::milliseconds(ms);
+        else if (!error)
+            error = detail::config_error("LLM_STUB_DELAY_MS must be a whole number of milliseconds from 0 to 60000");
     }
     return error;
 }

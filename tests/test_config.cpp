@@ -236,9 +236,16 @@ TEST_CASE("parse_dotenv: CRLF line endings") {
     }
 }
 
-TEST_CASE("parse_dotenv: lines without '=' are ignored") {
-    const Pairs p = dotenv("JUSTAKEY\nA=1\nnot an assignment\n=novalue\nB=2\n");
-    CHECK(p == Pairs{{"A", "1"}, {"B", "2"}});
+TEST_CASE("parse_dotenv: a line that is not KEY=VALUE is an error naming the line, not a silent skip") {
+    Pairs p;
+    const llm_stream::Error error = dotenv_parse("A=1\nLLM_BASE_URL: https://api.example.com/v1\nB=2\n", p);
+    CHECK(error.code == ErrorCode::invalid_config);
+    CHECK(error.message == "line 2: expected '=' after the name");
+    CHECK(p == Pairs{{"A", "1"}});
+    CHECK(dotenv_problem("A=1\n\nJUSTAKEY\n") == "line 3: expected '=' after the name");
+    CHECK(dotenv_problem("# c\n=novalue\n") == "line 2: not a KEY=VALUE assignment");
+    CHECK(dotenv_problem("  not an assignment\n") == "line 1: expected '=' after the name");
+    CHECK(dotenv_problem("-X=1\n") == "line 1: not a KEY=VALUE assignment");
 }
 
 TEST_CASE("parse_dotenv: every assignment is reported; the later duplicate wins") {
@@ -457,11 +464,15 @@ TEST_CASE("from_env: LLM_STUB_DELAY_MS") {
         set_env("LLM_STUB_DELAY_MS", "0");
         CHECK(Config::from_env(missing_path()).stub_chunk_delay == 0ms);
     }
-    SUBCASE("not a number: the default stays") {
-        set_env("LLM_STUB_DELAY_MS", "abc");
-        CHECK(Config::from_env(missing_path()).stub_chunk_delay == 0ms);
-        set_env("LLM_STUB_DELAY_MS", "-5");
-        CHECK(Config::from_env(missing_path()).stub_chunk_delay == 0ms);
+    SUBCASE("not a number of milliseconds: an error that names the variable") {
+        for (const char* bad : {"abc", "-5", "60001", "1.5"}) {
+            INFO(bad);
+            set_env("LLM_STUB_DELAY_MS", bad);
+            const Config c = Config::from_env(missing_path());
+            CHECK(c.env_error.code == ErrorCode::invalid_config);
+            CHECK(contains(c.env_error.message, "LLM_STUB_DELAY_MS"));
+            CHECK(c.stub_chunk_delay == 0ms);
+        }
     }
     SUBCASE("from the file") {
         TempFile file("LLM_STUB_DELAY_MS=\"15\"\n");
