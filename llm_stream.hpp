@@ -1530,9 +1530,9 @@ private:
     bool parse_head();  // false: error set
     void clean_head();
     bool parse_status_line(std::string_view line);
-    struct Framing;
-    bool read_framing(std::string_view headers, Framing& framing);
-    bool use_framing(const Framing& framing);
+    struct FramingHeaders;
+    bool read_framing(std::string_view headers, FramingHeaders& framing);
+    bool use_framing(const FramingHeaders& framing);
     void start_body();
     // Each reads from p, advancing it: a Step to return, or nothing to go on with the next state.
     std::optional<Step> read_head(const char* data, const char*& p, const char* end);
@@ -1643,13 +1643,13 @@ inline bool HttpResponseReader::parse_status_line(std::string_view line) {
 }
 
 /* What the headers say about the body's framing and the connection. */
-struct HttpResponseReader::Framing {
+struct HttpResponseReader::FramingHeaders {
     bool connection_close = false, connection_keep_alive = false;
     bool te_seen = false, te_chunked = false, te_other = false;
     bool content_length_seen = false, bad_content_length = false, bad_encoding = false;
 };
 
-inline bool HttpResponseReader::read_framing(std::string_view rest, Framing& f) {
+inline bool HttpResponseReader::read_framing(std::string_view rest, FramingHeaders& f) {
     while (!rest.empty()) {
         const std::size_t end = rest.find('\n');
         std::string_view l = rest.substr(0, end);
@@ -1695,7 +1695,7 @@ inline bool HttpResponseReader::read_framing(std::string_view rest, Framing& f) 
     return true;
 }
 
-inline bool HttpResponseReader::use_framing(const Framing& f) {
+inline bool HttpResponseReader::use_framing(const FramingHeaders& f) {
     const char* why = f.bad_content_length && !f.te_seen ? "invalid Content-Length header"
                       : f.te_other ? "unsupported Transfer-Encoding (only chunked is understood)"
                       : f.bad_encoding ? "unsupported Content-Encoding (the request asked for none)"
@@ -1724,7 +1724,7 @@ inline bool HttpResponseReader::parse_head() {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     header_start_ = nl + 1;
     if (!parse_status_line(line)) return false;
-    Framing framing;
+    FramingHeaders framing;
     return read_framing(head.substr(header_start_), framing) && use_framing(framing);
 }
 
@@ -4501,8 +4501,8 @@ int Decoder::http_status() const noexcept { return core_->http_status(); }
 std::string_view Decoder::header(std::string_view name) const noexcept { return core_->header(name); }
 bool Decoder::response_complete() const noexcept { return core_->response_complete(); }
 bool Decoder::keep_alive() const noexcept { return core_->keep_alive(); }
-std::size_t Decoder::messages() const noexcept { return core_ ? core_->messages() : 0; }
-std::size_t Decoder::skipped_messages() const noexcept { return core_ ? core_->skipped_messages() : 0; }
+std::size_t Decoder::messages() const noexcept { return core_->messages(); }
+std::size_t Decoder::skipped_messages() const noexcept { return core_->skipped_messages(); }
 std::string_view Decoder::warning() const noexcept { return core_->warning(); }
 
 Error make_default_tls_backend(const TlsOptions& options, std::shared_ptr<TlsBackend>& backend) {

@@ -2,6 +2,10 @@
 #include "llm_stream.hpp"
 #include <doctest/doctest.h>
 
+#include "support/chunked.hpp"
+#include "support/decode.hpp"
+#include "support/random_cuts.hpp"
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,81 +19,47 @@ using llm_stream::EventType;
 
 namespace {
 
-// What a decoder made of its input, copied out of the views.
-struct Decoded {
+// What a decoder made of its input (through the shared split harness), the text copied out of the views.
+struct Outcome {
     std::string content;
     std::string reasoning;
     std::string finish_reason;
     std::vector<std::string> warnings;
     std::optional<llm_stream::Usage> usage;
-    int events = 0;
+    std::size_t events = 0;
     bool done = false;
     llm_stream::Error error;
 };
 
-// Feeds `input` until the decoder wants more or stops; true when it stopped (done or failed).
-bool feed_all(Decoder& decoder, std::string_view input, Decoded& out) {
-    for (int guard = 0; guard < 100000; ++guard) {
-        const DecodeStep step = decoder.feed(input);
-        REQUIRE(step.consumed <= input.size());
-        input.remove_prefix(step.consumed);
-        switch (step.status) {
-        case DecodeStatus::need_more:
-            CHECK(input.empty());  // need_more means every byte was used
-            return false;
-        case DecodeStatus::event: {
-            const llm_stream::Event& e = decoder.event();
-            ++out.events;
-            if (e.type == EventType::content) out.content += e.text;
-            if (e.type == EventType::reasoning) out.reasoning += e.text;
-            if (e.type == EventType::finish) out.finish_reason = std::string(e.text);
-            if (e.type == EventType::usage) out.usage = e.usage;
-            break;
-        }
-        case DecodeStatus::warning: out.warnings.emplace_back(decoder.warning()); break;
-        case DecodeStatus::done: out.done = true; return true;
-        case DecodeStatus::failed: out.error = decoder.error(); return true;
-        }
-    }
-    FAIL("the decoder did not settle");
-    return true;
+// Records each event's text into `out`, for decode_in_pieces().
+auto record_into(Outcome& out) {
+    return [&out](const llm_stream::Event& e) {
+        if (e.type == EventType::content) out.content += e.text;
+        if (e.type == EventType::reasoning) out.reasoning += e.text;
+        if (e.type == EventType::finish) out.finish_reason = std::string(e.text);
+        if (e.type == EventType::usage) out.usage = e.usage;
+    };
 }
 
-// The end of input, after everything was fed.
-void finish_all(Decoder& decoder, Decoded& out) {
-    for (int guard = 0; guard < 1000 && !out.done && !out.error; ++guard) {
-        const DecodeStep step = decoder.finish();
-        if (step.status == DecodeStatus::event) {
-            ++out.events;
-            if (decoder.event().type == EventType::content) out.content += decoder.event().text;
-        } else if (step.status == DecodeStatus::warning) {
-            out.warnings.emplace_back(decoder.warning());
-        } else if (step.status == DecodeStatus::failed) {
-            out.error = decoder.error();
-        } else {
-            out.done = true;
-        }
-    }
-}
-
-// Whole input in pieces of `piece` bytes (0: one piece), then the end of input unless it stopped.
-Decoded decode(std::string_view response, std::size_t piece = 0, bool end_of_input = true) {
-    Decoder decoder;
-    Decoded out;
-    if (piece == 0) piece = response.size() + 1;
-    for (std::size_t at = 0; at < response.size(); at += piece) {
-        const std::string copy(response.substr(at, piece));  // each piece in its own buffer
-        if (feed_all(decoder, copy, out)) return out;
-    }
-    if (end_of_input) finish_all(decoder, out);
+// `input` in pieces of `piece` bytes (0: one piece) through `decoder`, then the end of input.
+Outcome decode_with(Decoder& decoder, std::string_view input, std::size_t piece = 0) {
+    Outcome out;
+    const std::vector<std::size_t> cuts = piece ? even_cuts(piece, input.size()) : std::vector<std::size_t>{};
+    const Decoded d = decode_in_pieces(decoder, input, cuts, PieceMemory::copied, record_into(out));
+    CHECK_MESSAGE(d.contract_broken.empty(), d.contract_broken);
+    out.warnings = d.warnings;
+    out.events = d.events;
+    out.done = d.done;
+    out.error = d.error;
     return out;
 }
 
-std::string chunk(std::string_view data) {
-    char size[20];
-    std::snprintf(size, sizeof size, "%zx\r\n", data.size());
-    return size + std::string(data) + "\r\n";
+Outcome decode(std::string_view response, std::size_t piece = 0) {
+    Decoder decoder;
+    return decode_with(decoder, response, piece);
 }
+
+std::string chunk(std::string_view data) { return chunk_size_line(data.size()) + std::string(data) + "\r\n"; }
 
 const std::string kHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
 const std::string kEvents =
@@ -105,7 +75,7 @@ const std::string kResponse = kHead + chunk(kEvents.substr(0, 100)) + chunk(kEve
 TEST_CASE("Decoder: a chunked SSE response, whole or one byte at a time, gives the same events") {
     for (std::size_t piece : {std::size_t(0), std::size_t(1), std::size_t(7), std::size_t(64)}) {
         CAPTURE(piece);
-        const Decoded d = decode(kResponse, piece);
+        const Outcome d = decode(kResponse, piece);
         CHECK(d.reasoning == "Think");
         CHECK(d.content == "Hello \xE4\xBD\xA0");
         CHECK(d.finish_reason == "stop");
@@ -119,11 +89,9 @@ TEST_CASE("Decoder: a chunked SSE response, whole or one byte at a time, gives t
 
 TEST_CASE("Decoder: [DONE] ends the completion; the rest of the response is still read for reuse") {
     Decoder decoder;
-    Decoded out;
     const std::size_t tail = kResponse.size() - 5;  // "0\r\n\r\n" not yet received
     std::string_view first = std::string_view(kResponse).substr(0, tail);
-    CHECK(feed_all(decoder, first, out));
-    CHECK(out.done);
+    CHECK(decode_with(decoder, first).done);
     // What follows [DONE] in the same read is consumed without effect.
     const std::size_t at_done = first.find("[DONE]\n\n") + 8;
     DecodeStep step = decoder.feed(first.substr(at_done));
@@ -142,9 +110,7 @@ TEST_CASE("Decoder: [DONE] ends the completion; the rest of the response is stil
 TEST_CASE("Decoder: body bytes from a transport that parses HTTP itself (start_body)") {
     Decoder decoder;
     decoder.start_body(200, "text/event-stream; charset=utf-8");
-    Decoded out;
-    for (std::size_t at = 0; at < kEvents.size(); at += 10)
-        if (feed_all(decoder, std::string_view(kEvents).substr(at, 10), out)) break;
+    const Outcome out = decode_with(decoder, kEvents, 10);
     CHECK(out.done);
     CHECK(out.content == "Hello \xE4\xBD\xA0");
     CHECK(decoder.http_status() == 200);
@@ -152,9 +118,7 @@ TEST_CASE("Decoder: body bytes from a transport that parses HTTP itself (start_b
 
     Decoder failing;
     failing.start_body(503, "application/json");
-    Decoded err;
-    CHECK_FALSE(feed_all(failing, "{\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}", err));
-    finish_all(failing, err);
+    const Outcome err = decode_with(failing, "{\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}");
     CHECK(err.error.code == ErrorCode::http_status);
     CHECK(err.error.http_status == 503);
     CHECK(err.error.message.find("overloaded") != std::string::npos);
@@ -166,9 +130,7 @@ TEST_CASE("Decoder: an HTTP error status carries the server's message and its he
                                  "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     for (std::size_t piece : {std::size_t(0), std::size_t(1)}) {
         Decoder decoder;
-        Decoded out;
-        for (std::size_t at = 0; at < response.size() && !out.error; at += piece ? piece : response.size())
-            feed_all(decoder, std::string_view(response).substr(at, piece ? piece : response.size()), out);
+        const Outcome out = decode_with(decoder, response, piece);
         CHECK(out.error.code == ErrorCode::http_status);
         CHECK(out.error.http_status == 429);
         CHECK(out.error.message == "HTTP 429: Rate limit reached (type: requests, code: rate_limit_exceeded)");
@@ -178,23 +140,23 @@ TEST_CASE("Decoder: an HTTP error status carries the server's message and its he
 }
 
 TEST_CASE("Decoder: a 2xx that is no completion, and a redirect, are errors that say so") {
-    const Decoded page = decode("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 15\r\n\r\n"
+    const Outcome page = decode("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 15\r\n\r\n"
                                 "<html>UI</html>");
     CHECK(page.error.code == ErrorCode::protocol);
     CHECK(page.error.message.find("text/html") != std::string::npos);
 
-    const Decoded empty = decode("HTTP/1.1 204 No Content\r\n\r\n");
+    const Outcome empty = decode("HTTP/1.1 204 No Content\r\n\r\n");
     CHECK(empty.error.code == ErrorCode::protocol);
     CHECK(empty.error.message.find("204") != std::string::npos);
 
-    const Decoded moved = decode("HTTP/1.1 301 Moved Permanently\r\nLocation: https://api.example.com/v1/chat/completions\r\n"
+    const Outcome moved = decode("HTTP/1.1 301 Moved Permanently\r\nLocation: https://api.example.com/v1/chat/completions\r\n"
                                  "Content-Length: 0\r\n\r\n");
     CHECK(moved.error.code == ErrorCode::http_status);
     CHECK(moved.error.http_status == 301);
     CHECK(moved.error.message.find("not followed") != std::string::npos);
     CHECK(moved.error.message.find("https://api.example.com/v1/chat/completions") != std::string::npos);
 
-    const Decoded nothing = decode("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 2\r\n\r\n\n\n");
+    const Outcome nothing = decode("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 2\r\n\r\n\n\n");
     CHECK(nothing.error.code == ErrorCode::protocol);
     CHECK(nothing.error.message.find("without any completion") != std::string::npos);
 }
@@ -206,7 +168,7 @@ TEST_CASE("Decoder: an undecodable event is a warning, decoding goes on; an erro
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"B\"}}]}\n\n"
         "data: {\"error\":{\"message\":\"The engine is overloaded\",\"code\":529}}\n\n"
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"NEVER\"}}]}\n\n";
-    const Decoded d = decode("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + body, 3);
+    const Outcome d = decode("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + body, 3);
     CHECK(d.content == "AB");
     REQUIRE(d.warnings.size() == 1);
     CHECK(d.warnings[0].find("skipped an event") != std::string::npos);
@@ -215,17 +177,17 @@ TEST_CASE("Decoder: an undecodable event is a warning, decoding goes on; an erro
 }
 
 TEST_CASE("Decoder: end of input: a close-delimited body ends; a cut chunked body fails unless [DONE] came") {
-    const Decoded closed = decode("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + kEvents);
+    const Outcome closed = decode("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + kEvents);
     CHECK(closed.done);
     CHECK(closed.content == "Hello \xE4\xBD\xA0");
 
     const std::string cut = kHead + chunk(kEvents.substr(0, 100));
-    const Decoded truncated = decode(cut);
+    const Outcome truncated = decode(cut);
     CHECK(truncated.error.code == ErrorCode::protocol);
     CHECK(truncated.content == "");  // the first 100 bytes hold only the reasoning event
     CHECK(truncated.reasoning == "Think");
 
-    const Decoded after_done = decode(kHead + chunk(kEvents), 0);
+    const Outcome after_done = decode(kHead + chunk(kEvents), 0);
     CHECK(after_done.done);
     CHECK_FALSE(after_done.error);
 }
@@ -233,7 +195,7 @@ TEST_CASE("Decoder: end of input: a close-delimited body ends; a cut chunked bod
 TEST_CASE("Decoder: a server that ignored \"stream\" answers with one JSON document") {
     const std::string body = "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Whole\"},"
                              "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}";
-    const Decoded d = decode("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+    const Outcome d = decode("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
                              std::to_string(body.size()) + "\r\n\r\n" + body, 5);
     CHECK(d.content == "Whole");
     CHECK(d.finish_reason == "stop");
@@ -242,7 +204,7 @@ TEST_CASE("Decoder: a server that ignored \"stream\" answers with one JSON docum
 
 TEST_CASE("Decoder: the stream ending without [DONE] or a finish reason is a warning, not an error") {
     const std::string body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n";
-    const Decoded d = decode("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: " +
+    const Outcome d = decode("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: " +
                              std::to_string(body.size()) + "\r\n\r\n" + body);
     CHECK(d.content == "x");
     CHECK(d.done);

@@ -77,6 +77,13 @@ bool started(TestServer& server) {
     return ok;
 }
 
+/* A started server whose every answer is a flood of `kind`. */
+bool flooding(TestServer& server, Flood kind) {
+    if (!started(server)) return false;
+    server.set_default(Response::flooding(kind, kFloodMs));
+    return true;
+}
+
 /* No retries (a retried flood would only repeat the measurement), nothing logged. */
 Config hostile_config(const std::string& base_url) {
     Config c;
@@ -169,8 +176,7 @@ TEST_CASE("one poll() call does bounded work while the server floods") {
     for (const Flood kind : kFloods) {
         INFO("flood: " << flood_name(kind));
         TestServer server;
-        if (!started(server)) return;
-        server.set_default(Response::flooding(kind, kFloodMs));
+        if (!flooding(server, kind)) return;
         Client client(hostile_config(server.base_url()));
         Stream stream = client.stream_chat("hi");
         const PollMeasure m = poll_for(stream, 2000ms);
@@ -185,8 +191,7 @@ TEST_CASE("Config::deadline holds while the server floods") {
     for (const Flood kind : kFloods) {
         INFO("flood: " << flood_name(kind));
         TestServer server;
-        if (!started(server)) return;
-        server.set_default(Response::flooding(kind, kFloodMs));
+        if (!flooding(server, kind)) return;
         Config config = hostile_config(server.base_url());
         config.deadline = 1000ms;  // the read timeout stays at 30 s: bytes keep coming anyway
         const Outcome got = chat(config);
@@ -201,8 +206,7 @@ TEST_CASE("cancel() from another thread holds while the server floods") {
     for (const Flood kind : kFloods) {
         INFO("flood: " << flood_name(kind));
         TestServer server;
-        if (!started(server)) return;
-        server.set_default(Response::flooding(kind, kFloodMs));
+        if (!flooding(server, kind)) return;
         Client client(hostile_config(server.base_url()));
         Stream stream = client.stream_chat("hi");
         std::atomic<bool> returned{false};

@@ -196,8 +196,9 @@ void inject_every_allocation(const std::function<Outcome()>& scenario,
     fail_each_allocation(scenario, clean, clean_allocations, true);
 }
 
-Config quiet_config(std::vector<std::string>* warnings) {
+Config quiet_config(std::vector<std::string>* warnings, std::string base_url = {}) {
     Config config;
+    config.base_url = std::move(base_url);
     config.log_level = LogLevel::warning;
     config.log = [warnings](LogLevel level, std::string_view message) {
         if (level >= LogLevel::warning) warnings->emplace_back("warning:" + std::string(message));
@@ -302,8 +303,7 @@ TEST_CASE("loopback SSE stream: every allocation failure ends in out_of_memory o
     inject_every_allocation(
         [&] {
             std::vector<std::string> warnings;
-            Config config = quiet_config(&warnings);
-            config.base_url = server.base_url();
+            Config config = quiet_config(&warnings, server.base_url());
             return one_stream(std::move(config), warnings);
         },
         check_sse_reply);
@@ -317,8 +317,7 @@ TEST_CASE("loopback non-streamed JSON reply: every allocation failure ends in ou
     inject_every_allocation(
         [&] {
             std::vector<std::string> warnings;
-            Config config = quiet_config(&warnings);
-            config.base_url = server.base_url();
+            Config config = quiet_config(&warnings, server.base_url());
             return one_stream(std::move(config), warnings);
         },
         [](const Outcome& clean) {
@@ -337,8 +336,7 @@ TEST_CASE("HTTP 500 whose error message is 1,000 bytes of escapes: http_status w
     inject_every_allocation(
         [&] {
             std::vector<std::string> warnings;
-            Config config = quiet_config(&warnings);
-            config.base_url = server.base_url();
+            Config config = quiet_config(&warnings, server.base_url());
             return one_stream(std::move(config), warnings);
         },
         [&](const Outcome& clean) {
@@ -355,8 +353,7 @@ TEST_CASE("pooled reuse: two streams on one client, the second on the kept-alive
     inject_every_allocation(
         [&] {
             std::vector<std::string> warnings;
-            Config config = quiet_config(&warnings);
-            config.base_url = server.base_url();
+            Config config = quiet_config(&warnings, server.base_url());
             Client client(std::move(config));
             const auto open = [](Client& c) { return c.stream_chat("hi"); };
             Outcome first = read_stream(client, open, warnings);
@@ -386,7 +383,7 @@ bool note(const Decoder& decoder, DecodeStatus status, Outcome& out) {
 }
 
 /* A whole HTTP response fed to a Decoder in `pieces` roughly equal pieces, then the end of input. */
-Outcome decode_in_pieces(const std::string& response, std::size_t pieces) {
+Outcome decode_in_equal_pieces(const std::string& response, std::size_t pieces) {
     Outcome out;
     Decoder decoder;
     const std::size_t piece = response.size() / pieces + 1;
@@ -441,7 +438,7 @@ TEST_CASE("Decoder: recorded streams in pieces, every allocation failure ends in
         const std::string body = llm_test::read_stream_file(r.file);
         CHECK(!body.empty());
         const std::string response = chunked_response(body, 333);
-        inject_every_allocation([&] { return decode_in_pieces(response, 5); },
+        inject_every_allocation([&] { return decode_in_equal_pieces(response, 5); },
                                 [&](const Outcome& clean) {
                                     CHECK(!clean.error);
                                     CHECK(joined(clean, "content:") == r.content);
@@ -458,7 +455,7 @@ TEST_CASE("Decoder: an error event and an error body full of escapes") {
         chunked_response("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: " +
                              error_body(escaped) + "\n\n",
                          97);
-    inject_every_allocation([&] { return decode_in_pieces(in_stream, 4); },
+    inject_every_allocation([&] { return decode_in_equal_pieces(in_stream, 4); },
                             [&](const Outcome& clean) {
                                 CHECK(joined(clean, "content:") == "a");
                                 CHECK(clean.error.code == ErrorCode::server_error);
@@ -468,7 +465,7 @@ TEST_CASE("Decoder: an error event and an error body full of escapes") {
     const std::string body = error_body(escaped);
     const std::string status_500 = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
                                    "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-    inject_every_allocation([&] { return decode_in_pieces(status_500, 3); },
+    inject_every_allocation([&] { return decode_in_equal_pieces(status_500, 3); },
                             [&](const Outcome& clean) {
                                 CHECK(clean.lines.empty());
                                 CHECK(clean.error.code == ErrorCode::http_status);
@@ -558,8 +555,7 @@ TEST_CASE("https through the TLS hook: a failed allocation in the handshake or t
     inject_every_allocation(
         [&] {
             std::vector<std::string> warnings;
-            Config config = quiet_config(&warnings);
-            config.base_url = "https://127.0.0.1:" + std::to_string(server.port());
+            Config config = quiet_config(&warnings, "https://127.0.0.1:" + std::to_string(server.port()));
             config.tls.backend = std::make_shared<PassThroughBackend>();
             return one_stream(std::move(config), warnings);
         },
