@@ -226,22 +226,130 @@ struct Config {
                                  const std::function<void(std::string_view key, std::string_view value)>& visit);
 
 /* ------------------------------------------------------------------------------------------------
-   Requests
+   Requests: the conversation and the options
+   A Message is a plain aggregate: write it with designated initialisers
+   (`{.role = Role::tool, .content = "21", .tool_call_id = "call_1"}`) or the helpers below. Empty
+   members are not sent. Image bytes are shared, so copying a conversation copies no image.
    ------------------------------------------------------------------------------------------------ */
 
+enum class Role { system, developer, user, assistant, tool };
+
+/* "system", "developer", "user", "assistant" or "tool". */
+const char* role_name(Role role) noexcept;
+
+/* One part of a message's content: text, or an image given by URL or by bytes. */
+struct ContentPart {
+    enum class Kind { text, image } kind = Kind::text;
+    std::string text;                          // the text; for an image given by URL, the URL
+    std::string mime_type;                     // an image given by bytes: "image/png", "image/jpeg", ...
+    std::shared_ptr<const std::string> bytes;  // an image given by bytes: sent as a base64 data: URL
+    std::string detail;                        // an image's detail hint ("low", "high", "auto"); empty: not sent
+
+    static ContentPart text_part(std::string text);
+    /* An http(s):// or data: URL, sent as given. */
+    static ContentPart image_url(std::string url, std::string detail = {});
+    static ContentPart image_bytes(std::string mime_type, std::string bytes, std::string detail = {});
+};
+
+/* A call of a tool by the model: sent back on the assistant message that asked for it. */
+struct ToolCall {
+    std::string id;         // "call_abc123": a tool message answers it by this id
+    std::string name;       // the function's name
+    std::string arguments;  // the arguments as JSON text, exactly as the model wrote them
+};
+
 struct Message {
-    std::string role;  // "system", "user", "assistant", "tool", ...
-    std::string content;
+    Role role = Role::user;
+    std::string content;               // the text; ignored when `parts` is not empty
+    std::vector<ContentPart> parts;    // content as parts (text and images)
+    std::vector<ToolCall> tool_calls;  // assistant: the calls it asked for
+    std::string tool_call_id;          // tool: the call this message answers
+    std::string name;                  // an optional participant name
+    std::string reasoning;             // assistant: sent as "reasoning_content" when ChatOptions::send_reasoning
+    std::string extra_json;            // a JSON object whose members are added to this message (provider-specific)
+
+    static Message system(std::string text);
+    static Message developer(std::string text);
+    static Message user(std::string text);
+    /* A user message with images after the text (each part from ContentPart::image_url/image_bytes). */
+    static Message user(std::string text, std::vector<ContentPart> images);
+    static Message assistant(std::string text);
+    /* The result of the tool call `tool_call_id`, sent back to the model. */
+    static Message tool_result(std::string tool_call_id, std::string text);
+};
+
+/* A function the model may call. */
+struct Tool {
+    std::string name;         // letters, digits, '_' and '-', at most 64
+    std::string description;  // when to use it: the model reads this
+    std::string parameters;   // a JSON Schema object as JSON text; empty: no parameters
+    bool strict = false;      // ask the server to follow the schema exactly (OpenAI structured outputs)
+};
+
+struct ToolChoice {
+    enum class Mode {
+        server_default,  // not sent: the server decides (auto when tools are offered)
+        automatic,       // "auto": the model decides
+        none,            // no tool calls
+        required,        // at least one tool call
+        function,        // a call of the tool named `name`
+    } mode = Mode::server_default;
+    std::string name;
+
+    static ToolChoice named(std::string name) { return {Mode::function, std::move(name)}; }
+};
+
+struct ResponseFormat {
+    enum class Type {
+        text,         // not sent: free text
+        json_object,  // a JSON object (say so in the prompt too: OpenAI requires the word "JSON" there)
+        json_schema,  // JSON that follows `schema`
+    } type = Type::text;
+    std::string name;     // json_schema: the schema's name (letters, digits, '_' and '-', at most 64)
+    std::string schema;   // json_schema: a JSON Schema object as JSON text
+    bool strict = true;   // json_schema: follow the schema exactly
 };
 
 struct ChatOptions {
     std::string system = "You are a helpful sales assistant.";  // ignored by the message-list overload
-    std::optional<double> temperature;  // 0..2
-    std::optional<int> max_tokens;      // > 0
     std::string model;                  // overrides Config::model when not empty
-    std::string extra_json;             // a JSON object; its members are merged into the request body
-                                        // (e.g. {"top_p":0.9,"stream_options":{"include_usage":true}})
+    std::optional<double> temperature;  // 0..2
+    std::optional<double> top_p;        // 0..1
+    std::optional<int> max_tokens;      // > 0
+    std::optional<std::int64_t> seed;
+    std::optional<double> presence_penalty;   // -2..2
+    std::optional<double> frequency_penalty;  // -2..2
+    std::vector<std::string> stop;      // up to 4 sequences, none empty
+    std::string user;                   // an end-user id for the provider's abuse monitoring
+
+    std::vector<Tool> tools;
+    ToolChoice tool_choice;
+    std::optional<bool> parallel_tool_calls;  // sent only when set (and tools are offered)
+    ResponseFormat response_format;
+
+    /* Ask for a usage event at the end (stream_options.include_usage). On by default: OpenAI,
+       DashScope, DeepSeek, vLLM, llama.cpp and Ollama's /v1 all accept it (see the README). */
+    bool include_usage = true;
+    /* Send Message::reasoning back as "reasoning_content" (DeepSeek wants it back within a tool-call
+       turn; most servers reject or ignore it otherwise). */
+    bool send_reasoning = false;
+    /* Assemble the reply as events arrive (Stream::reply()). Off by default: reading chunks then
+       allocates nothing per event; assembling costs amortised O(log n) allocations per stream. */
+    bool assemble_reply = false;
+
+    std::string extra_json;  // a JSON object; its members are merged into the request body, replacing
+                             // the ones the options would write (e.g. {"top_k":20,"enable_thinking":false})
 };
+
+/* Reads an OpenAI-format JSON array of chat messages (roles, text or parts content, tool_calls,
+   tool_call_id, name, reasoning_content; other members are kept in Message::extra_json) into `out`.
+   ErrorCode::invalid_argument names the culprit ("message 3: tool_calls[0].function.arguments must
+   be a string"). */
+[[nodiscard]] Error parse_messages(std::string_view json, std::vector<Message>& out);
+/* Reads an OpenAI-format JSON array of tools ([{"type":"function","function":{...}}]). */
+[[nodiscard]] Error parse_tools(std::string_view json, std::vector<Tool>& out);
+/* Writes one message in OpenAI format (as parse_messages reads it and as requests send it). */
+void write_message_json(std::string& out, const Message& message, bool with_reasoning = true);
 
 /* ------------------------------------------------------------------------------------------------
    Events and statistics
@@ -266,9 +374,48 @@ struct ToolCallDelta {
 /* Views point into the stream's buffers: valid until the next call on the stream. */
 struct Event {
     EventType type = EventType::content;
+    int choice = 0;           // the choice it belongs to (several only when the request asked for n > 1)
     std::string_view text;    // content or reasoning text; the reason for `finish` ("stop", ...)
     ToolCallDelta tool_call;  // for `tool_call`
     Usage usage;              // for `usage`
+};
+
+/* The assistant's reply in one choice, assembled from the events: ready to append to the
+   conversation for the next turn. */
+struct ReplyChoice {
+    int index = 0;
+    Message message = Message::assistant({});  // content, reasoning and the tool calls with their whole arguments
+    std::string finish_reason;         // as the server sent it ("stop", "length", "tool_calls", ...); empty if none
+    /* Positions in message.tool_calls whose arguments are not valid JSON (cut short by a length
+       stop, or a model's mistake): kept as received, never dropped; answer them with an error. */
+    std::vector<std::size_t> invalid_tool_calls;
+};
+
+struct Reply {
+    std::vector<ReplyChoice> choices;  // by index; one unless the request asked for several (n)
+    bool has_usage = false;
+    Usage usage;
+    /* The first choice's message (an empty assistant message before any event). */
+    const Message& message() const noexcept;
+};
+
+/* Builds the Reply from events (Stream does it when ChatOptions::assemble_reply is set; Decoder users
+   call add() for each event). Tool-call fragments are joined by index; a fragment with a new id at an
+   index in use starts a new call (servers that number every call 0). Allocates amortised O(log n)
+   times per stream; an allocation failure is ErrorCode::out_of_memory from add(). */
+class ReplyAssembler {
+public:
+    [[nodiscard]] Error add(const Event& event);
+    /* The reply so far; after finish(), with the tool calls' arguments checked. */
+    const Reply& reply() const noexcept { return reply_; }
+    /* The stream ended normally: checks every tool call's arguments (Reply::invalid_tool_calls). */
+    void finish();
+    void clear();
+
+private:
+    ReplyChoice& choice(int index);
+    Reply reply_;
+    std::vector<std::pair<int, int>> open_calls_;  // (choice, delta index) of each call, in message order
 };
 
 struct Stats {
@@ -409,6 +556,9 @@ public:
     bool finished() const noexcept;  // done or failed
     const Error& error() const noexcept;
     Stats stats() const;
+    /* The reply assembled so far (complete once done) when ChatOptions::assemble_reply was set;
+       otherwise empty. */
+    const Reply& reply() const noexcept;
 
     /* Range-for over content chunks. */
     class iterator {
@@ -3068,8 +3218,6 @@ inline Error invalid_argument(std::string message) { return make_error(ErrorCode
 inline Error check_chat_options(const std::vector<Message>& messages, const ChatOptions& options,
                                 const std::string& model) {
     if (messages.empty()) return invalid_argument("the conversation has no messages");
-    for (const Message& m : messages)
-        if (m.role.empty()) return invalid_argument("a message has an empty role");
     if (options.temperature && !(*options.temperature >= 0.0 && *options.temperature <= 2.0))
         return invalid_argument("temperature must be between 0 and 2");
     if (options.max_tokens && *options.max_tokens <= 0) return invalid_argument("max_tokens must be positive");
@@ -3118,7 +3266,7 @@ inline void write_chat_body(const std::vector<Message>& messages, const ChatOpti
     body += "\"messages\":[";
     for (std::size_t i = 0; i < messages.size(); ++i) {
         body += i ? ",{\"role\":" : "{\"role\":";
-        json_write_string(body, messages[i].role);
+        json_write_string(body, role_name(messages[i].role));
         body += ",\"content\":";
         json_write_string(body, messages[i].content);
         body += "}";
@@ -3261,7 +3409,7 @@ inline StubResponse make_stub_response(const std::vector<Message>& messages, con
     std::size_t prompt_chars = 0;
     for (const Message& m : messages) {
         prompt_chars += utf8_count_chars(m.content);
-        if (m.role == "user") prompt = m.content;
+        if (m.role == Role::user) prompt = m.content;
     }
     std::string reply = "你好！这是 llm_stream 的模拟回复（stub mode）。You asked: \u201c";
     const std::string_view shown = utf8_prefix(prompt, 40);
@@ -4396,10 +4544,71 @@ const Error& Stream::error() const noexcept {
 
 Stats Stream::stats() const { return impl_ ? impl_->stats() : Stats{}; }
 
+const Reply& Stream::reply() const noexcept {
+    static const Reply none;
+    return none;  // TODO(issue 9, decode side): the StreamImpl's assembler
+}
+
 Stream::iterator& Stream::iterator::operator++() {
     if (auto chunk = stream_ ? stream_->next_chunk() : std::nullopt) chunk_ = *chunk;
     else stream_ = nullptr;
     return *this;
+}
+
+const char* role_name(Role role) noexcept {
+    switch (role) {
+    case Role::system: return "system";
+    case Role::developer: return "developer";
+    case Role::user: return "user";
+    case Role::assistant: return "assistant";
+    case Role::tool: return "tool";
+    }
+    return "user";
+}
+
+ContentPart ContentPart::text_part(std::string text) { return {Kind::text, std::move(text), {}, {}, {}}; }
+
+ContentPart ContentPart::image_url(std::string url, std::string detail) {
+    return {Kind::image, std::move(url), {}, {}, std::move(detail)};
+}
+
+ContentPart ContentPart::image_bytes(std::string mime_type, std::string bytes, std::string detail) {
+    return {Kind::image, {}, std::move(mime_type), std::make_shared<const std::string>(std::move(bytes)),
+            std::move(detail)};
+}
+
+namespace {
+Message message_of(Role role, std::string text) {
+    Message m;  // members assigned, not brace-initialised: -Wmissing-field-initializers stays quiet
+    m.role = role;
+    m.content = std::move(text);
+    return m;
+}
+}  // namespace
+
+Message Message::system(std::string text) { return message_of(Role::system, std::move(text)); }
+Message Message::developer(std::string text) { return message_of(Role::developer, std::move(text)); }
+Message Message::user(std::string text) { return message_of(Role::user, std::move(text)); }
+
+Message Message::user(std::string text, std::vector<ContentPart> images) {
+    Message m;
+    m.parts.reserve(images.size() + 1);
+    if (!text.empty()) m.parts.push_back(ContentPart::text_part(std::move(text)));
+    for (ContentPart& image : images) m.parts.push_back(std::move(image));
+    return m;
+}
+
+Message Message::assistant(std::string text) { return message_of(Role::assistant, std::move(text)); }
+
+Message Message::tool_result(std::string tool_call_id, std::string text) {
+    Message m = message_of(Role::tool, std::move(text));
+    m.tool_call_id = std::move(tool_call_id);
+    return m;
+}
+
+const Message& Reply::message() const noexcept {
+    static const Message empty = Message::assistant({});
+    return choices.empty() ? empty : choices.front().message;
 }
 
 Client::Client(Config config) : state_(std::make_shared<detail::ClientState>()) {
@@ -4410,8 +4619,8 @@ const Config& Client::config() const noexcept { return state_->config; }
 
 Stream Client::stream_chat(std::string_view prompt, const ChatOptions& options) {
     std::vector<Message> messages;
-    if (!options.system.empty()) messages.push_back({"system", options.system});
-    messages.push_back({"user", std::string(prompt)});
+    if (!options.system.empty()) messages.push_back(Message::system(options.system));
+    messages.push_back(Message::user(std::string(prompt)));
     return stream_chat(messages, options);
 }
 

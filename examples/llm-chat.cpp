@@ -193,7 +193,7 @@ bool extra_is_usable(const llm_stream::ChatOptions& options, std::string& error)
         return false;
     }
     llm_stream::Request request;
-    const llm_stream::Error why = llm_stream::build_request(llm_stream::Config{}, {{"user", ""}}, options, request);
+    const llm_stream::Error why = llm_stream::build_request(llm_stream::Config{}, {llm_stream::Message::user("")}, options, request);
     if (!why) return true;
     static constexpr std::string_view library_words = "extra JSON ";
     error = why.message.compare(0, library_words.size(), library_words) == 0

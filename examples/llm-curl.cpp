@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     if (config.env_error) return fail(config.env_error.message);
     if (config.stub_mode()) return fail("LLM_BASE_URL is not set (llm-curl talks to real servers only)");
     llm_stream::Request request;
-    if (llm_stream::Error e = llm_stream::build_request(config, {{"user", argv[1]}}, {}, request))
+    if (llm_stream::Error e = llm_stream::build_request(config, {llm_stream::Message::user(argv[1])}, {}, request))
         return fail(e.message);
 
     curl_global_init(CURL_GLOBAL_DEFAULT);

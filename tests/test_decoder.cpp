@@ -222,7 +222,7 @@ TEST_CASE("build_request: what to send, for any transport") {
     options.temperature = 0.5;
     options.extra_json = "{\"top_p\":0.9,\"model\":\"m2\"}";
     llm_stream::Request request;
-    REQUIRE_FALSE(llm_stream::build_request(config, {{"user", "hi \"there\""}}, options, request));
+    REQUIRE_FALSE(llm_stream::build_request(config, {llm_stream::Message::user("hi \"there\"")}, options, request));
     CHECK(request.method == "POST");
     CHECK(request.url == "https://api.example.com/v1/chat/completions");
     auto header = [&](std::string_view name) -> std::string {
@@ -238,16 +238,16 @@ TEST_CASE("build_request: what to send, for any transport") {
                          "\"temperature\":0.5,\"top_p\":0.9,\"model\":\"m2\"}");
 
     config.api_key.clear();
-    REQUIRE_FALSE(llm_stream::build_request(config, {{"user", "hi"}}, {}, request));
+    REQUIRE_FALSE(llm_stream::build_request(config, {llm_stream::Message::user("hi")}, {}, request));
     CHECK(header("Authorization") == "(absent)");
 
     options.extra_json = "[1]";
-    const llm_stream::Error bad_extra = llm_stream::build_request(config, {{"user", "hi"}}, options, request);
+    const llm_stream::Error bad_extra = llm_stream::build_request(config, {llm_stream::Message::user("hi")}, options, request);
     CHECK(bad_extra.code == ErrorCode::invalid_argument);
     CHECK(bad_extra.message.find("object") != std::string::npos);
 
     config.headers = {{"Bad Name", "x"}};
-    const llm_stream::Error bad_header = llm_stream::build_request(config, {{"user", "hi"}}, {}, request);
+    const llm_stream::Error bad_header = llm_stream::build_request(config, {llm_stream::Message::user("hi")}, {}, request);
     CHECK(bad_header.code == ErrorCode::invalid_config);
     CHECK(bad_header.message.find("Bad Name") != std::string::npos);
 }

@@ -491,7 +491,7 @@ TEST_CASE("the request: method, path, headers and JSON body") {
         server.push(Response::sse(small_stream()));
         Config config = make_config(server.base_url() + "/compatible-mode/v1/chat/completions", sink);
         Client client(config);
-        std::vector<Message> messages = {{"system", "s"}, {"user", "first"}, {"assistant", "reply"}, {"user", "second"}};
+        std::vector<Message> messages = {Message::system("s"), Message::user("first"), Message::assistant("reply"), Message::user("second")};
         Stream stream = client.stream_chat(messages);
         const Run got = drain(stream);
         CHECK(!got.error);
