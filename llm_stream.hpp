@@ -3396,7 +3396,10 @@ inline void read_retry_hints(const Decoder& response, std::int64_t now_epoch, At
 }
 
 /* ------------------------------------------------------------------------------------------------
-   Stub: a deterministic simulated server response (HTTP head, chunked SSE body) for stub mode
+   Stub: a deterministic simulated server response (HTTP head, chunked SSE body) for stub mode.
+   Without tools it greets and echoes the prompt. Offered tools (and not told "none"), it calls one:
+   the named one, else the first, with arguments made from its JSON Schema. After tool results, it
+   answers with text that quotes each of them with its tool's name.
    ------------------------------------------------------------------------------------------------ */
 
 struct StubResponse {
@@ -3404,61 +3407,271 @@ struct StubResponse {
     std::vector<std::size_t> segment_ends;   // where the simulated server pauses
 };
 
-inline StubResponse make_stub_response(const std::vector<Message>& messages, const std::string& model) {
-    std::string_view prompt;
-    std::size_t prompt_chars = 0;
-    for (const Message& m : messages) {
-        prompt_chars += utf8_count_chars(m.content);
-        if (m.role == Role::user) prompt = m.content;
+/* The response as a server writes it: each SSE event in a chunk of its own, a pause after each. */
+class StubWriter {
+public:
+    explicit StubWriter(const std::string& model) {
+        out_.bytes = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n";
+        out_.segment_ends.push_back(out_.bytes.size());
+        head_ = "{\"id\":\"chatcmpl-stub\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":";
+        json_write_string(head_, model);
+        head_ += ",\"choices\":[{\"index\":0,\"delta\":";
     }
-    std::string reply = "你好！这是 llm_stream 的模拟回复（stub mode）。You asked: \u201c";
-    const std::string_view shown = utf8_prefix(prompt, 40);
-    reply.append(shown.data(), shown.size());
-    if (shown.size() < prompt.size()) reply += "\u2026";
-    reply += "\u201d。运动鞋轻便、透气、缓震，适合日常穿着。Set LLM_BASE_URL to stream from a real server.";
+    /* A chunk whose first choice has this delta (a JSON object) and finish reason. */
+    void delta(std::string_view delta_json, const char* finish_reason = nullptr) {
+        json_ = head_;
+        json_.append(delta_json.data(), delta_json.size());
+        json_ += ",\"finish_reason\":";
+        if (finish_reason) json_write_string(json_, finish_reason);
+        else json_ += "null";
+        json_ += "}]}";
+        event(json_);
+    }
+    /* The usage chunk (empty choices), then [DONE] and the end of the body. */
+    StubResponse finish(std::size_t prompt_tokens, std::size_t completion_tokens) {
+        event("{\"id\":\"chatcmpl-stub\",\"object\":\"chat.completion.chunk\",\"created\":0,\"choices\":[],"
+              "\"usage\":{\"prompt_tokens\":" + std::to_string(prompt_tokens) +
+              ",\"completion_tokens\":" + std::to_string(completion_tokens) +
+              ",\"total_tokens\":" + std::to_string(prompt_tokens + completion_tokens) + "}}");
+        event("[DONE]");
+        out_.bytes += "0\r\n\r\n";
+        out_.segment_ends.back() = out_.bytes.size();
+        return std::move(out_);
+    }
 
-    StubResponse out;
-    out.bytes = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                "Transfer-Encoding: chunked\r\n\r\n";
-    out.segment_ends.push_back(out.bytes.size());
-    std::string event;
-    auto emit = [&](std::string_view json) {
-        event = "data: ";
-        event.append(json.data(), json.size());
-        event += "\n\n";
+private:
+    void event(std::string_view data) {
+        std::string_view prefix = "data: ";
         char size_line[24];
-        const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", event.size());
-        out.bytes.append(size_line, static_cast<std::size_t>(n));
-        out.bytes += event;
-        out.bytes += "\r\n";
-        out.segment_ends.push_back(out.bytes.size());
-    };
-    std::string head = "{\"id\":\"chatcmpl-stub\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":";
-    json_write_string(head, model);
-    head += ",\"choices\":[{\"index\":0,\"delta\":";
-    std::string json = head + "{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}";
-    emit(json);
-    // Pieces of 2 to 8 characters, in a fixed pattern, as a tokenizer would cut them.
+        const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", prefix.size() + data.size() + 2);
+        out_.bytes.append(size_line, static_cast<std::size_t>(n));
+        out_.bytes.append(prefix.data(), prefix.size());
+        out_.bytes.append(data.data(), data.size());
+        out_.bytes += "\n\n\r\n";
+        out_.segment_ends.push_back(out_.bytes.size());
+    }
+
+    std::string head_;  // every chunk's JSON up to its first choice's delta
+    std::string json_;
+    StubResponse out_;
+};
+
+/* Calls on_piece for pieces of 2 to 8 characters, in a fixed pattern, as a tokenizer would cut
+   them; returns how many. */
+template <class OnPiece>
+std::size_t stub_pieces(std::string_view text, OnPiece on_piece) {
     static const std::size_t sizes[] = {2, 4, 3, 6, 5, 8, 7};
     std::size_t pieces = 0;
-    for (std::string_view rest = reply; !rest.empty(); ++pieces) {
+    for (std::string_view rest = text; !rest.empty(); ++pieces) {
         const std::string_view piece = utf8_prefix(rest, sizes[pieces % 7]);
         rest.remove_prefix(piece.size());
-        json = head + "{\"content\":";
-        json_write_string(json, piece);
-        json += "},\"finish_reason\":null}]}";
-        emit(json);
+        on_piece(piece);
     }
-    emit(head + "{},\"finish_reason\":\"stop\"}]}");
-    json = "{\"id\":\"chatcmpl-stub\",\"object\":\"chat.completion.chunk\",\"created\":0,\"choices\":[],"
-           "\"usage\":{\"prompt_tokens\":" + std::to_string(prompt_chars) +
-           ",\"completion_tokens\":" + std::to_string(pieces) +
-           ",\"total_tokens\":" + std::to_string(prompt_chars + pieces) + "}}";
-    emit(json);
-    emit("[DONE]");
-    out.bytes += "0\r\n\r\n";
-    out.segment_ends.back() = out.bytes.size();
-    return out;
+    return pieces;
+}
+
+/* A message's text: its content, or its text parts one after the other. */
+inline std::string stub_message_text(const Message& m) {
+    if (m.parts.empty()) return m.content;
+    std::string text;
+    for (const ContentPart& part : m.parts)
+        if (part.kind == ContentPart::Kind::text) text += part.text;
+    return text;
+}
+
+inline std::string stub_last_user_text(const std::vector<Message>& messages) {
+    for (auto m = messages.rbegin(); m != messages.rend(); ++m)
+        if (m->role == Role::user) return stub_message_text(*m);
+    return {};
+}
+
+/* Appends at most max_chars characters of text in quotes, an ellipsis marking a cut. */
+inline void stub_quote(std::string& out, std::string_view text, std::size_t max_chars) {
+    const std::string_view shown = utf8_prefix(text, max_chars);
+    out += "\u201c";
+    out.append(shown.data(), shown.size());
+    if (shown.size() < text.size()) out += "\u2026";
+    out += "\u201d";
+}
+
+inline std::string stub_greeting(std::string_view prompt) {
+    std::string reply = "你好！这是 llm_stream 的模拟回复（stub mode）。You asked: ";
+    stub_quote(reply, prompt, 40);
+    reply += "。运动鞋轻便、透气、缓震，适合日常穿着。Set LLM_BASE_URL to stream from a real server.";
+    return reply;
+}
+
+/* The name of the tool that the call `id`, asked for by an earlier assistant message, went to. */
+inline std::string_view stub_tool_name(const std::vector<Message>& messages, std::string_view id) {
+    for (const Message& m : messages)
+        for (const ToolCall& call : m.tool_calls)
+            if (call.id == id) return call.name;
+    return "an unknown tool";
+}
+
+/* The answer to the tool results that end the conversation: each quoted with its tool's name. */
+inline std::string stub_results_reply(const std::vector<Message>& messages) {
+    std::size_t first = messages.size();
+    while (first > 0 && messages[first - 1].role == Role::tool) --first;
+    std::string reply = "Stub reply from the tool results:";
+    for (std::size_t i = first; i < messages.size(); ++i) {
+        reply += i == first ? " " : "; ";
+        const std::string_view tool = stub_tool_name(messages, messages[i].tool_call_id);
+        reply.append(tool.data(), tool.size());
+        reply += " returned ";
+        stub_quote(reply, stub_message_text(messages[i]), 80);
+    }
+    reply += ".";
+    return reply;
+}
+
+/* What decides the stub's value for one JSON Schema (views into the schema's text). */
+struct StubSchema {
+    JsonSpan type;                 // the type's name; of a list of types, the first one but "null"
+    std::string_view fixed;        // the first value of `enum`, or `const`: written as is
+    std::string_view alternative;  // the first schema of `anyOf` or `oneOf`
+    std::string_view properties;   // `properties`, an object of schemas
+};
+
+inline bool stub_read_type(JsonCursor& c, int depth, JsonSpan& type) {
+    if (c.at('"')) return c.string(type);
+    if (!c.at('[')) return c.skip_value(depth);
+    return c.array(depth + 1, [&](int d) {
+        if (!c.at('"')) return c.skip_value(d);
+        JsonSpan name;
+        if (!c.string(name)) return false;
+        if (!type.present() && !json_key_is(name, "null")) type = name;
+        return true;
+    });
+}
+
+/* Reads one value and keeps its text; of an array (first_of_array), its first element's text. */
+inline bool stub_read_raw(JsonCursor& c, int depth, bool first_of_array, std::string_view& raw) {
+    auto keep = [&](int d) {
+        const char* begin = c.p;
+        if (!c.skip_value(d)) return false;
+        if (raw.empty()) raw = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
+        return true;
+    };
+    if (!first_of_array) return keep(depth);
+    return c.at('[') ? c.array(depth + 1, keep) : c.skip_value(depth);
+}
+
+inline bool stub_read_schema(std::string_view text, int depth, StubSchema& s) {
+    JsonCursor c(text.data(), text.data() + text.size());
+    c.skip_ws();
+    if (!c.at('{')) return c.skip_value(depth);  // `true`: any value (the stub writes a string)
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return stub_read_type(c, d, s.type);
+        if (json_key_is(key, "enum")) return stub_read_raw(c, d, true, s.fixed);
+        if (json_key_is(key, "const")) return stub_read_raw(c, d, false, s.fixed);
+        if (json_key_is(key, "anyOf") || json_key_is(key, "oneOf")) return stub_read_raw(c, d, true, s.alternative);
+        if (json_key_is(key, "properties") && c.at('{')) return stub_read_raw(c, d, false, s.properties);
+        return c.skip_value(d);
+    });
+}
+
+inline bool stub_object(std::string_view properties, int depth, std::string_view text, std::string& out);
+
+/* A value that fits the schema: the first enum value (or const), else by type: a string is the
+   user's text (cut to 40 characters), a number or integer 1, a boolean true, an object its
+   properties filled the same way, an array []. */
+inline bool stub_value(std::string_view schema, int depth, std::string_view text, std::string& out) {
+    StubSchema s;
+    if (!stub_read_schema(schema, depth, s)) return false;
+    if (!s.fixed.empty()) {
+        out.append(s.fixed.data(), s.fixed.size());
+        return true;
+    }
+    if (!s.alternative.empty()) return stub_value(s.alternative, depth + 1, text, out);
+    if (json_key_is(s.type, "object") || !s.properties.empty()) return stub_object(s.properties, depth + 1, text, out);
+    if (json_key_is(s.type, "array")) out += "[]";
+    else if (json_key_is(s.type, "number") || json_key_is(s.type, "integer")) out += "1";
+    else if (json_key_is(s.type, "boolean")) out += "true";
+    else if (json_key_is(s.type, "null")) out += "null";
+    else json_write_string(out, utf8_prefix(text, 40));
+    return true;
+}
+
+/* Every property of the schema's `properties` (member names written as they are escaped there). */
+inline bool stub_object(std::string_view properties, int depth, std::string_view text, std::string& out) {
+    out += "{";
+    JsonCursor c(properties.data(), properties.data() + properties.size());
+    bool first = true;
+    const bool ok = properties.empty() || c.object(depth, [&](const JsonSpan& key, int d) {
+        const char* begin = c.p;
+        if (!c.skip_value(d)) return false;
+        out += first ? "\"" : ",\"";
+        first = false;
+        out.append(key.begin, key.size());
+        out += "\":";
+        return stub_value(std::string_view(begin, static_cast<std::size_t>(c.p - begin)), d, text, out);
+    });
+    out += "}";
+    return ok;
+}
+
+/* The arguments of the stub's call: an object made from the tool's parameters schema. */
+inline std::string stub_arguments(const Tool& tool, std::string_view text) {
+    std::string arguments;
+    StubSchema s;
+    const bool ok = stub_read_schema(tool.parameters, 0, s) && stub_object(s.properties, 1, text, arguments);
+    return ok ? arguments : "{}";  // parameters that are not a schema object: no arguments
+}
+
+/* The tool the stub calls: none after tool results or when told "none"; else the named one, else the first. */
+inline const Tool* stub_tool_to_call(const std::vector<Message>& messages, const ChatOptions& options) {
+    if (options.tools.empty() || options.tool_choice.mode == ToolChoice::Mode::none) return nullptr;
+    if (messages.back().role == Role::tool) return nullptr;
+    if (options.tool_choice.mode == ToolChoice::Mode::function)
+        for (const Tool& tool : options.tools)
+            if (tool.name == options.tool_choice.name) return &tool;
+    return &options.tools.front();
+}
+
+/* Streams a call of `tool` (the name in the first fragment, the arguments in pieces); returns the pieces. */
+inline std::size_t stub_stream_call(StubWriter& writer, const Tool& tool, std::string_view text) {
+    writer.delta("{\"role\":\"assistant\",\"content\":null}");
+    std::string json = "{\"tool_calls\":[{\"index\":0,\"id\":\"call_stub_1\",\"type\":\"function\",\"function\":{\"name\":";
+    json_write_string(json, tool.name);
+    writer.delta(json + ",\"arguments\":\"\"}}]}");
+    const std::size_t pieces = stub_pieces(stub_arguments(tool, text), [&](std::string_view piece) {
+        json = "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":";
+        json_write_string(json, piece);
+        writer.delta(json + "}}]}");
+    });
+    writer.delta("{}", "tool_calls");
+    return pieces;
+}
+
+/* Streams text as content in pieces; returns how many. */
+inline std::size_t stub_stream_text(StubWriter& writer, std::string_view reply) {
+    writer.delta("{\"role\":\"assistant\",\"content\":\"\"}");
+    std::string json;
+    const std::size_t pieces = stub_pieces(reply, [&](std::string_view piece) {
+        json = "{\"content\":";
+        json_write_string(json, piece);
+        writer.delta(json + "}");
+    });
+    writer.delta("{}", "stop");
+    return pieces;
+}
+
+/* `messages` is not empty (build_request() has checked the conversation). */
+inline StubResponse make_stub_response(const std::vector<Message>& messages, const ChatOptions& options,
+                                       const std::string& model) {
+    std::size_t prompt_chars = 0;
+    for (const Message& m : messages) prompt_chars += utf8_count_chars(stub_message_text(m));
+    StubWriter writer(model);
+    std::size_t pieces = 0;
+    if (const Tool* tool = stub_tool_to_call(messages, options))
+        pieces = stub_stream_call(writer, *tool, stub_last_user_text(messages));
+    else if (messages.back().role == Role::tool)
+        pieces = stub_stream_text(writer, stub_results_reply(messages));
+    else
+        pieces = stub_stream_text(writer, stub_greeting(stub_last_user_text(messages)));
+    return writer.finish(prompt_chars, pieces);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -4668,7 +4881,7 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
     if (Error e = build_request(config, messages, options, request)) return failed(std::move(e));
     const std::string& model = options.model.empty() ? config.model : options.model;
     if (config.stub_mode()) {
-        detail::StubResponse stub = detail::make_stub_response(messages, model);
+        detail::StubResponse stub = detail::make_stub_response(messages, options, model);
         return memory_stream(state_, std::move(stub.bytes), std::move(stub.segment_ends), config.stub_chunk_delay,
                              "stub mode: a simulated reply (model " + model + ")");
     }
