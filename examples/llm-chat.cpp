@@ -9,6 +9,7 @@
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -48,8 +49,10 @@ namespace {
 
 constexpr const char* kSynopsis =
     "usage: llm-chat [--system TEXT] [--model NAME] [--temperature X] [--max-tokens N] [--extra JSON]\n"
+    "                [--header 'NAME: VALUE']... [--messages FILE] [--tools FILE] [--tool-choice CHOICE]\n"
+    "                [--image PATH_OR_URL]... [--json] [--schema FILE] [--replay FILE]\n"
     "                [--timeout SECONDS] [--deadline SECONDS] [--retries N] [--cacert FILE] [--insecure]\n"
-    "                [--replay FILE] [--events] [--stats] [--verbose] [--version] [PROMPT]\n";
+    "                [--events] [--stats] [--verbose] [--version] [--help] [PROMPT]\n";
 
 constexpr const char* kHelp =
     "\n"
@@ -63,7 +66,21 @@ constexpr const char* kHelp =
     "  --temperature X      sampling temperature, 0 to 2\n"
     "  --max-tokens N       upper bound on the tokens generated, N > 0\n"
     "  --extra JSON         a JSON object whose members are merged into the request body,\n"
-    "                       e.g. '{\"top_p\":0.9,\"stream_options\":{\"include_usage\":true}}'\n"
+    "                       e.g. '{\"top_p\":0.9,\"seed\":7}'\n"
+    "  --header 'NAME: VALUE'  an extra request header (repeatable), e.g. 'api-key: ...' for Azure\n"
+    "  --messages FILE      the conversation: an OpenAI-format JSON array of chat messages (roles system,\n"
+    "                       developer, user, assistant, tool; text or parts content; tool_calls;\n"
+    "                       tool_call_id; name); '-' reads standard input. PROMPT is then optional and,\n"
+    "                       when given, appended as one more user message; --system is added only when\n"
+    "                       the file has no system message\n"
+    "  --tools FILE         the tools the model may call: an OpenAI-format JSON array\n"
+    "                       ([{\"type\":\"function\",\"function\":{\"name\":...,\"parameters\":{...}}}])\n"
+    "  --tool-choice CHOICE auto, none, required, or the NAME of one of the tools\n"
+    "  --image PATH_OR_URL  attach an image to PROMPT (repeatable): an http(s):// or data: URL as given,\n"
+    "                       or a .png, .jpg, .jpeg, .gif or .webp file, sent as a data: URL\n"
+    "  --json               ask for a JSON object as the reply (say \"JSON\" in the prompt too)\n"
+    "  --schema FILE        ask for a reply that follows the JSON Schema in FILE (strict, named\n"
+    "                       after the file's base name)\n"
     "  --timeout SECONDS    connect and idle-read timeout of each attempt (default: 30)\n"
     "  --deadline SECONDS   limit on the whole request, retries included (default and 0: none)\n"
     "  --retries N          retries after a failed attempt (default: 3)\n"
@@ -73,7 +90,9 @@ constexpr const char* kHelp =
     "  --replay FILE        no network: decode FILE, a captured raw HTTP response (status line,\n"
     "                       headers, body as sent), as if it had just arrived; '-' reads standard\n"
     "                       input. PROMPT is then optional and not sent anywhere\n"
-    "  --events             print one JSON object per line per event instead of the plain text\n"
+    "  --events             print one JSON object per line per event instead of the plain text; once\n"
+    "                       the stream has ended, a last line {\"type\":\"message\",...} holds the\n"
+    "                       assistant message, ready to append to a --messages conversation\n"
     "  --stats              print timing and size metrics to stderr at the end\n"
     "  --verbose            print the library's info-level logs to stderr\n"
     "  --version            print the library version and TLS backend, then exit\n"
@@ -102,6 +121,7 @@ constexpr double kMaxSeconds = 1e6;
 
 struct CommandLine {
     llm_stream::ChatOptions options;
+    bool system_given = false;  // --system: with --messages, used only when the file has no system message
     std::optional<std::string> model;
     std::optional<std::chrono::milliseconds> timeout;
     std::optional<std::chrono::milliseconds> deadline;
@@ -115,11 +135,17 @@ struct CommandLine {
     bool show_version = false;
     std::optional<std::string> prompt;  // "-" means standard input
     std::optional<std::string> replay;  // a captured response to decode; "-" means standard input
+    std::optional<std::string> messages;  // the conversation's file; "-" means standard input
+    std::optional<std::string> tools;     // the tools' file
+    std::optional<std::string> schema;    // the JSON Schema's file
+    bool json = false;
+    std::vector<std::string> images;      // paths or URLs
+    std::vector<std::pair<std::string, std::string>> headers;
 };
 
 enum class OptionId {
-    system, model, temperature, max_tokens, extra, timeout, deadline, retries, cacert,
-    insecure, replay, events, stats, verbose, version, help,
+    system, model, temperature, max_tokens, extra, header, messages, tools, tool_choice, image, json, schema,
+    timeout, deadline, retries, cacert, insecure, replay, events, stats, verbose, version, help,
 };
 
 struct OptionSpec {
@@ -131,7 +157,11 @@ struct OptionSpec {
 constexpr OptionSpec kOptions[] = {
     {"--system", OptionId::system, true},       {"--model", OptionId::model, true},
     {"--temperature", OptionId::temperature, true}, {"--max-tokens", OptionId::max_tokens, true},
-    {"--extra", OptionId::extra, true},         {"--timeout", OptionId::timeout, true},
+    {"--extra", OptionId::extra, true},         {"--header", OptionId::header, true},
+    {"--messages", OptionId::messages, true},   {"--tools", OptionId::tools, true},
+    {"--tool-choice", OptionId::tool_choice, true}, {"--image", OptionId::image, true},
+    {"--json", OptionId::json, false},          {"--schema", OptionId::schema, true},
+    {"--timeout", OptionId::timeout, true},
     {"--deadline", OptionId::deadline, true},   {"--retries", OptionId::retries, true},
     {"--cacert", OptionId::cacert, true},       {"--insecure", OptionId::insecure, false},
     {"--replay", OptionId::replay, true},
@@ -183,17 +213,25 @@ bool parse_seconds(const std::string& flag, const std::string& text, std::chrono
     return true;
 }
 
-/* A bad --extra is bad usage, found before anything else happens: the library checks chat options when
-   a stream starts, so an offline (stub-mode) client starts one that is never read. Its messages
-   ("extra JSON must be an object") are given in the command line's words. */
-/* The library's own check of the extra JSON (through the request builder), worded for this flag. */
+/* What the library's request builder says of these messages, options and headers. A flag's mistake is
+   bad usage, found before anything else happens: the library checks a request when its stream starts,
+   and an offline (stub-mode) client would start one that is never read. */
+llm_stream::Error library_check(const std::vector<llm_stream::Message>& messages,
+                                const llm_stream::ChatOptions& options,
+                                const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    llm_stream::Config config;
+    config.headers = headers;
+    llm_stream::Request request;
+    return llm_stream::build_request(config, messages, options, request);
+}
+
+/* The library's own check of the extra JSON, in the command line's words ("--extra must be an object"). */
 bool extra_is_usable(const llm_stream::ChatOptions& options, std::string& error) {
     if (options.extra_json.find_first_not_of(" \t\r\n") == std::string::npos) {
         error = "--extra needs a JSON object, e.g. '{\"top_p\":0.9}'";
         return false;
     }
-    llm_stream::Request request;
-    const llm_stream::Error why = llm_stream::build_request(llm_stream::Config{}, {llm_stream::Message::user("")}, options, request);
+    const llm_stream::Error why = library_check({llm_stream::Message::user("")}, options);
     if (!why) return true;
     static constexpr std::string_view library_words = "extra JSON ";
     error = why.message.compare(0, library_words.size(), library_words) == 0
@@ -202,11 +240,54 @@ bool extra_is_usable(const llm_stream::ChatOptions& options, std::string& error)
     return false;
 }
 
+/* 'NAME: VALUE' (blanks around VALUE trimmed), checked by the library as it checks Config::headers. */
+bool add_header(const std::string& text, CommandLine& cl, std::string& error) {
+    const std::size_t colon = text.find(':');
+    if (colon == std::string::npos || colon == 0) {
+        error = "--header needs 'NAME: VALUE', not '" + text + "'";
+        return false;
+    }
+    const std::size_t first = text.find_first_not_of(" \t", colon + 1);
+    const std::size_t last = text.find_last_not_of(" \t");
+    std::pair<std::string, std::string> header(text.substr(0, colon),
+                                               first == std::string::npos ? "" : text.substr(first, last + 1 - first));
+    if (const llm_stream::Error why = library_check({llm_stream::Message::user("")}, {}, {header})) {
+        error = "--header '" + text + "': " + why.message;
+        return false;
+    }
+    cl.headers.push_back(std::move(header));
+    return true;
+}
+
+bool set_tool_choice(const std::string& value, llm_stream::ToolChoice& out, std::string& error) {
+    using Mode = llm_stream::ToolChoice::Mode;
+    if (value.empty()) {
+        error = "--tool-choice needs auto, none, required or the NAME of a tool";
+        return false;
+    }
+    if (value == "auto") out.mode = Mode::automatic;
+    else if (value == "none") out.mode = Mode::none;
+    else if (value == "required") out.mode = Mode::required;
+    else out = llm_stream::ToolChoice::named(value);  // checked against --tools once that is read
+    return true;
+}
+
+bool set_path(const std::string& flag, const std::string& value, bool stdin_allowed,
+              std::optional<std::string>& path, std::string& error) {
+    if (value.empty()) {
+        error = flag + (stdin_allowed ? " needs a FILE (or - for standard input)" : " needs a FILE");
+        return false;
+    }
+    path = value;
+    return true;
+}
+
 bool apply_option(OptionId id, const std::string& flag, const std::string& value, CommandLine& cl,
                   std::string& error) {
     switch (id) {
     case OptionId::system:
         cl.options.system = value;
+        cl.system_given = true;
         return true;
     case OptionId::model:
         if (value.empty()) {
@@ -244,6 +325,19 @@ bool apply_option(OptionId id, const std::string& flag, const std::string& value
     case OptionId::extra:
         cl.options.extra_json = value;
         return extra_is_usable(cl.options, error);
+    case OptionId::header: return add_header(value, cl, error);
+    case OptionId::messages: return set_path(flag, value, true, cl.messages, error);
+    case OptionId::tools: return set_path(flag, value, false, cl.tools, error);
+    case OptionId::tool_choice: return set_tool_choice(value, cl.options.tool_choice, error);
+    case OptionId::schema: return set_path(flag, value, false, cl.schema, error);
+    case OptionId::image:
+        if (value.empty()) {
+            error = "--image needs a PATH or an http(s):// or data: URL";
+            return false;
+        }
+        cl.images.push_back(value);
+        return true;
+    case OptionId::json: cl.json = true; return true;
     case OptionId::timeout: {
         std::chrono::milliseconds ms{0};
         if (!parse_seconds(flag, value, ms, error)) return false;
@@ -274,20 +368,8 @@ bool apply_option(OptionId id, const std::string& flag, const std::string& value
         cl.retries = n;
         return true;
     }
-    case OptionId::cacert:
-        if (value.empty()) {
-            error = "--cacert needs a FILE";
-            return false;
-        }
-        cl.cacert = value;
-        return true;
-    case OptionId::replay:
-        if (value.empty()) {
-            error = "--replay needs a FILE (or - for standard input)";
-            return false;
-        }
-        cl.replay = value;
-        return true;
+    case OptionId::cacert: return set_path(flag, value, false, cl.cacert, error);
+    case OptionId::replay: return set_path(flag, value, true, cl.replay, error);
     case OptionId::insecure: cl.insecure = true; return true;
     case OptionId::events: cl.events = true; return true;
     case OptionId::stats: cl.stats = true; return true;
@@ -302,6 +384,22 @@ const OptionSpec* find_option(std::string_view name) {
     for (const OptionSpec& spec : kOptions)
         if (name == spec.name) return &spec;
     return nullptr;
+}
+
+/* What one flag cannot say alone: a missing PROMPT, standard input read twice, flags that exclude or
+   need each other. */
+bool flags_fit_together(const CommandLine& cl, std::string& error) {
+    if (!cl.prompt && !cl.replay && !cl.messages) error = "missing PROMPT";
+    std::vector<std::string> stdin_readers;
+    if (cl.replay == "-") stdin_readers.push_back("--replay -");
+    if (cl.messages == "-") stdin_readers.push_back("--messages -");
+    if (cl.prompt == "-") stdin_readers.push_back("PROMPT -");
+    if (stdin_readers.size() > 1) error = stdin_readers[0] + " and " + stdin_readers[1] + " cannot both read standard input";
+    if (cl.json && cl.schema) error = "--json and --schema cannot be used together";
+    if (cl.options.tool_choice.mode != llm_stream::ToolChoice::Mode::server_default && !cl.tools)
+        error = "--tool-choice needs --tools";
+    if (!cl.images.empty() && !cl.prompt) error = "--image needs a PROMPT to attach the images to";
+    return error.empty();
 }
 
 /* Options may come before or after PROMPT; the last of a repeated option wins. --help and --version
@@ -349,15 +447,7 @@ bool parse_command_line(const std::vector<std::string>& args, CommandLine& cl, s
         if (!apply_option(spec->id, name, value, cl, error)) return false;
         if (cl.show_help || cl.show_version) return true;
     }
-    if (!cl.prompt && !cl.replay) {
-        error = "missing PROMPT";
-        return false;
-    }
-    if (cl.replay && *cl.replay == "-" && cl.prompt && *cl.prompt == "-") {
-        error = "--replay - and PROMPT - cannot both read standard input";
-        return false;
-    }
-    return true;
+    return flags_fit_together(cl, error);
 }
 
 void print_usage_error(const std::string& what) {
@@ -418,18 +508,159 @@ bool setting_present(const char* name) {
     return parsed && found;
 }
 
-/* The captured response for --replay; on failure says why (a usage error: the file is an argument). */
-bool read_replay_file(const std::string& path, std::string& out) {
+/* The file a flag names ("-": standard input); on failure says why, naming both. */
+bool read_flag_file(const char* flag, const std::string& path, std::string& out, std::string& error) {
     std::FILE* file = path == "-" ? stdin : std::fopen(path.c_str(), "rb");
     if (!file) {
-        std::fprintf(stderr, "llm-chat: --replay: cannot open %s: %s\n", path.c_str(), std::strerror(errno));
+        error = std::string(flag) + ": cannot open " + path + ": " + std::strerror(errno);
         return false;
     }
     const bool ok = read_all(file, out);
     const int read_errno = errno;
     if (file != stdin) std::fclose(file);
-    if (!ok) std::fprintf(stderr, "llm-chat: --replay: cannot read %s: %s\n", path.c_str(), std::strerror(read_errno));
+    if (!ok) error = std::string(flag) + ": cannot read " + path + ": " + std::strerror(read_errno);
     return ok;
+}
+
+/* ------------------------------------------------------------------------------------------------
+   The conversation and its options, from the files and flags
+   ------------------------------------------------------------------------------------------------ */
+
+std::string lowercase(std::string text) {
+    for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return text;
+}
+
+// Where a path's base name starts ('/', and '\\' on Windows too, separate directories).
+std::size_t base_name_start(const std::string& path) {
+#ifdef _WIN32
+    const std::size_t slash = path.find_last_of("/\\");
+#else
+    const std::size_t slash = path.find_last_of('/');
+#endif
+    return slash == std::string::npos ? 0 : slash + 1;
+}
+
+// The extension of a path's base name, without the dot; empty when it has none.
+std::string extension_of(const std::string& path) {
+    const std::size_t dot = path.find_last_of('.');
+    return dot == std::string::npos || dot < base_name_start(path) ? "" : path.substr(dot + 1);
+}
+
+const char* image_mime_type(const std::string& path) {
+    const std::string extension = lowercase(extension_of(path));
+    if (extension == "png") return "image/png";
+    if (extension == "jpg" || extension == "jpeg") return "image/jpeg";
+    if (extension == "gif") return "image/gif";
+    if (extension == "webp") return "image/webp";
+    return nullptr;
+}
+
+/* --image: a URL goes as given, a file as its bytes with the MIME type of its extension. */
+bool image_part(const std::string& source, llm_stream::ContentPart& part, std::string& error) {
+    const std::string start = lowercase(source.substr(0, 8));
+    if (start.rfind("http://", 0) == 0 || start.rfind("https://", 0) == 0 || start.rfind("data:", 0) == 0) {
+        part = llm_stream::ContentPart::image_url(source);
+        return true;
+    }
+    const char* mime_type = image_mime_type(source);
+    if (!mime_type) {
+        error = "--image " + source + ": not an http(s):// or data: URL, nor a .png, .jpg, .jpeg, .gif or .webp file";
+        return false;
+    }
+    std::string bytes;
+    if (!read_flag_file("--image", source, bytes, error)) return false;
+    part = llm_stream::ContentPart::image_bytes(mime_type, std::move(bytes));
+    return true;
+}
+
+/* --schema FILE's name for the server: the base name without its extension, in the characters a
+   schema name may have (letters, digits, '_' and '-'; others become '_'), at most 64 of them. */
+std::string schema_name(const std::string& path) {
+    std::string name = path.substr(base_name_start(path));
+    const std::size_t dot = name.find_last_of('.');
+    if (dot != std::string::npos && dot > 0) name.resize(dot);
+    for (char& c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') c = '_';
+    name.resize(std::min<std::size_t>(name.size(), 64));
+    return name;
+}
+
+/* The library's verdict on one flag's contribution, in that flag's name. */
+bool accepted(const std::string& flag, const llm_stream::Error& why, std::string& error) {
+    if (!why) return true;
+    error = flag + ": " + why.message;
+    return false;
+}
+
+/* --messages FILE, with --system when the file has no system message. */
+bool read_conversation(const CommandLine& cl, std::vector<llm_stream::Message>& messages, std::string& error) {
+    const std::string flag = "--messages " + *cl.messages;
+    std::string json;
+    if (!read_flag_file("--messages", *cl.messages, json, error)) return false;
+    if (!accepted(flag, llm_stream::parse_messages(json, messages), error)) return false;
+    const bool has_system = std::any_of(messages.begin(), messages.end(), [](const llm_stream::Message& m) {
+        return m.role == llm_stream::Role::system;
+    });
+    if (cl.system_given && !has_system) messages.insert(messages.begin(), llm_stream::Message::system(cl.options.system));
+    return true;
+}
+
+/* PROMPT as the last user message, with the --image attachments. */
+bool add_prompt(const CommandLine& cl, std::string prompt, std::vector<llm_stream::Message>& messages,
+                std::string& error) {
+    std::vector<llm_stream::ContentPart> images(cl.images.size());
+    for (std::size_t i = 0; i < images.size(); ++i)
+        if (!image_part(cl.images[i], images[i], error)) return false;
+    messages.push_back(images.empty() ? llm_stream::Message::user(std::move(prompt))
+                                      : llm_stream::Message::user(std::move(prompt), std::move(images)));
+    return true;
+}
+
+/* --tools FILE, and a --tool-choice NAME that must be one of them. */
+bool read_tools(const CommandLine& cl, llm_stream::ChatOptions& options, std::string& error) {
+    const std::string flag = "--tools " + *cl.tools;
+    std::string json;
+    if (!read_flag_file("--tools", *cl.tools, json, error)) return false;
+    if (!accepted(flag, llm_stream::parse_tools(json, options.tools), error)) return false;
+    llm_stream::ChatOptions tools_only;
+    tools_only.tools = options.tools;
+    if (!accepted(flag, library_check({llm_stream::Message::user("")}, tools_only), error)) return false;
+    const llm_stream::ToolChoice& choice = options.tool_choice;
+    const bool offered = std::any_of(options.tools.begin(), options.tools.end(),
+                                     [&](const llm_stream::Tool& tool) { return tool.name == choice.name; });
+    if (choice.mode == llm_stream::ToolChoice::Mode::function && !offered) {
+        error = "--tool-choice " + choice.name + ": " + *cl.tools + " has no tool of that name";
+        return false;
+    }
+    return true;
+}
+
+/* --json, or --schema FILE (strict, named after the file). */
+bool set_response_format(const CommandLine& cl, llm_stream::ResponseFormat& format, std::string& error) {
+    using Type = llm_stream::ResponseFormat::Type;
+    if (cl.json) format.type = Type::json_object;
+    if (!cl.schema) return true;
+    format.type = Type::json_schema;
+    format.name = schema_name(*cl.schema);
+    format.strict = true;
+    if (!read_flag_file("--schema", *cl.schema, format.schema, error)) return false;
+    llm_stream::ChatOptions format_only;
+    format_only.response_format = format;
+    return accepted("--schema " + *cl.schema, library_check({llm_stream::Message::user("")}, format_only), error);
+}
+
+/* The messages and options to send, from PROMPT and the flags; false, saying why, on a bad file or flag. */
+bool build_conversation(const CommandLine& cl, const std::optional<std::string>& prompt,
+                        std::vector<llm_stream::Message>& messages, llm_stream::ChatOptions& options,
+                        std::string& error) {
+    options = cl.options;
+    if (cl.messages && !read_conversation(cl, messages, error)) return false;
+    if (!cl.messages && !options.system.empty()) messages.push_back(llm_stream::Message::system(options.system));
+    if (prompt && !add_prompt(cl, *prompt, messages, error)) return false;
+    if (cl.messages && !accepted("--messages " + *cl.messages, library_check(messages, {}), error)) return false;
+    if (cl.tools && !read_tools(cl, options, error)) return false;
+    return set_response_format(cl, options.response_format, error);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -607,6 +838,13 @@ void append_json_member(std::string& out, const char* key, long long value) {
     out += std::to_string(value);
 }
 
+// "prompt_tokens":N,"completion_tokens":N,"total_tokens":N
+void append_usage_members(std::string& out, const llm_stream::Usage& usage) {
+    out += "\"prompt_tokens\":" + std::to_string(usage.prompt_tokens);
+    out += ",\"completion_tokens\":" + std::to_string(usage.completion_tokens);
+    out += ",\"total_tokens\":" + std::to_string(usage.total_tokens);
+}
+
 std::string event_to_json(const llm_stream::Event& event) {
     using llm_stream::EventType;
     std::string line = "{\"type\":";
@@ -633,11 +871,30 @@ std::string event_to_json(const llm_stream::Event& event) {
         append_json_member(line, "reason", event.text);
         break;
     case EventType::usage:
-        line += "\"usage\"";
-        append_json_member(line, "prompt_tokens", static_cast<long long>(event.usage.prompt_tokens));
-        append_json_member(line, "completion_tokens", static_cast<long long>(event.usage.completion_tokens));
-        append_json_member(line, "total_tokens", static_cast<long long>(event.usage.total_tokens));
+        line += "\"usage\",";
+        append_usage_members(line, event.usage);
         break;
+    }
+    line += "}\n";
+    return line;
+}
+
+/* The last --events line: the assembled assistant message in OpenAI format, its finish reason and usage
+   (null when the server sent none). */
+std::string message_to_json(const llm_stream::Reply& reply) {
+    std::string line = "{\"type\":\"message\",\"message\":";
+    llm_stream::write_message_json(line, reply.message());
+    line += ",\"finish_reason\":";
+    const std::string reason = reply.choices.empty() ? "" : reply.choices.front().finish_reason;
+    if (reason.empty()) line += "null";
+    else llm_stream::append_json_string(line, reason);
+    line += ",\"usage\":";
+    if (reply.has_usage) {
+        line += "{";
+        append_usage_members(line, reply.usage);
+        line += "}";
+    } else {
+        line += "null";
     }
     line += "}\n";
     return line;
@@ -645,19 +902,22 @@ std::string event_to_json(const llm_stream::Event& event) {
 
 // Pieces are written as they arrive and stdout is flushed whenever the stream has nothing more for
 // now: the reader sees each piece as soon as it is here, and a fast server does not cost a system
-// call per chunk.
-void print_stream(llm_stream::Stream& stream, OutputState& out, bool events) {
+// call per chunk. With --events the reply is assembled on the way (a replayed stream has no options
+// to ask the library for it); only an allocation failure there is an error of its own.
+llm_stream::Error print_stream(llm_stream::Stream& stream, OutputState& out, llm_stream::ReplyAssembler* reply) {
     for (;;) {
         const llm_stream::PollStatus status = stream.poll();
         if (status == llm_stream::PollStatus::event) {
             const llm_stream::Event& event = stream.current_event();
             if (event.type == llm_stream::EventType::content) out.preview.add(event.text);
-            const bool ok = events ? write_out(event_to_json(event), out)
-                                   : event.type != llm_stream::EventType::content || write_out(event.text, out);
-            if (!ok) return;
+            if (reply)
+                if (llm_stream::Error e = reply->add(event)) return e;
+            const bool ok = reply ? write_out(event_to_json(event), out)
+                                  : event.type != llm_stream::EventType::content || write_out(event.text, out);
+            if (!ok) return {};
             continue;
         }
-        if (!flush_out(out) || status != llm_stream::PollStatus::pending) return;
+        if (!flush_out(out) || status != llm_stream::PollStatus::pending) return {};
         stream.wait();
     }
 }
@@ -722,6 +982,57 @@ void prepare_console() {
 #endif
 }
 
+/* Everything the request needs from PROMPT and the files the flags name; false, having said why
+   (bad usage), when one of them is bad. */
+struct Input {
+    std::string replayed;  // --replay's captured response
+    std::vector<llm_stream::Message> messages;
+    llm_stream::ChatOptions options;
+};
+
+bool read_input(const CommandLine& cl, Input& in) {
+    std::optional<std::string> prompt = cl.prompt;
+    if (prompt == "-") {
+        prompt->clear();
+        if (!read_all(stdin, *prompt)) {
+            std::fprintf(stderr, "llm-chat: cannot read the prompt from standard input: %s\n",
+                         std::strerror(errno));
+            return false;
+        }
+        *prompt = strip_trailing_newlines(std::move(*prompt));
+    }
+    std::string problem;
+    const bool usable = cl.replay ? read_flag_file("--replay", *cl.replay, in.replayed, problem)
+                                  : build_conversation(cl, prompt, in.messages, in.options, problem);
+    if (!usable) print_usage_error(problem);
+    return usable;
+}
+
+/* The environment's configuration (an error when it is broken) with the command line's settings. */
+llm_stream::Error make_config(const CommandLine& cl, OutputState& out, llm_stream::Config& config) {
+    if (llm_stream::Error error = llm_stream::Config::from_env(config)) return error;
+    if (cl.model) config.model = *cl.model;
+    if (cl.timeout) config.connect_timeout = config.read_timeout = *cl.timeout;
+    if (cl.deadline) config.deadline = *cl.deadline;
+    if (cl.retries) config.retry.max_retries = *cl.retries;
+    if (cl.cacert) config.tls.ca_file = *cl.cacert;
+    config.headers.insert(config.headers.end(), cl.headers.begin(), cl.headers.end());
+    if (cl.insecure) {
+        config.tls.verify = false;
+        std::fputs("llm-chat: warning: TLS certificate verification is OFF (--insecure): anyone on the "
+                   "network path can read and alter this conversation, API key included\n",
+                   stderr);
+    }
+    if (cl.verbose) config.log_level = llm_stream::LogLevel::info;
+    config.log = log_to_stderr(out);
+    if (config.stub_mode() && !cl.replay) {
+        std::fputs("llm-chat: stub mode (LLM_BASE_URL is not set): printing a simulated reply\n", stderr);
+        // Paced like a real server, so the demo shows streaming rather than one burst of text.
+        if (!setting_present("LLM_STUB_DELAY_MS")) config.stub_chunk_delay = std::chrono::milliseconds(30);
+    }
+    return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -743,57 +1054,33 @@ int main(int argc, char** argv) {
         return kExitOk;
     }
 
-    std::string replayed;
-    if (cl.replay && !read_replay_file(*cl.replay, replayed)) return kExitUsage;
-    std::string prompt = cl.prompt.value_or("");
-    if (prompt == "-") {
-        prompt.clear();
-        if (!read_all(stdin, prompt)) {
-            std::fprintf(stderr, "llm-chat: cannot read the prompt from standard input: %s\n",
-                         std::strerror(errno));
-            return kExitUsage;
-        }
-        prompt = strip_trailing_newlines(std::move(prompt));
-    }
-
+    Input input;
+    if (!read_input(cl, input)) return kExitUsage;
+    OutputState out;
     llm_stream::Config config;
-    if (const llm_stream::Error error = llm_stream::Config::from_env(config)) {
+    if (const llm_stream::Error error = make_config(cl, out, config)) {
         std::fprintf(stderr, "llm-chat: error: %s\n", describe(error).c_str());
         return kExitFailure;
-    }
-    if (cl.model) config.model = *cl.model;
-    if (cl.timeout) config.connect_timeout = config.read_timeout = *cl.timeout;
-    if (cl.deadline) config.deadline = *cl.deadline;
-    if (cl.retries) config.retry.max_retries = *cl.retries;
-    if (cl.cacert) config.tls.ca_file = *cl.cacert;
-    if (cl.insecure) {
-        config.tls.verify = false;
-        std::fputs("llm-chat: warning: TLS certificate verification is OFF (--insecure): anyone on the "
-                   "network path can read and alter this conversation, API key included\n",
-                   stderr);
-    }
-    if (cl.verbose) config.log_level = llm_stream::LogLevel::info;
-    OutputState out;
-    config.log = log_to_stderr(out);
-    if (config.stub_mode() && !cl.replay) {
-        std::fputs("llm-chat: stub mode (LLM_BASE_URL is not set): printing a simulated reply\n", stderr);
-        // Paced like a real server, so the demo shows streaming rather than one burst of text.
-        if (!setting_present("LLM_STUB_DELAY_MS")) config.stub_chunk_delay = std::chrono::milliseconds(30);
     }
 
     InterruptWatch::install();
     llm_stream::Client client(config);
     llm_stream::Stream stream =
-        cl.replay ? client.replay(std::move(replayed)) : client.stream_chat(prompt, cl.options);
+        cl.replay ? client.replay(std::move(input.replayed)) : client.stream_chat(input.messages, input.options);
     InterruptWatch::watch(&stream);
 
     static char stdout_buffer[1 << 16];  // flushes come from print_stream, not from a full small buffer
     std::setvbuf(stdout, stdout_buffer, _IOFBF, sizeof stdout_buffer);
-    print_stream(stream, out, cl.events);
+    llm_stream::ReplyAssembler reply;
+    const llm_stream::Error assembly = print_stream(stream, out, cl.events ? &reply : nullptr);
     InterruptWatch::watch(nullptr);
 
-    const llm_stream::Error& error = stream.error();
+    const llm_stream::Error& error = assembly ? assembly : stream.error();
     const bool failed = out.write_failed || bool(error) || InterruptWatch::interrupted();
+    if (cl.events && !failed) {
+        reply.finish();
+        write_out(message_to_json(reply.reply()), out) && flush_out(out);
+    }
     // Text mode ends the reply with a newline; so does a reply cut short, so that the shell prompt
     // and the error message start on lines of their own. Event lines carry their own newlines.
     const bool newline_owed = !out.line_ended_by_log && (!failed || out.printed) && !out.write_failed;
