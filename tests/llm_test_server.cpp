@@ -1,10 +1,13 @@
 // llm_test_server: tests/support/test_server.hpp as a standalone process, for end-to-end checks and
-// benchmarks. Every request gets the same configured response. Independent of llm_stream.hpp.
+// benchmarks. Every request gets the same configured response, except that with several --stream
+// FILEs the Nth request gets the Nth one (and the last one repeats): a scripted conversation.
+// Independent of llm_stream.hpp.
 //
-//   llm_test_server [--port N] [--host 127.0.0.1|::1] [--stream FILE | --generate-events N]
+//   llm_test_server [--port N] [--host 127.0.0.1|::1] [--stream FILE... | --generate-events N]
 //                   [--framing chunked|length|close] [--chunk-size N | --chunk-per-event] [--delay-ms N]
 //                   [--slow-ms N] [--status N] [--body TEXT] [--header 'Name: value']... [--max-requests N]
 //                   [--flood comments|continues|content|empty-deltas [--flood-seconds N]] [--log]
+//                   [--save-requests DIR]
 //
 // Prints "PORT <n>" on stdout (one flushed line) once listening; exits 0 on SIGTERM/SIGINT or after
 // --max-requests responses. --stream FILE is a path, or a name under tests/data/streams/. Without
@@ -13,6 +16,8 @@
 // whole framed body is built once, and each response is written with a few large writes. --flood makes a
 // hostile server instead: each response repeats that kind of bytes as fast as the client reads them (see
 // llm_test::Flood), for at most --flood-seconds (default 10) or until the client goes away.
+// --save-requests DIR writes each request as it arrives: DIR/request-N.head (request line and headers as
+// received) and DIR/request-N.body (the body, decoded), N = 1, 2, ... (for scripts to check what was sent).
 
 #include "support/test_server.hpp"
 
@@ -25,15 +30,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace {
 
 void usage() {
-    std::fputs("usage: llm_test_server [--port N] [--host 127.0.0.1|::1] [--stream FILE | --generate-events N]\n"
+    std::fputs("usage: llm_test_server [--port N] [--host 127.0.0.1|::1] [--stream FILE... | --generate-events N]\n"
                "                       [--framing chunked|length|close] [--chunk-size N | --chunk-per-event]\n"
                "                       [--delay-ms N] [--slow-ms N] [--status N] [--body TEXT]\n"
                "                       [--header 'Name: value']... [--max-requests N]\n"
-               "                       [--flood comments|continues|content|empty-deltas [--flood-seconds N]] [--log]\n",
+               "                       [--flood comments|continues|content|empty-deltas [--flood-seconds N]] [--log]\n"
+               "                       [--save-requests DIR]\n",
                stderr);
 }
 
@@ -60,12 +67,38 @@ bool to_flood(const char* s, llm_test::Flood& out) {
     return false;
 }
 
+// Written under another name, then renamed: a script that sees the file sees all of it.
+bool write_file(const std::string& path, const std::string& bytes) {
+    const std::string part = path + ".part";
+    std::FILE* file = std::fopen(part.c_str(), "wb");
+    if (!file) return false;
+    const bool written = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size();
+    return std::fclose(file) == 0 && written && std::rename(part.c_str(), path.c_str()) == 0;
+}
+
+/* --save-requests: request N as DIR/request-N.head and DIR/request-N.body. */
+bool save_request(const std::string& dir, std::size_t n, const llm_test::Request& request) {
+    const std::string stem = dir + "/request-" + std::to_string(n);
+    if (write_file(stem + ".head", request.head) && write_file(stem + ".body", request.body)) return true;
+    std::fprintf(stderr, "llm_test_server: cannot write %s.*: %s\n", stem.c_str(), std::strerror(errno));
+    return false;
+}
+
+/* --stream FILE: a path, or a name under tests/data/streams/; empty when neither can be read. */
+std::string read_stream(const std::string& file) {
+    std::string stream;
+    if (!llm_test::read_file(file, stream)) stream = llm_test::read_stream_file(file);
+    if (stream.empty()) std::fprintf(stderr, "llm_test_server: cannot read %s\n", file.c_str());
+    return stream;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     llm_test::TestServer::Options options;
     options.idle_timeout_ms = 60000;
-    std::string stream_file, body, framing_name, status_text;
+    std::vector<std::string> stream_files;
+    std::string body, framing_name, status_text, save_dir;
     bool have_body = false, have_events = false, per_event = false, log = false;
     unsigned long long events = 0, chunk_size = 0, delay_ms = 0, slow_ms = 0, status = 200, max_requests = 0;
     unsigned long long flood_seconds = 10;
@@ -90,7 +123,8 @@ int main(int argc, char** argv) {
         }
         static const char* const with_value[] = {"--port", "--host", "--stream", "--generate-events", "--framing",
                                                   "--chunk-size", "--delay-ms", "--slow-ms", "--status", "--body",
-                                                  "--header", "--max-requests", "--flood", "--flood-seconds"};
+                                                  "--header", "--max-requests", "--flood", "--flood-seconds",
+                                                  "--save-requests"};
         bool known = false;
         for (const char* name : with_value) known = known || arg == name;
         if (!known) {
@@ -108,7 +142,9 @@ int main(int argc, char** argv) {
                  std::strcmp(value, "[::1]") == 0;
             options.ipv6 = value[0] != '1';
         } else if (arg == "--stream") {
-            stream_file = value;
+            stream_files.push_back(value);
+        } else if (arg == "--save-requests") {
+            save_dir = value;
         } else if (arg == "--generate-events") {
             ok = to_number(value, 100000000, events);
             have_events = true;
@@ -150,7 +186,7 @@ int main(int argc, char** argv) {
         }
         ++i;
     }
-    if ((!stream_file.empty()) + have_events + have_body + have_flood > 1) {
+    if ((!stream_files.empty()) + have_events + have_body + have_flood > 1) {
         std::fputs("llm_test_server: give at most one of --stream, --generate-events, --body and --flood\n", stderr);
         return 2;
     }
@@ -159,34 +195,33 @@ int main(int argc, char** argv) {
         return 2;
     }
 
-    llm_test::Response response;
+    // The responses in the order they are served: one, or one per --stream FILE.
+    std::vector<llm_test::Response> responses;
     if (have_flood) {
-        response = llm_test::Response::flooding(flood, static_cast<int>(flood_seconds * 1000));
+        responses.push_back(llm_test::Response::flooding(flood, static_cast<int>(flood_seconds * 1000)));
     } else if (have_body) {
-        response = llm_test::Response::status(static_cast<int>(status), body);
-    } else {
-        std::string stream;
-        if (!stream_file.empty()) {
-            if (!llm_test::read_file(stream_file, stream)) stream = llm_test::read_stream_file(stream_file);
-            if (stream.empty()) {
-                std::fprintf(stderr, "llm_test_server: cannot read %s\n", stream_file.c_str());
-                return 1;
-            }
-        } else {
-            stream = llm_test::generate_events(have_events ? static_cast<std::size_t>(events) : 20);
-        }
-        response = llm_test::Response::sse(std::move(stream));
-        response.status_code = static_cast<int>(status);
+        responses.push_back(llm_test::Response::status(static_cast<int>(status), body));
+    } else if (stream_files.empty()) {
+        responses.push_back(llm_test::Response::sse(
+            llm_test::generate_events(have_events ? static_cast<std::size_t>(events) : 20)));
     }
-    if (framing_name == "chunked") response.framing = llm_test::Framing::chunked;
-    if (framing_name == "length") response.framing = llm_test::Framing::content_length;
-    if (framing_name == "close") response.framing = llm_test::Framing::close;
-    if (chunk_size > 0) response.chunking = llm_test::Chunking::fixed(static_cast<std::size_t>(chunk_size));
-    if (per_event) response.chunking = llm_test::Chunking::per_event();
-    response.write_delay_ms = static_cast<int>(delay_ms);
-    response.slow = slow;
-    response.slow_delay_ms = static_cast<int>(slow_ms);
-    for (auto& h : headers) response.headers.push_back(std::move(h));
+    for (const std::string& file : stream_files) {
+        std::string stream = read_stream(file);
+        if (stream.empty()) return 1;
+        responses.push_back(llm_test::Response::sse(std::move(stream)));
+    }
+    for (llm_test::Response& response : responses) {
+        if (!have_flood && !have_body) response.status_code = static_cast<int>(status);
+        if (framing_name == "chunked") response.framing = llm_test::Framing::chunked;
+        if (framing_name == "length") response.framing = llm_test::Framing::content_length;
+        if (framing_name == "close") response.framing = llm_test::Framing::close;
+        if (chunk_size > 0) response.chunking = llm_test::Chunking::fixed(static_cast<std::size_t>(chunk_size));
+        if (per_event) response.chunking = llm_test::Chunking::per_event();
+        response.write_delay_ms = static_cast<int>(delay_ms);
+        response.slow = slow;
+        response.slow_delay_ms = static_cast<int>(slow_ms);
+        response.headers.insert(response.headers.end(), headers.begin(), headers.end());
+    }
 
     // SIGINT/SIGTERM are blocked in every thread (the server's inherit the mask) and taken by sigtimedwait.
     std::signal(SIGPIPE, SIG_IGN);
@@ -197,7 +232,8 @@ int main(int argc, char** argv) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     llm_test::TestServer server(options);
-    server.set_default(std::move(response));
+    server.set_default(responses.back());
+    for (std::size_t i = 0; i + 1 < responses.size(); ++i) server.push(std::move(responses[i]));
     if (!server.start()) {
         std::fprintf(stderr, "llm_test_server: %s\n", server.error().c_str());
         return 1;
@@ -207,12 +243,14 @@ int main(int argc, char** argv) {
 
     std::size_t logged = 0;
     auto log_new_requests = [&] {
-        if (!log || server.request_count() == logged) return;
+        if ((!log && save_dir.empty()) || server.request_count() == logged) return;
         const std::vector<llm_test::Request> requests = server.requests();
         for (; logged < requests.size(); ++logged) {
             const llm_test::Request& r = requests[logged];
-            std::fprintf(stderr, "llm_test_server: #%zu conn %zu %s %s (%zu body bytes)\n", logged + 1,
-                         r.connection_id, r.method.c_str(), r.target.c_str(), r.body.size());
+            if (log)
+                std::fprintf(stderr, "llm_test_server: #%zu conn %zu %s %s (%zu body bytes)\n", logged + 1,
+                             r.connection_id, r.method.c_str(), r.target.c_str(), r.body.size());
+            if (!save_dir.empty()) save_request(save_dir, logged + 1, r);
         }
     };
     for (;;) {  // ends on a signal or after --max-requests responses
