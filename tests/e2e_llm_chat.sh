@@ -30,9 +30,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/llm-chat-e2e.XXXXXX") || exit 2
 SERVER_PID=
 FLOOD_PID=
 CHAT_PID=
+RECORDER_PID=
 cleanup() {
     local pid
-    for pid in $CHAT_PID $FLOOD_PID $SERVER_PID; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+    for pid in $CHAT_PID $FLOOD_PID $SERVER_PID $RECORDER_PID; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -162,7 +163,11 @@ else
 fi
 
 run --help
-if [ "$RC" -eq 0 ] && grep -qi 'usage' "$WORK/out" && out_has '--temperature' && [ ! -s "$WORK/err" ]; then
+HELP_LISTS_ALL=yes
+for flag in --temperature --header --messages --tools --tool-choice --image --json --schema --events; do
+    out_has "^  $flag " || HELP_LISTS_ALL=no
+done
+if [ "$RC" -eq 0 ] && grep -qi 'usage' "$WORK/out" && [ "$HELP_LISTS_ALL" = yes ] && [ ! -s "$WORK/err" ]; then
     pass "--help prints the usage to stdout and exits 0"
 else
     fail "--help prints the usage to stdout and exits 0"
@@ -386,13 +391,19 @@ import json, sys
 shapes = {
     "content": {"type", "text"}, "reasoning": {"type", "text"}, "finish": {"type", "reason"},
     "usage": {"type", "prompt_tokens", "completion_tokens", "total_tokens"},
+    "message": {"type", "message", "finish_reason", "usage"},
 }
 content = []
 data = open(sys.argv[1], "rb").read().decode("utf-8")
 assert data.endswith("\n"), "the last line has no newline"
-for line in data[:-1].split("\n"):
+lines = data[:-1].split("\n")
+for number, line in enumerate(lines):
     event = json.loads(line)
     kind = event["type"]
+    # The assembled message comes once, last, and its content is the content events joined.
+    assert (kind == "message") == (number == len(lines) - 1), line
+    if kind == "message":
+        assert event["message"]["role"] == "assistant" and (event["message"].get("content") or "") == "".join(content), line
     if kind == "tool_call":
         assert isinstance(event["index"], int)
         assert set(event) <= {"type", "index", "id", "name", "arguments"}, line
@@ -403,7 +414,7 @@ for line in data[:-1].split("\n"):
 sys.stdout.buffer.write("".join(content).encode("utf-8"))
 EOF
     else
-        ! grep -Ev '^\{"type":"(content|reasoning|tool_call|finish|usage)".*\}$' "$WORK/out" >/dev/null &&
+        ! grep -Ev '^\{"type":"(content|reasoning|tool_call|finish|usage|message)".*\}$' "$WORK/out" >/dev/null &&
             sed -n 's/^{"type":"content","text":"\(.*\)"}$/\1/p' "$WORK/out" | tr -d '\n'
     fi
 }
@@ -423,6 +434,141 @@ if [ -n "$PYTHON" ]; then
     else
         fail "--events content joins to the plain-text reply"
     fi
+fi
+
+# ------------------------------------------------------------------------------------------------
+# Conversations, tools, images, structured output and headers: bad files and flags (stub mode)
+# ------------------------------------------------------------------------------------------------
+
+printf '[{"role":"system","content":"Be brief."},{"role":"user","content":"Tell me about running shoes"}]' >conversation.json
+printf '[{"role":"user","content":"hi"},{"role":"wizard","content":"x"}]' >bad-role.json
+printf '[{"role":"user","content":"hi"' >truncated.json
+printf '[]' >empty.json
+printf '[{"type":"function","function":{"name":"calculator","description":"Evaluates arithmetic",
+  "parameters":{"type":"object","properties":{"expression":{"type":"string"}},"required":["expression"]}}},
+ {"type":"function","function":{"name":"local_time","parameters":{"type":"object","properties":{}}}}]' >tools.json
+printf '[{"type":"function","function":{"description":"no name"}}]' >nameless-tools.json
+printf '{"type":"object","properties":{"answer":{"type":"string"}},"required":["answer"],"additionalProperties":false}' >reply.schema.json
+printf '{"type":' >broken-schema.json
+printf '\x89PNG\r\n\x1a\n' >pixel.png
+printf 'BM' >picture.bmp
+
+# expect_named_usage_error NAME WORDS ARGS...: exit 2, a first stderr line 'llm-chat: ' containing WORDS,
+# then the usage; nothing on stdout and no stub-mode note (nothing was started).
+expect_named_usage_error() {
+    local name=$1 words=$2
+    shift 2
+    run "$@"
+    if [ "$RC" -eq 2 ] && [ ! -s "$WORK/out" ] && head -n 1 "$WORK/err" | grep -q '^llm-chat: ' &&
+        head -n 1 "$WORK/err" | grep -qF -- "$words" && sed -n 2p "$WORK/err" | grep -q '^usage: llm-chat' &&
+        ! err_has 'stub mode'; then
+        pass "$name: $(head -n 1 "$WORK/err")"
+    else
+        fail "$name" "expected exit 2, a first line naming '$words', then the usage"
+    fi
+}
+expect_named_usage_error "--messages of a missing file" "--messages: cannot open no-such.json" --messages no-such.json
+expect_named_usage_error "--messages with an unknown role" "--messages bad-role.json: " --messages bad-role.json
+expect_named_usage_error "--messages that is not JSON" "--messages truncated.json: " --messages truncated.json
+expect_named_usage_error "--messages of an empty conversation and no PROMPT" "--messages empty.json: " --messages empty.json
+expect_named_usage_error "--messages - with PROMPT -" "--messages - and PROMPT - cannot both read standard input" --messages - -
+expect_named_usage_error "--messages with an empty FILE" "--messages needs a FILE" --messages= hello
+expect_named_usage_error "--tools of a missing file" "--tools: cannot open no-such.json" --tools no-such.json hello
+expect_named_usage_error "--tools with a nameless tool" "--tools nameless-tools.json: " --tools nameless-tools.json hello
+expect_named_usage_error "--tools that is not JSON" "--tools truncated.json: " --tools truncated.json hello
+expect_named_usage_error "--tool-choice without --tools" "--tool-choice needs --tools" --tool-choice auto hello
+expect_named_usage_error "--tool-choice naming no tool" "--tool-choice weather: tools.json has no tool of that name" \
+    --tools tools.json --tool-choice weather hello
+expect_named_usage_error "--tool-choice empty" "--tool-choice needs auto, none, required or the NAME of a tool" \
+    --tools tools.json --tool-choice= hello
+expect_named_usage_error "--image of an unknown type" "--image picture.bmp: not an http(s):// or data: URL" --image picture.bmp hello
+expect_named_usage_error "--image of a missing file" "--image: cannot open no-such.png" --image no-such.png hello
+expect_named_usage_error "--image without PROMPT" "--image needs a PROMPT" --messages conversation.json --image pixel.png
+expect_named_usage_error "--json with --schema" "--json and --schema cannot be used together" --json --schema reply.schema.json hello
+expect_named_usage_error "--schema of a missing file" "--schema: cannot open no-such.json" --schema no-such.json hello
+expect_named_usage_error "--schema that is not JSON" "--schema broken-schema.json: " --schema broken-schema.json hello
+expect_named_usage_error "--header without a colon" "--header needs 'NAME: VALUE', not 'X-Route'" --header X-Route hello
+expect_named_usage_error "--header without a name" "--header needs 'NAME: VALUE', not ': v'" --header ': v' hello
+expect_named_usage_error "--header with a space in its name" "--header 'X Route: v': " --header 'X Route: v' hello
+expect_named_usage_error "--json given a value" "--json does not take a value" --json=yes hello
+
+# ------------------------------------------------------------------------------------------------
+# Conversations and tools in stub mode, and the final {"type":"message",...} line of --events
+# ------------------------------------------------------------------------------------------------
+
+run --messages conversation.json
+if [ "$RC" -eq 0 ] && out_has 'You asked: “Tell me about running shoes”'; then
+    pass "--messages without PROMPT: the file's conversation is sent (the stub echoes its user message)"
+else
+    fail "--messages without PROMPT: the file's conversation is sent (the stub echoes its user message)"
+fi
+$LIMIT "$BIN" --messages - "and about sandals?" <conversation.json >"$WORK/out" 2>"$WORK/err"
+RC=$?
+if [ "$RC" -eq 0 ] && out_has 'You asked: “and about sandals?”'; then
+    pass "--messages - with PROMPT: the conversation from standard input, PROMPT appended as the last user message"
+else
+    fail "--messages - with PROMPT: the conversation from standard input, PROMPT appended as the last user message"
+fi
+run --image pixel.png --image https://example.com/cat.jpg --image 'data:image/gif;base64,R0lGOD' "What is this?"
+if [ "$RC" -eq 0 ] && out_has 'You asked: “What is this?”'; then
+    pass "--image (a file, an https:// URL, a data: URL) with PROMPT is accepted"
+else
+    fail "--image (a file, an https:// URL, a data: URL) with PROMPT is accepted"
+fi
+run --json --header 'X-Route: blue' --tools tools.json --tool-choice none "Reply in JSON"
+if [ "$RC" -eq 0 ] && out_has 'You asked: “Reply in JSON”'; then
+    pass "--json, --header and --tool-choice none: a text reply"
+else
+    fail "--json, --header and --tool-choice none: a text reply"
+fi
+
+run --events --tools tools.json "What is 6*7?"
+STUB_CALL_MESSAGE='{"type":"message","message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_stub_1","type":"function","function":{"name":"calculator","arguments":"{\"expression\":\"What is 6*7?\"}"}}]},"finish_reason":"tool_calls","usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}'
+if [ "$RC" -eq 0 ] && check_events >/dev/null && [ "$(tail -n 1 "$WORK/out")" = "$STUB_CALL_MESSAGE" ] &&
+    grep -q '^{"type":"tool_call","index":0,"id":"call_stub_1","name":"calculator","arguments":""}$' "$WORK/out" &&
+    [ "$(grep -c '^{"type":"tool_call","index":0,"arguments":' "$WORK/out")" -ge 3 ] &&
+    grep -q '^{"type":"finish","reason":"tool_calls"}$' "$WORK/out"; then
+    pass "--events --tools in stub mode: the call in fragments, then the message line, exact JSON"
+else
+    fail "--events --tools in stub mode: the call in fragments, then the message line, exact JSON" "expected last: $STUB_CALL_MESSAGE"
+fi
+
+# The message line appended to the conversation, with the tool's result: the next turn's input.
+if [ -n "$PYTHON" ]; then
+    $PYTHON - "$WORK/out" conversation.json >turn2.json <<'EOF'
+import json, sys
+message = json.loads(open(sys.argv[1], encoding="utf-8").read().splitlines()[-1])["message"]
+conversation = json.load(open(sys.argv[2], encoding="utf-8"))
+conversation += [message, {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "42"}]
+print(json.dumps(conversation))
+EOF
+    run --events --tools tools.json --messages turn2.json
+    if [ "$RC" -eq 0 ] && check_events >"$WORK/content" &&
+        [ "$(cat "$WORK/content")" = 'Stub reply from the tool results: calculator returned “42”.' ] &&
+        tail -n 1 "$WORK/out" | grep -q '^{"type":"message","message":{"role":"assistant","content":"Stub reply from the tool results: calculator returned “42”."},"finish_reason":"stop","usage":{'; then
+        pass "--messages with the message line and a tool result: the next turn answers from the result"
+    else
+        fail "--messages with the message line and a tool result: the next turn answers from the result"
+    fi
+fi
+
+run --events hello
+if [ "$RC" -eq 0 ] && tail -n 1 "$WORK/out" | grep -q '^{"type":"message","message":{"role":"assistant","content":"你好！.*"},"finish_reason":"stop","usage":{"prompt_tokens":[0-9]*,"completion_tokens":[0-9]*,"total_tokens":[0-9]*}}$'; then
+    pass "--events without tools: the message line carries the content, finish reason and usage"
+else
+    fail "--events without tools: the message line carries the content, finish reason and usage"
+fi
+run --events --replay "$WORK/captured.http"
+if [ "$RC" -eq 0 ] && [ "$(tail -n 1 "$WORK/out")" = '{"type":"message","message":{"role":"assistant","content":"Hello! How can I assist you today? 😊"},"finish_reason":"stop","usage":{"prompt_tokens":13,"completion_tokens":11,"total_tokens":24}}' ]; then
+    pass "--events --replay: the message line as for a live stream"
+else
+    fail "--events --replay: the message line as for a live stream"
+fi
+run --events --replay "$WORK/limited.http"
+if [ "$RC" -eq 1 ] && ! out_has '"type":"message"'; then
+    pass "--events of a failed stream: no message line"
+else
+    fail "--events of a failed stream: no message line"
 fi
 
 # ------------------------------------------------------------------------------------------------
@@ -658,6 +804,128 @@ else
         RC=none
         fail "llm_test_server --flood comments starts"
     fi
+fi
+
+# ------------------------------------------------------------------------------------------------
+# What goes on the wire: request bodies and headers, as llm_test_server saved them
+# ------------------------------------------------------------------------------------------------
+
+# start_recorder: llm_test_server answering every request with a short text stream and saving each
+# request under $WORK/requests; sets RECORDER_PID and RECORDER_PORT.
+start_recorder() {
+    rm -rf "$WORK/requests" && mkdir "$WORK/requests"
+    "$TEST_SERVER_BIN" --host 127.0.0.1 --port 0 --stream "$STREAMS/deepseek-chat.sse" --save-requests "$WORK/requests" \
+        >"$WORK/recorder.out" 2>"$WORK/recorder.err" &
+    RECORDER_PID=$!
+    RECORDER_PORT=
+    for _ in $(seq 100); do
+        RECORDER_PORT=$(sed -n 's/^PORT \([0-9][0-9]*\)$/\1/p' "$WORK/recorder.out")
+        [ -n "$RECORDER_PORT" ] && return 0
+        kill -0 "$RECORDER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    return 1
+}
+# recorded N ARGS...: llm-chat ARGS against the recorder, then waits (boundedly) for its request, the
+# Nth, to be saved (the body is written last).
+recorded() {
+    local n=$1
+    shift
+    LLM_BASE_URL=http://127.0.0.1:$RECORDER_PORT/v1 LLM_MODEL=m run "$@"
+    for _ in $(seq 100); do
+        [ -f "$WORK/requests/request-$n.body" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# check_body N PYTHON_ASSERTIONS: the assertions hold for `body`, request N's parsed JSON body (and
+# `head`, its request line and headers).
+check_body() {
+    $PYTHON - "$WORK/requests/request-$1.body" "$WORK/requests/request-$1.head" "$2" <<'EOF'
+import base64, json, sys
+body = json.load(open(sys.argv[1], encoding="utf-8"))
+head = open(sys.argv[2], encoding="utf-8").read()
+exec(sys.argv[3])
+EOF
+}
+# expect_body NAME N PYTHON_ASSERTIONS: llm-chat succeeded and check_body holds.
+expect_body() {
+    if [ "$RC" -eq 0 ] && check_body "$2" "$3"; then
+        pass "$1"
+    else
+        fail "$1"
+    fi
+}
+
+if [ -z "$TEST_SERVER_BIN" ] || [ -z "$PYTHON" ]; then
+    echo "skip - the request-body checks (they need llm_test_server and python3)"
+elif ! start_recorder; then
+    RC=none
+    fail "llm_test_server --save-requests starts"
+else
+    mkdir -p "schemas dir"
+    cp reply.schema.json "schemas dir/my reply.v2.json"
+    recorded 1 --messages conversation.json --system ignored --image pixel.png --image https://example.com/cat.jpg \
+        --tools tools.json --tool-choice calculator --schema "schemas dir/my reply.v2.json" \
+        --header 'X-Route: blue' --header 'api-key:   k1  ' "And sandals?"
+    expect_body "every new flag on the wire: messages, parts, tools, tool_choice, response_format, headers" 1 '
+m = body["messages"]
+assert [x["role"] for x in m] == ["system", "user", "user"], m
+assert m[0]["content"] == "Be brief.", m[0]
+assert m[1]["content"] == "Tell me about running shoes", m[1]
+parts = m[2]["content"]
+assert parts[0] == {"type": "text", "text": "And sandals?"}, parts
+assert parts[1]["type"] == "image_url" and parts[1]["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(open("pixel.png", "rb").read()).decode(), parts
+assert parts[2] == {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}, parts
+assert len(parts) == 3, parts
+assert [t["function"]["name"] for t in body["tools"]] == ["calculator", "local_time"], body["tools"]
+assert body["tools"][0]["type"] == "function" and body["tools"][0]["function"]["description"] == "Evaluates arithmetic", body["tools"]
+assert body["tools"][0]["function"]["parameters"]["required"] == ["expression"], body["tools"]
+assert body["tool_choice"] == {"type": "function", "function": {"name": "calculator"}}, body["tool_choice"]
+schema = json.load(open("reply.schema.json"))
+assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "my_reply_v2", "schema": schema, "strict": True}}, body["response_format"]
+assert "\r\nX-Route: blue\r\n" in head and "\r\napi-key: k1\r\n" in head, head
+'
+
+    recorded 2 --messages conversation.json --json --tools tools.json --tool-choice required "JSON please"
+    expect_body "--json and --tool-choice required" 2 '
+assert body["response_format"] == {"type": "json_object"}, body
+assert body["tool_choice"] == "required", body
+assert body["messages"][-1] == {"role": "user", "content": "JSON please"}, body["messages"]
+'
+
+    printf '[{"role":"user","content":"hi"}]' >no-system.json
+    recorded 3 --messages no-system.json --system "Be kind." --tools tools.json --tool-choice auto
+    expect_body "--system goes first when the file has no system message; --tool-choice auto" 3 '
+assert body["messages"] == [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "hi"}], body["messages"]
+assert body["tool_choice"] == "auto", body
+'
+
+    recorded 4 --tools tools.json --tool-choice none hello
+    expect_body "--tool-choice none; without --messages the default system message and PROMPT" 4 '
+assert body["tool_choice"] == "none", body
+assert body["messages"] == [{"role": "system", "content": "You are a helpful sales assistant."}, {"role": "user", "content": "hello"}], body["messages"]
+assert "response_format" not in body, body
+'
+
+    cat >conversation-with-calls.json <<'EOF'
+[{"role":"developer","content":"Use the tools."},
+ {"role":"user","content":[{"type":"text","text":"What is 6*7?"},{"type":"image_url","image_url":{"url":"https://example.com/sum.png"}}]},
+ {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"calculator","arguments":"{\"expression\":\"6*7\"}"}}]},
+ {"role":"tool","tool_call_id":"call_1","content":"42"}]
+EOF
+    recorded 5 --messages conversation-with-calls.json --tools tools.json
+    expect_body "--messages with parts, an assistant tool call and a tool result: sent as given" 5 '
+given = json.load(open("conversation-with-calls.json"))
+m = body["messages"]
+assert [x["role"] for x in m] == ["developer", "user", "assistant", "tool"], m
+assert m[1]["content"] == given[1]["content"], m[1]
+assert m[2]["tool_calls"] == given[2]["tool_calls"], m[2]
+assert m[3] == given[3], m[3]
+'
+    kill "$RECORDER_PID" 2>/dev/null
+    wait "$RECORDER_PID" 2>/dev/null
+    RECORDER_PID=
 fi
 
 echo "$PASSED passed, $FAILED failed"
