@@ -150,9 +150,9 @@ std::vector<llm_stream::Tool> tools() {
              R"({"type":"object","properties":{},"additionalProperties":false})", true}};
 }
 
-bool fail(const std::string& message) {
+int fail(const std::string& message) {
     std::fprintf(stderr, "agent: error: %s\n", message.c_str());
-    return false;
+    return 1;  // the exit status
 }
 
 /* One round: streams the reply, appends it and the results of the calls it asks for. */
@@ -163,7 +163,10 @@ bool run_round(llm_stream::Client& client, const llm_stream::ChatOptions& option
         std::fwrite(chunk.data(), 1, chunk.size(), stdout);
         std::fflush(stdout);
     }
-    if (stream.error()) return fail(stream.error().message);
+    if (stream.error()) {
+        fail(stream.error().message);
+        return false;
+    }
     const llm_stream::Reply& reply = stream.reply();
     messages.push_back(reply.message());
     more = !reply.message().tool_calls.empty();
@@ -181,8 +184,10 @@ bool run_round(llm_stream::Client& client, const llm_stream::ChatOptions& option
 }  // namespace
 
 int main(int argc, char** argv) {
-    llm_stream::Client client(llm_stream::Config::from_env());
-    if (client.config().stub_mode()) std::fputs("agent: stub mode (LLM_BASE_URL is not set): simulated replies\n", stderr);
+    llm_stream::Config config = llm_stream::Config::from_env();
+    if (config.env_error) return fail(config.env_error.message);
+    if (config.stub_mode()) std::fputs("agent: stub mode (LLM_BASE_URL is not set): simulated replies\n", stderr);
+    llm_stream::Client client(std::move(config));
     llm_stream::ChatOptions options;
     options.tools = tools();
     options.assemble_reply = true;  // stream.reply(): the assistant message to append
@@ -192,6 +197,5 @@ int main(int argc, char** argv) {
     bool more = true;
     for (int round = 0; more && round < kMaxRounds; ++round)
         if (!run_round(client, options, messages, more)) return 1;
-    if (more) fail("no final answer after " + std::to_string(kMaxRounds) + " rounds");
-    return more ? 1 : 0;
+    return more ? fail("no final answer after " + std::to_string(kMaxRounds) + " rounds") : 0;
 }
