@@ -3673,8 +3673,8 @@ private:
         error = invalid_argument(std::move(message));
         return false;
     }
-    bool unknown(const std::string& at, const JsonSpan& key, const char* what) {
-        return fail(at + "." + excerpt(json_string_text(key), 40) + ": not a member of " + what);
+    bool unknown(const std::string& at, const std::string& name, const char* what) {
+        return fail(at + "." + excerpt(name, 40) + ": not a member of " + what);
     }
     template <class OnElement> bool array(const std::string& at, int depth, OnElement on_element);
     template <class OnMember> bool object(const std::string& at, int depth, OnMember on_member);
@@ -3698,10 +3698,11 @@ bool ConversationReader::array(const std::string& at, int depth, OnElement on_el
     return c_.array(depth, [&](int d) { return on_element(index++, d); });
 }
 
+/* Calls on_member(key, name, depth): the name decoded, so that an escaped name is the same name. */
 template <class OnMember>
 bool ConversationReader::object(const std::string& at, int depth, OnMember on_member) {
     if (!c_.at('{')) return fail(at + " must be an object");
-    return c_.object(depth, on_member);
+    return c_.object(depth, [&](const JsonSpan& key, int d) { return on_member(key, json_string_text(key), d); });
 }
 
 inline bool ConversationReader::string(std::string& out, const std::string& at) {
@@ -3748,19 +3749,19 @@ inline bool ConversationReader::messages(std::vector<Message>& out) {
 
 inline bool ConversationReader::message(Message& m, const std::string& at, int depth) {
     bool has_role = false, has_content = false, null_content = false;
-    const bool ok = object(at, depth, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "role")) {
+    const bool ok = object(at, depth, [&](const JsonSpan& key, const std::string& name, int d) {
+        if (name == "role") {
             has_role = true;
             return role(m.role, at + ".role");
         }
-        if (json_key_is(key, "content")) {
+        if (name == "content") {
             has_content = true;
             return content(m, at + ".content", d, null_content);
         }
-        if (json_key_is(key, "name")) return optional_string(m.name, at + ".name");
-        if (json_key_is(key, "tool_call_id")) return optional_string(m.tool_call_id, at + ".tool_call_id");
-        if (json_key_is(key, "reasoning_content")) return optional_string(m.reasoning, at + ".reasoning_content");
-        if (json_key_is(key, "tool_calls")) {
+        if (name == "name") return optional_string(m.name, at + ".name");
+        if (name == "tool_call_id") return optional_string(m.tool_call_id, at + ".tool_call_id");
+        if (name == "reasoning_content") return optional_string(m.reasoning, at + ".reasoning_content");
+        if (name == "tool_calls") {
             if (c_.at('n')) return c_.literal("null", 4);
             m.tool_calls.clear();  // a repeated member: the last one counts, as for the others
             return array(at + ".tool_calls", d + 1, [&](std::size_t k, int element_depth) {
@@ -3808,18 +3809,18 @@ inline bool ConversationReader::content(Message& m, const std::string& at, int d
 inline bool ConversationReader::part(ContentPart& out, const std::string& at, int depth) {
     std::string type, text;
     bool has_text = false, has_image = false;
-    const bool ok = object(at, depth, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "type")) return string(type, at + ".type");
-        if (json_key_is(key, "text")) {
+    const bool ok = object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
+        if (name == "type") return string(type, at + ".type");
+        if (name == "text") {
             has_text = true;
             return string(text, at + ".text");
         }
-        if (!json_key_is(key, "image_url")) return unknown(at, key, "a content part");
+        if (name != "image_url") return unknown(at, name, "a content part");
         has_image = true;
-        return object(at + ".image_url", d + 1, [&](const JsonSpan& image_key, int) {
-            if (json_key_is(image_key, "url")) return string(out.text, at + ".image_url.url");
-            if (json_key_is(image_key, "detail")) return string(out.detail, at + ".image_url.detail");
-            return unknown(at + ".image_url", image_key, "an image_url");
+        return object(at + ".image_url", d + 1, [&](const JsonSpan&, const std::string& image_name, int) {
+            if (image_name == "url") return string(out.text, at + ".image_url.url");
+            if (image_name == "detail") return string(out.detail, at + ".image_url.detail");
+            return unknown(at + ".image_url", image_name, "an image_url");
         });
     });
     if (!ok) return false;
@@ -3841,17 +3842,17 @@ inline bool ConversationReader::part(ContentPart& out, const std::string& at, in
 // {"id":...,"type":"function","function":{"name":...,"arguments":"<JSON text>"}}
 inline bool ConversationReader::tool_call(ToolCall& out, const std::string& at, int depth) {
     std::string type = "function";
-    return object(at, depth, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "id")) return string(out.id, at + ".id");
-        if (json_key_is(key, "type")) {
+    return object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
+        if (name == "id") return string(out.id, at + ".id");
+        if (name == "type") {
             if (!string(type, at + ".type")) return false;
             return type == "function" || fail(at + ".type: only \"function\" calls are supported");
         }
-        if (!json_key_is(key, "function")) return unknown(at, key, "a tool call");
-        return object(at + ".function", d + 1, [&](const JsonSpan& function_key, int) {
-            if (json_key_is(function_key, "name")) return string(out.name, at + ".function.name");
-            if (json_key_is(function_key, "arguments")) return string(out.arguments, at + ".function.arguments");
-            return unknown(at + ".function", function_key, "a function call");
+        if (name != "function") return unknown(at, name, "a tool call");
+        return object(at + ".function", d + 1, [&](const JsonSpan&, const std::string& function_name, int) {
+            if (function_name == "name") return string(out.name, at + ".function.name");
+            if (function_name == "arguments") return string(out.arguments, at + ".function.arguments");
+            return unknown(at + ".function", function_name, "a function call");
         });
     });
 }
@@ -3866,13 +3867,13 @@ inline bool ConversationReader::tools(std::vector<Tool>& out) {
 // {"type":"function","function":{...}}
 inline bool ConversationReader::tool(Tool& out, const std::string& at, int depth) {
     bool has_function = false;
-    const bool ok = object(at, depth, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "type")) {
+    const bool ok = object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
+        if (name == "type") {
             std::string type;
             if (!string(type, at + ".type")) return false;
             return type == "function" || fail(at + ".type: only \"function\" tools are supported");
         }
-        if (!json_key_is(key, "function")) return unknown(at, key, "a tool");
+        if (name != "function") return unknown(at, name, "a tool");
         has_function = true;
         return function(out, at + ".function", d + 1);
     });
@@ -3881,11 +3882,11 @@ inline bool ConversationReader::tool(Tool& out, const std::string& at, int depth
 
 // {"name":...,"description":...,"parameters":{JSON Schema},"strict":true}
 inline bool ConversationReader::function(Tool& out, const std::string& at, int depth) {
-    return object(at, depth, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "name")) return string(out.name, at + ".name");
-        if (json_key_is(key, "description")) return optional_string(out.description, at + ".description");
-        if (json_key_is(key, "parameters")) return raw_object(out.parameters, at + ".parameters", d);
-        if (!json_key_is(key, "strict")) return unknown(at, key, "a function");
+    return object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
+        if (name == "name") return string(out.name, at + ".name");
+        if (name == "description") return optional_string(out.description, at + ".description");
+        if (name == "parameters") return raw_object(out.parameters, at + ".parameters", d);
+        if (name != "strict") return unknown(at, name, "a function");
         if (!c_.at('t') && !c_.at('f')) return fail(at + ".strict must be true or false");
         out.strict = c_.at('t');
         return out.strict ? c_.literal("true", 4) : c_.literal("false", 5);
