@@ -343,12 +343,13 @@ struct ChatOptions {
 
 /* Reads an OpenAI-format JSON array of chat messages (roles, text or parts content, tool_calls,
    tool_call_id, name, reasoning_content; other members are kept in Message::extra_json) into `out`.
-   ErrorCode::invalid_argument names the culprit ("message 3: tool_calls[0].function.arguments must
-   be a string"). */
+   ErrorCode::invalid_argument names the culprit ("messages[3].tool_calls[0].function.arguments must
+   be a string"); `out` changes only on success. */
 [[nodiscard]] Error parse_messages(std::string_view json, std::vector<Message>& out);
 /* Reads an OpenAI-format JSON array of tools ([{"type":"function","function":{...}}]). */
 [[nodiscard]] Error parse_tools(std::string_view json, std::vector<Tool>& out);
-/* Writes one message in OpenAI format (as parse_messages reads it and as requests send it). */
+/* Writes one message in OpenAI format (as parse_messages reads it and as requests send it). An
+   extra_json that is not a JSON object is left out (build_request refuses it). */
 void write_message_json(std::string& out, const Message& message, bool with_reasoning = true);
 
 /* ------------------------------------------------------------------------------------------------
@@ -3215,73 +3216,691 @@ inline Error parse_url(std::string_view url, Url& out) {
 
 inline Error invalid_argument(std::string message) { return make_error(ErrorCode::invalid_argument, std::move(message)); }
 
-inline Error check_chat_options(const std::vector<Message>& messages, const ChatOptions& options,
-                                const std::string& model) {
-    if (messages.empty()) return invalid_argument("the conversation has no messages");
-    if (options.temperature && !(*options.temperature >= 0.0 && *options.temperature <= 2.0))
-        return invalid_argument("temperature must be between 0 and 2");
-    if (options.max_tokens && *options.max_tokens <= 0) return invalid_argument("max_tokens must be positive");
-    if (model.empty()) return invalid_argument("no model is set (LLM_MODEL or ChatOptions::model)");
-    return {};
+/* A decoded JSON string token. */
+inline std::string json_string_text(const JsonSpan& s) {
+    std::string out(s.size(), '\0');
+    out.resize(json_decode_string(s.begin, s.end, &out[0]));
+    return out;
 }
 
-/* The members of ChatOptions::extra_json, as text to splice into the body, and their names. */
+/* The members of an extra_json object (the request's or one message's), as text to splice into the
+   object written, and their names, which the writer then leaves out. */
 struct ExtraMembers {
     std::string_view text;  // between the braces, trimmed
     std::vector<std::string> keys;
     bool has(std::string_view key) const { return std::find(keys.begin(), keys.end(), key) != keys.end(); }
 };
 
-inline Error read_extra_members(std::string_view extra_json, ExtraMembers& out) {
+/* `what` names the JSON in errors ("extra JSON", "messages[2].extra_json"). */
+inline Error read_extra_members(std::string_view extra_json, const std::string& what, ExtraMembers& out) {
     const std::string_view extra = trim_ascii_space(extra_json);
     if (extra.empty()) return {};
-    if (Error e = check_json(extra)) return invalid_argument("extra JSON is not valid JSON: " + e.message);
-    if (extra.front() != '{') return invalid_argument("extra JSON must be an object");
+    if (Error e = check_json(extra)) return invalid_argument(what + " is not valid JSON: " + e.message);
+    if (extra.front() != '{') return invalid_argument(what + " must be an object");
     JsonCursor c(extra.data(), extra.data() + extra.size());
     const bool ok = c.object(1, [&](const JsonSpan& key, int depth) {
-        std::string name(key.size(), '\0');
-        name.resize(json_decode_string(key.begin, key.end, &name[0]));
-        out.keys.push_back(std::move(name));
+        out.keys.push_back(json_string_text(key));
         return c.skip_value(depth);
     });
     LLM_STREAM_ASSERT(ok);  // check_json() said so
     (void)ok;
-    for (const std::string& key : out.keys)
-        if (key == "stream" || key == "messages")
-            return invalid_argument("extra JSON may not set \"" + key + "\": the client sets it");
     out.text = trim_ascii_space(extra.substr(1, extra.size() - 2));
     return {};
 }
 
-/* The JSON body of a streamed chat completion. Members of extra_json replace the ones written here,
-   so no key appears twice. */
+/* ChatOptions::extra_json: any member but the two the client must own. */
+inline Error read_request_extra(std::string_view extra_json, ExtraMembers& out) {
+    if (Error e = read_extra_members(extra_json, "extra JSON", out)) return e;
+    for (const char* key : {"stream", "messages"})
+        if (out.has(key)) return invalid_argument("extra JSON may not set \"" + std::string(key) + "\": the client sets it");
+    return {};
+}
+
+/* Appends bytes in base64 (RFC 4648 section 4, padded), written in place at the end of out. */
+inline void base64_append(std::string& out, std::string_view bytes) {
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const std::size_t start = out.size();
+    out.resize(start + (bytes.size() + 2) / 3 * 4);
+    char* o = &out[start];
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+    const std::size_t whole = bytes.size() / 3 * 3;
+    auto put = [&](std::uint32_t v, int sextets) {
+        for (int k = 0; k < 4; ++k) *o++ = k < sextets ? alphabet[v >> (18 - 6 * k) & 63] : '=';
+    };
+    for (std::size_t i = 0; i < whole; i += 3)
+        put(static_cast<std::uint32_t>(p[i] << 16 | p[i + 1] << 8 | p[i + 2]), 4);
+    const std::size_t rest = bytes.size() - whole;
+    if (rest == 1) put(static_cast<std::uint32_t>(p[whole] << 16), 2);
+    if (rest == 2) put(static_cast<std::uint32_t>(p[whole] << 16 | p[whole + 1] << 8), 3);
+}
+
+/* Writes `,"name":` unless extra_json replaces that member; says whether the value follows. */
+inline bool open_member(std::string& out, const ExtraMembers& extra, std::string_view name) {
+    if (extra.has(name)) return false;
+    out += ",\"";
+    out += name;
+    out += "\":";
+    return true;
+}
+
+inline void write_content_part(std::string& out, const ContentPart& part) {
+    if (part.kind == ContentPart::Kind::text) {
+        out += "{\"type\":\"text\",\"text\":";
+        json_write_string(out, part.text);
+        out += '}';
+        return;
+    }
+    out += "{\"type\":\"image_url\",\"image_url\":{\"url\":";
+    if (part.bytes) {
+        out += "\"data:";
+        out += part.mime_type;  // checked: image/ and token characters, nothing to escape
+        out += ";base64,";
+        base64_append(out, *part.bytes);
+        out += '"';
+    } else {
+        json_write_string(out, part.text);
+    }
+    if (!part.detail.empty()) {
+        out += ",\"detail\":";
+        json_write_string(out, part.detail);
+    }
+    out += "}}";
+}
+
+/* The content: parts, text, or null for an assistant message that only calls tools (as OpenAI
+   sends it back). */
+inline void write_message_content(std::string& out, const Message& m) {
+    if (!m.parts.empty()) {
+        out += '[';
+        for (std::size_t k = 0; k < m.parts.size(); ++k) {
+            if (k) out += ',';
+            write_content_part(out, m.parts[k]);
+        }
+        out += ']';
+    } else if (m.role == Role::assistant && m.content.empty() && !m.tool_calls.empty()) {
+        out += "null";
+    } else {
+        json_write_string(out, m.content);
+    }
+}
+
+inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& calls) {
+    out += '[';
+    for (std::size_t k = 0; k < calls.size(); ++k) {
+        out += k ? ",{\"id\":" : "{\"id\":";
+        json_write_string(out, calls[k].id);
+        out += ",\"type\":\"function\",\"function\":{\"name\":";
+        json_write_string(out, calls[k].name);
+        out += ",\"arguments\":";
+        json_write_string(out, calls[k].arguments);
+        out += "}}";
+    }
+    out += ']';
+}
+
+inline void write_string_member(std::string& out, const ExtraMembers& extra, std::string_view name,
+                                std::string_view value) {
+    if (!value.empty() && open_member(out, extra, name)) json_write_string(out, value);
+}
+
+/* One message in OpenAI format; members of its extra_json replace the ones written here (an
+   extra_json that is not a JSON object is left out: build_request refuses it before this). */
+inline void write_message(std::string& out, const Message& m, bool with_reasoning) {
+    ExtraMembers extra;
+    if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};
+    out += "{\"role\":";
+    json_write_string(out, role_name(m.role));
+    if (open_member(out, extra, "content")) write_message_content(out, m);
+    if (with_reasoning) write_string_member(out, extra, "reasoning_content", m.reasoning);
+    if (!m.tool_calls.empty() && open_member(out, extra, "tool_calls")) write_tool_calls(out, m.tool_calls);
+    write_string_member(out, extra, "tool_call_id", m.tool_call_id);
+    write_string_member(out, extra, "name", m.name);
+    if (!extra.text.empty()) {
+        out += ',';
+        out.append(extra.text.data(), extra.text.size());
+    }
+    out += '}';
+}
+
+inline void write_tools(std::string& out, const std::vector<Tool>& tools) {
+    out += '[';
+    for (std::size_t i = 0; i < tools.size(); ++i) {
+        out += i ? ",{\"type\":\"function\",\"function\":{\"name\":" : "{\"type\":\"function\",\"function\":{\"name\":";
+        json_write_string(out, tools[i].name);
+        if (!tools[i].description.empty()) {
+            out += ",\"description\":";
+            json_write_string(out, tools[i].description);
+        }
+        const std::string_view parameters = trim_ascii_space(tools[i].parameters);
+        if (!parameters.empty()) {
+            out += ",\"parameters\":";
+            out.append(parameters.data(), parameters.size());
+        }
+        if (tools[i].strict) out += ",\"strict\":true";
+        out += "}}";
+    }
+    out += ']';
+}
+
+inline void write_tool_choice(std::string& out, const ToolChoice& choice) {
+    switch (choice.mode) {
+    case ToolChoice::Mode::server_default:  // not written: the caller checks
+    case ToolChoice::Mode::automatic: out += "\"auto\""; break;
+    case ToolChoice::Mode::none: out += "\"none\""; break;
+    case ToolChoice::Mode::required: out += "\"required\""; break;
+    case ToolChoice::Mode::function:
+        out += "{\"type\":\"function\",\"function\":{\"name\":";
+        json_write_string(out, choice.name);
+        out += "}}";
+        break;
+    }
+}
+
+inline void write_response_format(std::string& out, const ResponseFormat& format) {
+    if (format.type == ResponseFormat::Type::json_object) {
+        out += "{\"type\":\"json_object\"}";
+        return;
+    }
+    out += "{\"type\":\"json_schema\",\"json_schema\":{\"name\":";
+    json_write_string(out, format.name);
+    out += ",\"schema\":";
+    const std::string_view schema = trim_ascii_space(format.schema);
+    out.append(schema.data(), schema.size());
+    out += format.strict ? ",\"strict\":true}}" : ",\"strict\":false}}";
+}
+
+inline void write_number_member(std::string& out, const ExtraMembers& extra, std::string_view name,
+                                const std::optional<double>& value) {
+    if (value && open_member(out, extra, name)) json_write_number(out, *value);
+}
+
+inline void write_sampling_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+    write_number_member(out, extra, "temperature", options.temperature);
+    write_number_member(out, extra, "top_p", options.top_p);
+    if (options.max_tokens && open_member(out, extra, "max_tokens")) out += std::to_string(*options.max_tokens);
+    if (options.seed && open_member(out, extra, "seed")) out += std::to_string(*options.seed);
+    write_number_member(out, extra, "presence_penalty", options.presence_penalty);
+    write_number_member(out, extra, "frequency_penalty", options.frequency_penalty);
+    if (!options.stop.empty() && open_member(out, extra, "stop")) {
+        out += '[';
+        for (std::size_t i = 0; i < options.stop.size(); ++i) {
+            if (i) out += ',';
+            json_write_string(out, options.stop[i]);
+        }
+        out += ']';
+    }
+    write_string_member(out, extra, "user", options.user);
+}
+
+inline void write_tool_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+    if (options.tools.empty()) return;  // then tool_choice can only be none, which is what no tools mean
+    if (open_member(out, extra, "tools")) write_tools(out, options.tools);
+    if (options.tool_choice.mode != ToolChoice::Mode::server_default && open_member(out, extra, "tool_choice"))
+        write_tool_choice(out, options.tool_choice);
+    if (options.parallel_tool_calls && open_member(out, extra, "parallel_tool_calls"))
+        out += *options.parallel_tool_calls ? "true" : "false";
+}
+
+/* Room for the body, so that it is written in one pass without reallocating in the common case
+   (escapes may still grow it). */
+inline std::size_t body_size_estimate(const std::vector<Message>& messages, const ChatOptions& options) {
+    std::size_t size = 512 + options.extra_json.size() + options.response_format.schema.size();
+    for (const Message& m : messages) {
+        size += 64 + m.content.size() + m.reasoning.size() + m.extra_json.size() + m.name.size();
+        for (const ContentPart& part : m.parts)
+            size += 96 + part.text.size() + part.mime_type.size() + (part.bytes ? part.bytes->size() / 3 * 4 + 4 : 0);
+        for (const ToolCall& call : m.tool_calls) size += 80 + call.id.size() + call.name.size() + call.arguments.size();
+    }
+    for (const Tool& tool : options.tools) size += 80 + tool.name.size() + tool.description.size() + tool.parameters.size();
+    for (const std::string& stop : options.stop) size += 4 + stop.size();
+    return size;
+}
+
+/* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
+   replace the ones written here, so no key appears twice. */
 inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
                             const std::string& model, const ExtraMembers& extra, std::string& body) {
-    body = "{";
+    body.clear();
+    body.reserve(body_size_estimate(messages, options));
+    body += '{';
     if (!extra.has("model")) {
         body += "\"model\":";
         json_write_string(body, model);
-        body += ",";
+        body += ',';
     }
     body += "\"messages\":[";
     for (std::size_t i = 0; i < messages.size(); ++i) {
-        body += i ? ",{\"role\":" : "{\"role\":";
-        json_write_string(body, role_name(messages[i].role));
-        body += ",\"content\":";
-        json_write_string(body, messages[i].content);
-        body += "}";
+        if (i) body += ',';
+        write_message(body, messages[i], options.send_reasoning);
     }
     body += "],\"stream\":true";
-    if (options.temperature && !extra.has("temperature")) {
-        body += ",\"temperature\":";
-        json_write_number(body, *options.temperature);
-    }
-    if (options.max_tokens && !extra.has("max_tokens")) body += ",\"max_tokens\":" + std::to_string(*options.max_tokens);
+    if (options.include_usage && open_member(body, extra, "stream_options")) body += "{\"include_usage\":true}";
+    write_sampling_options(body, options, extra);
+    write_tool_options(body, options, extra);
+    if (options.response_format.type != ResponseFormat::Type::text && open_member(body, extra, "response_format"))
+        write_response_format(body, options.response_format);
     if (!extra.text.empty()) {
-        body += ",";
+        body += ',';
         body.append(extra.text.data(), extra.text.size());
     }
-    body += "}";
+    body += '}';
+}
+
+/* "messages[2]": where a culprit sits, in the JSON the server would see. */
+inline std::string indexed(std::string_view name, std::size_t index) {
+    std::string out(name);
+    out += '[';
+    out += std::to_string(index);
+    out += ']';
+    return out;
+}
+
+/* Letters, digits, '_' and '-', 1 to 64 of them: OpenAI's rule for function and schema names. */
+inline bool valid_function_name(std::string_view name) noexcept {
+    return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    });
+}
+
+inline Error check_function_name(std::string_view name, const std::string& field) {
+    if (name.empty()) return invalid_argument(field + " is empty");
+    if (!valid_function_name(name))
+        return invalid_argument(field + " \"" + excerpt(name, 70) +
+                                "\" is not a valid name: letters, digits, '_' and '-', at most 64");
+    return {};
+}
+
+/* JSON text that must be one object: a tool's parameters, a response format's schema. */
+inline Error check_json_object(std::string_view text, const std::string& field) {
+    const std::string_view trimmed = trim_ascii_space(text);
+    if (Error e = check_json(trimmed)) return invalid_argument(field + " is not valid JSON: " + e.message);
+    if (trimmed.front() != '{') return invalid_argument(field + " must be a JSON object");
+    return {};
+}
+
+inline bool starts_with(std::string_view s, std::string_view prefix) noexcept {
+    return s.substr(0, prefix.size()) == prefix;
+}
+
+/* "image/png": a MIME type that a data: URL can carry. */
+inline bool image_mime_type(std::string_view type) noexcept {
+    if (!starts_with(type, "image/") || type.size() == 6) return false;
+    const std::string_view subtype = type.substr(6);
+    return std::all_of(subtype.begin(), subtype.end(), is_token_char);
+}
+
+inline Error check_image_part(const ContentPart& part, const std::string& at) {
+    const bool has_url = !part.text.empty();
+    const bool has_bytes = part.bytes != nullptr;
+    if (!has_url && !has_bytes) return invalid_argument(at + " is an image with neither a URL nor bytes");
+    if (has_url && has_bytes) return invalid_argument(at + " is an image with both a URL and bytes: give one");
+    if (has_url && !starts_with(part.text, "http://") && !starts_with(part.text, "https://") &&
+        !starts_with(part.text, "data:"))
+        return invalid_argument(at + ".url must start with http://, https:// or data: (got \"" + excerpt(part.text, 40) + "\")");
+    if (has_bytes && !image_mime_type(part.mime_type))
+        return invalid_argument(at + ".mime_type must be an image type such as image/png (got \"" +
+                                excerpt(part.mime_type, 40) + "\")");
+    if (!part.detail.empty() && part.detail != "auto" && part.detail != "low" && part.detail != "high")
+        return invalid_argument(at + ".detail must be auto, low or high (got \"" + excerpt(part.detail, 40) + "\")");
+    return {};
+}
+
+inline Error check_content_parts(const Message& m, const std::string& at) {
+    for (std::size_t k = 0; k < m.parts.size(); ++k) {
+        if (m.parts[k].kind != ContentPart::Kind::image) continue;
+        const std::string part_at = at + "." + indexed("content", k);
+        if (m.role != Role::user)
+            return invalid_argument(part_at + " is an image in a " + role_name(m.role) +
+                                    " message: only user messages carry images");
+        if (Error e = check_image_part(m.parts[k], part_at)) return e;
+    }
+    return {};
+}
+
+inline Error check_tool_calls(const Message& m, const std::string& at) {
+    if (!m.tool_calls.empty() && m.role != Role::assistant)
+        return invalid_argument(at + ".tool_calls is set on a " + role_name(m.role) +
+                                " message: only assistant messages make calls");
+    for (std::size_t k = 0; k < m.tool_calls.size(); ++k) {
+        const ToolCall& call = m.tool_calls[k];
+        const std::string call_at = at + "." + indexed("tool_calls", k);
+        if (call.id.empty()) return invalid_argument(call_at + ".id is empty: a tool message answers a call by its id");
+        if (call.name.empty()) return invalid_argument(call_at + ".name is empty: say which function was called");
+        if (trim_ascii_space(call.arguments).empty())
+            return invalid_argument(call_at + ".arguments is empty: a call without arguments sends {}");
+        if (Error e = check_json(call.arguments))
+            return invalid_argument(call_at + ".arguments is not valid JSON: " + e.message);
+    }
+    return {};
+}
+
+inline Error check_message(const Message& m, std::size_t index) {
+    const std::string at = indexed("messages", index);
+    if (m.role == Role::tool && m.tool_call_id.empty())
+        return invalid_argument(at + ".tool_call_id is empty: a tool message must say which call it answers");
+    if (m.role != Role::tool && !m.tool_call_id.empty())
+        return invalid_argument(at + ".tool_call_id is set on a " + std::string(role_name(m.role)) +
+                                " message: only tool messages answer calls");
+    if (Error e = check_tool_calls(m, at)) return e;
+    if (Error e = check_content_parts(m, at)) return e;
+    ExtraMembers extra;
+    if (Error e = read_extra_members(m.extra_json, at + ".extra_json", extra)) return e;
+    if (extra.has("role")) return invalid_argument(at + ".extra_json may not set \"role\": Message::role does");
+    return {};
+}
+
+inline Error check_tools(const std::vector<Tool>& tools) {
+    for (std::size_t i = 0; i < tools.size(); ++i) {
+        const std::string at = indexed("tools", i);
+        if (Error e = check_function_name(tools[i].name, at + ".name")) return e;
+        for (std::size_t j = 0; j < i; ++j)
+            if (tools[j].name == tools[i].name)
+                return invalid_argument(at + ".name \"" + tools[i].name + "\" is already the name of " + indexed("tools", j));
+        if (!trim_ascii_space(tools[i].parameters).empty())
+            if (Error e = check_json_object(tools[i].parameters, at + ".parameters")) return e;
+    }
+    return {};
+}
+
+inline Error check_tool_use(const ChatOptions& options) {
+    const ToolChoice& choice = options.tool_choice;
+    const bool asks_for_tools = choice.mode != ToolChoice::Mode::server_default && choice.mode != ToolChoice::Mode::none;
+    if (options.tools.empty() && asks_for_tools) return invalid_argument("tool_choice is set but no tools are offered");
+    if (options.tools.empty() && options.parallel_tool_calls)
+        return invalid_argument("parallel_tool_calls is set but no tools are offered");
+    if (choice.mode != ToolChoice::Mode::function) return {};
+    for (const Tool& tool : options.tools)
+        if (tool.name == choice.name) return {};
+    return invalid_argument("tool_choice names \"" + excerpt(choice.name, 70) + "\", which is not among the tools");
+}
+
+inline Error check_response_format(const ResponseFormat& format) {
+    if (format.type != ResponseFormat::Type::json_schema) return {};
+    if (Error e = check_function_name(format.name, "response_format.json_schema.name")) return e;
+    if (trim_ascii_space(format.schema).empty()) return invalid_argument("response_format.json_schema.schema is empty");
+    return check_json_object(format.schema, "response_format.json_schema.schema");
+}
+
+inline bool in_range(const std::optional<double>& value, double low, double high) noexcept {
+    return !value || (*value >= low && *value <= high);  // NaN is out of every range
+}
+
+inline Error check_sampling(const ChatOptions& options) {
+    if (!in_range(options.temperature, 0.0, 2.0)) return invalid_argument("temperature must be between 0 and 2");
+    if (!in_range(options.top_p, 0.0, 1.0)) return invalid_argument("top_p must be between 0 and 1");
+    if (!in_range(options.presence_penalty, -2.0, 2.0))
+        return invalid_argument("presence_penalty must be between -2 and 2");
+    if (!in_range(options.frequency_penalty, -2.0, 2.0))
+        return invalid_argument("frequency_penalty must be between -2 and 2");
+    if (options.max_tokens && *options.max_tokens <= 0) return invalid_argument("max_tokens must be positive");
+    if (options.stop.size() > 4)
+        return invalid_argument("stop has " + std::to_string(options.stop.size()) + " sequences: at most 4");
+    for (std::size_t i = 0; i < options.stop.size(); ++i)
+        if (options.stop[i].empty()) return invalid_argument(indexed("stop", i) + " is empty");
+    return {};
+}
+
+/* Everything a server would refuse, refused before sending, with the field named. */
+inline Error check_chat_options(const std::vector<Message>& messages, const ChatOptions& options,
+                                const std::string& model) {
+    if (messages.empty()) return invalid_argument("the conversation has no messages");
+    for (std::size_t i = 0; i < messages.size(); ++i)
+        if (Error e = check_message(messages[i], i)) return e;
+    if (Error e = check_sampling(options)) return e;
+    if (Error e = check_tools(options.tools)) return e;
+    if (Error e = check_tool_use(options)) return e;
+    if (Error e = check_response_format(options.response_format)) return e;
+    if (model.empty()) return invalid_argument("no model is set (LLM_MODEL or ChatOptions::model)");
+    return {};
+}
+
+/* Reads OpenAI-format messages and tools (parse_messages, parse_tools). The text has passed
+   check_json(), so the cursor stops only where the reader does: at a member of the wrong type or
+   value, which error names ("messages[3].role: unknown role \"robot\""). */
+class ConversationReader {
+public:
+    explicit ConversationReader(std::string_view json) noexcept : c_(json.data(), json.data() + json.size()) {
+        c_.skip_ws();
+    }
+    bool messages(std::vector<Message>& out);
+    bool tools(std::vector<Tool>& out);
+    Error error;
+
+private:
+    JsonCursor c_;
+
+    bool fail(std::string message) {
+        error = invalid_argument(std::move(message));
+        return false;
+    }
+    bool unknown(const std::string& at, const std::string& name, const char* what) {
+        return fail(at + "." + excerpt(name, 40) + ": not a member of " + what);
+    }
+    template <class OnElement> bool array(const std::string& at, int depth, OnElement on_element);
+    template <class OnMember> bool object(const std::string& at, int depth, OnMember on_member);
+    bool string(std::string& out, const std::string& at);
+    bool optional_string(std::string& out, const std::string& at);
+    bool raw_object(std::string& out, const std::string& at, int depth);
+    void keep_member(const JsonSpan& key, int depth, std::string& members);
+    bool message(Message& m, const std::string& at, int depth);
+    bool role(Role& out, const std::string& at);
+    bool content(Message& m, const std::string& at, int depth, bool& is_null);
+    bool part(ContentPart& out, const std::string& at, int depth);
+    bool tool_call(ToolCall& out, const std::string& at, int depth);
+    bool tool(Tool& out, const std::string& at, int depth);
+    bool function(Tool& out, const std::string& at, int depth);
+};
+
+template <class OnElement>
+bool ConversationReader::array(const std::string& at, int depth, OnElement on_element) {
+    if (!c_.at('[')) return fail(at + " must be an array");
+    std::size_t index = 0;
+    return c_.array(depth, [&](int d) { return on_element(index++, d); });
+}
+
+/* Calls on_member(key, name, depth): the name decoded, so that an escaped name is the same name. */
+template <class OnMember>
+bool ConversationReader::object(const std::string& at, int depth, OnMember on_member) {
+    if (!c_.at('{')) return fail(at + " must be an object");
+    return c_.object(depth, [&](const JsonSpan& key, int d) { return on_member(key, json_string_text(key), d); });
+}
+
+inline bool ConversationReader::string(std::string& out, const std::string& at) {
+    JsonSpan s;
+    if (!c_.at('"')) return fail(at + " must be a string");
+    if (!c_.string(s)) return false;
+    out = json_string_text(s);
+    return true;
+}
+
+// A string, or null for none.
+inline bool ConversationReader::optional_string(std::string& out, const std::string& at) {
+    if (c_.at('n')) return c_.literal("null", 4);
+    return string(out, at);
+}
+
+// A JSON object kept as its text (a JSON Schema).
+inline bool ConversationReader::raw_object(std::string& out, const std::string& at, int depth) {
+    if (!c_.at('{')) return fail(at + " must be a JSON object");
+    const char* const begin = c_.p;
+    if (!c_.skip_value(depth)) return false;
+    out.assign(begin, c_.p);
+    return true;
+}
+
+// A member the model does not know, kept as written: `"key":value` added to a JSON object's text.
+inline void ConversationReader::keep_member(const JsonSpan& key, int depth, std::string& members) {
+    members += members.empty() ? '{' : ',';
+    members.append(key.begin - 1, key.size() + 2);  // the name with its quotes, escapes as they were
+    members += ':';
+    const char* const begin = c_.p;
+    const bool ok = c_.skip_value(depth);
+    LLM_STREAM_ASSERT(ok);  // check_json() said so
+    (void)ok;
+    members.append(begin, c_.p);
+}
+
+inline bool ConversationReader::messages(std::vector<Message>& out) {
+    return array("messages", 1, [&](std::size_t i, int depth) {
+        out.emplace_back();
+        return message(out.back(), indexed("messages", i), depth + 1);
+    });
+}
+
+inline bool ConversationReader::message(Message& m, const std::string& at, int depth) {
+    bool has_role = false, has_content = false, null_content = false;
+    const bool ok = object(at, depth, [&](const JsonSpan& key, const std::string& name, int d) {
+        if (name == "role") {
+            has_role = true;
+            return role(m.role, at + ".role");
+        }
+        if (name == "content") {
+            has_content = true;
+            return content(m, at + ".content", d, null_content);
+        }
+        if (name == "name") return optional_string(m.name, at + ".name");
+        if (name == "tool_call_id") return optional_string(m.tool_call_id, at + ".tool_call_id");
+        if (name == "reasoning_content") return optional_string(m.reasoning, at + ".reasoning_content");
+        if (name == "tool_calls") {
+            if (c_.at('n')) return c_.literal("null", 4);
+            m.tool_calls.clear();  // a repeated member: the last one counts, as for the others
+            return array(at + ".tool_calls", d + 1, [&](std::size_t k, int element_depth) {
+                m.tool_calls.emplace_back();
+                return tool_call(m.tool_calls.back(), at + "." + indexed("tool_calls", k), element_depth + 1);
+            });
+        }
+        keep_member(key, d, m.extra_json);
+        return true;
+    });
+    if (!ok) return false;
+    if (!m.extra_json.empty()) m.extra_json += '}';
+    if (!has_role) return fail(at + " has no role");
+    if (m.role == Role::assistant) return true;  // content may be null or left out when it calls tools
+    if (!has_content) return fail(at + " has no content");
+    if (null_content) return fail(at + ".content is null: only an assistant message may have none");
+    return true;
+}
+
+inline bool ConversationReader::role(Role& out, const std::string& at) {
+    std::string name;
+    if (!string(name, at)) return false;
+    for (Role r : {Role::system, Role::developer, Role::user, Role::assistant, Role::tool})
+        if (name == role_name(r)) {
+            out = r;
+            return true;
+        }
+    return fail(at + ": unknown role \"" + excerpt(name, 40) + "\"");
+}
+
+inline bool ConversationReader::content(Message& m, const std::string& at, int depth, bool& is_null) {
+    m.content.clear();
+    m.parts.clear();
+    is_null = c_.at('n');
+    if (is_null) return c_.literal("null", 4);
+    if (c_.at('"')) return string(m.content, at);
+    if (!c_.at('[')) return fail(at + " must be a string, an array of parts or null");
+    return array(at, depth + 1, [&](std::size_t k, int d) {
+        m.parts.emplace_back();
+        return part(m.parts.back(), at + "[" + std::to_string(k) + "]", d + 1);
+    });
+}
+
+// {"type":"text","text":...} or {"type":"image_url","image_url":{"url":...,"detail":...}}
+inline bool ConversationReader::part(ContentPart& out, const std::string& at, int depth) {
+    std::string type, text;
+    bool has_text = false, has_image = false;
+    const bool ok = object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
+        if (name == "type") return string(type, at + ".type");
+        if (name == "text") {
+            has_text = true;
+            return string(text, at + ".text");
+        }
+        if (name != "image_url") return unknown(at, name, "a content part");
+        has_image = true;
+        return object(at + ".image_url", d + 1, [&](const JsonSpan&, const std::string& image_name, int) {
+            if (image_name == "url") return string(out.text, at + ".image_url.url");
+            if (image_name == "detail") return string(out.detail, at + ".image_url.detail");
+            return unknown(at + ".image_url", image_name, "an image_url");
+        });
+    });
+    if (!ok) return false;
+    if (type == "text" && has_text && !has_image) {
+        out.kind = ContentPart::Kind::text;
+        out.text = std::move(text);
+        return true;
+    }
+    if (type == "image_url" && has_image && !has_text && !out.text.empty()) {
+        out.kind = ContentPart::Kind::image;
+        return true;
+    }
+    if (type.empty()) return fail(at + " has no type (text or image_url)");
+    if (type != "text" && type != "image_url")
+        return fail(at + ".type: unknown part type \"" + excerpt(type, 40) + "\" (text or image_url)");
+    return fail(at + (type == "text" ? " must have a text and nothing else" : " must have an image_url.url and no text"));
+}
+
+// {"id":...,"type":"function","function":{"name":...,"arguments":"<JSON text>"}}
+inline bool ConversationReader::tool_call(ToolCall& out, const std::string& at, int depth) {
+    std::string type = "function";
+    return object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
+        if (name == "id") return string(out.id, at + ".id");
+        if (name == "type") {
+            if (!string(type, at + ".type")) return false;
+            return type == "function" || fail(at + ".type: only \"function\" calls are supported");
+        }
+        if (name != "function") return unknown(at, name, "a tool call");
+        return object(at + ".function", d + 1, [&](const JsonSpan&, const std::string& function_name, int) {
+            if (function_name == "name") return string(out.name, at + ".function.name");
+            if (function_name == "arguments") return string(out.arguments, at + ".function.arguments");
+            return unknown(at + ".function", function_name, "a function call");
+        });
+    });
+}
+
+inline bool ConversationReader::tools(std::vector<Tool>& out) {
+    return array("tools", 1, [&](std::size_t i, int depth) {
+        out.emplace_back();
+        return tool(out.back(), indexed("tools", i), depth + 1);
+    });
+}
+
+// {"type":"function","function":{...}}
+inline bool ConversationReader::tool(Tool& out, const std::string& at, int depth) {
+    bool has_function = false;
+    const bool ok = object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
+        if (name == "type") {
+            std::string type;
+            if (!string(type, at + ".type")) return false;
+            return type == "function" || fail(at + ".type: only \"function\" tools are supported");
+        }
+        if (name != "function") return unknown(at, name, "a tool");
+        has_function = true;
+        return function(out, at + ".function", d + 1);
+    });
+    return ok && (has_function || fail(at + " has no function"));
+}
+
+// {"name":...,"description":...,"parameters":{JSON Schema},"strict":true}
+inline bool ConversationReader::function(Tool& out, const std::string& at, int depth) {
+    return object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
+        if (name == "name") return string(out.name, at + ".name");
+        if (name == "description") return optional_string(out.description, at + ".description");
+        if (name == "parameters") return raw_object(out.parameters, at + ".parameters", d);
+        if (name != "strict") return unknown(at, name, "a function");
+        if (!c_.at('t') && !c_.at('f')) return fail(at + ".strict must be true or false");
+        out.strict = c_.at('t');
+        return out.strict ? c_.literal("true", 4) : c_.literal("false", 5);
+    });
+}
+
+/* parse_messages and parse_tools: the text checked whole, then read. */
+template <class Read>
+Error read_conversation_json(std::string_view json, const char* what, Read read) {
+    if (Error e = check_json(json)) return invalid_argument(std::string(what) + " are not valid JSON: " + e.message);
+    ConversationReader reader(json);
+    if (read(reader)) return {};
+    LLM_STREAM_ASSERT(reader.error);  // the text is valid JSON: only the reader stops the cursor
+    return reader.error;
 }
 
 inline bool safe_header_value(std::string_view v) noexcept {
@@ -4842,12 +5461,32 @@ Error build_request(const Config& config, const std::vector<Message>& messages, 
     const std::string& model = options.model.empty() ? config.model : options.model;
     if (Error e = detail::check_chat_options(messages, options, model)) return e;
     detail::ExtraMembers extra;
-    if (Error e = detail::read_extra_members(options.extra_json, extra)) return e;
+    if (Error e = detail::read_request_extra(options.extra_json, extra)) return e;
     request.method = "POST";
     request.url = config.chat_completions_url();
     if (Error e = detail::write_request_headers(config, request.headers)) return e;
     detail::write_chat_body(messages, options, model, extra, request.body);
     return {};
+}
+
+Error parse_messages(std::string_view json, std::vector<Message>& out) {
+    std::vector<Message> read;  // `out` changes only on success
+    Error e = detail::read_conversation_json(json, "the messages",
+                                             [&](detail::ConversationReader& reader) { return reader.messages(read); });
+    if (!e) out = std::move(read);
+    return e;
+}
+
+Error parse_tools(std::string_view json, std::vector<Tool>& out) {
+    std::vector<Tool> read;  // `out` changes only on success
+    Error e = detail::read_conversation_json(json, "the tools",
+                                             [&](detail::ConversationReader& reader) { return reader.tools(read); });
+    if (!e) out = std::move(read);
+    return e;
+}
+
+void write_message_json(std::string& out, const Message& message, bool with_reasoning) {
+    detail::write_message(out, message, with_reasoning);
 }
 
 namespace {

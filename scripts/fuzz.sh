@@ -2,11 +2,11 @@
 # Builds and runs the libFuzzer targets in fuzz/:   bash scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 #   SECONDS   fuzzing time per target (default 20)
-#   TARGET    http, sse, json, pipeline, split_differential (default: all of them)
+#   TARGET    http, sse, json, pipeline, split_differential, messages (default: all of them)
 #
 # Needs clang++ with libFuzzer and the sanitizer runtimes (Debian: clang, libclang-rt-dev).
 # Everything goes to build-fuzz/ (LLM_STREAM_FUZZ_DIR overrides it): binaries, seeds made from
-# tests/data/streams/*.sse, the growing corpora (kept between runs), logs and crash artifacts.
+# tests/data/streams/*.sse (and fuzz/seeds/<target>/ as they are), the growing corpora (kept between runs), logs and crash artifacts.
 # Each target first replays fuzz/regressions/* (inputs that once broke something), then fuzzes
 # with the dictionary fuzz/dict/sse_json.dict. A target fails when either step finds a crash,
 # leak, timeout or broken invariant; the artifact path is printed. The last line is
@@ -23,7 +23,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${1:-20}"
 shift || true
-all_targets=(http sse json pipeline split_differential)
+all_targets=(http sse json pipeline split_differential messages)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
 work="${LLM_STREAM_FUZZ_DIR:-$root/build-fuzz}"
@@ -74,14 +74,15 @@ for t in "${build_failed[@]}"; do
     sed -n 1,30p "$work/logs/build_$t.log"
 done
 
-# 2. Seeds from the recorded streams.
+# 2. Seeds from the recorded streams, and the ones kept in fuzz/seeds/.
 if ! "${CXX:-clang++}" -std=c++17 -O1 fuzz/make_seeds.cpp -o "$work/make_seeds" >"$work/logs/build_make_seeds.log" 2>&1; then
     echo "building fuzz/make_seeds.cpp failed:"; cat "$work/logs/build_make_seeds.log"
     exit 1
 fi
 rm -rf "$work/seeds"
-mkdir -p "$work"/seeds/{http,sse,json,pipeline,split_differential}
+mkdir -p "$work"/seeds/{http,sse,json,pipeline,split_differential,messages}
 "$work/make_seeds" "$work/seeds" tests/data/streams/*.sse || exit 1
+cp fuzz/seeds/messages/* "$work/seeds/messages/"
 
 # 3. Regressions, then fuzzing; one target per job.
 regressions=()

@@ -235,7 +235,7 @@ TEST_CASE("build_request: what to send, for any transport") {
     CHECK(header("Content-Type") == "application/json");
     CHECK(header("X-Route") == "blue");
     CHECK(request.body == "{\"messages\":[{\"role\":\"user\",\"content\":\"hi \\\"there\\\"\"}],\"stream\":true,"
-                         "\"temperature\":0.5,\"top_p\":0.9,\"model\":\"m2\"}");
+                         "\"stream_options\":{\"include_usage\":true},\"temperature\":0.5,\"top_p\":0.9,\"model\":\"m2\"}");
 
     config.api_key.clear();
     REQUIRE_FALSE(llm_stream::build_request(config, {llm_stream::Message::user("hi")}, {}, request));
