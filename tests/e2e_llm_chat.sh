@@ -523,7 +523,7 @@ else
 fi
 
 run --events --tools tools.json "What is 6*7?"
-STUB_CALL_MESSAGE='{"type":"message","message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_stub_1","type":"function","function":{"name":"calculator","arguments":"{\"expression\":\"What is 6*7?\"}"}}]},"finish_reason":"tool_calls","usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}'
+STUB_CALL_MESSAGE='{"type":"message","message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_stub_1","type":"function","function":{"name":"calculator","arguments":"{\"expression\":\"What is 6*7?\"}"}}]},"finish_reason":"tool_calls","usage":{"prompt_tokens":46,"completion_tokens":7,"total_tokens":53}}'
 if [ "$RC" -eq 0 ] && check_events >/dev/null && [ "$(tail -n 1 "$WORK/out")" = "$STUB_CALL_MESSAGE" ] &&
     grep -q '^{"type":"tool_call","index":0,"id":"call_stub_1","name":"calculator","arguments":""}$' "$WORK/out" &&
     [ "$(grep -c '^{"type":"tool_call","index":0,"arguments":' "$WORK/out")" -ge 3 ] &&
@@ -559,7 +559,7 @@ else
     fail "--events without tools: the message line carries the content, finish reason and usage"
 fi
 run --events --replay "$WORK/captured.http"
-if [ "$RC" -eq 0 ] && [ "$(tail -n 1 "$WORK/out")" = '{"type":"message","message":{"role":"assistant","content":"Hello! How can I assist you today? 😊"},"finish_reason":"stop","usage":{"prompt_tokens":13,"completion_tokens":11,"total_tokens":24}}' ]; then
+if [ "$RC" -eq 0 ] && [ "$(tail -n 1 "$WORK/out")" = '{"type":"message","message":{"role":"assistant","content":"Hello! How can I assist you today? 😊"},"finish_reason":"stop","usage":{"prompt_tokens":12,"completion_tokens":11,"total_tokens":23}}' ]; then
     pass "--events --replay: the message line as for a live stream"
 else
     fail "--events --replay: the message line as for a live stream"
@@ -683,7 +683,8 @@ EOF
 {"type":"tool_call","index":0,"id":"call_1","name":"lookup","arguments":""}
 {"type":"tool_call","index":0,"arguments":"{\"q\":1}"}
 {"type":"finish","reason":"stop"}
-{"type":"usage","prompt_tokens":5,"completion_tokens":7,"total_tokens":12}'
+{"type":"usage","prompt_tokens":5,"completion_tokens":7,"total_tokens":12}
+{"type":"message","message":{"role":"assistant","content":"运动鞋\"quoted\"\n\ttab\\","reasoning_content":"想一想","tool_calls":[{"id":"call_1","type":"function","function":{"name":"lookup","arguments":"{\"q\":1}"}}]},"finish_reason":"stop","usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}'
     if [ "$RC" -eq 0 ] && [ "$(cat "$WORK/out")" = "$EXPECTED" ] && ! err_has 'stub mode'; then
         pass "--events against a local server: every event type, exact JSON"
     else
@@ -844,7 +845,7 @@ check_body() {
     $PYTHON - "$WORK/requests/request-$1.body" "$WORK/requests/request-$1.head" "$2" <<'EOF'
 import base64, json, sys
 body = json.load(open(sys.argv[1], encoding="utf-8"))
-head = open(sys.argv[2], encoding="utf-8").read()
+head = open(sys.argv[2], encoding="utf-8", newline="").read()
 exec(sys.argv[3])
 EOF
 }
