@@ -288,7 +288,7 @@ std::vector<std::uint32_t> utf16_units(std::string_view text) {
 }
 
 std::string hex_escape(std::uint32_t unit) {
-    char text[8];
+    char text[16];  // room for any unsigned value, though a code unit has four hex digits
     std::snprintf(text, sizeof text, "\\u%04x", static_cast<unsigned>(unit));
     return text;
 }
