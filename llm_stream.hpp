@@ -401,22 +401,35 @@ struct Reply {
 };
 
 /* Builds the Reply from events (Stream does it when ChatOptions::assemble_reply is set; Decoder users
-   call add() for each event). Tool-call fragments are joined by index; a fragment with a new id at an
-   index in use starts a new call (servers that number every call 0). Allocates amortised O(log n)
-   times per stream; an allocation failure is ErrorCode::out_of_memory from add(). */
+   call add() for each event). Tool-call fragments are joined by (choice, index), the calls kept in
+   the order they opened; a fragment with a new id at an index whose call has another id starts a
+   new call (servers that number every call 0). Allocates amortised O(log n) times per stream. An
+   event whose choice is outside 0..127 is ErrorCode::invalid_argument from add(); an allocation
+   failure is ErrorCode::out_of_memory from add() when exceptions are enabled (under
+   -fno-exceptions a failed allocation ends the program, as it does in the standard library). */
 class ReplyAssembler {
 public:
     [[nodiscard]] Error add(const Event& event);
     /* The reply so far; after finish(), with the tool calls' arguments checked. */
     const Reply& reply() const noexcept { return reply_; }
-    /* The stream ended normally: checks every tool call's arguments (Reply::invalid_tool_calls). */
+    /* The stream ended normally: checks every tool call's arguments (Reply::invalid_tool_calls).
+       Empty arguments (a call of a function without parameters, as some servers send it) are
+       valid, and kept empty as received. */
     void finish();
     void clear();
 
 private:
+    struct OpenCall {  // where fragments at (choice, index) go: that choice's tool_calls[position]
+        int choice = 0;
+        int index = 0;
+        std::size_t position = 0;
+    };
+    Error add_event(const Event& event);
     ReplyChoice& choice(int index);
+    void add_fragment(ReplyChoice& owner, const ToolCallDelta& fragment);
+    ToolCall& call_for(ReplyChoice& owner, const ToolCallDelta& fragment);
     Reply reply_;
-    std::vector<std::pair<int, int>> open_calls_;  // (choice, delta index) of each call, in message order
+    std::vector<OpenCall> open_calls_;  // sorted by (choice, index)
 };
 
 struct Stats {
@@ -535,8 +548,9 @@ public:
     Stream& operator=(const Stream&) = delete;
     ~Stream();  // closes the connection at once
 
-    /* Blocks until the next content chunk; std::nullopt at the end or on error (see error()).
-       Other events are consumed on the way (their stats still count). */
+    /* Blocks until the next content chunk of the first choice (index 0; the others, when the
+       request asked for n > 1, come from next_event()); std::nullopt at the end or on error (see
+       error()). Other events are consumed on the way (their stats still count). */
     std::optional<std::string_view> next_chunk();
 
     /* Blocks until the next typed event; nullptr at the end or on error. */
@@ -658,6 +672,7 @@ const char* version_string() noexcept;
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <new>
 #include <random>
 #include <thread>
 #include <utility>
@@ -2268,7 +2283,9 @@ inline SseParser::Status SseParser::next(const char*& p, const char* end) {
    The extractor validates the whole event in one pass while it notes where the fields it wants
    are; only when the event is valid does it decode them, so an invalid event is never half-used.
    Strings without escapes that are valid UTF-8 are handed out in place; others are decoded into a
-   reused arena (escapes resolved, lone surrogates and invalid bytes dropped).
+   reused arena (escapes resolved, lone surrogates and invalid bytes dropped). A surrogate pair
+   whose halves end one event's string and open the next one's (servers that slice by UTF-16 code
+   units) is joined: the high half waits, per field, for the next message.
    ------------------------------------------------------------------------------------------------ */
 
 constexpr int json_max_depth = 64;
@@ -2288,8 +2305,11 @@ inline std::uint32_t read_hex4(const char* p) noexcept {
 }
 
 /* Decodes the body of a validated JSON string into out (room for end - begin bytes, which decoding
-   never exceeds). Lone surrogates and invalid UTF-8 are dropped. Returns the bytes written. */
-inline std::size_t json_decode_string(const char* p, const char* end, char* out) noexcept {
+   never exceeds). Lone surrogates and invalid UTF-8 are dropped; a high surrogate that ends the string
+   is also stored in *trailing_high when given (its low half may open the next string of a stream).
+   Returns the bytes written. */
+inline std::size_t json_decode_string(const char* p, const char* end, char* out,
+                                      std::uint32_t* trailing_high = nullptr) noexcept {
     char* o = out;
     while (p < end) {
         const unsigned char c = static_cast<unsigned char>(*p);
@@ -2306,6 +2326,7 @@ inline std::size_t json_decode_string(const char* p, const char* end, char* out)
                 std::uint32_t cp = read_hex4(p);
                 p += 4;
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (p == end && trailing_high) *trailing_high = cp;
                     if (end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
                         const std::uint32_t low = read_hex4(p + 2);
                         if (low >= 0xDC00 && low <= 0xDFFF) {
@@ -2536,9 +2557,13 @@ inline Error check_json(std::string_view text) {
     return make_error(ErrorCode::protocol, std::string(c.why) + " at byte " + std::to_string(c.p - c.start));
 }
 
+/* Choices per completion: OpenAI accepts n up to 128. A choice index outside 0..max_choices-1 makes
+   the event invalid, which bounds what the extractor and ReplyAssembler keep per stream. */
+constexpr int max_choices = 128;
+
 /* The wire format of OpenAI's chat completions: one message of the body (an SSE event's name and
-   data, or a whole JSON reply) in, typed events out. Other wire formats are other readers with the
-   same read() and the decoder picks one. */
+   data, or a whole JSON reply) in, typed events out, every choice's in the order the JSON has them.
+   Other wire formats are other readers with the same read() and the decoder picks one. */
 class DeltaExtractor {
 public:
     enum class Result {
@@ -2549,8 +2574,11 @@ public:
         out_of_memory,  // the events could not be decoded
     };
 
+    /* One message of a stream. A UTF-16 surrogate pair split between two messages (a high half
+       ending one string, its low half opening the same field's next non-empty string) is joined. */
     Result read(std::string_view event_name, std::string_view data);
-    /* One chat.completion.chunk (or a whole chat.completion, or an error object). */
+    /* One chat.completion.chunk (or a whole chat.completion, or an error object), on its own: no
+       half of a surrogate pair is carried in from an earlier message. */
     Result extract(std::string_view json);
     const std::vector<Event>& events() const noexcept { return events_; }
     /* After invalid: what and at which byte; after error_event: the server's own message. */
@@ -2562,6 +2590,7 @@ private:
     struct ChoiceFields {
         std::int64_t index = 0;
         JsonSpan content, reasoning_content, reasoning, finish_reason;
+        std::size_t tools_begin = 0, tools_end = 0;  // its tool calls in tools_
     };
     struct ToolFields {
         std::int64_t index = 0;
@@ -2571,7 +2600,26 @@ private:
         bool present = false;
         std::int64_t prompt = 0, completion = 0, total = 0;
     };
+    /* A field whose strings concatenate across messages: a choice's content or reasoning, or the
+       arguments of one of its tool calls. */
+    struct TextField {
+        EventType type = EventType::content;  // content, reasoning or tool_call (arguments)
+        std::int64_t choice = 0;
+        std::int64_t tool = 0;  // the tool call's index, for arguments
+        bool operator==(const TextField& o) const noexcept {
+            return type == o.type && choice == o.choice && tool == o.tool;
+        }
+    };
+    /* A high surrogate that ended a field's last string, waiting for its low half. */
+    struct PendingHalf {
+        TextField field;
+        std::uint32_t high = 0;
+    };
+    // More fields waiting at once than any real stream has (n choices of content and reasoning, a
+    // few calls each): beyond it a new half is dropped, so memory stays bounded.
+    static constexpr std::size_t max_pending_halves = 256;
 
+    Result extract_message(std::string_view json);
     bool parse_top(JsonCursor& c);
     bool parse_choice(JsonCursor& c, int depth);
     bool parse_delta(JsonCursor& c, int depth, ChoiceFields& choice);
@@ -2582,18 +2630,23 @@ private:
     bool string_or_null(JsonCursor& c, int depth, JsonSpan& out);
     bool integer(JsonCursor& c, int depth, std::int64_t& out);
     std::string_view decode(const JsonSpan& s);
+    /* decode() for a text field: joins a pending high surrogate, keeps a trailing one pending. */
+    std::string_view decode_text(const JsonSpan& s, const TextField& field);
+    std::uint32_t take_pending(const TextField& field) noexcept;
     [[nodiscard]] bool build_events();  // false: out of memory
+    void add_choice_events(const ChoiceFields& choice);
+    void add_text_event(EventType type, int choice, std::string_view text);
     [[nodiscard]] bool note_error_message();
 
-    bool have_choice_ = false;
-    ChoiceFields choice_;
-    std::vector<ToolFields> tools_;  // of the chosen choice; capacity kept between events
+    std::vector<ChoiceFields> choices_;  // capacity kept between events, as for the vectors below
+    std::vector<ToolFields> tools_;      // of every choice, in order
     UsageFields usage_, choice_usage_;
     bool have_error_ = false;
     JsonSpan error_message_span_, error_type_, error_code_;
     std::string_view error_code_number_;
     ByteBuffer arena_;
     std::vector<Event> events_;
+    std::vector<PendingHalf> pending_;  // carried from one message to the next
     const char* why_ = "";
     std::size_t error_offset_ = 0;
     std::string error_message_;  // only for error events: once per stream, not per chunk
@@ -2666,10 +2719,8 @@ inline bool DeltaExtractor::parse_delta(JsonCursor& c, int depth, ChoiceFields& 
 
 inline bool DeltaExtractor::parse_choice(JsonCursor& c, int depth) {
     if (!c.at('{')) return c.skip_value(depth);
-    // Only the choice with index 0 is followed (n > 1 interleaves others); the index may come
-    // after the delta, so this choice's tool calls are dropped again if it turns out to be another.
-    const std::size_t tools_before = tools_.size();
     ChoiceFields choice;
+    choice.tools_begin = tools_.size();
     UsageFields usage;
     const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
         // "message" is the same shape in a non-streamed reply, read whole when a server ignores "stream".
@@ -2680,13 +2731,11 @@ inline bool DeltaExtractor::parse_choice(JsonCursor& c, int depth) {
         return c.skip_value(d);
     });
     if (!ok) return false;
-    if (choice.index == 0 && !have_choice_) {
-        have_choice_ = true;
-        choice_ = choice;
-        if (usage.present) choice_usage_ = usage;
-    } else {
-        tools_.resize(tools_before);
-    }
+    static_assert(max_choices == 128, "the message below names the range");
+    if (choice.index < 0 || choice.index >= max_choices) return c.fail("a choice's index must be from 0 to 127");
+    choice.tools_end = tools_.size();
+    choices_.push_back(choice);
+    if (usage.present && !choice_usage_.present) choice_usage_ = usage;
     return true;
 }
 
@@ -2734,44 +2783,98 @@ inline std::string_view DeltaExtractor::decode(const JsonSpan& s) {
     return {out, n};
 }
 
-inline bool DeltaExtractor::build_events() {
-    const ChoiceFields& ch = choice_;
+inline std::uint32_t DeltaExtractor::take_pending(const TextField& field) noexcept {
+    for (std::size_t i = 0; i < pending_.size(); ++i) {
+        if (!(pending_[i].field == field)) continue;
+        const std::uint32_t high = pending_[i].high;
+        pending_[i] = pending_.back();
+        pending_.pop_back();
+        return high;
+    }
+    return 0;
+}
+
+inline std::string_view DeltaExtractor::decode_text(const JsonSpan& s, const TextField& field) {
+    if (s.size() == 0) return {s.begin, 0};  // nothing comes between the halves of a pair
+    const std::uint32_t high = pending_.empty() ? 0 : take_pending(field);  // used now or dropped
+    if (!s.escaped) return decode(s);  // no escape: no half of a pair at either end
+    char* const out = arena_.data() + arena_.size();
+    const char* p = s.begin;
+    std::size_t n = 0;
+    // Validated: a backslash and a 'u' open an escape with its four hex digits.
+    const std::uint32_t low = p[0] == '\\' && p[1] == 'u' ? read_hex4(p + 2) : 0;
+    if (high != 0 && low >= 0xDC00 && low <= 0xDFFF) {  // 4 bytes out for 6 in: the room still holds
+        n = utf8_encode(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00), out);
+        p += 6;
+    }
+    std::uint32_t trailing_high = 0;
+    n += json_decode_string(p, s.end, out + n, &trailing_high);
+    if (trailing_high != 0 && pending_.size() < max_pending_halves) {
+        // Growth stops at the most fields ever waiting at once: no allocation per event after it.
+        PendingHalf half;
+        half.field = field;
+        half.high = trailing_high;
+        pending_.push_back(half);
+    }
+    arena_.resize_up_reserved(n);
+    return {out, n};
+}
+
+inline void DeltaExtractor::add_text_event(EventType type, int choice, std::string_view text) {
+    if (text.empty()) return;  // e.g. only a half of a pair, or invalid bytes
+    Event e;
+    e.type = type;
+    e.choice = choice;
+    e.text = text;
+    events_.push_back(e);
+}
+
+/* A choice's events: reasoning, content, tool-call fragments, finish reason. */
+inline void DeltaExtractor::add_choice_events(const ChoiceFields& ch) {
+    const int choice = static_cast<int>(ch.index);
+    TextField field;
+    field.choice = ch.index;
     // One text per event: reasoning_content (DashScope, DeepSeek) wins over reasoning when it has any.
     const JsonSpan& reasoning = ch.reasoning_content.size() ? ch.reasoning_content : ch.reasoning;
+    if (reasoning.size()) {
+        field.type = EventType::reasoning;
+        add_text_event(EventType::reasoning, choice, decode_text(reasoning, field));
+    }
+    if (ch.content.size()) {
+        field.type = EventType::content;
+        add_text_event(EventType::content, choice, decode_text(ch.content, field));
+    }
+    field.type = EventType::tool_call;
+    for (std::size_t i = ch.tools_begin; i < ch.tools_end; ++i) {
+        const ToolFields& t = tools_[i];
+        Event e;
+        e.type = EventType::tool_call;
+        e.choice = choice;
+        e.tool_call.index = static_cast<int>(t.index);
+        if (t.id.present()) e.tool_call.id = decode(t.id);
+        if (t.name.present()) e.tool_call.name = decode(t.name);
+        field.tool = t.index;
+        if (t.arguments.present()) e.tool_call.arguments = decode_text(t.arguments, field);
+        events_.push_back(e);
+    }
+    if (ch.finish_reason.present()) {
+        Event e;
+        e.type = EventType::finish;
+        e.choice = choice;
+        e.text = decode(ch.finish_reason);
+        events_.push_back(e);
+    }
+}
+
+inline bool DeltaExtractor::build_events() {
     // Decoding never lengthens a string, so one reservation keeps every view stable.
-    std::size_t room = ch.content.size() + reasoning.size() + ch.finish_reason.size();
+    std::size_t room = 0;
+    for (const ChoiceFields& ch : choices_)
+        room += ch.content.size() + ch.reasoning_content.size() + ch.reasoning.size() + ch.finish_reason.size();
     for (const ToolFields& t : tools_) room += t.id.size() + t.name.size() + t.arguments.size();
     arena_.clear();
     if (!arena_.reserve(room)) return false;  // nothing can be decoded safely
-    if (have_choice_) {
-        if (reasoning.present() && reasoning.size()) {
-            Event e;
-            e.type = EventType::reasoning;
-            e.text = decode(reasoning);
-            if (!e.text.empty()) events_.push_back(e);
-        }
-        if (ch.content.present() && ch.content.size()) {
-            Event e;
-            e.type = EventType::content;
-            e.text = decode(ch.content);
-            if (!e.text.empty()) events_.push_back(e);
-        }
-        for (const ToolFields& t : tools_) {
-            Event e;
-            e.type = EventType::tool_call;
-            e.tool_call.index = static_cast<int>(t.index);
-            if (t.id.present()) e.tool_call.id = decode(t.id);
-            if (t.name.present()) e.tool_call.name = decode(t.name);
-            if (t.arguments.present()) e.tool_call.arguments = decode(t.arguments);
-            events_.push_back(e);
-        }
-        if (ch.finish_reason.present()) {
-            Event e;
-            e.type = EventType::finish;
-            e.text = decode(ch.finish_reason);
-            events_.push_back(e);
-        }
-    }
+    for (const ChoiceFields& ch : choices_) add_choice_events(ch);
     const UsageFields& usage = usage_.present ? usage_ : choice_usage_;
     if (usage.present) {
         Event e;
@@ -2785,8 +2888,12 @@ inline bool DeltaExtractor::build_events() {
 }
 
 inline DeltaExtractor::Result DeltaExtractor::extract(std::string_view json) {
-    have_choice_ = false;
-    choice_ = {};
+    pending_.clear();
+    return extract_message(json);
+}
+
+inline DeltaExtractor::Result DeltaExtractor::extract_message(std::string_view json) {
+    choices_.clear();
     tools_.clear();
     usage_ = {};
     choice_usage_ = {};
@@ -2831,7 +2938,7 @@ inline DeltaExtractor::Result DeltaExtractor::read(std::string_view event_name, 
     const std::string_view trimmed = trim_ascii_space(data);
     if (trimmed == "[DONE]") return Result::end;
     if (trimmed.empty()) return Result::ok;  // a keep-alive
-    const Result result = extract(data);
+    const Result result = extract_message(data);
     if (result == Result::invalid && event_name == "error") {  // "event: error" with a plain-text message
         error_message_ = excerpt(trimmed, 200);
         return Result::error_event;
@@ -4676,6 +4783,7 @@ struct AttemptPlan {
     std::string origin;
     std::string description;  // "POST http://host/v1/chat/completions (model m)", for the log
     bool retry = true;        // false: one attempt whatever the policy says (a replayed response)
+    bool assemble_reply = false;  // ChatOptions::assemble_reply
 };
 
 class StreamImpl {
@@ -4711,6 +4819,7 @@ public:
         }
         return s;
     }
+    const Reply& reply() const noexcept { return assembler_.reply(); }
 
 private:
     enum class State { draining, opening, exchanging, waiting_to_retry, finished };
@@ -4744,6 +4853,7 @@ private:
     PollStatus succeed();
     void keep_connection();
     PollStatus deliver(const Event& event);
+    void count_in_stats(const Event& event);
     std::optional<PollStatus> decode();
     void log_response();
     PollStatus input_ended();
@@ -4775,6 +4885,9 @@ private:
     Error error_;
     Stats stats_;
     bool finished_ = false;
+    // Fed every delivered event when plan_.assemble_reply: a retry happens only before the first
+    // one, so nothing is added twice.
+    ReplyAssembler assembler_;
 
     std::atomic<bool> cancelled_{false};
     Waker waker_;
@@ -4906,6 +5019,15 @@ inline PollStatus StreamImpl::waiting(Clock::time_point now) {
 
 inline PollStatus StreamImpl::deliver(const Event& event) {
     ++events_delivered_;
+    if (plan_.assemble_reply)
+        if (Error e = assembler_.add(event)) return fail(std::move(e));
+    if (event.choice == 0) count_in_stats(event);
+    current_ = event;
+    return PollStatus::event;
+}
+
+/* Stats are of the first choice, the one next_chunk() yields. */
+inline void StreamImpl::count_in_stats(const Event& event) {
     switch (event.type) {
     case EventType::content:
         ++stats_.chunks;
@@ -4931,8 +5053,6 @@ inline PollStatus StreamImpl::deliver(const Event& event) {
     default:
         break;
     }
-    current_ = event;
-    return PollStatus::event;
 }
 
 /* Reads what a pooled connection received while idle. The rest of its last response is expected
@@ -4985,6 +5105,7 @@ inline void StreamImpl::keep_connection() {
 
 inline PollStatus StreamImpl::succeed() {
     count_decoded();
+    if (plan_.assemble_reply) assembler_.finish();
     keep_connection();
     finished_ = true;
     state_ = State::finished;
@@ -5348,7 +5469,7 @@ Stream::Stream(std::unique_ptr<detail::StreamImpl> impl) noexcept : impl_(std::m
 
 std::optional<std::string_view> Stream::next_chunk() {
     while (const Event* e = next_event())
-        if (e->type == EventType::content) return e->text;
+        if (e->type == EventType::content && e->choice == 0) return e->text;
     return std::nullopt;
 }
 
@@ -5378,7 +5499,7 @@ Stats Stream::stats() const { return impl_ ? impl_->stats() : Stats{}; }
 
 const Reply& Stream::reply() const noexcept {
     static const Reply none;
-    return none;  // TODO(issue 9, decode side): the StreamImpl's assembler
+    return impl_ ? impl_->reply() : none;
 }
 
 Stream::iterator& Stream::iterator::operator++() {
@@ -5443,6 +5564,94 @@ const Message& Reply::message() const noexcept {
     return choices.empty() ? empty : choices.front().message;
 }
 
+Error ReplyAssembler::add(const Event& event) {
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+    try {
+        return add_event(event);
+    } catch (const std::bad_alloc&) {
+        return detail::make_error(ErrorCode::out_of_memory, "out of memory");  // short: no allocation
+    }
+#else
+    return add_event(event);
+#endif
+}
+
+Error ReplyAssembler::add_event(const Event& event) {
+    if (event.choice < 0 || event.choice >= detail::max_choices)
+        return detail::make_error(ErrorCode::invalid_argument, "ReplyAssembler: an event's choice must be from 0 to " +
+                                                                   std::to_string(detail::max_choices - 1));
+    if (event.type == EventType::usage) {  // of the whole completion, not of a choice
+        reply_.has_usage = true;
+        reply_.usage = event.usage;
+        return {};
+    }
+    ReplyChoice& owner = choice(event.choice);
+    switch (event.type) {
+    case EventType::content: owner.message.content.append(event.text); break;
+    case EventType::reasoning: owner.message.reasoning.append(event.text); break;
+    case EventType::tool_call: add_fragment(owner, event.tool_call); break;
+    case EventType::finish: owner.finish_reason.assign(event.text); break;
+    case EventType::usage: break;
+    }
+    return {};
+}
+
+ReplyChoice& ReplyAssembler::choice(int index) {
+    std::vector<ReplyChoice>& choices = reply_.choices;
+    auto at = std::lower_bound(choices.begin(), choices.end(), index,
+                               [](const ReplyChoice& c, int i) { return c.index < i; });
+    if (at == choices.end() || at->index != index) {
+        ReplyChoice made;
+        made.index = index;
+        at = choices.insert(at, std::move(made));
+    }
+    return *at;
+}
+
+/* The id and the name come whole in the fragment that opens a call; the arguments in pieces. */
+void ReplyAssembler::add_fragment(ReplyChoice& owner, const ToolCallDelta& fragment) {
+    ToolCall& call = call_for(owner, fragment);
+    if (fragment.id && call.id.empty()) call.id.assign(*fragment.id);
+    if (fragment.name && call.name.empty()) call.name.assign(*fragment.name);
+    if (fragment.arguments) call.arguments.append(*fragment.arguments);
+}
+
+ToolCall& ReplyAssembler::call_for(ReplyChoice& owner, const ToolCallDelta& fragment) {
+    const auto key = [](const OpenCall& c) { return std::make_pair(c.choice, c.index); };
+    OpenCall wanted;
+    wanted.choice = owner.index;
+    wanted.index = fragment.index;
+    wanted.position = owner.message.tool_calls.size();
+    auto at = std::lower_bound(open_calls_.begin(), open_calls_.end(), wanted,
+                               [&key](const OpenCall& a, const OpenCall& b) { return key(a) < key(b); });
+    std::vector<ToolCall>& calls = owner.message.tool_calls;
+    if (at != open_calls_.end() && key(*at) == key(wanted)) {
+        ToolCall& open = calls[at->position];
+        const bool another_call = fragment.id && !fragment.id->empty() && !open.id.empty() && *fragment.id != open.id;
+        if (!another_call) return open;
+        at->position = wanted.position;  // later fragments at this index continue the new call
+    } else {
+        open_calls_.insert(at, wanted);
+    }
+    calls.emplace_back();
+    return calls.back();
+}
+
+void ReplyAssembler::finish() {
+    for (ReplyChoice& c : reply_.choices) {
+        c.invalid_tool_calls.clear();
+        for (std::size_t i = 0; i < c.message.tool_calls.size(); ++i) {
+            const std::string& arguments = c.message.tool_calls[i].arguments;
+            if (!arguments.empty() && detail::check_json(arguments)) c.invalid_tool_calls.push_back(i);
+        }
+    }
+}
+
+void ReplyAssembler::clear() {
+    reply_ = Reply();
+    open_calls_.clear();
+}
+
 Client::Client(Config config) : state_(std::make_shared<detail::ClientState>()) {
     state_->config = std::move(config);
 }
@@ -5494,7 +5703,7 @@ namespace {
 /* A stream over the in-memory transport: stub mode, or a captured response replayed. */
 Stream memory_stream(const std::shared_ptr<detail::ClientState>& state, std::string response,
                      std::vector<std::size_t> segment_ends, std::chrono::milliseconds delay, std::string description,
-                     bool retry = true) {
+                     bool retry = true, bool assemble_reply = false) {
     auto bytes = std::make_shared<const std::string>(std::move(response));
     detail::AttemptPlan plan;
     plan.factory = [bytes, segment_ends = std::move(segment_ends), delay](std::unique_ptr<detail::Connection>) {
@@ -5502,6 +5711,7 @@ Stream memory_stream(const std::shared_ptr<detail::ClientState>& state, std::str
     };
     plan.description = std::move(description);
     plan.retry = retry;
+    plan.assemble_reply = assemble_reply;
     return Stream(std::make_unique<detail::StreamImpl>(state, std::move(plan)));
 }
 
@@ -5522,7 +5732,7 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
     if (config.stub_mode()) {
         detail::StubResponse stub = detail::make_stub_response(messages, options, model);
         return memory_stream(state_, std::move(stub.bytes), std::move(stub.segment_ends), config.stub_chunk_delay,
-                             "stub mode: a simulated reply (model " + model + ")");
+                             "stub mode: a simulated reply (model " + model + ")", true, options.assemble_reply);
     }
     detail::Url url;
     if (Error e = detail::parse_url(request.url, url)) {
@@ -5540,6 +5750,7 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
     plan.request = detail::http1_request(url, request);
     plan.origin = (url.https ? "https://" : "http://") + url.host_header;
     plan.description = describe_request(request, model);
+    plan.assemble_reply = options.assemble_reply;
     return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(plan)));
 }
 

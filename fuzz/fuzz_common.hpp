@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -111,6 +113,13 @@ inline bool has_bare_field_line(const std::uint8_t* data, std::size_t size, std:
 
 inline bool skip_known(const std::uint8_t* data, std::size_t size) {
     return LLM_STREAM_FUZZ_SKIP_KNOWN && (has_bare_field_line(data, size, "data") || has_bare_field_line(data, size, "event"));
+}
+
+// An exact-size heap copy of the input: any read past its end is caught by the sanitizers.
+inline std::unique_ptr<char[]> exact_copy(const std::uint8_t* data, std::size_t size) {
+    std::unique_ptr<char[]> copy(new char[size ? size : 1]);
+    if (size) std::memcpy(copy.get(), data, size);
+    return copy;
 }
 
 }  // namespace fuzz

@@ -235,9 +235,7 @@ std::string repaired(std::string_view s) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size > fuzz::max_input) return 0;
-    // An exact-size heap copy: any read past the end is caught.
-    std::unique_ptr<char[]> copy(new char[size ? size : 1]);
-    if (size) std::memcpy(copy.get(), data, size);
+    const std::unique_ptr<char[]> copy = fuzz::exact_copy(data, size);
     const std::string_view input(copy.get(), size);
 
     // 1. check_json against the reference.

@@ -76,9 +76,7 @@ void check_tools(std::string_view input) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size > fuzz::max_input) return 0;
-    // An exact-size heap copy: any read past the end is caught.
-    std::unique_ptr<char[]> copy(new char[size ? size : 1]);
-    if (size) std::memcpy(copy.get(), data, size);
+    const std::unique_ptr<char[]> copy = fuzz::exact_copy(data, size);
     const std::string_view input(copy.get(), size);
     check_messages(input);
     check_tools(input);

@@ -6,8 +6,9 @@
 // or close-delimited), a 200 application/json reply, or a non-2xx error. The Decoder gets the
 // response in pieces cut at PRNG-chosen points, each in its own heap buffer. Every run must end (no
 // hang, bounded calls), never crash or leak, keep the Decoder's feed() contract, deliver only valid
-// UTF-8, and a Stream must keep its stats consistent with what it delivered and answer the same
-// through poll() as through next_event() and as the Decoder.
+// UTF-8, and a Stream must keep its stats (of choice 0) consistent with what it delivered and answer
+// the same through poll() as through next_event() and as the Decoder; the Decoder's events fed to a
+// ReplyAssembler make a reply that agrees with them (fuzz_stream.hpp, check_assembled).
 #define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 

@@ -9,6 +9,7 @@
 #include "../tests/support/chunked.hpp"
 #include "../tests/support/decode.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -69,6 +70,7 @@ inline llm_stream::Config fuzz_config(Rng& rng) {
 
 struct CopiedEvent {
     llm_stream::EventType type{};
+    int choice = 0;
     std::string text;
     int index = 0;
     std::string id, name, arguments;  // "\x01" marks absent
@@ -95,6 +97,8 @@ inline std::string optional_text(const std::optional<std::string_view>& v) {
 inline CopiedEvent copy_event(const llm_stream::Event& e) {
     CopiedEvent c;
     c.type = e.type;
+    FUZZ_CHECK(e.choice >= 0 && e.choice < llm_stream::detail::max_choices);
+    c.choice = e.choice;
     FUZZ_CHECK(utf8(e.text));
     c.text = std::string(e.text);
     switch (e.type) {
@@ -123,12 +127,64 @@ inline void copy_error(const llm_stream::Error& error, RunResult& r) {
     }
 }
 
-// The Decoder over `response` cut at `cuts`, each piece in its own heap buffer.
+/* What a ReplyAssembler made of `events` agrees with them: per choice (by index, each once) the
+   content, reasoning and the arguments' bytes are the events' in order, the finish reason the last
+   one; a call is flagged exactly when its arguments are neither empty nor valid JSON. */
+inline void check_assembled(const std::vector<CopiedEvent>& events, const llm_stream::Reply& reply) {
+    using llm_stream::EventType;
+    int previous = -1;
+    for (const llm_stream::ReplyChoice& c : reply.choices) {
+        FUZZ_CHECK(c.index > previous);
+        previous = c.index;
+        FUZZ_CHECK(c.message.role == llm_stream::Role::assistant);
+        std::string content, reasoning, finish;
+        std::size_t argument_bytes = 0, fragments = 0;
+        for (const CopiedEvent& e : events) {
+            if (e.choice != c.index) continue;
+            if (e.type == EventType::content) content += e.text;
+            if (e.type == EventType::reasoning) reasoning += e.text;
+            if (e.type == EventType::finish) finish = e.text;
+            if (e.type == EventType::tool_call) ++fragments;
+            if (e.type == EventType::tool_call && e.arguments != "\x01") argument_bytes += e.arguments.size();
+        }
+        FUZZ_CHECK(c.message.content == content);
+        FUZZ_CHECK(c.message.reasoning == reasoning);
+        FUZZ_CHECK(c.finish_reason == finish);
+        FUZZ_CHECK(c.message.tool_calls.size() <= fragments);
+        std::size_t assembled_bytes = 0, flagged = 0;
+        for (std::size_t i = 0; i < c.message.tool_calls.size(); ++i) {
+            const llm_stream::ToolCall& call = c.message.tool_calls[i];
+            FUZZ_CHECK(utf8(call.id) && utf8(call.name) && utf8(call.arguments));
+            assembled_bytes += call.arguments.size();
+            const bool invalid = !call.arguments.empty() && static_cast<bool>(llm_stream::detail::check_json(call.arguments));
+            const bool is_flagged = flagged < c.invalid_tool_calls.size() && c.invalid_tool_calls[flagged] == i;
+            FUZZ_CHECK(invalid == is_flagged);
+            flagged += is_flagged;
+        }
+        FUZZ_CHECK(flagged == c.invalid_tool_calls.size());
+        FUZZ_CHECK(assembled_bytes == argument_bytes);
+    }
+    std::vector<bool> has_events(llm_stream::detail::max_choices);
+    const CopiedEvent* last_usage = nullptr;
+    for (const CopiedEvent& e : events) {
+        if (e.type == EventType::usage) last_usage = &e;
+        else has_events[static_cast<std::size_t>(e.choice)] = true;
+    }
+    FUZZ_CHECK(reply.choices.size() == static_cast<std::size_t>(std::count(has_events.begin(), has_events.end(), true)));
+    FUZZ_CHECK(reply.has_usage == (last_usage != nullptr));
+    if (last_usage) FUZZ_CHECK(reply.usage.total_tokens == last_usage->usage.total_tokens);
+}
+
+// The Decoder over `response` cut at `cuts`, each piece in its own heap buffer, its events also
+// assembled into a reply (checked against them).
 inline RunResult run_decoder(const llm_stream::Limits& limits, const std::string& response,
                              const std::vector<std::size_t>& cuts) {
     RunResult r;
-    const Decoded d = decode_in_pieces(response, cuts, [&r](const llm_stream::Event& e) { r.events.push_back(copy_event(e)); },
-                                       limits);
+    llm_stream::ReplyAssembler assembler;
+    const Decoded d = decode_in_pieces(response, cuts, [&](const llm_stream::Event& e) {
+        r.events.push_back(copy_event(e));
+        FUZZ_CHECK(!assembler.add(e));  // a decoded event's choice is always in range
+    }, limits);
     if (!d.contract_broken.empty()) {
         std::fprintf(stderr, "\nDecoder contract: %s\n", d.contract_broken.c_str());
         fuzz::fail("the Decoder broke its feed()/finish() contract", __FILE__, __LINE__);
@@ -140,6 +196,8 @@ inline RunResult run_decoder(const llm_stream::Limits& limits, const std::string
     FUZZ_CHECK(r.skipped <= r.messages);
     for (const std::string& w : d.warnings) FUZZ_CHECK(utf8(w));
     r.warnings = d.warnings;
+    assembler.finish();
+    check_assembled(r.events, assembler.reply());
     return r;
 }
 
@@ -151,6 +209,7 @@ struct Tally {
     llm_stream::Usage usage;
 
     void add(const llm_stream::Event& e) {
+        if (e.choice != 0) return;  // the stats are of choice 0
         switch (e.type) {
         case llm_stream::EventType::content:
             ++chunks;
@@ -236,6 +295,7 @@ inline void same_run(const RunResult& a, const RunResult& b, const char* what, b
         const CopiedEvent& x = a.events[i];
         const CopiedEvent& y = b.events[i];
         if (x.type != y.type) differ("event type", i);
+        if (x.choice != y.choice) differ("event choice", i);
         if (x.text != y.text) differ("event text", i);
         if (x.index != y.index || x.id != y.id || x.name != y.name || x.arguments != y.arguments)
             differ("tool call", i);

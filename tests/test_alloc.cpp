@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -20,7 +21,8 @@ namespace {
 using llm_stream::Event;
 using llm_stream::EventType;
 
-// A varied stream: content with escapes and Chinese, reasoning, tool-call fragments, a usage chunk.
+// A varied stream: content with escapes and Chinese, reasoning, tool-call fragments, a second choice
+// whose emoji is split between two events (a surrogate pair's halves), a usage chunk.
 std::string make_body(int events) {
     std::string body;
     for (int i = 0; i < events; ++i) {
@@ -30,11 +32,12 @@ std::string make_body(int events) {
                     "\"delta\":{\"content\":\"运动鞋 " + std::to_string(i) + "\"},\"finish_reason\":null}]}\n\n";
             break;
         case 1:
-            body += "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\\n\\u4f60\\ud83d\\ude00\\\"\"}}]}\n\n";
+            body += "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\\n\\u4f60\\ud83d\\ude00\\\"\"}},"
+                    "{\"index\":1,\"delta\":{\"content\":\"b\\ud83d\"}}]}\n\n";
             break;
         case 2:
-            body += "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"think " + std::to_string(i) +
-                    "\"}}]}\n\n";
+            body += "data: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"\\ude00c\"}},{\"index\":0,\"delta\":"
+                    "{\"reasoning_content\":\"think " + std::to_string(i) + "\"}}]}\n\n";
             break;
         default:
             body += "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
@@ -134,6 +137,68 @@ TEST_CASE("no heap allocation per event once buffers are warm") {
         CHECK(o.ok);
         CHECK(o.events > 4000);
         CHECK(o.steady_allocations == 0);
+    }
+}
+
+namespace {
+
+// `events` events for an assembler: content, reasoning and two calls' arguments in turn, n=2.
+std::string make_assembly_body(int events) {
+    std::string body =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"function\":"
+        "{\"name\":\"f\",\"arguments\":\"\"}},{\"index\":1,\"id\":\"call_b\",\"function\":{\"name\":\"g\"}}]}}]}\n\n";
+    for (int i = 0; i < events; ++i) {
+        const std::string n = std::to_string(i);
+        switch (i % 4) {
+        case 0: body += "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"运动鞋 " + n + "\"}}]}\n\n"; break;
+        case 1: body += "data: {\"choices\":[{\"index\":1,\"delta\":{\"reasoning_content\":\"think " + n + "\"}}]}\n\n"; break;
+        default:
+            body += "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":" + std::to_string(i % 2) +
+                    ",\"function\":{\"arguments\":\"[" + n + "]\"}}]}}]}\n\n";
+        }
+    }
+    body += "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}],"
+            "\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n";
+    body += "data: [DONE]\n\n";
+    return body;
+}
+
+// Every allocation of decoding `response` into a ReplyAssembler, from the first byte to finish().
+long assembly_allocations(const std::string& response, std::size_t& texts_bytes) {
+    llm_stream::Decoder decoder;
+    llm_stream::ReplyAssembler assembler;
+    long failures = 0;
+    const long before = heap_allocations.load();
+    const Decoded d = decode_in_pieces(decoder, response, {}, PieceMemory::borrowed, [&](const Event& e) {
+        if (assembler.add(e)) ++failures;
+    });
+    assembler.finish();
+    const long allocations = heap_allocations.load() - before;
+    CHECK(d.done);
+    CHECK(failures == 0);
+    const llm_stream::Reply& reply = assembler.reply();
+    REQUIRE(reply.choices.size() == 2);
+    REQUIRE(reply.choices[0].message.tool_calls.size() == 2);
+    texts_bytes = reply.choices[0].message.content.size() + reply.choices[1].message.reasoning.size() +
+                  reply.choices[0].message.tool_calls[0].arguments.size() +
+                  reply.choices[0].message.tool_calls[1].arguments.size();
+    return allocations;
+}
+
+}  // namespace
+
+TEST_CASE("assembling a reply allocates O(log n) times for n events") {
+    // Each growing text (content, reasoning, two calls' arguments) reallocates about log2(its size)
+    // times; everything else is a constant: the decoder's buffers, two choices, two calls.
+    for (int events : {1000, 100000}) {
+        CAPTURE(events);
+        const std::string response = with_length(make_assembly_body(events));
+        std::size_t texts_bytes = 0;
+        const long allocations = assembly_allocations(response, texts_bytes);
+        CAPTURE(allocations);
+        CHECK(texts_bytes > static_cast<std::size_t>(events) * 4);  // the text really grew with n
+        const double log2_events = std::log2(static_cast<double>(events));
+        CHECK(static_cast<double>(allocations) <= 20 + 5 * log2_events);  // 49 and 77 with libstdc++
     }
 }
 

@@ -3,16 +3,8 @@
 #include "support/printable.hpp"
 #include "support/random_cuts.hpp"
 #include <doctest/doctest.h>
+#include "support/ensure.hpp"
 #include "support/split_check.hpp"  // after doctest: it uses its macros
-
-/* A CHECK that also leaves the test case when it fails, so that what follows never reads out of range.
-   (doctest's REQUIRE needs exceptions; under -fno-exceptions it does not compile, or acts as a CHECK.) */
-#define ENSURE(...)                                                  \
-    do {                                                             \
-        const bool ensure_ok_ = (__VA_ARGS__); /* evaluated once */  \
-        CHECK_MESSAGE(ensure_ok_, "ENSURE(" #__VA_ARGS__ ")");       \
-        if (!ensure_ok_) return;                                     \
-    } while (0)
 
 /* Tests of detail::HttpResponseReader (RFC 9112 response framing, sans-I/O) and detail::parse_http_date.
 

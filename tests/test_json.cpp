@@ -58,6 +58,7 @@ bool valid(std::string_view text, std::string* why_out = nullptr) {
 // An event with its views copied out, so it outlives the extractor's buffers.
 struct Ev {
     EventType type = EventType::content;
+    int choice = 0;
     std::string text;
     int index = 0;
     std::optional<std::string> id, name, arguments;
@@ -112,6 +113,7 @@ Extraction run_extractor(d::DeltaExtractor& x, std::string_view json) {
     for (const llm_stream::Event& e : x.events()) {
         Ev c;
         c.type = e.type;
+        c.choice = e.choice;
         c.text = std::string(e.text);
         c.index = e.tool_call.index;
         c.id = copy_opt(e.tool_call.id);
@@ -429,6 +431,17 @@ TEST_CASE("check_json: the nesting limit (detail::json_max_depth) is exact") {
     CHECK_FALSE(valid(deep_objects));
 }
 
+/* A choice's index that is an integer outside 0..127 makes an event invalid (other values, such as
+   1.5 or integers too large for 64 bits, are ignored). */
+bool outside_choice_range(const char* tpl, const std::string& value) {
+    if (std::string_view(tpl) != "{\"choices\":[{\"index\":@,\"delta\":{}}]}") return false;
+    std::int64_t index = 0;
+    bool is_int = false;
+    d::JsonCursor c(value.data(), value.data() + value.size());
+    c.skip_ws();
+    return c.number(&index, &is_int) && is_int && (index < 0 || index >= d::max_choices);
+}
+
 TEST_CASE("DeltaExtractor: the RFC 8259 table holds wherever the extractor reads a value") {
     // A valid value anywhere in an event leaves it usable (ok, or error_event for "error" members);
     // an invalid one makes the whole event invalid, with a reason and no events.
@@ -439,7 +452,7 @@ TEST_CASE("DeltaExtractor: the RFC 8259 table holds wherever the extractor reads
             const std::string json = replace_all(tpl, "@", c.text);
             CAPTURE(json);
             const Extraction x = extract(json);
-            if (c.ok) {
+            if (c.ok && !outside_choice_range(tpl, c.text)) {
                 CHECK(x.result == Result::ok);
             } else {
                 CHECK(x.result == Result::invalid);
@@ -865,66 +878,69 @@ TEST_CASE("DeltaExtractor: tool calls") {
     }
 }
 
-TEST_CASE("DeltaExtractor: only choice index 0 is followed") {
-    SUBCASE("index 1 ignored, tool calls included, whichever comes first") {
-        for (const char* json : {
-                 "{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"B\",\"tool_calls\":[{\"index\":0,\"id\":\"call_B\"}]},\"finish_reason\":\"length\"},"
-                 "{\"index\":0,\"delta\":{\"content\":\"A\",\"tool_calls\":[{\"index\":0,\"id\":\"call_A\"}]}}]}",
-                 "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"A\",\"tool_calls\":[{\"index\":0,\"id\":\"call_A\"}]}},"
-                 "{\"index\":1,\"delta\":{\"content\":\"B\",\"tool_calls\":[{\"index\":0,\"id\":\"call_B\"}]},\"finish_reason\":\"length\"}]}",
-                 // index after the delta: the tool calls of choice 1 were already read when its index arrives
-                 "{\"choices\":[{\"delta\":{\"content\":\"B\",\"tool_calls\":[{\"index\":0,\"id\":\"call_B\"}]},\"finish_reason\":\"length\",\"index\":1},"
-                 "{\"delta\":{\"content\":\"A\",\"tool_calls\":[{\"index\":0,\"id\":\"call_A\"}]},\"index\":0}]}",
-                 "{\"choices\":[{\"delta\":{\"content\":\"A\",\"tool_calls\":[{\"index\":0,\"id\":\"call_A\"}]},\"index\":0},"
-                 "{\"delta\":{\"content\":\"B\",\"tool_calls\":[{\"index\":0,\"id\":\"call_B\"}]},\"index\":1,\"finish_reason\":\"length\"}]}"}) {
-            const std::string shown(json); CAPTURE(shown);
-            const Extraction x = extract(json);
+/* "choice:type:text" (tool calls: "choice:tool_call:index|id") of each event, in order. */
+std::vector<std::string> choice_trace(const Extraction& x) {
+    std::vector<std::string> out;
+    for (const Ev& e : x.events) {
+        std::string line = std::to_string(e.choice) + ":" + std::to_string(static_cast<int>(e.type)) + ":";
+        line += e.type == EventType::tool_call ? std::to_string(e.index) + "|" + e.id.value_or("-") : e.text;
+        out.push_back(line);
+    }
+    return out;
+}
+
+TEST_CASE("DeltaExtractor: every choice is followed, its events in the order of the JSON") {
+    const std::string content = std::to_string(static_cast<int>(EventType::content));
+    const std::string tool = std::to_string(static_cast<int>(EventType::tool_call));
+    const std::string finish = std::to_string(static_cast<int>(EventType::finish));
+    SUBCASE("two choices in one event, whichever comes first, the index before or after the delta") {
+        const std::string b = "\"delta\":{\"content\":\"B\",\"tool_calls\":[{\"index\":0,\"id\":\"call_B\"}]},\"finish_reason\":\"length\"";
+        const std::string a = "\"delta\":{\"content\":\"A\",\"tool_calls\":[{\"index\":0,\"id\":\"call_A\"}]}";
+        const std::vector<std::string> b_events = {"1:" + content + ":B", "1:" + tool + ":0|call_B", "1:" + finish + ":length"};
+        const std::vector<std::string> a_events = {"0:" + content + ":A", "0:" + tool + ":0|call_A"};
+        auto both = [](std::vector<std::string> first, const std::vector<std::string>& second) {
+            first.insert(first.end(), second.begin(), second.end());
+            return first;
+        };
+        const std::pair<std::string, std::vector<std::string>> cases[] = {
+            {"{\"choices\":[{\"index\":1," + b + "},{\"index\":0," + a + "}]}", both(b_events, a_events)},
+            {"{\"choices\":[{\"index\":0," + a + "},{\"index\":1," + b + "}]}", both(a_events, b_events)},
+            {"{\"choices\":[{" + b + ",\"index\":1},{" + a + ",\"index\":0}]}", both(b_events, a_events)},
+            {"{\"choices\":[{" + a + "},{" + b + ",\"index\":1}]}", both(a_events, b_events)},  // no index: 0
+        };
+        for (const auto& c : cases) {
+            CAPTURE(c.first);
+            const Extraction x = extract(c.first);
             CHECK(x.result == Result::ok);
-            CHECK(x.only(EventType::content) == "A");
-            const auto calls = x.all(EventType::tool_call);
-            CHECK(calls.size() == 1);
-            if (calls.size() == 1) CHECK(calls[0]->id == std::optional<std::string>("call_A"));
-            CHECK(x.count(EventType::finish) == 0);  // choice 1's "length" is not ours
-            CHECK(x.events.size() == 2);
+            CHECK(choice_trace(x) == c.second);
         }
     }
-    SUBCASE("an event with only another choice yields nothing") {
+    SUBCASE("an event with only another choice yields that choice's events") {
         const Extraction x = extract("{\"choices\":[{\"index\":2,\"delta\":{\"content\":\"C\",\"reasoning_content\":\"r\"},"
                                      "\"finish_reason\":\"stop\"}]}");
         CHECK(x.result == Result::ok);
-        CHECK(x.events.empty());
+        CHECK(choice_trace(x) == std::vector<std::string>{"2:" + std::to_string(static_cast<int>(EventType::reasoning)) + ":r",
+                                                          "2:" + content + ":C", "2:" + finish + ":stop"});
     }
-    SUBCASE("n>1 streams: a sequence of interleaved events") {
-        const char* events[] = {
-            "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}",
-            "{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"Bon\"}}]}",
-            "{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"jour\"}}]}",
-            "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}",
-            "{\"choices\":[{\"index\":1,\"delta\":{},\"finish_reason\":\"length\"}]}",
-            "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}",
-        };
-        std::string content, finish;
-        for (const char* e : events) {
-            const Extraction x = extract(e);
-            CHECK(x.result == Result::ok);
-            for (const Ev& ev : x.events) {
-                if (ev.type == EventType::content) content += ev.text;
-                if (ev.type == EventType::finish) finish = ev.text;
-            }
-        }
-        CHECK(content == "Hello");
-        CHECK(finish == "stop");
-    }
-    SUBCASE("a repeated index 0 choice in one event: one choice is used, not a mix of both") {
+    SUBCASE("a repeated choice index in one event: both, in order") {
         const Extraction x = extract("{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"first\",\"tool_calls\":[{\"id\":\"1\"}]}},"
                                      "{\"index\":0,\"delta\":{\"content\":\"second\",\"tool_calls\":[{\"id\":\"2\"}]}}]}");
         CHECK(x.result == Result::ok);
-        const std::string content = x.only(EventType::content);
-        CHECK((content == "first" || content == "second"));
-        const auto calls = x.all(EventType::tool_call);
-        CHECK(calls.size() == 1);
-        if (calls.size() == 1)
-            CHECK(calls[0]->id == std::optional<std::string>(content == "first" ? "1" : "2"));
+        CHECK(choice_trace(x) == std::vector<std::string>{"0:" + content + ":first", "0:" + tool + ":0|1",
+                                                          "0:" + content + ":second", "0:" + tool + ":0|2"});
+    }
+    SUBCASE("a choice index outside 0..127 makes the event invalid, whatever else it holds") {
+        for (const char* json : {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"}},{\"index\":128,\"delta\":{}}]}",
+                                 "{\"choices\":[{\"index\":-1,\"delta\":{\"content\":\"x\"}}]}",
+                                 "{\"choices\":[{\"delta\":{\"content\":\"x\"},\"index\":4294967296}]}"}) {
+            CAPTURE(json);
+            const Extraction x = extract(json);
+            CHECK(x.result == Result::invalid);
+            CHECK(x.events.empty());
+            CHECK(x.why.find("a choice's index must be from 0 to 127") == 0);
+        }
+        const Extraction last = extract("{\"choices\":[{\"index\":127,\"delta\":{\"content\":\"z\"}}]}");
+        CHECK(choice_trace(last) == std::vector<std::string>{"127:" + content + ":z"});
     }
 }
 

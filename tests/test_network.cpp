@@ -1,6 +1,7 @@
 #define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 #include <doctest/doctest.h>
+#include "support/ensure.hpp"
 #include "support/test_server.hpp"
 
 /* llm_stream over real sockets, against llm_test::TestServer on loopback (tests/support/test_server.hpp):
@@ -51,13 +52,6 @@ using llm_test::Response;
 using llm_test::TestServer;
 using namespace std::chrono_literals;
 
-// A CHECK that also leaves the test when it fails (REQUIRE without exceptions).
-#define ENSURE(cond)               \
-    do {                           \
-        const bool ok_ = (cond);   \
-        CHECK_MESSAGE(ok_, #cond); \
-        if (!ok_) return;          \
-    } while (0)
 
 #define START_SERVER(server)                                     \
     do {                                                         \

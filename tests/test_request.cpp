@@ -1,6 +1,7 @@
 #define LLM_STREAM_INTERNALS  // detail::base64_append too; the implementation is linked in
 #include "llm_stream.hpp"
 #include <doctest/doctest.h>
+#include "support/ensure.hpp"
 
 /* The request side of a conversation: every message shape and option as build_request() writes it
    (exact JSON text), each refusal before sending (code and field named), parse_messages() and
@@ -26,13 +27,6 @@ using llm_stream::Tool;
 using llm_stream::ToolCall;
 using llm_stream::ToolChoice;
 
-// A CHECK that also leaves the test when it fails (REQUIRE without exceptions).
-#define ENSURE(cond)               \
-    do {                           \
-        const bool ok_ = (cond);   \
-        CHECK_MESSAGE(ok_, #cond); \
-        if (!ok_) return;          \
-    } while (0)
 
 namespace {
 
