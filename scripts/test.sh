@@ -128,7 +128,7 @@ windows_test() {
     # The tests that share the implementation go into one program (one link, one start under wine);
     # one that brings its own implementation (the counting allocator) is a program of its own.
     local shared=("$dir/doctest_main.o" "$dir/llm_stream_implementation.o") own=()
-    for name in api config decoder retry http sse json streams alloc reply; do
+    for name in api config decoder retry http sse json streams alloc reply stub_tools; do
         source="tests/test_$name.cpp"
         background "${cxx[@]}" -c "$source" -o "$dir/test_$name.o"
         if grep -q '^#define LLM_STREAM_IMPLEMENTATION$' "$source"; then own+=("$name"); else shared+=("$dir/test_$name.o"); fi
