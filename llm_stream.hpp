@@ -638,6 +638,15 @@ Client& get_llm_client();
    kept, invalid bytes dropped. For programs that pass events on as JSON (llm-chat --events, relays). */
 void append_json_string(std::string& out, std::string_view text);
 
+/* Reading JSON without a JSON library: a tool call's arguments, a reply in JSON mode. Each gives the
+   member `name` of the JSON object `json` (the whole text validated; the last one when repeated), or
+   std::nullopt when the text is not a valid JSON object, has no such member, or it has another type. */
+std::optional<std::string> json_string_member(std::string_view json, std::string_view name);
+std::optional<double> json_number_member(std::string_view json, std::string_view name);
+std::optional<bool> json_bool_member(std::string_view json, std::string_view name);
+/* The member's value as JSON text: an object or array to read further with these functions. */
+std::optional<std::string_view> json_member(std::string_view json, std::string_view name);
+
 /* "llm_stream 0.2.0 (tls: none)" or with the TLS backend's name and version. */
 const char* version_string() noexcept;
 
@@ -5799,6 +5808,49 @@ Client& get_llm_client() {
 }
 
 void append_json_string(std::string& out, std::string_view text) { detail::json_write_string(out, text); }
+
+std::optional<std::string_view> json_member(std::string_view json, std::string_view name) {
+    detail::JsonCursor c(json.data(), json.data() + json.size());
+    std::optional<std::string_view> found;
+    c.skip_ws();
+    if (!c.at('{')) return std::nullopt;
+    const bool ok = c.object(1, [&](const detail::JsonSpan& key, int depth) {
+        const bool wanted = key.escaped ? detail::json_escaped_key_is(key, name)
+                                        : std::string_view(key.begin, key.size()) == name;
+        const char* value = c.p;
+        if (!c.skip_value(depth)) return false;
+        if (wanted) found = std::string_view(value, static_cast<std::size_t>(c.p - value));
+        return true;
+    });
+    c.skip_ws();
+    if (!ok || c.p != c.end) return std::nullopt;
+    return found;
+}
+
+std::optional<std::string> json_string_member(std::string_view json, std::string_view name) {
+    const std::optional<std::string_view> value = json_member(json, name);
+    if (!value || value->front() != '"') return std::nullopt;
+    detail::JsonSpan span;
+    span.begin = value->data() + 1;
+    span.end = value->data() + value->size() - 1;
+    return detail::json_string_text(span);
+}
+
+std::optional<double> json_number_member(std::string_view json, std::string_view name) {
+    const std::optional<std::string_view> value = json_member(json, name);
+    if (!value || !(value->front() == '-' || (value->front() >= '0' && value->front() <= '9'))) return std::nullopt;
+    double number = 0;  // from_chars: the same in every locale
+    const auto r = std::from_chars(value->data(), value->data() + value->size(), number);
+    if (r.ec != std::errc()) return std::nullopt;  // out of a double's range
+    return number;
+}
+
+std::optional<bool> json_bool_member(std::string_view json, std::string_view name) {
+    const std::optional<std::string_view> value = json_member(json, name);
+    if (value == std::string_view("true")) return true;
+    if (value == std::string_view("false")) return false;
+    return std::nullopt;
+}
 
 const char* version_string() noexcept {
 #if defined(LLM_STREAM_MBEDTLS)

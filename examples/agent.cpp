@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,45 +89,6 @@ private:
     int depth_ = 0;
 };
 
-/* The JSON string whose opening quote is at json[i]; leaves i at its closing quote. A \u escape
-   outside ASCII becomes '?' and \n, \t, ... a space: the calculator reads ASCII only. */
-std::string json_string_at(const std::string& json, std::size_t& i) {
-    std::string out;
-    while (++i < json.size() && json[i] != '"') {
-        char c = json[i];
-        if (c == '\\' && i + 1 < json.size()) {
-            c = json[++i];
-            if (c == 'u') {
-                const unsigned long code = std::strtoul(json.substr(i + 1, 4).c_str(), nullptr, 16);
-                c = code < 0x80 ? static_cast<char>(code) : '?';
-                i += 4;
-            } else if (c != '"' && c != '\\' && c != '/') {
-                c = ' ';
-            }
-        }
-        out += c;
-    }
-    return out;
-}
-
-/* The string member `name` at the top of a JSON object (a tool call's arguments). A real program
-   would use its JSON library; llm_stream only checks that the arguments are valid JSON. */
-bool string_member(const std::string& json, const std::string& name, std::string& out) {
-    int depth = 0;
-    for (std::size_t i = 0; i < json.size(); ++i) {
-        depth += (json[i] == '{' || json[i] == '[') - (json[i] == '}' || json[i] == ']');
-        if (json[i] != '"') continue;
-        const bool is_name = json_string_at(json, i) == name && depth == 1;
-        const std::size_t colon = json.find_first_not_of(" \t\r\n", i + 1);
-        if (!is_name || colon == std::string::npos || json[colon] != ':') continue;
-        i = json.find_first_not_of(" \t\r\n", colon + 1);
-        if (i == std::string::npos || json[i] != '"') return false;
-        out = json_string_at(json, i);
-        return true;
-    }
-    return false;
-}
-
 std::string local_time() {
     const std::time_t now = std::time(nullptr);
     char text[64];
@@ -136,10 +98,10 @@ std::string local_time() {
 std::string run_tool(const llm_stream::ToolCall& call, bool valid_json) {
     if (!valid_json) return "error: the arguments are not valid JSON";
     if (call.name == "local_time") return local_time();
-    std::string expression;
     if (call.name != "calculator") return "error: there is no tool named " + call.name;
-    if (!string_member(call.arguments, "expression", expression)) return "error: expression (a string) is missing";
-    return Calculator::evaluate(expression);
+    const std::optional<std::string> expression = llm_stream::json_string_member(call.arguments, "expression");
+    if (!expression) return "error: expression (a string) is missing";
+    return Calculator::evaluate(*expression);
 }
 
 std::vector<llm_stream::Tool> tools() {
@@ -168,16 +130,21 @@ bool run_round(llm_stream::Client& client, const llm_stream::ChatOptions& option
         return false;
     }
     const llm_stream::Reply& reply = stream.reply();
-    messages.push_back(reply.message());
-    more = !reply.message().tool_calls.empty();
-    if (!reply.message().content.empty()) std::putchar('\n');
-    for (std::size_t i = 0; i < reply.message().tool_calls.size(); ++i) {
-        const llm_stream::ToolCall& call = reply.message().tool_calls[i];
+    llm_stream::Message asked = reply.message();
+    more = !asked.tool_calls.empty();
+    if (!asked.content.empty()) std::putchar('\n');
+    std::vector<llm_stream::Message> results;
+    for (std::size_t i = 0; i < asked.tool_calls.size(); ++i) {
+        llm_stream::ToolCall& call = asked.tool_calls[i];
         const std::vector<std::size_t>& invalid = reply.choices.front().invalid_tool_calls;
-        const std::string result = run_tool(call, std::find(invalid.begin(), invalid.end(), i) == invalid.end());
+        const bool valid = std::find(invalid.begin(), invalid.end(), i) == invalid.end();
+        const std::string result = run_tool(call, valid);
         std::printf("[%s %s -> %s]\n", call.name.c_str(), call.arguments.c_str(), result.c_str());
-        messages.push_back(llm_stream::Message::tool_result(call.id, result));
+        if (!valid) call.arguments = "{}";  // requests refuse arguments that are not JSON; the result says why
+        results.push_back(llm_stream::Message::tool_result(call.id, result));
     }
+    messages.push_back(std::move(asked));
+    messages.insert(messages.end(), results.begin(), results.end());
     return true;
 }
 

@@ -16,6 +16,7 @@
 
 #include <cstring>
 #include <memory>
+#include <optional>
 
 namespace {
 
@@ -262,7 +263,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     else
         FUZZ_CHECK(first.result == DeltaExtractor::Result::invalid);
 
-    // 3. json_write_string round trip.
+    // 3. The public member readers see a member only in one valid JSON object, and its value is
+    //    itself valid JSON.
+    for (const char* name : {"content", "a", ""}) {
+        const std::optional<std::string_view> member = llm_stream::json_member(input, name);
+        if (!member) continue;
+        FUZZ_CHECK(valid && lead < size && input[lead] == '{');
+        FUZZ_CHECK(!check_json(*member));
+    }
+
+    // 4. json_write_string round trip.
     std::string written;
     llm_stream::detail::json_write_string(written, input);
     FUZZ_CHECK(written.size() >= 2 && written.front() == '"' && written.back() == '"');

@@ -1534,3 +1534,38 @@ TEST_CASE("property: escaping every character as \\u (with surrogate pairs) deco
         else CHECK(e.only(EventType::content) == text);
     }
 }
+
+TEST_CASE("json_member and friends read a tool call's arguments") {
+    const std::string args =
+        R"( {"expression":"6*7","unit":"\u00b0C \ud83d\ude0a","n":-12.5e1,"exact":true,"off":false,)"
+        R"("nothing":null,"nested":{"a":[1,{"b":"c"}]},"\u006eame":"escaped key","n2":1e400} )";
+    CHECK(llm_stream::json_string_member(args, "expression") == std::optional<std::string>("6*7"));
+    CHECK(llm_stream::json_string_member(args, "unit") == std::optional<std::string>("\xC2\xB0" "C \xF0\x9F\x98\x8A"));
+    CHECK(llm_stream::json_string_member(args, "name") == std::optional<std::string>("escaped key"));
+    CHECK(llm_stream::json_number_member(args, "n") == std::optional<double>(-125.0));
+    CHECK(llm_stream::json_bool_member(args, "exact") == std::optional<bool>(true));
+    CHECK(llm_stream::json_bool_member(args, "off") == std::optional<bool>(false));
+    CHECK(llm_stream::json_member(args, "nothing") == std::optional<std::string_view>("null"));
+    const std::optional<std::string_view> nested = llm_stream::json_member(args, "nested");
+    CHECK(nested == std::optional<std::string_view>(R"({"a":[1,{"b":"c"}]})"));
+    CHECK(llm_stream::json_member(*nested, "a") == std::optional<std::string_view>(R"([1,{"b":"c"}])"));
+
+    SUBCASE("another type, a missing member, a number out of range: nothing") {
+        CHECK_FALSE(llm_stream::json_string_member(args, "n"));
+        CHECK_FALSE(llm_stream::json_number_member(args, "expression"));
+        CHECK_FALSE(llm_stream::json_bool_member(args, "nothing"));
+        CHECK_FALSE(llm_stream::json_member(args, "missing"));
+        CHECK_FALSE(llm_stream::json_member(args, "b"));  // only the top level is searched
+        CHECK_FALSE(llm_stream::json_number_member(args, "n2"));
+    }
+    SUBCASE("text that is not one valid JSON object: nothing, even where the member reads well") {
+        CHECK_FALSE(llm_stream::json_string_member(R"({"expression":"6*7")", "expression"));  // cut short
+        CHECK_FALSE(llm_stream::json_string_member(R"({"expression":"6*7"} x)", "expression"));
+        CHECK_FALSE(llm_stream::json_string_member(R"({"expression":"6*7",})", "expression"));
+        CHECK_FALSE(llm_stream::json_member(R"(["expression"])", "expression"));
+        CHECK_FALSE(llm_stream::json_member("", "expression"));
+    }
+    SUBCASE("a repeated member: the last one") {
+        CHECK(llm_stream::json_number_member(R"({"k":1,"k":2})", "k") == std::optional<double>(2.0));
+    }
+}
