@@ -623,7 +623,7 @@ public:
     Stream stream_chat(const std::vector<Message>& messages, const ChatOptions& options = {});
     /* Decodes a captured HTTP response (status line, headers and body as sent on the wire) as if it
        had just arrived: the same events, stats and errors as a live stream; no network, no retry. */
-    Stream replay(std::string response);
+    Stream replay(std::string response, const ChatOptions& options = {});  // options: assemble_reply
 
     const Config& config() const noexcept;
 
@@ -5763,9 +5763,9 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
     return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(plan)));
 }
 
-Stream Client::replay(std::string response) {
+Stream Client::replay(std::string response, const ChatOptions& options) {
     return memory_stream(state_, std::move(response), {}, std::chrono::milliseconds(0), "replay of a captured response",
-                         false);
+                         false, options.assemble_reply);
 }
 
 Decoder::Decoder(const Limits& limits) : core_(std::make_unique<detail::DecoderCore>(limits)) {}

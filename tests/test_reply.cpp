@@ -552,6 +552,20 @@ TEST_CASE("Stream: next_chunk() and the stats are of choice 0; the reply has eve
           describe(reply({choice(0, "one two", "", {}, "stop"), choice(1, "uno dos", "", {}, "length")}, std::nullopt)));
 }
 
+TEST_CASE("Client::replay() assembles the reply when asked to") {
+    const std::string response = sse_response(read_data("replies/reasoning-then-tools.sse"), 64);
+    llm_stream::Client client(quiet_config());
+    llm_stream::ChatOptions options;
+    options.assemble_reply = true;
+    llm_stream::Stream stream = client.replay(response, options);
+    while (stream.next_event()) {}
+    CHECK_FALSE(stream.error());
+    CHECK(describe(stream.reply()) == describe(assemble(response, {}).reply));
+    llm_stream::Stream plain = client.replay(response);
+    while (plain.next_event()) {}
+    CHECK(plain.reply().choices.empty());
+}
+
 TEST_CASE("Stream::reply() in stub mode") {
     llm_stream::Client client(quiet_config());
     llm_stream::ChatOptions options;
