@@ -52,8 +52,7 @@ std::string make_stream(std::size_t events, std::size_t& body_bytes) {
          "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":200000,\"total_tokens\":200012}}");
     emit("[DONE]");
     body_bytes = body.size();
-    return "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
-           chunked(body, event_ends);
+    return std::string(kChunkedSseHead) + chunked(body, event_ends);
 }
 
 double median(std::vector<double> v) {

@@ -1033,12 +1033,9 @@ llm_stream::Error make_config(const CommandLine& cl, OutputState& out, llm_strea
     return {};
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    prepare_console();
-
-    CommandLine cl;
+/* The command line, parsed; --help and --version answered. The exit status when that is all there is to
+   do (those, or bad usage), nothing when a reply is wanted. */
+std::optional<int> read_command_line(int argc, char** argv, CommandLine& cl) {
     std::string problem;
     if (!parse_command_line(utf8_arguments(argc, argv), cl, problem)) {
         print_usage_error(problem);
@@ -1053,22 +1050,13 @@ int main(int argc, char** argv) {
         std::printf("%s\n", llm_stream::version_string());
         return kExitOk;
     }
+    return std::nullopt;
+}
 
-    Input input;
-    if (!read_input(cl, input)) return kExitUsage;
-    OutputState out;
-    llm_stream::Config config;
-    if (const llm_stream::Error error = make_config(cl, out, config)) {
-        std::fprintf(stderr, "llm-chat: error: %s\n", describe(error).c_str());
-        return kExitFailure;
-    }
-
-    InterruptWatch::install();
-    llm_stream::Client client(config);
-    llm_stream::Stream stream =
-        cl.replay ? client.replay(std::move(input.replayed)) : client.stream_chat(input.messages, input.options);
+/* The stream printed as it comes (with --events, then the assembled reply), the closing newline and the
+   --stats line; the error that ended it, if any. */
+llm_stream::Error print_reply(const CommandLine& cl, llm_stream::Stream& stream, OutputState& out) {
     InterruptWatch::watch(&stream);
-
     static char stdout_buffer[1 << 16];  // flushes come from print_stream, not from a full small buffer
     std::setvbuf(stdout, stdout_buffer, _IOFBF, sizeof stdout_buffer);
     llm_stream::ReplyAssembler reply;
@@ -1086,7 +1074,11 @@ int main(int argc, char** argv) {
     const bool newline_owed = !out.line_ended_by_log && (!failed || out.printed) && !out.write_failed;
     if (!cl.events && newline_owed) write_out("\n", out) && flush_out(out);
     if (cl.stats) print_stats(stream.stats(), out.preview);
+    return error;
+}
 
+/* How the command ends after a reply (or the attempt at one): the last word on stderr, and the exit status. */
+int report_end(const OutputState& out, const llm_stream::Error& error) {
     if (InterruptWatch::interrupted()) {
         std::fputs("llm-chat: interrupted\n", stderr);
         return kExitInterrupted;
@@ -1106,4 +1098,27 @@ int main(int argc, char** argv) {
         return kExitFailure;
     }
     return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    prepare_console();
+    CommandLine cl;
+    if (const std::optional<int> exit_status = read_command_line(argc, argv, cl)) return *exit_status;
+    Input input;
+    if (!read_input(cl, input)) return kExitUsage;
+    OutputState out;
+    llm_stream::Config config;
+    if (const llm_stream::Error error = make_config(cl, out, config)) {
+        std::fprintf(stderr, "llm-chat: error: %s\n", describe(error).c_str());
+        return kExitFailure;
+    }
+
+    InterruptWatch::install();
+    llm_stream::Client client(config);
+    llm_stream::Stream stream =
+        cl.replay ? client.replay(std::move(input.replayed)) : client.stream_chat(input.messages, input.options);
+    const llm_stream::Error error = print_reply(cl, stream, out);
+    return report_end(out, error);
 }

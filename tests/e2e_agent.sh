@@ -10,52 +10,10 @@
 
 set -u
 
-if [ $# -lt 1 ] || [ $# -gt 2 ] || [ ! -x "$1" ] || { [ $# -eq 2 ] && [ ! -x "$2" ]; }; then
-    echo "usage: $0 path/to/agent [path/to/llm_test_server]" >&2
-    exit 2
-fi
-absolute() {
-    case "$1" in
-        /*) echo "$1" ;;
-        *) echo "$PWD/$1" ;;
-    esac
-}
-BIN=$(absolute "$1")
-TEST_SERVER_BIN=
-[ $# -eq 2 ] && TEST_SERVER_BIN=$(absolute "$2")
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/agent-e2e.XXXXXX") || exit 2
-SERVER_PID=
-cleanup() {
-    [ -n "$SERVER_PID" ] && { kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; }
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-cd "$WORK" || exit 2
-
-unset LLM_BASE_URL LLM_API_KEY LLM_MODEL SSL_CERT_FILE SSL_CERT_DIR
-export LLM_STUB_DELAY_MS=0
-
-PYTHON=
-if command -v python3 >/dev/null 2>&1; then PYTHON=python3; fi
-LIMIT=
-if command -v timeout >/dev/null 2>&1; then LIMIT="timeout 30"; fi
-
-PASSED=0
-FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-fail() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1"
-    [ $# -gt 1 ] && echo "       $2"
-    echo "       exit: $RC"
-    echo "       stdout: $(head -c 600 "$WORK/out")"
-    echo "       stderr: $(head -c 600 "$WORK/err")"
-}
-run() {
-    $LIMIT "$BIN" "$@" </dev/null >"$WORK/out" 2>"$WORK/err"
-    RC=$?
-}
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/support/e2e_common.sh"
+e2e_arguments "path/to/agent [path/to/llm_test_server]" "$@"
+e2e_start agent-e2e SERVER_PID
 
 # ------------------------------------------------------------------------------------------------
 # Stub mode: the stub calls the first tool (the calculator, given the prompt as its expression), then
@@ -125,32 +83,9 @@ start_server() {
     rm -rf "$WORK/requests" && mkdir "$WORK/requests"
     local args=()
     for stream in "$@"; do args+=(--stream "$stream"); done
-    "$TEST_SERVER_BIN" --host 127.0.0.1 --port 0 "${args[@]}" --save-requests "$WORK/requests" \
-        >"$WORK/server.out" 2>"$WORK/server.err" &
-    SERVER_PID=$!
-    PORT=
-    for _ in $(seq 100); do
-        PORT=$(sed -n 's/^PORT \([0-9][0-9]*\)$/\1/p' "$WORK/server.out")
-        [ -n "$PORT" ] && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    return 1
+    start_test_server SERVER_PID PORT server "${args[@]}" --save-requests "$WORK/requests"
 }
-stop_server() {
-    kill "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-    SERVER_PID=
-}
-# saved_request N: waits (boundedly) until the server has saved request N (its body is written last).
-saved_request() {
-    for _ in $(seq 100); do
-        [ -f "$WORK/requests/request-$1.body" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
+# shellcheck disable=SC2153  # PORT is set by start_server
 if [ -z "$TEST_SERVER_BIN" ]; then
     echo "skip - the loopback checks (no llm_test_server given)"
 elif ! start_server "$WORK/call.sse" "$WORK/answer.sse"; then
@@ -192,7 +127,7 @@ EOF
     else
         fail "loopback: the second request carries the assistant's tool call and the tool's result"
     fi
-    stop_server
+    e2e_stop SERVER_PID
 
     # A model that never stops calling: the loop gives up after its 8 rounds.
     if start_server "$WORK/call.sse"; then
@@ -203,12 +138,11 @@ EOF
         else
             fail "a model that never stops calling: 8 rounds, then one error line, exit 1"
         fi
-        stop_server
+        e2e_stop SERVER_PID
     else
         RC=none
         fail "llm_test_server starts"
     fi
 fi
 
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+e2e_summary

@@ -11,60 +11,13 @@
 
 set -u
 
-if [ $# -lt 1 ] || [ $# -gt 2 ] || [ ! -x "$1" ] || { [ $# -eq 2 ] && [ ! -x "$2" ]; }; then
-    echo "usage: $0 path/to/llm-chat [path/to/llm_test_server]" >&2
-    exit 2
-fi
-absolute() {
-    case "$1" in
-        /*) echo "$1" ;;
-        *) echo "$PWD/$1" ;;
-    esac
-}
-BIN=$(absolute "$1")
-TEST_SERVER_BIN=
-[ $# -eq 2 ] && TEST_SERVER_BIN=$(absolute "$2")
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/support/e2e_common.sh"
+e2e_arguments "path/to/llm-chat [path/to/llm_test_server]" "$@"
 STREAMS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/data/streams
+# SERVER_PID is the python3 server's.
+e2e_start llm-chat-e2e CHAT_PID FLOOD_PID SERVER_PID RECORDER_PID
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/llm-chat-e2e.XXXXXX") || exit 2
-SERVER_PID=
-FLOOD_PID=
-CHAT_PID=
-RECORDER_PID=
-cleanup() {
-    local pid
-    for pid in $CHAT_PID $FLOOD_PID $SERVER_PID $RECORDER_PID; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-cd "$WORK" || exit 2
-
-unset LLM_BASE_URL LLM_API_KEY LLM_MODEL SSL_CERT_FILE SSL_CERT_DIR
-export LLM_STUB_DELAY_MS=0
-
-PYTHON=
-if command -v python3 >/dev/null 2>&1; then PYTHON=python3; fi
-# A hung binary must fail the run, not stall it.
-LIMIT=
-if command -v timeout >/dev/null 2>&1; then LIMIT="timeout 30"; fi
-
-PASSED=0
-FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-fail() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1"
-    [ $# -gt 1 ] && echo "       $2"
-    echo "       exit: $RC"
-    echo "       stdout: $(head -c 600 "$WORK/out")"
-    echo "       stderr: $(head -c 600 "$WORK/err")"
-}
-
-# run ARGS... : the binary with stdin from /dev/null; RC, $WORK/out and $WORK/err hold the result.
-run() {
-    $LIMIT "$BIN" "$@" </dev/null >"$WORK/out" 2>"$WORK/err"
-    RC=$?
-}
 # run_stdin TEXT ARGS... : the same with TEXT on stdin.
 run_stdin() {
     local input=$1
@@ -672,6 +625,7 @@ print(server.server_address[1], flush=True)
 server.serve_forever()
 EOF
     $PYTHON "$WORK/server.py" >"$WORK/port" 2>"$WORK/server.log" &
+    # shellcheck disable=SC2034  # stopped on exit, by its name given to e2e_start
     SERVER_PID=$!
     for _ in $(seq 50); do [ -s "$WORK/port" ] && break; sleep 0.1; done
     PORT=$(head -n 1 "$WORK/port")
@@ -727,22 +681,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # start_flood KIND : llm_test_server flooding KIND (for 15 s at most per request); sets FLOOD_PID, FLOOD_PORT.
 start_flood() {
-    "$TEST_SERVER_BIN" --host 127.0.0.1 --port 0 --flood "$1" --flood-seconds 15 >"$WORK/flood.out" 2>"$WORK/flood.err" &
-    FLOOD_PID=$!
-    FLOOD_PORT=
-    for _ in $(seq 100); do
-        FLOOD_PORT=$(sed -n 's/^PORT \([0-9][0-9]*\)$/\1/p' "$WORK/flood.out")
-        [ -n "$FLOOD_PORT" ] && return 0
-        kill -0 "$FLOOD_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    return 1
-}
-
-stop_flood() {
-    kill "$FLOOD_PID" 2>/dev/null
-    wait "$FLOOD_PID" 2>/dev/null
-    FLOOD_PID=
+    start_test_server FLOOD_PID FLOOD_PORT flood --flood "$1" --flood-seconds 15
 }
 
 # wait_exit PID SECONDS : waits for PID to exit (RC holds its status); false, with PID killed, after SECONDS.
@@ -783,7 +722,7 @@ else
         else
             fail "--deadline 1 holds against a flood of $kind" "expected exit 1 and 'llm-chat: error:' within 5 s; took $ELAPSED ms"
         fi
-        stop_flood
+        e2e_stop FLOOD_PID
     done
 
     if start_flood comments; then
@@ -800,7 +739,7 @@ else
         else
             fail "SIGINT during a flood: exit 130 within 3 s" "took $ELAPSED ms"
         fi
-        stop_flood
+        e2e_stop FLOOD_PID
     else
         RC=none
         fail "llm_test_server --flood comments starts"
@@ -815,17 +754,7 @@ fi
 # request under $WORK/requests; sets RECORDER_PID and RECORDER_PORT.
 start_recorder() {
     rm -rf "$WORK/requests" && mkdir "$WORK/requests"
-    "$TEST_SERVER_BIN" --host 127.0.0.1 --port 0 --stream "$STREAMS/deepseek-chat.sse" --save-requests "$WORK/requests" \
-        >"$WORK/recorder.out" 2>"$WORK/recorder.err" &
-    RECORDER_PID=$!
-    RECORDER_PORT=
-    for _ in $(seq 100); do
-        RECORDER_PORT=$(sed -n 's/^PORT \([0-9][0-9]*\)$/\1/p' "$WORK/recorder.out")
-        [ -n "$RECORDER_PORT" ] && return 0
-        kill -0 "$RECORDER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    return 1
+    start_test_server RECORDER_PID RECORDER_PORT recorder --stream "$STREAMS/deepseek-chat.sse" --save-requests "$WORK/requests"
 }
 # recorded N ARGS...: llm-chat ARGS against the recorder, then waits (boundedly) for its request, the
 # Nth, to be saved (the body is written last).
@@ -833,11 +762,7 @@ recorded() {
     local n=$1
     shift
     LLM_BASE_URL=http://127.0.0.1:$RECORDER_PORT/v1 LLM_MODEL=m run "$@"
-    for _ in $(seq 100); do
-        [ -f "$WORK/requests/request-$n.body" ] && return 0
-        sleep 0.1
-    done
-    return 1
+    saved_request "$n"
 }
 # check_body N PYTHON_ASSERTIONS: the assertions hold for `body`, request N's parsed JSON body (and
 # `head`, its request line and headers).
@@ -924,10 +849,7 @@ assert m[1]["content"] == given[1]["content"], m[1]
 assert m[2]["tool_calls"] == given[2]["tool_calls"], m[2]
 assert m[3] == given[3], m[3]
 '
-    kill "$RECORDER_PID" 2>/dev/null
-    wait "$RECORDER_PID" 2>/dev/null
-    RECORDER_PID=
+    e2e_stop RECORDER_PID
 fi
 
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+e2e_summary

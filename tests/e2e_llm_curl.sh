@@ -2,6 +2,8 @@
 # llm-curl (the sans-I/O core over libcurl) against our loopback server: a recorded stream, then an
 # HTTP error with the server's message.   usage: e2e_llm_curl.sh LLM_CURL LLM_TEST_SERVER
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/support/e2e_common.sh"
 curl_example="$1"
 server="$2"
 work="$(mktemp -d)"
@@ -19,9 +21,7 @@ start_server() {
     shift
     "$server" --max-requests 5 "$@" >"$work/$name.out" 2>&1 &
     pids+=($!)
-    for _ in $(seq 100); do grep -q PORT "$work/$name.out" && break; sleep 0.1; done
-    port="$(awk '/PORT/ {print $2}' "$work/$name.out")"
-    [[ -n "$port" ]] || { echo "the test server did not start"; exit 1; }
+    port="$(port_of "$!" "$work/$name.out")" || { echo "the test server did not start"; exit 1; }
 }
 
 start_server stream --stream "$data/deepseek-chat.sse"

@@ -50,16 +50,6 @@ std::string make_body(int events) {
     return body;
 }
 
-std::string with_chunks(const std::string& body, std::size_t piece) {
-    return "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
-           chunked(body, even_cuts(piece, body.size()));
-}
-
-std::string with_length(const std::string& body) {
-    return "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: " + std::to_string(body.size()) +
-           "\r\n\r\n" + body;
-}
-
 std::string close_delimited(const std::string& body) {
     return "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n" + body;
 }
@@ -115,9 +105,9 @@ TEST_CASE("no heap allocation per event once buffers are warm") {
         std::string response;
     };
     const Case cases[] = {
-        {"one chunk per 97 bytes", with_chunks(body, 97)},
-        {"one chunk per 4096 bytes", with_chunks(body, 4096)},
-        {"Content-Length", with_length(body)},
+        {"one chunk per 97 bytes", chunked_sse_response(body, 97)},
+        {"one chunk per 4096 bytes", chunked_sse_response(body, 4096)},
+        {"Content-Length", length_response(body)},
         {"close-delimited", close_delimited(body)},
     };
     for (const Case& c : cases) {
@@ -192,7 +182,7 @@ TEST_CASE("assembling a reply allocates O(log n) times for n events") {
     // times; everything else is a constant: the decoder's buffers, two choices, two calls.
     for (int events : {1000, 100000}) {
         CAPTURE(events);
-        const std::string response = with_length(make_assembly_body(events));
+        const std::string response = length_response(make_assembly_body(events));
         std::size_t texts_bytes = 0;
         const long allocations = assembly_allocations(response, texts_bytes);
         CAPTURE(allocations);

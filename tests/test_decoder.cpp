@@ -61,7 +61,7 @@ Outcome decode(std::string_view response, std::size_t piece = 0) {
 
 std::string chunk(std::string_view data) { return chunk_size_line(data.size()) + std::string(data) + "\r\n"; }
 
-const std::string kHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+const std::string kHead(kChunkedSseHead);
 const std::string kEvents =
     "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"Think\"}}]}\n\n"
     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n"
@@ -195,8 +195,7 @@ TEST_CASE("Decoder: end of input: a close-delimited body ends; a cut chunked bod
 TEST_CASE("Decoder: a server that ignored \"stream\" answers with one JSON document") {
     const std::string body = "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Whole\"},"
                              "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}";
-    const Outcome d = decode("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-                             std::to_string(body.size()) + "\r\n\r\n" + body, 5);
+    const Outcome d = decode(length_response(body, "application/json"), 5);
     CHECK(d.content == "Whole");
     CHECK(d.finish_reason == "stop");
     CHECK(d.done);
@@ -204,8 +203,7 @@ TEST_CASE("Decoder: a server that ignored \"stream\" answers with one JSON docum
 
 TEST_CASE("Decoder: the stream ending without [DONE] or a finish reason is a warning, not an error") {
     const std::string body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n";
-    const Outcome d = decode("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: " +
-                             std::to_string(body.size()) + "\r\n\r\n" + body);
+    const Outcome d = decode(length_response(body));
     CHECK(d.content == "x");
     CHECK(d.done);
     REQUIRE(d.warnings.size() == 1);

@@ -255,8 +255,7 @@ Response empty_events_then(const std::string& event) {
 Response continues_then(const std::string& event) {
     std::string bytes;
     for (int i = 0; i < 2000; ++i) bytes += "HTTP/1.1 100 Continue\r\n\r\n";
-    bytes += "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
-             chunk_size_line(event.size()) + event + "\r\n";
+    bytes += std::string(kChunkedSseHead) + chunk_size_line(event.size()) + event + "\r\n";
     Response r = Response::garbage(bytes);
     r.stall_after_body_bytes = bytes.size();
     r.stall_ms = kQuietMs;

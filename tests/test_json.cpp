@@ -5,10 +5,6 @@
 #include "llm_stream.hpp"
 #include <doctest/doctest.h>
 
-#ifndef LLM_STREAM_TEST_DATA_DIR
-#define LLM_STREAM_TEST_DATA_DIR "tests/data"
-#endif
-
 #include <cmath>
 #include <cstdint>
 #include <cstdio>

@@ -205,8 +205,7 @@ Run run_chat(Client& client, std::string_view prompt = "hi", const ChatOptions& 
 
 /* The same body read from memory through the whole pipeline: what the network must reproduce. */
 Run replay(const std::string& body) {
-    const std::string response = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: " +
-                                 std::to_string(body.size()) + "\r\n\r\n" + body;
+    const std::string response = length_response(body);
     Config config;
     config.log_level = LogLevel::off;
     Stream stream = Client(config).replay(response);

@@ -406,15 +406,6 @@ Outcome decode_in_equal_pieces(const std::string& response, std::size_t pieces) 
     return out;
 }
 
-std::string chunked_response(const std::string& body, std::size_t chunk) {
-    std::string out = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
-    for (std::size_t at = 0; at < body.size(); at += chunk) {
-        const std::string piece = body.substr(at, chunk);
-        out += chunk_size_line(piece.size()) + piece + "\r\n";
-    }
-    return out + "0\r\n\r\n";
-}
-
 }  // namespace
 
 TEST_CASE("Decoder: recorded streams in pieces, every allocation failure ends in out_of_memory or the whole stream") {
@@ -437,7 +428,7 @@ TEST_CASE("Decoder: recorded streams in pieces, every allocation failure ends in
         CAPTURE(r.file);
         const std::string body = llm_test::read_stream_file(r.file);
         CHECK(!body.empty());
-        const std::string response = chunked_response(body, 333);
+        const std::string response = chunked_sse_response(body, 333);
         inject_every_allocation([&] { return decode_in_equal_pieces(response, 5); },
                                 [&](const Outcome& clean) {
                                     CHECK(!clean.error);
@@ -452,9 +443,9 @@ TEST_CASE("Decoder: an error event and an error body full of escapes") {
     std::string escaped, decoded;
     escaped_error_message(escaped, decoded);
     const std::string in_stream =
-        chunked_response("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: " +
-                             error_body(escaped) + "\n\n",
-                         97);
+        chunked_sse_response("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: " +
+                                 error_body(escaped) + "\n\n",
+                             97);
     inject_every_allocation([&] { return decode_in_equal_pieces(in_stream, 4); },
                             [&](const Outcome& clean) {
                                 CHECK(joined(clean, "content:") == "a");

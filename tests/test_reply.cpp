@@ -7,16 +7,10 @@
 #include "llm_stream.hpp"
 #include <doctest/doctest.h>
 
-#ifndef LLM_STREAM_TEST_DATA_DIR
-#define LLM_STREAM_TEST_DATA_DIR "tests/data"
-#endif
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +21,7 @@
 #include "support/decode.hpp"
 #include "support/random_cuts.hpp"
 #include "support/split_check.hpp"
+#include "support/test_data.hpp"
 
 namespace d = llm_stream::detail;
 using llm_stream::Event;
@@ -40,19 +35,10 @@ using llm_stream::Usage;
 namespace {
 
 std::string read_data(const std::string& relative) {
-    std::ifstream in(std::string(LLM_STREAM_TEST_DATA_DIR) + "/" + relative, std::ios::binary);
-    REQUIRE_MESSAGE(in, "cannot read tests/data/" << relative);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-std::string sse_response(const std::string& body, std::size_t chunk_size) {
-    return "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
-           chunked(body, even_cuts(chunk_size, body.size()));
-}
-
-std::string json_response(const std::string& body) {
-    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-           "\r\n\r\n" + body;
+    std::string text;
+    REQUIRE_MESSAGE(llm_test::read_file(std::string(LLM_STREAM_TEST_DATA_DIR) + "/" + relative, text),
+                    "cannot read tests/data/" << relative);
+    return text;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -196,7 +182,7 @@ TEST_CASE("recorded tool-call streams assemble to the exact messages at every sp
         const std::string body = read_data(c.file);
         for (std::size_t chunk_size : {7u, 4096u}) {
             CAPTURE(chunk_size);
-            check_assembles(sse_response(body, chunk_size), c.expected);
+            check_assembles(chunked_sse_response(body, chunk_size), c.expected);
         }
     }
 }
@@ -215,7 +201,7 @@ TEST_CASE("tool-call arguments split at every byte assemble whole") {
                     text + "}}]}}]}\n\n";
         }
         body += "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n";
-        const Assembled a = assemble(sse_response(body, 64), {});
+        const Assembled a = assemble(chunked_sse_response(body, 64), {});
         CHECK(a.describe() == describe(reply({choice(0, "", "", {call("call_x", "f", arguments)}, "tool_calls")}, std::nullopt)));
     }
 }
@@ -344,7 +330,7 @@ const std::string kDone = "data: [DONE]\n\n";
 /* The one text a field of choice 0 assembled to (arguments: of its first call), after checking the
    stream decoded cleanly and no content or reasoning event was empty. */
 std::string assembled_text(const std::string& body, Field field) {
-    const Assembled a = assemble(sse_response(body, 5), {});
+    const Assembled a = assemble(chunked_sse_response(body, 5), {});
     CHECK(a.anomalies == "");
     if (a.reply.choices.empty()) return "<no choice>";
     const llm_stream::Message& m = a.reply.choices[0].message;
@@ -390,10 +376,12 @@ TEST_CASE("a surrogate pair split between two events is one character: every sli
 
 TEST_CASE("a joined character opens the next event's text; a half alone makes no event") {
     const std::vector<std::uint32_t> units = utf16_units(kEmojiText);
-    const Assembled a = assemble(sse_response(sliced(Field::content, kEmojiText, even_cuts(1, units.size()), false), 5), {});
+    const std::string one_unit_per_event = sliced(Field::content, kEmojiText, even_cuts(1, units.size()), false);
+    const Assembled a = assemble(chunked_sse_response(one_unit_per_event, 5), {});
     CHECK(a.texts == std::vector<std::string>{"a", "\xF0\x9F\x98\x8A", "b", "\xF0\x9F\x8E\x89"});
-    const Assembled split = assemble(sse_response(event_with(Field::content, "\"x\\ud83d\"") +
-                                                      event_with(Field::content, "\"\\ude0ay\"") + kDone, 5), {});
+    const std::string pair_split =
+        event_with(Field::content, "\"x\\ud83d\"") + event_with(Field::content, "\"\\ude0ay\"") + kDone;
+    const Assembled split = assemble(chunked_sse_response(pair_split, 5), {});
     CHECK(split.texts == std::vector<std::string>{"x", "\xF0\x9F\x98\x8Ay"});
 }
 
@@ -407,7 +395,7 @@ TEST_CASE("split surrogates: per choice and per call, whatever comes between the
                 event_with(Field::content, unit, 1) + event_with(Field::arguments, unit, 1, 0) +
                 event_with(Field::arguments, unit, 1, 1);
     }
-    const Assembled a = assemble(sse_response(body + kDone, 11), {});
+    const Assembled a = assemble(chunked_sse_response(body + kDone, 11), {});
     CHECK(a.anomalies == "");
     CHECK(a.describe() == describe(reply({choice(0, kEmojiText, kEmojiText, {}, ""),
                                           choice(1, kEmojiText, "", {call("call_0", "f", kEmojiText), call("call_1", "f", kEmojiText)}, "",
@@ -441,7 +429,7 @@ TEST_CASE("split surrogates: lone halves are dropped, and only they") {
     const std::string between = event_with(Field::content, "\"\\ud83d\"") + event_with(Field::reasoning, "\"r\"") +
                                 event_with(Field::content, "null") + event_with(Field::content, "\"\\ude0a\"", 1) +
                                 event_with(Field::content, "\"\\ude0a!\"") + kDone;
-    const Assembled a = assemble(sse_response(between, 9), {});
+    const Assembled a = assemble(chunked_sse_response(between, 9), {});
     CHECK(a.describe() == describe(reply({choice(0, "\xF0\x9F\x98\x8A!", "r", {}, "")}, std::nullopt)));
 }
 
@@ -458,7 +446,7 @@ TEST_CASE("the whole-JSON reply: several choices, tool calls without an index, a
                                          "tool_calls"),
                                   choice(1, "second", "", {}, "stop")},
                                  usage(5, 7));
-    check_assembles(json_response(body), expected);
+    check_assembles(length_response(body, "application/json"), expected);
 }
 
 /* =============================================================================================
@@ -495,7 +483,7 @@ llm_stream::Stream memory_stream(std::vector<std::string> responses, bool assemb
 }  // namespace
 
 TEST_CASE("Stream::reply(): partial while running, complete at the end, empty unless asked for") {
-    const std::string response = sse_response(read_data("replies/reasoning-then-tools.sse"), 64);
+    const std::string response = chunked_sse_response(read_data("replies/reasoning-then-tools.sse"), 64);
     llm_stream::Stream stream = memory_stream({response}, true);
     std::string reasoning;
     std::size_t events = 0;
@@ -520,7 +508,7 @@ TEST_CASE("Stream::reply(): partial while running, complete at the end, empty un
 }
 
 TEST_CASE("Stream::reply(): a retried attempt adds nothing twice") {
-    const std::string response = sse_response(read_data("replies/two-choices.sse"), 13);
+    const std::string response = chunked_sse_response(read_data("replies/two-choices.sse"), 13);
     const std::string unavailable =
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
     llm_stream::Stream stream = memory_stream({unavailable, response}, true);
@@ -538,7 +526,7 @@ TEST_CASE("Stream: next_chunk() and the stats are of choice 0; the reply has eve
                              "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
                              "data: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"dos\"},\"finish_reason\":\"length\"}]}\n\n" +
                              kDone;
-    llm_stream::Stream stream = memory_stream({sse_response(body, 16)}, true);
+    llm_stream::Stream stream = memory_stream({chunked_sse_response(body, 16)}, true);
     std::string chunks;
     while (auto chunk = stream.next_chunk()) chunks.append(*chunk);
     CHECK_FALSE(stream.error());

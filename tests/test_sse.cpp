@@ -2,6 +2,7 @@
 #include "llm_stream.hpp"
 #include "support/printable.hpp"
 #include "support/random_cuts.hpp"
+#include "support/test_data.hpp"
 #include <doctest/doctest.h>
 #include "support/ensure.hpp"
 #include "support/split_check.hpp"  // after doctest: it uses its macros
@@ -19,16 +20,10 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
-
-#ifndef LLM_STREAM_TEST_DATA_DIR
-#define LLM_STREAM_TEST_DATA_DIR "tests/data"
-#endif
 
 using llm_stream::ErrorCode;
 using llm_stream::detail::SseLimits;
@@ -192,13 +187,6 @@ std::vector<Ev> reference_events(const std::string& stream, bool* partial) {
     }
     if (partial) *partial = incomplete || !data.empty();
     return events;
-}
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
 }
 
 }  // namespace
@@ -711,7 +699,8 @@ TEST_CASE("recorded streams in tests/data/streams: same events in every split mo
     CHECK(files.size() >= 10);
     for (const std::string& path : files) {
         CAPTURE(path);
-        const std::string content = read_file(path);
+        std::string content;
+        ENSURE(llm_test::read_file(path, content));
         ENSURE(!content.empty());
         bool partial = true;
         const std::vector<Ev> expected = reference_events(content, &partial);

@@ -6,16 +6,10 @@
 #include "llm_stream.hpp"
 #include <doctest/doctest.h>
 
-#ifndef LLM_STREAM_TEST_DATA_DIR
-#define LLM_STREAM_TEST_DATA_DIR "tests/data"
-#endif
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -27,6 +21,7 @@
 #include "support/chunked.hpp"
 #include "support/decode.hpp"
 #include "support/random_cuts.hpp"
+#include "support/test_data.hpp"
 
 namespace d = llm_stream::detail;
 using llm_stream::Event;
@@ -36,12 +31,7 @@ namespace {
 
 const std::string kStreamsDir = std::string(LLM_STREAM_TEST_DATA_DIR) + "/streams";
 
-bool read_file(const std::string& path, std::string& out) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return false;
-    out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    return true;
-}
+using llm_test::read_file;
 
 /* ---------------------------------------------------------------------------------------------
    What a stream decodes to

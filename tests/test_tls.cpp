@@ -37,8 +37,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -46,6 +44,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "support/test_data.hpp"
 
 #if !defined(_WIN32)
 #include <arpa/inet.h>
@@ -65,6 +65,7 @@ using llm_stream::TlsBackend;
 using llm_stream::TlsResult;
 using llm_stream::TlsSession;
 using llm_stream::TlsStatus;
+using llm_test::read_file;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -148,13 +149,6 @@ private:
     bool had_ = false;
     std::string old_;
 };
-
-bool read_file(const std::string& path, std::string& out) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return false;
-    out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    return true;
-}
 
 // "tls: message", for failure reports.
 std::string describe(const llm_stream::Error& e) {

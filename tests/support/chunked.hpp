@@ -1,4 +1,4 @@
-// HTTP/1.1 chunked framing, for the responses that tests, fuzz targets and benchmarks make up.
+// HTTP/1.1 chunked framing, and the whole 200 responses that tests, fuzz targets and benchmarks make up.
 #ifndef LLM_STREAM_TEST_CHUNKED_HPP
 #define LLM_STREAM_TEST_CHUNKED_HPP
 
@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "random_cuts.hpp"
 
 struct ChunkedStyle {
     bool upper_hex = false;       // "1F" rather than "1f"
@@ -40,6 +42,21 @@ inline std::string chunked(std::string_view body, const std::vector<std::size_t>
     }
     if (style.last_chunk) out += kLastChunk;
     return out;
+}
+
+/* The head of a 200 response whose event stream follows in chunks. */
+inline constexpr std::string_view kChunkedSseHead =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+/* A 200 response carrying the event stream `body` in chunks of `chunk_size` bytes (the last one shorter). */
+inline std::string chunked_sse_response(std::string_view body, std::size_t chunk_size) {
+    return std::string(kChunkedSseHead) + chunked(body, even_cuts(chunk_size, body.size()));
+}
+
+/* A 200 response carrying `body` whole, its end given by Content-Length. */
+inline std::string length_response(std::string_view body, std::string_view content_type = "text/event-stream") {
+    return "HTTP/1.1 200 OK\r\nContent-Type: " + std::string(content_type) +
+           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
 }
 
 #endif

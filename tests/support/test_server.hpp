@@ -52,10 +52,7 @@
 #include <vector>
 
 #include "chunked.hpp"
-
-#ifndef LLM_STREAM_TEST_DATA_DIR
-#define LLM_STREAM_TEST_DATA_DIR "tests/data"
-#endif
+#include "test_data.hpp"
 
 namespace llm_test {
 
@@ -1131,22 +1128,6 @@ private:
 };
 
 // ---- test data ----
-
-// The whole file at `path`; false when it cannot be read.
-inline bool read_file(const std::string& path, std::string& out) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) return false;
-    out.clear();
-    char buf[65536];
-    for (;;) {  // ends at EOF or on an error
-        const std::size_t n = std::fread(buf, 1, sizeof buf, f);
-        out.append(buf, n);
-        if (n < sizeof buf) break;
-    }
-    const bool ok = std::ferror(f) == 0;
-    std::fclose(f);
-    return ok;
-}
 
 // tests/data/streams/NAME (".sse" appended when NAME alone is not found); "" when it cannot be read.
 inline std::string read_stream_file(const std::string& name) {

@@ -34,6 +34,8 @@ if [ $# -ne 1 ] || [ ! -d "$1" ]; then
 fi
 BUILD=$(cd "$1" && pwd)
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/../support/e2e_common.sh"
 STREAM_FILE=$SRC/tests/data/streams/deepseek-chat.sse
 EXPECTED='Hello! How can I assist you today? 😊'
 
@@ -278,18 +280,11 @@ CA_DIR=$PKI/ca-dir
 # ------------------------------------------------------------------------------------------------
 # start_server NAME ARGS...: starts llm_test_server; sets PORT. Its stdout/stderr go to NAME.out/.err.
 start_server() {
-    local name=$1 i
+    local name=$1
     shift
     "${SPAWN[@]+"${SPAWN[@]}"}" "$SERVER_BIN" --host 127.0.0.1 --port 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     PIDS+=($!)
-    PORT=
-    for ((i = 0; i < 100; i++)); do
-        PORT=$(sed -n 's/^PORT \([0-9][0-9]*\)$/\1/p' "$WORK/$name.out" 2>/dev/null)
-        [ -n "$PORT" ] && return 0
-        kill -0 "${PIDS[-1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    die "the $name test server did not start" "$WORK/$name.err"
+    PORT=$(port_of "${PIDS[-1]}" "$WORK/$name.out") || die "the $name test server did not start" "$WORK/$name.err"
 }
 start_server upstream --stream "$STREAM_FILE" --framing chunked --chunk-per-event
 UP_FAST=$PORT
@@ -431,22 +426,10 @@ echo "nginx_tls: nginx $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') on 127.0
     "not-yet-valid $P_NYV, untrusted $P_UNTRUSTED, plain $P_PLAIN"
 
 # ------------------------------------------------------------------------------------------------
-# 4. The checks
+# 4. The checks (pass and fail: tests/support/e2e_common.sh)
 # ------------------------------------------------------------------------------------------------
 PASSED=0
 FAILED=0
-pass() {
-    PASSED=$((PASSED + 1))
-    echo "ok   - $1"
-}
-fail() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1"
-    [ $# -gt 1 ] && echo "       $2"
-    echo "       exit: $RC"
-    echo "       stdout: $(head -c 600 "$WORK/out")"
-    echo "       stderr: $(head -c 600 "$WORK/err")"
-}
 
 # 4a. The library, through test_tls.
 if [ -n "$TEST_BIN" ]; then
