@@ -541,7 +541,7 @@ TEST_CASE("Stream: next_chunk() and the stats are of choice 0; the reply has eve
 }
 
 TEST_CASE("Client::replay() assembles the reply when asked to") {
-    const std::string response = sse_response(read_data("replies/reasoning-then-tools.sse"), 64);
+    const std::string response = chunked_sse_response(read_data("replies/reasoning-then-tools.sse"), 64);
     llm_stream::Client client(quiet_config());
     llm_stream::ChatOptions options;
     options.assemble_reply = true;
