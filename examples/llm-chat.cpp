@@ -848,6 +848,7 @@ void append_usage_members(std::string& out, const llm_stream::Usage& usage) {
 std::string event_to_json(const llm_stream::Event& event) {
     using llm_stream::EventType;
     std::string line = "{\"type\":";
+    const std::size_t type_end = line.size();
     switch (event.type) {
     case EventType::content:
         line += "\"content\"";
@@ -875,6 +876,8 @@ std::string event_to_json(const llm_stream::Event& event) {
         append_usage_members(line, event.usage);
         break;
     }
+    // Several choices (n > 1): each line but choice 0's says which it belongs to.
+    if (event.choice != 0) line.insert(line.find(',', type_end), ",\"choice\":" + std::to_string(event.choice));
     line += "}\n";
     return line;
 }
@@ -902,22 +905,19 @@ std::string message_to_json(const llm_stream::Reply& reply) {
 
 // Pieces are written as they arrive and stdout is flushed whenever the stream has nothing more for
 // now: the reader sees each piece as soon as it is here, and a fast server does not cost a system
-// call per chunk. With --events the reply is assembled on the way (a replayed stream has no options
-// to ask the library for it); only an allocation failure there is an error of its own.
-llm_stream::Error print_stream(llm_stream::Stream& stream, OutputState& out, llm_stream::ReplyAssembler* reply) {
+// call per chunk. In text mode only choice 0's content is printed (next_chunk()'s rule).
+void print_stream(llm_stream::Stream& stream, OutputState& out, bool events) {
     for (;;) {
         const llm_stream::PollStatus status = stream.poll();
         if (status == llm_stream::PollStatus::event) {
             const llm_stream::Event& event = stream.current_event();
-            if (event.type == llm_stream::EventType::content) out.preview.add(event.text);
-            if (reply)
-                if (llm_stream::Error e = reply->add(event)) return e;
-            const bool ok = reply ? write_out(event_to_json(event), out)
-                                  : event.type != llm_stream::EventType::content || write_out(event.text, out);
-            if (!ok) return {};
+            const bool text = event.type == llm_stream::EventType::content && event.choice == 0;
+            if (text) out.preview.add(event.text);
+            const bool ok = events ? write_out(event_to_json(event), out) : !text || write_out(event.text, out);
+            if (!ok) return;
             continue;
         }
-        if (!flush_out(out) || status != llm_stream::PollStatus::pending) return {};
+        if (!flush_out(out) || status != llm_stream::PollStatus::pending) return;
         stream.wait();
     }
 }
@@ -1059,16 +1059,12 @@ llm_stream::Error print_reply(const CommandLine& cl, llm_stream::Stream& stream,
     InterruptWatch::watch(&stream);
     static char stdout_buffer[1 << 16];  // flushes come from print_stream, not from a full small buffer
     std::setvbuf(stdout, stdout_buffer, _IOFBF, sizeof stdout_buffer);
-    llm_stream::ReplyAssembler reply;
-    const llm_stream::Error assembly = print_stream(stream, out, cl.events ? &reply : nullptr);
+    print_stream(stream, out, cl.events);
     InterruptWatch::watch(nullptr);
 
-    const llm_stream::Error& error = assembly ? assembly : stream.error();
+    const llm_stream::Error& error = stream.error();
     const bool failed = out.write_failed || bool(error) || InterruptWatch::interrupted();
-    if (cl.events && !failed) {
-        reply.finish();
-        write_out(message_to_json(reply.reply()), out) && flush_out(out);
-    }
+    if (cl.events && !failed) write_out(message_to_json(stream.reply()), out) && flush_out(out);
     // Text mode ends the reply with a newline; so does a reply cut short, so that the shell prompt
     // and the error message start on lines of their own. Event lines carry their own newlines.
     const bool newline_owed = !out.line_ended_by_log && (!failed || out.printed) && !out.write_failed;
@@ -1117,8 +1113,9 @@ int main(int argc, char** argv) {
 
     InterruptWatch::install();
     llm_stream::Client client(config);
-    llm_stream::Stream stream =
-        cl.replay ? client.replay(std::move(input.replayed)) : client.stream_chat(input.messages, input.options);
+    input.options.assemble_reply = cl.events;  // for the last --events line
+    llm_stream::Stream stream = cl.replay ? client.replay(std::move(input.replayed), input.options)
+                                          : client.stream_chat(input.messages, input.options);
     const llm_stream::Error error = print_reply(cl, stream, out);
     return report_end(out, error);
 }

@@ -517,6 +517,22 @@ if [ "$RC" -eq 0 ] && [ "$(tail -n 1 "$WORK/out")" = '{"type":"message","message
 else
     fail "--events --replay: the message line as for a live stream"
 fi
+# Two choices (n = 2): text mode prints choice 0 only; --events lines of choice 1 say so.
+STREAMS="$STREAMS/../replies" capture two-choices.sse chunked >"$WORK/two-choices.http"
+run --replay "$WORK/two-choices.http"
+if [ "$RC" -eq 0 ] && [ "$(cat "$WORK/out")" = "Running shoes are light." ]; then
+    pass "--replay of two choices: the text of choice 0 only"
+else
+    fail "--replay of two choices: the text of choice 0 only"
+fi
+run --events --replay "$WORK/two-choices.http"
+if [ "$RC" -eq 0 ] && grep -q '^{"type":"tool_call","choice":1,"index":0,"id":"call_n2","name":"search",' "$WORK/out" &&
+    grep -q '^{"type":"content","text":"Running shoes "}$' "$WORK/out" &&
+    tail -n 1 "$WORK/out" | grep -q '^{"type":"message","message":{"role":"assistant","content":"Running shoes are light."}'; then
+    pass "--events of two choices: choice 1's lines name it; the message is choice 0's"
+else
+    fail "--events of two choices: choice 1's lines name it; the message is choice 0's"
+fi
 run --events --replay "$WORK/limited.http"
 if [ "$RC" -eq 1 ] && ! out_has '"type":"message"'; then
     pass "--events of a failed stream: no message line"
