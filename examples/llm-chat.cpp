@@ -49,7 +49,7 @@ namespace {
 
 constexpr const char* kSynopsis =
     "usage: llm-chat [--system TEXT] [--model NAME] [--temperature X] [--max-tokens N] [--extra JSON]\n"
-    "                [--header 'NAME: VALUE']... [--messages FILE] [--tools FILE] [--tool-choice CHOICE]\n"
+    "                [--api NAME] [--header 'NAME: VALUE']... [--messages FILE] [--tools FILE] [--tool-choice CHOICE]\n"
     "                [--image PATH_OR_URL]... [--json] [--schema FILE] [--replay FILE]\n"
     "                [--timeout SECONDS] [--deadline SECONDS] [--retries N] [--cacert FILE] [--insecure]\n"
     "                [--events] [--stats] [--verbose] [--version] [--help] [PROMPT]\n";
@@ -63,6 +63,8 @@ constexpr const char* kHelp =
     "options:\n"
     "  --system TEXT        system message (default: \"You are a helpful sales assistant.\")\n"
     "  --model NAME         model name (default: $LLM_MODEL, else gpt-4o-mini)\n"
+    "  --api NAME           the wire format: openai (default), responses, anthropic, gemini or\n"
+    "                       ollama (default: $LLM_API)\n"
     "  --temperature X      sampling temperature, 0 to 2\n"
     "  --max-tokens N       upper bound on the tokens generated, N > 0\n"
     "  --extra JSON         a JSON object whose members are merged into the request body,\n"
@@ -123,6 +125,7 @@ struct CommandLine {
     llm_stream::ChatOptions options;
     bool system_given = false;  // --system: with --messages, used only when the file has no system message
     std::optional<std::string> model;
+    std::optional<llm_stream::Api> api;
     std::optional<std::chrono::milliseconds> timeout;
     std::optional<std::chrono::milliseconds> deadline;
     std::optional<int> retries;
@@ -144,7 +147,7 @@ struct CommandLine {
 };
 
 enum class OptionId {
-    system, model, temperature, max_tokens, extra, header, messages, tools, tool_choice, image, json, schema,
+    system, model, api, temperature, max_tokens, extra, header, messages, tools, tool_choice, image, json, schema,
     timeout, deadline, retries, cacert, insecure, replay, events, stats, verbose, version, help,
 };
 
@@ -156,6 +159,7 @@ struct OptionSpec {
 
 constexpr OptionSpec kOptions[] = {
     {"--system", OptionId::system, true},       {"--model", OptionId::model, true},
+    {"--api", OptionId::api, true},
     {"--temperature", OptionId::temperature, true}, {"--max-tokens", OptionId::max_tokens, true},
     {"--extra", OptionId::extra, true},         {"--header", OptionId::header, true},
     {"--messages", OptionId::messages, true},   {"--tools", OptionId::tools, true},
@@ -296,6 +300,15 @@ bool apply_option(OptionId id, const std::string& flag, const std::string& value
         }
         cl.model = value;
         return true;
+    case OptionId::api: {
+        llm_stream::Api api = llm_stream::Api::openai;
+        if (llm_stream::Error e = llm_stream::parse_api(value, api)) {
+            error = "--api: " + e.message;
+            return false;
+        }
+        cl.api = api;
+        return true;
+    }
     case OptionId::temperature: {
         double t = 0;
         if (!parse_double(value, t)) {
@@ -1012,6 +1025,7 @@ bool read_input(const CommandLine& cl, Input& in) {
 llm_stream::Error make_config(const CommandLine& cl, OutputState& out, llm_stream::Config& config) {
     if (llm_stream::Error error = llm_stream::Config::from_env(config)) return error;
     if (cl.model) config.model = *cl.model;
+    if (cl.api) config.api = *cl.api;
     if (cl.timeout) config.connect_timeout = config.read_timeout = *cl.timeout;
     if (cl.deadline) config.deadline = *cl.deadline;
     if (cl.retries) config.retry.max_retries = *cl.retries;

@@ -79,7 +79,7 @@ void unset_env(const char* name) {
 #endif
 }
 
-const char* const kVars[] = {"LLM_API_KEY", "LLM_BASE_URL", "LLM_MODEL", "LLM_STUB_DELAY_MS"};
+const char* const kVars[] = {"LLM_API", "LLM_API_KEY", "LLM_BASE_URL", "LLM_MODEL", "LLM_STUB_DELAY_MS"};
 
 // Saves the LLM_* variables, clears them for the test, and restores them afterwards.
 class EnvGuard {
@@ -481,6 +481,21 @@ TEST_CASE("from_env: LLM_STUB_DELAY_MS") {
     }
 }
 
+TEST_CASE("from_env: LLM_API") {
+    EnvGuard env;
+    CHECK(Config::from_env(missing_path()).api == llm_stream::Api::openai);  // unset
+    set_env("LLM_API", " anthropic ");
+    CHECK(Config::from_env(missing_path()).api == llm_stream::Api::anthropic);
+    set_env("LLM_API", "claude");
+    const Config bad = Config::from_env(missing_path());
+    CHECK(bad.env_error.code == ErrorCode::invalid_config);
+    CHECK(contains(bad.env_error.message, "LLM_API"));
+    unset_env("LLM_API");
+    TempFile file("LLM_API=ollama\n");
+    REQUIRE(file.ok());
+    CHECK(Config::from_env(file.path()).api == llm_stream::Api::ollama);
+}
+
 TEST_CASE("from_env: quoted and commented values, CRLF file") {
     EnvGuard env;
     TempFile file("LLM_API_KEY='sk-quoted#1'\r\nLLM_BASE_URL=https://api.openai.com/v1 # OpenAI\r\n"
@@ -490,41 +505,41 @@ TEST_CASE("from_env: quoted and commented values, CRLF file") {
     CHECK(c.api_key == "sk-quoted#1");
     CHECK(c.base_url == "https://api.openai.com/v1");
     CHECK(c.model == "gpt-4o");
-    CHECK(c.chat_completions_url() == "https://api.openai.com/v1/chat/completions");
+    CHECK(c.endpoint_url() == "https://api.openai.com/v1/chat/completions");
 }
 
 // =================================================================================================
-// Config::chat_completions_url
+// Config::endpoint_url
 // =================================================================================================
 
 namespace {
 std::string url_of(std::string base) {
     Config c;
     c.base_url = std::move(base);
-    return c.chat_completions_url();
+    return c.endpoint_url();
 }
 }  // namespace
 
-TEST_CASE("chat_completions_url: a base gets /chat/completions") {
+TEST_CASE("endpoint_url: a base gets /chat/completions") {
     CHECK(url_of("https://api.openai.com/v1") == "https://api.openai.com/v1/chat/completions");
     CHECK(url_of("http://localhost:11434/v1") == "http://localhost:11434/v1/chat/completions");
     CHECK(url_of("https://api.deepseek.com") == "https://api.deepseek.com/chat/completions");
 }
 
-TEST_CASE("chat_completions_url: trailing slashes") {
+TEST_CASE("endpoint_url: trailing slashes") {
     CHECK(url_of("https://api.openai.com/v1/") == "https://api.openai.com/v1/chat/completions");
     CHECK(url_of("https://api.openai.com/v1//") == "https://api.openai.com/v1/chat/completions");
     CHECK(url_of("https://api.deepseek.com/") == "https://api.deepseek.com/chat/completions");
 }
 
-TEST_CASE("chat_completions_url: a full URL is kept") {
+TEST_CASE("endpoint_url: a full URL is kept") {
     const std::string dashscope = "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions";
     CHECK(url_of(dashscope) == dashscope);
     CHECK(url_of(dashscope + "/") == dashscope);
     CHECK(url_of("http://127.0.0.1:8080/v1/chat/completions") == "http://127.0.0.1:8080/v1/chat/completions");
 }
 
-TEST_CASE("chat_completions_url: a query stays after the appended path") {
+TEST_CASE("endpoint_url: a query stays after the appended path") {
     CHECK(url_of("https://res.openai.azure.com/openai/deployments/gpt-4o?api-version=2024-10-21") ==
           "https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21");
     CHECK(url_of("https://res.openai.azure.com/openai/deployments/gpt-4o/?api-version=2024-10-21") ==
@@ -533,14 +548,51 @@ TEST_CASE("chat_completions_url: a query stays after the appended path") {
           "https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21");
 }
 
-TEST_CASE("chat_completions_url: empty base (stub mode) gives an empty URL") {
+TEST_CASE("endpoint_url: empty base (stub mode) gives an empty URL") {
     CHECK(url_of("").empty());
     Config c;
     CHECK(c.stub_mode());
-    CHECK(c.chat_completions_url().empty());
+    CHECK(c.endpoint_url().empty());
 }
 
-TEST_CASE("chat_completions_url: every result parses as a URL") {
+TEST_CASE("endpoint_url: each API's path, appended once; Gemini names the model and asks for SSE") {
+    auto url = [](llm_stream::Api api, std::string base, std::string_view model = {}) {
+        Config c;
+        c.api = api;
+        c.base_url = std::move(base);
+        c.model = "gemini-2.5-flash";
+        return c.endpoint_url(model);
+    };
+    using llm_stream::Api;
+    CHECK(url(Api::responses, "https://api.openai.com/v1") == "https://api.openai.com/v1/responses");
+    CHECK(url(Api::responses, "https://api.openai.com/v1/responses") == "https://api.openai.com/v1/responses");
+    CHECK(url(Api::anthropic, "https://api.anthropic.com/v1/") == "https://api.anthropic.com/v1/messages");
+    CHECK(url(Api::anthropic, "https://api.anthropic.com/v1/messages") == "https://api.anthropic.com/v1/messages");
+    CHECK(url(Api::ollama, "http://127.0.0.1:11434") == "http://127.0.0.1:11434/api/chat");
+    CHECK(url(Api::ollama, "http://127.0.0.1:11434/api/chat") == "http://127.0.0.1:11434/api/chat");
+    const std::string gemini = "https://generativelanguage.googleapis.com/v1beta";
+    CHECK(url(Api::gemini, gemini) == gemini + "/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
+    CHECK(url(Api::gemini, gemini, "gemini-2.5-pro") == gemini + "/models/gemini-2.5-pro:streamGenerateContent?alt=sse");
+    CHECK(url(Api::gemini, gemini + "/models/m:streamGenerateContent") == gemini + "/models/m:streamGenerateContent?alt=sse");
+    CHECK(url(Api::gemini, gemini + "/models/m:streamGenerateContent?alt=sse") ==
+          gemini + "/models/m:streamGenerateContent?alt=sse");
+    CHECK(url(Api::gemini, gemini + "?key=k") == gemini + "/models/gemini-2.5-flash:streamGenerateContent?key=k&alt=sse");
+}
+
+TEST_CASE("parse_api and LLM_API") {
+    llm_stream::Api api = llm_stream::Api::openai;
+    for (llm_stream::Api each : {llm_stream::Api::openai, llm_stream::Api::responses, llm_stream::Api::anthropic,
+                                 llm_stream::Api::gemini, llm_stream::Api::ollama}) {
+        CHECK_FALSE(llm_stream::parse_api(llm_stream::api_name(each), api));
+        CHECK(api == each);
+    }
+    const llm_stream::Error e = llm_stream::parse_api("claude", api);
+    CHECK(e.code == ErrorCode::invalid_config);
+    CHECK(contains(e.message, "\"claude\""));
+    CHECK(contains(e.message, "anthropic"));
+}
+
+TEST_CASE("endpoint_url: every result parses as a URL") {
     for (const char* base : {"https://api.openai.com/v1", "https://api.openai.com/v1/",
                              "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions",
                              "https://res.openai.azure.com/openai/deployments/d?api-version=1"}) {

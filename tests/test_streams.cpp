@@ -57,11 +57,13 @@ struct Outcome {
     std::string reasoning;
     std::vector<ToolCall> tool_calls;  // ordered by index
     std::optional<std::string> finish_reason;
+    std::optional<std::string> raw_finish_reason;  // the provider's own value
     std::optional<UsageCounts> usage;
+    std::optional<std::string> error;  // a mid-stream error: the server's message
     bool operator==(const Outcome& o) const {
         return content == o.content && reasoning == o.reasoning && tool_calls == o.tool_calls &&
-               finish_reason == o.finish_reason && usage == o.usage;
-    }
+               finish_reason == o.finish_reason && raw_finish_reason == o.raw_finish_reason && usage == o.usage;
+    }  // `error` is checked on its own: the decoded message adds the error's type to the server's text
 };
 
 std::string describe(const Outcome& o) {
@@ -70,6 +72,8 @@ std::string describe(const Outcome& o) {
     for (const ToolCall& t : o.tool_calls)
         s << " {" << t.index << "," << t.id << "," << t.name << ",[" << t.arguments << "]}";
     s << " finish=" << (o.finish_reason ? "[" + *o.finish_reason + "]" : std::string("none"));
+    s << " raw=" << (o.raw_finish_reason ? "[" + *o.raw_finish_reason + "]" : std::string("none"));
+    if (o.error) s << " error=[" << *o.error << "]";
     if (o.usage) s << " usage=" << o.usage->prompt << "/" << o.usage->completion << "/" << o.usage->total;
     else s << " usage=none";
     return s.str();
@@ -91,8 +95,13 @@ namespace {
 
 struct Entry {
     std::string file;
+    llm_stream::Api api = llm_stream::Api::openai;
     Outcome expected;
 };
+
+/* Whether the library decodes `api` yet (issue 10 adds the APIs one by one). */
+bool decodable(llm_stream::Api api) { return api == llm_stream::Api::openai || d::make_wire_reader(api) != nullptr; }
+
 
 std::string decode(const d::JsonSpan& s) {
     std::string out(s.size(), '\0');
@@ -166,6 +175,25 @@ bool read_tool_calls(d::JsonCursor& c, int depth, std::vector<ToolCall>& out) {
     });
 }
 
+/* A mid-stream error's message, from {"code": "server_error", "message": ...} (or null). */
+bool read_error(d::JsonCursor& c, int depth, std::optional<std::string>& out) {
+    if (c.at('n')) {
+        out.reset();
+        return c.literal("null", 4);
+    }
+    if (!c.at('{')) return c.fail("error must be an object or null");
+    std::string message, code;
+    const bool ok = c.object(depth + 1, [&](const d::JsonSpan& key, int dd) {
+        const std::string k = decode(key);
+        if (k == "message") return read_string(c, message);
+        if (k == "code") return read_string(c, code);
+        return c.skip_value(dd);
+    });
+    if (ok && code != "server_error") return c.fail("an expected error's code must be server_error");
+    out = message;
+    return ok;
+}
+
 bool read_expected(d::JsonCursor& c, int depth, Outcome& out, int& fields) {
     if (!c.at('{')) return c.fail("expected must be an object");
     return c.object(depth + 1, [&](const d::JsonSpan& key, int dd) {
@@ -176,7 +204,9 @@ bool read_expected(d::JsonCursor& c, int depth, Outcome& out, int& fields) {
         if (k == "tool_calls") return read_tool_calls(c, dd, out.tool_calls);
         if (k == "finish_reason") return read_optional_string(c, out.finish_reason);
         if (k == "usage") return read_usage(c, dd, out.usage);
-        --fields;
+        --fields;  // the optional ones (APIs other than openai):
+        if (k == "raw_finish_reason") return read_optional_string(c, out.raw_finish_reason);
+        if (k == "error") return read_error(c, dd, out.error);
         return c.skip_value(dd);
     });
 }
@@ -207,11 +237,18 @@ bool parse_manifest(std::string_view text, std::vector<Entry>& entries, std::str
                 expected_fields = 0;
                 return read_expected(c, dd, e.expected, expected_fields);
             }
+            if (k == "api") {
+                std::string name;
+                return read_string(c, name) && (!llm_stream::parse_api(name, e.api) || c.fail("unknown api"));
+            }
             return c.skip_value(dd);
         });
         if (!entry_ok) return false;
         if (!have_file) return c.fail("an entry has no file");
         if (expected_fields != 5) return c.fail("an entry's expected needs all five fields");
+        // Chat completions' finish reasons are the vocabulary: the raw value is the same.
+        if (e.api == llm_stream::Api::openai && !e.expected.raw_finish_reason)
+            e.expected.raw_finish_reason = e.expected.finish_reason;
         entries.push_back(e);
         return true;
     });
@@ -249,15 +286,17 @@ struct Framing {
     std::size_t body_offset = 0;  // where the body starts in response
 };
 
-const char kHead[] =
-    "HTTP/1.1 200 OK\r\n"
-    "Content-Type: text/event-stream; charset=utf-8\r\n"
-    "Cache-Control: no-cache\r\n"
-    "X-Request-Id: replay\r\n";
+/* The head of a response in `api`'s streaming content type (Ollama's NDJSON, else SSE). */
+std::string head_for(llm_stream::Api api) {
+    return std::string("HTTP/1.1 200 OK\r\nContent-Type: ") +
+           (api == llm_stream::Api::ollama ? "application/x-ndjson" : "text/event-stream; charset=utf-8") +
+           "\r\nCache-Control: no-cache\r\nX-Request-Id: replay\r\n";
+}
 
-std::vector<Framing> framings(const std::string& body, std::uint32_t seed) {
+std::vector<Framing> framings(const std::string& body, std::uint32_t seed, llm_stream::Api api = llm_stream::Api::openai) {
     std::vector<Framing> out;
-    const std::string chunked_head = std::string(kHead) + "Transfer-Encoding: chunked\r\n\r\n";
+    const std::string kHead = head_for(api);
+    const std::string chunked_head = kHead + "Transfer-Encoding: chunked\r\n\r\n";
     for (std::size_t size : {1u, 7u, 13u, 64u}) {
         out.push_back({"chunked/" + std::to_string(size), chunked_head + chunked(body, even_cuts(size, body.size())),
                        chunked_head.size()});
@@ -342,6 +381,7 @@ void record(Run& run, const Event& e) {
     }
     case EventType::finish:
         run.outcome.finish_reason = std::string(e.text);
+        run.outcome.raw_finish_reason = std::string(e.raw_reason);
         utf8(e.text);
         run.trace.push_back("finish:" + std::string(e.text));
         break;
@@ -354,14 +394,17 @@ void record(Run& run, const Event& e) {
 }
 
 /* The Decoder over `response` cut at `cuts`, each piece in its own heap buffer. */
-Run decode(const std::string& response, const std::vector<std::size_t>& cuts) {
+Run decode(const std::string& response, const std::vector<std::size_t>& cuts, llm_stream::Api api = llm_stream::Api::openai) {
     Run run;
-    const Decoded decoded = decode_in_pieces(response, cuts, [&run](const Event& e) { record(run, e); });
+    llm_stream::Decoder decoder(llm_stream::Limits{}, api);
+    const Decoded decoded =
+        decode_in_pieces(decoder, response, cuts, PieceMemory::copied, [&run](const Event& e) { record(run, e); });
     run.messages = decoded.messages;
     run.skipped = decoded.skipped_messages;
     run.error = decoded.error.code;
     run.error_message = decoded.error.message;
     run.finished = decoded.done || decoded.failed;
+    if (run.error == llm_stream::ErrorCode::server_error) run.outcome.error = run.error_message;
     run.warnings = decoded.warnings;
     run.contract_broken = decoded.contract_broken;
     return run;
@@ -370,9 +413,11 @@ Run decode(const std::string& response, const std::vector<std::size_t>& cuts) {
 enum class Drive { next_event, poll };
 
 /* A Stream from Client::replay(response): events, stats and the warnings it logged. */
-Run replay(const std::string& response, llm_stream::Stats& stats, Drive drive = Drive::next_event) {
+Run replay(const std::string& response, llm_stream::Stats& stats, Drive drive = Drive::next_event,
+           llm_stream::Api api = llm_stream::Api::openai) {
     Run run;
     llm_stream::Config config;
+    config.api = api;
     config.log_level = llm_stream::LogLevel::warning;
     config.log = [&run](llm_stream::LogLevel, std::string_view message) { run.warnings.emplace_back(message); };
     llm_stream::Stream stream = llm_stream::Client(config).replay(response);
@@ -391,7 +436,23 @@ Run replay(const std::string& response, llm_stream::Stats& stats, Drive drive = 
     run.error = stream.error().code;
     run.error_message = stream.error().message;
     run.finished = stream.finished();
+    if (run.error == llm_stream::ErrorCode::server_error) run.outcome.error = run.error_message;
     return run;
+}
+
+/* A recorded mid-stream error ends the stream as server_error with the provider's message. */
+void check_error(const Outcome& expected, const Run& run) {
+    if (!expected.error) {
+        CHECK(run.error == llm_stream::ErrorCode::none);
+        if (run.error != llm_stream::ErrorCode::none) {
+            CAPTURE(run.error_message);
+            CHECK(run.error_message.empty());
+        }
+        return;
+    }
+    CAPTURE(run.error_message);
+    CHECK(run.error == llm_stream::ErrorCode::server_error);
+    CHECK(run.error_message.find(*expected.error) != std::string::npos);
 }
 
 /* Checks one run against the manifest and against the first run of the same stream. */
@@ -402,11 +463,7 @@ void check_run(const Entry& entry, const Framing& framing, const std::string& sp
     CAPTURE(split_name);
     CHECK(run.contract_broken == "");
     CHECK(run.finished);
-    CHECK(run.error == llm_stream::ErrorCode::none);
-    if (run.error != llm_stream::ErrorCode::none) {
-        CAPTURE(run.error_message);
-        CHECK(run.error_message.empty());
-    }
+    check_error(entry.expected, run);
     CHECK(run.outcome == entry.expected);
     CHECK(run.text_always_valid_utf8);
     CHECK_FALSE(run.empty_text_event);
@@ -470,7 +527,9 @@ TEST_CASE("manifest.json lists every recorded stream, and each one exists") {
     std::size_t on_disk = 0;
     for (const auto& item : std::filesystem::directory_iterator(kStreamsDir, ec)) {
         const std::string name = item.path().filename().string();
-        if (name.size() > 4 && name.substr(name.size() - 4) == ".sse") {
+        const bool sse = name.size() > 4 && name.substr(name.size() - 4) == ".sse";
+        const bool ndjson = name.size() > 7 && name.substr(name.size() - 7) == ".ndjson";
+        if (sse || ndjson) {
             ++on_disk;
             CAPTURE(name);
             CHECK(listed.count(name) == 1);
@@ -478,6 +537,8 @@ TEST_CASE("manifest.json lists every recorded stream, and each one exists") {
     }
     CHECK_FALSE(ec);
     CHECK(on_disk == entries.size());
+    const auto pending = std::count_if(entries.begin(), entries.end(), [](const Entry& e) { return !decodable(e.api); });
+    if (pending > 0) MESSAGE(pending << " recorded streams wait for their API's decoder (issue 10)");
 
     // Spot checks that the reader decoded the manifest's escapes and nulls.
     for (const Entry& e : entries) {
@@ -501,8 +562,11 @@ TEST_CASE("every recorded stream decodes as the manifest says, in every framing 
     CHECK_FALSE(entries.empty());
     const unsigned kSeeds = 50;
     std::size_t runs = 0;
+    std::size_t decoded_entries = 0;
     for (std::size_t n = 0; n < entries.size(); ++n) {
         const Entry& entry = entries[n];
+        if (!decodable(entry.api)) continue;  // counted in the corpus test's message
+        ++decoded_entries;
         std::string body;
         if (!read_file(kStreamsDir + "/" + entry.file, body)) {
             CAPTURE(entry.file);
@@ -510,24 +574,24 @@ TEST_CASE("every recorded stream decodes as the manifest says, in every framing 
             continue;
         }
         std::optional<Run> baseline;
-        for (const Framing& framing : framings(body, static_cast<std::uint32_t>(1000 + n))) {
+        for (const Framing& framing : framings(body, static_cast<std::uint32_t>(1000 + n), entry.api)) {
             const std::string& response = framing.response;
-            const Run whole = decode(response, {});
+            const Run whole = decode(response, {}, entry.api);
             check_run(entry, framing, "whole", whole, baseline ? &*baseline : nullptr);
             if (!baseline) baseline = whole;
-            check_run(entry, framing, "every byte", decode(response, even_cuts(1, response.size())), &*baseline);
+            check_run(entry, framing, "every byte", decode(response, even_cuts(1, response.size()), entry.api), &*baseline);
             runs += 2;
             for (unsigned seed = 0; seed < kSeeds; ++seed) {
                 const std::vector<std::size_t> cuts =
                     random_cuts(response.size(), static_cast<unsigned>(seed * 7919 + n * 104729 + framing.name.size()));
                 const std::string name = "seed " + std::to_string(seed) + " (" + std::to_string(cuts.size()) + " cuts)";
-                check_run(entry, framing, name, decode(response, cuts), &*baseline);
+                check_run(entry, framing, name, decode(response, cuts, entry.api), &*baseline);
                 ++runs;
             }
             // The same through a Stream, driven both ways: its statistics and its log.
             for (Drive drive : {Drive::next_event, Drive::poll}) {
                 llm_stream::Stats stats;
-                const Run streamed = replay(response, stats, drive);
+                const Run streamed = replay(response, stats, drive, entry.api);
                 check_run(entry, framing, drive == Drive::poll ? "Stream, poll()" : "Stream, next_event()", streamed,
                           &*baseline);
                 check_stats(entry, framing, streamed, stats);
@@ -536,18 +600,20 @@ TEST_CASE("every recorded stream decodes as the manifest says, in every framing 
         }
     }
     MESSAGE("decoded " << runs << " responses");
-    CHECK(runs == entries.size() * 7 * (2 + kSeeds + 2));
+    CHECK(runs == decoded_entries * 7 * (2 + kSeeds + 2));
 }
 
 TEST_CASE("next_chunk() yields exactly the content, one content event per chunk") {
     for (const Entry& entry : manifest()) {
+        if (!decodable(entry.api)) continue;
         std::string body;
         CHECK(read_file(kStreamsDir + "/" + entry.file, body));
-        for (const Framing& framing : framings(body, 77)) {
+        for (const Framing& framing : framings(body, 77, entry.api)) {
             CAPTURE(entry.file);
             CAPTURE(framing.name);
             std::vector<std::string> warnings;
             llm_stream::Config config;
+            config.api = entry.api;
             config.log = [&warnings](llm_stream::LogLevel, std::string_view message) { warnings.emplace_back(message); };
             llm_stream::Stream stream = llm_stream::Client(config).replay(framing.response);
             std::string content;
@@ -562,7 +628,7 @@ TEST_CASE("next_chunk() yields exactly the content, one content event per chunk"
             CHECK(content == entry.expected.content);
             CHECK(all_valid);
             CHECK_FALSE(any_empty);
-            CHECK_FALSE(stream.error());
+            CHECK(bool(stream.error()) == entry.expected.error.has_value());
             CHECK(stream.finished());
             const llm_stream::Stats stats = stream.stats();
             CHECK(stats.chunks == chunks);
@@ -577,15 +643,18 @@ TEST_CASE("next_chunk() yields exactly the content, one content event per chunk"
 
 TEST_CASE("range-for over a replayed stream") {
     for (const Entry& entry : manifest()) {
+        if (!decodable(entry.api)) continue;
         std::string body;
         CHECK(read_file(kStreamsDir + "/" + entry.file, body));
-        const Framing framing = framings(body, 5)[1];  // chunked, 7-byte chunks
-        llm_stream::Stream stream = llm_stream::Client(llm_stream::Config()).replay(framing.response);
+        const Framing framing = framings(body, 5, entry.api)[1];  // chunked, 7-byte chunks
+        llm_stream::Config config;
+        config.api = entry.api;
+        llm_stream::Stream stream = llm_stream::Client(config).replay(framing.response);
         std::string content;
         for (std::string_view chunk : stream) content.append(chunk);
         CAPTURE(entry.file);
         CHECK(content == entry.expected.content);
-        CHECK_FALSE(stream.error());
+        CHECK(bool(stream.error()) == entry.expected.error.has_value());
     }
 }
 
