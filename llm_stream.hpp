@@ -2706,6 +2706,11 @@ public:
 
 /* The reader of the APIs other than OpenAI's chat completions (nullptr for Api::openai). */
 inline std::unique_ptr<WireReader> make_wire_reader(Api api);
+/* Each other API's reader, in that API's section (after the stub's). */
+inline std::unique_ptr<WireReader> make_responses_reader();
+inline std::unique_ptr<WireReader> make_anthropic_reader();
+inline std::unique_ptr<WireReader> make_gemini_reader();
+inline std::unique_ptr<WireReader> make_ollama_reader();
 
 class DeltaExtractor final : public WireReader {
 public:
@@ -3142,10 +3147,10 @@ inline void json_write_number(std::string& out, double value) {
 inline std::unique_ptr<WireReader> make_wire_reader(Api api) {
     switch (api) {
     case Api::openai: break;  // the Decoder's own DeltaExtractor
-    case Api::responses:
-    case Api::anthropic:
-    case Api::gemini:
-    case Api::ollama: break;  // not yet: the Decoder refuses the response (issue 10 in progress)
+    case Api::responses: return make_responses_reader();
+    case Api::anthropic: return make_anthropic_reader();
+    case Api::gemini: return make_gemini_reader();
+    case Api::ollama: return make_ollama_reader();
     }
     return nullptr;
 }
@@ -3780,6 +3785,31 @@ inline void write_chat_body(const std::vector<Message>& messages, const ChatOpti
         body.append(extra.text.data(), extra.text.size());
     }
     body += '}';
+}
+
+/* Each other API's body, in that API's section (after the stub's): the same conversation and options
+   in that API's shape; invalid_argument naming an option the API cannot carry. */
+inline Error write_responses_body(const std::vector<Message>& messages, const ChatOptions& options,
+                                  const std::string& model, const ExtraMembers& extra, std::string& body);
+inline Error write_anthropic_body(const std::vector<Message>& messages, const ChatOptions& options,
+                                  const std::string& model, const ExtraMembers& extra, std::string& body);
+inline Error write_gemini_body(const std::vector<Message>& messages, const ChatOptions& options,
+                               const std::string& model, const ExtraMembers& extra, std::string& body);
+inline Error write_ollama_body(const std::vector<Message>& messages, const ChatOptions& options,
+                               const std::string& model, const ExtraMembers& extra, std::string& body);
+
+/* The request body in `api`'s shape, after check_chat_options(). */
+inline Error write_request_body(Api api, const std::vector<Message>& messages, const ChatOptions& options,
+                                const std::string& model, const ExtraMembers& extra, std::string& body) {
+    switch (api) {
+    case Api::openai: break;
+    case Api::responses: return write_responses_body(messages, options, model, extra, body);
+    case Api::anthropic: return write_anthropic_body(messages, options, model, extra, body);
+    case Api::gemini: return write_gemini_body(messages, options, model, extra, body);
+    case Api::ollama: return write_ollama_body(messages, options, model, extra, body);
+    }
+    write_chat_body(messages, options, model, extra, body);
+    return {};
 }
 
 /* "messages[2]": where a culprit sits, in the JSON the server would see. */
@@ -4597,18 +4627,88 @@ inline StubResponse stub_openai(const StubReply& reply, const std::string& model
     return writer.finish(reply.prompt_tokens, reply.completion_tokens);
 }
 
+/* Each other API's stub writer, in that API's section below. */
+inline StubResponse stub_responses(const StubReply& reply, const std::string& model);
+inline StubResponse stub_anthropic(const StubReply& reply, const std::string& model);
+inline StubResponse stub_gemini(const StubReply& reply, const std::string& model);
+inline StubResponse stub_ollama(const StubReply& reply, const std::string& model);
+
 /* The stub's reply in `api`'s wire format. */
 inline StubResponse make_stub_response(Api api, const std::vector<Message>& messages, const ChatOptions& options,
                                        const std::string& model) {
     const StubReply reply = plan_stub_reply(messages, options);
     switch (api) {
     case Api::openai: break;
-    case Api::responses:
-    case Api::anthropic:
-    case Api::gemini:
-    case Api::ollama: break;  // issue 10 in progress: build_request() refuses these APIs for now
+    case Api::responses: return stub_responses(reply, model);
+    case Api::anthropic: return stub_anthropic(reply, model);
+    case Api::gemini: return stub_gemini(reply, model);
+    case Api::ollama: return stub_ollama(reply, model);
     }
     return stub_openai(reply, model);
+}
+
+/* ------------------------------------------------------------------------------------------------
+   OpenAI Responses API: request body, stream reader, stub
+   POST /responses; SSE events typed by their "type" (response.output_text.delta, ...)
+   ------------------------------------------------------------------------------------------------ */
+
+inline Error write_responses_body(const std::vector<Message>&, const ChatOptions&, const std::string&, const ExtraMembers&,
+                              std::string&) {
+    return make_error(ErrorCode::invalid_config, "LLM_API=responses is not supported yet");  // issue 10 in progress
+}
+
+inline std::unique_ptr<WireReader> make_responses_reader() { return nullptr; }  // issue 10 in progress
+
+inline StubResponse stub_responses(const StubReply& reply, const std::string& model) {
+    return stub_openai(reply, model);  // unreachable until write_responses_body() sends requests (issue 10 in progress)
+}
+
+/* ------------------------------------------------------------------------------------------------
+   Anthropic Messages API: request body, stream reader, stub
+   POST /messages; SSE with event names (message_start, content_block_delta, message_stop, ...)
+   ------------------------------------------------------------------------------------------------ */
+
+inline Error write_anthropic_body(const std::vector<Message>&, const ChatOptions&, const std::string&, const ExtraMembers&,
+                              std::string&) {
+    return make_error(ErrorCode::invalid_config, "LLM_API=anthropic is not supported yet");  // issue 10 in progress
+}
+
+inline std::unique_ptr<WireReader> make_anthropic_reader() { return nullptr; }  // issue 10 in progress
+
+inline StubResponse stub_anthropic(const StubReply& reply, const std::string& model) {
+    return stub_openai(reply, model);  // unreachable until write_anthropic_body() sends requests (issue 10 in progress)
+}
+
+/* ------------------------------------------------------------------------------------------------
+   Google Gemini streamGenerateContent: request body, stream reader, stub
+   POST /models/{model}:streamGenerateContent?alt=sse; each SSE event a GenerateContentResponse
+   ------------------------------------------------------------------------------------------------ */
+
+inline Error write_gemini_body(const std::vector<Message>&, const ChatOptions&, const std::string&, const ExtraMembers&,
+                              std::string&) {
+    return make_error(ErrorCode::invalid_config, "LLM_API=gemini is not supported yet");  // issue 10 in progress
+}
+
+inline std::unique_ptr<WireReader> make_gemini_reader() { return nullptr; }  // issue 10 in progress
+
+inline StubResponse stub_gemini(const StubReply& reply, const std::string& model) {
+    return stub_openai(reply, model);  // unreachable until write_gemini_body() sends requests (issue 10 in progress)
+}
+
+/* ------------------------------------------------------------------------------------------------
+   Ollama native /api/chat: request body, stream reader, stub
+   POST /api/chat; NDJSON lines, the last with "done": true
+   ------------------------------------------------------------------------------------------------ */
+
+inline Error write_ollama_body(const std::vector<Message>&, const ChatOptions&, const std::string&, const ExtraMembers&,
+                              std::string&) {
+    return make_error(ErrorCode::invalid_config, "LLM_API=ollama is not supported yet");  // issue 10 in progress
+}
+
+inline std::unique_ptr<WireReader> make_ollama_reader() { return nullptr; }  // issue 10 in progress
+
+inline StubResponse stub_ollama(const StubReply& reply, const std::string& model) {
+    return stub_openai(reply, model);  // unreachable until write_ollama_body() sends requests (issue 10 in progress)
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -5928,13 +6028,10 @@ Error build_request(const Config& config, const std::vector<Message>& messages, 
     if (Error e = detail::check_chat_options(messages, options, model)) return e;
     detail::ExtraMembers extra;
     if (Error e = detail::read_request_extra(options.extra_json, extra)) return e;
-    if (config.api != Api::openai)  // issue 10 in progress: each API's body comes with its reader
-        return detail::config_error(std::string("LLM_API=") + api_name(config.api) + " is not supported yet");
     request.method = "POST";
     request.url = config.endpoint_url(model);
     if (Error e = detail::write_request_headers(config, request.headers)) return e;
-    detail::write_chat_body(messages, options, model, extra, request.body);
-    return {};
+    return detail::write_request_body(config.api, messages, options, model, extra, request.body);
 }
 
 Error parse_messages(std::string_view json, std::vector<Message>& out) {
