@@ -4361,13 +4361,55 @@ struct StubResponse {
     std::vector<std::size_t> segment_ends;   // where the simulated server pauses
 };
 
-/* The response as a server writes it: each SSE event in a chunk of its own, a pause after each. */
+/* A stub's HTTP response as a server writes it: the head, then each SSE event or NDJSON line in a
+   chunk of its own, a pause after each. Every API's stub writes through it. */
+class StubBody {
+public:
+    explicit StubBody(std::string_view content_type) {
+        out_.bytes = "HTTP/1.1 200 OK\r\nContent-Type: ";
+        out_.bytes.append(content_type.data(), content_type.size());
+        out_.bytes += "\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+        out_.segment_ends.push_back(out_.bytes.size());
+    }
+    /* An SSE event: "event: NAME" first when `name` is not empty, then its data line. */
+    void sse(std::string_view name, std::string_view data) {
+        std::string& e = scratch_;
+        e.clear();
+        if (!name.empty()) e.append("event: ").append(name.data(), name.size()).append("\n");
+        e.append("data: ").append(data.data(), data.size()).append("\n\n");
+        chunk(e);
+    }
+    /* One NDJSON line. */
+    void line(std::string_view json) {
+        scratch_.assign(json.data(), json.size());
+        scratch_ += '\n';
+        chunk(scratch_);
+    }
+    /* The last chunk: the body ends. */
+    StubResponse finish() {
+        out_.bytes += "0\r\n\r\n";
+        out_.segment_ends.back() = out_.bytes.size();
+        return std::move(out_);
+    }
+
+private:
+    void chunk(std::string_view payload) {
+        char size_line[24];
+        const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", payload.size());
+        out_.bytes.append(size_line, static_cast<std::size_t>(n));
+        out_.bytes.append(payload.data(), payload.size());
+        out_.bytes += "\r\n";
+        out_.segment_ends.push_back(out_.bytes.size());
+    }
+
+    std::string scratch_;
+    StubResponse out_;
+};
+
+/* OpenAI's chat.completion.chunk events, through a StubBody. */
 class StubWriter {
 public:
-    explicit StubWriter(const std::string& model) {
-        out_.bytes = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                     "Transfer-Encoding: chunked\r\n\r\n";
-        out_.segment_ends.push_back(out_.bytes.size());
+    explicit StubWriter(const std::string& model) : body_("text/event-stream") {
         head_ = "{\"id\":\"chatcmpl-stub\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":";
         json_write_string(head_, model);
         head_ += ",\"choices\":[{\"index\":0,\"delta\":";
@@ -4380,35 +4422,22 @@ public:
         if (finish_reason) json_write_string(json_, finish_reason);
         else json_ += "null";
         json_ += "}]}";
-        event(json_);
+        body_.sse({}, json_);
     }
     /* The usage chunk (empty choices), then [DONE] and the end of the body. */
     StubResponse finish(std::size_t prompt_tokens, std::size_t completion_tokens) {
-        event("{\"id\":\"chatcmpl-stub\",\"object\":\"chat.completion.chunk\",\"created\":0,\"choices\":[],"
-              "\"usage\":{\"prompt_tokens\":" + std::to_string(prompt_tokens) +
-              ",\"completion_tokens\":" + std::to_string(completion_tokens) +
-              ",\"total_tokens\":" + std::to_string(prompt_tokens + completion_tokens) + "}}");
-        event("[DONE]");
-        out_.bytes += "0\r\n\r\n";
-        out_.segment_ends.back() = out_.bytes.size();
-        return std::move(out_);
+        body_.sse({}, "{\"id\":\"chatcmpl-stub\",\"object\":\"chat.completion.chunk\",\"created\":0,\"choices\":[],"
+                      "\"usage\":{\"prompt_tokens\":" + std::to_string(prompt_tokens) +
+                      ",\"completion_tokens\":" + std::to_string(completion_tokens) +
+                      ",\"total_tokens\":" + std::to_string(prompt_tokens + completion_tokens) + "}}");
+        body_.sse({}, "[DONE]");
+        return body_.finish();
     }
 
 private:
-    void event(std::string_view data) {
-        std::string_view prefix = "data: ";
-        char size_line[24];
-        const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", prefix.size() + data.size() + 2);
-        out_.bytes.append(size_line, static_cast<std::size_t>(n));
-        out_.bytes.append(prefix.data(), prefix.size());
-        out_.bytes.append(data.data(), data.size());
-        out_.bytes += "\n\n\r\n";
-        out_.segment_ends.push_back(out_.bytes.size());
-    }
-
+    StubBody body_;
     std::string head_;  // every chunk's JSON up to its first choice's delta
     std::string json_;
-    StubResponse out_;
 };
 
 /* Calls on_piece for pieces of 2 to 8 characters, in a fixed pattern, as a tokenizer would cut
