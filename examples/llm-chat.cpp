@@ -883,6 +883,8 @@ std::string event_to_json(const llm_stream::Event& event) {
     case EventType::finish:
         line += "\"finish\"";
         append_json_member(line, "reason", event.text);
+        // Other APIs' own value ("end_turn", "MAX_TOKENS") when it is not already the reason.
+        if (event.raw_reason != event.text) append_json_member(line, "raw", event.raw_reason);
         break;
     case EventType::usage:
         line += "\"usage\",";
