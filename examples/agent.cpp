@@ -10,7 +10,6 @@
 #include "llm_stream.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -20,96 +19,71 @@
 
 namespace {
 
-constexpr int kMaxRounds = 8;
+/* + - * / and parentheses on numbers, by recursive descent: a sum of products of factors. */
+struct Calculator {
+    const char* p;
+    std::string error;
+    int depth = 0;
 
-/* + - * / and parentheses on numbers, by recursive descent: an expression is a sum of products of
-   factors. The value as text, or "error: ..." saying what is wrong. */
-class Calculator {
-public:
-    static std::string evaluate(std::string expression) {
-        Calculator c(std::move(expression));
-        const double value = c.sum();
-        if (c.peek() != '\0') c.fail("unexpected '" + c.text_.substr(c.pos_, 1) + "'");
-        if (!c.error_.empty()) return "error: " + c.error_;
-        char text[32];
-        std::snprintf(text, sizeof text, "%.15g", value);
-        return text;
+    char peek() {
+        while (*p == ' ') ++p;
+        return *p;
     }
-
-private:
-    explicit Calculator(std::string text) : text_(std::move(text)) {}
+    bool take(char c) { return peek() == c && (++p, true); }
+    double fail(const std::string& why) { return error.empty() ? (error = why, 0.0) : 0.0; }
     double sum() {
-        for (double value = product();;) {
-            if (take('+')) value += product();
-            else if (take('-')) value -= product();
-            else return value;
-        }
+        double v = product();
+        while (peek() == '+' || peek() == '-') v = *p++ == '+' ? v + product() : v - product();
+        return v;
     }
     double product() {
-        for (double value = factor();;) {
-            if (take('*')) value *= factor();
-            else if (!take('/')) return value;
-            else if (const double divisor = factor(); divisor != 0) value /= divisor;
-            else return fail("division by zero");
+        double v = factor();
+        while (peek() == '*' || peek() == '/') {
+            const bool times = *p++ == '*';
+            const double f = factor();
+            v = times ? v * f : f != 0 ? v / f : fail("division by zero");
         }
+        return v;
     }
     double factor() {
-        if (depth_ == 100) return fail("too deeply nested");  // keeps the recursion off the stack's end
-        ++depth_;
-        const double value = take('-') ? -factor() : take('(') ? parenthesised() : number();
-        --depth_;
-        return value;
+        if (depth == 100) return fail("too deeply nested");  // keeps the recursion off the stack's end
+        ++depth;
+        const double v = take('-') ? -factor() : take('(') ? parenthesised() : number();
+        --depth;
+        return v;
     }
     double parenthesised() {
-        const double value = sum();
-        if (!take(')')) fail("missing ')'");
-        return value;
+        const double v = sum();
+        return take(')') ? v : fail("missing ')'");
     }
     double number() {
-        const char first = peek();
-        const char* start = text_.c_str() + pos_;
         char* end = nullptr;
-        const double value = first == '.' || std::isdigit(static_cast<unsigned char>(first)) ? std::strtod(start, &end) : 0;
-        if (!end || end == start) return fail(first ? "expected a number at '" + text_.substr(pos_, 10) + "'" : "expected a number at the end");
-        pos_ += static_cast<std::size_t>(end - start);
-        return value;
+        const double v = peek() == '.' || (*p >= '0' && *p <= '9') ? std::strtod(p, &end) : 0;
+        if (!end || end == p) return fail(*p ? "expected a number at '" + std::string(p).substr(0, 10) + "'" : "expected a number at the end");
+        p = end;
+        return v;
     }
-    char peek() {
-        while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
-        return pos_ < text_.size() ? text_[pos_] : '\0';
-    }
-    bool take(char c) { return peek() == c && (++pos_, true); }
-    double fail(std::string why) {
-        if (error_.empty()) error_ = std::move(why);
-        return 0;
-    }
-
-    std::string text_, error_;
-    std::size_t pos_ = 0;
-    int depth_ = 0;
 };
 
-std::string local_time() {
-    const std::time_t now = std::time(nullptr);
-    char text[64];
-    return std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S %Z", std::localtime(&now)) ? text : "unknown";
+std::string calculate(const std::string& expression) {
+    Calculator c{expression.c_str(), {}};
+    const double value = c.sum();
+    if (c.peek() != '\0') c.fail(std::string("unexpected '") + c.peek() + "'");
+    if (!c.error.empty()) return "error: " + c.error;
+    char text[32];
+    std::snprintf(text, sizeof text, "%.15g", value);
+    return text;
 }
 
-std::string run_tool(const llm_stream::ToolCall& call, bool valid_json) {
-    if (!valid_json) return "error: the arguments are not valid JSON";
-    if (call.name == "local_time") return local_time();
+std::string run_tool(const llm_stream::ToolCall& call) {
+    if (call.name == "local_time") {
+        const std::time_t now = std::time(nullptr);
+        char text[64];
+        return std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S %Z", std::localtime(&now)) ? text : "unknown";
+    }
     if (call.name != "calculator") return "error: there is no tool named " + call.name;
     const std::optional<std::string> expression = llm_stream::json_string_member(call.arguments, "expression");
-    if (!expression) return "error: expression (a string) is missing";
-    return Calculator::evaluate(*expression);
-}
-
-std::vector<llm_stream::Tool> tools() {
-    return {{"calculator", "Evaluates an arithmetic expression: numbers, + - * / and parentheses.",
-             R"({"type":"object","properties":{"expression":{"type":"string","description":"e.g. (2+3)*4"}},)"
-             R"("required":["expression"],"additionalProperties":false})", true},
-            {"local_time", "The local date and time.",
-             R"({"type":"object","properties":{},"additionalProperties":false})", true}};
+    return expression ? calculate(*expression) : "error: expression (a string) is missing";
 }
 
 int fail(const std::string& message) {
@@ -118,34 +92,27 @@ int fail(const std::string& message) {
 }
 
 /* One round: streams the reply, appends it and the results of the calls it asks for. */
-bool run_round(llm_stream::Client& client, const llm_stream::ChatOptions& options,
-               std::vector<llm_stream::Message>& messages, bool& more) {
+llm_stream::Error run_round(llm_stream::Client& client, const llm_stream::ChatOptions& options,
+                            std::vector<llm_stream::Message>& messages) {
     llm_stream::Stream stream = client.stream_chat(messages, options);
     for (std::string_view chunk : stream) {
         std::fwrite(chunk.data(), 1, chunk.size(), stdout);
         std::fflush(stdout);
     }
-    if (stream.error()) {
-        fail(stream.error().message);
-        return false;
-    }
-    const llm_stream::Reply& reply = stream.reply();
-    llm_stream::Message asked = reply.message();
-    more = !asked.tool_calls.empty();
-    if (!asked.content.empty()) std::putchar('\n');
-    std::vector<llm_stream::Message> results;
-    for (std::size_t i = 0; i < asked.tool_calls.size(); ++i) {
-        llm_stream::ToolCall& call = asked.tool_calls[i];
-        const std::vector<std::size_t>& invalid = reply.choices.front().invalid_tool_calls;
-        const bool valid = std::find(invalid.begin(), invalid.end(), i) == invalid.end();
-        const std::string result = run_tool(call, valid);
+    if (stream.error()) return stream.error();
+    const llm_stream::ReplyChoice& reply = stream.reply().choices.front();
+    messages.push_back(reply.message);
+    if (!reply.message.content.empty()) std::putchar('\n');
+    for (std::size_t i = 0; i < reply.message.tool_calls.size(); ++i) {
+        const llm_stream::ToolCall& call = reply.message.tool_calls[i];
+        const bool valid = std::count(reply.invalid_tool_calls.begin(), reply.invalid_tool_calls.end(), i) == 0;
+        const std::string result = valid ? run_tool(call) : "error: the arguments are not valid JSON";
         std::printf("[%s %s -> %s]\n", call.name.c_str(), call.arguments.c_str(), result.c_str());
-        if (!valid) call.arguments = "{}";  // requests refuse arguments that are not JSON; the result says why
-        results.push_back(llm_stream::Message::tool_result(call.id, result));
+        // Requests refuse arguments that are not JSON (servers parse them); the result says why.
+        if (!valid) messages.back().tool_calls[i].arguments = "{}";
+        messages.push_back(llm_stream::Message::tool_result(call.id, result));
     }
-    messages.push_back(std::move(asked));
-    messages.insert(messages.end(), results.begin(), results.end());
-    return true;
+    return {};
 }
 
 }  // namespace
@@ -156,13 +123,18 @@ int main(int argc, char** argv) {
     if (config.stub_mode()) std::fputs("agent: stub mode (LLM_BASE_URL is not set): simulated replies\n", stderr);
     llm_stream::Client client(std::move(config));
     llm_stream::ChatOptions options;
-    options.tools = tools();
+    options.tools = {{"calculator", "Evaluates an arithmetic expression: numbers, + - * / and parentheses.",
+                      R"({"type":"object","properties":{"expression":{"type":"string","description":"e.g. (2+3)*4"}},)"
+                      R"("required":["expression"],"additionalProperties":false})", true},
+                     {"local_time", "The local date and time.",
+                      R"({"type":"object","properties":{},"additionalProperties":false})", true}};
     options.assemble_reply = true;  // stream.reply(): the assistant message to append
     std::vector<llm_stream::Message> messages = {
         llm_stream::Message::system("Use the calculator for arithmetic and local_time for the time. Be brief."),
         llm_stream::Message::user(argc > 1 ? argv[1] : "12 * (3 + 4) / 2")};
-    bool more = true;
-    for (int round = 0; more && round < kMaxRounds; ++round)
-        if (!run_round(client, options, messages, more)) return 1;
-    return more ? fail("no final answer after " + std::to_string(kMaxRounds) + " rounds") : 0;
+    for (int round = 0; round < 8; ++round) {
+        if (llm_stream::Error e = run_round(client, options, messages)) return fail(e.message);
+        if (messages.back().role != llm_stream::Role::tool) return 0;  // an answer without calls
+    }
+    return fail("no final answer after 8 rounds");
 }
