@@ -4920,6 +4920,8 @@ inline std::size_t json_compact(std::string_view json, char* out) noexcept {
    writes text as raw UTF-8 (never a surrogate escape), so no pair can be split between lines. */
 class OllamaReader final : public WireReader {
 public:
+    // Room for a line's usual events and the done line's two more: the last line allocates nothing.
+    OllamaReader() { events_.reserve(8); }
     Result read(std::string_view event_name, std::string_view data) override;
     const std::vector<Event>& events() const noexcept override { return events_; }
     Error error() const override;
