@@ -2914,13 +2914,17 @@ inline bool DeltaExtractor::parse_top(JsonCursor& c) {
     return c.p == c.end || c.fail("unexpected text after the object");
 }
 
-inline std::string_view DeltaExtractor::decode(const JsonSpan& s) {
+/* A string token's text: a view of the input when it needs no decoding, else decoded into the
+   arena's reserved room (decoding never lengthens it). The readers of every wire format use it. */
+inline std::string_view decode_in_arena(const JsonSpan& s, ByteBuffer& arena) {
     if (!s.escaped && utf8_valid(s.begin, s.end)) return {s.begin, s.size()};
-    char* out = arena_.data() + arena_.size();  // room was reserved for every span
+    char* out = arena.data() + arena.size();  // room was reserved for every span
     const std::size_t n = json_decode_string(s.begin, s.end, out);
-    arena_.resize_up_reserved(n);
+    arena.resize_up_reserved(n);
     return {out, n};
 }
+
+inline std::string_view DeltaExtractor::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
 
 inline std::uint32_t DeltaExtractor::take_pending(const TextField& field) noexcept {
     for (std::size_t i = 0; i < pending_.size(); ++i) {
@@ -3757,18 +3761,23 @@ inline std::size_t body_size_estimate(const std::vector<Message>& messages, cons
     return size;
 }
 
-/* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
-   replace the ones written here, so no key appears twice. */
-inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
-                            const std::string& model, const ExtraMembers& extra, std::string& body) {
+/* A body's opening: '{' and the model (unless extra_json sets it), with room for the rest. */
+inline void begin_body(std::string& body, std::size_t size_estimate, const std::string& model, const ExtraMembers& extra) {
     body.clear();
-    body.reserve(body_size_estimate(messages, options));
+    body.reserve(size_estimate);
     body += '{';
     if (!extra.has("model")) {
         body += "\"model\":";
         json_write_string(body, model);
         body += ',';
     }
+}
+
+/* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
+   replace the ones written here, so no key appears twice. */
+inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
+                            const std::string& model, const ExtraMembers& extra, std::string& body) {
+    begin_body(body, body_size_estimate(messages, options), model, extra);
     body += "\"messages\":[";
     for (std::size_t i = 0; i < messages.size(); ++i) {
         if (i) body += ',';
@@ -4874,14 +4883,7 @@ inline void write_ollama_format(std::string& out, const ResponseFormat& format, 
 inline Error write_ollama_body(const std::vector<Message>& messages, const ChatOptions& options,
                                const std::string& model, const ExtraMembers& extra, std::string& body) {
     if (Error e = check_ollama_options(options)) return e;
-    body.clear();
-    body.reserve(body_size_estimate(messages, options));
-    body += '{';
-    if (!extra.has("model")) {
-        body += "\"model\":";
-        json_write_string(body, model);
-        body += ',';
-    }
+    begin_body(body, body_size_estimate(messages, options), model, extra);
     body += "\"messages\":[";
     for (std::size_t i = 0; i < messages.size(); ++i) {
         if (i) body += ',';
@@ -5027,13 +5029,7 @@ inline bool OllamaReader::parse_line(JsonCursor& c) {
     return c.p == c.end || c.fail("unexpected text after the object");
 }
 
-inline std::string_view OllamaReader::decode(const JsonSpan& s) {
-    if (!s.escaped && utf8_valid(s.begin, s.end)) return {s.begin, s.size()};
-    char* out = arena_.data() + arena_.size();  // room was reserved for every span
-    const std::size_t n = json_decode_string(s.begin, s.end, out);
-    arena_.resize_up_reserved(n);
-    return {out, n};
-}
+inline std::string_view OllamaReader::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
 
 inline void OllamaReader::add_text(EventType type, std::string_view text) {
     if (text.empty()) return;
