@@ -2914,13 +2914,17 @@ inline bool DeltaExtractor::parse_top(JsonCursor& c) {
     return c.p == c.end || c.fail("unexpected text after the object");
 }
 
-inline std::string_view DeltaExtractor::decode(const JsonSpan& s) {
+/* A string token's text: a view of the input when it needs no decoding, else decoded into the
+   arena's reserved room (decoding never lengthens it). The readers of every wire format use it. */
+inline std::string_view decode_in_arena(const JsonSpan& s, ByteBuffer& arena) {
     if (!s.escaped && utf8_valid(s.begin, s.end)) return {s.begin, s.size()};
-    char* out = arena_.data() + arena_.size();  // room was reserved for every span
+    char* out = arena.data() + arena.size();  // room was reserved for every span
     const std::size_t n = json_decode_string(s.begin, s.end, out);
-    arena_.resize_up_reserved(n);
+    arena.resize_up_reserved(n);
     return {out, n};
 }
+
+inline std::string_view DeltaExtractor::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
 
 inline std::uint32_t DeltaExtractor::take_pending(const TextField& field) noexcept {
     for (std::size_t i = 0; i < pending_.size(); ++i) {
@@ -3757,18 +3761,23 @@ inline std::size_t body_size_estimate(const std::vector<Message>& messages, cons
     return size;
 }
 
-/* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
-   replace the ones written here, so no key appears twice. */
-inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
-                            const std::string& model, const ExtraMembers& extra, std::string& body) {
+/* A body's opening: '{' and the model (unless extra_json sets it), with room for the rest. */
+inline void begin_body(std::string& body, std::size_t size_estimate, const std::string& model, const ExtraMembers& extra) {
     body.clear();
-    body.reserve(body_size_estimate(messages, options));
+    body.reserve(size_estimate);
     body += '{';
     if (!extra.has("model")) {
         body += "\"model\":";
         json_write_string(body, model);
         body += ',';
     }
+}
+
+/* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
+   replace the ones written here, so no key appears twice. */
+inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
+                            const std::string& model, const ExtraMembers& extra, std::string& body) {
+    begin_body(body, body_size_estimate(messages, options), model, extra);
     body += "\"messages\":[";
     for (std::size_t i = 0; i < messages.size(); ++i) {
         if (i) body += ',';
@@ -4729,15 +4738,409 @@ inline StubResponse stub_gemini(const StubReply& reply, const std::string& model
    POST /api/chat; NDJSON lines, the last with "done": true
    ------------------------------------------------------------------------------------------------ */
 
-inline Error write_ollama_body(const std::vector<Message>&, const ChatOptions&, const std::string&, const ExtraMembers&,
-                              std::string&) {
-    return make_error(ErrorCode::invalid_config, "LLM_API=ollama is not supported yet");  // issue 10 in progress
+/* Ollama's roles are system, user, assistant and tool: a developer message is a system one. */
+inline const char* ollama_role(Role role) noexcept { return role == Role::developer ? "system" : role_name(role); }
+
+/* The base64 payload of a "data:<type>;base64,<payload>" URL; empty for any other URL. */
+inline std::string_view base64_data_url_payload(std::string_view url) noexcept {
+    const std::size_t comma = url.find(',');
+    if (!starts_with(url, "data:") || comma == std::string_view::npos || comma < 7) return {};
+    if (url.substr(comma - 7, 7) != ";base64") return {};
+    const std::string_view payload = url.substr(comma + 1);
+    const bool base64 = std::all_of(payload.begin(), payload.end(), [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
+    });
+    return base64 ? payload : std::string_view{};
 }
 
-inline std::unique_ptr<WireReader> make_ollama_reader() { return nullptr; }  // issue 10 in progress
+/* Ollama takes images as base64 strings beside the text, nothing else: bytes are encoded and a base64
+   data: URL gives its payload; an http(s) URL is refused (the server fetches nothing), and so is a
+   detail hint (Ollama has none). */
+inline Error write_ollama_images(std::string& out, const Message& m, const std::string& at) {
+    bool first = true;
+    for (std::size_t k = 0; k < m.parts.size(); ++k) {
+        const ContentPart& part = m.parts[k];
+        if (part.kind != ContentPart::Kind::image) continue;
+        const std::string part_at = at + "." + indexed("content", k);
+        if (!part.detail.empty()) return invalid_argument(part_at + ".detail is set: Ollama has no image detail");
+        const std::string_view payload = part.bytes ? std::string_view{} : base64_data_url_payload(part.text);
+        if (!part.bytes && payload.empty())
+            return invalid_argument(part_at + ".url is not a base64 data: URL: Ollama takes images as bytes, not URLs");
+        out += first ? ",\"images\":[\"" : ",\"";
+        first = false;
+        if (part.bytes) base64_append(out, *part.bytes);
+        else out.append(payload.data(), payload.size());
+        out += '"';
+    }
+    if (!first) out += ']';
+    return {};
+}
 
+/* Ollama takes a call's arguments as a JSON object, not as text; the id goes too (servers that have
+   no call ids ignore it). */
+inline Error write_ollama_tool_calls(std::string& out, const std::vector<ToolCall>& calls, const std::string& at) {
+    out += '[';
+    for (std::size_t k = 0; k < calls.size(); ++k) {
+        const std::string_view arguments = trim_ascii_space(calls[k].arguments);  // valid JSON: checked
+        if (arguments.front() != '{')
+            return invalid_argument(at + "." + indexed("tool_calls", k) +
+                                    ".arguments must be a JSON object: Ollama takes arguments as an object");
+        out += k ? ",{\"id\":" : "{\"id\":";
+        json_write_string(out, calls[k].id);
+        out += ",\"function\":{\"name\":";
+        json_write_string(out, calls[k].name);
+        out += ",\"arguments\":";
+        out.append(arguments.data(), arguments.size());
+        out += "}}";
+    }
+    out += ']';
+    return {};
+}
+
+/* A tool result names its function (Ollama's tool_name): the message's name, else the name of the
+   call it answers; empty when no earlier message made that call. */
+inline std::string_view ollama_tool_name(const std::vector<Message>& messages, std::size_t index) {
+    const Message& result = messages[index];
+    if (!result.name.empty()) return result.name;
+    for (std::size_t i = 0; i < index; ++i)
+        for (const ToolCall& call : messages[i].tool_calls)
+            if (call.id == result.tool_call_id) return call.name;
+    return {};
+}
+
+/* One message: its text parts joined into "content", its images in "images"; tool results carry
+   tool_name and (for servers that match ids) tool_call_id. */
+inline Error write_ollama_message(std::string& out, const std::vector<Message>& messages, std::size_t index,
+                                  bool with_reasoning) {
+    const Message& m = messages[index];
+    const std::string at = indexed("messages", index);
+    if (!m.name.empty() && m.role != Role::tool)
+        return invalid_argument(at + ".name is set: Ollama's messages carry no participant name");
+    ExtraMembers extra;
+    if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};  // refused before this
+    out += "{\"role\":";
+    json_write_string(out, ollama_role(m.role));
+    if (open_member(out, extra, "content")) json_write_string(out, stub_message_text(m));
+    if (!extra.has("images"))
+        if (Error e = write_ollama_images(out, m, at)) return e;
+    if (with_reasoning) write_string_member(out, extra, "thinking", m.reasoning);
+    if (!m.tool_calls.empty() && open_member(out, extra, "tool_calls"))
+        if (Error e = write_ollama_tool_calls(out, m.tool_calls, at)) return e;
+    if (m.role == Role::tool) {
+        write_string_member(out, extra, "tool_name", ollama_tool_name(messages, index));
+        write_string_member(out, extra, "tool_call_id", m.tool_call_id);
+    }
+    if (!extra.text.empty()) {
+        out += ',';
+        out.append(extra.text.data(), extra.text.size());
+    }
+    out += '}';
+    return {};
+}
+
+/* What Ollama has no way to say: refused rather than dropped. tool_choice "none" is kept: no tools
+   are sent then. */
+inline Error check_ollama_options(const ChatOptions& options) {
+    for (std::size_t i = 0; i < options.tools.size(); ++i)
+        if (options.tools[i].strict) return invalid_argument(indexed("tools", i) + ".strict is set: Ollama has no strict mode");
+    const ToolChoice::Mode mode = options.tool_choice.mode;
+    if (mode == ToolChoice::Mode::required || mode == ToolChoice::Mode::function)
+        return invalid_argument("tool_choice: Ollama has no tool_choice, only auto (the default) or none");
+    if (options.parallel_tool_calls) return invalid_argument("parallel_tool_calls is set: Ollama has no such option");
+    if (!options.user.empty()) return invalid_argument("user is set: Ollama has no end-user id");
+    return {};
+}
+
+/* The sampling options go in "options", named as Ollama names them (max_tokens is num_predict). */
+inline void write_ollama_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+    if (extra.has("options")) return;
+    ExtraMembers renamed;  // left out here: written under Ollama's name below (user is refused before)
+    renamed.keys = {"max_tokens", "user"};
+    const std::size_t start = out.size();
+    write_sampling_options(out, options, renamed);
+    if (options.max_tokens) out += ",\"num_predict\":" + std::to_string(*options.max_tokens);
+    if (out.size() == start) return;
+    static const char opening[] = ",\"options\":";
+    out.insert(start, opening);
+    out[start + sizeof opening - 1] = '{';  // the first option's comma
+    out += '}';
+}
+
+/* Ollama's "format": "json" for any JSON object, or the schema itself (the server always holds the
+   output to it, so `strict` and the schema's name have nothing to say). */
+inline void write_ollama_format(std::string& out, const ResponseFormat& format, const ExtraMembers& extra) {
+    if (format.type == ResponseFormat::Type::text || !open_member(out, extra, "format")) return;
+    if (format.type == ResponseFormat::Type::json_object) {
+        out += "\"json\"";
+        return;
+    }
+    const std::string_view schema = trim_ascii_space(format.schema);
+    out.append(schema.data(), schema.size());
+}
+
+/* Reasoning: Ollama's "think" is left to extra_json; the reasoning of earlier turns goes back as
+   "thinking" with send_reasoning. */
+inline Error write_ollama_body(const std::vector<Message>& messages, const ChatOptions& options,
+                               const std::string& model, const ExtraMembers& extra, std::string& body) {
+    if (Error e = check_ollama_options(options)) return e;
+    begin_body(body, body_size_estimate(messages, options), model, extra);
+    body += "\"messages\":[";
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        if (i) body += ',';
+        if (Error e = write_ollama_message(body, messages, i, options.send_reasoning)) return e;
+    }
+    body += "],\"stream\":true";  // usage comes on the done line anyway: include_usage has nothing to ask
+    write_ollama_options(body, options, extra);
+    const bool offer_tools = !options.tools.empty() && options.tool_choice.mode != ToolChoice::Mode::none;
+    if (offer_tools && open_member(body, extra, "tools")) write_tools(body, options.tools);
+    write_ollama_format(body, options.response_format, extra);
+    if (!extra.text.empty()) {
+        body += ',';
+        body.append(extra.text.data(), extra.text.size());
+    }
+    body += '}';
+    return {};
+}
+
+/* An object's JSON text without the whitespace outside its strings: keys in their order, string
+   contents and escapes as sent. `json` is valid JSON, so a backslash always has its next byte. */
+inline std::size_t json_compact(std::string_view json, char* out) noexcept {
+    std::size_t n = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < json.size(); ++i) {
+        const char c = json[i];
+        if (!in_string && (c == ' ' || c == '\t' || c == '\n' || c == '\r')) continue;
+        out[n++] = c;
+        if (c == '"') in_string = !in_string;
+        else if (c == '\\' && in_string) out[n++] = json[++i];
+    }
+    return n;
+}
+
+/* Ollama's /api/chat lines: message.content, message.thinking and whole tool calls; the done line
+   has done_reason and the counts; an {"error": "..."} line is the server's error. Go's encoder
+   writes text as raw UTF-8 (never a surrogate escape), so no pair can be split between lines. */
+class OllamaReader final : public WireReader {
+public:
+    // Room for a line's usual events and the done line's two more: the last line allocates nothing.
+    OllamaReader() { events_.reserve(8); }
+    Result read(std::string_view event_name, std::string_view data) override;
+    const std::vector<Event>& events() const noexcept override { return events_; }
+    Error error() const override;
+
+private:
+    struct Call {
+        JsonSpan id, name, arguments_string;
+        std::string_view arguments_object;  // the object's text as sent
+    };
+    struct Line {
+        JsonSpan content, thinking, done_reason, error;
+        bool done = false, has_error = false, has_usage = false;
+        std::int64_t prompt = 0, completion = 0;
+    };
+
+    bool parse_line(JsonCursor& c);
+    bool parse_message(JsonCursor& c, int depth);
+    bool parse_call(JsonCursor& c, int depth);
+    bool parse_function(JsonCursor& c, int depth, Call& call);
+    bool count(JsonCursor& c, int depth, std::int64_t& out);
+    std::string_view decode(const JsonSpan& s);
+    [[nodiscard]] bool build_events();
+    void add_text(EventType type, std::string_view text);
+    void add_call(const Call& call);
+    void add_finish();
+
+    Line line_;
+    std::vector<Call> calls_;  // this line's; capacity kept between lines, as for the others
+    int calls_seen_ = 0;       // in the stream so far: each call's index, and "stop" then means tool_calls
+    ByteBuffer arena_;
+    std::vector<Event> events_;
+    const char* why_ = "";
+    std::size_t error_offset_ = 0;
+    std::string error_message_;  // only for the error line: once per stream
+};
+
+inline bool OllamaReader::count(JsonCursor& c, int depth, std::int64_t& out) {
+    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
+    bool is_int = false;
+    std::int64_t value = 0;
+    if (!c.number(&value, &is_int)) return false;
+    if (is_int) out = value;
+    line_.has_usage = true;
+    return true;
+}
+
+inline bool OllamaReader::parse_function(JsonCursor& c, int depth, Call& call) {
+    if (!c.at('{')) return c.skip_value(depth);
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "name") && c.at('"')) return c.string(call.name);
+        if (json_key_is(key, "arguments") && c.at('"')) return c.string(call.arguments_string);
+        if (!json_key_is(key, "arguments") || !c.at('{')) return c.skip_value(d);
+        const char* const begin = c.p;
+        if (!c.skip_value(d)) return false;
+        call.arguments_object = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
+        return true;
+    });
+}
+
+inline bool OllamaReader::parse_call(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    Call call;
+    const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "id") && c.at('"')) return c.string(call.id);
+        if (json_key_is(key, "function")) return parse_function(c, d, call);
+        return c.skip_value(d);
+    });
+    if (ok) calls_.push_back(call);
+    return ok;
+}
+
+inline bool OllamaReader::parse_message(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "content") && c.at('"')) return c.string(line_.content);
+        if (json_key_is(key, "thinking") && c.at('"')) return c.string(line_.thinking);
+        if (json_key_is(key, "tool_calls") && c.at('['))
+            return c.array(d + 1, [&](int dd) { return parse_call(c, dd); });
+        return c.skip_value(d);
+    });
+}
+
+inline bool OllamaReader::parse_line(JsonCursor& c) {
+    c.skip_ws();
+    if (!c.at('{')) return c.fail("an NDJSON line must be an object");
+    const bool ok = c.object(1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "message")) return parse_message(c, d);
+        if (json_key_is(key, "done") && c.at('t')) {
+            line_.done = true;
+            return c.literal("true", 4);
+        }
+        if (json_key_is(key, "done_reason") && c.at('"')) return c.string(line_.done_reason);
+        if (json_key_is(key, "prompt_eval_count")) return count(c, d, line_.prompt);
+        if (json_key_is(key, "eval_count")) return count(c, d, line_.completion);
+        if (json_key_is(key, "error") && !c.at('n')) {
+            line_.has_error = true;
+            return c.at('"') ? c.string(line_.error) : c.skip_value(d);
+        }
+        return c.skip_value(d);
+    });
+    if (!ok) return false;
+    c.skip_ws();
+    return c.p == c.end || c.fail("unexpected text after the object");
+}
+
+inline std::string_view OllamaReader::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
+
+inline void OllamaReader::add_text(EventType type, std::string_view text) {
+    if (text.empty()) return;
+    Event e;
+    e.type = type;
+    e.text = text;
+    events_.push_back(e);
+}
+
+/* A whole call: arguments sent as an object become its compact text; as a string, that text; none
+   (or null) is a call without arguments, {}. */
+inline void OllamaReader::add_call(const Call& call) {
+    Event e;
+    e.type = EventType::tool_call;
+    e.tool_call.index = calls_seen_++;
+    e.tool_call.id = decode(call.id);  // "" when the server sends no id: we invent none
+    e.tool_call.name = decode(call.name);
+    if (!call.arguments_object.empty()) {
+        char* out = arena_.data() + arena_.size();
+        const std::size_t n = json_compact(call.arguments_object, out);
+        arena_.resize_up_reserved(n);
+        e.tool_call.arguments = std::string_view(out, n);
+    } else {
+        e.tool_call.arguments = call.arguments_string.present() ? decode(call.arguments_string) : "{}";
+    }
+    events_.push_back(e);
+}
+
+/* done_reason in the one vocabulary: "stop" after tool calls is "tool_calls"; "stop" and "length"
+   are ours already; others ("load", "unload") pass as sent. A done line without one (servers before
+   done_reason existed) ended normally: "stop". */
+inline void OllamaReader::add_finish() {
+    Event e;
+    e.type = EventType::finish;
+    e.raw_reason = decode(line_.done_reason);
+    const bool stopped = !line_.done_reason.present() || e.raw_reason == "stop";
+    e.text = stopped ? (calls_seen_ > 0 ? "tool_calls" : "stop") : e.raw_reason;
+    events_.push_back(e);
+}
+
+inline bool OllamaReader::build_events() {
+    // Decoding and compacting never lengthen a string: one reservation keeps every view stable.
+    std::size_t room = line_.content.size() + line_.thinking.size() + line_.done_reason.size();
+    for (const Call& call : calls_)
+        room += call.id.size() + call.name.size() + call.arguments_string.size() + call.arguments_object.size();
+    arena_.clear();
+    if (!arena_.reserve(room)) return false;
+    add_text(EventType::reasoning, decode(line_.thinking));
+    add_text(EventType::content, decode(line_.content));
+    for (const Call& call : calls_) add_call(call);
+    if (line_.done) add_finish();
+    if (line_.done && line_.has_usage) {
+        Event e;
+        e.type = EventType::usage;
+        e.usage.prompt_tokens = line_.prompt;
+        e.usage.completion_tokens = line_.completion;
+        e.usage.total_tokens = line_.prompt + line_.completion;
+        events_.push_back(e);
+    }
+    return true;
+}
+
+inline WireReader::Result OllamaReader::read(std::string_view, std::string_view data) {
+    events_.clear();
+    calls_.clear();
+    line_ = Line{};
+    error_message_.clear();
+    JsonCursor c(data.data(), data.data() + data.size());
+    if (!parse_line(c)) {
+        why_ = c.why;
+        error_offset_ = static_cast<std::size_t>(c.p - c.start);
+        return Result::invalid;
+    }
+    if (line_.has_error) {
+        error_message_ = line_.error.present() ? json_string_text(line_.error) : "";
+        if (error_message_.empty()) error_message_ = "the server reported an error";
+        return Result::error_event;
+    }
+    if (!build_events()) return Result::out_of_memory;
+    return line_.done ? Result::end : Result::ok;
+}
+
+inline Error OllamaReader::error() const {
+    if (!error_message_.empty()) return make_error(ErrorCode::server_error, "server error: " + error_message_);
+    return make_error(ErrorCode::protocol, std::string(why_) + " at byte " + std::to_string(error_offset_));
+}
+
+inline std::unique_ptr<WireReader> make_ollama_reader() { return std::make_unique<OllamaReader>(); }
+
+/* Ollama's NDJSON: the text in pieces, or the call whole on one line (arguments as an object, with
+   the openai stub's id, as servers with call ids send it), then the done line with the counts. */
 inline StubResponse stub_ollama(const StubReply& reply, const std::string& model) {
-    return stub_openai(reply, model);  // unreachable until write_ollama_body() sends requests (issue 10 in progress)
+    StubBody body("application/x-ndjson");
+    std::string head = "{\"model\":";
+    json_write_string(head, model);
+    head += ",\"created_at\":\"1970-01-01T00:00:00Z\",\"message\":{\"role\":\"assistant\",\"content\":";
+    std::string json;
+    if (reply.tool) {
+        json = head + "\"\",\"tool_calls\":[{\"id\":\"call_stub_1\",\"function\":{\"name\":";
+        json_write_string(json, reply.tool->name);
+        body.line(json + ",\"arguments\":" + reply.arguments + "}}]},\"done\":false}");
+    } else {
+        stub_pieces(reply.text, [&](std::string_view piece) {
+            json = head;
+            json_write_string(json, piece);
+            body.line(json + "},\"done\":false}");
+        });
+    }
+    body.line(head + "\"\"},\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":" +
+              std::to_string(reply.prompt_tokens) + ",\"eval_count\":" + std::to_string(reply.completion_tokens) + "}");
+    return body.finish();
 }
 
 /* ------------------------------------------------------------------------------------------------

@@ -78,8 +78,9 @@ private:
 };
 
 // The Decoder over the response cut at `cuts`, fed in place (the harness copies nothing).
-Outcome decode(const std::string& response, const std::vector<std::size_t>& cuts, std::size_t warmup = 200) {
-    llm_stream::Decoder decoder;
+Outcome decode(const std::string& response, const std::vector<std::size_t>& cuts, std::size_t warmup = 200,
+               llm_stream::Api api = llm_stream::Api::openai) {
+    llm_stream::Decoder decoder(llm_stream::Limits{}, api);
     SteadyCounter counter(warmup);
     const Decoded d = decode_in_pieces(decoder, response, cuts, PieceMemory::borrowed,
                                        [&counter](const Event&) { counter.on_event(); });
@@ -127,6 +128,47 @@ TEST_CASE("no heap allocation per event once buffers are warm") {
         CHECK(o.ok);
         CHECK(o.events > 4000);
         CHECK(o.steady_allocations == 0);
+    }
+}
+
+namespace {
+
+// Ollama's NDJSON: content with escapes and Chinese, thinking, a whole tool call with its arguments
+// object compacted, then the done line.
+std::string make_ollama_body(int lines) {
+    std::string body;
+    for (int i = 0; i < lines; ++i) {
+        const std::string n = std::to_string(i);
+        body += "{\"model\":\"qwen3:8b\",\"created_at\":\"2025-08-28T09:14:00Z\",\"message\":{\"role\":\"assistant\",";
+        switch (i % 3) {
+        case 0: body += "\"content\":\"运动鞋 " + n + " a \\u003c b\\n\"}"; break;
+        case 1: body += "\"content\":\"\",\"thinking\":\"think " + n + "\"}"; break;
+        default:
+            body += "\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":{\"k\": " + n +
+                    ", \"s\": \"R\\u0026D\"}}}]}";
+        }
+        body += ",\"done\":false}\n";
+    }
+    body += "{\"model\":\"qwen3:8b\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,"
+            "\"done_reason\":\"stop\",\"prompt_eval_count\":1,\"eval_count\":2}\n";
+    return body;
+}
+
+}  // namespace
+
+TEST_CASE("ollama: no heap allocation per event once buffers are warm") {
+    const std::string body = make_ollama_body(4000);
+    for (const std::string& response : {chunked_sse_response(body, 97), length_response(body, "application/x-ndjson")}) {
+        // Cut sets that split lines from the start: the buffer of a line split between reads warms up
+        // at the first such line (a handful of cuts could put that after the warm-up events).
+        const std::vector<std::size_t> cut_sets[] = {{}, random_cuts(response.size(), 6), random_cuts(response.size(), 11)};
+        for (const auto& cuts : cut_sets) {
+            CAPTURE(cuts.size());
+            const Outcome o = decode(response, cuts, 200, llm_stream::Api::ollama);
+            CHECK(o.ok);
+            CHECK(o.events == 4002);  // a line each, then finish and usage
+            CHECK(o.steady_allocations == 0);
+        }
     }
 }
 
