@@ -4885,6 +4885,7 @@ inline Error write_responses_body(const std::vector<Message>& messages, const Ch
    pair is split between two events (a lone escaped half is dropped, as json_decode_string does). */
 class ResponsesReader final : public WireReader {
 public:
+    ResponsesReader() { events_.reserve(2); }  // the most one message makes (a finish and the usage)
     Result read(std::string_view event_name, std::string_view data) override;
     const std::vector<Event>& events() const noexcept override { return events_; }
     Error error() const override;
