@@ -8,8 +8,8 @@
 //   has a reason, an arguments fragment's index is that of a call opened before.
 // - invalid => no events, a protocol error that says where; error_event => no events, a
 //   server_error whose message is valid UTF-8.
-// - Each message that is not valid JSON is invalid; each invalid message is not valid JSON (or one
-//   call too many).
+// - Each message that is not a valid JSON object is invalid (blank ones are keep-alives); each
+//   invalid message is not a valid JSON object (or one call too many).
 // - A second reader fed the same messages gives the same results and events.
 #define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
@@ -62,21 +62,23 @@ void check_events(const WireReader& reader, int& calls_opened) {
 
 void check_message(std::string_view message, Result result, const WireReader& reader, int& calls_opened) {
     const bool valid_json = !llm_stream::detail::check_json(message);
-    const bool blank = llm_stream::detail::trim_ascii_space(message).empty();
+    const std::string_view trimmed = llm_stream::detail::trim_ascii_space(message);
+    const bool blank = trimmed.empty();
+    const bool object = !blank && trimmed.front() == '{';  // the only JSON an event may be
     switch (result) {
     case Result::ok:
     case Result::end:
-        FUZZ_CHECK(valid_json || blank);
+        FUZZ_CHECK((valid_json && object) || blank);
         check_events(reader, calls_opened);
         break;
     case Result::invalid:
         FUZZ_CHECK(reader.events().empty());
-        FUZZ_CHECK(!valid_json || reader.error().message.find("function calls") != std::string::npos);
+        FUZZ_CHECK(!valid_json || !object || reader.error().message.find("function calls") != std::string::npos);
         FUZZ_CHECK(reader.error().code == llm_stream::ErrorCode::protocol);
         FUZZ_CHECK(reader.error().message.find(" at byte ") != std::string::npos);
         break;
     case Result::error_event:
-        FUZZ_CHECK(valid_json && reader.events().empty());
+        FUZZ_CHECK(valid_json && object && reader.events().empty());
         FUZZ_CHECK(reader.error().code == llm_stream::ErrorCode::server_error && utf8(reader.error().message));
         break;
     case Result::out_of_memory:
