@@ -2679,6 +2679,27 @@ inline Error check_json(std::string_view text) {
     return make_error(ErrorCode::protocol, std::string(c.why) + " at byte " + std::to_string(c.p - c.start));
 }
 
+/* Reads a wire message: one JSON object and nothing else but whitespace, each member handed to
+   on_member(key, depth), which must read exactly its value. */
+template <class OnMember>
+bool json_read_message(JsonCursor& c, OnMember on_member) {
+    c.skip_ws();
+    if (!c.at('{')) return c.fail("an event's JSON must be an object");
+    if (!c.object(1, on_member)) return false;
+    c.skip_ws();
+    return c.p == c.end || c.fail("unexpected text after the object");
+}
+
+/* A validated string's text: in place when it has no escape and is valid UTF-8, else decoded at the
+   end of `arena`, which has room reserved for it (decoding never lengthens a string). */
+inline std::string_view json_span_text(const JsonSpan& s, ByteBuffer& arena) {
+    if (!s.escaped && utf8_valid(s.begin, s.end)) return {s.begin, s.size()};
+    char* out = arena.data() + arena.size();
+    const std::size_t n = json_decode_string(s.begin, s.end, out);
+    arena.resize_up_reserved(n);
+    return {out, n};
+}
+
 /* Choices per completion: OpenAI accepts n up to 128. A choice index outside 0..max_choices-1 makes
    the event invalid, which bounds what the extractor and ReplyAssembler keep per stream. */
 constexpr int max_choices = 128;
@@ -2898,9 +2919,7 @@ inline bool DeltaExtractor::parse_error(JsonCursor& c, int depth) {
 }
 
 inline bool DeltaExtractor::parse_top(JsonCursor& c) {
-    c.skip_ws();
-    if (!c.at('{')) return c.fail("an event's JSON must be an object");
-    const bool ok = c.object(1, [&](const JsonSpan& key, int d) {
+    return json_read_message(c, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "choices")) {
             if (!c.at('[')) return c.skip_value(d);
             return c.array(d + 1, [&](int dd) { return parse_choice(c, dd); });
@@ -2909,17 +2928,10 @@ inline bool DeltaExtractor::parse_top(JsonCursor& c) {
         if (json_key_is(key, "error")) return parse_error(c, d);
         return c.skip_value(d);
     });
-    if (!ok) return false;
-    c.skip_ws();
-    return c.p == c.end || c.fail("unexpected text after the object");
 }
 
 inline std::string_view DeltaExtractor::decode(const JsonSpan& s) {
-    if (!s.escaped && utf8_valid(s.begin, s.end)) return {s.begin, s.size()};
-    char* out = arena_.data() + arena_.size();  // room was reserved for every span
-    const std::size_t n = json_decode_string(s.begin, s.end, out);
-    arena_.resize_up_reserved(n);
-    return {out, n};
+    return json_span_text(s, arena_);  // room was reserved for every span
 }
 
 inline std::uint32_t DeltaExtractor::take_pending(const TextField& field) noexcept {
@@ -3584,6 +3596,19 @@ inline bool open_member(std::string& out, const ExtraMembers& extra, std::string
     return true;
 }
 
+/* An image part's URL as a JSON string: its own, or its bytes as a base64 data: URL. */
+inline void write_image_url(std::string& out, const ContentPart& part) {
+    if (!part.bytes) {
+        json_write_string(out, part.text);
+        return;
+    }
+    out += "\"data:";
+    out += part.mime_type;  // checked: image/ and token characters, nothing to escape
+    out += ";base64,";
+    base64_append(out, *part.bytes);
+    out += '"';
+}
+
 inline void write_content_part(std::string& out, const ContentPart& part) {
     if (part.kind == ContentPart::Kind::text) {
         out += "{\"type\":\"text\",\"text\":";
@@ -3592,15 +3617,7 @@ inline void write_content_part(std::string& out, const ContentPart& part) {
         return;
     }
     out += "{\"type\":\"image_url\",\"image_url\":{\"url\":";
-    if (part.bytes) {
-        out += "\"data:";
-        out += part.mime_type;  // checked: image/ and token characters, nothing to escape
-        out += ";base64,";
-        base64_append(out, *part.bytes);
-        out += '"';
-    } else {
-        json_write_string(out, part.text);
-    }
+    write_image_url(out, part);
     if (!part.detail.empty()) {
         out += ",\"detail\":";
         json_write_string(out, part.detail);
@@ -3757,10 +3774,9 @@ inline std::size_t body_size_estimate(const std::vector<Message>& messages, cons
     return size;
 }
 
-/* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
-   replace the ones written here, so no key appears twice. */
-inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
-                            const std::string& model, const ExtraMembers& extra, std::string& body) {
+/* A body's opening: room reserved, then "model" unless extra_json sets it, and a comma after it. */
+inline void start_body(const std::vector<Message>& messages, const ChatOptions& options, const std::string& model,
+                       const ExtraMembers& extra, std::string& body) {
     body.clear();
     body.reserve(body_size_estimate(messages, options));
     body += '{';
@@ -3769,6 +3785,13 @@ inline void write_chat_body(const std::vector<Message>& messages, const ChatOpti
         json_write_string(body, model);
         body += ',';
     }
+}
+
+/* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
+   replace the ones written here, so no key appears twice. */
+inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
+                            const std::string& model, const ExtraMembers& extra, std::string& body) {
+    start_body(messages, options, model, extra, body);
     body += "\"messages\":[";
     for (std::size_t i = 0; i < messages.size(); ++i) {
         if (i) body += ',';
@@ -4715,22 +4738,10 @@ inline void write_responses_part(std::string& out, const ContentPart& part, bool
     if (part.kind == ContentPart::Kind::text) {
         out += assistant ? "{\"type\":\"output_text\",\"text\":" : "{\"type\":\"input_text\",\"text\":";
         json_write_string(out, part.text);
-        out += '}';
-        return;
-    }
-    out += "{\"type\":\"input_image\",\"image_url\":";
-    if (part.bytes) {
-        out += "\"data:";
-        out += part.mime_type;  // checked: image/ and token characters, nothing to escape
-        out += ";base64,";
-        base64_append(out, *part.bytes);
-        out += '"';
     } else {
-        json_write_string(out, part.text);
-    }
-    if (!part.detail.empty()) {
-        out += ",\"detail\":";
-        json_write_string(out, part.detail);
+        out += "{\"type\":\"input_image\",\"image_url\":";
+        write_image_url(out, part);
+        if (!part.detail.empty()) json_write_string(out.append(",\"detail\":"), part.detail);
     }
     out += '}';
 }
@@ -4848,14 +4859,7 @@ inline void write_responses_text_format(std::string& out, const ResponseFormat& 
 inline Error write_responses_body(const std::vector<Message>& messages, const ChatOptions& options,
                                   const std::string& model, const ExtraMembers& extra, std::string& body) {
     if (Error e = check_responses_request(messages, options, extra)) return e;
-    body.clear();
-    body.reserve(body_size_estimate(messages, options));
-    body += '{';
-    if (!extra.has("model")) {
-        body += "\"model\":";
-        json_write_string(body, model);
-        body += ',';
-    }
+    start_body(messages, options, model, extra, body);
     body += "\"input\":";
     write_responses_input(body, messages);
     body += ",\"stream\":true";
@@ -4991,9 +4995,7 @@ inline bool ResponsesReader::parse_item(JsonCursor& c, int depth) {
 }
 
 inline bool ResponsesReader::parse_top(JsonCursor& c) {
-    c.skip_ws();
-    if (!c.at('{')) return c.fail("an event's JSON must be an object");
-    const bool ok = c.object(1, [&](const JsonSpan& key, int d) {
+    return json_read_message(c, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "type")) return string_or_skip(c, d, f_.type);
         if (json_key_is(key, "delta")) return string_or_skip(c, d, f_.delta);
         if (json_key_is(key, "output_index")) return integer_or_skip(c, d, f_.output_index);
@@ -5005,17 +5007,10 @@ inline bool ResponsesReader::parse_top(JsonCursor& c) {
         if (json_key_is(key, "code")) return string_or_skip(c, d, f_.error_code);
         return c.skip_value(d);
     });
-    if (!ok) return false;
-    c.skip_ws();
-    return c.p == c.end || c.fail("unexpected text after the object");
 }
 
 inline std::string_view ResponsesReader::decode(const JsonSpan& s) {
-    if (!s.escaped && utf8_valid(s.begin, s.end)) return {s.begin, s.size()};
-    char* out = arena_.data() + arena_.size();  // room was reserved for every span
-    const std::size_t n = json_decode_string(s.begin, s.end, out);
-    arena_.resize_up_reserved(n);
-    return {out, n};
+    return json_span_text(s, arena_);  // room was reserved for every span in read()
 }
 
 inline void ResponsesReader::add_text(EventType type, const JsonSpan& s) {

@@ -33,21 +33,19 @@ using Result = llm_stream::detail::WireReader::Result;
 
 namespace {
 
-ChatOptions bare_options() {
-    ChatOptions options;
-    options.system.clear();
-    options.include_usage = false;
-    return options;
-}
-
-/* The Responses body for `messages` under `options`; "(error) ..." when build_request refuses them. */
-std::string body_of(const std::vector<Message>& messages, const ChatOptions& options = bare_options()) {
+Error build(const std::vector<Message>& messages, const ChatOptions& options, llm_stream::Request& request) {
     Config config;
     config.api = Api::responses;
     config.base_url = "http://127.0.0.1:9/v1";
     config.model = "m";
+    return llm_stream::build_request(config, messages, options, request);
+}
+
+/* The Responses body for `messages` under `options` (ChatOptions::system and include_usage write
+   nothing here); "(error) ..." when build_request refuses them. */
+std::string body_of(const std::vector<Message>& messages, const ChatOptions& options = {}) {
     llm_stream::Request request;
-    if (const Error e = llm_stream::build_request(config, messages, options, request)) return "(error) " + e.message;
+    if (const Error e = build(messages, options, request)) return "(error) " + e.message;
     return request.body;
 }
 
@@ -111,14 +109,14 @@ TEST_CASE("responses body: a message's extra_json is merged into its item; reaso
     CHECK(body_of({m}) == body_with(R"({"role":"user","content":[{"type":"input_file","file_id":"f1"}],"type":"message"})"));
     Message assistant = Message::assistant("hello");
     assistant.reasoning = "thought";
-    ChatOptions options = bare_options();
+    ChatOptions options;
     options.send_reasoning = true;
     CHECK(body_of({Message::user("hi"), assistant}, options) ==
           body_with(std::string(user_hi) + R"(,{"role":"assistant","content":"hello"})"));
 }
 
 TEST_CASE("responses body: sampling options, max_output_tokens, user") {
-    ChatOptions options = bare_options();
+    ChatOptions options;
     options.temperature = 0.5;
     options.top_p = 0.9;
     options.max_tokens = 100;
@@ -128,7 +126,7 @@ TEST_CASE("responses body: sampling options, max_output_tokens, user") {
 }
 
 TEST_CASE("responses body: tools flat, strict always written; each tool_choice; parallel_tool_calls") {
-    ChatOptions options = bare_options();
+    ChatOptions options;
     options.tools = {weather_tool(), weather_tool(true)};
     options.tools[1].name = "other";
     options.tools[1].description.clear();
@@ -154,7 +152,7 @@ TEST_CASE("responses body: tools flat, strict always written; each tool_choice; 
 }
 
 TEST_CASE("responses body: structured output as text.format") {
-    ChatOptions options = bare_options();
+    ChatOptions options;
     options.response_format.type = ResponseFormat::Type::json_object;
     CHECK(body_of({Message::user("hi")}, options) == body_with(user_hi, R"(,"text":{"format":{"type":"json_object"}})"));
     options.response_format.type = ResponseFormat::Type::json_schema;
@@ -165,7 +163,7 @@ TEST_CASE("responses body: structured output as text.format") {
 }
 
 TEST_CASE("responses body: extra_json replaces the members written, store and model included") {
-    ChatOptions options = bare_options();
+    ChatOptions options;
     options.temperature = 1;
     options.extra_json = R"({"store":true,"temperature":0,"reasoning":{"effort":"low","summary":"auto"},"model":"x"})";
     CHECK(body_of({Message::user("hi")}, options) ==
@@ -177,33 +175,29 @@ TEST_CASE("responses body: what the API cannot carry is refused, naming the fiel
     const auto refusal = [](ChatOptions options, std::vector<Message> messages = {Message::user("hi")}) {
         return body_of(messages, options);
     };
-    ChatOptions options = bare_options();
+    ChatOptions options;
     options.stop = {"end"};
     CHECK(refusal(options) == "(error) stop is set but the Responses API has no such option");
-    options = bare_options();
+    options = ChatOptions{};
     options.seed = 1;
     CHECK(refusal(options) == "(error) seed is set but the Responses API has no such option");
-    options = bare_options();
+    options = ChatOptions{};
     options.presence_penalty = 0.5;
     CHECK(refusal(options) == "(error) presence_penalty is set but the Responses API has no such option");
-    options = bare_options();
+    options = ChatOptions{};
     options.frequency_penalty = 0.5;
     CHECK(refusal(options) == "(error) frequency_penalty is set but the Responses API has no such option");
-    options = bare_options();
+    options = ChatOptions{};
     options.extra_json = R"({"input":"hi"})";
     CHECK(refusal(options) == "(error) extra JSON may not set \"input\": the client sets it");
     Message named = Message::user("hi");
     named.name = "ann";
-    CHECK(refusal(bare_options(), {Message::system("s"), named}) ==
+    CHECK(refusal(ChatOptions{}, {Message::system("s"), named}) ==
           "(error) messages[1].name is set but the Responses API has no participant names");
-    Config config;
-    config.api = Api::responses;
-    config.base_url = "http://127.0.0.1:9/v1";
-    config.model = "m";
     llm_stream::Request request;
-    options = bare_options();
+    options = ChatOptions{};
     options.seed = 1;
-    CHECK(llm_stream::build_request(config, {Message::user("hi")}, options, request).code == ErrorCode::invalid_argument);
+    CHECK(build({Message::user("hi")}, options, request).code == ErrorCode::invalid_argument);
 }
 
 // --- The reader ------------------------------------------------------------------------------
