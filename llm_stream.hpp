@@ -4886,7 +4886,8 @@ inline Error write_responses_body(const std::vector<Message>& messages, const Ch
    final response's output repeat all of it, so they are skipped. response.completed and
    response.incomplete end the completion with the finish and the usage; response.failed and an
    "error" event are the server's errors. Deltas are raw UTF-8 of whole characters, so no surrogate
-   pair is split between two events (a lone escaped half is dropped, as json_decode_string does). */
+   pair is split between two events (a lone escaped half is dropped, as json_decode_string does).
+   A whole response object (a server that ignored "stream") is read from its output items. */
 class ResponsesReader final : public WireReader {
 public:
     ResponsesReader() { events_.reserve(2); }  // the most one message makes (a finish and the usage)
@@ -4903,6 +4904,12 @@ private:
         std::int64_t output_index = -1;
         bool has_usage = false;
         Usage usage;
+        bool whole = false;  // a whole response object (its "output" at the top level)
+    };
+    /* A piece of a whole response's output: text, reasoning, or a call (text = its arguments). */
+    struct OutputPart {
+        EventType type = EventType::content;
+        JsonSpan text, call_id, name;
     };
     // More calls than any turn makes: beyond it the stream is refused, so memory stays bounded.
     static constexpr std::size_t max_calls = 1024;
@@ -4910,12 +4917,16 @@ private:
     bool parse_top(JsonCursor& c);
     bool parse_item(JsonCursor& c, int depth);
     bool parse_response(JsonCursor& c, int depth);
+    bool response_member(JsonCursor& c, const JsonSpan& key, int depth);
+    bool parse_output_item(JsonCursor& c, int depth);
+    bool parse_output_part(JsonCursor& c, int depth);
     bool parse_usage(JsonCursor& c, int depth);
     bool parse_error(JsonCursor& c, int depth);
     static bool string_or_skip(JsonCursor& c, int depth, JsonSpan& out);
     static bool integer_or_skip(JsonCursor& c, int depth, std::int64_t& out);
     Result dispatch();
-    Result open_call();
+    Result open_call(const JsonSpan& call_id, const JsonSpan& name, const JsonSpan& arguments);
+    Result add_output();
     void add_arguments();
     void add_end(std::string_view reason);
     Result note_error();
@@ -4924,6 +4935,7 @@ private:
 
     Fields f_;
     std::vector<std::int64_t> call_outputs_;  // each call's output_index, by call index (per stream)
+    std::vector<OutputPart> output_;          // a whole response's
     ByteBuffer arena_;
     std::vector<Event> events_;
     const char* why_ = "";
@@ -4966,21 +4978,61 @@ inline bool ResponsesReader::parse_error(JsonCursor& c, int depth) {
     });
 }
 
-/* The response object of response.created ... response.failed; its output repeats the stream. */
+/* A member of a response object: of response.created ... response.failed, or a whole reply. */
+inline bool ResponsesReader::response_member(JsonCursor& c, const JsonSpan& key, int d) {
+    if (json_key_is(key, "status")) return string_or_skip(c, d, f_.status);
+    if (json_key_is(key, "usage")) return parse_usage(c, d);
+    if (json_key_is(key, "error")) return parse_error(c, d);
+    if (json_key_is(key, "incomplete_details")) {
+        if (!c.at('{')) return c.skip_value(d);
+        return c.object(d + 1, [&](const JsonSpan& k, int dd) {
+            return json_key_is(k, "reason") ? string_or_skip(c, dd, f_.reason) : c.skip_value(dd);
+        });
+    }
+    return c.skip_value(d);
+}
+
+/* The response object of the typed events: its output repeats the stream, so it is not read. */
 inline bool ResponsesReader::parse_response(JsonCursor& c, int depth) {
     if (!c.at('{')) return c.skip_value(depth);
-    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "status")) return string_or_skip(c, d, f_.status);
-        if (json_key_is(key, "usage")) return parse_usage(c, d);
-        if (json_key_is(key, "error")) return parse_error(c, d);
-        if (json_key_is(key, "incomplete_details")) {
-            if (!c.at('{')) return c.skip_value(d);
-            return c.object(d + 1, [&](const JsonSpan& k, int dd) {
-                return json_key_is(k, "reason") ? string_or_skip(c, dd, f_.reason) : c.skip_value(dd);
-            });
-        }
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) { return response_member(c, key, d); });
+}
+
+/* A content or summary part: output_text is text, summary_text and reasoning_text are reasoning. */
+inline bool ResponsesReader::parse_output_part(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    JsonSpan type, text;
+    const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return string_or_skip(c, d, type);
+        if (json_key_is(key, "text")) return string_or_skip(c, d, text);
         return c.skip_value(d);
     });
+    if (!ok || !text.present()) return ok;
+    OutputPart part;
+    part.text = text;
+    if (json_key_is(type, "output_text")) output_.push_back(part);
+    part.type = EventType::reasoning;
+    if (json_key_is(type, "summary_text") || json_key_is(type, "reasoning_text")) output_.push_back(part);
+    return true;
+}
+
+/* An item of a whole response's output: a message, a reasoning item, a function_call. */
+inline bool ResponsesReader::parse_output_item(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    JsonSpan type;
+    OutputPart call;
+    call.type = EventType::tool_call;
+    const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return string_or_skip(c, d, type);
+        if (json_key_is(key, "call_id")) return string_or_skip(c, d, call.call_id);
+        if (json_key_is(key, "name")) return string_or_skip(c, d, call.name);
+        if (json_key_is(key, "arguments")) return string_or_skip(c, d, call.text);
+        if (!json_key_is(key, "content") && !json_key_is(key, "summary")) return c.skip_value(d);
+        if (!c.at('[')) return c.skip_value(d);
+        return c.array(d + 1, [&](int dd) { return parse_output_part(c, dd); });
+    });
+    if (ok && json_key_is(type, "function_call")) output_.push_back(call);
+    return ok;
 }
 
 inline bool ResponsesReader::parse_item(JsonCursor& c, int depth) {
@@ -5001,11 +5053,14 @@ inline bool ResponsesReader::parse_top(JsonCursor& c) {
         if (json_key_is(key, "output_index")) return integer_or_skip(c, d, f_.output_index);
         if (json_key_is(key, "item")) return parse_item(c, d);
         if (json_key_is(key, "response")) return parse_response(c, d);
-        if (json_key_is(key, "error")) return parse_error(c, d);
         // The "error" event's own members.
         if (json_key_is(key, "message")) return string_or_skip(c, d, f_.error_message);
         if (json_key_is(key, "code")) return string_or_skip(c, d, f_.error_code);
-        return c.skip_value(d);
+        if (json_key_is(key, "output") && c.at('[')) {
+            f_.whole = true;
+            return c.array(d + 1, [&](int dd) { return parse_output_item(c, dd); });
+        }
+        return response_member(c, key, d);  // a whole response's (error: also a whole error body's)
     });
 }
 
@@ -5021,7 +5076,8 @@ inline void ResponsesReader::add_text(EventType type, const JsonSpan& s) {
 }
 
 /* A function_call item opens the next call: its id, name and whatever arguments it already has. */
-inline WireReader::Result ResponsesReader::open_call() {
+inline WireReader::Result ResponsesReader::open_call(const JsonSpan& call_id, const JsonSpan& name,
+                                                     const JsonSpan& arguments) {
     if (call_outputs_.size() == max_calls) {
         why_ = "more function calls than a turn makes (1024)";
         return Result::invalid;
@@ -5029,9 +5085,9 @@ inline WireReader::Result ResponsesReader::open_call() {
     Event e;
     e.type = EventType::tool_call;
     e.tool_call.index = static_cast<int>(call_outputs_.size());
-    e.tool_call.id = f_.call_id.present() ? decode(f_.call_id) : std::string_view();
-    if (f_.name.present()) e.tool_call.name = decode(f_.name);
-    if (f_.arguments.size()) e.tool_call.arguments = decode(f_.arguments);
+    e.tool_call.id = call_id.present() ? decode(call_id) : std::string_view();
+    if (name.present()) e.tool_call.name = decode(name);
+    if (arguments.size()) e.tool_call.arguments = decode(arguments);
     call_outputs_.push_back(f_.output_index);
     events_.push_back(e);
     return Result::ok;
@@ -5073,23 +5129,40 @@ inline WireReader::Result ResponsesReader::note_error() {
     return Result::error_event;
 }
 
+/* A whole response: its output's text, reasoning and calls in order, then its end. */
+inline WireReader::Result ResponsesReader::add_output() {
+    call_outputs_.clear();
+    for (const OutputPart& part : output_) {
+        if (part.type != EventType::tool_call) add_text(part.type, part.text);
+        else if (open_call(part.call_id, part.name, part.text) != Result::ok) {
+            events_.clear();  // an invalid message has no events
+            return Result::invalid;
+        }
+    }
+    add_end("completed");
+    return Result::end;
+}
+
 inline WireReader::Result ResponsesReader::dispatch() {
     const std::string_view type = f_.type.present() ? decode(f_.type) : "";
     if (type == "response.output_text.delta") add_text(EventType::content, f_.delta);
     else if (type == "response.reasoning_summary_text.delta" || type == "response.reasoning_text.delta")
         add_text(EventType::reasoning, f_.delta);
     else if (type == "response.function_call_arguments.delta") add_arguments();
-    else if (type == "response.output_item.added" && decode(f_.item_type) == "function_call") return open_call();
+    else if (type == "response.output_item.added" && decode(f_.item_type) == "function_call")
+        return open_call(f_.call_id, f_.name, f_.arguments);
     else if (type == "response.created") call_outputs_.clear();  // a new response: its calls count from 0
     else if (type == "response.completed") add_end("completed");
     else if (type == "response.incomplete") add_end("incomplete");
     else if (type == "response.failed" || type == "error" || (type.empty() && f_.has_error)) return note_error();
+    else if (type.empty() && f_.whole) return add_output();
     else return Result::ok;  // keep-alives and events we do not use or know
     return type == "response.completed" || type == "response.incomplete" ? Result::end : Result::ok;
 }
 
 inline WireReader::Result ResponsesReader::read(std::string_view, std::string_view data) {
     events_.clear();
+    output_.clear();
     f_ = Fields{};
     why_ = "";
     error_offset_ = 0;
@@ -5103,9 +5176,10 @@ inline WireReader::Result ResponsesReader::read(std::string_view, std::string_vi
     }
     arena_.clear();
     // Decoding never lengthens a string, so one reservation keeps every view stable.
-    const std::size_t room = f_.type.size() + f_.delta.size() + f_.item_type.size() + f_.call_id.size() +
+    std::size_t room = f_.type.size() + f_.delta.size() + f_.item_type.size() + f_.call_id.size() +
                              f_.name.size() + f_.arguments.size() + f_.status.size() + f_.reason.size() +
                              f_.error_message.size() + f_.error_code.size();
+    for (const OutputPart& part : output_) room += part.text.size() + part.call_id.size() + part.name.size();
     if (!arena_.reserve(room)) return Result::out_of_memory;
     return dispatch();
 }

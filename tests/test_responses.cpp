@@ -286,6 +286,35 @@ TEST_CASE("responses reader: the end of a response") {
           "finish:incomplete raw=incomplete");
 }
 
+TEST_CASE("responses reader: a whole response object (a server that ignored \"stream\")") {
+    ReaderFixture r;
+    const std::string whole =
+        R"({"id":"resp_1","object":"response","status":"completed","output":[)"
+        R"({"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"think"}]},)"
+        R"({"type":"message","role":"assistant","content":[{"type":"output_text","text":"Hi \u00e9","annotations":[]},)"
+        R"({"type":"refusal","refusal":"no"}]},)"
+        R"({"arguments":"{\"a\":1}","type":"function_call","call_id":"call_A","name":"f"}],)"
+        R"("usage":{"input_tokens":5,"output_tokens":6,"total_tokens":11}})";
+    CHECK(r.read(whole) ==
+          "reasoning:think | content:Hi é | tool_call:0 id=call_A name=f args={\"a\":1} | "
+          "finish:tool_calls raw=completed | usage:5/6/11");
+    CHECK(r.last == Result::end);
+    CHECK(r.read(R"({"object":"response","status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},)"
+                 R"("output":[{"type":"message","content":[{"type":"output_text","text":"cut"}]}]})") ==
+          "content:cut | finish:length raw=max_output_tokens");
+    CHECK(r.read(R"({"object":"response","status":"failed","error":{"code":"server_error","message":"Boom"},"output":[]})").empty());
+    CHECK(r.last == Result::error_event);
+
+    llm_stream::Decoder decoder({}, Api::responses);  // as the Decoder hands it over: the body whole
+    std::string events;
+    const Decoded d = decode_in_pieces(decoder, length_response(whole, "application/json"), {}, PieceMemory::copied,
+                                       [&](const Event& e) { events += describe({e}) + ";"; });
+    CHECK(d.done);
+    CHECK(d.warnings.empty());
+    CHECK(events == "reasoning:think;content:Hi é;tool_call:0 id=call_A name=f args={\"a\":1};"
+                    "finish:tool_calls raw=completed;usage:5/6/11;");
+}
+
 TEST_CASE("responses reader: errors are the server's, with its message") {
     ReaderFixture r;
     CHECK(r.read(R"({"type":"response.failed","response":{"status":"failed","error":{"code":"server_error","message":"Boom"}}})").empty());
