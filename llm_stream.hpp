@@ -5087,7 +5087,7 @@ inline WireReader::Result ResponsesReader::open_call(const JsonSpan& call_id, co
     e.tool_call.index = static_cast<int>(call_outputs_.size());
     e.tool_call.id = call_id.present() ? decode(call_id) : std::string_view();
     if (name.present()) e.tool_call.name = decode(name);
-    if (arguments.size()) e.tool_call.arguments = decode(arguments);
+    if (arguments.present()) e.tool_call.arguments = decode(arguments);  // "" too, as chat completions open a call
     call_outputs_.push_back(f_.output_index);
     events_.push_back(e);
     return Result::ok;

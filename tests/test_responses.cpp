@@ -254,7 +254,7 @@ TEST_CASE("responses reader: text and reasoning deltas, escapes decoded") {
 
 TEST_CASE("responses reader: function calls open at output_item.added, arguments by output_index") {
     ReaderFixture r;
-    CHECK(r.read(fc_added) == "tool_call:0 id=call_A name=get_weather");
+    CHECK(r.read(fc_added) == "tool_call:0 id=call_A name=get_weather args=");
     CHECK(r.read(R"({"type":"response.output_item.added","output_index":2,"item":{"type":"function_call",)"
                  R"("call_id":"call_B","name":"f","arguments":"{\"a\":1}"}})") ==
           "tool_call:1 id=call_B name=f args={\"a\":1}");
@@ -268,7 +268,7 @@ TEST_CASE("responses reader: function calls open at output_item.added, arguments
     CHECK(r.last == Result::end);
     // A new response counts its calls from 0 again.
     CHECK(r.read(R"({"type":"response.created","response":{"status":"in_progress"}})").empty());
-    CHECK(r.read(fc_added) == "tool_call:0 id=call_A name=get_weather");
+    CHECK(r.read(fc_added) == "tool_call:0 id=call_A name=get_weather args=");
 }
 
 TEST_CASE("responses reader: the end of a response") {
