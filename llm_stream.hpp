@@ -2690,16 +2690,6 @@ bool json_read_message(JsonCursor& c, OnMember on_member) {
     return c.p == c.end || c.fail("unexpected text after the object");
 }
 
-/* A validated string's text: in place when it has no escape and is valid UTF-8, else decoded at the
-   end of `arena`, which has room reserved for it (decoding never lengthens a string). */
-inline std::string_view json_span_text(const JsonSpan& s, ByteBuffer& arena) {
-    if (!s.escaped && utf8_valid(s.begin, s.end)) return {s.begin, s.size()};
-    char* out = arena.data() + arena.size();
-    const std::size_t n = json_decode_string(s.begin, s.end, out);
-    arena.resize_up_reserved(n);
-    return {out, n};
-}
-
 /* Choices per completion: OpenAI accepts n up to 128. A choice index outside 0..max_choices-1 makes
    the event invalid, which bounds what the extractor and ReplyAssembler keep per stream. */
 constexpr int max_choices = 128;
@@ -2930,9 +2920,17 @@ inline bool DeltaExtractor::parse_top(JsonCursor& c) {
     });
 }
 
-inline std::string_view DeltaExtractor::decode(const JsonSpan& s) {
-    return json_span_text(s, arena_);  // room was reserved for every span
+/* A string token's text: a view of the input when it needs no decoding, else decoded into the
+   arena's reserved room (decoding never lengthens it). The readers of every wire format use it. */
+inline std::string_view decode_in_arena(const JsonSpan& s, ByteBuffer& arena) {
+    if (!s.escaped && utf8_valid(s.begin, s.end)) return {s.begin, s.size()};
+    char* out = arena.data() + arena.size();  // room was reserved for every span
+    const std::size_t n = json_decode_string(s.begin, s.end, out);
+    arena.resize_up_reserved(n);
+    return {out, n};
 }
+
+inline std::string_view DeltaExtractor::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
 
 inline std::uint32_t DeltaExtractor::take_pending(const TextField& field) noexcept {
     for (std::size_t i = 0; i < pending_.size(); ++i) {
@@ -3774,11 +3772,10 @@ inline std::size_t body_size_estimate(const std::vector<Message>& messages, cons
     return size;
 }
 
-/* A body's opening: room reserved, then "model" unless extra_json sets it, and a comma after it. */
-inline void start_body(const std::vector<Message>& messages, const ChatOptions& options, const std::string& model,
-                       const ExtraMembers& extra, std::string& body) {
+/* A body's opening: '{' and the model (unless extra_json sets it), with room for the rest. */
+inline void begin_body(std::string& body, std::size_t size_estimate, const std::string& model, const ExtraMembers& extra) {
     body.clear();
-    body.reserve(body_size_estimate(messages, options));
+    body.reserve(size_estimate);
     body += '{';
     if (!extra.has("model")) {
         body += "\"model\":";
@@ -3791,7 +3788,7 @@ inline void start_body(const std::vector<Message>& messages, const ChatOptions& 
    replace the ones written here, so no key appears twice. */
 inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
                             const std::string& model, const ExtraMembers& extra, std::string& body) {
-    start_body(messages, options, model, extra, body);
+    begin_body(body, body_size_estimate(messages, options), model, extra);
     body += "\"messages\":[";
     for (std::size_t i = 0; i < messages.size(); ++i) {
         if (i) body += ',';
@@ -4859,7 +4856,7 @@ inline void write_responses_text_format(std::string& out, const ResponseFormat& 
 inline Error write_responses_body(const std::vector<Message>& messages, const ChatOptions& options,
                                   const std::string& model, const ExtraMembers& extra, std::string& body) {
     if (Error e = check_responses_request(messages, options, extra)) return e;
-    start_body(messages, options, model, extra, body);
+    begin_body(body, body_size_estimate(messages, options), model, extra);
     body += "\"input\":";
     write_responses_input(body, messages);
     body += ",\"stream\":true";
@@ -5065,7 +5062,7 @@ inline bool ResponsesReader::parse_top(JsonCursor& c) {
 }
 
 inline std::string_view ResponsesReader::decode(const JsonSpan& s) {
-    return json_span_text(s, arena_);  // room was reserved for every span in read()
+    return decode_in_arena(s, arena_);  // room was reserved for every span in read()
 }
 
 inline void ResponsesReader::add_text(EventType type, const JsonSpan& s) {
