@@ -2679,6 +2679,17 @@ inline Error check_json(std::string_view text) {
     return make_error(ErrorCode::protocol, std::string(c.why) + " at byte " + std::to_string(c.p - c.start));
 }
 
+/* Reads a wire message: one JSON object and nothing else but whitespace, each member handed to
+   on_member(key, depth), which must read exactly its value. */
+template <class OnMember>
+bool json_read_message(JsonCursor& c, OnMember on_member) {
+    c.skip_ws();
+    if (!c.at('{')) return c.fail("an event's JSON must be an object");
+    if (!c.object(1, on_member)) return false;
+    c.skip_ws();
+    return c.p == c.end || c.fail("unexpected text after the object");
+}
+
 /* Choices per completion: OpenAI accepts n up to 128. A choice index outside 0..max_choices-1 makes
    the event invalid, which bounds what the extractor and ReplyAssembler keep per stream. */
 constexpr int max_choices = 128;
@@ -2898,9 +2909,7 @@ inline bool DeltaExtractor::parse_error(JsonCursor& c, int depth) {
 }
 
 inline bool DeltaExtractor::parse_top(JsonCursor& c) {
-    c.skip_ws();
-    if (!c.at('{')) return c.fail("an event's JSON must be an object");
-    const bool ok = c.object(1, [&](const JsonSpan& key, int d) {
+    return json_read_message(c, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "choices")) {
             if (!c.at('[')) return c.skip_value(d);
             return c.array(d + 1, [&](int dd) { return parse_choice(c, dd); });
@@ -2909,9 +2918,6 @@ inline bool DeltaExtractor::parse_top(JsonCursor& c) {
         if (json_key_is(key, "error")) return parse_error(c, d);
         return c.skip_value(d);
     });
-    if (!ok) return false;
-    c.skip_ws();
-    return c.p == c.end || c.fail("unexpected text after the object");
 }
 
 /* A string token's text: a view of the input when it needs no decoding, else decoded into the
@@ -3588,6 +3594,19 @@ inline bool open_member(std::string& out, const ExtraMembers& extra, std::string
     return true;
 }
 
+/* An image part's URL as a JSON string: its own, or its bytes as a base64 data: URL. */
+inline void write_image_url(std::string& out, const ContentPart& part) {
+    if (!part.bytes) {
+        json_write_string(out, part.text);
+        return;
+    }
+    out += "\"data:";
+    out += part.mime_type;  // checked: image/ and token characters, nothing to escape
+    out += ";base64,";
+    base64_append(out, *part.bytes);
+    out += '"';
+}
+
 inline void write_content_part(std::string& out, const ContentPart& part) {
     if (part.kind == ContentPart::Kind::text) {
         out += "{\"type\":\"text\",\"text\":";
@@ -3596,15 +3615,7 @@ inline void write_content_part(std::string& out, const ContentPart& part) {
         return;
     }
     out += "{\"type\":\"image_url\",\"image_url\":{\"url\":";
-    if (part.bytes) {
-        out += "\"data:";
-        out += part.mime_type;  // checked: image/ and token characters, nothing to escape
-        out += ";base64,";
-        base64_append(out, *part.bytes);
-        out += '"';
-    } else {
-        json_write_string(out, part.text);
-    }
+    write_image_url(out, part);
     if (!part.detail.empty()) {
         out += ",\"detail\":";
         json_write_string(out, part.detail);
@@ -4690,15 +4701,554 @@ inline StubResponse make_stub_response(Api api, const std::vector<Message>& mess
    POST /responses; SSE events typed by their "type" (response.output_text.delta, ...)
    ------------------------------------------------------------------------------------------------ */
 
-inline Error write_responses_body(const std::vector<Message>&, const ChatOptions&, const std::string&, const ExtraMembers&,
-                              std::string&) {
-    return make_error(ErrorCode::invalid_config, "LLM_API=responses is not supported yet");  // issue 10 in progress
+/* The request. Decisions, from the API reference (platform.openai.com/docs/api-reference/responses):
+   - System and developer messages stay input items in their place (role "system"/"developer"), not
+     `instructions`: the input accepts those roles, the conversation's order is kept (a system message
+     may come mid-conversation), and `instructions` exists to replace the instructions of a
+     previous_response_id chain, which this client does not use (it sends the whole conversation).
+   - "store": false: the API stores every response by default (for previous_response_id and the
+     dashboard); a client that resends the whole conversation never reads them back, so nothing is
+     kept on the server unless extra_json says {"store": true}.
+   - What the API has no member for is refused naming the field: stop, seed, presence_penalty,
+     frequency_penalty, a message's name. Message::reasoning is not sent: the API takes reasoning back
+     only as a reasoning item with its id (or encrypted_content), which the client does not keep.
+   - A function tool's "strict" is always written: the API's default is true, ChatOptions' false. */
+inline Error check_responses_request(const std::vector<Message>& messages, const ChatOptions& options,
+                                     const ExtraMembers& extra) {
+    if (extra.has("input")) return invalid_argument("extra JSON may not set \"input\": the client sets it");
+    const char* const missing = !options.stop.empty()        ? "stop"
+                                : options.seed                 ? "seed"
+                                : options.presence_penalty     ? "presence_penalty"
+                                : options.frequency_penalty    ? "frequency_penalty"
+                                                               : nullptr;
+    if (missing) return invalid_argument(std::string(missing) + " is set but the Responses API has no such option");
+    for (std::size_t i = 0; i < messages.size(); ++i)
+        if (!messages[i].name.empty())
+            return invalid_argument(indexed("messages", i) + ".name is set but the Responses API has no participant names");
+    return {};
 }
 
-inline std::unique_ptr<WireReader> make_responses_reader() { return nullptr; }  // issue 10 in progress
+/* A content part: text is input_text (output_text in an assistant message); an image is input_image
+   with its URL, or its bytes as a base64 data: URL (check_chat_options allows images only in user
+   messages). */
+inline void write_responses_part(std::string& out, const ContentPart& part, bool assistant) {
+    if (part.kind == ContentPart::Kind::text) {
+        out += assistant ? "{\"type\":\"output_text\",\"text\":" : "{\"type\":\"input_text\",\"text\":";
+        json_write_string(out, part.text);
+    } else {
+        out += "{\"type\":\"input_image\",\"image_url\":";
+        write_image_url(out, part);
+        if (!part.detail.empty()) json_write_string(out.append(",\"detail\":"), part.detail);
+    }
+    out += '}';
+}
+
+/* A message's text, or its parts as an array. */
+inline void write_responses_content(std::string& out, const Message& m) {
+    if (m.parts.empty()) {
+        json_write_string(out, m.content);
+        return;
+    }
+    out += '[';
+    for (std::size_t k = 0; k < m.parts.size(); ++k) {
+        if (k) out += ',';
+        write_responses_part(out, m.parts[k], m.role == Role::assistant);
+    }
+    out += ']';
+}
+
+/* One input item; the message's extra_json members replace the ones written here. */
+inline void write_responses_item(std::string& out, const Message& m, const ExtraMembers& extra) {
+    if (m.role == Role::tool) {
+        out += "{\"type\":\"function_call_output\"";
+        write_string_member(out, extra, "call_id", m.tool_call_id);
+        if (open_member(out, extra, "output")) write_responses_content(out, m);
+    } else {
+        out += "{\"role\":";
+        json_write_string(out, role_name(m.role));
+        if (open_member(out, extra, "content")) write_responses_content(out, m);
+    }
+    if (!extra.text.empty()) {
+        out += ',';
+        out.append(extra.text.data(), extra.text.size());
+    }
+    out += '}';
+}
+
+/* An assistant's calls: one function_call item each, after its message. */
+inline void write_responses_calls(std::string& out, const std::vector<ToolCall>& calls) {
+    for (const ToolCall& call : calls) {
+        out += ",{\"type\":\"function_call\",\"call_id\":";
+        json_write_string(out, call.id);
+        out += ",\"name\":";
+        json_write_string(out, call.name);
+        out += ",\"arguments\":";
+        json_write_string(out, call.arguments);
+        out += '}';
+    }
+}
+
+/* The conversation as input items. An assistant message that only calls tools is its calls alone. */
+inline void write_responses_input(std::string& out, const std::vector<Message>& messages) {
+    const std::size_t open = out.size();
+    out += '[';
+    for (const Message& m : messages) {  // each item after a comma; the first comma goes below
+        ExtraMembers extra;
+        if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};  // checked before
+        const bool calls_only = m.role == Role::assistant && !m.tool_calls.empty() && m.content.empty() &&
+                                m.parts.empty() && extra.text.empty();
+        if (!calls_only) {
+            out += ',';
+            write_responses_item(out, m, extra);
+        }
+        write_responses_calls(out, m.tool_calls);
+    }
+    if (out.size() > open + 1) out.erase(open + 1, 1);
+    out += ']';
+}
+
+inline void write_responses_tools(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+    if (options.tools.empty()) return;  // then tool_choice can only be none, which is what no tools mean
+    if (open_member(out, extra, "tools")) {
+        out += '[';
+        for (std::size_t i = 0; i < options.tools.size(); ++i) {
+            const Tool& tool = options.tools[i];
+            out += i ? ",{\"type\":\"function\",\"name\":" : "{\"type\":\"function\",\"name\":";
+            json_write_string(out, tool.name);
+            if (!tool.description.empty()) {
+                out += ",\"description\":";
+                json_write_string(out, tool.description);
+            }
+            const std::string_view parameters = trim_ascii_space(tool.parameters);
+            if (!parameters.empty()) out.append(",\"parameters\":").append(parameters.data(), parameters.size());
+            out += tool.strict ? ",\"strict\":true}" : ",\"strict\":false}";
+        }
+        out += ']';
+    }
+    const ToolChoice& choice = options.tool_choice;
+    if (choice.mode != ToolChoice::Mode::server_default && open_member(out, extra, "tool_choice")) {
+        if (choice.mode != ToolChoice::Mode::function) {
+            write_tool_choice(out, choice);  // "auto", "none", "required": the same strings
+        } else {
+            out += "{\"type\":\"function\",\"name\":";
+            json_write_string(out, choice.name);
+            out += '}';
+        }
+    }
+    if (options.parallel_tool_calls && open_member(out, extra, "parallel_tool_calls"))
+        out += *options.parallel_tool_calls ? "true" : "false";
+}
+
+/* Structured output: text.format, with the schema's members flat in it (not under json_schema). */
+inline void write_responses_text_format(std::string& out, const ResponseFormat& format, const ExtraMembers& extra) {
+    if (format.type == ResponseFormat::Type::text || !open_member(out, extra, "text")) return;
+    if (format.type == ResponseFormat::Type::json_object) {
+        out += "{\"format\":{\"type\":\"json_object\"}}";
+        return;
+    }
+    out += "{\"format\":{\"type\":\"json_schema\",\"name\":";
+    json_write_string(out, format.name);
+    const std::string_view schema = trim_ascii_space(format.schema);
+    out.append(",\"schema\":").append(schema.data(), schema.size());
+    out += format.strict ? ",\"strict\":true}}" : ",\"strict\":false}}";
+}
+
+inline Error write_responses_body(const std::vector<Message>& messages, const ChatOptions& options,
+                                  const std::string& model, const ExtraMembers& extra, std::string& body) {
+    if (Error e = check_responses_request(messages, options, extra)) return e;
+    begin_body(body, body_size_estimate(messages, options), model, extra);
+    body += "\"input\":";
+    write_responses_input(body, messages);
+    body += ",\"stream\":true";
+    if (open_member(body, extra, "store")) body += "false";
+    write_number_member(body, extra, "temperature", options.temperature);
+    write_number_member(body, extra, "top_p", options.top_p);
+    if (options.max_tokens && open_member(body, extra, "max_output_tokens")) body += std::to_string(*options.max_tokens);
+    write_string_member(body, extra, "user", options.user);
+    write_responses_tools(body, options, extra);
+    write_responses_text_format(body, options.response_format, extra);
+    if (!extra.text.empty()) {
+        body += ',';
+        body.append(extra.text.data(), extra.text.size());
+    }
+    body += '}';
+    return {};
+}
+
+/* The stream: typed events, the data's "type" deciding (the "event:" line repeats it, or is absent).
+   Text is response.output_text.delta, reasoning response.reasoning_summary_text.delta (and
+   response.reasoning_text.delta, the raw reasoning some servers stream); a call opens with a
+   function_call item in response.output_item.added (its call_id is the call's id) and its arguments
+   are the response.function_call_arguments.delta of the same output_index. The ".done" events and the
+   final response's output repeat all of it, so they are skipped. response.completed and
+   response.incomplete end the completion with the finish and the usage; response.failed and an
+   "error" event are the server's errors. Deltas are raw UTF-8 of whole characters, so no surrogate
+   pair is split between two events (a lone escaped half is dropped, as json_decode_string does).
+   A whole response object (a server that ignored "stream") is read from its output items. */
+class ResponsesReader final : public WireReader {
+public:
+    ResponsesReader() { events_.reserve(2); }  // the most one message makes (a finish and the usage)
+    Result read(std::string_view event_name, std::string_view data) override;
+    const std::vector<Event>& events() const noexcept override { return events_; }
+    Error error() const override;
+
+private:
+    /* What one message holds, noted while it is validated. */
+    struct Fields {
+        JsonSpan type, delta, item_type, call_id, name, arguments, status, reason;
+        JsonSpan error_message, error_code;
+        bool has_error = false;  // a non-null error object (response.error, or a top-level "error")
+        std::int64_t output_index = -1;
+        bool has_usage = false;
+        Usage usage;
+        bool whole = false;  // a whole response object (its "output" at the top level)
+    };
+    /* A piece of a whole response's output: text, reasoning, or a call (text = its arguments). */
+    struct OutputPart {
+        EventType type = EventType::content;
+        JsonSpan text, call_id, name;
+    };
+    // More calls than any turn makes: beyond it the stream is refused, so memory stays bounded.
+    static constexpr std::size_t max_calls = 1024;
+
+    bool parse_top(JsonCursor& c);
+    bool parse_item(JsonCursor& c, int depth);
+    bool parse_response(JsonCursor& c, int depth);
+    bool response_member(JsonCursor& c, const JsonSpan& key, int depth);
+    bool parse_output_item(JsonCursor& c, int depth);
+    bool parse_output_part(JsonCursor& c, int depth);
+    bool parse_usage(JsonCursor& c, int depth);
+    bool parse_error(JsonCursor& c, int depth);
+    static bool string_or_skip(JsonCursor& c, int depth, JsonSpan& out);
+    static bool integer_or_skip(JsonCursor& c, int depth, std::int64_t& out);
+    Result dispatch();
+    Result open_call(const JsonSpan& call_id, const JsonSpan& name, const JsonSpan& arguments);
+    Result add_output();
+    void add_arguments();
+    void add_end(std::string_view reason);
+    Result note_error();
+    std::string_view decode(const JsonSpan& s);
+    void add_text(EventType type, const JsonSpan& s);
+
+    Fields f_;
+    std::vector<std::int64_t> call_outputs_;  // each call's output_index, by call index (per stream)
+    std::vector<OutputPart> output_;          // a whole response's
+    ByteBuffer arena_;
+    std::vector<Event> events_;
+    const char* why_ = "";
+    std::size_t error_offset_ = 0;
+    std::string error_message_;  // only for error events: once per stream, not per message
+};
+
+inline bool ResponsesReader::string_or_skip(JsonCursor& c, int depth, JsonSpan& out) {
+    if (c.at('"')) return c.string(out);
+    return c.skip_value(depth);  // null or another type: stays absent
+}
+
+inline bool ResponsesReader::integer_or_skip(JsonCursor& c, int depth, std::int64_t& out) {
+    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
+    std::int64_t v = 0;
+    bool is_int = false;
+    if (!c.number(&v, &is_int)) return false;
+    if (is_int) out = v;
+    return true;
+}
+
+inline bool ResponsesReader::parse_usage(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    f_.has_usage = true;
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "input_tokens")) return integer_or_skip(c, d, f_.usage.prompt_tokens);
+        if (json_key_is(key, "output_tokens")) return integer_or_skip(c, d, f_.usage.completion_tokens);
+        if (json_key_is(key, "total_tokens")) return integer_or_skip(c, d, f_.usage.total_tokens);
+        return c.skip_value(d);
+    });
+}
+
+inline bool ResponsesReader::parse_error(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);  // null: no error
+    f_.has_error = true;
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "message")) return string_or_skip(c, d, f_.error_message);
+        if (json_key_is(key, "code")) return string_or_skip(c, d, f_.error_code);
+        return c.skip_value(d);
+    });
+}
+
+/* A member of a response object: of response.created ... response.failed, or a whole reply. */
+inline bool ResponsesReader::response_member(JsonCursor& c, const JsonSpan& key, int d) {
+    if (json_key_is(key, "status")) return string_or_skip(c, d, f_.status);
+    if (json_key_is(key, "usage")) return parse_usage(c, d);
+    if (json_key_is(key, "error")) return parse_error(c, d);
+    if (json_key_is(key, "incomplete_details")) {
+        if (!c.at('{')) return c.skip_value(d);
+        return c.object(d + 1, [&](const JsonSpan& k, int dd) {
+            return json_key_is(k, "reason") ? string_or_skip(c, dd, f_.reason) : c.skip_value(dd);
+        });
+    }
+    return c.skip_value(d);
+}
+
+/* The response object of the typed events: its output repeats the stream, so it is not read. */
+inline bool ResponsesReader::parse_response(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) { return response_member(c, key, d); });
+}
+
+/* A content or summary part: output_text is text, summary_text and reasoning_text are reasoning. */
+inline bool ResponsesReader::parse_output_part(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    JsonSpan type, text;
+    const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return string_or_skip(c, d, type);
+        if (json_key_is(key, "text")) return string_or_skip(c, d, text);
+        return c.skip_value(d);
+    });
+    if (!ok || !text.present()) return ok;
+    OutputPart part;
+    part.text = text;
+    if (json_key_is(type, "output_text")) output_.push_back(part);
+    part.type = EventType::reasoning;
+    if (json_key_is(type, "summary_text") || json_key_is(type, "reasoning_text")) output_.push_back(part);
+    return true;
+}
+
+/* An item of a whole response's output: a message, a reasoning item, a function_call. */
+inline bool ResponsesReader::parse_output_item(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    JsonSpan type;
+    OutputPart call;
+    call.type = EventType::tool_call;
+    const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return string_or_skip(c, d, type);
+        if (json_key_is(key, "call_id")) return string_or_skip(c, d, call.call_id);
+        if (json_key_is(key, "name")) return string_or_skip(c, d, call.name);
+        if (json_key_is(key, "arguments")) return string_or_skip(c, d, call.text);
+        if (!json_key_is(key, "content") && !json_key_is(key, "summary")) return c.skip_value(d);
+        if (!c.at('[')) return c.skip_value(d);
+        return c.array(d + 1, [&](int dd) { return parse_output_part(c, dd); });
+    });
+    if (ok && json_key_is(type, "function_call")) output_.push_back(call);
+    return ok;
+}
+
+inline bool ResponsesReader::parse_item(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return string_or_skip(c, d, f_.item_type);
+        if (json_key_is(key, "call_id")) return string_or_skip(c, d, f_.call_id);
+        if (json_key_is(key, "name")) return string_or_skip(c, d, f_.name);
+        if (json_key_is(key, "arguments")) return string_or_skip(c, d, f_.arguments);
+        return c.skip_value(d);
+    });
+}
+
+inline bool ResponsesReader::parse_top(JsonCursor& c) {
+    return json_read_message(c, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return string_or_skip(c, d, f_.type);
+        if (json_key_is(key, "delta")) return string_or_skip(c, d, f_.delta);
+        if (json_key_is(key, "output_index")) return integer_or_skip(c, d, f_.output_index);
+        if (json_key_is(key, "item")) return parse_item(c, d);
+        if (json_key_is(key, "response")) return parse_response(c, d);
+        // The "error" event's own members.
+        if (json_key_is(key, "message")) return string_or_skip(c, d, f_.error_message);
+        if (json_key_is(key, "code")) return string_or_skip(c, d, f_.error_code);
+        if (json_key_is(key, "output") && c.at('[')) {
+            f_.whole = true;
+            return c.array(d + 1, [&](int dd) { return parse_output_item(c, dd); });
+        }
+        return response_member(c, key, d);  // a whole response's (error: also a whole error body's)
+    });
+}
+
+inline std::string_view ResponsesReader::decode(const JsonSpan& s) {
+    return decode_in_arena(s, arena_);  // room was reserved for every span in read()
+}
+
+inline void ResponsesReader::add_text(EventType type, const JsonSpan& s) {
+    Event e;
+    e.type = type;
+    e.text = decode(s);
+    if (!e.text.empty()) events_.push_back(e);  // e.g. only invalid bytes
+}
+
+/* A function_call item opens the next call: its id, name and whatever arguments it already has. */
+inline WireReader::Result ResponsesReader::open_call(const JsonSpan& call_id, const JsonSpan& name,
+                                                     const JsonSpan& arguments) {
+    if (call_outputs_.size() == max_calls) {
+        why_ = "more function calls than a turn makes (1024)";
+        return Result::invalid;
+    }
+    Event e;
+    e.type = EventType::tool_call;
+    e.tool_call.index = static_cast<int>(call_outputs_.size());
+    e.tool_call.id = call_id.present() ? decode(call_id) : std::string_view();
+    if (name.present()) e.tool_call.name = decode(name);
+    if (arguments.present()) e.tool_call.arguments = decode(arguments);  // "" too, as chat completions open a call
+    call_outputs_.push_back(f_.output_index);
+    events_.push_back(e);
+    return Result::ok;
+}
+
+/* A fragment of the arguments of the call at its output_index (none open there: skipped). */
+inline void ResponsesReader::add_arguments() {
+    const auto call = std::find(call_outputs_.begin(), call_outputs_.end(), f_.output_index);
+    if (call == call_outputs_.end() || !f_.delta.size()) return;
+    Event e;
+    e.type = EventType::tool_call;
+    e.tool_call.index = static_cast<int>(call - call_outputs_.begin());
+    e.tool_call.arguments = decode(f_.delta);
+    events_.push_back(e);
+}
+
+/* The finish (raw: the incomplete reason, else the status), then the usage. */
+inline void ResponsesReader::add_end(std::string_view fallback_raw) {
+    Event e;
+    e.type = EventType::finish;
+    e.raw_reason = f_.reason.present() ? decode(f_.reason) : f_.status.present() ? decode(f_.status) : fallback_raw;
+    if (e.raw_reason == "max_output_tokens") e.text = "length";
+    else if (e.raw_reason == "completed") e.text = call_outputs_.empty() ? "stop" : "tool_calls";
+    else e.text = e.raw_reason;  // content_filter, and values without a match
+    events_.push_back(e);
+    if (!f_.has_usage) return;
+    Event u;
+    u.type = EventType::usage;
+    u.usage = f_.usage;
+    events_.push_back(u);
+}
+
+/* The server's error as one line: its message, then its code when it gave one. */
+inline WireReader::Result ResponsesReader::note_error() {
+    const std::string_view message = f_.error_message.present() ? decode(f_.error_message) : "";
+    const std::string_view code = f_.error_code.present() ? decode(f_.error_code) : "";
+    error_message_.assign(message.empty() ? std::string_view("the server reported an error") : message);
+    if (!code.empty()) error_message_.append(" (code: ").append(code).append(")");
+    return Result::error_event;
+}
+
+/* A whole response: its output's text, reasoning and calls in order, then its end. */
+inline WireReader::Result ResponsesReader::add_output() {
+    call_outputs_.clear();
+    for (const OutputPart& part : output_) {
+        if (part.type != EventType::tool_call) add_text(part.type, part.text);
+        else if (open_call(part.call_id, part.name, part.text) != Result::ok) {
+            events_.clear();  // an invalid message has no events
+            return Result::invalid;
+        }
+    }
+    add_end("completed");
+    return Result::end;
+}
+
+inline WireReader::Result ResponsesReader::dispatch() {
+    const std::string_view type = f_.type.present() ? decode(f_.type) : "";
+    if (type == "response.output_text.delta") add_text(EventType::content, f_.delta);
+    else if (type == "response.reasoning_summary_text.delta" || type == "response.reasoning_text.delta")
+        add_text(EventType::reasoning, f_.delta);
+    else if (type == "response.function_call_arguments.delta") add_arguments();
+    else if (type == "response.output_item.added" && decode(f_.item_type) == "function_call")
+        return open_call(f_.call_id, f_.name, f_.arguments);
+    else if (type == "response.created") call_outputs_.clear();  // a new response: its calls count from 0
+    else if (type == "response.completed") add_end("completed");
+    else if (type == "response.incomplete") add_end("incomplete");
+    else if (type == "response.failed" || type == "error" || (type.empty() && f_.has_error)) return note_error();
+    else if (type.empty() && f_.whole) return add_output();
+    else return Result::ok;  // keep-alives and events we do not use or know
+    return type == "response.completed" || type == "response.incomplete" ? Result::end : Result::ok;
+}
+
+inline WireReader::Result ResponsesReader::read(std::string_view, std::string_view data) {
+    events_.clear();
+    output_.clear();
+    f_ = Fields{};
+    why_ = "";
+    error_offset_ = 0;
+    error_message_.clear();
+    if (trim_ascii_space(data).empty()) return Result::ok;  // a keep-alive
+    JsonCursor c(data.data(), data.data() + data.size());
+    if (!parse_top(c)) {
+        why_ = c.why;
+        error_offset_ = static_cast<std::size_t>(c.p - c.start);
+        return Result::invalid;
+    }
+    arena_.clear();
+    // Decoding never lengthens a string, so one reservation keeps every view stable.
+    std::size_t room = f_.type.size() + f_.delta.size() + f_.item_type.size() + f_.call_id.size() +
+                             f_.name.size() + f_.arguments.size() + f_.status.size() + f_.reason.size() +
+                             f_.error_message.size() + f_.error_code.size();
+    for (const OutputPart& part : output_) room += part.text.size() + part.call_id.size() + part.name.size();
+    if (!arena_.reserve(room)) return Result::out_of_memory;
+    return dispatch();
+}
+
+inline Error ResponsesReader::error() const {
+    if (!error_message_.empty()) return make_error(ErrorCode::server_error, "server error: " + error_message_);
+    return make_error(ErrorCode::protocol, std::string(why_) + " at byte " + std::to_string(error_offset_));
+}
+
+inline std::unique_ptr<WireReader> make_responses_reader() {
+    return std::make_unique<ResponsesReader>();
+}
+
+/* The stub's events as OpenAI sends them, each with "event:" and a sequence_number. */
+class ResponsesStubWriter {
+public:
+    explicit ResponsesStubWriter(const std::string& model) : body_("text/event-stream") {
+        json_write_string(model_, model);
+    }
+    /* An event of this type; `members` follow the type (each with its leading comma). */
+    void event(std::string_view type, std::string_view members) {
+        json_ = "{\"type\":\"";
+        json_.append(type.data(), type.size()).append("\"");
+        json_.append(members.data(), members.size());
+        json_ += ",\"sequence_number\":" + std::to_string(sequence_++) + "}";
+        body_.sse(type, json_);
+    }
+    /* The response object with this status (and usage once completed). */
+    std::string response(std::string_view status, std::string_view usage = "null") const {
+        return ",\"response\":{\"id\":\"resp_stub\",\"object\":\"response\",\"created_at\":0,\"status\":\"" +
+               std::string(status) + "\",\"model\":" + model_ + ",\"output\":[],\"usage\":" + std::string(usage) + "}";
+    }
+    StubResponse finish() { return body_.finish(); }
+
+private:
+    StubBody body_;
+    std::string model_;  // as a JSON string
+    std::string json_;
+    std::size_t sequence_ = 0;
+};
 
 inline StubResponse stub_responses(const StubReply& reply, const std::string& model) {
-    return stub_openai(reply, model);  // unreachable until write_responses_body() sends requests (issue 10 in progress)
+    ResponsesStubWriter writer(model);
+    writer.event("response.created", writer.response("in_progress"));
+    const std::string& whole = reply.tool ? reply.arguments : reply.text;
+    std::string item = reply.tool ? ",\"output_index\":0,\"item\":{\"id\":\"fc_stub_1\",\"type\":\"function_call\","
+                                    "\"status\":\"in_progress\",\"arguments\":\"\",\"call_id\":\"call_stub_1\",\"name\":"
+                                  : ",\"output_index\":0,\"item\":{\"id\":\"msg_stub_1\",\"type\":\"message\","
+                                    "\"status\":\"in_progress\",\"content\":[],\"role\":\"assistant\"}";
+    if (reply.tool) {
+        json_write_string(item, reply.tool->name);
+        item += '}';
+    }
+    writer.event("response.output_item.added", item);
+    const char* const delta_type = reply.tool ? "response.function_call_arguments.delta" : "response.output_text.delta";
+    const std::string at = reply.tool ? ",\"item_id\":\"fc_stub_1\",\"output_index\":0"
+                                      : ",\"item_id\":\"msg_stub_1\",\"output_index\":0,\"content_index\":0";
+    std::string json;
+    stub_pieces(whole, [&](std::string_view piece) {
+        json = at + ",\"delta\":";
+        json_write_string(json, piece);
+        writer.event(delta_type, json);
+    });
+    json = at + (reply.tool ? ",\"arguments\":" : ",\"text\":");
+    json_write_string(json, whole);  // the .done event repeats the whole: a reader must not add it again
+    writer.event(reply.tool ? "response.function_call_arguments.done" : "response.output_text.done", json);
+    writer.event("response.completed",
+                 writer.response("completed", "{\"input_tokens\":" + std::to_string(reply.prompt_tokens) +
+                                                  ",\"output_tokens\":" + std::to_string(reply.completion_tokens) +
+                                                  ",\"total_tokens\":" +
+                                                  std::to_string(reply.prompt_tokens + reply.completion_tokens) + "}"));
+    return writer.finish();
 }
 
 /* ------------------------------------------------------------------------------------------------
