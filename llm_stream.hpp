@@ -4967,21 +4967,24 @@ inline std::string_view gemini_finish_reason(std::string_view raw, bool made_cal
     return raw;
 }
 
-/* Copies validated JSON without the whitespace between tokens (string contents untouched); returns
-   the length written, never more than the input's. */
+/* Copies validated JSON without the whitespace between tokens, string contents untouched but for
+   invalid UTF-8, which is dropped (as decoding does); returns the length, never more than the input's. */
 inline std::size_t json_compact(const char* p, const char* end, char* out) noexcept {
     std::size_t n = 0;
     bool in_string = false;
-    for (; p < end; ++p) {
+    while (p < end) {
         const char c = *p;
-        if (in_string) {
-            out[n++] = c;
-            if (c == '\\') out[n++] = *++p;  // an escaped character, a quote among them
-            else if (c == '"') in_string = false;
-        } else if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
-            out[n++] = c;
-            in_string = c == '"';
+        if (!in_string && (c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
+            ++p;
+            continue;
         }
+        std::size_t length = utf8_sequence_length(reinterpret_cast<const unsigned char*>(p),
+                                                  reinterpret_cast<const unsigned char*>(end));
+        if (in_string && c == '\\') length = 2;  // an escape, of a quote among others
+        else if (c == '"') in_string = !in_string;
+        std::memcpy(out + n, p, length);
+        n += length;
+        p += length ? length : 1;
     }
     return n;
 }
@@ -5035,7 +5038,7 @@ private:
     std::string_view error_code_;
     const char* why_ = "";
     std::size_t error_offset_ = 0;
-    std::string server_message_;  // only for an error: once per stream
+    std::string server_message_;  // only after an error event: once per stream
 };
 
 inline bool GeminiReader::count(JsonCursor& c, int depth, std::int64_t& out) {
@@ -5209,6 +5212,7 @@ inline WireReader::Result GeminiReader::read(std::string_view, std::string_view 
     have_usage_ = have_error_ = false;
     error_message_ = error_status_ = {};
     error_code_ = {};
+    server_message_.clear();  // error() tells an error event from invalid JSON by it
     JsonCursor c(data.data(), data.data() + data.size());
     c.skip_ws();
     if (c.p == c.end) return Result::ok;  // an empty event: a keep-alive
@@ -5224,14 +5228,14 @@ inline WireReader::Result GeminiReader::read(std::string_view, std::string_view 
     if (have_error_) {
         server_message_ = error_message_.present() ? json_string_text(error_message_) : "the server reported an error";
         if (error_status_.present()) server_message_ += " (status: " + json_string_text(error_status_) + ")";
-        if (!error_code_.empty()) server_message_.append(" (code: ").append(error_code_).append(")");
+        if (!error_code_.empty()) server_message_ += " (code: " + excerpt(error_code_, 40) + ")";
         return Result::error_event;
     }
     return build_events() ? Result::ok : Result::out_of_memory;
 }
 
 inline Error GeminiReader::error() const {
-    if (have_error_) return make_error(ErrorCode::server_error, "server error: " + server_message_);
+    if (!server_message_.empty()) return make_error(ErrorCode::server_error, "server error: " + server_message_);
     return make_error(ErrorCode::protocol, std::string(why_) + " at byte " + std::to_string(error_offset_));
 }
 

@@ -23,7 +23,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${1:-20}"
 shift || true
-all_targets=(http sse json pipeline split_differential messages)
+all_targets=(http sse json pipeline split_differential messages gemini)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
 work="${LLM_STREAM_FUZZ_DIR:-$root/build-fuzz}"
@@ -80,9 +80,10 @@ if ! "${CXX:-clang++}" -std=c++17 -O1 fuzz/make_seeds.cpp -o "$work/make_seeds" 
     exit 1
 fi
 rm -rf "$work/seeds"
-mkdir -p "$work"/seeds/{http,sse,json,pipeline,split_differential,messages}
+mkdir -p "$work"/seeds/{http,sse,json,pipeline,split_differential,messages,gemini}
 "$work/make_seeds" "$work/seeds" tests/data/streams/*.sse || exit 1
 cp fuzz/seeds/messages/* "$work/seeds/messages/"
+cp "$work"/seeds/json/* "$work/seeds/gemini/"  # the recorded events, Gemini's among them
 
 # 3. Regressions, then fuzzing; one target per job.
 regressions=()

@@ -346,7 +346,8 @@ TEST_CASE("gemini reader: an error object at HTTP 200 is a server_error with the
 TEST_CASE("gemini reader: invalid JSON and wrong shapes are invalid, saying where") {
     const auto reader = llm_stream::detail::make_gemini_reader();
     for (const char* bad : {R"({"candidates": [)", R"("text")", R"({"a": 1} x)", R"([{"candidates": []}, 3])",
-                            R"({"candidates": [{"content": {"parts": [{"text": "\x"}]}}]})"}) {
+                            R"({"candidates": [{"content": {"parts": [{"text": "\x"}]}}]})",
+                            R"({"error": {"code": 503, "message": "m"}, "candidates": [)"}) {
         CAPTURE(bad);
         CHECK(reader->read("", bad) == Result::invalid);
         CHECK(reader->events().empty());
