@@ -78,8 +78,9 @@ private:
 };
 
 // The Decoder over the response cut at `cuts`, fed in place (the harness copies nothing).
-Outcome decode(const std::string& response, const std::vector<std::size_t>& cuts, std::size_t warmup = 200) {
-    llm_stream::Decoder decoder;
+Outcome decode(const std::string& response, const std::vector<std::size_t>& cuts, std::size_t warmup = 200,
+               llm_stream::Api api = llm_stream::Api::openai) {
+    llm_stream::Decoder decoder(llm_stream::Limits{}, api);
     SteadyCounter counter(warmup);
     const Decoded d = decode_in_pieces(decoder, response, cuts, PieceMemory::borrowed,
                                        [&counter](const Event&) { counter.on_event(); });
@@ -126,6 +127,43 @@ TEST_CASE("no heap allocation per event once buffers are warm") {
         const Outcome o = stream(c.response);
         CHECK(o.ok);
         CHECK(o.events > 4000);
+        CHECK(o.steady_allocations == 0);
+    }
+}
+
+namespace {
+
+// Gemini's stream: text with escapes and Chinese, thoughts, whole function calls (arguments compacted),
+// cumulative usage in every chunk, a finish at the end; CRLF CRLF between events, as Google sends them.
+std::string make_gemini_body(int events) {
+    std::string body;
+    for (int i = 0; i < events; ++i) {
+        const std::string n = std::to_string(i);
+        std::string part;
+        switch (i % 3) {
+        case 0: part = "{\"text\": \"运动鞋 \\\"" + n + "\\\"\\n\"}"; break;
+        case 1: part = "{\"text\": \"think " + n + "\", \"thought\": true}"; break;
+        default: part = "{\"functionCall\": {\"name\": \"f\", \"args\": {\"n\": [" + n + ", 2]}}}";
+        }
+        body += "data: {\"candidates\": [{\"content\": {\"parts\": [" + part + "], \"role\": \"model\"}, \"index\": 0}], "
+                "\"usageMetadata\": {\"promptTokenCount\": 5, \"candidatesTokenCount\": " + n + ", \"totalTokenCount\": " +
+                std::to_string(i + 5) + "}}\r\n\r\n";
+    }
+    body += "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \".\"}], \"role\": \"model\"}, "
+            "\"finishReason\": \"STOP\", \"index\": 0}]}\r\n\r\n";
+    return body;
+}
+
+}  // namespace
+
+TEST_CASE("Gemini: no heap allocation per event once buffers are warm") {
+    const std::string response = chunked_sse_response(make_gemini_body(3000), 97);
+    const std::vector<std::size_t> cut_sets[] = {{}, random_cuts(response.size(), 6), random_cuts(response.size(), 11)};
+    for (const auto& cuts : cut_sets) {
+        CAPTURE(cuts.size());
+        const Outcome o = decode(response, cuts, 200, llm_stream::Api::gemini);
+        CHECK(o.ok);
+        CHECK(o.events > 6000);  // each chunk's part and usage
         CHECK(o.steady_allocations == 0);
     }
 }
