@@ -1,6 +1,7 @@
 #define LLM_STREAM_INTERNALS  // detail::make_gemini_reader too; the implementation is linked in
 #include "llm_stream.hpp"
 #include <doctest/doctest.h>
+#include "support/ensure.hpp"
 
 /* Google Gemini's streamGenerateContent: every message shape and option as build_request() writes
    the body (exact JSON text), each refusal naming its field, the reader on each kind of message (text,
@@ -12,6 +13,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "support/request_check.hpp"
 
 using llm_stream::Api;
 using llm_stream::ChatOptions;
@@ -30,13 +33,7 @@ using Result = llm_stream::detail::WireReader::Result;
 
 namespace {
 
-/* Options that write nothing of their own, so each test shows only what it sets. */
-ChatOptions bare_options() {
-    ChatOptions options;
-    options.system.clear();
-    options.include_usage = false;
-    return options;
-}
+using llm_test::bare_options;
 
 Config gemini_config() {
     Config config;
@@ -47,29 +44,16 @@ Config gemini_config() {
     return config;
 }
 
-/* The body for `messages` under `options`; "(error) ..." when build_request refuses them. */
 std::string body_of(const std::vector<Message>& messages, const ChatOptions& options = bare_options()) {
-    llm_stream::Request request;
-    if (const Error e = llm_stream::build_request(gemini_config(), messages, options, request))
-        return "(error) " + e.message;
-    return request.body;
+    return llm_test::request_body(gemini_config(), messages, options);
 }
 
-/* build_request refuses with invalid_argument and a message that names `field`. */
 void check_refused(const std::vector<Message>& messages, const ChatOptions& options, std::string_view field) {
-    llm_stream::Request request;
-    const Error e = llm_stream::build_request(gemini_config(), messages, options, request);
-    INFO("field: ", field, "; error: ", e.message);
-    CHECK(e.code == ErrorCode::invalid_argument);
-    CHECK(e.message.find(field) != std::string::npos);
+    llm_test::check_request_refused(gemini_config(), messages, options, field);
 }
 
 ToolCall call(std::string id, std::string name, std::string arguments) {
-    ToolCall c;
-    c.id = std::move(id);
-    c.name = std::move(name);
-    c.arguments = std::move(arguments);
-    return c;
+    return ToolCall{std::move(id), std::move(name), std::move(arguments)};
 }
 
 Message assistant_calling(std::vector<ToolCall> calls, std::string text = {}) {
@@ -128,7 +112,7 @@ TEST_CASE("gemini: the URL names the model and asks for SSE; the key goes in x-g
     Config config = gemini_config();
     config.api_key = "k";
     llm_stream::Request request;
-    REQUIRE_FALSE(llm_stream::build_request(config, {Message::user("hi")}, bare_options(), request));
+    ENSURE(!llm_stream::build_request(config, {Message::user("hi")}, bare_options(), request));
     CHECK(request.url == "http://127.0.0.1:9/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
     bool has_key = false;
     for (const auto& header : request.headers) has_key = has_key || (header.first == "x-goog-api-key" && header.second == "k");
@@ -272,7 +256,7 @@ TEST_CASE("gemini: what Gemini cannot carry is refused, naming the field") {
 
 TEST_CASE("gemini reader: text, thoughts, cumulative usage (thinking tokens are completion tokens)") {
     const auto reader = llm_stream::detail::make_gemini_reader();
-    REQUIRE(reader);
+    ENSURE(reader != nullptr);
     const std::string usage = R"(, "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 98, "thoughtsTokenCount": 86})";
     CHECK(reader->read("", chunk(R"({"text": "Let me think", "thought": true})", "", usage)) == Result::ok);
     CHECK(describe(reader->events()) == Lines{"reasoning:Let me think", "usage:12/86/98"});
@@ -377,12 +361,12 @@ llm_stream::Reply stub_reply(Api api, const std::vector<Message>& messages, Chat
 void check_same_as_openai_stub(const std::vector<Message>& messages, const ChatOptions& options) {
     const llm_stream::Reply gemini = stub_reply(Api::gemini, messages, options);
     const llm_stream::Reply openai = stub_reply(Api::openai, messages, options);
-    REQUIRE(gemini.choices.size() == 1);
-    REQUIRE(openai.choices.size() == 1);
+    ENSURE(gemini.choices.size() == 1);
+    ENSURE(openai.choices.size() == 1);
     const Message& g = gemini.message();
     const Message& o = openai.message();
     CHECK(g.content == o.content);
-    REQUIRE(g.tool_calls.size() == o.tool_calls.size());
+    ENSURE(g.tool_calls.size() == o.tool_calls.size());
     for (std::size_t i = 0; i < g.tool_calls.size(); ++i) {
         CHECK(g.tool_calls[i].id == o.tool_calls[i].id);
         CHECK(g.tool_calls[i].name == o.tool_calls[i].name);
@@ -409,7 +393,7 @@ TEST_CASE("gemini stub: a tool call, then the answer to its result, as the chat-
     const std::vector<Message> ask = {Message::user("Weather in Paris?")};
     check_same_as_openai_stub(ask, options);
     const llm_stream::Reply called = stub_reply(Api::gemini, ask, options);
-    REQUIRE(called.message().tool_calls.size() == 1);
+    ENSURE(called.message().tool_calls.size() == 1);
     CHECK(called.choices[0].finish_reason == "tool_calls");
     std::vector<Message> turn = ask;
     turn.push_back(called.message());
