@@ -4995,7 +4995,12 @@ inline std::size_t json_compact(const char* p, const char* end, char* out) noexc
    surrogate pair is split between two messages; one inside a string is joined by the decoding. */
 class GeminiReader final : public WireReader {
 public:
-    GeminiReader() { calls_made_.assign(max_choices, 0); }
+    // Room for a message's usual events and the last one's finish and usage: the last message of a
+    // stream allocates nothing.
+    GeminiReader() {
+        calls_made_.assign(max_choices, 0);
+        events_.reserve(8);
+    }
     Result read(std::string_view event_name, std::string_view data) override;
     const std::vector<Event>& events() const noexcept override { return events_; }
     Error error() const override;
@@ -5019,16 +5024,20 @@ private:
     bool parse_part(JsonCursor& c, int depth);
     bool parse_call(JsonCursor& c, int depth, PartFields& part);
     bool parse_usage(JsonCursor& c, int depth);
+    bool parse_feedback(JsonCursor& c, int depth);
     bool parse_error(JsonCursor& c, int depth);
     bool count(JsonCursor& c, int depth, std::int64_t& out);
     std::string_view decode(const JsonSpan& s);
     [[nodiscard]] bool build_events();
     void add_part_event(const PartFields& part, int candidate);
+    void add_finish_event(int candidate, const JsonSpan& raw, bool prompt_blocked);
     void add_usage_event();
 
     std::vector<CandidateFields> candidates_;  // capacity kept between messages, as for the vectors below
     std::vector<PartFields> parts_;
     std::vector<int> calls_made_;  // per candidate, in this stream: the next call's index
+    bool finished_ = false;        // a finish reason came in this stream: usage is final from then on
+    JsonSpan block_reason_;        // promptFeedback.blockReason: the prompt was refused, no candidates come
     std::vector<Event> events_;
     ByteBuffer arena_;
     bool have_usage_ = false;
@@ -5128,12 +5137,20 @@ inline bool GeminiReader::parse_error(JsonCursor& c, int depth) {
     });
 }
 
-/* A GenerateContentResponse; promptFeedback (a blocked prompt) comes with an HTTP error status. */
+inline bool GeminiReader::parse_feedback(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "blockReason") && c.at('"')) return c.string(block_reason_);
+        return c.skip_value(d);
+    });
+}
+
 inline bool GeminiReader::parse_response(JsonCursor& c, int depth) {
     if (!c.at('{')) return c.fail("a GenerateContentResponse must be an object");
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "candidates") && c.at('[')) return c.array(d + 1, [&](int dd) { return parse_candidate(c, dd); });
         if (json_key_is(key, "usageMetadata")) return parse_usage(c, d);
+        if (json_key_is(key, "promptFeedback")) return parse_feedback(c, d);
         if (json_key_is(key, "error")) return parse_error(c, d);
         return c.skip_value(d);  // modelVersion, responseId, fields added later
     });
@@ -5171,8 +5188,21 @@ inline void GeminiReader::add_part_event(const PartFields& part, int candidate) 
     events_.push_back(e);
 }
 
-/* Usage comes with every message, cumulative: each usage event is the count so far (the last one
-   counts). Thinking tokens are output tokens, as OpenAI's completion_tokens counts reasoning. */
+/* A candidate's finish reason; a blocked prompt (every block reason is a filter) ends choice 0. */
+inline void GeminiReader::add_finish_event(int candidate, const JsonSpan& raw, bool prompt_blocked) {
+    Event e;
+    e.type = EventType::finish;
+    e.choice = candidate;
+    e.raw_reason = decode(raw);
+    e.text = prompt_blocked ? "content_filter"
+                            : gemini_finish_reason(e.raw_reason, calls_made_[static_cast<std::size_t>(candidate)] > 0);
+    events_.push_back(e);
+    finished_ = true;
+}
+
+/* Usage comes with every message, cumulative: it is passed on once the completion has finished (in
+   the finish's message or a later one), so it comes once, as other APIs' usage does. Thinking tokens
+   are output tokens, as OpenAI's completion_tokens counts reasoning. */
 inline void GeminiReader::add_usage_event() {
     Event e;
     e.type = EventType::usage;
@@ -5188,20 +5218,16 @@ inline bool GeminiReader::build_events() {
     for (const PartFields& p : parts_)
         room += p.text.size() + p.call_name.size() + p.call_id.size() + static_cast<std::size_t>(p.args_end - p.args_begin);
     for (const CandidateFields& ch : candidates_) room += ch.finish_reason.size();
+    room += block_reason_.size();
     arena_.clear();
     if (!arena_.reserve(room)) return false;
     for (const CandidateFields& ch : candidates_) {
         const int candidate = static_cast<int>(ch.index);
         for (std::size_t i = ch.parts_begin; i < ch.parts_end; ++i) add_part_event(parts_[i], candidate);
-        if (!ch.finish_reason.present()) continue;
-        Event e;
-        e.type = EventType::finish;
-        e.choice = candidate;
-        e.raw_reason = decode(ch.finish_reason);
-        e.text = gemini_finish_reason(e.raw_reason, calls_made_[static_cast<std::size_t>(candidate)] > 0);
-        events_.push_back(e);
+        if (ch.finish_reason.present()) add_finish_event(candidate, ch.finish_reason, false);
     }
-    if (have_usage_) add_usage_event();
+    if (block_reason_.present()) add_finish_event(0, block_reason_, true);
+    if (have_usage_ && finished_) add_usage_event();
     return true;
 }
 
@@ -5210,7 +5236,7 @@ inline WireReader::Result GeminiReader::read(std::string_view, std::string_view 
     parts_.clear();
     events_.clear();
     have_usage_ = have_error_ = false;
-    error_message_ = error_status_ = {};
+    error_message_ = error_status_ = block_reason_ = {};
     error_code_ = {};
     server_message_.clear();  // error() tells an error event from invalid JSON by it
     JsonCursor c(data.data(), data.data() + data.size());
@@ -5226,7 +5252,8 @@ inline WireReader::Result GeminiReader::read(std::string_view, std::string_view 
         return Result::invalid;
     }
     if (have_error_) {
-        server_message_ = error_message_.present() ? json_string_text(error_message_) : "the server reported an error";
+        if (error_message_.present()) server_message_ = json_string_text(error_message_);
+        if (server_message_.empty()) server_message_ = "the server reported an error";  // none, or nothing readable
         if (error_status_.present()) server_message_ += " (status: " + json_string_text(error_status_) + ")";
         if (!error_code_.empty()) server_message_ += " (code: " + excerpt(error_code_, 40) + ")";
         return Result::error_event;

@@ -254,15 +254,29 @@ TEST_CASE("gemini: what Gemini cannot carry is refused, naming the field") {
 // Reader
 // =================================================================================================
 
-TEST_CASE("gemini reader: text, thoughts, cumulative usage (thinking tokens are completion tokens)") {
+TEST_CASE("gemini reader: text, thoughts, and the cumulative usage once finished (thinking tokens are completion tokens)") {
     const auto reader = llm_stream::detail::make_gemini_reader();
     ENSURE(reader != nullptr);
-    const std::string usage = R"(, "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 98, "thoughtsTokenCount": 86})";
-    CHECK(reader->read("", chunk(R"({"text": "Let me think", "thought": true})", "", usage)) == Result::ok);
-    CHECK(describe(reader->events()) == Lines{"reasoning:Let me think", "usage:12/86/98"});
-    CHECK(reader->read("", chunk(R"({"text": "caf\u00e9 ", "thoughtSignature": "c2ln"}, {"text": "\ud83d\ude00", "thought": false})")) ==
+    const std::string early = R"(, "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 98, "thoughtsTokenCount": 86})";
+    CHECK(reader->read("", chunk(R"({"text": "Let me think", "thought": true})", "", early)) == Result::ok);
+    CHECK(describe(reader->events()) == Lines{"reasoning:Let me think"});  // usage so far: not final
+    const std::string last = R"(, "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 3, "totalTokenCount": 104, "thoughtsTokenCount": 89})";
+    CHECK(reader->read("", chunk(R"({"text": "caf\u00e9 ", "thoughtSignature": "c2ln"}, {"text": "\ud83d\ude00", "thought": false})",
+                                 R"(, "finishReason": "STOP")", last)) == Result::ok);
+    CHECK(describe(reader->events()) == Lines{"content:café ", "content:😀", "finish:stop/STOP", "usage:12/92/104"});
+    // Usage that comes after the finish, in a message of its own, is passed on too.
+    CHECK(reader->read("", R"({"usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 4, "totalTokenCount": 16}})") ==
           Result::ok);
-    CHECK(describe(reader->events()) == Lines{"content:café ", "content:😀"});
+    CHECK(describe(reader->events()) == Lines{"usage:12/4/16"});
+}
+
+TEST_CASE("gemini reader: a blocked prompt (promptFeedback.blockReason, no candidates) is a content_filter finish") {
+    const auto reader = llm_stream::detail::make_gemini_reader();
+    CHECK(reader->read("", R"({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT", "safetyRatings": []},)"
+                           R"( "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}})") == Result::ok);
+    CHECK(describe(reader->events()) == Lines{"finish:content_filter/PROHIBITED_CONTENT", "usage:7/0/7"});
+    CHECK(reader->read("", R"({"promptFeedback": {"safetyRatings": []}})") == Result::ok);  // not blocked
+    CHECK(reader->events().empty());
 }
 
 TEST_CASE("gemini reader: whole function calls, indexed across messages, args written compactly") {
@@ -325,6 +339,8 @@ TEST_CASE("gemini reader: an error object at HTTP 200 is a server_error with the
     const Error e = reader->error();
     CHECK(e.code == ErrorCode::server_error);
     CHECK(e.message == "server error: The model is overloaded. (status: UNAVAILABLE) (code: 503)");
+    CHECK(reader->read("", "{\"error\": {\"message\": \"\xA0\"}}") == Result::error_event);  // nothing readable
+    CHECK(reader->error().message == "server error: the server reported an error");
 }
 
 TEST_CASE("gemini reader: invalid JSON and wrong shapes are invalid, saying where") {
