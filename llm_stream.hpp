@@ -4813,7 +4813,7 @@ inline Error write_gemini_result(std::string& out, const std::vector<Message>& m
 }
 
 /* One turn of `contents`: a user or model message, or the tool results that follow each other, in
-   one user turn (Gemini wants a turn's function responses together). Returns the next message. */
+   one user turn (Gemini wants a turn's function responses together). Advances i past what it wrote. */
 inline Error write_gemini_turn(std::string& out, const std::vector<Message>& messages, std::size_t& i) {
     const Message& m = messages[i];
     const std::string at = indexed("messages", i);
@@ -4880,7 +4880,7 @@ inline void write_gemini_tools(std::string& out, const std::vector<Tool>& tools)
 /* tool_choice as functionCallingConfig: auto AUTO, none NONE, required ANY, a named tool ANY limited
    to it. Gemini has no switch for parallel calls: only true (what it does anyway) is accepted. */
 inline Error write_gemini_tool_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
-    if (options.parallel_tool_calls == false)
+    if (options.parallel_tool_calls && !*options.parallel_tool_calls)
         return invalid_argument("parallel_tool_calls: Gemini cannot be told to make one call at a time");
     if (options.tools.empty()) return {};
     if (open_member(out, extra, "tools")) write_gemini_tools(out, options.tools);
@@ -4922,8 +4922,10 @@ inline void write_gemini_generation_config(std::string& out, const ChatOptions& 
         const std::string_view schema = trim_ascii_space(format.schema);
         out.append(",\"responseJsonSchema\":").append(schema.data(), schema.size());
     }
-    if (out.size() > start) out[start] = '{';  // the first member's comma opens the object
-    if (out.size() > start) out += '}';
+    if (out.size() > start) {
+        out[start] = '{';  // the first member's comma opens the object
+        out += '}';
+    }
 }
 
 /* The body of streamGenerateContent: the model is in the URL and streaming in its ?alt=sse, so neither
@@ -4945,6 +4947,7 @@ inline Error write_gemini_body(const std::vector<Message>& messages, const ChatO
         first = false;
         if (Error e = write_gemini_turn(body, messages, i)) return e;
     }
+    if (first) return invalid_argument("messages: only system messages, and Gemini's contents may not be empty");
     body += ']';
     write_gemini_system(body, messages, extra);
     if (Error e = write_gemini_tool_options(body, options, extra)) return e;

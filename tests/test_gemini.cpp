@@ -245,6 +245,7 @@ TEST_CASE("gemini: what Gemini cannot carry is refused, naming the field") {
     Message named = Message::user("hi");
     named.name = "alice";
     check_refused({named}, bare_options(), "messages[0].name");
+    check_refused({Message::system("s")}, bare_options(), "only system messages");
     check_refused({Message::user("x"), Message::tool_result("nowhere", "1")}, bare_options(), "messages[1].tool_call_id");
     check_refused({Message::user("x"), assistant_calling({call("c1", "f", "[1]")})}, bare_options(),
                   "messages[1].tool_calls[0].arguments");
