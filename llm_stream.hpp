@@ -5272,15 +5272,602 @@ inline StubResponse stub_anthropic(const StubReply& reply, const std::string& mo
    POST /models/{model}:streamGenerateContent?alt=sse; each SSE event a GenerateContentResponse
    ------------------------------------------------------------------------------------------------ */
 
-inline Error write_gemini_body(const std::vector<Message>&, const ChatOptions&, const std::string&, const ExtraMembers&,
-                              std::string&) {
-    return make_error(ErrorCode::invalid_config, "LLM_API=gemini is not supported yet");  // issue 10 in progress
+/* Gemini takes images as inlineData (base64 bytes, from ContentPart bytes or a base64 data: URL) or
+   as fileData (an http(s) URL, which the API fetches itself; its MIME type is optional and not
+   guessed here). A data: URL that is not base64 cannot be carried. */
+inline Error write_gemini_image(std::string& out, const ContentPart& part, const std::string& at) {
+    if (part.bytes) {
+        out += "{\"inlineData\":{\"mimeType\":";
+        json_write_string(out, part.mime_type);
+        out += ",\"data\":\"";
+        base64_append(out, *part.bytes);
+        out += "\"}}";
+        return {};
+    }
+    if (!starts_with(part.text, "data:")) {
+        out += "{\"fileData\":{\"fileUri\":";
+        json_write_string(out, part.text);
+        out += "}}";
+        return {};
+    }
+    const std::size_t marker = part.text.find(";base64,");
+    const std::string_view mime = std::string_view(part.text).substr(5, marker == std::string::npos ? 0 : marker - 5);
+    if (marker == std::string::npos || !image_mime_type(mime))
+        return invalid_argument(at + ".url: Gemini takes a data: URL only as data:image/...;base64,...");
+    out += "{\"inlineData\":{\"mimeType\":";
+    json_write_string(out, mime);
+    out += ",\"data\":";
+    json_write_string(out, std::string_view(part.text).substr(marker + 8));
+    out += "}}";
+    return {};
 }
 
-inline std::unique_ptr<WireReader> make_gemini_reader() { return nullptr; }  // issue 10 in progress
+/* A message's text and images as Gemini parts (the image detail hint has no Gemini equivalent). */
+inline Error write_gemini_content_parts(std::string& out, const Message& m, const std::string& at) {
+    if (m.parts.empty()) {
+        if (m.content.empty()) return {};
+        out += "{\"text\":";
+        json_write_string(out, m.content);
+        out += '}';
+        return {};
+    }
+    for (std::size_t k = 0; k < m.parts.size(); ++k) {
+        if (k) out += ',';
+        if (m.parts[k].kind == ContentPart::Kind::image) {
+            if (Error e = write_gemini_image(out, m.parts[k], at + "." + indexed("content", k))) return e;
+            continue;
+        }
+        out += "{\"text\":";
+        json_write_string(out, m.parts[k].text);
+        out += '}';
+    }
+    return {};
+}
 
+/* An assistant's calls as functionCall parts, args spliced (Gemini wants an object). The ids are not
+   sent: Gemini pairs calls and responses by name and order. Gemini 3 also wants each call's
+   thoughtSignature back, which the events do not carry. */
+inline Error write_gemini_calls(std::string& out, const Message& m, const std::string& at) {
+    for (std::size_t k = 0; k < m.tool_calls.size(); ++k) {
+        const ToolCall& call = m.tool_calls[k];
+        const std::string_view args = trim_ascii_space(call.arguments);
+        if (args.front() != '{')
+            return invalid_argument(at + "." + indexed("tool_calls", k) + ".arguments must be a JSON object for Gemini");
+        if (k || !m.parts.empty() || !m.content.empty()) out += ',';
+        out += "{\"functionCall\":{\"name\":";
+        json_write_string(out, call.name);
+        out += ",\"args\":";
+        out.append(args.data(), args.size());
+        out += "}}";
+    }
+    return {};
+}
+
+/* A tool result as a functionResponse part: Gemini names the function, found through the call's id
+   on an earlier assistant message. A result that is a JSON object is the response; other text is
+   {"output": text}, the member Gemini documents for a function's output. */
+inline Error write_gemini_result(std::string& out, const std::vector<Message>& messages, std::size_t i) {
+    const Message& m = messages[i];
+    std::string_view name = m.name;
+    for (std::size_t j = 0; j < i; ++j)
+        for (const ToolCall& call : messages[j].tool_calls)
+            if (call.id == m.tool_call_id) name = call.name;
+    if (name.empty())
+        return invalid_argument(indexed("messages", i) + ".tool_call_id \"" + excerpt(m.tool_call_id, 70) +
+                                "\" answers no earlier tool call: Gemini needs the function's name");
+    out += "{\"functionResponse\":{\"name\":";
+    json_write_string(out, name);
+    out += ",\"response\":";
+    const std::string text = stub_message_text(m);
+    const std::string_view trimmed = trim_ascii_space(text);
+    if (!trimmed.empty() && trimmed.front() == '{' && !check_json(trimmed)) {
+        out.append(trimmed.data(), trimmed.size());
+    } else {
+        out += "{\"output\":";
+        json_write_string(out, text);
+        out += '}';
+    }
+    out += "}}";
+    return {};
+}
+
+/* One turn of `contents`: a user or model message, or the tool results that follow each other, in
+   one user turn (Gemini wants a turn's function responses together). Advances i past what it wrote. */
+inline Error write_gemini_turn(std::string& out, const std::vector<Message>& messages, std::size_t& i) {
+    const Message& m = messages[i];
+    const std::string at = indexed("messages", i);
+    if (!m.name.empty() && m.role != Role::tool) return invalid_argument(at + ".name: Gemini has no participant names");
+    ExtraMembers extra;
+    if (read_extra_members(m.extra_json, at + ".extra_json", extra)) extra = ExtraMembers{};
+    out += m.role == Role::assistant ? "{\"role\":\"model\"" : "{\"role\":\"user\"";
+    if (open_member(out, extra, "parts")) {
+        out += '[';
+        if (m.role == Role::tool) {
+            for (std::size_t first = i; i < messages.size() && messages[i].role == Role::tool; ++i) {
+                if (i > first) out += ',';
+                if (Error e = write_gemini_result(out, messages, i)) return e;
+            }
+            --i;
+        } else {
+            // Reasoning is not sent back: Gemini wants thought signatures, not thought text.
+            if (Error e = write_gemini_content_parts(out, m, at)) return e;
+            if (Error e = write_gemini_calls(out, m, at)) return e;
+        }
+        out += ']';
+    }
+    if (!extra.text.empty()) out.append(",").append(extra.text.data(), extra.text.size());
+    out += '}';
+    ++i;
+    return {};
+}
+
+/* System and developer messages, wherever they are, as systemInstruction's parts. */
+inline void write_gemini_system(std::string& out, const std::vector<Message>& messages, const ExtraMembers& extra) {
+    const auto is_system = [](const Message& m) { return m.role == Role::system || m.role == Role::developer; };
+    if (std::none_of(messages.begin(), messages.end(), is_system) || !open_member(out, extra, "systemInstruction"))
+        return;
+    out += "{\"parts\":[";
+    bool first = true;
+    for (const Message& m : messages) {
+        if (!is_system(m)) continue;
+        out += first ? "{\"text\":" : ",{\"text\":";
+        json_write_string(out, stub_message_text(m));
+        out += '}';
+        first = false;
+    }
+    out += "]}";
+}
+
+/* Tools as functionDeclarations; the JSON Schema goes to parametersJsonSchema, which takes JSON Schema
+   as it is (`parameters` takes Gemini's OpenAPI subset). */
+inline void write_gemini_tools(std::string& out, const std::vector<Tool>& tools) {
+    out += "[{\"functionDeclarations\":[";
+    for (std::size_t i = 0; i < tools.size(); ++i) {
+        out += i ? ",{\"name\":" : "{\"name\":";
+        json_write_string(out, tools[i].name);
+        if (!tools[i].description.empty()) {
+            out += ",\"description\":";
+            json_write_string(out, tools[i].description);
+        }
+        const std::string_view parameters = trim_ascii_space(tools[i].parameters);
+        if (!parameters.empty()) out.append(",\"parametersJsonSchema\":").append(parameters.data(), parameters.size());
+        out += '}';
+    }
+    out += "]}]";
+}
+
+/* tool_choice as functionCallingConfig: auto AUTO, none NONE, required ANY, a named tool ANY limited
+   to it. Gemini has no switch for parallel calls: only true (what it does anyway) is accepted. */
+inline Error write_gemini_tool_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+    if (options.parallel_tool_calls && !*options.parallel_tool_calls)
+        return invalid_argument("parallel_tool_calls: Gemini cannot be told to make one call at a time");
+    if (options.tools.empty()) return {};
+    if (open_member(out, extra, "tools")) write_gemini_tools(out, options.tools);
+    const ToolChoice& choice = options.tool_choice;
+    if (choice.mode == ToolChoice::Mode::server_default || !open_member(out, extra, "toolConfig")) return {};
+    static const char* const modes[] = {"AUTO", "AUTO", "NONE", "ANY", "ANY"};  // by ToolChoice::Mode
+    out.append("{\"functionCallingConfig\":{\"mode\":\"").append(modes[static_cast<int>(choice.mode)]).append("\"");
+    if (choice.mode == ToolChoice::Mode::function) {
+        out += ",\"allowedFunctionNames\":[";
+        json_write_string(out, choice.name);
+        out += ']';
+    }
+    out += "}}";
+    return {};
+}
+
+/* generationConfig: sampling, length, stop sequences, seed, and JSON output (responseJsonSchema takes
+   JSON Schema as it is; the schema's name and strictness have no Gemini equivalent). */
+inline void write_gemini_generation_config(std::string& out, const ChatOptions& options) {
+    const std::size_t start = out.size();
+    const ExtraMembers none;
+    write_number_member(out, none, "temperature", options.temperature);
+    write_number_member(out, none, "topP", options.top_p);
+    if (options.max_tokens) out.append(",\"maxOutputTokens\":").append(std::to_string(*options.max_tokens));
+    if (options.seed) out.append(",\"seed\":").append(std::to_string(*options.seed));
+    write_number_member(out, none, "presencePenalty", options.presence_penalty);
+    write_number_member(out, none, "frequencyPenalty", options.frequency_penalty);
+    if (!options.stop.empty()) {
+        out += ",\"stopSequences\":[";
+        for (std::size_t i = 0; i < options.stop.size(); ++i) {
+            if (i) out += ',';
+            json_write_string(out, options.stop[i]);
+        }
+        out += ']';
+    }
+    const ResponseFormat& format = options.response_format;
+    if (format.type != ResponseFormat::Type::text) out += ",\"responseMimeType\":\"application/json\"";
+    if (format.type == ResponseFormat::Type::json_schema) {
+        const std::string_view schema = trim_ascii_space(format.schema);
+        out.append(",\"responseJsonSchema\":").append(schema.data(), schema.size());
+    }
+    if (out.size() > start) {
+        out[start] = '{';  // the first member's comma opens the object
+        out += '}';
+    }
+}
+
+/* The body of streamGenerateContent: the model is in the URL and streaming in its ?alt=sse, so neither
+   is in the body. Gemini has no end-user id ("user"); usage always comes, so include_usage is moot. */
+inline Error write_gemini_body(const std::vector<Message>& messages, const ChatOptions& options, const std::string&,
+                               const ExtraMembers& extra, std::string& body) {
+    if (!options.user.empty()) return invalid_argument("user: Gemini has no end-user id");
+    if (extra.has("contents")) return invalid_argument("extra JSON may not set \"contents\": the client sets it");
+    body.clear();
+    body.reserve(body_size_estimate(messages, options));
+    body += "{\"contents\":[";
+    bool first = true;
+    for (std::size_t i = 0; i < messages.size();) {
+        if (messages[i].role == Role::system || messages[i].role == Role::developer) {
+            ++i;
+            continue;
+        }
+        if (!first) body += ',';
+        first = false;
+        if (Error e = write_gemini_turn(body, messages, i)) return e;
+    }
+    if (first) return invalid_argument("messages: only system messages, and Gemini's contents may not be empty");
+    body += ']';
+    write_gemini_system(body, messages, extra);
+    if (Error e = write_gemini_tool_options(body, options, extra)) return e;
+    const std::size_t before = body.size();
+    if (open_member(body, extra, "generationConfig")) {
+        write_gemini_generation_config(body, options);
+        if (body.back() == ':') body.resize(before);  // no option set: no member
+    }
+    if (!extra.text.empty()) body.append(",").append(extra.text.data(), extra.text.size());
+    body += '}';
+    return {};
+}
+
+/* Gemini's finishReason in the common vocabulary; STOP after function calls is a tool-call stop. */
+inline std::string_view gemini_finish_reason(std::string_view raw, bool made_calls) noexcept {
+    if (raw == "STOP") return made_calls ? "tool_calls" : "stop";
+    if (raw == "MAX_TOKENS") return "length";
+    for (std::string_view filtered : {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
+        if (raw == filtered) return "content_filter";
+    return raw;
+}
+
+/* Copies validated JSON without the whitespace between tokens, string contents untouched but for
+   invalid UTF-8, which is dropped (as decoding does); returns the length, never more than the input's. */
+inline std::size_t json_compact(const char* p, const char* end, char* out) noexcept {
+    std::size_t n = 0;
+    bool in_string = false;
+    while (p < end) {
+        const char c = *p;
+        if (!in_string && (c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
+            ++p;
+            continue;
+        }
+        std::size_t length = utf8_sequence_length(reinterpret_cast<const unsigned char*>(p),
+                                                  reinterpret_cast<const unsigned char*>(end));
+        if (in_string && c == '\\') length = 2;  // an escape, of a quote among others
+        else if (c == '"') in_string = !in_string;
+        std::memcpy(out + n, p, length);
+        n += length;
+        p += length ? length : 1;
+    }
+    return n;
+}
+
+/* Gemini's streamGenerateContent: each message a whole GenerateContentResponse (or, read whole
+   without ?alt=sse, a JSON array of them). Text and thought parts come as they are made; a
+   functionCall part is a whole call. Gemini writes text as raw UTF-8 cut between tokens, so no
+   surrogate pair is split between two messages; one inside a string is joined by the decoding. */
+class GeminiReader final : public WireReader {
+public:
+    // Room for a message's usual events and the last one's finish and usage: the last message of a
+    // stream allocates nothing.
+    GeminiReader() {
+        calls_made_.assign(max_choices, 0);
+        events_.reserve(8);
+    }
+    Result read(std::string_view event_name, std::string_view data) override;
+    const std::vector<Event>& events() const noexcept override { return events_; }
+    Error error() const override;
+
+private:
+    struct PartFields {
+        JsonSpan text, call_name, call_id;
+        const char* args_begin = nullptr;  // the functionCall's args object, as sent
+        const char* args_end = nullptr;
+        bool thought = false;
+        bool is_call = false;
+    };
+    struct CandidateFields {
+        std::int64_t index = 0;
+        std::size_t parts_begin = 0, parts_end = 0;  // its parts in parts_
+        JsonSpan finish_reason;
+    };
+
+    bool parse_response(JsonCursor& c, int depth);
+    bool parse_candidate(JsonCursor& c, int depth);
+    bool parse_part(JsonCursor& c, int depth);
+    bool parse_call(JsonCursor& c, int depth, PartFields& part);
+    bool parse_usage(JsonCursor& c, int depth);
+    bool parse_feedback(JsonCursor& c, int depth);
+    bool parse_error(JsonCursor& c, int depth);
+    bool count(JsonCursor& c, int depth, std::int64_t& out);
+    std::string_view decode(const JsonSpan& s);
+    [[nodiscard]] bool build_events();
+    void add_part_event(const PartFields& part, int candidate);
+    void add_finish_event(int candidate, const JsonSpan& raw, bool prompt_blocked);
+    void add_usage_event();
+
+    std::vector<CandidateFields> candidates_;  // capacity kept between messages, as for the vectors below
+    std::vector<PartFields> parts_;
+    std::vector<int> calls_made_;  // per candidate, in this stream: the next call's index
+    bool finished_ = false;        // a finish reason came in this stream: usage is final from then on
+    JsonSpan block_reason_;        // promptFeedback.blockReason: the prompt was refused, no candidates come
+    std::vector<Event> events_;
+    ByteBuffer arena_;
+    bool have_usage_ = false;
+    std::int64_t prompt_ = 0, candidates_tokens_ = 0, thoughts_ = 0, total_ = 0;
+    bool have_error_ = false;
+    JsonSpan error_message_, error_status_;
+    std::string_view error_code_;
+    const char* why_ = "";
+    std::size_t error_offset_ = 0;
+    std::string server_message_;  // only after an error event: once per stream
+};
+
+inline bool GeminiReader::count(JsonCursor& c, int depth, std::int64_t& out) {
+    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
+    bool is_int = false;
+    std::int64_t v = 0;
+    if (!c.number(&v, &is_int)) return false;
+    if (is_int) out = v;
+    return true;
+}
+
+inline bool GeminiReader::parse_usage(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    have_usage_ = true;
+    prompt_ = candidates_tokens_ = thoughts_ = total_ = 0;  // a missing count is 0
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "promptTokenCount")) return count(c, d, prompt_);
+        if (json_key_is(key, "candidatesTokenCount")) return count(c, d, candidates_tokens_);
+        if (json_key_is(key, "thoughtsTokenCount")) return count(c, d, thoughts_);
+        if (json_key_is(key, "totalTokenCount")) return count(c, d, total_);
+        return c.skip_value(d);
+    });
+}
+
+inline bool GeminiReader::parse_call(JsonCursor& c, int depth, PartFields& part) {
+    if (!c.at('{')) return c.skip_value(depth);
+    part.is_call = true;
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "name") && c.at('"')) return c.string(part.call_name);
+        if (json_key_is(key, "id") && c.at('"')) return c.string(part.call_id);
+        if (!json_key_is(key, "args") || !c.at('{')) return c.skip_value(d);
+        part.args_begin = c.p;
+        if (!c.skip_value(d)) return false;
+        part.args_end = c.p;
+        return true;
+    });
+}
+
+inline bool GeminiReader::parse_part(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    PartFields part;
+    const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "text") && c.at('"')) return c.string(part.text);
+        if (json_key_is(key, "thought") && c.at('t')) {
+            part.thought = true;
+            return c.literal("true", 4);
+        }
+        if (json_key_is(key, "functionCall")) return parse_call(c, d, part);
+        return c.skip_value(d);  // thoughtSignature, inlineData, executableCode, ...
+    });
+    if (ok) parts_.push_back(part);
+    return ok;
+}
+
+inline bool GeminiReader::parse_candidate(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    CandidateFields candidate;
+    candidate.parts_begin = parts_.size();
+    const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "index")) return count(c, d, candidate.index);
+        if (json_key_is(key, "finishReason") && c.at('"')) return c.string(candidate.finish_reason);
+        if (!json_key_is(key, "content") || !c.at('{')) return c.skip_value(d);  // safetyRatings, ...
+        return c.object(d + 1, [&](const JsonSpan& k, int dd) {
+            if (!json_key_is(k, "parts") || !c.at('[')) return c.skip_value(dd);
+            return c.array(dd + 1, [&](int ddd) { return parse_part(c, ddd); });
+        });
+    });
+    if (!ok) return false;
+    static_assert(max_choices == 128, "the message below names the range");
+    if (candidate.index < 0 || candidate.index >= max_choices) return c.fail("a candidate's index must be from 0 to 127");
+    candidate.parts_end = parts_.size();
+    candidates_.push_back(candidate);
+    return true;
+}
+
+inline bool GeminiReader::parse_error(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    have_error_ = true;
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "message") && c.at('"')) return c.string(error_message_);
+        if (json_key_is(key, "status") && c.at('"')) return c.string(error_status_);
+        if (!json_key_is(key, "code")) return c.skip_value(d);
+        const char* begin = c.p;
+        if (!c.skip_value(d)) return false;
+        error_code_ = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
+        return true;
+    });
+}
+
+inline bool GeminiReader::parse_feedback(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.skip_value(depth);
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "blockReason") && c.at('"')) return c.string(block_reason_);
+        return c.skip_value(d);
+    });
+}
+
+inline bool GeminiReader::parse_response(JsonCursor& c, int depth) {
+    if (!c.at('{')) return c.fail("a GenerateContentResponse must be an object");
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "candidates") && c.at('[')) return c.array(d + 1, [&](int dd) { return parse_candidate(c, dd); });
+        if (json_key_is(key, "usageMetadata")) return parse_usage(c, d);
+        if (json_key_is(key, "promptFeedback")) return parse_feedback(c, d);
+        if (json_key_is(key, "error")) return parse_error(c, d);
+        return c.skip_value(d);  // modelVersion, responseId, fields added later
+    });
+}
+
+inline std::string_view GeminiReader::decode(const JsonSpan& s) {
+    if (!s.escaped && utf8_valid(s.begin, s.end)) return {s.begin, s.size()};
+    char* out = arena_.data() + arena_.size();  // room was reserved for every span
+    const std::size_t n = json_decode_string(s.begin, s.end, out);
+    arena_.resize_up_reserved(n);
+    return {out, n};
+}
+
+inline void GeminiReader::add_part_event(const PartFields& part, int candidate) {
+    Event e;
+    e.choice = candidate;
+    if (!part.is_call) {
+        e.type = part.thought ? EventType::reasoning : EventType::content;
+        e.text = decode(part.text);
+        if (!e.text.empty()) events_.push_back(e);
+        return;
+    }
+    e.type = EventType::tool_call;
+    e.tool_call.index = calls_made_[static_cast<std::size_t>(candidate)]++;
+    e.tool_call.id = part.call_id.present() ? decode(part.call_id) : std::string_view();
+    e.tool_call.name = part.call_name.present() ? decode(part.call_name) : std::string_view();
+    if (part.args_begin) {
+        char* out = arena_.data() + arena_.size();
+        const std::size_t n = json_compact(part.args_begin, part.args_end, out);
+        arena_.resize_up_reserved(n);
+        e.tool_call.arguments = std::string_view(out, n);
+    } else {
+        e.tool_call.arguments = std::string_view("{}");  // a function without parameters
+    }
+    events_.push_back(e);
+}
+
+/* A candidate's finish reason; a blocked prompt (every block reason is a filter) ends choice 0. */
+inline void GeminiReader::add_finish_event(int candidate, const JsonSpan& raw, bool prompt_blocked) {
+    Event e;
+    e.type = EventType::finish;
+    e.choice = candidate;
+    e.raw_reason = decode(raw);
+    e.text = prompt_blocked ? "content_filter"
+                            : gemini_finish_reason(e.raw_reason, calls_made_[static_cast<std::size_t>(candidate)] > 0);
+    events_.push_back(e);
+    finished_ = true;
+}
+
+/* Usage comes with every message, cumulative: it is passed on once the completion has finished (in
+   the finish's message or a later one), so it comes once, as other APIs' usage does. Thinking tokens
+   are output tokens, as OpenAI's completion_tokens counts reasoning. */
+inline void GeminiReader::add_usage_event() {
+    Event e;
+    e.type = EventType::usage;
+    e.usage.prompt_tokens = prompt_;
+    e.usage.completion_tokens = candidates_tokens_ + thoughts_;
+    e.usage.total_tokens = total_;
+    events_.push_back(e);
+}
+
+inline bool GeminiReader::build_events() {
+    // Decoding and compacting never lengthen the text, so one reservation keeps every view stable.
+    std::size_t room = 0;
+    for (const PartFields& p : parts_)
+        room += p.text.size() + p.call_name.size() + p.call_id.size() + static_cast<std::size_t>(p.args_end - p.args_begin);
+    for (const CandidateFields& ch : candidates_) room += ch.finish_reason.size();
+    room += block_reason_.size();
+    arena_.clear();
+    if (!arena_.reserve(room)) return false;
+    for (const CandidateFields& ch : candidates_) {
+        const int candidate = static_cast<int>(ch.index);
+        for (std::size_t i = ch.parts_begin; i < ch.parts_end; ++i) add_part_event(parts_[i], candidate);
+        if (ch.finish_reason.present()) add_finish_event(candidate, ch.finish_reason, false);
+    }
+    if (block_reason_.present()) add_finish_event(0, block_reason_, true);
+    if (have_usage_ && finished_) add_usage_event();
+    return true;
+}
+
+inline WireReader::Result GeminiReader::read(std::string_view, std::string_view data) {
+    candidates_.clear();
+    parts_.clear();
+    events_.clear();
+    have_usage_ = have_error_ = false;
+    error_message_ = error_status_ = block_reason_ = {};
+    error_code_ = {};
+    server_message_.clear();  // error() tells an error event from invalid JSON by it
+    JsonCursor c(data.data(), data.data() + data.size());
+    c.skip_ws();
+    if (c.p == c.end) return Result::ok;  // an empty event: a keep-alive
+    // A whole reply read without ?alt=sse is an array of the responses the stream would have sent.
+    bool ok = c.at('[') ? c.array(1, [&](int d) { return parse_response(c, d); }) : parse_response(c, 0);
+    c.skip_ws();
+    if (ok && c.p != c.end) ok = c.fail("unexpected text after the object");
+    if (!ok) {
+        why_ = c.why;
+        error_offset_ = static_cast<std::size_t>(c.p - c.start);
+        return Result::invalid;
+    }
+    if (have_error_) {
+        if (error_message_.present()) server_message_ = json_string_text(error_message_);
+        if (server_message_.empty()) server_message_ = "the server reported an error";  // none, or nothing readable
+        if (error_status_.present()) server_message_ += " (status: " + json_string_text(error_status_) + ")";
+        if (!error_code_.empty()) server_message_ += " (code: " + excerpt(error_code_, 40) + ")";
+        return Result::error_event;
+    }
+    return build_events() ? Result::ok : Result::out_of_memory;
+}
+
+inline Error GeminiReader::error() const {
+    if (!server_message_.empty()) return make_error(ErrorCode::server_error, "server error: " + server_message_);
+    return make_error(ErrorCode::protocol, std::string(why_) + " at byte " + std::to_string(error_offset_));
+}
+
+inline std::unique_ptr<WireReader> make_gemini_reader() {
+    return std::make_unique<GeminiReader>();
+}
+
+/* Gemini's stream: the text in pieces, or one whole functionCall (with an id, as Gemini sends
+   when it has one, so the reply can go back into a conversation); the last chunk brings STOP and
+   the usage. The body then ends. */
 inline StubResponse stub_gemini(const StubReply& reply, const std::string& model) {
-    return stub_openai(reply, model);  // unreachable until write_gemini_body() sends requests (issue 10 in progress)
+    StubBody body("text/event-stream");
+    std::string json;
+    const auto chunk = [&](std::string_view part_json, bool last) {
+        json = "{\"candidates\":[{\"content\":{\"parts\":[";
+        json.append(part_json.data(), part_json.size());
+        json += "],\"role\":\"model\"},";
+        if (last) json += "\"finishReason\":\"STOP\",";
+        json += "\"index\":0}],";
+        if (last) {
+            json += "\"usageMetadata\":{\"promptTokenCount\":" + std::to_string(reply.prompt_tokens) +
+                    ",\"candidatesTokenCount\":" + std::to_string(reply.completion_tokens) +
+                    ",\"totalTokenCount\":" + std::to_string(reply.prompt_tokens + reply.completion_tokens) + "},";
+        }
+        json += "\"modelVersion\":";
+        json_write_string(json, model);
+        json += '}';
+        body.sse({}, json);
+    };
+    std::string part;
+    if (reply.tool) {
+        part = "{\"functionCall\":{\"id\":\"call_stub_1\",\"name\":";
+        json_write_string(part, reply.tool->name);
+        chunk(part + ",\"args\":" + reply.arguments + "}}", true);
+        return body.finish();
+    }
+    std::size_t left = reply.completion_tokens;
+    stub_pieces(reply.text, [&](std::string_view piece) {
+        part = "{\"text\":";
+        json_write_string(part, piece);
+        chunk(part + "}", --left == 0);
+    });
+    return body.finish();
 }
 
 /* ------------------------------------------------------------------------------------------------

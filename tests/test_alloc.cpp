@@ -154,6 +154,27 @@ std::string make_ollama_body(int lines) {
     return body;
 }
 
+// Gemini's stream: text with escapes and Chinese, thoughts, whole function calls (arguments compacted),
+// cumulative usage in every chunk (passed on with the finish), a finish at the end; CRLF CRLF between events, as Google sends them.
+std::string make_gemini_body(int events) {
+    std::string body;
+    for (int i = 0; i < events; ++i) {
+        const std::string n = std::to_string(i);
+        std::string part;
+        switch (i % 3) {
+        case 0: part = "{\"text\": \"运动鞋 \\\"" + n + "\\\"\\n\"}"; break;
+        case 1: part = "{\"text\": \"think " + n + "\", \"thought\": true}"; break;
+        default: part = "{\"functionCall\": {\"name\": \"f\", \"args\": {\"n\": [" + n + ", 2]}}}";
+        }
+        body += "data: {\"candidates\": [{\"content\": {\"parts\": [" + part + "], \"role\": \"model\"}, \"index\": 0}], "
+                "\"usageMetadata\": {\"promptTokenCount\": 5, \"candidatesTokenCount\": " + n + ", \"totalTokenCount\": " +
+                std::to_string(i + 5) + "}}\r\n\r\n";
+    }
+    body += "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \".\"}], \"role\": \"model\"}, "
+            "\"finishReason\": \"STOP\", \"index\": 0}]}\r\n\r\n";
+    return body;
+}
+
 }  // namespace
 
 TEST_CASE("ollama: no heap allocation per event once buffers are warm") {
@@ -169,6 +190,18 @@ TEST_CASE("ollama: no heap allocation per event once buffers are warm") {
             CHECK(o.events == 4002);  // a line each, then finish and usage
             CHECK(o.steady_allocations == 0);
         }
+    }
+}
+
+TEST_CASE("Gemini: no heap allocation per event once buffers are warm") {
+    const std::string response = chunked_sse_response(make_gemini_body(3000), 97);
+    const std::vector<std::size_t> cut_sets[] = {{}, random_cuts(response.size(), 6), random_cuts(response.size(), 11)};
+    for (const auto& cuts : cut_sets) {
+        CAPTURE(cuts.size());
+        const Outcome o = decode(response, cuts, 200, llm_stream::Api::gemini);
+        CHECK(o.ok);
+        CHECK(o.events > 3000);  // each chunk's part, then the finish and the usage
+        CHECK(o.steady_allocations == 0);
     }
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "support/message_equal.hpp"
+#include "support/request_check.hpp"
 #include "support/test_server.hpp"
 
 using llm_stream::ChatOptions;
@@ -30,13 +31,7 @@ using llm_stream::ToolChoice;
 
 namespace {
 
-/* Options that write nothing of their own, so each test shows only what it sets. */
-ChatOptions bare_options() {
-    ChatOptions options;
-    options.system.clear();
-    options.include_usage = false;
-    return options;
-}
+using llm_test::bare_options;
 
 Config config_for_model(std::string model = "m") {
     Config config;
@@ -47,10 +42,7 @@ Config config_for_model(std::string model = "m") {
 
 /* The body for `messages` under `options`; "(error) ..." when build_request refuses them. */
 std::string body_of(const std::vector<Message>& messages, const ChatOptions& options = bare_options()) {
-    llm_stream::Request request;
-    if (const Error e = llm_stream::build_request(config_for_model(), messages, options, request))
-        return "(error) " + e.message;
-    return request.body;
+    return llm_test::request_body(config_for_model(), messages, options);
 }
 
 /* The body of a one-message conversation: the message's JSON between the fixed parts. */
@@ -72,10 +64,7 @@ Error refusal(const std::vector<Message>& messages, const ChatOptions& options) 
 
 /* build_request refuses with invalid_argument and a message that names `field`. */
 void check_refused(const std::vector<Message>& messages, const ChatOptions& options, std::string_view field) {
-    const Error e = refusal(messages, options);
-    INFO("field: ", field, "; error: ", e.message);
-    CHECK(e.code == ErrorCode::invalid_argument);
-    CHECK(e.message.find(field) != std::string::npos);
+    llm_test::check_request_refused(config_for_model(), messages, options, field);
 }
 
 Message assistant_calling(std::vector<ToolCall> calls, std::string text = {}) {

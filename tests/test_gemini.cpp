@@ -1,0 +1,419 @@
+#define LLM_STREAM_INTERNALS  // detail::make_gemini_reader too; the implementation is linked in
+#include "llm_stream.hpp"
+#include <doctest/doctest.h>
+#include "support/ensure.hpp"
+
+/* Google Gemini's streamGenerateContent: every message shape and option as build_request() writes
+   the body (exact JSON text), each refusal naming its field, the reader on each kind of message (text,
+   thoughts, whole function calls, finish reasons, cumulative usage, errors, unknown and invalid
+   JSON), and the stub, which must assemble to the same reply as the chat-completions stub. The
+   recorded Gemini streams run in test_streams.cpp. */
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "support/request_check.hpp"
+
+using llm_stream::Api;
+using llm_stream::ChatOptions;
+using llm_stream::Config;
+using llm_stream::ContentPart;
+using llm_stream::Error;
+using llm_stream::ErrorCode;
+using llm_stream::Event;
+using llm_stream::EventType;
+using llm_stream::Message;
+using llm_stream::ResponseFormat;
+using llm_stream::Tool;
+using llm_stream::ToolCall;
+using llm_stream::ToolChoice;
+using Result = llm_stream::detail::WireReader::Result;
+
+namespace {
+
+using llm_test::bare_options;
+
+Config gemini_config() {
+    Config config;
+    config.api = Api::gemini;
+    config.base_url = "http://127.0.0.1:9/v1beta";
+    config.model = "gemini-2.5-flash";
+    config.log_level = llm_stream::LogLevel::off;
+    return config;
+}
+
+std::string body_of(const std::vector<Message>& messages, const ChatOptions& options = bare_options()) {
+    return llm_test::request_body(gemini_config(), messages, options);
+}
+
+void check_refused(const std::vector<Message>& messages, const ChatOptions& options, std::string_view field) {
+    llm_test::check_request_refused(gemini_config(), messages, options, field);
+}
+
+ToolCall call(std::string id, std::string name, std::string arguments) {
+    return ToolCall{std::move(id), std::move(name), std::move(arguments)};
+}
+
+Message assistant_calling(std::vector<ToolCall> calls, std::string text = {}) {
+    Message m = Message::assistant(std::move(text));
+    m.tool_calls = std::move(calls);
+    return m;
+}
+
+Tool weather_tool() {
+    Tool tool;
+    tool.name = "get_weather";
+    tool.description = "Weather of a city";
+    tool.parameters = R"({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]})";
+    return tool;
+}
+
+/* A reader's events as one line each: "content:..", "reasoning:..", "call:INDEX|ID|NAME|ARGS",
+   "finish:TEXT/RAW", "usage:P/C/T", with the choice in front when it is not 0. */
+std::vector<std::string> describe(const std::vector<Event>& events) {
+    std::vector<std::string> out;
+    for (const Event& e : events) {
+        std::string line = e.choice ? std::to_string(e.choice) + "." : "";
+        switch (e.type) {
+        case EventType::content: line += "content:" + std::string(e.text); break;
+        case EventType::reasoning: line += "reasoning:" + std::string(e.text); break;
+        case EventType::tool_call:
+            line += "call:" + std::to_string(e.tool_call.index) + "|" + std::string(e.tool_call.id.value_or("-")) + "|" +
+                    std::string(e.tool_call.name.value_or("-")) + "|" + std::string(e.tool_call.arguments.value_or("-"));
+            break;
+        case EventType::finish: line += "finish:" + std::string(e.text) + "/" + std::string(e.raw_reason); break;
+        case EventType::usage:
+            line += "usage:" + std::to_string(e.usage.prompt_tokens) + "/" + std::to_string(e.usage.completion_tokens) +
+                    "/" + std::to_string(e.usage.total_tokens);
+            break;
+        }
+        out.push_back(line);
+    }
+    return out;
+}
+
+/* One candidate's chunk with these parts (JSON) and extra candidate members. */
+std::string chunk(std::string_view parts, std::string_view candidate_extra = "", std::string_view top_extra = "") {
+    return R"({"candidates": [{"content": {"parts": [)" + std::string(parts) + R"(], "role": "model"})" +
+           std::string(candidate_extra) + R"(, "index": 0}])" + std::string(top_extra) + "}";
+}
+
+using Lines = std::vector<std::string>;
+
+}  // namespace
+
+// =================================================================================================
+// Request bodies
+// =================================================================================================
+
+TEST_CASE("gemini: the URL names the model and asks for SSE; the key goes in x-goog-api-key") {
+    Config config = gemini_config();
+    config.api_key = "k";
+    llm_stream::Request request;
+    ENSURE(!llm_stream::build_request(config, {Message::user("hi")}, bare_options(), request));
+    CHECK(request.url == "http://127.0.0.1:9/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
+    bool has_key = false;
+    for (const auto& header : request.headers) has_key = has_key || (header.first == "x-goog-api-key" && header.second == "k");
+    CHECK(has_key);
+}
+
+TEST_CASE("gemini: system and developer messages become systemInstruction; user and assistant are user and model") {
+    CHECK(body_of({Message::system("Be brief."), Message::user("hi"), Message::assistant("Hello!"),
+                   Message::developer("No emoji."), Message::user("again")}) ==
+          R"({"contents":[{"role":"user","parts":[{"text":"hi"}]},{"role":"model","parts":[{"text":"Hello!"}]},)"
+          R"({"role":"user","parts":[{"text":"again"}]}],)"
+          R"("systemInstruction":{"parts":[{"text":"Be brief."},{"text":"No emoji."}]}})");
+    CHECK(body_of({Message::user("say \"hi\"\n")}) == R"({"contents":[{"role":"user","parts":[{"text":"say \"hi\"\n"}]}]})");
+}
+
+TEST_CASE("gemini: images by bytes and base64 data: URL as inlineData, http(s) URLs as fileData") {
+    const Message m = Message::user("What is this?", {ContentPart::image_bytes("image/png", "\x89PNG", "high"),
+                                                      ContentPart::image_url("data:image/jpeg;base64,/9j/4A=="),
+                                                      ContentPart::image_url("https://example.com/cat.png")});
+    CHECK(body_of({m}) ==
+          R"({"contents":[{"role":"user","parts":[{"text":"What is this?"},)"
+          R"({"inlineData":{"mimeType":"image/png","data":"iVBORw=="}},)"
+          R"({"inlineData":{"mimeType":"image/jpeg","data":"/9j/4A=="}},)"
+          R"({"fileData":{"fileUri":"https://example.com/cat.png"}}]}]})");
+    check_refused({Message::user("x", {ContentPart::image_url("data:image/png,rawbytes")})}, bare_options(),
+                  "messages[0].content[1].url");
+}
+
+TEST_CASE("gemini: tool calls as functionCall parts, results as functionResponse parts named through the call's id") {
+    const std::vector<Message> conversation = {
+        Message::user("Weather in Paris and Rome?"),
+        assistant_calling({call("c1", "get_weather", R"({"city": "Paris"})"), call("c2", "get_weather", R"({"city":"Rome"})")},
+                          "Checking."),
+        Message::tool_result("c1", R"({"temp":21})"),
+        Message::tool_result("c2", "sunny, 25"),
+        Message::user("Thanks"),
+    };
+    CHECK(body_of(conversation) ==
+          R"({"contents":[{"role":"user","parts":[{"text":"Weather in Paris and Rome?"}]},)"
+          R"({"role":"model","parts":[{"text":"Checking."},)"
+          R"({"functionCall":{"name":"get_weather","args":{"city": "Paris"}}},)"
+          R"({"functionCall":{"name":"get_weather","args":{"city":"Rome"}}}]},)"
+          R"({"role":"user","parts":[{"functionResponse":{"name":"get_weather","response":{"temp":21}}},)"
+          R"({"functionResponse":{"name":"get_weather","response":{"output":"sunny, 25"}}}]},)"
+          R"({"role":"user","parts":[{"text":"Thanks"}]}]})");
+    // Without text, the call is the model turn's only part.
+    CHECK(body_of({Message::user("x"), assistant_calling({call("c1", "f", "{}")})}) ==
+          R"({"contents":[{"role":"user","parts":[{"text":"x"}]},{"role":"model","parts":[{"functionCall":{"name":"f","args":{}}}]}]})");
+}
+
+TEST_CASE("gemini: reasoning is not sent back; a message's extra_json members are merged into its content") {
+    Message answer = Message::assistant("42");
+    answer.reasoning = "thinking...";
+    Message user = Message::user("q");
+    user.extra_json = R"({"parts":[{"text":"mine"}]})";
+    ChatOptions options = bare_options();
+    options.send_reasoning = true;
+    CHECK(body_of({user, answer}, options) ==
+          R"({"contents":[{"role":"user","parts":[{"text":"mine"}]},{"role":"model","parts":[{"text":"42"}]}]})");
+}
+
+TEST_CASE("gemini: tools as functionDeclarations with parametersJsonSchema, tool_choice as functionCallingConfig") {
+    ChatOptions options = bare_options();
+    Tool bare;
+    bare.name = "now";
+    options.tools = {weather_tool(), bare};
+    const std::string contents = R"({"contents":[{"role":"user","parts":[{"text":"hi"}]}],)";
+    const std::string tools =
+        R"("tools":[{"functionDeclarations":[{"name":"get_weather","description":"Weather of a city",)"
+        R"("parametersJsonSchema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}},)"
+        R"({"name":"now"}]}])";
+    CHECK(body_of({Message::user("hi")}, options) == contents + tools + "}");
+    const std::pair<ToolChoice, std::string> choices[] = {
+        {ToolChoice{ToolChoice::Mode::automatic, {}}, R"({"mode":"AUTO"})"},
+        {ToolChoice{ToolChoice::Mode::none, {}}, R"({"mode":"NONE"})"},
+        {ToolChoice{ToolChoice::Mode::required, {}}, R"({"mode":"ANY"})"},
+        {ToolChoice::named("now"), R"({"mode":"ANY","allowedFunctionNames":["now"]})"},
+    };
+    for (const auto& [choice, config] : choices) {
+        options.tool_choice = choice;
+        CHECK(body_of({Message::user("hi")}, options) ==
+              contents + tools + R"(,"toolConfig":{"functionCallingConfig":)" + config + "}}");
+    }
+    options.parallel_tool_calls = true;  // what Gemini does anyway
+    CHECK(body_of({Message::user("hi")}, options).rfind("(error)", 0) == std::string::npos);
+}
+
+TEST_CASE("gemini: sampling, length, stop, seed and JSON output in generationConfig") {
+    ChatOptions options = bare_options();
+    options.temperature = 0.5;
+    options.top_p = 0.9;
+    options.max_tokens = 100;
+    options.seed = 7;
+    options.presence_penalty = 0.25;
+    options.frequency_penalty = -0.5;
+    options.stop = {"END", "\n\n"};
+    const std::string contents = R"({"contents":[{"role":"user","parts":[{"text":"hi"}]}],)";
+    CHECK(body_of({Message::user("hi")}, options) ==
+          contents + R"("generationConfig":{"temperature":0.5,"topP":0.9,"maxOutputTokens":100,"seed":7,)"
+                     R"("presencePenalty":0.25,"frequencyPenalty":-0.5,"stopSequences":["END","\n\n"]}})");
+    ChatOptions json = bare_options();
+    json.response_format.type = ResponseFormat::Type::json_object;
+    CHECK(body_of({Message::user("hi")}, json) == contents + R"("generationConfig":{"responseMimeType":"application/json"}})");
+    json.response_format = {ResponseFormat::Type::json_schema, "answer", R"( {"type":"object"} )", true};
+    CHECK(body_of({Message::user("hi")}, json) ==
+          contents + R"("generationConfig":{"responseMimeType":"application/json","responseJsonSchema":{"type":"object"}}})");
+}
+
+TEST_CASE("gemini: the request's extra_json is merged and replaces what it names; contents stays the client's") {
+    ChatOptions options = bare_options();
+    options.temperature = 1;
+    options.extra_json = R"({"generationConfig":{"thinkingConfig":{"includeThoughts":true}},"safetySettings":[]})";
+    CHECK(body_of({Message::system("s"), Message::user("hi")}, options) ==
+          R"({"contents":[{"role":"user","parts":[{"text":"hi"}]}],"systemInstruction":{"parts":[{"text":"s"}]},)"
+          R"("generationConfig":{"thinkingConfig":{"includeThoughts":true}},"safetySettings":[]})");
+    options.extra_json = R"({"contents":[]})";
+    check_refused({Message::user("hi")}, options, "\"contents\"");
+    options.extra_json = R"({"stream":true})";
+    check_refused({Message::user("hi")}, options, "\"stream\"");
+}
+
+TEST_CASE("gemini: what Gemini cannot carry is refused, naming the field") {
+    ChatOptions options = bare_options();
+    options.user = "u1";
+    check_refused({Message::user("hi")}, options, "user");
+    options = bare_options();
+    options.tools = {weather_tool()};
+    options.parallel_tool_calls = false;
+    check_refused({Message::user("hi")}, options, "parallel_tool_calls");
+    Message named = Message::user("hi");
+    named.name = "alice";
+    check_refused({named}, bare_options(), "messages[0].name");
+    check_refused({Message::system("s")}, bare_options(), "only system messages");
+    check_refused({Message::user("x"), Message::tool_result("nowhere", "1")}, bare_options(), "messages[1].tool_call_id");
+    check_refused({Message::user("x"), assistant_calling({call("c1", "f", "[1]")})}, bare_options(),
+                  "messages[1].tool_calls[0].arguments");
+}
+
+// =================================================================================================
+// Reader
+// =================================================================================================
+
+TEST_CASE("gemini reader: text, thoughts, and the cumulative usage once finished (thinking tokens are completion tokens)") {
+    const auto reader = llm_stream::detail::make_gemini_reader();
+    ENSURE(reader != nullptr);
+    const std::string early = R"(, "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 98, "thoughtsTokenCount": 86})";
+    CHECK(reader->read("", chunk(R"({"text": "Let me think", "thought": true})", "", early)) == Result::ok);
+    CHECK(describe(reader->events()) == Lines{"reasoning:Let me think"});  // usage so far: not final
+    const std::string last = R"(, "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 3, "totalTokenCount": 104, "thoughtsTokenCount": 89})";
+    CHECK(reader->read("", chunk(R"({"text": "caf\u00e9 ", "thoughtSignature": "c2ln"}, {"text": "\ud83d\ude00", "thought": false})",
+                                 R"(, "finishReason": "STOP")", last)) == Result::ok);
+    CHECK(describe(reader->events()) == Lines{"content:café ", "content:😀", "finish:stop/STOP", "usage:12/92/104"});
+    // Usage that comes after the finish, in a message of its own, is passed on too.
+    CHECK(reader->read("", R"({"usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 4, "totalTokenCount": 16}})") ==
+          Result::ok);
+    CHECK(describe(reader->events()) == Lines{"usage:12/4/16"});
+}
+
+TEST_CASE("gemini reader: a blocked prompt (promptFeedback.blockReason, no candidates) is a content_filter finish") {
+    const auto reader = llm_stream::detail::make_gemini_reader();
+    CHECK(reader->read("", R"({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT", "safetyRatings": []},)"
+                           R"( "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}})") == Result::ok);
+    CHECK(describe(reader->events()) == Lines{"finish:content_filter/PROHIBITED_CONTENT", "usage:7/0/7"});
+    CHECK(reader->read("", R"({"promptFeedback": {"safetyRatings": []}})") == Result::ok);  // not blocked
+    CHECK(reader->events().empty());
+}
+
+TEST_CASE("gemini reader: whole function calls, indexed across messages, args written compactly") {
+    const auto reader = llm_stream::detail::make_gemini_reader();
+    CHECK(reader->read("", chunk(R"({"functionCall": {"name": "get_weather", "args": {"city": "Paris, FR", "days": [1, 2]}}})")) ==
+          Result::ok);
+    CHECK(describe(reader->events()) == Lines{R"(call:0||get_weather|{"city":"Paris, FR","days":[1,2]})"});
+    CHECK(reader->read("", chunk(R"({"functionCall": {"id": "fc_1", "name": "now"}}, {"functionCall": {"name": "f", "args": {"q": "a \" b\\"}}})",
+                                 R"(, "finishReason": "STOP")")) == Result::ok);
+    CHECK(describe(reader->events()) ==
+          Lines{"call:1|fc_1|now|{}", R"(call:2||f|{"q":"a \" b\\"})", "finish:tool_calls/STOP"});
+}
+
+TEST_CASE("gemini reader: finish reasons in the common vocabulary, the raw value kept") {
+    const std::pair<const char*, const char*> reasons[] = {
+        {"STOP", "stop"},           {"MAX_TOKENS", "length"},        {"SAFETY", "content_filter"},
+        {"RECITATION", "content_filter"}, {"BLOCKLIST", "content_filter"}, {"PROHIBITED_CONTENT", "content_filter"},
+        {"SPII", "content_filter"}, {"MALFORMED_FUNCTION_CALL", "MALFORMED_FUNCTION_CALL"}, {"OTHER", "OTHER"},
+    };
+    for (const auto& [raw, text] : reasons) {
+        const auto reader = llm_stream::detail::make_gemini_reader();
+        CHECK(reader->read("", chunk(R"({"text": "x"})", std::string(R"(, "finishReason": ")") + raw + "\"")) == Result::ok);
+        CHECK(describe(reader->events()) == Lines{"content:x", std::string("finish:") + text + "/" + raw});
+    }
+}
+
+TEST_CASE("gemini reader: several candidates, each its own choice") {
+    const auto reader = llm_stream::detail::make_gemini_reader();
+    CHECK(reader->read("", R"({"candidates": [{"content": {"parts": [{"text": "a"}]}, "finishReason": "STOP"},)"
+                           R"({"index": 1, "content": {"parts": [{"functionCall": {"name": "f", "args": {}}}]}, "finishReason": "STOP"}]})") ==
+          Result::ok);
+    CHECK(describe(reader->events()) == Lines{"content:a", "finish:stop/STOP", "1.call:0||f|{}", "1.finish:tool_calls/STOP"});
+    CHECK(reader->read("", R"({"candidates": [{"index": 128, "content": {"parts": []}}]})") == Result::invalid);
+    CHECK(reader->error().message.find("index") != std::string::npos);
+}
+
+TEST_CASE("gemini reader: a whole reply read without ?alt=sse is an array of responses") {
+    const auto reader = llm_stream::detail::make_gemini_reader();
+    CHECK(reader->read("", "[" + chunk(R"({"text": "Hel"})") + ", " + chunk(R"({"text": "lo"})", R"(, "finishReason": "STOP")") + "]") ==
+          Result::ok);
+    CHECK(describe(reader->events()) == Lines{"content:Hel", "content:lo", "finish:stop/STOP"});
+}
+
+TEST_CASE("gemini reader: unknown fields, chunks without candidates and empty events are skipped silently") {
+    const auto reader = llm_stream::detail::make_gemini_reader();
+    CHECK(reader->read("", R"({"futureField": {"text": "no"}, "modelVersion": "m", "responseId": "r"})") == Result::ok);
+    CHECK(reader->events().empty());
+    CHECK(reader->read("", "  \r\n") == Result::ok);
+    CHECK(reader->events().empty());
+    CHECK(reader->read("", chunk(R"({"inlineData": {"mimeType": "image/png", "data": "AA=="}}, {"text": ""})",
+                                 R"(, "safetyRatings": [{"category": "X", "probability": "LOW"}])")) == Result::ok);
+    CHECK(reader->events().empty());
+}
+
+TEST_CASE("gemini reader: an error object at HTTP 200 is a server_error with the provider's message") {
+    const auto reader = llm_stream::detail::make_gemini_reader();
+    CHECK(reader->read("", R"({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}})") ==
+          Result::error_event);
+    CHECK(reader->events().empty());
+    const Error e = reader->error();
+    CHECK(e.code == ErrorCode::server_error);
+    CHECK(e.message == "server error: The model is overloaded. (status: UNAVAILABLE) (code: 503)");
+    CHECK(reader->read("", "{\"error\": {\"message\": \"\xA0\"}}") == Result::error_event);  // nothing readable
+    CHECK(reader->error().message == "server error: the server reported an error");
+}
+
+TEST_CASE("gemini reader: invalid JSON and wrong shapes are invalid, saying where") {
+    const auto reader = llm_stream::detail::make_gemini_reader();
+    for (const char* bad : {R"({"candidates": [)", R"("text")", R"({"a": 1} x)", R"([{"candidates": []}, 3])",
+                            R"({"candidates": [{"content": {"parts": [{"text": "\x"}]}}]})",
+                            R"({"error": {"code": 503, "message": "m"}, "candidates": [)"}) {
+        CAPTURE(bad);
+        CHECK(reader->read("", bad) == Result::invalid);
+        CHECK(reader->events().empty());
+        CHECK(reader->error().code == ErrorCode::protocol);
+        CHECK(reader->error().message.find("at byte") != std::string::npos);
+    }
+}
+
+// =================================================================================================
+// Stub
+// =================================================================================================
+
+namespace {
+
+llm_stream::Reply stub_reply(Api api, const std::vector<Message>& messages, ChatOptions options) {
+    Config config;
+    config.api = api;
+    config.log_level = llm_stream::LogLevel::off;
+    options.assemble_reply = true;
+    llm_stream::Client client(config);
+    llm_stream::Stream stream = client.stream_chat(messages, options);
+    while (stream.next_event()) {}
+    CHECK_FALSE(stream.error());
+    return stream.reply();
+}
+
+void check_same_as_openai_stub(const std::vector<Message>& messages, const ChatOptions& options) {
+    const llm_stream::Reply gemini = stub_reply(Api::gemini, messages, options);
+    const llm_stream::Reply openai = stub_reply(Api::openai, messages, options);
+    ENSURE(gemini.choices.size() == 1);
+    ENSURE(openai.choices.size() == 1);
+    const Message& g = gemini.message();
+    const Message& o = openai.message();
+    CHECK(g.content == o.content);
+    ENSURE(g.tool_calls.size() == o.tool_calls.size());
+    for (std::size_t i = 0; i < g.tool_calls.size(); ++i) {
+        CHECK(g.tool_calls[i].id == o.tool_calls[i].id);
+        CHECK(g.tool_calls[i].name == o.tool_calls[i].name);
+        CHECK(g.tool_calls[i].arguments == o.tool_calls[i].arguments);
+    }
+    CHECK(gemini.choices[0].finish_reason == openai.choices[0].finish_reason);
+    CHECK(gemini.choices[0].raw_finish_reason == "STOP");
+    CHECK(gemini.has_usage);
+    CHECK(gemini.usage.prompt_tokens == openai.usage.prompt_tokens);
+    CHECK(gemini.usage.completion_tokens == openai.usage.completion_tokens);
+    CHECK(gemini.usage.total_tokens == openai.usage.total_tokens);
+}
+
+}  // namespace
+
+TEST_CASE("gemini stub: text decodes to the same reply as the chat-completions stub") {
+    check_same_as_openai_stub({Message::system("s"), Message::user("请介绍运动鞋的特点 😀")}, ChatOptions{});
+    CHECK(stub_reply(Api::gemini, {Message::user("hi")}, ChatOptions{}).choices[0].finish_reason == "stop");
+}
+
+TEST_CASE("gemini stub: a tool call, then the answer to its result, as the chat-completions stub makes them") {
+    ChatOptions options;
+    options.tools = {weather_tool()};
+    const std::vector<Message> ask = {Message::user("Weather in Paris?")};
+    check_same_as_openai_stub(ask, options);
+    const llm_stream::Reply called = stub_reply(Api::gemini, ask, options);
+    ENSURE(called.message().tool_calls.size() == 1);
+    CHECK(called.choices[0].finish_reason == "tool_calls");
+    std::vector<Message> turn = ask;
+    turn.push_back(called.message());
+    turn.push_back(Message::tool_result(called.message().tool_calls[0].id, "sunny"));
+    check_same_as_openai_stub(turn, options);
+}
