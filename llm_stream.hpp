@@ -435,7 +435,9 @@ public:
     const Reply& reply() const noexcept { return reply_; }
     /* The stream ended normally: checks every tool call's arguments (Reply::invalid_tool_calls).
        Empty arguments (a call of a function without parameters, as some servers send it) are
-       valid, and kept empty as received. */
+       valid, and kept empty as received. A call the server sent without an id (Gemini, Ollama)
+       gets one made from its name and arguments ("call_1a2b3c4d_0"), so that the reply can go back
+       into the conversation with its results. */
     void finish();
     void clear();
 
@@ -7563,12 +7565,31 @@ ToolCall& ReplyAssembler::call_for(ReplyChoice& owner, const ToolCallDelta& frag
     return calls.back();
 }
 
+namespace {
+/* An id for a call the server sent without one (Gemini, Ollama): a request must name the call a
+   result answers. Made from the call itself, so it is the same every time; two calls that get the
+   same id have the same name, which is all those APIs match a result by. */
+std::string made_up_call_id(const ToolCall& call, std::size_t position) {
+    std::uint32_t hash = 2166136261u;  // FNV-1a over the name, a NUL, the arguments
+    auto mix = [&hash](std::string_view bytes) {
+        for (char c : bytes) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
+    };
+    mix(call.name);
+    mix(std::string_view("\0", 1));
+    mix(call.arguments);
+    char id[48];  // "call_" + 8 hex digits + "_" + up to 20 digits
+    std::snprintf(id, sizeof id, "call_%08x_%zu", static_cast<unsigned>(hash), position);
+    return id;
+}
+}  // namespace
+
 void ReplyAssembler::finish() {
     for (ReplyChoice& c : reply_.choices) {
         c.invalid_tool_calls.clear();
         for (std::size_t i = 0; i < c.message.tool_calls.size(); ++i) {
-            const std::string& arguments = c.message.tool_calls[i].arguments;
-            if (!arguments.empty() && detail::check_json(arguments)) c.invalid_tool_calls.push_back(i);
+            ToolCall& call = c.message.tool_calls[i];
+            if (!call.arguments.empty() && detail::check_json(call.arguments)) c.invalid_tool_calls.push_back(i);
+            if (call.id.empty()) call.id = made_up_call_id(call, i);
         }
     }
 }

@@ -6,6 +6,7 @@
 #define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 #include <doctest/doctest.h>
+#include "support/ensure.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -568,4 +569,43 @@ TEST_CASE("Stream::reply() in stub mode") {
     CHECK(stream.reply().message().role == llm_stream::Role::assistant);
     CHECK(stream.reply().choices[0].finish_reason == stream.stats().finish_reason);
     CHECK(stream.reply().has_usage == stream.stats().has_usage);
+}
+
+TEST_CASE("ReplyAssembler: a call sent without an id gets one made from it, and the reply can go back") {
+    auto whole_call = [](int index, std::string_view name, std::string_view arguments) {
+        Event e;
+        e.type = EventType::tool_call;
+        e.tool_call.index = index;
+        e.tool_call.id = std::string_view();  // Gemini and Ollama send no id
+        e.tool_call.name = name;
+        e.tool_call.arguments = arguments;
+        return e;
+    };
+    auto assembled = [&]() {
+        ReplyAssembler a;
+        CHECK_FALSE(a.add(whole_call(0, "get_weather", R"({"city":"北京"})")));
+        CHECK_FALSE(a.add(whole_call(1, "get_weather", R"({"city":"上海"})")));
+        a.finish();
+        return a.reply();
+    };
+    const Reply reply = assembled();
+    ENSURE(reply.message().tool_calls.size() == 2);
+    const std::string& first = reply.message().tool_calls[0].id;
+    const std::string& second = reply.message().tool_calls[1].id;
+    CHECK(first.rfind("call_", 0) == 0);
+    CHECK(first != second);
+    CHECK(assembled().message().tool_calls[0].id == first);  // the same every time
+
+    std::vector<llm_stream::Message> conversation = {llm_stream::Message::user("天气?"), reply.message(),
+                                                     llm_stream::Message::tool_result(first, "晴"),
+                                                     llm_stream::Message::tool_result(second, "雨")};
+    for (llm_stream::Api api : {llm_stream::Api::openai, llm_stream::Api::gemini, llm_stream::Api::ollama}) {
+        llm_stream::Config config;
+        config.api = api;
+        config.base_url = "http://127.0.0.1:1";
+        llm_stream::Request request;
+        const llm_stream::Error e = llm_stream::build_request(config, conversation, {}, request);
+        CAPTURE(e.message);
+        CHECK_FALSE(e);
+    }
 }
