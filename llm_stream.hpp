@@ -5039,7 +5039,7 @@ private:
     Result start_block(const AnthropicFields& f);
     Result add_delta(const AnthropicFields& f);
     void add_finish(const AnthropicFields& f);
-    void note_error(const AnthropicFields& f);
+    void note_error(std::string_view message, std::string_view type);
 
     std::vector<std::int64_t> tool_blocks_;  // each tool call's content block index, in call order
     std::int64_t prompt_tokens_ = 0;         // from message_start
@@ -5193,10 +5193,10 @@ inline void AnthropicReader::add_finish(const AnthropicFields& f) {
     events_.push_back(e);
 }
 
-/* The server's error as one line: its message, then its type. */
-inline void AnthropicReader::note_error(const AnthropicFields& f) {
-    error_message_.assign(f.error_message.size() ? decode(f.error_message) : "the server reported an error");
-    if (f.error_type.size()) error_message_.append(" (type: ").append(decode(f.error_type)).append(")");
+/* The server's error as one line: its message (never empty, so error() knows it), then its type. */
+inline void AnthropicReader::note_error(std::string_view message, std::string_view type) {
+    error_message_.assign(message.empty() ? std::string_view("the server reported an error") : message);
+    if (!type.empty()) error_message_.append(" (type: ").append(type).append(")");
 }
 
 inline WireReader::Result AnthropicReader::dispatch(const AnthropicFields& f, std::string_view type) {
@@ -5216,7 +5216,7 @@ inline WireReader::Result AnthropicReader::dispatch(const AnthropicFields& f, st
     }
     if (type == "message_stop") return Result::end;
     if (type == "error") {
-        note_error(f);
+        note_error(decode(f.error_message), decode(f.error_type));
         return Result::error_event;
     }
     return Result::ok;  // ping, content_block_stop, and event types added later
@@ -5231,7 +5231,7 @@ inline WireReader::Result AnthropicReader::read(std::string_view event_name, std
     JsonCursor c(data.data(), data.data() + data.size());
     if (!parse(c, f)) {
         if (event_name == "error") {  // "event: error" with a plain-text message
-            error_message_ = excerpt(trim_ascii_space(data), 200);
+            note_error(excerpt(trim_ascii_space(data), 200), {});
             return Result::error_event;
         }
         why_ = c.why;

@@ -313,6 +313,11 @@ TEST_CASE("anthropic reader: error events are server errors with the provider's 
     CHECK(run.reader->error().message == "server error: Overloaded (type: overloaded_error)");
     REQUIRE(run.read("error", "upstream went away") == Result::error_event);
     CHECK(run.reader->error().message == "server error: upstream went away");
+    REQUIRE(run.read("error", "") == Result::error_event);  // found by fuzz/fuzz_anthropic.cpp
+    CHECK(run.reader->error().message == "server error: the server reported an error");
+    REQUIRE(run.read("", "{\"type\":\"error\",\"error\":{\"message\":\"\xff\"}}") == Result::error_event);
+    CHECK(run.reader->error().message == "server error: the server reported an error");  // the invalid byte dropped
+    CHECK(run.reader->error().code == ErrorCode::server_error);
 }
 
 TEST_CASE("anthropic reader: invalid JSON is invalid, with what and where") {
