@@ -3663,21 +3663,27 @@ inline void write_message(std::string& out, const Message& m, bool with_reasonin
     out += '}';
 }
 
+/* A function's members: name, description, its JSON Schema as `schema_key` (`no_schema` when it has
+   none; nothing when that is empty too), strict. Every API describes a tool with these. */
+inline void write_function_members(std::string& out, const Tool& tool, std::string_view schema_key,
+                                   std::string_view no_schema = {}) {
+    out += "\"name\":";
+    json_write_string(out, tool.name);
+    if (!tool.description.empty()) {
+        out += ",\"description\":";
+        json_write_string(out, tool.description);
+    }
+    std::string_view schema = trim_ascii_space(tool.parameters);
+    if (schema.empty()) schema = no_schema;
+    if (!schema.empty()) out.append(",\"").append(schema_key).append("\":").append(schema);
+    if (tool.strict) out += ",\"strict\":true";
+}
+
 inline void write_tools(std::string& out, const std::vector<Tool>& tools) {
     out += '[';
     for (std::size_t i = 0; i < tools.size(); ++i) {
-        out += i ? ",{\"type\":\"function\",\"function\":{\"name\":" : "{\"type\":\"function\",\"function\":{\"name\":";
-        json_write_string(out, tools[i].name);
-        if (!tools[i].description.empty()) {
-            out += ",\"description\":";
-            json_write_string(out, tools[i].description);
-        }
-        const std::string_view parameters = trim_ascii_space(tools[i].parameters);
-        if (!parameters.empty()) {
-            out += ",\"parameters\":";
-            out.append(parameters.data(), parameters.size());
-        }
-        if (tools[i].strict) out += ",\"strict\":true";
+        out += i ? ",{\"type\":\"function\",\"function\":{" : "{\"type\":\"function\",\"function\":{";
+        write_function_members(out, tools[i], "parameters");
         out += "}}";
     }
     out += ']';
@@ -3715,6 +3721,18 @@ inline void write_number_member(std::string& out, const ExtraMembers& extra, std
     if (value && open_member(out, extra, name)) json_write_number(out, *value);
 }
 
+/* `,"name":[...]` when the strings are not empty and extra_json does not replace the member. */
+inline void write_string_array_member(std::string& out, const ExtraMembers& extra, std::string_view name,
+                                      const std::vector<std::string>& strings) {
+    if (strings.empty() || !open_member(out, extra, name)) return;
+    out += '[';
+    for (std::size_t i = 0; i < strings.size(); ++i) {
+        if (i) out += ',';
+        json_write_string(out, strings[i]);
+    }
+    out += ']';
+}
+
 inline void write_sampling_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
     write_number_member(out, extra, "temperature", options.temperature);
     write_number_member(out, extra, "top_p", options.top_p);
@@ -3722,14 +3740,7 @@ inline void write_sampling_options(std::string& out, const ChatOptions& options,
     if (options.seed && open_member(out, extra, "seed")) out += std::to_string(*options.seed);
     write_number_member(out, extra, "presence_penalty", options.presence_penalty);
     write_number_member(out, extra, "frequency_penalty", options.frequency_penalty);
-    if (!options.stop.empty() && open_member(out, extra, "stop")) {
-        out += '[';
-        for (std::size_t i = 0; i < options.stop.size(); ++i) {
-            if (i) out += ',';
-            json_write_string(out, options.stop[i]);
-        }
-        out += ']';
-    }
+    write_string_array_member(out, extra, "stop", options.stop);
     write_string_member(out, extra, "user", options.user);
 }
 
@@ -3757,18 +3768,23 @@ inline std::size_t body_size_estimate(const std::vector<Message>& messages, cons
     return size;
 }
 
+/* A body's start, room reserved: '{' and the model with its comma, unless extra_json sets the model. */
+inline void begin_body(std::string& body, const std::vector<Message>& messages, const ChatOptions& options,
+                       const std::string& model, const ExtraMembers& extra) {
+    body.clear();
+    body.reserve(body_size_estimate(messages, options));
+    body += '{';
+    if (extra.has("model")) return;
+    body += "\"model\":";
+    json_write_string(body, model);
+    body += ',';
+}
+
 /* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
    replace the ones written here, so no key appears twice. */
 inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
                             const std::string& model, const ExtraMembers& extra, std::string& body) {
-    body.clear();
-    body.reserve(body_size_estimate(messages, options));
-    body += '{';
-    if (!extra.has("model")) {
-        body += "\"model\":";
-        json_write_string(body, model);
-        body += ',';
-    }
+    begin_body(body, messages, options, model, extra);
     body += "\"messages\":[";
     for (std::size_t i = 0; i < messages.size(); ++i) {
         if (i) body += ',';
@@ -4895,17 +4911,9 @@ inline void write_anthropic_system(std::string& out, const std::vector<Message>&
 inline void write_anthropic_tools(std::string& out, const std::vector<Tool>& tools) {
     out += '[';
     for (std::size_t i = 0; i < tools.size(); ++i) {
-        out += i ? ",{\"name\":" : "{\"name\":";
-        json_write_string(out, tools[i].name);
-        if (!tools[i].description.empty()) {
-            out += ",\"description\":";
-            json_write_string(out, tools[i].description);
-        }
-        const std::string_view schema = trim_ascii_space(tools[i].parameters);
-        out += ",\"input_schema\":";  // required: a tool without parameters takes an empty object
-        if (schema.empty()) out += "{\"type\":\"object\",\"properties\":{}}";
-        else out.append(schema.data(), schema.size());
-        if (tools[i].strict) out += ",\"strict\":true";
+        out += i ? ",{" : "{";
+        // input_schema is required: a tool without parameters takes an empty object.
+        write_function_members(out, tools[i], "input_schema", "{\"type\":\"object\",\"properties\":{}}");
         out += '}';
     }
     out += ']';
@@ -4941,14 +4949,7 @@ inline void write_anthropic_tool_options(std::string& out, const ChatOptions& op
 inline void write_anthropic_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
     write_number_member(out, extra, "temperature", options.temperature);
     write_number_member(out, extra, "top_p", options.top_p);
-    if (!options.stop.empty() && open_member(out, extra, "stop_sequences")) {
-        out += '[';
-        for (std::size_t i = 0; i < options.stop.size(); ++i) {
-            if (i) out += ',';
-            json_write_string(out, options.stop[i]);
-        }
-        out += ']';
-    }
+    write_string_array_member(out, extra, "stop_sequences", options.stop);
     if (!options.user.empty() && open_member(out, extra, "metadata")) {
         out += "{\"user_id\":";
         json_write_string(out, options.user);
@@ -4968,14 +4969,7 @@ inline void write_anthropic_options(std::string& out, const ChatOptions& options
 inline Error write_anthropic_body(const std::vector<Message>& messages, const ChatOptions& options,
                                   const std::string& model, const ExtraMembers& extra, std::string& body) {
     if (Error e = check_anthropic_options(messages, options)) return e;
-    body.clear();
-    body.reserve(body_size_estimate(messages, options));
-    body += '{';
-    if (!extra.has("model")) {
-        body += "\"model\":";
-        json_write_string(body, model);
-        body += ',';
-    }
+    begin_body(body, messages, options, model, extra);
     body += "\"messages\":";
     write_anthropic_messages(body, messages);
     body += ",\"stream\":true";

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -120,23 +121,25 @@ TEST_CASE("anthropic body: tools with input_schema, and each tool_choice") {
     const std::string tools =
         R"(,"tools":[{"name":"get_weather","description":"The weather in a city","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}},)"
         R"({"name":"now","input_schema":{"type":"object","properties":{}},"strict":true}])";
-    const std::vector<Message> hi{Message::user("hi")};
-    CHECK(body_of(hi, options) == body_with(R"({"role":"user","content":"hi"})", tools));
-    options.tool_choice.mode = ToolChoice::Mode::automatic;
-    CHECK(body_of(hi, options) == body_with(R"({"role":"user","content":"hi"})", tools + R"(,"tool_choice":{"type":"auto"})"));
-    options.tool_choice.mode = ToolChoice::Mode::required;
-    options.parallel_tool_calls = false;
-    CHECK(body_of(hi, options) ==
-          body_with(R"({"role":"user","content":"hi"})", tools + R"(,"tool_choice":{"type":"any","disable_parallel_tool_use":true})"));
-    options.tool_choice = ToolChoice::named("now");
-    options.parallel_tool_calls.reset();
-    CHECK(body_of(hi, options) == body_with(R"({"role":"user","content":"hi"})", tools + R"(,"tool_choice":{"type":"tool","name":"now"})"));
-    options.tool_choice.mode = ToolChoice::Mode::none;
-    CHECK(body_of(hi, options) == body_with(R"({"role":"user","content":"hi"})", tools + R"(,"tool_choice":{"type":"none"})"));
-    options.tool_choice.mode = ToolChoice::Mode::server_default;
-    options.parallel_tool_calls = true;
-    CHECK(body_of(hi, options) ==
-          body_with(R"({"role":"user","content":"hi"})", tools + R"(,"tool_choice":{"type":"auto","disable_parallel_tool_use":false})"));
+    struct Case {
+        ToolChoice choice;
+        std::optional<bool> parallel;
+        const char* tool_choice;  // the member written after the tools ("" for none)
+    };
+    const Case cases[] = {
+        {{}, {}, ""},
+        {{ToolChoice::Mode::automatic, ""}, {}, R"(,"tool_choice":{"type":"auto"})"},
+        {{ToolChoice::Mode::required, ""}, false, R"(,"tool_choice":{"type":"any","disable_parallel_tool_use":true})"},
+        {ToolChoice::named("now"), {}, R"(,"tool_choice":{"type":"tool","name":"now"})"},
+        {{ToolChoice::Mode::none, ""}, true, R"(,"tool_choice":{"type":"none"})"},
+        {{}, true, R"(,"tool_choice":{"type":"auto","disable_parallel_tool_use":false})"},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.tool_choice);
+        options.tool_choice = c.choice;
+        options.parallel_tool_calls = c.parallel;
+        CHECK(body_of({Message::user("hi")}, options) == body_with(R"({"role":"user","content":"hi"})", tools + c.tool_choice));
+    }
 }
 
 TEST_CASE("anthropic body: a JSON Schema reply is output_config.format; extra_json members replace ours") {
