@@ -5014,6 +5014,9 @@ inline bool anthropic_count(JsonCursor& c, int depth, std::int64_t& out) {
    strings per delta), so no surrogate pair is split between two events; a lone half is dropped. */
 class AnthropicReader final : public WireReader {
 public:
+    // A message makes two events at most (message_delta: finish and usage): room for them from the
+    // start, so that no later message allocates.
+    AnthropicReader() { events_.reserve(2); }
     Result read(std::string_view event_name, std::string_view data) override;
     const std::vector<Event>& events() const noexcept override { return events_; }
     Error error() const override;

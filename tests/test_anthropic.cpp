@@ -271,7 +271,9 @@ TEST_CASE("anthropic reader: stop reasons in one vocabulary, the raw value kept,
     const std::pair<const char*, const char*> reasons[] = {
         {"end_turn", "stop"}, {"stop_sequence", "stop"}, {"max_tokens", "length"}, {"tool_use", "tool_calls"},
         {"refusal", "content_filter"}, {"pause_turn", "pause_turn"}};
-    for (const auto& [raw, common] : reasons) {
+    for (const auto& reason : reasons) {
+        const char* const raw = reason.first;
+        const char* const common = reason.second;
         CAPTURE(raw);
         ReaderRun run;
         REQUIRE(run.read("message_start", kStart) == Result::ok);
