@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "support/decode.hpp"
+
 using llm_stream::Api;
 using llm_stream::ChatOptions;
 using llm_stream::Config;
@@ -333,6 +335,21 @@ TEST_CASE("anthropic reader: invalid JSON is invalid, with what and where") {
     CHECK(run.read("ping", "[1]") == Result::invalid);
     CHECK(run.read("ping", R"({"type":"ping"} x)") == Result::invalid);
     CHECK(run.reader->error().message.find("unexpected text after the object") != std::string::npos);
+}
+
+TEST_CASE("anthropic decoder: an error status's body gives the provider's message; 529 is retried like 503") {
+    const std::string body = R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})";
+    const std::string response = "HTTP/1.1 529 Site Overloaded\r\nContent-Type: application/json\r\nContent-Length: " +
+                                 std::to_string(body.size()) + "\r\n\r\n" + body;
+    llm_stream::Decoder decoder({}, Api::anthropic);
+    const Decoded d = decode_in_pieces(decoder, response, {}, PieceMemory::copied, [](const Event&) {});
+    REQUIRE(d.failed);
+    CHECK(d.error.code == ErrorCode::http_status);
+    CHECK(d.error.message == "HTTP 529: Overloaded (type: overloaded_error)");
+    llm_stream::detail::AttemptFailure failure;
+    failure.code = ErrorCode::http_status;
+    failure.http_status = 529;
+    CHECK(llm_stream::detail::decide_retry(llm_stream::RetryPolicy{}, 0, failure, 0.5).retry);
 }
 
 namespace {
