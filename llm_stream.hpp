@@ -5034,7 +5034,7 @@ private:
     std::string_view decode(const JsonSpan& s);
     void add_text(EventType type, const JsonSpan& text);
     Result start_block(const AnthropicFields& f);
-    Result add_delta(const AnthropicFields& f);
+    void add_delta(const AnthropicFields& f);
     void add_finish(const AnthropicFields& f);
     void note_error(std::string_view message, std::string_view type);
 
@@ -5144,23 +5144,20 @@ inline WireReader::Result AnthropicReader::start_block(const AnthropicFields& f)
 }
 
 /* text_delta, thinking_delta, or input_json_delta of an open tool_use block; other deltas
-   (signature_delta, citations_delta, future ones) carry nothing for the events. */
-inline WireReader::Result AnthropicReader::add_delta(const AnthropicFields& f) {
+   (signature_delta, citations_delta, future ones) carry nothing for the events, nor does the input
+   of a server tool's block (server_tool_use: the server runs it, the caller has nothing to do). */
+inline void AnthropicReader::add_delta(const AnthropicFields& f) {
     const std::string_view type(f.delta_type.begin, f.delta_type.size());
     if (type == "text_delta") add_text(EventType::content, f.delta_text);
     if (type == "thinking_delta") add_text(EventType::reasoning, f.delta_text);
-    if (type != "input_json_delta" || f.delta_text.size() == 0) return Result::ok;
+    if (type != "input_json_delta" || f.delta_text.size() == 0) return;
     const auto block = std::find(tool_blocks_.begin(), tool_blocks_.end(), f.index);
-    if (block == tool_blocks_.end()) {
-        why_ = "input_json_delta for a content block that is not a tool_use block";
-        return Result::invalid;
-    }
+    if (block == tool_blocks_.end()) return;
     Event e;
     e.type = EventType::tool_call;
     e.tool_call.index = static_cast<int>(block - tool_blocks_.begin());
     e.tool_call.arguments = decode(f.delta_text);
     events_.push_back(e);
-    return Result::ok;
 }
 
 /* message_delta: the stop reason in the common vocabulary, then the usage so far (output tokens
@@ -5206,7 +5203,10 @@ inline WireReader::Result AnthropicReader::dispatch(const AnthropicFields& f, st
         return Result::ok;
     }
     if (type == "content_block_start") return start_block(f);
-    if (type == "content_block_delta") return add_delta(f);
+    if (type == "content_block_delta") {
+        add_delta(f);
+        return Result::ok;
+    }
     if (type == "message_delta") {
         add_finish(f);
         return Result::ok;

@@ -265,8 +265,11 @@ TEST_CASE("anthropic reader: tool calls numbered in the order they open, their i
     REQUIRE(run.events().size() == 1);
     CHECK(run.events()[0].tool_call.index == 1);
     CHECK(run.events()[0].tool_call.arguments == std::string_view("{\"x\":"));
-    CHECK(run.read("", R"({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"1"}})") == Result::invalid);
-    CHECK(run.reader->error().message.find("not a tool_use block") != std::string::npos);
+    // A server tool's input (web search, ...) is the server's business: no event, no warning.
+    REQUIRE(run.read("", R"({"type":"content_block_start","index":4,"content_block":{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{}}})") == Result::ok);
+    CHECK(run.events().empty());
+    CHECK(run.read("", R"({"type":"content_block_delta","index":4,"delta":{"type":"input_json_delta","partial_json":"{\"q\":1}"}})") == Result::ok);
+    CHECK(run.events().empty());
 }
 
 TEST_CASE("anthropic reader: stop reasons in one vocabulary, the raw value kept, usage cumulative") {
