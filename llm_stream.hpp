@@ -4983,11 +4983,18 @@ inline Error write_anthropic_body(const std::vector<Message>& messages, const Ch
 }
 
 /* The members of one streamed event that the reader uses (the data's "type" names the event). */
+/* A content block: content_block_start's, or one of a whole (not streamed) reply's "content". */
+struct AnthropicBlock {
+    JsonSpan type, id, name, text;  // text: a text block's "text" or a thinking block's "thinking"
+    std::string_view input;         // a tool_use block's input, as the JSON text sent
+};
+
 struct AnthropicFields {
     JsonSpan type;                                   // message_start, content_block_delta, ...
     std::int64_t index = -1;                         // the content block's index
-    JsonSpan block_type, block_id, block_name, block_text;  // content_block_start's content_block
-    JsonSpan delta_type, delta_text, stop_reason;    // a delta: its text, thinking or partial_json
+    AnthropicBlock block;                            // content_block_start's content_block
+    JsonSpan delta_type, delta_text;                 // a delta: its text, thinking or partial_json
+    JsonSpan stop_reason;                            // message_delta's delta, or a whole reply's
     std::int64_t input_tokens = -1, cache_creation = -1, cache_read = -1, output_tokens = -1;
     JsonSpan error_type, error_message;
 };
@@ -5027,17 +5034,20 @@ private:
     static constexpr std::size_t max_tool_calls = 1024;
 
     bool parse(JsonCursor& c, AnthropicFields& f);
-    bool parse_object(JsonCursor& c, int depth, AnthropicFields& f, bool is_block);
+    bool parse_block(JsonCursor& c, int depth, AnthropicBlock& b);
+    bool parse_delta(JsonCursor& c, int depth, AnthropicFields& f);
     bool parse_usage(JsonCursor& c, int depth, AnthropicFields& f);
     bool parse_error(JsonCursor& c, int depth, AnthropicFields& f);
     Result dispatch(const AnthropicFields& f, std::string_view type);
     std::string_view decode(const JsonSpan& s);
     void add_text(EventType type, const JsonSpan& text);
-    Result start_block(const AnthropicFields& f);
+    Result add_block(const AnthropicBlock& b, std::int64_t index, bool whole);
+    Result read_whole_reply(const AnthropicFields& f);
     void add_delta(const AnthropicFields& f);
     void add_finish(const AnthropicFields& f);
     void note_error(std::string_view message, std::string_view type);
 
+    std::vector<AnthropicBlock> blocks_;     // a whole reply's content
     std::vector<std::int64_t> tool_blocks_;  // each tool call's content block index, in call order
     std::int64_t prompt_tokens_ = 0;         // from message_start
     ByteBuffer arena_;
@@ -5067,18 +5077,29 @@ inline bool AnthropicReader::parse_error(JsonCursor& c, int depth, AnthropicFiel
     });
 }
 
-/* A content_block (is_block) or a delta: the one text a block or delta carries is its "text",
-   "thinking" or "partial_json"; the type says which event it makes. */
-inline bool AnthropicReader::parse_object(JsonCursor& c, int depth, AnthropicFields& f, bool is_block) {
+inline bool AnthropicReader::parse_block(JsonCursor& c, int depth, AnthropicBlock& b) {
     if (!c.at('{')) return c.skip_value(depth);
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "type")) return anthropic_string(c, d, is_block ? f.block_type : f.delta_type);
-        JsonSpan& text = is_block ? f.block_text : f.delta_text;
+        if (json_key_is(key, "type")) return anthropic_string(c, d, b.type);
+        if (json_key_is(key, "text") || json_key_is(key, "thinking")) return anthropic_string(c, d, b.text);
+        if (json_key_is(key, "id")) return anthropic_string(c, d, b.id);
+        if (json_key_is(key, "name")) return anthropic_string(c, d, b.name);
+        const char* const begin = c.p;
+        if (!c.skip_value(d)) return false;
+        if (json_key_is(key, "input")) b.input = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
+        return true;
+    });
+}
+
+/* A content_block_delta's delta (the one text it carries is its "text", "thinking" or "partial_json";
+   its type says which event it makes), or message_delta's (the stop reason). */
+inline bool AnthropicReader::parse_delta(JsonCursor& c, int depth, AnthropicFields& f) {
+    if (!c.at('{')) return c.skip_value(depth);
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return anthropic_string(c, d, f.delta_type);
         if (json_key_is(key, "text") || json_key_is(key, "thinking") || json_key_is(key, "partial_json"))
-            return anthropic_string(c, d, text);
-        if (is_block && json_key_is(key, "id")) return anthropic_string(c, d, f.block_id);
-        if (is_block && json_key_is(key, "name")) return anthropic_string(c, d, f.block_name);
-        if (!is_block && json_key_is(key, "stop_reason")) return anthropic_string(c, d, f.stop_reason);
+            return anthropic_string(c, d, f.delta_text);
+        if (json_key_is(key, "stop_reason")) return anthropic_string(c, d, f.stop_reason);
         return c.skip_value(d);
     });
 }
@@ -5089,8 +5110,14 @@ inline bool AnthropicReader::parse(JsonCursor& c, AnthropicFields& f) {
     const bool ok = c.object(1, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "type")) return anthropic_string(c, d, f.type);
         if (json_key_is(key, "index")) return anthropic_count(c, d, f.index);
-        if (json_key_is(key, "content_block")) return parse_object(c, d, f, true);
-        if (json_key_is(key, "delta")) return parse_object(c, d, f, false);
+        if (json_key_is(key, "content_block")) return parse_block(c, d, f.block);
+        if (json_key_is(key, "delta")) return parse_delta(c, d, f);
+        if (json_key_is(key, "stop_reason")) return anthropic_string(c, d, f.stop_reason);  // a whole reply's
+        if (json_key_is(key, "content") && c.at('['))  // a whole reply's blocks
+            return c.array(d + 1, [&](int dd) {
+                blocks_.emplace_back();
+                return parse_block(c, dd, blocks_.back());
+            });
         if (json_key_is(key, "usage")) return parse_usage(c, d, f);
         if (json_key_is(key, "error")) return parse_error(c, d, f);
         if (json_key_is(key, "message") && c.at('{'))  // message_start: only its usage matters
@@ -5123,11 +5150,12 @@ inline void AnthropicReader::add_text(EventType type, const JsonSpan& text) {
 }
 
 /* A block opens: text or thinking may come with some text; a tool_use block opens a tool call,
-   numbered by its place among this turn's calls (not by its block index). */
-inline WireReader::Result AnthropicReader::start_block(const AnthropicFields& f) {
-    const std::string_view type(f.block_type.begin, f.block_type.size());
-    if (type == "text") add_text(EventType::content, f.block_text);
-    if (type == "thinking") add_text(EventType::reasoning, f.block_text);
+   numbered by its place among this turn's calls (not by its block index), with its whole input when
+   the reply is not streamed (streamed, its input comes in input_json_delta fragments). */
+inline WireReader::Result AnthropicReader::add_block(const AnthropicBlock& b, std::int64_t index, bool whole) {
+    const std::string_view type(b.type.begin, b.type.size());
+    if (type == "text") add_text(EventType::content, b.text);
+    if (type == "thinking") add_text(EventType::reasoning, b.text);
     if (type != "tool_use") return Result::ok;
     if (tool_blocks_.size() >= max_tool_calls) {
         why_ = "more tool calls in one reply than the reader keeps (1024)";
@@ -5136,9 +5164,10 @@ inline WireReader::Result AnthropicReader::start_block(const AnthropicFields& f)
     Event e;
     e.type = EventType::tool_call;
     e.tool_call.index = static_cast<int>(tool_blocks_.size());
-    if (f.block_id.present()) e.tool_call.id = decode(f.block_id);
-    if (f.block_name.present()) e.tool_call.name = decode(f.block_name);
-    tool_blocks_.push_back(f.index);
+    if (b.id.present()) e.tool_call.id = decode(b.id);
+    if (b.name.present()) e.tool_call.name = decode(b.name);
+    if (whole) e.tool_call.arguments = b.input;
+    tool_blocks_.push_back(index);
     events_.push_back(e);
     return Result::ok;
 }
@@ -5202,7 +5231,8 @@ inline WireReader::Result AnthropicReader::dispatch(const AnthropicFields& f, st
                          std::max<std::int64_t>(f.cache_read, 0);
         return Result::ok;
     }
-    if (type == "content_block_start") return start_block(f);
+    if (type == "content_block_start") return add_block(f.block, f.index, false);
+    if (type == "message") return read_whole_reply(f);
     if (type == "content_block_delta") {
         add_delta(f);
         return Result::ok;
@@ -5219,8 +5249,19 @@ inline WireReader::Result AnthropicReader::dispatch(const AnthropicFields& f, st
     return Result::ok;  // ping, content_block_stop, and event types added later
 }
 
+/* A reply sent whole (a server that ignored "stream"): its blocks, then the finish and usage. */
+inline WireReader::Result AnthropicReader::read_whole_reply(const AnthropicFields& f) {
+    tool_blocks_.clear();
+    prompt_tokens_ = 0;
+    for (std::size_t i = 0; i < blocks_.size(); ++i)
+        if (add_block(blocks_[i], static_cast<std::int64_t>(i), true) == Result::invalid) return Result::invalid;
+    add_finish(f);
+    return Result::end;
+}
+
 inline WireReader::Result AnthropicReader::read(std::string_view event_name, std::string_view data) {
     events_.clear();
+    blocks_.clear();
     why_ = "";
     error_offset_ = 0;
     error_message_.clear();
@@ -5237,8 +5278,10 @@ inline WireReader::Result AnthropicReader::read(std::string_view event_name, std
     }
     // Decoding never lengthens a string: one reservation for every span keeps the views stable.
     arena_.clear();
-    const std::size_t room = f.type.size() + f.block_id.size() + f.block_name.size() + f.block_text.size() + f.delta_text.size() +
-                             f.stop_reason.size() + f.error_type.size() + f.error_message.size();
+    auto block_room = [](const AnthropicBlock& b) { return b.id.size() + b.name.size() + b.text.size(); };
+    std::size_t room = f.type.size() + block_room(f.block) + f.delta_text.size() + f.stop_reason.size() +
+                       f.error_type.size() + f.error_message.size();
+    for (const AnthropicBlock& b : blocks_) room += block_room(b);
     if (!arena_.reserve(room)) return Result::out_of_memory;
     // The data's type decides; the event name stands in when the data has none.
     const std::string_view type = f.type.present() ? decode(f.type) : event_name;

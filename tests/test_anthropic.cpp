@@ -355,6 +355,36 @@ TEST_CASE("anthropic decoder: an error status's body gives the provider's messag
     CHECK(llm_stream::detail::decide_retry(llm_stream::RetryPolicy{}, 0, failure, 0.5).retry);
 }
 
+TEST_CASE("anthropic decoder: a reply sent whole (stream ignored) decodes to the same events") {
+    const std::string body =
+        R"({"id":"msg_1","type":"message","role":"assistant","model":"m","content":[)"
+        R"({"type":"thinking","thinking":"hm","signature":"EqQB"},{"type":"text","text":"Hi \u00e9"},)"
+        R"({"type":"tool_use","id":"toolu_1","name":"f","input":{"a": [1, "x"]}}],)"
+        R"("stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":7}})";
+    const std::string response = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                                 std::to_string(body.size()) + "\r\n\r\n" + body;
+    llm_stream::Decoder decoder({}, Api::anthropic);
+    llm_stream::ReplyAssembler assembler;
+    const Decoded d = decode_in_pieces(decoder, response, {}, PieceMemory::copied,
+                                       [&](const Event& e) { CHECK_FALSE(assembler.add(e)); });
+    assembler.finish();
+    CHECK(d.done);
+    CHECK(d.warnings.empty());
+    const llm_stream::Reply& reply = assembler.reply();
+    REQUIRE(reply.choices.size() == 1);
+    CHECK(reply.message().reasoning == "hm");
+    CHECK(reply.message().content == "Hi \xC3\xA9");
+    REQUIRE(reply.message().tool_calls.size() == 1);
+    CHECK(reply.message().tool_calls[0].id == "toolu_1");
+    CHECK(reply.message().tool_calls[0].name == "f");
+    CHECK(reply.message().tool_calls[0].arguments == R"({"a": [1, "x"]})");  // the input as sent
+    CHECK(reply.choices[0].finish_reason == "tool_calls");
+    CHECK(reply.choices[0].raw_finish_reason == "tool_use");
+    CHECK(reply.usage.prompt_tokens == 5);
+    CHECK(reply.usage.completion_tokens == 7);
+    CHECK(reply.usage.total_tokens == 12);
+}
+
 namespace {
 
 Config stub_config(Api api) {
