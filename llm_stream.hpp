@@ -2914,13 +2914,17 @@ inline bool DeltaExtractor::parse_top(JsonCursor& c) {
     return c.p == c.end || c.fail("unexpected text after the object");
 }
 
-inline std::string_view DeltaExtractor::decode(const JsonSpan& s) {
+/* A string token's text: a view of the input when it needs no decoding, else decoded into the
+   arena's reserved room (decoding never lengthens it). The readers of every wire format use it. */
+inline std::string_view decode_in_arena(const JsonSpan& s, ByteBuffer& arena) {
     if (!s.escaped && utf8_valid(s.begin, s.end)) return {s.begin, s.size()};
-    char* out = arena_.data() + arena_.size();  // room was reserved for every span
+    char* out = arena.data() + arena.size();  // room was reserved for every span
     const std::size_t n = json_decode_string(s.begin, s.end, out);
-    arena_.resize_up_reserved(n);
+    arena.resize_up_reserved(n);
     return {out, n};
 }
+
+inline std::string_view DeltaExtractor::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
 
 inline std::uint32_t DeltaExtractor::take_pending(const TextField& field) noexcept {
     for (std::size_t i = 0; i < pending_.size(); ++i) {
@@ -3768,23 +3772,23 @@ inline std::size_t body_size_estimate(const std::vector<Message>& messages, cons
     return size;
 }
 
-/* A body's start, room reserved: '{' and the model with its comma, unless extra_json sets the model. */
-inline void begin_body(std::string& body, const std::vector<Message>& messages, const ChatOptions& options,
-                       const std::string& model, const ExtraMembers& extra) {
+/* A body's opening: '{' and the model (unless extra_json sets it), with room for the rest. */
+inline void begin_body(std::string& body, std::size_t size_estimate, const std::string& model, const ExtraMembers& extra) {
     body.clear();
-    body.reserve(body_size_estimate(messages, options));
+    body.reserve(size_estimate);
     body += '{';
-    if (extra.has("model")) return;
-    body += "\"model\":";
-    json_write_string(body, model);
-    body += ',';
+    if (!extra.has("model")) {
+        body += "\"model\":";
+        json_write_string(body, model);
+        body += ',';
+    }
 }
 
 /* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
    replace the ones written here, so no key appears twice. */
 inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
                             const std::string& model, const ExtraMembers& extra, std::string& body) {
-    begin_body(body, messages, options, model, extra);
+    begin_body(body, body_size_estimate(messages, options), model, extra);
     body += "\"messages\":[";
     for (std::size_t i = 0; i < messages.size(); ++i) {
         if (i) body += ',';
@@ -4969,7 +4973,7 @@ inline void write_anthropic_options(std::string& out, const ChatOptions& options
 inline Error write_anthropic_body(const std::vector<Message>& messages, const ChatOptions& options,
                                   const std::string& model, const ExtraMembers& extra, std::string& body) {
     if (Error e = check_anthropic_options(messages, options)) return e;
-    begin_body(body, messages, options, model, extra);
+    begin_body(body, body_size_estimate(messages, options), model, extra);
     body += "\"messages\":";
     write_anthropic_messages(body, messages);
     body += ",\"stream\":true";
@@ -5131,15 +5135,8 @@ inline bool AnthropicReader::parse(JsonCursor& c, AnthropicFields& f) {
     return c.p == c.end || c.fail("unexpected text after the object");
 }
 
-/* A string as text: a view into the message when it needs no decoding, else decoded into the arena
-   (room for every span of the message was reserved, so views stay valid). */
-inline std::string_view AnthropicReader::decode(const JsonSpan& s) {
-    if (!s.escaped && utf8_valid(s.begin, s.end)) return {s.begin, s.size()};
-    char* out = arena_.data() + arena_.size();
-    const std::size_t n = json_decode_string(s.begin, s.end, out);
-    arena_.resize_up_reserved(n);
-    return {out, n};
-}
+/* A string as text (room for every span of the message was reserved in read(), so views stay valid). */
+inline std::string_view AnthropicReader::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
 
 inline void AnthropicReader::add_text(EventType type, const JsonSpan& text) {
     if (text.size() == 0) return;
