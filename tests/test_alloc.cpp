@@ -80,7 +80,7 @@ private:
 // The Decoder over the response cut at `cuts`, fed in place (the harness copies nothing).
 Outcome decode(const std::string& response, const std::vector<std::size_t>& cuts, std::size_t warmup = 200,
                llm_stream::Api api = llm_stream::Api::openai) {
-    llm_stream::Decoder decoder({}, api);
+    llm_stream::Decoder decoder(llm_stream::Limits{}, api);
     SteadyCounter counter(warmup);
     const Decoded d = decode_in_pieces(decoder, response, cuts, PieceMemory::borrowed,
                                        [&counter](const Event&) { counter.on_event(); });
