@@ -3680,21 +3680,27 @@ inline void write_message(std::string& out, const Message& m, bool with_reasonin
     out += '}';
 }
 
+/* A function's members: name, description, its JSON Schema as `schema_key` (`no_schema` when it has
+   none; nothing when that is empty too), strict. Every API describes a tool with these. */
+inline void write_function_members(std::string& out, const Tool& tool, std::string_view schema_key,
+                                   std::string_view no_schema = {}) {
+    out += "\"name\":";
+    json_write_string(out, tool.name);
+    if (!tool.description.empty()) {
+        out += ",\"description\":";
+        json_write_string(out, tool.description);
+    }
+    std::string_view schema = trim_ascii_space(tool.parameters);
+    if (schema.empty()) schema = no_schema;
+    if (!schema.empty()) out.append(",\"").append(schema_key).append("\":").append(schema);
+    if (tool.strict) out += ",\"strict\":true";
+}
+
 inline void write_tools(std::string& out, const std::vector<Tool>& tools) {
     out += '[';
     for (std::size_t i = 0; i < tools.size(); ++i) {
-        out += i ? ",{\"type\":\"function\",\"function\":{\"name\":" : "{\"type\":\"function\",\"function\":{\"name\":";
-        json_write_string(out, tools[i].name);
-        if (!tools[i].description.empty()) {
-            out += ",\"description\":";
-            json_write_string(out, tools[i].description);
-        }
-        const std::string_view parameters = trim_ascii_space(tools[i].parameters);
-        if (!parameters.empty()) {
-            out += ",\"parameters\":";
-            out.append(parameters.data(), parameters.size());
-        }
-        if (tools[i].strict) out += ",\"strict\":true";
+        out += i ? ",{\"type\":\"function\",\"function\":{" : "{\"type\":\"function\",\"function\":{";
+        write_function_members(out, tools[i], "parameters");
         out += "}}";
     }
     out += ']';
@@ -3732,6 +3738,18 @@ inline void write_number_member(std::string& out, const ExtraMembers& extra, std
     if (value && open_member(out, extra, name)) json_write_number(out, *value);
 }
 
+/* `,"name":[...]` when the strings are not empty and extra_json does not replace the member. */
+inline void write_string_array_member(std::string& out, const ExtraMembers& extra, std::string_view name,
+                                      const std::vector<std::string>& strings) {
+    if (strings.empty() || !open_member(out, extra, name)) return;
+    out += '[';
+    for (std::size_t i = 0; i < strings.size(); ++i) {
+        if (i) out += ',';
+        json_write_string(out, strings[i]);
+    }
+    out += ']';
+}
+
 inline void write_sampling_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
     write_number_member(out, extra, "temperature", options.temperature);
     write_number_member(out, extra, "top_p", options.top_p);
@@ -3739,14 +3757,7 @@ inline void write_sampling_options(std::string& out, const ChatOptions& options,
     if (options.seed && open_member(out, extra, "seed")) out += std::to_string(*options.seed);
     write_number_member(out, extra, "presence_penalty", options.presence_penalty);
     write_number_member(out, extra, "frequency_penalty", options.frequency_penalty);
-    if (!options.stop.empty() && open_member(out, extra, "stop")) {
-        out += '[';
-        for (std::size_t i = 0; i < options.stop.size(); ++i) {
-            if (i) out += ',';
-            json_write_string(out, options.stop[i]);
-        }
-        out += ']';
-    }
+    write_string_array_member(out, extra, "stop", options.stop);
     write_string_member(out, extra, "user", options.user);
 }
 
@@ -5258,15 +5269,614 @@ inline StubResponse stub_responses(const StubReply& reply, const std::string& mo
    POST /messages; SSE with event names (message_start, content_block_delta, message_stop, ...)
    ------------------------------------------------------------------------------------------------ */
 
-inline Error write_anthropic_body(const std::vector<Message>&, const ChatOptions&, const std::string&, const ExtraMembers&,
-                              std::string&) {
-    return make_error(ErrorCode::invalid_config, "LLM_API=anthropic is not supported yet");  // issue 10 in progress
+/* max_tokens is required by this API. 4096 is the largest output every Claude model accepts (the
+   Claude 3 models' documented maximum; later models allow more), so the default never makes a
+   request invalid; ChatOptions::max_tokens raises it. */
+constexpr int anthropic_default_max_tokens = 4096;
+
+/* The image types the Messages API reads (its vision guide): JPEG, PNG, GIF and WebP. */
+inline bool anthropic_image_type(std::string_view type) noexcept {
+    return type == "image/jpeg" || type == "image/png" || type == "image/gif" || type == "image/webp";
 }
 
-inline std::unique_ptr<WireReader> make_anthropic_reader() { return nullptr; }  // issue 10 in progress
+/* A data: URL split into what a base64 image source carries; false if it is not base64 image data. */
+inline bool split_data_url(std::string_view url, std::string_view& media_type, std::string_view& data) {
+    const std::size_t comma = url.find(',');
+    if (!starts_with(url, "data:") || comma == std::string_view::npos) return false;
+    const std::string_view head = url.substr(5, comma - 5);
+    if (head.size() < 7 || head.substr(head.size() - 7) != ";base64") return false;
+    media_type = head.substr(0, head.size() - 7);
+    data = url.substr(comma + 1);
+    return true;
+}
 
+/* The API has no image detail hint, takes an image by URL or as base64 bytes of four types (a data:
+   URL becomes base64 bytes), and only base64 data: URLs. */
+inline Error check_anthropic_image(const ContentPart& part, const std::string& at) {
+    if (!part.detail.empty()) return invalid_argument(at + ".detail: the Anthropic Messages API has no image detail hint");
+    std::string_view media_type = part.mime_type, data;
+    if (!part.bytes && starts_with(part.text, "data:") && !split_data_url(part.text, media_type, data))
+        return invalid_argument(at + ".url: the Anthropic Messages API takes only base64 data: URLs");
+    if ((part.bytes || starts_with(part.text, "data:")) && !anthropic_image_type(media_type))
+        return invalid_argument(at + ": the Anthropic Messages API takes image/jpeg, image/png, image/gif or image/webp (got \"" +
+                                excerpt(media_type, 40) + "\")");
+    return {};
+}
+
+/* What this API cannot carry in a message: a participant name, a system message's extra members (the
+   system prompt is one string), or reasoning to send back: thinking blocks go back only with their
+   signature, which the client does not keep, so it sends none rather than invent one. */
+inline Error check_anthropic_message(const Message& m, std::size_t index, bool send_reasoning) {
+    const std::string at = indexed("messages", index);
+    if (!m.name.empty()) return invalid_argument(at + ".name: the Anthropic Messages API has no participant names");
+    const bool is_system = m.role == Role::system || m.role == Role::developer;
+    if (is_system && !trim_ascii_space(m.extra_json).empty())
+        return invalid_argument(at + ".extra_json: system messages become the top-level system text, which has no members");
+    if (send_reasoning && !m.reasoning.empty())
+        return invalid_argument(at + ".reasoning: Anthropic takes thinking back only with its signature, which is not kept");
+    for (std::size_t k = 0; k < m.parts.size(); ++k)
+        if (m.parts[k].kind == ContentPart::Kind::image)
+            if (Error e = check_anthropic_image(m.parts[k], at + "." + indexed("content", k))) return e;
+    for (std::size_t k = 0; k < m.tool_calls.size(); ++k)
+        if (trim_ascii_space(m.tool_calls[k].arguments).front() != '{')
+            return invalid_argument(at + "." + indexed("tool_calls", k) + ".arguments must be a JSON object: it is sent as tool_use input");
+    return {};
+}
+
+/* The options this API has no counterpart for (seed, penalties, schema-less JSON mode) and its
+   narrower temperature range. */
+inline Error check_anthropic_options(const std::vector<Message>& messages, const ChatOptions& options) {
+    if (options.seed) return invalid_argument("seed: the Anthropic Messages API has no seed");
+    if (options.presence_penalty) return invalid_argument("presence_penalty: the Anthropic Messages API has none");
+    if (options.frequency_penalty) return invalid_argument("frequency_penalty: the Anthropic Messages API has none");
+    if (options.temperature && *options.temperature > 1.0)
+        return invalid_argument("temperature must be between 0 and 1 for the Anthropic Messages API");
+    if (options.response_format.type == ResponseFormat::Type::json_object)
+        return invalid_argument("response_format: the Anthropic Messages API has no schema-less JSON mode; give a json_schema");
+    for (std::size_t i = 0; i < messages.size(); ++i)
+        if (Error e = check_anthropic_message(messages[i], i, options.send_reasoning)) return e;
+    return {};
+}
+
+inline void write_anthropic_image(std::string& out, const ContentPart& part) {
+    std::string_view media_type = part.mime_type, data;
+    const bool inline_data = !part.bytes && split_data_url(part.text, media_type, data);
+    if (!part.bytes && !inline_data) {
+        out += "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":";
+        json_write_string(out, part.text);
+        out += "}}";
+        return;
+    }
+    out += "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":";
+    json_write_string(out, media_type);
+    out += ",\"data\":";
+    if (part.bytes) {
+        out += '"';
+        base64_append(out, *part.bytes);
+        out += '"';
+    } else {
+        json_write_string(out, data);
+    }
+    out += "}}";
+}
+
+/* Content blocks: text and images, then the calls an assistant message makes (tool_use, its input
+   the arguments' JSON object spliced). */
+inline void write_anthropic_blocks(std::string& out, const Message& m) {
+    out += '[';
+    bool first = true;
+    auto open = [&]() { if (!first) out += ','; first = false; };
+    if (m.parts.empty() && !m.content.empty()) {
+        open();
+        out += "{\"type\":\"text\",\"text\":";
+        json_write_string(out, m.content);
+        out += '}';
+    }
+    for (const ContentPart& part : m.parts) {
+        open();
+        if (part.kind == ContentPart::Kind::image) {
+            write_anthropic_image(out, part);
+            continue;
+        }
+        out += "{\"type\":\"text\",\"text\":";
+        json_write_string(out, part.text);
+        out += '}';
+    }
+    for (const ToolCall& call : m.tool_calls) {
+        open();
+        out += "{\"type\":\"tool_use\",\"id\":";
+        json_write_string(out, call.id);
+        out += ",\"name\":";
+        json_write_string(out, call.name);
+        out += ",\"input\":";
+        const std::string_view input = trim_ascii_space(call.arguments);
+        out.append(input.data(), input.size());
+        out += '}';
+    }
+    out += ']';
+}
+
+/* A message's content: plain text when it is only text, else blocks. */
+inline void write_anthropic_content(std::string& out, const Message& m) {
+    if (m.parts.empty() && m.tool_calls.empty()) json_write_string(out, m.content);
+    else write_anthropic_blocks(out, m);
+}
+
+inline void splice_members(std::string& out, const ExtraMembers& extra) {
+    if (extra.text.empty()) return;
+    out += ',';
+    out.append(extra.text.data(), extra.text.size());
+}
+
+/* A tool message as a tool_result block (its extra_json members, such as "is_error", go into it). */
+inline void write_anthropic_tool_result(std::string& out, const Message& m) {
+    ExtraMembers extra;
+    if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};
+    out += "{\"type\":\"tool_result\",\"tool_use_id\":";
+    json_write_string(out, m.tool_call_id);
+    if (open_member(out, extra, "content")) write_anthropic_content(out, m);
+    splice_members(out, extra);
+    out += '}';
+}
+
+inline void write_anthropic_message(std::string& out, const Message& m) {
+    ExtraMembers extra;
+    if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};
+    out += m.role == Role::assistant ? "{\"role\":\"assistant\"" : "{\"role\":\"user\"";
+    if (open_member(out, extra, "content")) write_anthropic_content(out, m);
+    splice_members(out, extra);
+    out += '}';
+}
+
+/* The conversation without its system messages; tool results in a row make one user message, as
+   the API wants all the results of one turn together. */
+inline void write_anthropic_messages(std::string& out, const std::vector<Message>& messages) {
+    out += '[';
+    bool first = true, in_results = false;
+    for (const Message& m : messages) {
+        if (m.role == Role::system || m.role == Role::developer) continue;
+        const bool result = m.role == Role::tool;
+        if (in_results && !result) out += "]}";
+        if (!(in_results && result)) {
+            if (!first) out += ',';
+            first = false;
+        }
+        if (result) {
+            out += in_results ? "," : "{\"role\":\"user\",\"content\":[";
+            write_anthropic_tool_result(out, m);
+        } else {
+            write_anthropic_message(out, m);
+        }
+        in_results = result;
+    }
+    if (in_results) out += "]}";
+    out += ']';
+}
+
+/* The top-level system text: every system and developer message, joined by blank lines. */
+inline void write_anthropic_system(std::string& out, const std::vector<Message>& messages, const ExtraMembers& extra) {
+    std::string system;
+    for (const Message& m : messages) {
+        if (m.role != Role::system && m.role != Role::developer) continue;
+        if (!system.empty()) system += "\n\n";
+        system += stub_message_text(m);
+    }
+    write_string_member(out, extra, "system", system);
+}
+
+inline void write_anthropic_tools(std::string& out, const std::vector<Tool>& tools) {
+    out += '[';
+    for (std::size_t i = 0; i < tools.size(); ++i) {
+        out += i ? ",{" : "{";
+        // input_schema is required: a tool without parameters takes an empty object.
+        write_function_members(out, tools[i], "input_schema", "{\"type\":\"object\",\"properties\":{}}");
+        out += '}';
+    }
+    out += ']';
+}
+
+/* tool_choice {type: auto | any | tool | none}; parallel_tool_calls is its disable_parallel_tool_use
+   (which "none" does not take). */
+inline void write_anthropic_tool_choice(std::string& out, const ChatOptions& options) {
+    const ToolChoice& choice = options.tool_choice;
+    switch (choice.mode) {
+    case ToolChoice::Mode::server_default:
+    case ToolChoice::Mode::automatic: out += "{\"type\":\"auto\""; break;
+    case ToolChoice::Mode::none: out += "{\"type\":\"none\"}"; return;
+    case ToolChoice::Mode::required: out += "{\"type\":\"any\""; break;
+    case ToolChoice::Mode::function:
+        out += "{\"type\":\"tool\",\"name\":";
+        json_write_string(out, choice.name);
+        break;
+    }
+    if (options.parallel_tool_calls) out += *options.parallel_tool_calls ? ",\"disable_parallel_tool_use\":false" : ",\"disable_parallel_tool_use\":true";
+    out += '}';
+}
+
+inline void write_anthropic_tool_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+    if (options.tools.empty()) return;
+    if (open_member(out, extra, "tools")) write_anthropic_tools(out, options.tools);
+    const bool choose = options.tool_choice.mode != ToolChoice::Mode::server_default || options.parallel_tool_calls;
+    if (choose && open_member(out, extra, "tool_choice")) write_anthropic_tool_choice(out, options);
+}
+
+/* temperature, top_p, stop_sequences, the end user's id (metadata.user_id), a JSON Schema for the
+   reply (output_config.format). */
+inline void write_anthropic_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+    write_number_member(out, extra, "temperature", options.temperature);
+    write_number_member(out, extra, "top_p", options.top_p);
+    write_string_array_member(out, extra, "stop_sequences", options.stop);
+    if (!options.user.empty() && open_member(out, extra, "metadata")) {
+        out += "{\"user_id\":";
+        json_write_string(out, options.user);
+        out += '}';
+    }
+    write_anthropic_tool_options(out, options, extra);
+    if (options.response_format.type == ResponseFormat::Type::json_schema && open_member(out, extra, "output_config")) {
+        const std::string_view schema = trim_ascii_space(options.response_format.schema);
+        out += "{\"format\":{\"type\":\"json_schema\",\"schema\":";
+        out.append(schema.data(), schema.size());
+        out += "}}";
+    }
+}
+
+/* The body after check_chat_options(): the system prompt at the top, the rest as messages, streamed.
+   include_usage needs nothing: this API always reports usage. */
+inline Error write_anthropic_body(const std::vector<Message>& messages, const ChatOptions& options,
+                                  const std::string& model, const ExtraMembers& extra, std::string& body) {
+    if (Error e = check_anthropic_options(messages, options)) return e;
+    begin_body(body, body_size_estimate(messages, options), model, extra);
+    body += "\"messages\":";
+    write_anthropic_messages(body, messages);
+    body += ",\"stream\":true";
+    if (open_member(body, extra, "max_tokens"))
+        body += std::to_string(options.max_tokens ? *options.max_tokens : anthropic_default_max_tokens);
+    write_anthropic_system(body, messages, extra);
+    write_anthropic_options(body, options, extra);
+    splice_members(body, extra);
+    body += '}';
+    return {};
+}
+
+/* The members of one streamed event that the reader uses (the data's "type" names the event). */
+/* A content block: content_block_start's, or one of a whole (not streamed) reply's "content". */
+struct AnthropicBlock {
+    JsonSpan type, id, name, text;  // text: a text block's "text" or a thinking block's "thinking"
+    std::string_view input;         // a tool_use block's input, as the JSON text sent
+};
+
+struct AnthropicFields {
+    JsonSpan type;                                   // message_start, content_block_delta, ...
+    std::int64_t index = -1;                         // the content block's index
+    AnthropicBlock block;                            // content_block_start's content_block
+    JsonSpan delta_type, delta_text;                 // a delta: its text, thinking or partial_json
+    JsonSpan stop_reason;                            // message_delta's delta, or a whole reply's
+    std::int64_t input_tokens = -1, cache_creation = -1, cache_read = -1, output_tokens = -1;
+    JsonSpan error_type, error_message;
+};
+
+/* Reads a string (a value of another type is read and left out). */
+inline bool anthropic_string(JsonCursor& c, int depth, JsonSpan& out) {
+    if (c.at('"')) return c.string(out);
+    return c.skip_value(depth);
+}
+
+/* Reads a whole number (a value of another type is read and left out). */
+inline bool anthropic_count(JsonCursor& c, int depth, std::int64_t& out) {
+    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
+    std::int64_t v = 0;
+    bool is_int = false;
+    if (!c.number(&v, &is_int)) return false;
+    if (is_int) out = v;
+    return true;
+}
+
+/* The Messages API's SSE events: message_start (input tokens), content blocks (text, thinking,
+   tool_use with streamed input_json_delta), message_delta (stop reason, cumulative output tokens),
+   message_stop (the end), ping, error. Text deltas are whole code points (the API writes UTF-8
+   strings per delta), so no surrogate pair is split between two events; a lone half is dropped. */
+class AnthropicReader final : public WireReader {
+public:
+    // A message makes two events at most (message_delta: finish and usage): room for them from the
+    // start, so that no later message allocates.
+    AnthropicReader() { events_.reserve(2); }
+    Result read(std::string_view event_name, std::string_view data) override;
+    const std::vector<Event>& events() const noexcept override { return events_; }
+    Error error() const override;
+
+private:
+    // More tool calls in one turn than any real one has: beyond it a call's fragments are refused,
+    // so the block table stays bounded.
+    static constexpr std::size_t max_tool_calls = 1024;
+
+    bool parse(JsonCursor& c, AnthropicFields& f);
+    bool parse_block(JsonCursor& c, int depth, AnthropicBlock& b);
+    bool parse_delta(JsonCursor& c, int depth, AnthropicFields& f);
+    bool parse_usage(JsonCursor& c, int depth, AnthropicFields& f);
+    bool parse_error(JsonCursor& c, int depth, AnthropicFields& f);
+    Result dispatch(const AnthropicFields& f, std::string_view type);
+    std::string_view decode(const JsonSpan& s);
+    void add_text(EventType type, const JsonSpan& text);
+    Result add_block(const AnthropicBlock& b, std::int64_t index, bool whole);
+    Result read_whole_reply(const AnthropicFields& f);
+    void add_delta(const AnthropicFields& f);
+    void add_finish(const AnthropicFields& f);
+    void note_error(std::string_view message, std::string_view type);
+
+    std::vector<AnthropicBlock> blocks_;     // a whole reply's content
+    std::vector<std::int64_t> tool_blocks_;  // each tool call's content block index, in call order
+    std::int64_t prompt_tokens_ = 0;         // from message_start
+    ByteBuffer arena_;
+    std::vector<Event> events_;
+    const char* why_ = "";
+    std::size_t error_offset_ = 0;
+    std::string error_message_;  // only for error events
+};
+
+inline bool AnthropicReader::parse_usage(JsonCursor& c, int depth, AnthropicFields& f) {
+    if (!c.at('{')) return c.skip_value(depth);
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "input_tokens")) return anthropic_count(c, d, f.input_tokens);
+        if (json_key_is(key, "cache_creation_input_tokens")) return anthropic_count(c, d, f.cache_creation);
+        if (json_key_is(key, "cache_read_input_tokens")) return anthropic_count(c, d, f.cache_read);
+        if (json_key_is(key, "output_tokens")) return anthropic_count(c, d, f.output_tokens);
+        return c.skip_value(d);
+    });
+}
+
+inline bool AnthropicReader::parse_error(JsonCursor& c, int depth, AnthropicFields& f) {
+    if (!c.at('{')) return c.skip_value(depth);
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return anthropic_string(c, d, f.error_type);
+        if (json_key_is(key, "message")) return anthropic_string(c, d, f.error_message);
+        return c.skip_value(d);
+    });
+}
+
+inline bool AnthropicReader::parse_block(JsonCursor& c, int depth, AnthropicBlock& b) {
+    if (!c.at('{')) return c.skip_value(depth);
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return anthropic_string(c, d, b.type);
+        if (json_key_is(key, "text") || json_key_is(key, "thinking")) return anthropic_string(c, d, b.text);
+        if (json_key_is(key, "id")) return anthropic_string(c, d, b.id);
+        if (json_key_is(key, "name")) return anthropic_string(c, d, b.name);
+        const char* const begin = c.p;
+        if (!c.skip_value(d)) return false;
+        if (json_key_is(key, "input")) b.input = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
+        return true;
+    });
+}
+
+/* A content_block_delta's delta (the one text it carries is its "text", "thinking" or "partial_json";
+   its type says which event it makes), or message_delta's (the stop reason). */
+inline bool AnthropicReader::parse_delta(JsonCursor& c, int depth, AnthropicFields& f) {
+    if (!c.at('{')) return c.skip_value(depth);
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return anthropic_string(c, d, f.delta_type);
+        if (json_key_is(key, "text") || json_key_is(key, "thinking") || json_key_is(key, "partial_json"))
+            return anthropic_string(c, d, f.delta_text);
+        if (json_key_is(key, "stop_reason")) return anthropic_string(c, d, f.stop_reason);
+        return c.skip_value(d);
+    });
+}
+
+inline bool AnthropicReader::parse(JsonCursor& c, AnthropicFields& f) {
+    c.skip_ws();
+    if (!c.at('{')) return c.fail("an event's JSON must be an object");
+    const bool ok = c.object(1, [&](const JsonSpan& key, int d) {
+        if (json_key_is(key, "type")) return anthropic_string(c, d, f.type);
+        if (json_key_is(key, "index")) return anthropic_count(c, d, f.index);
+        if (json_key_is(key, "content_block")) return parse_block(c, d, f.block);
+        if (json_key_is(key, "delta")) return parse_delta(c, d, f);
+        if (json_key_is(key, "stop_reason")) return anthropic_string(c, d, f.stop_reason);  // a whole reply's
+        if (json_key_is(key, "content") && c.at('['))  // a whole reply's blocks
+            return c.array(d + 1, [&](int dd) {
+                blocks_.emplace_back();
+                return parse_block(c, dd, blocks_.back());
+            });
+        if (json_key_is(key, "usage")) return parse_usage(c, d, f);
+        if (json_key_is(key, "error")) return parse_error(c, d, f);
+        if (json_key_is(key, "message") && c.at('{'))  // message_start: only its usage matters
+            return c.object(d + 1, [&](const JsonSpan& k, int dd) {
+                return json_key_is(k, "usage") ? parse_usage(c, dd, f) : c.skip_value(dd);
+            });
+        return c.skip_value(d);
+    });
+    if (!ok) return false;
+    c.skip_ws();
+    return c.p == c.end || c.fail("unexpected text after the object");
+}
+
+/* A string as text (room for every span of the message was reserved in read(), so views stay valid). */
+inline std::string_view AnthropicReader::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
+
+inline void AnthropicReader::add_text(EventType type, const JsonSpan& text) {
+    if (text.size() == 0) return;
+    Event e;
+    e.type = type;
+    e.text = decode(text);
+    if (!e.text.empty()) events_.push_back(e);
+}
+
+/* A block opens: text or thinking may come with some text; a tool_use block opens a tool call,
+   numbered by its place among this turn's calls (not by its block index), with its whole input when
+   the reply is not streamed (streamed, its input comes in input_json_delta fragments). */
+inline WireReader::Result AnthropicReader::add_block(const AnthropicBlock& b, std::int64_t index, bool whole) {
+    const std::string_view type(b.type.begin, b.type.size());
+    if (type == "text") add_text(EventType::content, b.text);
+    if (type == "thinking") add_text(EventType::reasoning, b.text);
+    if (type != "tool_use") return Result::ok;
+    if (tool_blocks_.size() >= max_tool_calls) {
+        why_ = "more tool calls in one reply than the reader keeps (1024)";
+        return Result::invalid;
+    }
+    Event e;
+    e.type = EventType::tool_call;
+    e.tool_call.index = static_cast<int>(tool_blocks_.size());
+    if (b.id.present()) e.tool_call.id = decode(b.id);
+    if (b.name.present()) e.tool_call.name = decode(b.name);
+    if (whole) e.tool_call.arguments = b.input;
+    tool_blocks_.push_back(index);
+    events_.push_back(e);
+    return Result::ok;
+}
+
+/* text_delta, thinking_delta, or input_json_delta of an open tool_use block; other deltas
+   (signature_delta, citations_delta, future ones) carry nothing for the events, nor does the input
+   of a server tool's block (server_tool_use: the server runs it, the caller has nothing to do). */
+inline void AnthropicReader::add_delta(const AnthropicFields& f) {
+    const std::string_view type(f.delta_type.begin, f.delta_type.size());
+    if (type == "text_delta") add_text(EventType::content, f.delta_text);
+    if (type == "thinking_delta") add_text(EventType::reasoning, f.delta_text);
+    if (type != "input_json_delta" || f.delta_text.size() == 0) return;
+    const auto block = std::find(tool_blocks_.begin(), tool_blocks_.end(), f.index);
+    if (block == tool_blocks_.end()) return;
+    Event e;
+    e.type = EventType::tool_call;
+    e.tool_call.index = static_cast<int>(block - tool_blocks_.begin());
+    e.tool_call.arguments = decode(f.delta_text);
+    events_.push_back(e);
+}
+
+/* message_delta: the stop reason in the common vocabulary, then the usage so far (output tokens
+   are cumulative: the last count is the total, never a sum). */
+inline void AnthropicReader::add_finish(const AnthropicFields& f) {
+    if (f.stop_reason.present()) {
+        Event e;
+        e.type = EventType::finish;
+        e.raw_reason = decode(f.stop_reason);
+        const std::string_view raw = e.raw_reason;
+        const bool normal = raw == "end_turn" || raw == "stop_sequence";
+        if (normal) e.text = tool_blocks_.empty() ? "stop" : "tool_calls";
+        else if (raw == "max_tokens") e.text = "length";
+        else if (raw == "tool_use") e.text = "tool_calls";
+        else if (raw == "refusal") e.text = "content_filter";
+        else e.text = raw;
+        events_.push_back(e);
+    }
+    if (f.output_tokens < 0) return;
+    if (f.input_tokens >= 0) prompt_tokens_ = f.input_tokens + std::max<std::int64_t>(f.cache_creation, 0) +
+                                              std::max<std::int64_t>(f.cache_read, 0);
+    Event e;
+    e.type = EventType::usage;
+    e.usage.prompt_tokens = prompt_tokens_;
+    e.usage.completion_tokens = f.output_tokens;
+    e.usage.total_tokens = prompt_tokens_ + f.output_tokens;
+    events_.push_back(e);
+}
+
+/* The server's error as one line: its message (never empty, so error() knows it), then its type. */
+inline void AnthropicReader::note_error(std::string_view message, std::string_view type) {
+    error_message_.assign(message.empty() ? std::string_view("the server reported an error") : message);
+    if (!type.empty()) error_message_.append(" (type: ").append(type).append(")");
+}
+
+inline WireReader::Result AnthropicReader::dispatch(const AnthropicFields& f, std::string_view type) {
+    if (type == "message_start") {
+        tool_blocks_.clear();
+        // Cache reads and writes are prompt tokens too (OpenAI's prompt_tokens counts cached ones);
+        // input_tokens alone leaves them out.
+        prompt_tokens_ = std::max<std::int64_t>(f.input_tokens, 0) + std::max<std::int64_t>(f.cache_creation, 0) +
+                         std::max<std::int64_t>(f.cache_read, 0);
+        return Result::ok;
+    }
+    if (type == "content_block_start") return add_block(f.block, f.index, false);
+    if (type == "message") return read_whole_reply(f);
+    if (type == "content_block_delta") {
+        add_delta(f);
+        return Result::ok;
+    }
+    if (type == "message_delta") {
+        add_finish(f);
+        return Result::ok;
+    }
+    if (type == "message_stop") return Result::end;
+    if (type == "error") {
+        note_error(decode(f.error_message), decode(f.error_type));
+        return Result::error_event;
+    }
+    return Result::ok;  // ping, content_block_stop, and event types added later
+}
+
+/* A reply sent whole (a server that ignored "stream"): its blocks, then the finish and usage. */
+inline WireReader::Result AnthropicReader::read_whole_reply(const AnthropicFields& f) {
+    tool_blocks_.clear();
+    prompt_tokens_ = 0;
+    for (std::size_t i = 0; i < blocks_.size(); ++i)
+        if (add_block(blocks_[i], static_cast<std::int64_t>(i), true) == Result::invalid) return Result::invalid;
+    add_finish(f);
+    return Result::end;
+}
+
+inline WireReader::Result AnthropicReader::read(std::string_view event_name, std::string_view data) {
+    events_.clear();
+    blocks_.clear();
+    why_ = "";
+    error_offset_ = 0;
+    error_message_.clear();
+    AnthropicFields f;
+    JsonCursor c(data.data(), data.data() + data.size());
+    if (!parse(c, f)) {
+        if (event_name == "error") {  // "event: error" with a plain-text message
+            note_error(excerpt(trim_ascii_space(data), 200), {});
+            return Result::error_event;
+        }
+        why_ = c.why;
+        error_offset_ = static_cast<std::size_t>(c.p - c.start);
+        return Result::invalid;
+    }
+    // Decoding never lengthens a string: one reservation for every span keeps the views stable.
+    arena_.clear();
+    auto block_room = [](const AnthropicBlock& b) { return b.id.size() + b.name.size() + b.text.size(); };
+    std::size_t room = f.type.size() + block_room(f.block) + f.delta_text.size() + f.stop_reason.size() +
+                       f.error_type.size() + f.error_message.size();
+    for (const AnthropicBlock& b : blocks_) room += block_room(b);
+    if (!arena_.reserve(room)) return Result::out_of_memory;
+    // The data's type decides; the event name stands in when the data has none.
+    const std::string_view type = f.type.present() ? decode(f.type) : event_name;
+    return dispatch(f, type);
+}
+
+inline Error AnthropicReader::error() const {
+    if (!error_message_.empty()) return make_error(ErrorCode::server_error, "server error: " + error_message_);
+    return make_error(ErrorCode::protocol, std::string(why_) + " at byte " + std::to_string(error_offset_));
+}
+
+inline std::unique_ptr<WireReader> make_anthropic_reader() { return std::make_unique<AnthropicReader>(); }
+
+/* The stub in this API's events: message_start with the input tokens, one content block (text, or a
+   tool_use whose input streams in pieces), message_delta with the stop reason and output tokens,
+   message_stop. */
 inline StubResponse stub_anthropic(const StubReply& reply, const std::string& model) {
-    return stub_openai(reply, model);  // unreachable until write_anthropic_body() sends requests (issue 10 in progress)
+    StubBody body("text/event-stream");
+    std::string json = "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_stub\",\"type\":\"message\","
+                       "\"role\":\"assistant\",\"model\":";
+    json_write_string(json, model);
+    json += ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":" +
+            std::to_string(reply.prompt_tokens) + ",\"output_tokens\":0}}}";
+    body.sse("message_start", json);
+    if (reply.tool) {
+        json = "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\","
+               "\"id\":\"toolu_stub_1\",\"name\":";
+        json_write_string(json, reply.tool->name);
+        body.sse("content_block_start", json + ",\"input\":{}}}");
+    } else {
+        body.sse("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+                                        "{\"type\":\"text\",\"text\":\"\"}}");
+    }
+    stub_pieces(reply.tool ? reply.arguments : reply.text, [&](std::string_view piece) {
+        json = reply.tool ? "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"
+                          : "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":";
+        json_write_string(json, piece);
+        body.sse("content_block_delta", json + "}}");
+    });
+    body.sse("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}");
+    json = reply.tool ? "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\""
+                      : "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"";
+    body.sse("message_delta", json + ",\"stop_sequence\":null},\"usage\":{\"output_tokens\":" +
+                                  std::to_string(reply.completion_tokens) + "}}");
+    body.sse("message_stop", "{\"type\":\"message_stop\"}");
+    return body.finish();
 }
 
 /* ------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 // writes OUT_DIR/{sse,split_differential}/ (the bodies), OUT_DIR/json/ (each `data:` line's
 // payload), OUT_DIR/http/ and OUT_DIR/pipeline/ (the bodies inside HTTP responses: chunked at
 // several sizes, Content-Length, close-delimited, after a 100 Continue; pipeline also gets the
-// bare bodies). File names are content hashes, so duplicates collapse.
+// bare bodies), OUT_DIR/anthropic/ (each anthropic-*.sse as "NAME\tDATA" lines). File names are
+// content hashes, so duplicates collapse.
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -53,6 +54,21 @@ std::vector<std::string> http_wrappings(std::string_view body) {
     return out;
 }
 
+/* An Anthropic stream as the anthropic target reads it: one "NAME\tDATA" line per SSE event. */
+std::string anthropic_seed(std::string_view body) {
+    std::string out, name;
+    while (!body.empty()) {
+        const std::size_t eol = body.find('\n');
+        const std::string_view line = body.substr(0, eol);
+        body.remove_prefix(eol == std::string_view::npos ? body.size() : eol + 1);
+        if (line.substr(0, 7) == "event: ") name = std::string(line.substr(7));
+        if (line.substr(0, 6) != "data: ") continue;
+        out += name + '\t' + std::string(line.substr(6)) + '\n';
+        name.clear();
+    }
+    return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -94,6 +110,7 @@ int main(int argc, char** argv) {
             if (line.empty() || line == "[DONE]") continue;
             put("json", std::string(line));
         }
+        if (std::string_view(argv[i]).find("anthropic-") != std::string_view::npos) put("anthropic", anthropic_seed(body));
     }
     std::printf("seeds: %d written%s\n", written, failed ? " (some could not be written)" : "");
     return failed ? 1 : 0;

@@ -2,7 +2,7 @@
 # Builds and runs the libFuzzer targets in fuzz/:   bash scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 #   SECONDS   fuzzing time per target (default 20)
-#   TARGET    http, sse, json, pipeline, split_differential, messages, ollama, responses, gemini (default: all of them)
+#   TARGET    http, sse, json, pipeline, split_differential, messages, ollama, responses, gemini, anthropic (default: all of them)
 #
 # Needs clang++ with libFuzzer and the sanitizer runtimes (Debian: clang, libclang-rt-dev).
 # Everything goes to build-fuzz/ (LLM_STREAM_FUZZ_DIR overrides it): binaries, seeds made from
@@ -23,7 +23,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${1:-20}"
 shift || true
-all_targets=(http sse json pipeline split_differential messages ollama responses gemini)
+all_targets=(http sse json pipeline split_differential messages ollama responses gemini anthropic)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
 work="${LLM_STREAM_FUZZ_DIR:-$root/build-fuzz}"
@@ -80,7 +80,7 @@ if ! "${CXX:-clang++}" -std=c++17 -O1 fuzz/make_seeds.cpp -o "$work/make_seeds" 
     exit 1
 fi
 rm -rf "$work/seeds"
-mkdir -p "$work"/seeds/{http,sse,json,pipeline,split_differential,messages,ollama,gemini}
+mkdir -p "$work"/seeds/{http,sse,json,pipeline,split_differential,messages,ollama,gemini,anthropic}
 "$work/make_seeds" "$work/seeds" tests/data/streams/*.sse || exit 1
 cp fuzz/seeds/messages/* "$work/seeds/messages/"
 cp tests/data/streams/ollama-*.ndjson "$work/seeds/ollama/"

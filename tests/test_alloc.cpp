@@ -175,6 +175,30 @@ std::string make_gemini_body(int events) {
     return body;
 }
 
+// An Anthropic stream: message_start, a thinking block, a text block with escapes and Chinese, three
+// tool_use blocks opened early whose input then streams in turn, pings, message_delta, message_stop.
+std::string make_anthropic_body(int events) {
+    auto event = [](const char* name, const std::string& data) {
+        return std::string("event: ") + name + "\ndata: " + data + "\n\n";
+    };
+    std::string body = event("message_start", R"({"type":"message_start","message":{"usage":{"input_tokens":9,"output_tokens":1}}})");
+    for (int block = 2; block < 5; ++block)
+        body += event("content_block_start", R"({"type":"content_block_start","index":)" + std::to_string(block) +
+                                                 R"(,"content_block":{"type":"tool_use","id":"toolu_)" +
+                                                 std::to_string(block) + R"(","name":"f","input":{}}})");
+    for (int i = 0; i < events; ++i) {
+        const std::string n = std::to_string(i);
+        switch (i % 4) {
+        case 0: body += event("content_block_delta", R"({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"think )" + n + R"("}})"); break;
+        case 1: body += event("content_block_delta", R"({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"运动鞋 \"a\"\n\u4f60 )" + n + R"("}})"); break;
+        case 2: body += event("content_block_delta", R"({"type":"content_block_delta","index":)" + std::to_string(2 + i % 3) + R"(,"delta":{"type":"input_json_delta","partial_json":"[\")" + n + R"(\","}})"); break;
+        default: body += event("ping", R"({"type":"ping"})") + event("message_delta", R"({"type":"message_delta","delta":{"stop_reason":null},"usage":{"output_tokens":)" + n + "}}");
+        }
+    }
+    body += event("message_delta", R"({"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":5}})");
+    return body + event("message_stop", R"({"type":"message_stop"})");
+}
+
 }  // namespace
 
 TEST_CASE("ollama: no heap allocation per event once buffers are warm") {
@@ -188,6 +212,19 @@ TEST_CASE("ollama: no heap allocation per event once buffers are warm") {
             const Outcome o = decode(response, cuts, 200, llm_stream::Api::ollama);
             CHECK(o.ok);
             CHECK(o.events == 4002);  // a line each, then finish and usage
+            CHECK(o.steady_allocations == 0);
+        }
+    }
+}
+
+TEST_CASE("the Anthropic reader allocates nothing per event once buffers are warm") {
+    const std::string body = make_anthropic_body(4000);
+    for (const std::string& response : {chunked_sse_response(body, 97), close_delimited(body)}) {
+        const std::vector<std::size_t> cut_sets[] = {{}, random_cuts(response.size(), 6)};
+        for (const auto& cuts : cut_sets) {
+            const Outcome o = decode(response, cuts, 200, llm_stream::Api::anthropic);
+            CHECK(o.ok);
+            CHECK(o.events > 4000);  // 3000 deltas, 1000 usage events, the calls opened, the finish
             CHECK(o.steady_allocations == 0);
         }
     }
