@@ -3151,6 +3151,28 @@ inline void json_write_number(std::string& out, double value) {
     out.append(buffer, static_cast<std::size_t>(r.ptr - buffer));
 }
 
+/* Copies validated JSON without the whitespace between tokens, string contents untouched but for
+   invalid UTF-8, which is dropped (as decoding does); returns the length, never more than the input's. */
+inline std::size_t json_compact(const char* p, const char* end, char* out) noexcept {
+    std::size_t n = 0;
+    bool in_string = false;
+    while (p < end) {
+        const char c = *p;
+        if (!in_string && (c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
+            ++p;
+            continue;
+        }
+        std::size_t length = utf8_sequence_length(reinterpret_cast<const unsigned char*>(p),
+                                                  reinterpret_cast<const unsigned char*>(end));
+        if (in_string && c == '\\') length = 2;  // an escape, of a quote among others
+        else if (c == '"') in_string = !in_string;
+        std::memcpy(out + n, p, length);
+        n += length;
+        p += length ? length : 1;
+    }
+    return n;
+}
+
 /* ------------------------------------------------------------------------------------------------
    Decoder: HTTP response reader → body framing (SSE events, NDJSON lines, or one whole JSON reply) →
    wire format (one message in, typed events out) → a queue handed out one event per call
@@ -6141,28 +6163,6 @@ inline std::string_view gemini_finish_reason(std::string_view raw, bool made_cal
     return raw;
 }
 
-/* Copies validated JSON without the whitespace between tokens, string contents untouched but for
-   invalid UTF-8, which is dropped (as decoding does); returns the length, never more than the input's. */
-inline std::size_t json_compact(const char* p, const char* end, char* out) noexcept {
-    std::size_t n = 0;
-    bool in_string = false;
-    while (p < end) {
-        const char c = *p;
-        if (!in_string && (c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
-            ++p;
-            continue;
-        }
-        std::size_t length = utf8_sequence_length(reinterpret_cast<const unsigned char*>(p),
-                                                  reinterpret_cast<const unsigned char*>(end));
-        if (in_string && c == '\\') length = 2;  // an escape, of a quote among others
-        else if (c == '"') in_string = !in_string;
-        std::memcpy(out + n, p, length);
-        n += length;
-        p += length ? length : 1;
-    }
-    return n;
-}
-
 /* Gemini's streamGenerateContent: each message a whole GenerateContentResponse (or, read whole
    without ?alt=sse, a JSON array of them). Text and thought parts come as they are made; a
    functionCall part is a whole call. Gemini writes text as raw UTF-8 cut between tokens, so no
@@ -6651,21 +6651,6 @@ inline Error write_ollama_body(const std::vector<Message>& messages, const ChatO
     return {};
 }
 
-/* An object's JSON text without the whitespace outside its strings: keys in their order, string
-   contents and escapes as sent. `json` is valid JSON, so a backslash always has its next byte. */
-inline std::size_t json_compact(std::string_view json, char* out) noexcept {
-    std::size_t n = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < json.size(); ++i) {
-        const char c = json[i];
-        if (!in_string && (c == ' ' || c == '\t' || c == '\n' || c == '\r')) continue;
-        out[n++] = c;
-        if (c == '"') in_string = !in_string;
-        else if (c == '\\' && in_string) out[n++] = json[++i];
-    }
-    return n;
-}
-
 /* Ollama's /api/chat lines: message.content, message.thinking and whole tool calls; the done line
    has done_reason and the counts; an {"error": "..."} line is the server's error. Go's encoder
    writes text as raw UTF-8 (never a surrogate escape), so no pair can be split between lines. */
@@ -6798,7 +6783,8 @@ inline void OllamaReader::add_call(const Call& call) {
     e.tool_call.name = decode(call.name);
     if (!call.arguments_object.empty()) {
         char* out = arena_.data() + arena_.size();
-        const std::size_t n = json_compact(call.arguments_object, out);
+        const std::size_t n = json_compact(call.arguments_object.data(),
+                                              call.arguments_object.data() + call.arguments_object.size(), out);
         arena_.resize_up_reserved(n);
         e.tool_call.arguments = std::string_view(out, n);
     } else {
