@@ -3842,6 +3842,25 @@ inline void write_chat_body(const std::vector<Message>& messages, const ChatOpti
     body += '}';
 }
 
+/* A message's text: its content, or its text parts one after the other. */
+inline std::string message_text(const Message& m) {
+    if (m.parts.empty()) return m.content;
+    std::string text;
+    for (const ContentPart& part : m.parts)
+        if (part.kind == ContentPart::Kind::text) text += part.text;
+    return text;
+}
+
+/* The name of the tool that the tool result messages[index] answers: that of the nearest earlier call
+   with its tool_call_id (ids are unique only within a turn); empty when no earlier message made it. */
+inline std::string_view called_tool_name(const std::vector<Message>& messages, std::size_t index) {
+    const std::string& id = messages[index].tool_call_id;
+    for (std::size_t i = index; i-- > 0;)
+        for (const ToolCall& call : messages[i].tool_calls)
+            if (call.id == id) return call.name;
+    return {};
+}
+
 /* Each other API's body, in that API's section (after the stub's): the same conversation and options
    in that API's shape; invalid_argument naming an option the API cannot carry. */
 inline Error write_responses_body(const std::vector<Message>& messages, const ChatOptions& options,
@@ -4509,18 +4528,9 @@ std::size_t stub_pieces(std::string_view text, OnPiece on_piece) {
     return pieces;
 }
 
-/* A message's text: its content, or its text parts one after the other. */
-inline std::string stub_message_text(const Message& m) {
-    if (m.parts.empty()) return m.content;
-    std::string text;
-    for (const ContentPart& part : m.parts)
-        if (part.kind == ContentPart::Kind::text) text += part.text;
-    return text;
-}
-
 inline std::string stub_last_user_text(const std::vector<Message>& messages) {
     for (auto m = messages.rbegin(); m != messages.rend(); ++m)
-        if (m->role == Role::user) return stub_message_text(*m);
+        if (m->role == Role::user) return message_text(*m);
     return {};
 }
 
@@ -4540,14 +4550,6 @@ inline std::string stub_greeting(std::string_view prompt) {
     return reply;
 }
 
-/* The name of the tool that the call `id`, asked for by an earlier assistant message, went to. */
-inline std::string_view stub_tool_name(const std::vector<Message>& messages, std::string_view id) {
-    for (const Message& m : messages)
-        for (const ToolCall& call : m.tool_calls)
-            if (call.id == id) return call.name;
-    return "an unknown tool";
-}
-
 /* The answer to the tool results that end the conversation: each quoted with its tool's name. */
 inline std::string stub_results_reply(const std::vector<Message>& messages) {
     std::size_t first = messages.size();
@@ -4555,10 +4557,11 @@ inline std::string stub_results_reply(const std::vector<Message>& messages) {
     std::string reply = "Stub reply from the tool results:";
     for (std::size_t i = first; i < messages.size(); ++i) {
         reply += i == first ? " " : "; ";
-        const std::string_view tool = stub_tool_name(messages, messages[i].tool_call_id);
+        const std::string_view called = called_tool_name(messages, i);
+        const std::string_view tool = called.empty() ? "an unknown tool" : called;
         reply.append(tool.data(), tool.size());
         reply += " returned ";
-        stub_quote(reply, stub_message_text(messages[i]), 80);
+        stub_quote(reply, message_text(messages[i]), 80);
     }
     reply += ".";
     return reply;
@@ -4681,7 +4684,7 @@ struct StubReply {
 /* `messages` is not empty (build_request() has checked the conversation). */
 inline StubReply plan_stub_reply(const std::vector<Message>& messages, const ChatOptions& options) {
     StubReply reply;
-    for (const Message& m : messages) reply.prompt_tokens += utf8_count_chars(stub_message_text(m));
+    for (const Message& m : messages) reply.prompt_tokens += utf8_count_chars(message_text(m));
     reply.tool = stub_tool_to_call(messages, options);
     if (reply.tool) reply.arguments = stub_arguments(*reply.tool, stub_last_user_text(messages));
     else if (messages.back().role == Role::tool) reply.text = stub_results_reply(messages);
@@ -5481,7 +5484,7 @@ inline void write_anthropic_system(std::string& out, const std::vector<Message>&
     for (const Message& m : messages) {
         if (m.role != Role::system && m.role != Role::developer) continue;
         if (!system.empty()) system += "\n\n";
-        system += stub_message_text(m);
+        system += message_text(m);
     }
     write_string_member(out, extra, "system", system);
 }
@@ -5982,17 +5985,15 @@ inline Error write_gemini_calls(std::string& out, const Message& m, const std::s
    {"output": text}, the member Gemini documents for a function's output. */
 inline Error write_gemini_result(std::string& out, const std::vector<Message>& messages, std::size_t i) {
     const Message& m = messages[i];
-    std::string_view name = m.name;
-    for (std::size_t j = 0; j < i; ++j)
-        for (const ToolCall& call : messages[j].tool_calls)
-            if (call.id == m.tool_call_id) name = call.name;
+    const std::string_view called = called_tool_name(messages, i);
+    const std::string_view name = called.empty() ? std::string_view(m.name) : called;
     if (name.empty())
         return invalid_argument(indexed("messages", i) + ".tool_call_id \"" + excerpt(m.tool_call_id, 70) +
                                 "\" answers no earlier tool call: Gemini needs the function's name");
     out += "{\"functionResponse\":{\"name\":";
     json_write_string(out, name);
     out += ",\"response\":";
-    const std::string text = stub_message_text(m);
+    const std::string text = message_text(m);
     const std::string_view trimmed = trim_ascii_space(text);
     if (!trimmed.empty() && trimmed.front() == '{' && !check_json(trimmed)) {
         out.append(trimmed.data(), trimmed.size());
@@ -6045,7 +6046,7 @@ inline void write_gemini_system(std::string& out, const std::vector<Message>& me
     for (const Message& m : messages) {
         if (!is_system(m)) continue;
         out += first ? "{\"text\":" : ",{\"text\":";
-        json_write_string(out, stub_message_text(m));
+        json_write_string(out, message_text(m));
         out += '}';
         first = false;
     }
@@ -6546,17 +6547,6 @@ inline Error write_ollama_tool_calls(std::string& out, const std::vector<ToolCal
     return {};
 }
 
-/* A tool result names its function (Ollama's tool_name): the message's name, else the name of the
-   call it answers; empty when no earlier message made that call. */
-inline std::string_view ollama_tool_name(const std::vector<Message>& messages, std::size_t index) {
-    const Message& result = messages[index];
-    if (!result.name.empty()) return result.name;
-    for (std::size_t i = 0; i < index; ++i)
-        for (const ToolCall& call : messages[i].tool_calls)
-            if (call.id == result.tool_call_id) return call.name;
-    return {};
-}
-
 /* One message: its text parts joined into "content", its images in "images"; tool results carry
    tool_name and (for servers that match ids) tool_call_id. */
 inline Error write_ollama_message(std::string& out, const std::vector<Message>& messages, std::size_t index,
@@ -6569,14 +6559,15 @@ inline Error write_ollama_message(std::string& out, const std::vector<Message>& 
     if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};  // refused before this
     out += "{\"role\":";
     json_write_string(out, ollama_role(m.role));
-    if (open_member(out, extra, "content")) json_write_string(out, stub_message_text(m));
+    if (open_member(out, extra, "content")) json_write_string(out, message_text(m));
     if (!extra.has("images"))
         if (Error e = write_ollama_images(out, m, at)) return e;
     if (with_reasoning) write_string_member(out, extra, "thinking", m.reasoning);
     if (!m.tool_calls.empty() && open_member(out, extra, "tool_calls"))
         if (Error e = write_ollama_tool_calls(out, m.tool_calls, at)) return e;
     if (m.role == Role::tool) {
-        write_string_member(out, extra, "tool_name", ollama_tool_name(messages, index));
+        // Ollama's tool_name: the message's own name, else that of the call it answers
+        write_string_member(out, extra, "tool_name", m.name.empty() ? called_tool_name(messages, index) : m.name);
         write_string_member(out, extra, "tool_call_id", m.tool_call_id);
     }
     if (!extra.text.empty()) {
