@@ -3929,6 +3929,18 @@ inline bool image_mime_type(std::string_view type) noexcept {
     return std::all_of(subtype.begin(), subtype.end(), is_token_char);
 }
 
+/* A "data:<type>;base64,<payload>" URL split into its MIME type and payload; false for any other URL
+   (the APIs that take images as bytes take them from such a URL). */
+inline bool split_base64_data_url(std::string_view url, std::string_view& media_type, std::string_view& payload) noexcept {
+    const std::size_t comma = url.find(',');
+    if (!starts_with(url, "data:") || comma == std::string_view::npos) return false;
+    const std::string_view head = url.substr(5, comma - 5);
+    if (head.size() < 7 || head.substr(head.size() - 7) != ";base64") return false;
+    media_type = head.substr(0, head.size() - 7);
+    payload = url.substr(comma + 1);
+    return true;
+}
+
 inline Error check_image_part(const ContentPart& part, const std::string& at) {
     const bool has_url = !part.text.empty();
     const bool has_bytes = part.bytes != nullptr;
@@ -5304,23 +5316,12 @@ inline bool anthropic_image_type(std::string_view type) noexcept {
     return type == "image/jpeg" || type == "image/png" || type == "image/gif" || type == "image/webp";
 }
 
-/* A data: URL split into what a base64 image source carries; false if it is not base64 image data. */
-inline bool split_data_url(std::string_view url, std::string_view& media_type, std::string_view& data) {
-    const std::size_t comma = url.find(',');
-    if (!starts_with(url, "data:") || comma == std::string_view::npos) return false;
-    const std::string_view head = url.substr(5, comma - 5);
-    if (head.size() < 7 || head.substr(head.size() - 7) != ";base64") return false;
-    media_type = head.substr(0, head.size() - 7);
-    data = url.substr(comma + 1);
-    return true;
-}
-
 /* The API has no image detail hint, takes an image by URL or as base64 bytes of four types (a data:
    URL becomes base64 bytes), and only base64 data: URLs. */
 inline Error check_anthropic_image(const ContentPart& part, const std::string& at) {
     if (!part.detail.empty()) return invalid_argument(at + ".detail: the Anthropic Messages API has no image detail hint");
     std::string_view media_type = part.mime_type, data;
-    if (!part.bytes && starts_with(part.text, "data:") && !split_data_url(part.text, media_type, data))
+    if (!part.bytes && starts_with(part.text, "data:") && !split_base64_data_url(part.text, media_type, data))
         return invalid_argument(at + ".url: the Anthropic Messages API takes only base64 data: URLs");
     if ((part.bytes || starts_with(part.text, "data:")) && !anthropic_image_type(media_type))
         return invalid_argument(at + ": the Anthropic Messages API takes image/jpeg, image/png, image/gif or image/webp (got \"" +
@@ -5365,7 +5366,7 @@ inline Error check_anthropic_options(const std::vector<Message>& messages, const
 
 inline void write_anthropic_image(std::string& out, const ContentPart& part) {
     std::string_view media_type = part.mime_type, data;
-    const bool inline_data = !part.bytes && split_data_url(part.text, media_type, data);
+    const bool inline_data = !part.bytes && split_base64_data_url(part.text, media_type, data);
     if (!part.bytes && !inline_data) {
         out += "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":";
         json_write_string(out, part.text);
@@ -5927,14 +5928,13 @@ inline Error write_gemini_image(std::string& out, const ContentPart& part, const
         out += "}}";
         return {};
     }
-    const std::size_t marker = part.text.find(";base64,");
-    const std::string_view mime = std::string_view(part.text).substr(5, marker == std::string::npos ? 0 : marker - 5);
-    if (marker == std::string::npos || !image_mime_type(mime))
+    std::string_view mime, payload;
+    if (!split_base64_data_url(part.text, mime, payload) || !image_mime_type(mime))
         return invalid_argument(at + ".url: Gemini takes a data: URL only as data:image/...;base64,...");
     out += "{\"inlineData\":{\"mimeType\":";
     json_write_string(out, mime);
     out += ",\"data\":";
-    json_write_string(out, std::string_view(part.text).substr(marker + 8));
+    json_write_string(out, payload);
     out += "}}";
     return {};
 }
@@ -6491,12 +6491,11 @@ inline StubResponse stub_gemini(const StubReply& reply, const std::string& model
 /* Ollama's roles are system, user, assistant and tool: a developer message is a system one. */
 inline const char* ollama_role(Role role) noexcept { return role == Role::developer ? "system" : role_name(role); }
 
-/* The base64 payload of a "data:<type>;base64,<payload>" URL; empty for any other URL. */
+/* The payload of a base64 data: URL; empty for any other URL, or one with bytes outside base64's
+   alphabet (the payload goes into the body's JSON string as it is). */
 inline std::string_view base64_data_url_payload(std::string_view url) noexcept {
-    const std::size_t comma = url.find(',');
-    if (!starts_with(url, "data:") || comma == std::string_view::npos || comma < 7) return {};
-    if (url.substr(comma - 7, 7) != ";base64") return {};
-    const std::string_view payload = url.substr(comma + 1);
+    std::string_view media_type, payload;
+    if (!split_base64_data_url(url, media_type, payload)) return {};
     const bool base64 = std::all_of(payload.begin(), payload.end(), [](char c) {
         return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
     });
