@@ -2780,7 +2780,6 @@ private:
     bool parse_error(JsonCursor& c, int depth);
     // Notes a string (or null, which stays absent); other types are read and ignored.
     bool string_or_null(JsonCursor& c, int depth, JsonSpan& out);
-    bool integer(JsonCursor& c, int depth, std::int64_t& out);
     std::string_view decode(const JsonSpan& s);
     /* decode() for a text field: joins a pending high surrogate, keeps a trailing one pending. */
     std::string_view decode_text(const JsonSpan& s, const TextField& field);
@@ -2804,6 +2803,22 @@ private:
     std::string error_message_;  // only for error events: once per stream, not per chunk
 };
 
+/* Whether the value at the cursor is a number. */
+inline bool json_at_number(const JsonCursor& c) noexcept {
+    return c.at('-') || (c.p < c.end && *c.p >= '0' && *c.p <= '9');
+}
+
+/* Reads a whole number into out (a fraction is read and left out; a value of another type skipped):
+   how every reader takes counts and indexes. */
+inline bool json_integer_or_skip(JsonCursor& c, int depth, std::int64_t& out) {
+    if (!json_at_number(c)) return c.skip_value(depth);
+    std::int64_t v = 0;
+    bool is_int = false;
+    if (!c.number(&v, &is_int)) return false;
+    if (is_int) out = v;
+    return true;
+}
+
 inline bool DeltaExtractor::string_or_null(JsonCursor& c, int depth, JsonSpan& out) {
     if (c.at('"')) return c.string(out);
     if (c.at('n')) {
@@ -2813,24 +2828,13 @@ inline bool DeltaExtractor::string_or_null(JsonCursor& c, int depth, JsonSpan& o
     return c.skip_value(depth);
 }
 
-inline bool DeltaExtractor::integer(JsonCursor& c, int depth, std::int64_t& out) {
-    if (c.at('-') || (c.p < c.end && *c.p >= '0' && *c.p <= '9')) {
-        std::int64_t v = 0;
-        bool is_int = false;
-        if (!c.number(&v, &is_int)) return false;
-        if (is_int) out = v;
-        return true;
-    }
-    return c.skip_value(depth);
-}
-
 inline bool DeltaExtractor::parse_usage(JsonCursor& c, int depth, UsageFields& usage) {
     if (!c.at('{')) return c.skip_value(depth);
     usage.present = true;
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "prompt_tokens")) return integer(c, d, usage.prompt);
-        if (json_key_is(key, "completion_tokens")) return integer(c, d, usage.completion);
-        if (json_key_is(key, "total_tokens")) return integer(c, d, usage.total);
+        if (json_key_is(key, "prompt_tokens")) return json_integer_or_skip(c, d, usage.prompt);
+        if (json_key_is(key, "completion_tokens")) return json_integer_or_skip(c, d, usage.completion);
+        if (json_key_is(key, "total_tokens")) return json_integer_or_skip(c, d, usage.total);
         return c.skip_value(d);
     });
 }
@@ -2839,7 +2843,7 @@ inline bool DeltaExtractor::parse_tool_call(JsonCursor& c, int depth) {
     if (!c.at('{')) return c.skip_value(depth);
     ToolFields tool;
     const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "index")) return integer(c, d, tool.index);
+        if (json_key_is(key, "index")) return json_integer_or_skip(c, d, tool.index);
         if (json_key_is(key, "id")) return string_or_null(c, d, tool.id);
         if (json_key_is(key, "function")) {
             if (!c.at('{')) return c.skip_value(d);
@@ -2878,7 +2882,7 @@ inline bool DeltaExtractor::parse_choice(JsonCursor& c, int depth) {
         // "message" is the same shape in a non-streamed reply, read whole when a server ignores "stream".
         if (json_key_is(key, "delta") || json_key_is(key, "message")) return parse_delta(c, d, choice);
         if (json_key_is(key, "finish_reason")) return string_or_null(c, d, choice.finish_reason);
-        if (json_key_is(key, "index")) return integer(c, d, choice.index);
+        if (json_key_is(key, "index")) return json_integer_or_skip(c, d, choice.index);
         if (json_key_is(key, "usage")) return parse_usage(c, d, usage);  // some servers put it here
         return c.skip_value(d);
     });
@@ -4970,7 +4974,6 @@ private:
     bool parse_usage(JsonCursor& c, int depth);
     bool parse_error(JsonCursor& c, int depth);
     static bool string_or_skip(JsonCursor& c, int depth, JsonSpan& out);
-    static bool integer_or_skip(JsonCursor& c, int depth, std::int64_t& out);
     Result dispatch();
     Result open_call(const JsonSpan& call_id, const JsonSpan& name, const JsonSpan& arguments);
     Result add_output();
@@ -4995,22 +4998,13 @@ inline bool ResponsesReader::string_or_skip(JsonCursor& c, int depth, JsonSpan& 
     return c.skip_value(depth);  // null or another type: stays absent
 }
 
-inline bool ResponsesReader::integer_or_skip(JsonCursor& c, int depth, std::int64_t& out) {
-    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
-    std::int64_t v = 0;
-    bool is_int = false;
-    if (!c.number(&v, &is_int)) return false;
-    if (is_int) out = v;
-    return true;
-}
-
 inline bool ResponsesReader::parse_usage(JsonCursor& c, int depth) {
     if (!c.at('{')) return c.skip_value(depth);
     f_.has_usage = true;
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "input_tokens")) return integer_or_skip(c, d, f_.usage.prompt_tokens);
-        if (json_key_is(key, "output_tokens")) return integer_or_skip(c, d, f_.usage.completion_tokens);
-        if (json_key_is(key, "total_tokens")) return integer_or_skip(c, d, f_.usage.total_tokens);
+        if (json_key_is(key, "input_tokens")) return json_integer_or_skip(c, d, f_.usage.prompt_tokens);
+        if (json_key_is(key, "output_tokens")) return json_integer_or_skip(c, d, f_.usage.completion_tokens);
+        if (json_key_is(key, "total_tokens")) return json_integer_or_skip(c, d, f_.usage.total_tokens);
         return c.skip_value(d);
     });
 }
@@ -5097,7 +5091,7 @@ inline bool ResponsesReader::parse_top(JsonCursor& c) {
     return json_read_message(c, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "type")) return string_or_skip(c, d, f_.type);
         if (json_key_is(key, "delta")) return string_or_skip(c, d, f_.delta);
-        if (json_key_is(key, "output_index")) return integer_or_skip(c, d, f_.output_index);
+        if (json_key_is(key, "output_index")) return json_integer_or_skip(c, d, f_.output_index);
         if (json_key_is(key, "item")) return parse_item(c, d);
         if (json_key_is(key, "response")) return parse_response(c, d);
         // The "error" event's own members.
@@ -5587,16 +5581,6 @@ inline bool anthropic_string(JsonCursor& c, int depth, JsonSpan& out) {
     return c.skip_value(depth);
 }
 
-/* Reads a whole number (a value of another type is read and left out). */
-inline bool anthropic_count(JsonCursor& c, int depth, std::int64_t& out) {
-    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
-    std::int64_t v = 0;
-    bool is_int = false;
-    if (!c.number(&v, &is_int)) return false;
-    if (is_int) out = v;
-    return true;
-}
-
 /* The Messages API's SSE events: message_start (input tokens), content blocks (text, thinking,
    tool_use with streamed input_json_delta), message_delta (stop reason, cumulative output tokens),
    message_stop (the end), ping, error. Text deltas are whole code points (the API writes UTF-8
@@ -5642,10 +5626,10 @@ private:
 inline bool AnthropicReader::parse_usage(JsonCursor& c, int depth, AnthropicFields& f) {
     if (!c.at('{')) return c.skip_value(depth);
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "input_tokens")) return anthropic_count(c, d, f.input_tokens);
-        if (json_key_is(key, "cache_creation_input_tokens")) return anthropic_count(c, d, f.cache_creation);
-        if (json_key_is(key, "cache_read_input_tokens")) return anthropic_count(c, d, f.cache_read);
-        if (json_key_is(key, "output_tokens")) return anthropic_count(c, d, f.output_tokens);
+        if (json_key_is(key, "input_tokens")) return json_integer_or_skip(c, d, f.input_tokens);
+        if (json_key_is(key, "cache_creation_input_tokens")) return json_integer_or_skip(c, d, f.cache_creation);
+        if (json_key_is(key, "cache_read_input_tokens")) return json_integer_or_skip(c, d, f.cache_read);
+        if (json_key_is(key, "output_tokens")) return json_integer_or_skip(c, d, f.output_tokens);
         return c.skip_value(d);
     });
 }
@@ -5691,7 +5675,7 @@ inline bool AnthropicReader::parse(JsonCursor& c, AnthropicFields& f) {
     if (!c.at('{')) return c.fail("an event's JSON must be an object");
     const bool ok = c.object(1, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "type")) return anthropic_string(c, d, f.type);
-        if (json_key_is(key, "index")) return anthropic_count(c, d, f.index);
+        if (json_key_is(key, "index")) return json_integer_or_skip(c, d, f.index);
         if (json_key_is(key, "content_block")) return parse_block(c, d, f.block);
         if (json_key_is(key, "delta")) return parse_delta(c, d, f);
         if (json_key_is(key, "stop_reason")) return anthropic_string(c, d, f.stop_reason);  // a whole reply's
@@ -6201,7 +6185,6 @@ private:
     bool parse_usage(JsonCursor& c, int depth);
     bool parse_feedback(JsonCursor& c, int depth);
     bool parse_error(JsonCursor& c, int depth);
-    bool count(JsonCursor& c, int depth, std::int64_t& out);
     std::string_view decode(const JsonSpan& s);
     [[nodiscard]] bool build_events();
     void add_part_event(const PartFields& part, int candidate);
@@ -6225,24 +6208,15 @@ private:
     std::string server_message_;  // only after an error event: once per stream
 };
 
-inline bool GeminiReader::count(JsonCursor& c, int depth, std::int64_t& out) {
-    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
-    bool is_int = false;
-    std::int64_t v = 0;
-    if (!c.number(&v, &is_int)) return false;
-    if (is_int) out = v;
-    return true;
-}
-
 inline bool GeminiReader::parse_usage(JsonCursor& c, int depth) {
     if (!c.at('{')) return c.skip_value(depth);
     have_usage_ = true;
     prompt_ = candidates_tokens_ = thoughts_ = total_ = 0;  // a missing count is 0
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "promptTokenCount")) return count(c, d, prompt_);
-        if (json_key_is(key, "candidatesTokenCount")) return count(c, d, candidates_tokens_);
-        if (json_key_is(key, "thoughtsTokenCount")) return count(c, d, thoughts_);
-        if (json_key_is(key, "totalTokenCount")) return count(c, d, total_);
+        if (json_key_is(key, "promptTokenCount")) return json_integer_or_skip(c, d, prompt_);
+        if (json_key_is(key, "candidatesTokenCount")) return json_integer_or_skip(c, d, candidates_tokens_);
+        if (json_key_is(key, "thoughtsTokenCount")) return json_integer_or_skip(c, d, thoughts_);
+        if (json_key_is(key, "totalTokenCount")) return json_integer_or_skip(c, d, total_);
         return c.skip_value(d);
     });
 }
@@ -6282,7 +6256,7 @@ inline bool GeminiReader::parse_candidate(JsonCursor& c, int depth) {
     CandidateFields candidate;
     candidate.parts_begin = parts_.size();
     const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "index")) return count(c, d, candidate.index);
+        if (json_key_is(key, "index")) return json_integer_or_skip(c, d, candidate.index);
         if (json_key_is(key, "finishReason") && c.at('"')) return c.string(candidate.finish_reason);
         if (!json_key_is(key, "content") || !c.at('{')) return c.skip_value(d);  // safetyRatings, ...
         return c.object(d + 1, [&](const JsonSpan& k, int dd) {
@@ -6685,13 +6659,8 @@ private:
 };
 
 inline bool OllamaReader::count(JsonCursor& c, int depth, std::int64_t& out) {
-    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
-    bool is_int = false;
-    std::int64_t value = 0;
-    if (!c.number(&value, &is_int)) return false;
-    if (is_int) out = value;
-    line_.has_usage = true;
-    return true;
+    if (json_at_number(c)) line_.has_usage = true;
+    return json_integer_or_skip(c, depth, out);
 }
 
 inline bool OllamaReader::parse_function(JsonCursor& c, int depth, Call& call) {
