@@ -2780,7 +2780,6 @@ private:
     bool parse_error(JsonCursor& c, int depth);
     // Notes a string (or null, which stays absent); other types are read and ignored.
     bool string_or_null(JsonCursor& c, int depth, JsonSpan& out);
-    bool integer(JsonCursor& c, int depth, std::int64_t& out);
     std::string_view decode(const JsonSpan& s);
     /* decode() for a text field: joins a pending high surrogate, keeps a trailing one pending. */
     std::string_view decode_text(const JsonSpan& s, const TextField& field);
@@ -2804,6 +2803,22 @@ private:
     std::string error_message_;  // only for error events: once per stream, not per chunk
 };
 
+/* Whether the value at the cursor is a number. */
+inline bool json_at_number(const JsonCursor& c) noexcept {
+    return c.at('-') || (c.p < c.end && *c.p >= '0' && *c.p <= '9');
+}
+
+/* Reads a whole number into out (a fraction is read and left out; a value of another type skipped):
+   how every reader takes counts and indexes. */
+inline bool json_integer_or_skip(JsonCursor& c, int depth, std::int64_t& out) {
+    if (!json_at_number(c)) return c.skip_value(depth);
+    std::int64_t v = 0;
+    bool is_int = false;
+    if (!c.number(&v, &is_int)) return false;
+    if (is_int) out = v;
+    return true;
+}
+
 inline bool DeltaExtractor::string_or_null(JsonCursor& c, int depth, JsonSpan& out) {
     if (c.at('"')) return c.string(out);
     if (c.at('n')) {
@@ -2813,24 +2828,13 @@ inline bool DeltaExtractor::string_or_null(JsonCursor& c, int depth, JsonSpan& o
     return c.skip_value(depth);
 }
 
-inline bool DeltaExtractor::integer(JsonCursor& c, int depth, std::int64_t& out) {
-    if (c.at('-') || (c.p < c.end && *c.p >= '0' && *c.p <= '9')) {
-        std::int64_t v = 0;
-        bool is_int = false;
-        if (!c.number(&v, &is_int)) return false;
-        if (is_int) out = v;
-        return true;
-    }
-    return c.skip_value(depth);
-}
-
 inline bool DeltaExtractor::parse_usage(JsonCursor& c, int depth, UsageFields& usage) {
     if (!c.at('{')) return c.skip_value(depth);
     usage.present = true;
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "prompt_tokens")) return integer(c, d, usage.prompt);
-        if (json_key_is(key, "completion_tokens")) return integer(c, d, usage.completion);
-        if (json_key_is(key, "total_tokens")) return integer(c, d, usage.total);
+        if (json_key_is(key, "prompt_tokens")) return json_integer_or_skip(c, d, usage.prompt);
+        if (json_key_is(key, "completion_tokens")) return json_integer_or_skip(c, d, usage.completion);
+        if (json_key_is(key, "total_tokens")) return json_integer_or_skip(c, d, usage.total);
         return c.skip_value(d);
     });
 }
@@ -2839,7 +2843,7 @@ inline bool DeltaExtractor::parse_tool_call(JsonCursor& c, int depth) {
     if (!c.at('{')) return c.skip_value(depth);
     ToolFields tool;
     const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "index")) return integer(c, d, tool.index);
+        if (json_key_is(key, "index")) return json_integer_or_skip(c, d, tool.index);
         if (json_key_is(key, "id")) return string_or_null(c, d, tool.id);
         if (json_key_is(key, "function")) {
             if (!c.at('{')) return c.skip_value(d);
@@ -2878,7 +2882,7 @@ inline bool DeltaExtractor::parse_choice(JsonCursor& c, int depth) {
         // "message" is the same shape in a non-streamed reply, read whole when a server ignores "stream".
         if (json_key_is(key, "delta") || json_key_is(key, "message")) return parse_delta(c, d, choice);
         if (json_key_is(key, "finish_reason")) return string_or_null(c, d, choice.finish_reason);
-        if (json_key_is(key, "index")) return integer(c, d, choice.index);
+        if (json_key_is(key, "index")) return json_integer_or_skip(c, d, choice.index);
         if (json_key_is(key, "usage")) return parse_usage(c, d, usage);  // some servers put it here
         return c.skip_value(d);
     });
@@ -3149,6 +3153,28 @@ inline void json_write_number(std::string& out, double value) {
     char buffer[32];
     const auto r = std::to_chars(buffer, buffer + sizeof buffer, value);
     out.append(buffer, static_cast<std::size_t>(r.ptr - buffer));
+}
+
+/* Copies validated JSON without the whitespace between tokens, string contents untouched but for
+   invalid UTF-8, which is dropped (as decoding does); returns the length, never more than the input's. */
+inline std::size_t json_compact(const char* p, const char* end, char* out) noexcept {
+    std::size_t n = 0;
+    bool in_string = false;
+    while (p < end) {
+        const char c = *p;
+        if (!in_string && (c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
+            ++p;
+            continue;
+        }
+        std::size_t length = utf8_sequence_length(reinterpret_cast<const unsigned char*>(p),
+                                                  reinterpret_cast<const unsigned char*>(end));
+        if (in_string && c == '\\') length = 2;  // an escape, of a quote among others
+        else if (c == '"') in_string = !in_string;
+        std::memcpy(out + n, p, length);
+        n += length;
+        p += length ? length : 1;
+    }
+    return n;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -3820,6 +3846,25 @@ inline void write_chat_body(const std::vector<Message>& messages, const ChatOpti
     body += '}';
 }
 
+/* A message's text: its content, or its text parts one after the other. */
+inline std::string message_text(const Message& m) {
+    if (m.parts.empty()) return m.content;
+    std::string text;
+    for (const ContentPart& part : m.parts)
+        if (part.kind == ContentPart::Kind::text) text += part.text;
+    return text;
+}
+
+/* The name of the tool that the tool result messages[index] answers: that of the nearest earlier call
+   with its tool_call_id (ids are unique only within a turn); empty when no earlier message made it. */
+inline std::string_view called_tool_name(const std::vector<Message>& messages, std::size_t index) {
+    const std::string& id = messages[index].tool_call_id;
+    for (std::size_t i = index; i-- > 0;)
+        for (const ToolCall& call : messages[i].tool_calls)
+            if (call.id == id) return call.name;
+    return {};
+}
+
 /* Each other API's body, in that API's section (after the stub's): the same conversation and options
    in that API's shape; invalid_argument naming an option the API cannot carry. */
 inline Error write_responses_body(const std::vector<Message>& messages, const ChatOptions& options,
@@ -3886,6 +3931,18 @@ inline bool image_mime_type(std::string_view type) noexcept {
     if (!starts_with(type, "image/") || type.size() == 6) return false;
     const std::string_view subtype = type.substr(6);
     return std::all_of(subtype.begin(), subtype.end(), is_token_char);
+}
+
+/* A "data:<type>;base64,<payload>" URL split into its MIME type and payload; false for any other URL
+   (the APIs that take images as bytes take them from such a URL). */
+inline bool split_base64_data_url(std::string_view url, std::string_view& media_type, std::string_view& payload) noexcept {
+    const std::size_t comma = url.find(',');
+    if (!starts_with(url, "data:") || comma == std::string_view::npos) return false;
+    const std::string_view head = url.substr(5, comma - 5);
+    if (head.size() < 7 || head.substr(head.size() - 7) != ";base64") return false;
+    media_type = head.substr(0, head.size() - 7);
+    payload = url.substr(comma + 1);
+    return true;
 }
 
 inline Error check_image_part(const ContentPart& part, const std::string& at) {
@@ -4487,18 +4544,9 @@ std::size_t stub_pieces(std::string_view text, OnPiece on_piece) {
     return pieces;
 }
 
-/* A message's text: its content, or its text parts one after the other. */
-inline std::string stub_message_text(const Message& m) {
-    if (m.parts.empty()) return m.content;
-    std::string text;
-    for (const ContentPart& part : m.parts)
-        if (part.kind == ContentPart::Kind::text) text += part.text;
-    return text;
-}
-
 inline std::string stub_last_user_text(const std::vector<Message>& messages) {
     for (auto m = messages.rbegin(); m != messages.rend(); ++m)
-        if (m->role == Role::user) return stub_message_text(*m);
+        if (m->role == Role::user) return message_text(*m);
     return {};
 }
 
@@ -4518,14 +4566,6 @@ inline std::string stub_greeting(std::string_view prompt) {
     return reply;
 }
 
-/* The name of the tool that the call `id`, asked for by an earlier assistant message, went to. */
-inline std::string_view stub_tool_name(const std::vector<Message>& messages, std::string_view id) {
-    for (const Message& m : messages)
-        for (const ToolCall& call : m.tool_calls)
-            if (call.id == id) return call.name;
-    return "an unknown tool";
-}
-
 /* The answer to the tool results that end the conversation: each quoted with its tool's name. */
 inline std::string stub_results_reply(const std::vector<Message>& messages) {
     std::size_t first = messages.size();
@@ -4533,10 +4573,11 @@ inline std::string stub_results_reply(const std::vector<Message>& messages) {
     std::string reply = "Stub reply from the tool results:";
     for (std::size_t i = first; i < messages.size(); ++i) {
         reply += i == first ? " " : "; ";
-        const std::string_view tool = stub_tool_name(messages, messages[i].tool_call_id);
+        const std::string_view called = called_tool_name(messages, i);
+        const std::string_view tool = called.empty() ? "an unknown tool" : called;
         reply.append(tool.data(), tool.size());
         reply += " returned ";
-        stub_quote(reply, stub_message_text(messages[i]), 80);
+        stub_quote(reply, message_text(messages[i]), 80);
     }
     reply += ".";
     return reply;
@@ -4659,7 +4700,7 @@ struct StubReply {
 /* `messages` is not empty (build_request() has checked the conversation). */
 inline StubReply plan_stub_reply(const std::vector<Message>& messages, const ChatOptions& options) {
     StubReply reply;
-    for (const Message& m : messages) reply.prompt_tokens += utf8_count_chars(stub_message_text(m));
+    for (const Message& m : messages) reply.prompt_tokens += utf8_count_chars(message_text(m));
     reply.tool = stub_tool_to_call(messages, options);
     if (reply.tool) reply.arguments = stub_arguments(*reply.tool, stub_last_user_text(messages));
     else if (messages.back().role == Role::tool) reply.text = stub_results_reply(messages);
@@ -4933,7 +4974,6 @@ private:
     bool parse_usage(JsonCursor& c, int depth);
     bool parse_error(JsonCursor& c, int depth);
     static bool string_or_skip(JsonCursor& c, int depth, JsonSpan& out);
-    static bool integer_or_skip(JsonCursor& c, int depth, std::int64_t& out);
     Result dispatch();
     Result open_call(const JsonSpan& call_id, const JsonSpan& name, const JsonSpan& arguments);
     Result add_output();
@@ -4958,22 +4998,13 @@ inline bool ResponsesReader::string_or_skip(JsonCursor& c, int depth, JsonSpan& 
     return c.skip_value(depth);  // null or another type: stays absent
 }
 
-inline bool ResponsesReader::integer_or_skip(JsonCursor& c, int depth, std::int64_t& out) {
-    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
-    std::int64_t v = 0;
-    bool is_int = false;
-    if (!c.number(&v, &is_int)) return false;
-    if (is_int) out = v;
-    return true;
-}
-
 inline bool ResponsesReader::parse_usage(JsonCursor& c, int depth) {
     if (!c.at('{')) return c.skip_value(depth);
     f_.has_usage = true;
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "input_tokens")) return integer_or_skip(c, d, f_.usage.prompt_tokens);
-        if (json_key_is(key, "output_tokens")) return integer_or_skip(c, d, f_.usage.completion_tokens);
-        if (json_key_is(key, "total_tokens")) return integer_or_skip(c, d, f_.usage.total_tokens);
+        if (json_key_is(key, "input_tokens")) return json_integer_or_skip(c, d, f_.usage.prompt_tokens);
+        if (json_key_is(key, "output_tokens")) return json_integer_or_skip(c, d, f_.usage.completion_tokens);
+        if (json_key_is(key, "total_tokens")) return json_integer_or_skip(c, d, f_.usage.total_tokens);
         return c.skip_value(d);
     });
 }
@@ -5060,7 +5091,7 @@ inline bool ResponsesReader::parse_top(JsonCursor& c) {
     return json_read_message(c, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "type")) return string_or_skip(c, d, f_.type);
         if (json_key_is(key, "delta")) return string_or_skip(c, d, f_.delta);
-        if (json_key_is(key, "output_index")) return integer_or_skip(c, d, f_.output_index);
+        if (json_key_is(key, "output_index")) return json_integer_or_skip(c, d, f_.output_index);
         if (json_key_is(key, "item")) return parse_item(c, d);
         if (json_key_is(key, "response")) return parse_response(c, d);
         // The "error" event's own members.
@@ -5279,23 +5310,12 @@ inline bool anthropic_image_type(std::string_view type) noexcept {
     return type == "image/jpeg" || type == "image/png" || type == "image/gif" || type == "image/webp";
 }
 
-/* A data: URL split into what a base64 image source carries; false if it is not base64 image data. */
-inline bool split_data_url(std::string_view url, std::string_view& media_type, std::string_view& data) {
-    const std::size_t comma = url.find(',');
-    if (!starts_with(url, "data:") || comma == std::string_view::npos) return false;
-    const std::string_view head = url.substr(5, comma - 5);
-    if (head.size() < 7 || head.substr(head.size() - 7) != ";base64") return false;
-    media_type = head.substr(0, head.size() - 7);
-    data = url.substr(comma + 1);
-    return true;
-}
-
 /* The API has no image detail hint, takes an image by URL or as base64 bytes of four types (a data:
    URL becomes base64 bytes), and only base64 data: URLs. */
 inline Error check_anthropic_image(const ContentPart& part, const std::string& at) {
     if (!part.detail.empty()) return invalid_argument(at + ".detail: the Anthropic Messages API has no image detail hint");
     std::string_view media_type = part.mime_type, data;
-    if (!part.bytes && starts_with(part.text, "data:") && !split_data_url(part.text, media_type, data))
+    if (!part.bytes && starts_with(part.text, "data:") && !split_base64_data_url(part.text, media_type, data))
         return invalid_argument(at + ".url: the Anthropic Messages API takes only base64 data: URLs");
     if ((part.bytes || starts_with(part.text, "data:")) && !anthropic_image_type(media_type))
         return invalid_argument(at + ": the Anthropic Messages API takes image/jpeg, image/png, image/gif or image/webp (got \"" +
@@ -5340,7 +5360,7 @@ inline Error check_anthropic_options(const std::vector<Message>& messages, const
 
 inline void write_anthropic_image(std::string& out, const ContentPart& part) {
     std::string_view media_type = part.mime_type, data;
-    const bool inline_data = !part.bytes && split_data_url(part.text, media_type, data);
+    const bool inline_data = !part.bytes && split_base64_data_url(part.text, media_type, data);
     if (!part.bytes && !inline_data) {
         out += "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":";
         json_write_string(out, part.text);
@@ -5459,7 +5479,7 @@ inline void write_anthropic_system(std::string& out, const std::vector<Message>&
     for (const Message& m : messages) {
         if (m.role != Role::system && m.role != Role::developer) continue;
         if (!system.empty()) system += "\n\n";
-        system += stub_message_text(m);
+        system += message_text(m);
     }
     write_string_member(out, extra, "system", system);
 }
@@ -5561,16 +5581,6 @@ inline bool anthropic_string(JsonCursor& c, int depth, JsonSpan& out) {
     return c.skip_value(depth);
 }
 
-/* Reads a whole number (a value of another type is read and left out). */
-inline bool anthropic_count(JsonCursor& c, int depth, std::int64_t& out) {
-    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
-    std::int64_t v = 0;
-    bool is_int = false;
-    if (!c.number(&v, &is_int)) return false;
-    if (is_int) out = v;
-    return true;
-}
-
 /* The Messages API's SSE events: message_start (input tokens), content blocks (text, thinking,
    tool_use with streamed input_json_delta), message_delta (stop reason, cumulative output tokens),
    message_stop (the end), ping, error. Text deltas are whole code points (the API writes UTF-8
@@ -5616,10 +5626,10 @@ private:
 inline bool AnthropicReader::parse_usage(JsonCursor& c, int depth, AnthropicFields& f) {
     if (!c.at('{')) return c.skip_value(depth);
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "input_tokens")) return anthropic_count(c, d, f.input_tokens);
-        if (json_key_is(key, "cache_creation_input_tokens")) return anthropic_count(c, d, f.cache_creation);
-        if (json_key_is(key, "cache_read_input_tokens")) return anthropic_count(c, d, f.cache_read);
-        if (json_key_is(key, "output_tokens")) return anthropic_count(c, d, f.output_tokens);
+        if (json_key_is(key, "input_tokens")) return json_integer_or_skip(c, d, f.input_tokens);
+        if (json_key_is(key, "cache_creation_input_tokens")) return json_integer_or_skip(c, d, f.cache_creation);
+        if (json_key_is(key, "cache_read_input_tokens")) return json_integer_or_skip(c, d, f.cache_read);
+        if (json_key_is(key, "output_tokens")) return json_integer_or_skip(c, d, f.output_tokens);
         return c.skip_value(d);
     });
 }
@@ -5665,7 +5675,7 @@ inline bool AnthropicReader::parse(JsonCursor& c, AnthropicFields& f) {
     if (!c.at('{')) return c.fail("an event's JSON must be an object");
     const bool ok = c.object(1, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "type")) return anthropic_string(c, d, f.type);
-        if (json_key_is(key, "index")) return anthropic_count(c, d, f.index);
+        if (json_key_is(key, "index")) return json_integer_or_skip(c, d, f.index);
         if (json_key_is(key, "content_block")) return parse_block(c, d, f.block);
         if (json_key_is(key, "delta")) return parse_delta(c, d, f);
         if (json_key_is(key, "stop_reason")) return anthropic_string(c, d, f.stop_reason);  // a whole reply's
@@ -5902,14 +5912,13 @@ inline Error write_gemini_image(std::string& out, const ContentPart& part, const
         out += "}}";
         return {};
     }
-    const std::size_t marker = part.text.find(";base64,");
-    const std::string_view mime = std::string_view(part.text).substr(5, marker == std::string::npos ? 0 : marker - 5);
-    if (marker == std::string::npos || !image_mime_type(mime))
+    std::string_view mime, payload;
+    if (!split_base64_data_url(part.text, mime, payload) || !image_mime_type(mime))
         return invalid_argument(at + ".url: Gemini takes a data: URL only as data:image/...;base64,...");
     out += "{\"inlineData\":{\"mimeType\":";
     json_write_string(out, mime);
     out += ",\"data\":";
-    json_write_string(out, std::string_view(part.text).substr(marker + 8));
+    json_write_string(out, payload);
     out += "}}";
     return {};
 }
@@ -5960,17 +5969,15 @@ inline Error write_gemini_calls(std::string& out, const Message& m, const std::s
    {"output": text}, the member Gemini documents for a function's output. */
 inline Error write_gemini_result(std::string& out, const std::vector<Message>& messages, std::size_t i) {
     const Message& m = messages[i];
-    std::string_view name = m.name;
-    for (std::size_t j = 0; j < i; ++j)
-        for (const ToolCall& call : messages[j].tool_calls)
-            if (call.id == m.tool_call_id) name = call.name;
+    const std::string_view called = called_tool_name(messages, i);
+    const std::string_view name = called.empty() ? std::string_view(m.name) : called;
     if (name.empty())
         return invalid_argument(indexed("messages", i) + ".tool_call_id \"" + excerpt(m.tool_call_id, 70) +
                                 "\" answers no earlier tool call: Gemini needs the function's name");
     out += "{\"functionResponse\":{\"name\":";
     json_write_string(out, name);
     out += ",\"response\":";
-    const std::string text = stub_message_text(m);
+    const std::string text = message_text(m);
     const std::string_view trimmed = trim_ascii_space(text);
     if (!trimmed.empty() && trimmed.front() == '{' && !check_json(trimmed)) {
         out.append(trimmed.data(), trimmed.size());
@@ -6023,7 +6030,7 @@ inline void write_gemini_system(std::string& out, const std::vector<Message>& me
     for (const Message& m : messages) {
         if (!is_system(m)) continue;
         out += first ? "{\"text\":" : ",{\"text\":";
-        json_write_string(out, stub_message_text(m));
+        json_write_string(out, message_text(m));
         out += '}';
         first = false;
     }
@@ -6141,28 +6148,6 @@ inline std::string_view gemini_finish_reason(std::string_view raw, bool made_cal
     return raw;
 }
 
-/* Copies validated JSON without the whitespace between tokens, string contents untouched but for
-   invalid UTF-8, which is dropped (as decoding does); returns the length, never more than the input's. */
-inline std::size_t json_compact(const char* p, const char* end, char* out) noexcept {
-    std::size_t n = 0;
-    bool in_string = false;
-    while (p < end) {
-        const char c = *p;
-        if (!in_string && (c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
-            ++p;
-            continue;
-        }
-        std::size_t length = utf8_sequence_length(reinterpret_cast<const unsigned char*>(p),
-                                                  reinterpret_cast<const unsigned char*>(end));
-        if (in_string && c == '\\') length = 2;  // an escape, of a quote among others
-        else if (c == '"') in_string = !in_string;
-        std::memcpy(out + n, p, length);
-        n += length;
-        p += length ? length : 1;
-    }
-    return n;
-}
-
 /* Gemini's streamGenerateContent: each message a whole GenerateContentResponse (or, read whole
    without ?alt=sse, a JSON array of them). Text and thought parts come as they are made; a
    functionCall part is a whole call. Gemini writes text as raw UTF-8 cut between tokens, so no
@@ -6200,7 +6185,6 @@ private:
     bool parse_usage(JsonCursor& c, int depth);
     bool parse_feedback(JsonCursor& c, int depth);
     bool parse_error(JsonCursor& c, int depth);
-    bool count(JsonCursor& c, int depth, std::int64_t& out);
     std::string_view decode(const JsonSpan& s);
     [[nodiscard]] bool build_events();
     void add_part_event(const PartFields& part, int candidate);
@@ -6224,24 +6208,15 @@ private:
     std::string server_message_;  // only after an error event: once per stream
 };
 
-inline bool GeminiReader::count(JsonCursor& c, int depth, std::int64_t& out) {
-    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
-    bool is_int = false;
-    std::int64_t v = 0;
-    if (!c.number(&v, &is_int)) return false;
-    if (is_int) out = v;
-    return true;
-}
-
 inline bool GeminiReader::parse_usage(JsonCursor& c, int depth) {
     if (!c.at('{')) return c.skip_value(depth);
     have_usage_ = true;
     prompt_ = candidates_tokens_ = thoughts_ = total_ = 0;  // a missing count is 0
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "promptTokenCount")) return count(c, d, prompt_);
-        if (json_key_is(key, "candidatesTokenCount")) return count(c, d, candidates_tokens_);
-        if (json_key_is(key, "thoughtsTokenCount")) return count(c, d, thoughts_);
-        if (json_key_is(key, "totalTokenCount")) return count(c, d, total_);
+        if (json_key_is(key, "promptTokenCount")) return json_integer_or_skip(c, d, prompt_);
+        if (json_key_is(key, "candidatesTokenCount")) return json_integer_or_skip(c, d, candidates_tokens_);
+        if (json_key_is(key, "thoughtsTokenCount")) return json_integer_or_skip(c, d, thoughts_);
+        if (json_key_is(key, "totalTokenCount")) return json_integer_or_skip(c, d, total_);
         return c.skip_value(d);
     });
 }
@@ -6281,7 +6256,7 @@ inline bool GeminiReader::parse_candidate(JsonCursor& c, int depth) {
     CandidateFields candidate;
     candidate.parts_begin = parts_.size();
     const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "index")) return count(c, d, candidate.index);
+        if (json_key_is(key, "index")) return json_integer_or_skip(c, d, candidate.index);
         if (json_key_is(key, "finishReason") && c.at('"')) return c.string(candidate.finish_reason);
         if (!json_key_is(key, "content") || !c.at('{')) return c.skip_value(d);  // safetyRatings, ...
         return c.object(d + 1, [&](const JsonSpan& k, int dd) {
@@ -6490,12 +6465,11 @@ inline StubResponse stub_gemini(const StubReply& reply, const std::string& model
 /* Ollama's roles are system, user, assistant and tool: a developer message is a system one. */
 inline const char* ollama_role(Role role) noexcept { return role == Role::developer ? "system" : role_name(role); }
 
-/* The base64 payload of a "data:<type>;base64,<payload>" URL; empty for any other URL. */
+/* The payload of a base64 data: URL; empty for any other URL, or one with bytes outside base64's
+   alphabet (the payload goes into the body's JSON string as it is). */
 inline std::string_view base64_data_url_payload(std::string_view url) noexcept {
-    const std::size_t comma = url.find(',');
-    if (!starts_with(url, "data:") || comma == std::string_view::npos || comma < 7) return {};
-    if (url.substr(comma - 7, 7) != ";base64") return {};
-    const std::string_view payload = url.substr(comma + 1);
+    std::string_view media_type, payload;
+    if (!split_base64_data_url(url, media_type, payload)) return {};
     const bool base64 = std::all_of(payload.begin(), payload.end(), [](char c) {
         return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
     });
@@ -6546,17 +6520,6 @@ inline Error write_ollama_tool_calls(std::string& out, const std::vector<ToolCal
     return {};
 }
 
-/* A tool result names its function (Ollama's tool_name): the message's name, else the name of the
-   call it answers; empty when no earlier message made that call. */
-inline std::string_view ollama_tool_name(const std::vector<Message>& messages, std::size_t index) {
-    const Message& result = messages[index];
-    if (!result.name.empty()) return result.name;
-    for (std::size_t i = 0; i < index; ++i)
-        for (const ToolCall& call : messages[i].tool_calls)
-            if (call.id == result.tool_call_id) return call.name;
-    return {};
-}
-
 /* One message: its text parts joined into "content", its images in "images"; tool results carry
    tool_name and (for servers that match ids) tool_call_id. */
 inline Error write_ollama_message(std::string& out, const std::vector<Message>& messages, std::size_t index,
@@ -6569,14 +6532,15 @@ inline Error write_ollama_message(std::string& out, const std::vector<Message>& 
     if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};  // refused before this
     out += "{\"role\":";
     json_write_string(out, ollama_role(m.role));
-    if (open_member(out, extra, "content")) json_write_string(out, stub_message_text(m));
+    if (open_member(out, extra, "content")) json_write_string(out, message_text(m));
     if (!extra.has("images"))
         if (Error e = write_ollama_images(out, m, at)) return e;
     if (with_reasoning) write_string_member(out, extra, "thinking", m.reasoning);
     if (!m.tool_calls.empty() && open_member(out, extra, "tool_calls"))
         if (Error e = write_ollama_tool_calls(out, m.tool_calls, at)) return e;
     if (m.role == Role::tool) {
-        write_string_member(out, extra, "tool_name", ollama_tool_name(messages, index));
+        // Ollama's tool_name: the message's own name, else that of the call it answers
+        write_string_member(out, extra, "tool_name", m.name.empty() ? called_tool_name(messages, index) : m.name);
         write_string_member(out, extra, "tool_call_id", m.tool_call_id);
     }
     if (!extra.text.empty()) {
@@ -6651,21 +6615,6 @@ inline Error write_ollama_body(const std::vector<Message>& messages, const ChatO
     return {};
 }
 
-/* An object's JSON text without the whitespace outside its strings: keys in their order, string
-   contents and escapes as sent. `json` is valid JSON, so a backslash always has its next byte. */
-inline std::size_t json_compact(std::string_view json, char* out) noexcept {
-    std::size_t n = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < json.size(); ++i) {
-        const char c = json[i];
-        if (!in_string && (c == ' ' || c == '\t' || c == '\n' || c == '\r')) continue;
-        out[n++] = c;
-        if (c == '"') in_string = !in_string;
-        else if (c == '\\' && in_string) out[n++] = json[++i];
-    }
-    return n;
-}
-
 /* Ollama's /api/chat lines: message.content, message.thinking and whole tool calls; the done line
    has done_reason and the counts; an {"error": "..."} line is the server's error. Go's encoder
    writes text as raw UTF-8 (never a surrogate escape), so no pair can be split between lines. */
@@ -6710,13 +6659,8 @@ private:
 };
 
 inline bool OllamaReader::count(JsonCursor& c, int depth, std::int64_t& out) {
-    if (!c.at('-') && !(c.p < c.end && *c.p >= '0' && *c.p <= '9')) return c.skip_value(depth);
-    bool is_int = false;
-    std::int64_t value = 0;
-    if (!c.number(&value, &is_int)) return false;
-    if (is_int) out = value;
-    line_.has_usage = true;
-    return true;
+    if (json_at_number(c)) line_.has_usage = true;
+    return json_integer_or_skip(c, depth, out);
 }
 
 inline bool OllamaReader::parse_function(JsonCursor& c, int depth, Call& call) {
@@ -6798,7 +6742,8 @@ inline void OllamaReader::add_call(const Call& call) {
     e.tool_call.name = decode(call.name);
     if (!call.arguments_object.empty()) {
         char* out = arena_.data() + arena_.size();
-        const std::size_t n = json_compact(call.arguments_object, out);
+        const std::size_t n = json_compact(call.arguments_object.data(),
+                                              call.arguments_object.data() + call.arguments_object.size(), out);
         arena_.resize_up_reserved(n);
         e.tool_call.arguments = std::string_view(out, n);
     } else {

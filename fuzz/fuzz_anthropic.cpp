@@ -25,9 +25,9 @@ using llm_stream::Event;
 using llm_stream::EventType;
 using llm_stream::detail::WireReader;
 
-bool utf8(std::string_view s) { return llm_stream::detail::utf8_valid(s.data(), s.data() + s.size()); }
+using fuzz::utf8;
+using fuzz::utf8_or_absent;
 
-bool optional_utf8(const std::optional<std::string_view>& v) { return !v || utf8(*v); }
 
 /* One message's outcome, copied out so that two readers can be compared. */
 struct Outcome {
@@ -44,7 +44,7 @@ void check_event(const Event& e, int& tool_calls) {
     if (e.type == EventType::usage)
         FUZZ_CHECK(e.usage.total_tokens == e.usage.prompt_tokens + e.usage.completion_tokens);
     if (e.type != EventType::tool_call) return;
-    FUZZ_CHECK(optional_utf8(e.tool_call.id) && optional_utf8(e.tool_call.name) && optional_utf8(e.tool_call.arguments));
+    FUZZ_CHECK(utf8_or_absent(e.tool_call.id) && utf8_or_absent(e.tool_call.name) && utf8_or_absent(e.tool_call.arguments));
     if (!e.tool_call.arguments) tool_calls = std::max(tool_calls, e.tool_call.index + 1);  // a call opens
     FUZZ_CHECK(e.tool_call.index >= 0 && e.tool_call.index < tool_calls);
 }

@@ -10,9 +10,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "llm_stream.hpp"  // the targets include it first, with LLM_STREAM_INTERNALS
 
 namespace fuzz {
 
@@ -121,6 +124,10 @@ inline std::unique_ptr<char[]> exact_copy(const std::uint8_t* data, std::size_t 
     if (size) std::memcpy(copy.get(), data, size);
     return copy;
 }
+
+// Whether text the library handed out is valid UTF-8; an absent optional field is.
+inline bool utf8(std::string_view s) { return llm_stream::detail::utf8_valid(s.data(), s.data() + s.size()); }
+inline bool utf8_or_absent(const std::optional<std::string_view>& s) { return !s || utf8(*s); }
 
 }  // namespace fuzz
 

@@ -24,9 +24,8 @@ using llm_stream::Event;
 using llm_stream::EventType;
 using llm_stream::detail::WireReader;
 using llm_stream::detail::check_json;
-using llm_stream::detail::utf8_valid;
 
-bool utf8(std::string_view s) { return utf8_valid(s.data(), s.data() + s.size()); }
+using fuzz::utf8;
 
 bool compact_object(std::string_view text) {
     if (text.empty() || text.front() != '{' || check_json(text)) return false;

@@ -24,9 +24,8 @@ using llm_stream::Event;
 using llm_stream::EventType;
 using llm_stream::detail::DeltaExtractor;
 using llm_stream::detail::check_json;
-using llm_stream::detail::utf8_valid;
 
-bool utf8(std::string_view s) { return utf8_valid(s.data(), s.data() + s.size()); }
+using fuzz::utf8;
 
 // --- An independent validator: recursive descent over RFC 8259's grammar ---------------------
 class Reference {

@@ -22,7 +22,7 @@ using llm_stream::EventType;
 using llm_stream::detail::WireReader;
 using Result = WireReader::Result;
 
-bool utf8(std::string_view s) { return llm_stream::detail::utf8_valid(s.data(), s.data() + s.size()); }
+using fuzz::utf8;
 
 void check_event(const Event& e, Result result, int& next_call) {
     switch (e.type) {

@@ -29,8 +29,8 @@ using llm_stream::EventType;
 using llm_stream::detail::WireReader;
 using Result = WireReader::Result;
 
-bool utf8(std::string_view s) { return llm_stream::detail::utf8_valid(s.data(), s.data() + s.size()); }
-bool utf8_or_absent(const std::optional<std::string_view>& s) { return !s || utf8(*s); }
+using fuzz::utf8;
+using fuzz::utf8_or_absent;
 
 /* One message's outcome as text, to compare two readers. */
 std::string outcome(Result result, const WireReader& reader) {

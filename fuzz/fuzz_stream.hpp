@@ -16,8 +16,6 @@
 
 namespace fuzz {
 
-inline bool utf8(std::string_view s) { return llm_stream::detail::utf8_valid(s.data(), s.data() + s.size()); }
-
 enum class Framing { chunked, content_length, close };
 
 inline std::string http_response(std::string_view body, Framing framing, Rng& rng, int chunk_style,

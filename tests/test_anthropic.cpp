@@ -7,7 +7,6 @@
    the stub in this wire format decoding to the same reply as the openai stub. The recorded streams
    (anthropic-*.sse) run in test_streams.cpp. */
 
-#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,12 +14,13 @@
 #include <vector>
 
 #include "support/decode.hpp"
+#include "support/request_check.hpp"
+#include "support/stub_check.hpp"
 
 using llm_stream::Api;
 using llm_stream::ChatOptions;
 using llm_stream::Config;
 using llm_stream::ContentPart;
-using llm_stream::Error;
 using llm_stream::ErrorCode;
 using llm_stream::Event;
 using llm_stream::EventType;
@@ -33,22 +33,18 @@ using Result = llm_stream::detail::WireReader::Result;
 
 namespace {
 
-ChatOptions bare_options() {
-    ChatOptions options;
-    options.system.clear();
-    return options;
-}
+using llm_test::bare_options;
 
-/* The body for `messages` under `options`; "(error) ..." when build_request refuses them. */
-std::string body_of(const std::vector<Message>& messages, const ChatOptions& options = bare_options()) {
+Config anthropic_config() {
     Config config;
     config.base_url = "http://127.0.0.1:9/v1";
     config.model = "claude-m";
     config.api = Api::anthropic;
-    llm_stream::Request request;
-    if (const Error e = llm_stream::build_request(config, messages, options, request)) return "(error) " + e.message;
-    CHECK(request.url == "http://127.0.0.1:9/v1/messages");
-    return request.body;
+    return config;
+}
+
+std::string body_of(const std::vector<Message>& messages, const ChatOptions& options = bare_options()) {
+    return llm_test::request_body(anthropic_config(), messages, options);
 }
 
 /* The body of a conversation: its messages' JSON, then the options' members after the fixed ones. */
@@ -61,6 +57,12 @@ const Tool kWeather{"get_weather", "The weather in a city",
                     R"({"type":"object","properties":{"city":{"type":"string"}}})", false};
 
 }  // namespace
+
+TEST_CASE("anthropic request: POST to the base URL's /messages") {
+    llm_stream::Request request;
+    CHECK_FALSE(llm_stream::build_request(anthropic_config(), {Message::user("hi")}, bare_options(), request));
+    CHECK(request.url == "http://127.0.0.1:9/v1/messages");
+}
 
 TEST_CASE("anthropic body: system and developer messages become the top-level system text") {
     CHECK(body_of({Message::system("Be brief."), Message::developer("Use metric units."), Message::user("hi")}) ==
@@ -387,44 +389,11 @@ TEST_CASE("anthropic decoder: a reply sent whole (stream ignored) decodes to the
 
 namespace {
 
-Config stub_config(Api api) {
-    Config c;
-    c.api = api;
-    c.stub_chunk_delay = std::chrono::milliseconds(0);
-    c.log = [](llm_stream::LogLevel, std::string_view) {};
-    return c;
-}
+using llm_test::stub_reply;
 
-llm_stream::Reply stub_reply(Api api, const std::vector<Message>& messages, ChatOptions options) {
-    options.assemble_reply = true;
-    llm_stream::Client client(stub_config(api));
-    llm_stream::Stream stream = client.stream_chat(messages, options);
-    while (stream.next_event()) {
-    }
-    CHECK_FALSE(stream.error());
-    return stream.reply();
-}
-
-/* The same reply from both stubs; only the raw stop reason and the call id are the API's own. */
+/* The same reply from both stubs; only the call id is the API's own. */
 void check_same_reply(const std::vector<Message>& messages, const ChatOptions& options) {
-    const llm_stream::Reply openai = stub_reply(Api::openai, messages, options);
-    const llm_stream::Reply anthropic = stub_reply(Api::anthropic, messages, options);
-    REQUIRE(anthropic.choices.size() == 1);
-    REQUIRE(openai.choices.size() == 1);
-    const llm_stream::ReplyChoice& a = anthropic.choices[0];
-    const llm_stream::ReplyChoice& o = openai.choices[0];
-    CHECK(a.message.content == o.message.content);
-    CHECK(a.finish_reason == o.finish_reason);
-    REQUIRE(a.message.tool_calls.size() == o.message.tool_calls.size());
-    for (std::size_t i = 0; i < a.message.tool_calls.size(); ++i) {
-        CHECK(a.message.tool_calls[i].id == "toolu_stub_1");
-        CHECK(a.message.tool_calls[i].name == o.message.tool_calls[i].name);
-        CHECK(a.message.tool_calls[i].arguments == o.message.tool_calls[i].arguments);
-    }
-    CHECK(anthropic.has_usage);
-    CHECK(anthropic.usage.prompt_tokens == openai.usage.prompt_tokens);
-    CHECK(anthropic.usage.completion_tokens == openai.usage.completion_tokens);
-    CHECK(anthropic.usage.total_tokens == openai.usage.total_tokens);
+    llm_test::check_same_as_openai_stub(Api::anthropic, messages, options, {}, "toolu_stub_1");
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "support/request_check.hpp"
+#include "support/stub_check.hpp"
 
 using llm_stream::Api;
 using llm_stream::ChatOptions;
@@ -363,38 +364,10 @@ TEST_CASE("gemini reader: invalid JSON and wrong shapes are invalid, saying wher
 
 namespace {
 
-llm_stream::Reply stub_reply(Api api, const std::vector<Message>& messages, ChatOptions options) {
-    Config config;
-    config.api = api;
-    config.log_level = llm_stream::LogLevel::off;
-    options.assemble_reply = true;
-    llm_stream::Client client(config);
-    llm_stream::Stream stream = client.stream_chat(messages, options);
-    while (stream.next_event()) {}
-    CHECK_FALSE(stream.error());
-    return stream.reply();
-}
+using llm_test::stub_reply;
 
 void check_same_as_openai_stub(const std::vector<Message>& messages, const ChatOptions& options) {
-    const llm_stream::Reply gemini = stub_reply(Api::gemini, messages, options);
-    const llm_stream::Reply openai = stub_reply(Api::openai, messages, options);
-    ENSURE(gemini.choices.size() == 1);
-    ENSURE(openai.choices.size() == 1);
-    const Message& g = gemini.message();
-    const Message& o = openai.message();
-    CHECK(g.content == o.content);
-    ENSURE(g.tool_calls.size() == o.tool_calls.size());
-    for (std::size_t i = 0; i < g.tool_calls.size(); ++i) {
-        CHECK(g.tool_calls[i].id == o.tool_calls[i].id);
-        CHECK(g.tool_calls[i].name == o.tool_calls[i].name);
-        CHECK(g.tool_calls[i].arguments == o.tool_calls[i].arguments);
-    }
-    CHECK(gemini.choices[0].finish_reason == openai.choices[0].finish_reason);
-    CHECK(gemini.choices[0].raw_finish_reason == "STOP");
-    CHECK(gemini.has_usage);
-    CHECK(gemini.usage.prompt_tokens == openai.usage.prompt_tokens);
-    CHECK(gemini.usage.completion_tokens == openai.usage.completion_tokens);
-    CHECK(gemini.usage.total_tokens == openai.usage.total_tokens);
+    llm_test::check_same_as_openai_stub(Api::gemini, messages, options, "STOP");
 }
 
 }  // namespace

@@ -7,11 +7,13 @@
    calls, the done line's finish and counts, errors, unknown fields, invalid lines); the stub in
    Ollama's wire format against the openai stub. The recorded streams run in test_streams. */
 
-#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "support/request_check.hpp"
+#include "support/stub_check.hpp"
 
 using llm_stream::ChatOptions;
 using llm_stream::Config;
@@ -29,11 +31,7 @@ using Result = llm_stream::detail::WireReader::Result;
 
 namespace {
 
-ChatOptions bare_options() {
-    ChatOptions options;
-    options.system.clear();
-    return options;
-}
+using llm_test::bare_options;
 
 Config ollama_config() {
     Config config;
@@ -43,12 +41,8 @@ Config ollama_config() {
     return config;
 }
 
-/* The body for `messages` under `options`; "(error) ..." when build_request refuses them. */
 std::string body_of(const std::vector<Message>& messages, const ChatOptions& options = bare_options()) {
-    llm_stream::Request request;
-    if (const Error e = llm_stream::build_request(ollama_config(), messages, options, request))
-        return "(error) " + e.message;
-    return request.body;
+    return llm_test::request_body(ollama_config(), messages, options);
 }
 
 /* The body of a conversation of these messages' JSON, with these members after "stream". */
@@ -58,11 +52,7 @@ std::string body_with(std::string_view messages_json, std::string_view members =
 }
 
 void check_refused(const std::vector<Message>& messages, const ChatOptions& options, std::string_view field) {
-    llm_stream::Request request;
-    const Error e = llm_stream::build_request(ollama_config(), messages, options, request);
-    INFO("field: ", field, "; error: ", e.message);
-    CHECK(e.code == ErrorCode::invalid_argument);
-    CHECK(e.message.find(field) != std::string::npos);
+    llm_test::check_request_refused(ollama_config(), messages, options, field);
 }
 
 Message assistant_calling(std::vector<ToolCall> calls) {
@@ -327,39 +317,10 @@ TEST_CASE("ollama reader: invalid lines say what and where") {
 
 namespace {
 
-llm_stream::Reply stub_reply(llm_stream::Api api, const std::vector<Message>& messages, ChatOptions options) {
-    Config config;
-    config.api = api;
-    config.stub_chunk_delay = std::chrono::milliseconds(0);
-    config.log = [](llm_stream::LogLevel, std::string_view) {};
-    llm_stream::Client client(config);
-    options.assemble_reply = true;
-    llm_stream::Stream stream = client.stream_chat(messages, options);
-    while (stream.next_event()) {}
-    CHECK_FALSE(stream.error());
-    return stream.reply();
-}
+using llm_test::stub_reply;
 
 void check_same_as_openai(const std::vector<Message>& messages, const ChatOptions& options) {
-    const llm_stream::Reply ollama = stub_reply(llm_stream::Api::ollama, messages, options);
-    const llm_stream::Reply openai = stub_reply(llm_stream::Api::openai, messages, options);
-    REQUIRE(ollama.choices.size() == 1);
-    REQUIRE(openai.choices.size() == 1);
-    const Message& a = ollama.message();
-    const Message& b = openai.message();
-    CHECK(a.content == b.content);
-    CHECK(a.reasoning == b.reasoning);
-    REQUIRE(a.tool_calls.size() == b.tool_calls.size());
-    for (std::size_t i = 0; i < a.tool_calls.size(); ++i) {
-        CHECK(a.tool_calls[i].id == b.tool_calls[i].id);
-        CHECK(a.tool_calls[i].name == b.tool_calls[i].name);
-        CHECK(a.tool_calls[i].arguments == b.tool_calls[i].arguments);
-    }
-    CHECK(ollama.choices[0].finish_reason == openai.choices[0].finish_reason);
-    CHECK(ollama.has_usage);
-    CHECK(ollama.usage.prompt_tokens == openai.usage.prompt_tokens);
-    CHECK(ollama.usage.completion_tokens == openai.usage.completion_tokens);
-    CHECK(ollama.usage.total_tokens == openai.usage.total_tokens);
+    llm_test::check_same_as_openai_stub(llm_stream::Api::ollama, messages, options);
 }
 
 }  // namespace

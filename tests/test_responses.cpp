@@ -15,6 +15,7 @@
 
 #include "support/chunked.hpp"
 #include "support/decode.hpp"
+#include "support/stub_check.hpp"
 
 using llm_stream::Api;
 using llm_stream::ChatOptions;
@@ -395,39 +396,10 @@ TEST_CASE("responses reader: no heap allocation per event once buffers are warm"
 
 namespace {
 
-llm_stream::Reply stub_reply(Api api, const std::vector<Message>& messages, ChatOptions options) {
-    Config config;
-    config.api = api;
-    config.log_level = llm_stream::LogLevel::off;
-    config.model = "m";
-    options.assemble_reply = true;
-    llm_stream::Client client(config);
-    llm_stream::Stream stream = client.stream_chat(messages, options);
-    while (stream.next_event()) {}
-    CHECK_FALSE(stream.error());
-    return stream.reply();
-}
+using llm_test::stub_reply;
 
 void check_same_reply(const std::vector<Message>& messages, const ChatOptions& options) {
-    const llm_stream::Reply expected = stub_reply(Api::openai, messages, options);
-    const llm_stream::Reply got = stub_reply(Api::responses, messages, options);
-    REQUIRE(got.choices.size() == 1);
-    REQUIRE(expected.choices.size() == 1);
-    const Message& e = expected.message();
-    const Message& g = got.message();
-    CHECK(g.content == e.content);
-    REQUIRE(g.tool_calls.size() == e.tool_calls.size());
-    for (std::size_t i = 0; i < g.tool_calls.size(); ++i) {
-        CHECK(g.tool_calls[i].id == e.tool_calls[i].id);
-        CHECK(g.tool_calls[i].name == e.tool_calls[i].name);
-        CHECK(g.tool_calls[i].arguments == e.tool_calls[i].arguments);
-    }
-    CHECK(got.choices[0].finish_reason == expected.choices[0].finish_reason);
-    CHECK(got.choices[0].raw_finish_reason == "completed");
-    CHECK(got.has_usage);
-    CHECK(got.usage.prompt_tokens == expected.usage.prompt_tokens);
-    CHECK(got.usage.completion_tokens == expected.usage.completion_tokens);
-    CHECK(got.usage.total_tokens == expected.usage.total_tokens);
+    llm_test::check_same_as_openai_stub(Api::responses, messages, options, "completed");
 }
 
 }  // namespace
