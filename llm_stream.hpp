@@ -3377,8 +3377,6 @@ inline Error DecoderCore::choose_framing(std::string_view content_type) {
     if (iequals(type, "text/html") || iequals(type, "application/xhtml+xml"))
         return make_error(ErrorCode::protocol, status + " with Content-Type " + excerpt(type, 60) +
                                                    ": a web page, not a completion stream (is the base URL the API's address?)");
-    if (api_ != Api::openai && !other_)
-        return make_error(ErrorCode::invalid_config, std::string("LLM_API=") + api_name(api_) + " is not supported yet");
     if (iequals(type, "application/json")) framing_ = Framing::whole_json;
     else if (iequals(type, "application/x-ndjson") || api_ == Api::ollama) framing_ = Framing::ndjson;
     else framing_ = Framing::sse;

@@ -99,9 +99,6 @@ struct Entry {
     Outcome expected;
 };
 
-/* Whether the library decodes `api` yet (issue 10 adds the APIs one by one). */
-bool decodable(llm_stream::Api api) { return api == llm_stream::Api::openai || d::make_wire_reader(api) != nullptr; }
-
 
 std::string decode(const d::JsonSpan& s) {
     std::string out(s.size(), '\0');
@@ -537,8 +534,6 @@ TEST_CASE("manifest.json lists every recorded stream, and each one exists") {
     }
     CHECK_FALSE(ec);
     CHECK(on_disk == entries.size());
-    const auto pending = std::count_if(entries.begin(), entries.end(), [](const Entry& e) { return !decodable(e.api); });
-    if (pending > 0) MESSAGE(pending << " recorded streams wait for their API's decoder (issue 10)");
 
     // Spot checks that the reader decoded the manifest's escapes and nulls.
     for (const Entry& e : entries) {
@@ -562,11 +557,8 @@ TEST_CASE("every recorded stream decodes as the manifest says, in every framing 
     CHECK_FALSE(entries.empty());
     const unsigned kSeeds = 50;
     std::size_t runs = 0;
-    std::size_t decoded_entries = 0;
     for (std::size_t n = 0; n < entries.size(); ++n) {
         const Entry& entry = entries[n];
-        if (!decodable(entry.api)) continue;  // counted in the corpus test's message
-        ++decoded_entries;
         std::string body;
         if (!read_file(kStreamsDir + "/" + entry.file, body)) {
             CAPTURE(entry.file);
@@ -600,12 +592,11 @@ TEST_CASE("every recorded stream decodes as the manifest says, in every framing 
         }
     }
     MESSAGE("decoded " << runs << " responses");
-    CHECK(runs == decoded_entries * 7 * (2 + kSeeds + 2));
+    CHECK(runs == entries.size() * 7 * (2 + kSeeds + 2));
 }
 
 TEST_CASE("next_chunk() yields exactly the content, one content event per chunk") {
     for (const Entry& entry : manifest()) {
-        if (!decodable(entry.api)) continue;
         std::string body;
         CHECK(read_file(kStreamsDir + "/" + entry.file, body));
         for (const Framing& framing : framings(body, 77, entry.api)) {
@@ -643,7 +634,6 @@ TEST_CASE("next_chunk() yields exactly the content, one content event per chunk"
 
 TEST_CASE("range-for over a replayed stream") {
     for (const Entry& entry : manifest()) {
-        if (!decodable(entry.api)) continue;
         std::string body;
         CHECK(read_file(kStreamsDir + "/" + entry.file, body));
         const Framing framing = framings(body, 5, entry.api)[1];  // chunked, 7-byte chunks
