@@ -1,5 +1,6 @@
 /* llm_stream.hpp — a single-header C++17 client that streams chat completions from any
-   OpenAI-compatible server (OpenAI, DashScope/Bailian, DeepSeek, Ollama, vLLM, llama.cpp, ...).
+   OpenAI-compatible server (OpenAI, DashScope/Bailian, DeepSeek, Ollama, vLLM, llama.cpp, ...), and
+   from OpenAI's Responses API, Anthropic, Gemini and Ollama's native API (Config::api).
 
    USAGE
      In exactly one .cpp file of your program:
@@ -15,7 +16,7 @@
              std::fwrite(chunk.data(), 1, chunk.size(), stdout);
          if (stream.error()) std::fprintf(stderr, "%s\n", stream.error().message.c_str());
 
-     Configuration comes from code or from the environment (LLM_API_KEY, LLM_BASE_URL, LLM_MODEL, then a
+     Configuration comes from code or from the environment (LLM_API, LLM_API_KEY, LLM_BASE_URL, LLM_MODEL, then a
      `.env` file in the working directory; the environment wins). Without LLM_BASE_URL the client runs in
      stub mode: a simulated reply that goes through the same HTTP/SSE/JSON pipeline as a real one.
 
@@ -681,9 +682,10 @@ const char* version_string() noexcept;
 /* ================================================================================================
    IMPLEMENTATION
    Sections, from the wire inwards, then outwards: support and logging → platform sockets → TLS
-   (mbedTLS) → HTTP/1.1 response reader → SSE parser → JSON (validating cursor, delta extractor,
-   writer) → decoder (those layers behind one feed()) → request (URL, headers, body) → retry policy →
-   stub → transports → stream (attempts, timers, retries) → public API.
+   (mbedTLS) → HTTP/1.1 response reader → SSE parser → NDJSON line splitter → JSON (validating cursor,
+   chat-completions reader, writer) → decoder (those layers behind one feed()) → request (URL, headers,
+   body) → retry policy → stub → the other APIs (Responses, Anthropic, Gemini, Ollama: each its body,
+   reader and stub) → transports → stream (attempts, timers, retries) → public API.
    ================================================================================================ */
 #if (defined(LLM_STREAM_IMPLEMENTATION) || defined(LLM_STREAM_INTERNALS)) && !defined(LLM_STREAM_INTERNALS_INCLUDED)
 #define LLM_STREAM_INTERNALS_INCLUDED
