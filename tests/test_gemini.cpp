@@ -10,6 +10,7 @@
    recorded Gemini streams run in test_streams.cpp. */
 
 #include <memory>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -95,10 +96,17 @@ std::vector<std::string> describe(const std::vector<Event>& events) {
     return out;
 }
 
+/* A message for the reader, kept until the program ends: its events point into it. */
+std::string_view keep(std::string text) {
+    static std::deque<std::string> kept;
+    kept.push_back(std::move(text));
+    return kept.back();
+}
+
 /* One candidate's chunk with these parts (JSON) and extra candidate members. */
-std::string chunk(std::string_view parts, std::string_view candidate_extra = "", std::string_view top_extra = "") {
-    return R"({"candidates": [{"content": {"parts": [)" + std::string(parts) + R"(], "role": "model"})" +
-           std::string(candidate_extra) + R"(, "index": 0}])" + std::string(top_extra) + "}";
+std::string_view chunk(std::string_view parts, std::string_view candidate_extra = "", std::string_view top_extra = "") {
+    return keep(R"({"candidates": [{"content": {"parts": [)" + std::string(parts) + R"(], "role": "model"})" +
+                std::string(candidate_extra) + R"(, "index": 0}])" + std::string(top_extra) + "}");
 }
 
 using Lines = std::vector<std::string>;
@@ -317,7 +325,8 @@ TEST_CASE("gemini reader: several candidates, each its own choice") {
 
 TEST_CASE("gemini reader: a whole reply read without ?alt=sse is an array of responses") {
     const auto reader = llm_stream::detail::make_gemini_reader();
-    CHECK(reader->read("", "[" + chunk(R"({"text": "Hel"})") + ", " + chunk(R"({"text": "lo"})", R"(, "finishReason": "STOP")") + "]") ==
+    CHECK(reader->read("", keep("[" + std::string(chunk(R"({"text": "Hel"})")) + ", " +
+                                      std::string(chunk(R"({"text": "lo"})", R"(, "finishReason": "STOP")")) + "]")) ==
           Result::ok);
     CHECK(describe(reader->events()) == Lines{"content:Hel", "content:lo", "finish:stop/STOP"});
 }
