@@ -20,6 +20,7 @@
 
 #include "support/chunked.hpp"
 #include "support/decode.hpp"
+#include "support/manifest.hpp"
 #include "support/random_cuts.hpp"
 #include "support/test_data.hpp"
 
@@ -29,249 +30,11 @@ using llm_stream::EventType;
 
 namespace {
 
-const std::string kStreamsDir = std::string(LLM_STREAM_TEST_DATA_DIR) + "/streams";
-
+using llm_test::Entry;
+using llm_test::kStreamsDir;
+using llm_test::manifest;
+using llm_test::Outcome;
 using llm_test::read_file;
-
-/* ---------------------------------------------------------------------------------------------
-   What a stream decodes to
-   --------------------------------------------------------------------------------------------- */
-
-struct ToolCall {
-    int index = 0;
-    std::string id, name, arguments;
-    bool operator==(const ToolCall& o) const {
-        return index == o.index && id == o.id && name == o.name && arguments == o.arguments;
-    }
-};
-
-struct UsageCounts {
-    std::int64_t prompt = 0, completion = 0, total = 0;
-    bool operator==(const UsageCounts& o) const {
-        return prompt == o.prompt && completion == o.completion && total == o.total;
-    }
-};
-
-struct Outcome {
-    std::string content;
-    std::string reasoning;
-    std::vector<ToolCall> tool_calls;  // ordered by index
-    std::optional<std::string> finish_reason;
-    std::optional<std::string> raw_finish_reason;  // the provider's own value
-    std::optional<UsageCounts> usage;
-    std::optional<std::string> error;  // a mid-stream error: the server's message
-    bool operator==(const Outcome& o) const {
-        return content == o.content && reasoning == o.reasoning && tool_calls == o.tool_calls &&
-               finish_reason == o.finish_reason && raw_finish_reason == o.raw_finish_reason && usage == o.usage;
-    }  // `error` is checked on its own: the decoded message adds the error's type to the server's text
-};
-
-std::string describe(const Outcome& o) {
-    std::ostringstream s;
-    s << "content=[" << o.content << "] reasoning=[" << o.reasoning << "] tool_calls=" << o.tool_calls.size();
-    for (const ToolCall& t : o.tool_calls)
-        s << " {" << t.index << "," << t.id << "," << t.name << ",[" << t.arguments << "]}";
-    s << " finish=" << (o.finish_reason ? "[" + *o.finish_reason + "]" : std::string("none"));
-    s << " raw=" << (o.raw_finish_reason ? "[" + *o.raw_finish_reason + "]" : std::string("none"));
-    if (o.error) s << " error=[" << *o.error << "]";
-    if (o.usage) s << " usage=" << o.usage->prompt << "/" << o.usage->completion << "/" << o.usage->total;
-    else s << " usage=none";
-    return s.str();
-}
-
-}  // namespace
-
-namespace doctest {
-template <> struct StringMaker<Outcome> {
-    static String convert(const Outcome& o) { return describe(o).c_str(); }
-};
-}  // namespace doctest
-
-namespace {
-
-/* ---------------------------------------------------------------------------------------------
-   manifest.json, read with the library's own validating cursor
-   --------------------------------------------------------------------------------------------- */
-
-struct Entry {
-    std::string file;
-    llm_stream::Api api = llm_stream::Api::openai;
-    Outcome expected;
-};
-
-
-std::string decode(const d::JsonSpan& s) {
-    std::string out(s.size(), '\0');
-    if (s.size()) out.resize(d::json_decode_string(s.begin, s.end, &out[0]));
-    return out;
-}
-
-bool read_string(d::JsonCursor& c, std::string& out) {
-    if (!c.at('"')) return c.fail("expected a string");
-    d::JsonSpan span;
-    if (!c.string(span)) return false;
-    out = decode(span);
-    return true;
-}
-
-bool read_integer(d::JsonCursor& c, std::int64_t& out) {
-    bool is_int = false;
-    if (!c.number(&out, &is_int)) return false;
-    return is_int || c.fail("expected an integer");
-}
-
-bool read_optional_string(d::JsonCursor& c, std::optional<std::string>& out) {
-    if (c.at('n')) {
-        out.reset();
-        return c.literal("null", 4);
-    }
-    std::string s;
-    if (!read_string(c, s)) return false;
-    out = s;
-    return true;
-}
-
-bool read_usage(d::JsonCursor& c, int depth, std::optional<UsageCounts>& out) {
-    if (c.at('n')) {
-        out.reset();
-        return c.literal("null", 4);
-    }
-    if (!c.at('{')) return c.fail("usage must be an object or null");
-    UsageCounts u;
-    const bool ok = c.object(depth + 1, [&](const d::JsonSpan& key, int dd) {
-        const std::string k = decode(key);
-        if (k == "prompt_tokens") return read_integer(c, u.prompt);
-        if (k == "completion_tokens") return read_integer(c, u.completion);
-        if (k == "total_tokens") return read_integer(c, u.total);
-        return c.skip_value(dd);
-    });
-    if (ok) out = u;
-    return ok;
-}
-
-bool read_tool_calls(d::JsonCursor& c, int depth, std::vector<ToolCall>& out) {
-    if (!c.at('[')) return c.fail("tool_calls must be an array");
-    return c.array(depth + 1, [&](int dd) {
-        if (!c.at('{')) return c.fail("a tool call must be an object");
-        ToolCall t;
-        const bool ok = c.object(dd + 1, [&](const d::JsonSpan& key, int ddd) {
-            const std::string k = decode(key);
-            if (k == "index") {
-                std::int64_t i = 0;
-                if (!read_integer(c, i)) return false;
-                t.index = static_cast<int>(i);
-                return true;
-            }
-            if (k == "id") return read_string(c, t.id);
-            if (k == "name") return read_string(c, t.name);
-            if (k == "arguments") return read_string(c, t.arguments);
-            return c.skip_value(ddd);
-        });
-        if (ok) out.push_back(t);
-        return ok;
-    });
-}
-
-/* A mid-stream error's message, from {"code": "server_error", "message": ...} (or null). */
-bool read_error(d::JsonCursor& c, int depth, std::optional<std::string>& out) {
-    if (c.at('n')) {
-        out.reset();
-        return c.literal("null", 4);
-    }
-    if (!c.at('{')) return c.fail("error must be an object or null");
-    std::string message, code;
-    const bool ok = c.object(depth + 1, [&](const d::JsonSpan& key, int dd) {
-        const std::string k = decode(key);
-        if (k == "message") return read_string(c, message);
-        if (k == "code") return read_string(c, code);
-        return c.skip_value(dd);
-    });
-    if (ok && code != "server_error") return c.fail("an expected error's code must be server_error");
-    out = message;
-    return ok;
-}
-
-bool read_expected(d::JsonCursor& c, int depth, Outcome& out, int& fields) {
-    if (!c.at('{')) return c.fail("expected must be an object");
-    return c.object(depth + 1, [&](const d::JsonSpan& key, int dd) {
-        const std::string k = decode(key);
-        ++fields;
-        if (k == "content") return read_string(c, out.content);
-        if (k == "reasoning") return read_string(c, out.reasoning);
-        if (k == "tool_calls") return read_tool_calls(c, dd, out.tool_calls);
-        if (k == "finish_reason") return read_optional_string(c, out.finish_reason);
-        if (k == "usage") return read_usage(c, dd, out.usage);
-        --fields;  // the optional ones (APIs other than openai):
-        if (k == "raw_finish_reason") return read_optional_string(c, out.raw_finish_reason);
-        if (k == "error") return read_error(c, dd, out.error);
-        return c.skip_value(dd);
-    });
-}
-
-bool parse_manifest(std::string_view text, std::vector<Entry>& entries, std::string& why) {
-    if (const llm_stream::Error e = d::check_json(text)) {
-        why = "manifest.json is not valid JSON: " + e.message;
-        return false;
-    }
-    d::JsonCursor c(text.data(), text.data() + text.size());
-    c.skip_ws();
-    if (!c.at('[')) {
-        why = "manifest.json must be an array";
-        return false;
-    }
-    const bool ok = c.array(1, [&](int depth) {
-        if (!c.at('{')) return c.fail("an entry must be an object");
-        Entry e;
-        bool have_file = false;
-        int expected_fields = -1;
-        const bool entry_ok = c.object(depth + 1, [&](const d::JsonSpan& key, int dd) {
-            const std::string k = decode(key);
-            if (k == "file") {
-                have_file = true;
-                return read_string(c, e.file);
-            }
-            if (k == "expected") {
-                expected_fields = 0;
-                return read_expected(c, dd, e.expected, expected_fields);
-            }
-            if (k == "api") {
-                std::string name;
-                return read_string(c, name) && (!llm_stream::parse_api(name, e.api) || c.fail("unknown api"));
-            }
-            return c.skip_value(dd);
-        });
-        if (!entry_ok) return false;
-        if (!have_file) return c.fail("an entry has no file");
-        if (expected_fields != 5) return c.fail("an entry's expected needs all five fields");
-        // Chat completions' finish reasons are the vocabulary: the raw value is the same.
-        if (e.api == llm_stream::Api::openai && !e.expected.raw_finish_reason)
-            e.expected.raw_finish_reason = e.expected.finish_reason;
-        entries.push_back(e);
-        return true;
-    });
-    if (!ok) {
-        why = std::string("manifest.json: ") + c.why + " at byte " + std::to_string(c.p - c.start);
-        return false;
-    }
-    return true;
-}
-
-const std::vector<Entry>& manifest() {
-    static const std::vector<Entry> entries = [] {
-        std::vector<Entry> out;
-        std::string text, why;
-        if (!read_file(kStreamsDir + "/manifest.json", text)) {
-            std::fprintf(stderr, "cannot read %s/manifest.json\n", kStreamsDir.c_str());
-            return out;
-        }
-        if (!parse_manifest(text, out, why)) {
-            std::fprintf(stderr, "%s\n", why.c_str());
-            out.clear();
-        }
-        return out;
-    }();
-    return entries;
-}
 
 /* ---------------------------------------------------------------------------------------------
    HTTP framings
@@ -335,39 +98,24 @@ struct Run {
 };
 
 void record(Run& run, const Event& e) {
+    llm_test::add_event(run.outcome, e);
     auto utf8 = [&](std::string_view v) {
         if (!d::utf8_valid(v.data(), v.data() + v.size())) run.text_always_valid_utf8 = false;
     };
     switch (e.type) {
     case EventType::content:
         ++run.content_events;
-        run.outcome.content.append(e.text);
         utf8(e.text);
         if (e.text.empty()) run.empty_text_event = true;
         run.trace.push_back("content:" + std::string(e.text));
         break;
     case EventType::reasoning:
-        run.outcome.reasoning.append(e.text);
         utf8(e.text);
         if (e.text.empty()) run.empty_text_event = true;
         run.trace.push_back("reasoning:" + std::string(e.text));
         break;
     case EventType::tool_call: {
         const llm_stream::ToolCallDelta& t = e.tool_call;
-        auto it = std::find_if(run.outcome.tool_calls.begin(), run.outcome.tool_calls.end(),
-                               [&](const ToolCall& c) { return c.index == t.index; });
-        if (it == run.outcome.tool_calls.end()) {
-            ToolCall c;
-            c.index = t.index;
-            it = run.outcome.tool_calls.insert(
-                std::upper_bound(run.outcome.tool_calls.begin(), run.outcome.tool_calls.end(), c,
-                                 [](const ToolCall& a, const ToolCall& b) { return a.index < b.index; }),
-                c);
-        }
-        // id and name from the first fragment that has them; arguments concatenated.
-        if (t.id && it->id.empty()) it->id = std::string(*t.id);
-        if (t.name && it->name.empty()) it->name = std::string(*t.name);
-        if (t.arguments) it->arguments.append(*t.arguments);
         std::string line = "tool_call:" + std::to_string(t.index);
         for (const auto& part : {t.id, t.name, t.arguments}) {
             line += part ? "|" + std::string(*part) : std::string("|-");
@@ -377,13 +125,10 @@ void record(Run& run, const Event& e) {
         break;
     }
     case EventType::finish:
-        run.outcome.finish_reason = std::string(e.text);
-        run.outcome.raw_finish_reason = std::string(e.raw_reason);
         utf8(e.text);
         run.trace.push_back("finish:" + std::string(e.text));
         break;
     case EventType::usage:
-        run.outcome.usage = UsageCounts{e.usage.prompt_tokens, e.usage.completion_tokens, e.usage.total_tokens};
         run.trace.push_back("usage:" + std::to_string(e.usage.prompt_tokens) + "/" +
                             std::to_string(e.usage.completion_tokens) + "/" + std::to_string(e.usage.total_tokens));
         break;
