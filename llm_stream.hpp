@@ -7317,6 +7317,7 @@ private:
     ByteBuffer receive_;
     std::size_t receive_pos_ = 0, receive_end_ = 0;
     std::unique_ptr<Decoder> decoder_;  // this attempt's; none before the first
+    bool decoder_has_more_ = false;     // its last step was an event: more of that message may follow
 
     Event current_;
     Error error_;
@@ -7573,6 +7574,7 @@ inline std::optional<PollStatus> StreamImpl::decode() {
     for (;;) {
         const DecodeStep s = decoder_->feed({receive_.data() + receive_pos_, receive_end_ - receive_pos_});
         receive_pos_ += s.consumed;
+        decoder_has_more_ = s.status == DecodeStatus::event;
         if (!response_logged_ && decoder_->http_status() != 0) log_response();
         switch (s.status) {
         case DecodeStatus::need_more: return std::nullopt;
@@ -7634,7 +7636,8 @@ inline PollStatus StreamImpl::exchange() {
     const Config& cfg = config();
     for (int reads = 0;;) {
         if (cancelled_.load(std::memory_order_relaxed)) return cancelled();
-        if (receive_pos_ < receive_end_ || decoder_->response_complete()) {
+        // Events still queued from the last bytes received come before any wait for more.
+        if (receive_pos_ < receive_end_ || decoder_has_more_ || decoder_->response_complete()) {
             if (std::optional<PollStatus> s = decode()) return *s;
             continue;
         }
