@@ -2,6 +2,7 @@
 #include "llm_stream.hpp"
 #include <doctest/doctest.h>
 #include "support/ensure.hpp"
+#include "support/manifest.hpp"
 #include "support/test_server.hpp"
 
 /* llm_stream over real sockets, against llm_test::TestServer on loopback (tests/support/test_server.hpp):
@@ -24,13 +25,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -166,6 +166,7 @@ std::string describe(const Event& e) {
 
 struct Run {
     std::vector<std::string> events;
+    llm_test::Outcome outcome;  // the events gathered as manifest.json describes a stream
     std::string content;
     std::size_t chunks = 0;
     bool chunks_valid_utf8 = true;  // every content chunk on its own
@@ -176,6 +177,7 @@ struct Run {
 
 void record(Run& run, const Event& e) {
     run.events.push_back(describe(e));
+    llm_test::add_event(run.outcome, e);
     if (e.type == EventType::content) {
         ++run.chunks;
         run.content.append(e.text.data(), e.text.size());
@@ -204,9 +206,11 @@ Run run_chat(Client& client, std::string_view prompt = "hi", const ChatOptions& 
 }
 
 /* The same body read from memory through the whole pipeline: what the network must reproduce. */
-Run replay(const std::string& body) {
-    const std::string response = length_response(body);
+Run replay(const std::string& body, llm_stream::Api api = llm_stream::Api::openai,
+           std::string_view content_type = "text/event-stream") {
+    const std::string response = length_response(body, content_type);
     Config config;
+    config.api = api;
     config.log_level = LogLevel::off;
     Stream stream = Client(config).replay(response);
     return drain(stream);
@@ -277,25 +281,6 @@ std::string small_stream() {
 }
 const std::string kSmallContent = "Hello, world!";
 
-/* The chat-completions recordings (the other APIs' ones, named after their API, run through their
-   own decoders in test_streams). */
-std::vector<std::string> recorded_stream_names() {
-    auto other_api = [](const std::string& name) {
-        for (const char* prefix : {"responses-", "anthropic-", "gemini-"})  // Ollama's own: .ndjson
-            if (name.rfind(prefix, 0) == 0) return true;
-        return false;
-    };
-    std::vector<std::string> names;
-    std::error_code ec;
-    const std::string dir = std::string(LLM_STREAM_TEST_DATA_DIR) + "/streams";
-    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        const std::string name = it->path().filename().string();
-        if (name.size() > 4 && name.substr(name.size() - 4) == ".sse" && !other_api(name)) names.push_back(name);
-    }
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
 bool socket_is_open(llm_stream::socket_handle s) { return s >= 0 && ::fcntl(s, F_GETFD) != -1; }
 
 }  // namespace
@@ -304,73 +289,87 @@ bool socket_is_open(llm_stream::socket_handle s) { return s >= 0 && ::fcntl(s, F
    The recorded corpus over real sockets
    ============================================================================================= */
 
-TEST_CASE("every recorded stream arrives identically in every framing and in slow 1-byte mode") {
-    const std::vector<std::string> names = recorded_stream_names();
-    CHECK(names.size() >= 10);
+namespace {
+
+/* One way of serving a recorded stream. */
+struct Variant {
+    const char* name;
+    Framing framing;
+    std::optional<Chunking> chunking;  // none: one piece per event (per line for NDJSON)
+    int delay_ms;                      // before each piece
+    bool piecewise;                    // written piece by piece instead of in a few large writes
+    bool slow;                         // one byte per send
+};
+
+const Variant kVariants[] = {
+    {"chunked, one chunk per event", Framing::chunked, std::nullopt, 0, false, false},
+    {"chunked, 7-byte chunks", Framing::chunked, Chunking::fixed(7), 0, false, false},
+    {"chunked, 1-byte chunks", Framing::chunked, Chunking::fixed(1), 0, false, false},
+    {"chunked, odd chunk sizes written one by one", Framing::chunked, Chunking::list({1, 3, 64, 5, 1000, 2, 13}), 0,
+     true, false},
+    {"chunked, per event with a delay", Framing::chunked, std::nullopt, 1, false, false},
+    {"Content-Length", Framing::content_length, Chunking::whole(), 0, false, false},
+    {"Content-Length, 11-byte writes", Framing::content_length, Chunking::fixed(11), 0, true, false},
+    {"close-delimited", Framing::close, Chunking::whole(), 0, false, false},
+    {"close-delimited, per event with a delay", Framing::close, std::nullopt, 1, false, false},
+    {"slow: chunked, one byte per send", Framing::chunked, std::nullopt, 0, false, true},
+    {"slow: Content-Length, one byte per send", Framing::content_length, Chunking::whole(), 0, false, true},
+};
+
+Response serve(const Variant& v, const std::string& file, const std::string& body) {
+    Response r = Response::recorded(file, body, v.framing);
+    if (v.chunking) r.chunking = *v.chunking;
+    r.write_delay_ms = v.delay_ms;
+    if (v.piecewise) r.stall_after_body_bytes = body.size() + 1;  // never fires, but makes the server write piece by piece
+    r.slow = v.slow;
+    r.slow_delay_ms = 0;
+    return r;
+}
+
+/* A run of a recorded stream against manifest.json: the same outcome, and a mid-stream error ends it as
+   server_error with the provider's message after the text that came before it. */
+void check_outcome(const llm_test::Entry& entry, const Run& got) {
+    CHECK(got.outcome == entry.expected);
+    if (!entry.expected.error) {
+        CHECK_MESSAGE(!got.error, code_name(got.error.code) << ": " << got.error.message);
+        return;
+    }
+    CAPTURE(got.error.message);
+    CHECK(got.error.code == ErrorCode::server_error);
+    CHECK(got.error.message.find(*entry.expected.error) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("every recorded stream of every API arrives identically in every framing and in slow 1-byte mode") {
+    const std::vector<llm_test::Entry>& entries = llm_test::manifest();
+    CHECK(entries.size() >= 37);
     TestServer server;
     START_SERVER(server);
 
-    struct Variant {
-        const char* name;
-        Response (*make)(const std::string& body);
-    };
-    const Variant variants[] = {
-        {"chunked, one chunk per event", [](const std::string& b) { return Response::sse(b); }},
-        {"chunked, 7-byte chunks", [](const std::string& b) { return Response::sse(b, Framing::chunked, Chunking::fixed(7)); }},
-        {"chunked, 1-byte chunks", [](const std::string& b) { return Response::sse(b, Framing::chunked, Chunking::fixed(1)); }},
-        {"chunked, odd chunk sizes written one by one",
-         [](const std::string& b) {
-             Response r = Response::sse(b, Framing::chunked, Chunking::list({1, 3, 64, 5, 1000, 2, 13}));
-             r.stall_after_body_bytes = b.size() + 1;  // never fires, but makes the server write piece by piece
-             return r;
-         }},
-        {"chunked, per event with a delay", [](const std::string& b) { return Response::sse(b).with_delay(1); }},
-        {"Content-Length", [](const std::string& b) { return Response::sse(b, Framing::content_length, Chunking::whole()); }},
-        {"Content-Length, 11-byte writes",
-         [](const std::string& b) {
-             Response r = Response::sse(b, Framing::content_length, Chunking::fixed(11));
-             r.stall_after_body_bytes = b.size() + 1;
-             return r;
-         }},
-        {"close-delimited", [](const std::string& b) { return Response::sse(b, Framing::close, Chunking::whole()); }},
-        {"close-delimited, per event with a delay",
-         [](const std::string& b) { return Response::sse(b, Framing::close, Chunking::per_event()).with_delay(1); }},
-        {"slow: chunked, one byte per send",
-         [](const std::string& b) {
-             Response r = Response::sse(b);
-             r.slow = true;
-             r.slow_delay_ms = 0;
-             return r;
-         }},
-        {"slow: Content-Length, one byte per send",
-         [](const std::string& b) {
-             Response r = Response::sse(b, Framing::content_length, Chunking::whole());
-             r.slow = true;
-             r.slow_delay_ms = 0;
-             return r;
-         }},
-    };
-
     std::size_t runs = 0;
-    for (const std::string& name : names) {
-        CAPTURE(name);
-        const std::string body = llm_test::read_stream_file(name);
+    for (const llm_test::Entry& entry : entries) {
+        CAPTURE(entry.file);
+        const std::string body = llm_test::read_stream_file(entry.file);
         CHECK(!body.empty());
-        const Run expected = replay(body);
-        CHECK(!expected.error);
+        const std::string content_type = Response::recorded(entry.file, {}).headers.front().second;
+        const Run expected = replay(body, entry.api, content_type);
+        check_outcome(entry, expected);
         CHECK(!expected.events.empty());
-        Client client(make_config(server));
-        for (const Variant& v : variants) {
-            CAPTURE(v.name);
-            server.push(v.make(body));
+        Config config = make_config(server);
+        config.api = entry.api;
+        Client client(config);
+        for (const Variant& v : kVariants) {
+            const std::string variant = v.name;
+            CAPTURE(variant);
+            server.push(serve(v, entry.file, body));
             const Run got = run_chat(client);
-            CHECK_MESSAGE(!got.error, code_name(got.error.code) << ": " << got.error.message);
+            check_outcome(entry, got);
             CHECK(got.events == expected.events);
-            CHECK(got.content == expected.content);
             CHECK(got.chunks_valid_utf8);
             CHECK(valid_utf8(got.content));
             CHECK(got.stats.attempts == 1);
-            CHECK(got.stats.received_bytes >= body.size());
+            if (!entry.expected.error) CHECK(got.stats.received_bytes >= body.size());  // an error ends the reading
             CHECK(got.stats.finish_reason == expected.stats.finish_reason);
             CHECK(got.stats.has_usage == expected.stats.has_usage);
             CHECK(got.stats.usage.total_tokens == expected.stats.usage.total_tokens);
@@ -379,12 +378,12 @@ TEST_CASE("every recorded stream arrives identically in every framing and in slo
         }
         // Really slow (1 ms after every byte) for the small streams only, to keep the file fast.
         if (body.size() <= 600) {
-            Response r = Response::sse(body);
+            Response r = Response::recorded(entry.file, body);
             r.slow = true;
             r.slow_delay_ms = 1;
             server.push(std::move(r));
             const Run got = run_chat(client);
-            CHECK(!got.error);
+            check_outcome(entry, got);
             CHECK(got.events == expected.events);
             CHECK(got.chunks_valid_utf8);
             ++runs;

@@ -68,7 +68,7 @@ enum class Framing {
 // How the body is cut into pieces. With chunked framing each piece is one HTTP chunk; with the other
 // framings each piece is one write (which matters with write_delay_ms, slow and the faults).
 struct Chunking {
-    enum class Kind { whole, fixed, list, per_event };
+    enum class Kind { whole, fixed, list, per_event, per_line };
     Kind kind = Kind::whole;
     std::size_t size = 0;            // fixed: bytes per piece (the last one may be shorter)
     std::vector<std::size_t> sizes;  // list: piece sizes, used in order and cycled; zeros are ignored
@@ -90,6 +90,12 @@ struct Chunking {
     static Chunking per_event() {
         Chunking c;
         c.kind = Kind::per_event;
+        return c;
+    }
+    // One piece per NDJSON line: the body is cut after each "\n".
+    static Chunking per_line() {
+        Chunking c;
+        c.kind = Kind::per_line;
         return c;
     }
 };
@@ -151,12 +157,22 @@ struct Response {
     // ---- builders ----
     // text/event-stream, "Cache-Control: no-cache"; chunked responses one chunk per event by default.
     static Response sse(std::string body, Framing framing = Framing::chunked, Chunking chunking = Chunking::per_event()) {
-        Response r;
+        Response r = streamed(std::move(body), framing, std::move(chunking));
         r.headers = {{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}};
-        r.body = std::move(body);
-        r.framing = framing;
-        r.chunking = std::move(chunking);
         return r;
+    }
+    // application/x-ndjson (Ollama's native stream); chunked responses one chunk per line by default.
+    static Response ndjson(std::string body, Framing framing = Framing::chunked, Chunking chunking = Chunking::per_line()) {
+        Response r = streamed(std::move(body), framing, std::move(chunking));
+        r.headers = {{"Content-Type", "application/x-ndjson"}};
+        return r;
+    }
+    // A recorded stream (tests/data/streams) as its file's name says: a .ndjson file as ndjson(), else sse().
+    static Response recorded(const std::string& file_name, std::string body, Framing framing = Framing::chunked) {
+        const std::string suffix = ".ndjson";
+        const bool ndjson_file = file_name.size() > suffix.size() &&
+                                 file_name.compare(file_name.size() - suffix.size(), suffix.size(), suffix) == 0;
+        return ndjson_file ? ndjson(std::move(body), framing) : sse(std::move(body), framing);
     }
     // Any status, Content-Length framed; Content-Type application/json when the body starts with '{' or
     // '[', text/plain otherwise (unless `extra` names one). e.g. status(429, body, {{"Retry-After", "1"}}).
@@ -239,6 +255,15 @@ struct Response {
         if (kind == Flood::comments) return ":\n\n";
         const char* delta = kind == Flood::content ? "{\"content\":\"x\"}" : "{}";
         return std::string("data: {\"choices\":[{\"index\":0,\"delta\":") + delta + ",\"finish_reason\":null}]}\n\n";
+    }
+
+    // A 200 streaming `body` (no headers yet) for sse() and ndjson().
+    static Response streamed(std::string body, Framing framing, Chunking chunking) {
+        Response r;
+        r.body = std::move(body);
+        r.framing = framing;
+        r.chunking = std::move(chunking);
+        return r;
     }
 
     static bool equals_ignore_case(std::string_view a, std::string_view b) {
@@ -356,6 +381,14 @@ inline std::vector<std::pair<std::size_t, std::size_t>> split_pieces(const std::
             if (start < n) pieces.emplace_back(start, n - start);
             break;
         }
+        case Chunking::Kind::per_line:
+            for (std::size_t start = 0; start < n;) {
+                const std::size_t newline = body.find('\n', start);
+                const std::size_t end = newline == std::string::npos ? n : newline + 1;
+                pieces.emplace_back(start, end - start);
+                start = end;
+            }
+            break;
     }
     return pieces;
 }
@@ -533,6 +566,13 @@ public:
         auto p = detail::prepare(std::move(r));
         std::lock_guard<std::mutex> lock(mu_);
         default_ = std::move(p);
+    }
+    // With the queue empty, a request whose target starts with `prefix` gets `r` instead of the default
+    // (the first matching route wins): one server answering differently by path.
+    void route(std::string prefix, Response r) {
+        auto p = detail::prepare(std::move(r));
+        std::lock_guard<std::mutex> lock(mu_);
+        routes_.emplace_back(std::move(prefix), std::move(p));
     }
     void clear_queue() {
         std::lock_guard<std::mutex> lock(mu_);
@@ -771,7 +811,7 @@ private:
                     p = queue_.front();
                     queue_.pop_front();
                 } else {
-                    p = default_;
+                    p = unqueued_response(req.target);
                 }
                 requests_.push_back(req);
             }
@@ -786,6 +826,13 @@ private:
             if (after != After::keep) break;
         }
         finish_connection(c, after);
+    }
+
+    // The first route whose prefix starts `target`, else the default. Called with mu_ held.
+    std::shared_ptr<const detail::Prepared> unqueued_response(const std::string& target) const {
+        for (const auto& r : routes_)
+            if (target.compare(0, r.first.size(), r.first) == 0) return r.second;
+        return default_;
     }
 
     void finish_connection(Conn& c, After after) {
@@ -1118,6 +1165,7 @@ private:
     std::string error_;
     std::deque<std::shared_ptr<const detail::Prepared>> queue_;
     std::shared_ptr<const detail::Prepared> default_;
+    std::vector<std::pair<std::string, std::shared_ptr<const detail::Prepared>>> routes_;  // see route()
     std::vector<Request> requests_;
     std::vector<ConnectionInfo> connections_;
     std::map<std::size_t, int> open_fds_;
