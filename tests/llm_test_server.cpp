@@ -4,7 +4,7 @@
 // Independent of llm_stream.hpp.
 //
 //   llm_test_server [--port N] [--host 127.0.0.1|::1] [--stream FILE... | --generate-events N]
-//                   [--framing chunked|length|close] [--chunk-size N | --chunk-per-event] [--delay-ms N]
+//                   [--framing chunked|length|close|path] [--chunk-size N | --chunk-per-event] [--delay-ms N]
 //                   [--slow-ms N] [--status N] [--body TEXT] [--header 'Name: value']... [--max-requests N]
 //                   [--flood comments|continues|content|empty-deltas [--flood-seconds N]] [--log]
 //                   [--save-requests DIR]
@@ -12,7 +12,9 @@
 // Prints "PORT <n>" on stdout (one flushed line) once listening; exits 0 on SIGTERM/SIGINT or after
 // --max-requests responses. --stream FILE is a path, or a name under tests/data/streams/. Without
 // --stream, --generate-events or --body it serves generate_events(20). A stream is chunked one chunk per
-// event unless told otherwise; a --body is sent with Content-Length. With no delay and no slowness the
+// event unless told otherwise (a .ndjson one, served as application/x-ndjson, one chunk per line); a
+// --body is sent with Content-Length. --framing path serves the last response in the framing the request
+// path starts with, /chunked/, /length/ or /close/ (chunked elsewhere): one server, every framing. With no delay and no slowness the
 // whole framed body is built once, and each response is written with a few large writes. --flood makes a
 // hostile server instead: each response repeats that kind of bytes as fast as the client reads them (see
 // llm_test::Flood), for at most --flood-seconds (default 10) or until the client goes away.
@@ -36,7 +38,7 @@ namespace {
 
 void usage() {
     std::fputs("usage: llm_test_server [--port N] [--host 127.0.0.1|::1] [--stream FILE... | --generate-events N]\n"
-               "                       [--framing chunked|length|close] [--chunk-size N | --chunk-per-event]\n"
+               "                       [--framing chunked|length|close|path] [--chunk-size N | --chunk-per-event]\n"
                "                       [--delay-ms N] [--slow-ms N] [--status N] [--body TEXT]\n"
                "                       [--header 'Name: value']... [--max-requests N]\n"
                "                       [--flood comments|continues|content|empty-deltas [--flood-seconds N]] [--log]\n"
@@ -90,6 +92,16 @@ std::string read_stream(const std::string& file) {
     if (!llm_test::read_file(file, stream)) stream = llm_test::read_stream_file(file);
     if (stream.empty()) std::fprintf(stderr, "llm_test_server: cannot read %s\n", file.c_str());
     return stream;
+}
+
+/* --framing path: `response` in each framing under the path that names it. */
+void route_by_framing(llm_test::TestServer& server, const llm_test::Response& response) {
+    static const std::pair<const char*, llm_test::Framing> framings[] = {
+        {"/chunked/", llm_test::Framing::chunked},
+        {"/length/", llm_test::Framing::content_length},
+        {"/close/", llm_test::Framing::close},
+    };
+    for (const auto& framing : framings) server.route(framing.first, llm_test::Response(response).with_framing(framing.second));
 }
 
 }  // namespace
@@ -150,7 +162,8 @@ int main(int argc, char** argv) {
             have_events = true;
         } else if (arg == "--framing") {
             framing_name = value;
-            ok = framing_name == "chunked" || framing_name == "length" || framing_name == "close";
+            ok = framing_name == "chunked" || framing_name == "length" || framing_name == "close" ||
+                 framing_name == "path";
         } else if (arg == "--chunk-size") {
             ok = to_number(value, 1ull << 40, chunk_size) && chunk_size > 0;
         } else if (arg == "--delay-ms") {
@@ -208,7 +221,7 @@ int main(int argc, char** argv) {
     for (const std::string& file : stream_files) {
         std::string stream = read_stream(file);
         if (stream.empty()) return 1;
-        responses.push_back(llm_test::Response::sse(std::move(stream)));
+        responses.push_back(llm_test::Response::recorded(file, std::move(stream)));
     }
     for (llm_test::Response& response : responses) {
         if (!have_flood && !have_body) response.status_code = static_cast<int>(status);
@@ -216,7 +229,8 @@ int main(int argc, char** argv) {
         if (framing_name == "length") response.framing = llm_test::Framing::content_length;
         if (framing_name == "close") response.framing = llm_test::Framing::close;
         if (chunk_size > 0) response.chunking = llm_test::Chunking::fixed(static_cast<std::size_t>(chunk_size));
-        if (per_event) response.chunking = llm_test::Chunking::per_event();
+        if (per_event && response.chunking.kind != llm_test::Chunking::Kind::per_line)  // NDJSON: per line already
+            response.chunking = llm_test::Chunking::per_event();
         response.write_delay_ms = static_cast<int>(delay_ms);
         response.slow = slow;
         response.slow_delay_ms = static_cast<int>(slow_ms);
@@ -232,6 +246,7 @@ int main(int argc, char** argv) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     llm_test::TestServer server(options);
+    if (framing_name == "path") route_by_framing(server, responses.back());
     server.set_default(responses.back());
     for (std::size_t i = 0; i + 1 < responses.size(); ++i) server.push(std::move(responses[i]));
     if (!server.start()) {
