@@ -31,6 +31,7 @@ packages=(
     wine64      # the HTTPS end-to-end test (tests/tls/nginx_tls.sh)
     openssl          # its certificates
     libcurl4-openssl-dev  # examples/llm-curl: the sans-I/O core over libcurl
+    jq               # tests/e2e_apis.sh compares what llm-chat prints and sends as JSON
 )
 
 # The tests must not depend on whoever runs them: no real server, no developer's settings.
