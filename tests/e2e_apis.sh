@@ -138,4 +138,108 @@ while IFS= read -r ENTRY; do
     check_recorded_stream
 done < <(jq -c '.[]' "$MANIFEST")
 
+# ---------------------------------------------------------------------------------------------------
+# 2. Each API's request on the wire; 3. --stats and --replay
+# ---------------------------------------------------------------------------------------------------
+
+REQUESTS=$DATA/requests
+printf '\x89PNG\r\n\x1a\n' >"$WORK/pixel.png"  # an image by bytes: iVBORw0KGgo= in base64
+
+# header NAME: the value of request 1's header NAME (case-insensitive), CR removed.
+header() {
+    tr -d '\r' <"$WORK/requests/request-1.head" | sed -n "s/^$1: *//Ip"
+}
+
+# expect_request API TARGET HEADER...: request 1 is POST TARGET with these "Name: value" headers, its
+# body is tests/data/requests/API.json as canonical JSON, and the key is in its header and nowhere else.
+expect_request() {
+    local api=$1 target=$2 name=$3 line got want
+    shift 3
+    line=$(head -n 1 "$WORK/requests/request-1.head" | tr -d '\r')
+    if [ "$line" != "POST $target HTTP/1.1" ]; then
+        fail "$name" "request line: $line, expected: POST $target HTTP/1.1"
+        return
+    fi
+    for line in "Content-Type: application/json" "$@"; do
+        if [ "$(header "${line%%: *}")" != "${line#*: }" ]; then
+            fail "$name" "header ${line%%: *}: $(header "${line%%: *}"), expected: ${line#*: }"
+            return
+        fi
+    done
+    if [ "$(grep -c -- "$KEY" "$WORK/requests/request-1.head")" -ne 1 ] || grep -q -- "$KEY" "$WORK/requests/request-1.body"; then
+        fail "$name" "the API key is somewhere else than its one header"
+        return
+    fi
+    got=$(jq -cS . "$WORK/requests/request-1.body" 2>&1)
+    want=$(jq -cS . "$REQUESTS/$api.json")
+    if [ "$got" = "$want" ]; then
+        pass "$name"
+    else
+        fail "$name" "body: $got"
+    fi
+}
+
+# capture_response PATH: the server's raw response to a POST of PATH (status line, headers, framed
+# body, as sent on the wire) into $WORK/captured, read through bash's /dev/tcp.
+capture_response() {
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT" || return 1
+    printf 'POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}' \
+        "$1" >&3
+    $LIMIT cat <&3 >"$WORK/captured"
+    exec 3<&-
+}
+
+# check_api API STREAM TOOL_CHOICE TARGET HEADER...: one conversation of every shape sent as API to a
+# server answering with the recorded STREAM; then --stats and --replay of that stream.
+check_api() {
+    local api=$1 stream=$2 tool_choice=$3 target=$4 usage
+    shift 4
+    ENTRY=$(jq -c --arg file "$stream" '.[] | select(.file == $file)' "$MANIFEST")
+    ERROR=
+    WANT=$(jq -cS "$EXPECTED_OUTCOME" <<<"$ENTRY")
+    jq -j '.expected.content' <<<"$ENTRY" >"$WORK/expected"
+    echo >>"$WORK/expected"
+    rm -rf "$WORK/requests"
+    mkdir "$WORK/requests"
+    if ! start_test_server SERVER_PID PORT server --stream "$DATA/streams/$stream" --save-requests "$WORK/requests"; then
+        RC=-
+        fail "$api: llm_test_server did not start" "$(cat "$WORK/server.err")"
+        e2e_stop SERVER_PID
+        return
+    fi
+    BASE_PATH=/gateway/v1
+    chat "$api" --messages "$REQUESTS/conversation.json" --tools "$REQUESTS/tools.json" --tool-choice "$tool_choice" \
+        --max-tokens 300 --temperature 0.5 --image "$WORK/pixel.png" $'Thanks!\nAnd tomorrow?'
+    if saved_request 1; then
+        expect_request "$api" "$BASE_PATH$target" "$api: the request on the wire" "$@"
+    else
+        fail "$api: the request on the wire" "llm_test_server saved no request"
+    fi
+
+    chat "$api" --stats hello
+    usage=$(jq -r '.expected.usage | "\(.prompt_tokens) prompt + \(.completion_tokens) completion = \(.total_tokens) tokens"' <<<"$ENTRY")
+    if cmp -s "$WORK/out" "$WORK/expected" && [ "$RC" -eq 0 ] && grep -q '^First chunk received: ' "$WORK/err" &&
+        grep -q '^LLM stream completed: [1-9][0-9]* chunks, [1-9][0-9]* chars, ' "$WORK/err" &&
+        grep -qF "finish reason $(jq -r '.expected.finish_reason' <<<"$ENTRY"), usage: $usage" "$WORK/err"; then
+        pass "$api: --stats"
+    else
+        fail "$api: --stats" "expected the content, and the metric lines with usage: $usage"
+    fi
+
+    if capture_response "$BASE_PATH$target" && grep -q '^HTTP/1.1 200 ' "$WORK/captured"; then
+        run --api "$api" --events --replay "$WORK/captured"
+        expect_events "$api: --replay of a captured response"
+    else
+        RC=-
+        fail "$api: --replay of a captured response" "no response captured"
+    fi
+    e2e_stop SERVER_PID
+}
+
+check_api openai deepseek-chat.sse get_weather /chat/completions "Authorization: Bearer $KEY"
+check_api responses responses-text-unicode.sse get_weather /responses "Authorization: Bearer $KEY"
+check_api anthropic anthropic-text-unicode.sse get_weather /messages "x-api-key: $KEY" "anthropic-version: 2023-06-01"
+check_api gemini gemini-text-unicode.sse get_weather "/models/e2e-model:streamGenerateContent?alt=sse" "x-goog-api-key: $KEY"
+check_api ollama ollama-text-unicode.ndjson auto /api/chat "Authorization: Bearer $KEY" "Accept: application/x-ndjson"
+
 e2e_summary
