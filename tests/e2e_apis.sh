@@ -48,6 +48,7 @@ EXPECTED_OUTCOME='.expected | .raw_finish_reason = (if has("raw_finish_reason") 
 # --events lines (slurped) gathered as the manifest describes a stream: text concatenated, a tool
 # call's id and name from the first fragment that has them and its arguments concatenated, the last
 # finish reason and usage.
+# shellcheck disable=SC2016  # (a jq program: its $ are jq's)
 OUTCOME_OF_EVENTS='map(select(.type != "message")) as $events | {
     content: ($events | map(select(.type == "content").text) | join("")),
     reasoning: ($events | map(select(.type == "reasoning").text) | join("")),
@@ -64,7 +65,8 @@ OUTCOME_OF_EVENTS='map(select(.type != "message")) as $events | {
 
 # The last --events line against the manifest: the assembled message in OpenAI format. A call the API
 # sent without an id (Gemini, Ollama) gets one made up, "call_...".
-MESSAGE_MATCHES='($entry[0].expected) as $x | .type == "message"
+# shellcheck disable=SC2016
+MESSAGE_MATCHES='$entry.expected as $x | .type == "message"
     and .message.role == "assistant"
     and (.message.content // "") == $x.content
     and (.message.reasoning_content // "") == $x.reasoning
@@ -105,7 +107,7 @@ expect_events() {
         else
             fail "$1" "expected exit 1 with the error: $ERROR, and no message line"
         fi
-    elif [ "$RC" -eq 0 ] && jq -e --argjson entry "[$ENTRY]" "$MESSAGE_MATCHES" <<<"$last" >/dev/null; then
+    elif [ "$RC" -eq 0 ] && jq -e --argjson entry "$ENTRY" "$MESSAGE_MATCHES" <<<"$last" >/dev/null; then
         pass "$1"
     else
         fail "$1" "the last line is not the expected message: $last"

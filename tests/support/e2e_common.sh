@@ -120,6 +120,9 @@ port_of() {
 start_test_server() {
     local pid_variable=$1 port_variable=$2 name=$3 port
     shift 3
+    # An earlier server's output must not be read as this one's: the redirection below truncates the
+    # file only once the background job runs, maybe after port_of has read it.
+    rm -f "$WORK/$name.out"
     "$TEST_SERVER_BIN" --host 127.0.0.1 --port 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     printf -v "$pid_variable" '%s' "$!"
     port=$(port_of "$!" "$WORK/$name.out")
