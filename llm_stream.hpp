@@ -274,6 +274,7 @@ struct ToolCall {
     std::string id;         // "call_abc123": a tool message answers it by this id
     std::string name;       // the function's name
     std::string arguments;  // the arguments as JSON text, exactly as the model wrote them
+    std::string signature;  // Gemini's thoughtSignature for this call: sent back on its functionCall part
 };
 
 struct Message {
@@ -284,6 +285,16 @@ struct Message {
     std::string tool_call_id;          // tool: the call this message answers
     std::string name;                  // an optional participant name
     std::string reasoning;             // assistant: sent as "reasoning_content" when ChatOptions::send_reasoning
+    /* assistant: the provider's opaque token for its reasoning, sent back unchanged in that API's
+       shape, so that a reasoning model keeps its thought across a tool-call turn. Anthropic: the
+       thinking block's signature (the block goes back first, with `reasoning` as its text). Gemini:
+       a text part's thoughtSignature (a call's is ToolCall::signature). Responses: the whole
+       reasoning output item as JSON (its id, summary and encrypted_content), sent back as the input
+       item before the calls: the API asks for the item itself, and one string keeps it verbatim. */
+    std::string reasoning_signature;
+    /* assistant, Anthropic: the data of each redacted_thinking block, sent back as it came after the
+       thinking block (a turn may have several, each opaque: one string could not keep them apart). */
+    std::vector<std::string> redacted_reasoning;
     std::string extra_json;            // a JSON object whose members are added to this message (provider-specific)
 
     static Message system(std::string text);
@@ -351,23 +362,38 @@ struct ChatOptions {
     /* Send Message::reasoning back as "reasoning_content" (DeepSeek wants it back within a tool-call
        turn; most servers reject or ignore it otherwise). */
     bool send_reasoning = false;
+    /* Ask for reasoning: "low", "medium" or "high" (empty: not sent, the model's default), and/or
+       a budget of thinking tokens. Each API in its own shape: openai "reasoning_effort"; responses
+       "reasoning":{"effort","summary":"auto"} and "include":["reasoning.encrypted_content"] (the
+       reasoning item then comes back to be sent back: store is false); anthropic "thinking" with
+       budget_tokens (the budget, else 1024/4096/16384 for low/medium/high: the API wants at least
+       1024 and less than max_tokens, so an unset max_tokens becomes the budget plus 4096 for the
+       reply); gemini generationConfig.thinkingConfig with includeThoughts and thinkingLevel (Gemini
+       3) or thinkingBudget (2.5), not both (the API refuses both); ollama "think" with the level. An
+       API without a counterpart (a budget for openai, responses and ollama) is invalid_argument. */
+    std::string reasoning_effort;
+    std::optional<int> reasoning_budget;  // > 0; anthropic: >= 1024
     /* Assemble the reply as events arrive (Stream::reply()). Off by default: reading chunks then
        allocates nothing per event; assembling costs amortised O(log n) allocations per stream. */
     bool assemble_reply = false;
 
-    std::string extra_json;  // a JSON object; its members are merged into the request body, replacing
-                             // the ones the options would write (e.g. {"top_k":20,"enable_thinking":false})
+    /* A JSON object merged into the request body (e.g. {"top_k":20,"enable_thinking":false}): a
+       member whose value is an object merges recursively into the object the options wrote under
+       that name ({"generationConfig":{"topK":20}} keeps the temperature); any other replaces. */
+    std::string extra_json;
 };
 
 /* Reads an OpenAI-format JSON array of chat messages (roles, text or parts content, tool_calls,
-   tool_call_id, name, reasoning_content; other members are kept in Message::extra_json) into `out`.
+   tool_call_id, name, reasoning_content, and this library's reasoning_signature, redacted_reasoning
+   and a tool call's signature; other members are kept in Message::extra_json) into `out`.
    ErrorCode::invalid_argument names the culprit ("messages[3].tool_calls[0].function.arguments must
    be a string"); `out` changes only on success. */
 [[nodiscard]] Error parse_messages(std::string_view json, std::vector<Message>& out);
 /* Reads an OpenAI-format JSON array of tools ([{"type":"function","function":{...}}]). */
 [[nodiscard]] Error parse_tools(std::string_view json, std::vector<Tool>& out);
-/* Writes one message in OpenAI format (as parse_messages reads it and as requests send it). An
-   extra_json that is not a JSON object is left out (build_request refuses it). */
+/* Writes one message in OpenAI format (as parse_messages reads it and as requests send it; the
+   reasoning and its signatures only with_reasoning). An extra_json that is not a JSON object is left
+   out (build_request refuses it). */
 void write_message_json(std::string& out, const Message& message, bool with_reasoning = true);
 
 /* ------------------------------------------------------------------------------------------------
@@ -388,6 +414,7 @@ struct ToolCallDelta {
     std::optional<std::string_view> id;         // present in the fragment that opens the call
     std::optional<std::string_view> name;
     std::optional<std::string_view> arguments;
+    std::string_view signature;                 // Gemini: the call's thoughtSignature, when it has one
 };
 
 /* Views point into the stream's buffers: valid until the next call on the stream. */
@@ -398,6 +425,10 @@ struct Event {
        "length", "tool_calls", "content_filter", or the provider's own value when it has no match. */
     std::string_view text;
     std::string_view raw_reason;  // for `finish`: the provider's own value ("end_turn", "MAX_TOKENS", ...)
+    /* For `reasoning`: the provider's token for the reasoning (Message::reasoning_signature), in an
+       event of its own with empty `text`; raw_reason "redacted_thinking" when it is the data of an
+       Anthropic redacted_thinking block (Message::redacted_reasoning). */
+    std::string_view signature;
     ToolCallDelta tool_call;  // for `tool_call`
     Usage usage;              // for `usage`
 };
@@ -450,6 +481,7 @@ private:
     };
     Error add_event(const Event& event);
     ReplyChoice& choice(int index);
+    static void add_reasoning(Message& message, const Event& event);
     void add_fragment(ReplyChoice& owner, const ToolCallDelta& fragment);
     ToolCall& call_for(ReplyChoice& owner, const ToolCallDelta& fragment);
     Reply reply_;
@@ -3565,9 +3597,14 @@ inline std::string json_string_text(const JsonSpan& s) {
 /* The members of an extra_json object (the request's or one message's), as text to splice into the
    object written, and their names, which the writer then leaves out. */
 struct ExtraMembers {
-    std::string_view text;  // between the braces, trimmed
+    std::string_view object;  // the whole object, trimmed
+    std::string_view text;    // between the braces, trimmed
     std::vector<std::string> keys;
+    std::vector<std::string> merged;  // the request's object-valued members: merged, not replacing
     bool has(std::string_view key) const { return std::find(keys.begin(), keys.end(), key) != keys.end(); }
+    bool replaces(std::string_view key) const {
+        return has(key) && std::find(merged.begin(), merged.end(), key) == merged.end();
+    }
 };
 
 /* `what` names the JSON in errors ("extra JSON", "messages[2].extra_json"). */
@@ -3583,8 +3620,56 @@ inline Error read_extra_members(std::string_view extra_json, const std::string& 
     });
     LLM_STREAM_ASSERT(ok);  // check_json() said so
     (void)ok;
+    out.object = extra;
     out.text = trim_ascii_space(extra.substr(1, extra.size() - 2));
     return {};
+}
+
+/* A valid JSON object's members: each name decoded, and its value as the JSON text written. */
+inline std::vector<std::pair<std::string, std::string_view>> json_members(std::string_view object, int depth) {
+    std::vector<std::pair<std::string, std::string_view>> members;
+    JsonCursor c(object.data(), object.data() + object.size());
+    c.skip_ws();
+    const bool ok = c.object(depth, [&](const JsonSpan& key, int d) {
+        const char* const begin = c.p;
+        if (!c.skip_value(d)) return false;
+        members.emplace_back(json_string_text(key), std::string_view(begin, static_cast<std::size_t>(c.p - begin)));
+        return true;
+    });
+    LLM_STREAM_ASSERT(ok);  // the caller's JSON is valid
+    (void)ok;
+    return members;
+}
+
+/* Writes the object `base` with the members of the object `patch` (both valid JSON): a member that
+   is an object in both merges recursively, any other of patch's replaces base's in its place or
+   follows base's members. */
+inline void json_merge_object(std::string_view base, std::string_view patch, int depth, std::string& out) {
+    const auto patches = json_members(patch, depth);
+    std::vector<bool> used(patches.size(), false);
+    out += '{';
+    auto open = [&out](const std::string& name) {
+        if (out.back() != '{') out += ',';
+        json_write_string(out, name);
+        out += ':';
+    };
+    for (const auto& member : json_members(base, depth)) {
+        open(member.first);
+        const auto same = std::find_if(patches.begin(), patches.end(), [&member](const auto& p) { return p.first == member.first; });
+        if (same == patches.end()) {
+            out.append(member.second.data(), member.second.size());
+            continue;
+        }
+        used[static_cast<std::size_t>(same - patches.begin())] = true;
+        if (member.second.front() == '{' && same->second.front() == '{') json_merge_object(member.second, same->second, depth + 1, out);
+        else out.append(same->second.data(), same->second.size());
+    }
+    for (std::size_t k = 0; k < patches.size(); ++k) {
+        if (used[k]) continue;
+        open(patches[k].first);
+        out.append(patches[k].second.data(), patches[k].second.size());
+    }
+    out += '}';
 }
 
 /* ChatOptions::extra_json: any member but the two the client must own. */
@@ -3592,7 +3677,26 @@ inline Error read_request_extra(std::string_view extra_json, ExtraMembers& out) 
     if (Error e = read_extra_members(extra_json, "extra JSON", out)) return e;
     for (const char* key : {"stream", "messages"})
         if (out.has(key)) return invalid_argument("extra JSON may not set \"" + std::string(key) + "\": the client sets it");
+    if (out.object.empty()) return {};
+    for (const auto& member : json_members(out.object, 1))
+        if (member.second.front() == '{') out.merged.push_back(member.first);
     return {};
+}
+
+/* Closes a request body with extra_json's members: those the writers left out are added, and an
+   object-valued one merges into the object written under its name (one more pass over the body,
+   only then). */
+inline void end_body(std::string& body, const ExtraMembers& extra) {
+    if (extra.merged.empty()) {
+        if (!extra.text.empty()) body.append(",").append(extra.text.data(), extra.text.size());
+        body += '}';
+        return;
+    }
+    body += '}';
+    std::string merged;
+    merged.reserve(body.size() + extra.object.size());
+    json_merge_object(body, extra.object, 1, merged);
+    body.swap(merged);
 }
 
 /* Appends bytes in base64 (RFC 4648 section 4, padded), written in place at the end of out. */
@@ -3615,7 +3719,7 @@ inline void base64_append(std::string& out, std::string_view bytes) {
 
 /* Writes `,"name":` unless extra_json replaces that member; says whether the value follows. */
 inline bool open_member(std::string& out, const ExtraMembers& extra, std::string_view name) {
-    if (extra.has(name)) return false;
+    if (extra.replaces(name)) return false;
     out += ",\"";
     out += name;
     out += "\":";
@@ -3668,7 +3772,8 @@ inline void write_message_content(std::string& out, const Message& m) {
     }
 }
 
-inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& calls) {
+/* The calls; with_signature, a call's "signature" (Gemini's, kept for a --messages file). */
+inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& calls, bool with_signature) {
     out += '[';
     for (std::size_t k = 0; k < calls.size(); ++k) {
         out += k ? ",{\"id\":" : "{\"id\":";
@@ -3677,7 +3782,12 @@ inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& call
         json_write_string(out, calls[k].name);
         out += ",\"arguments\":";
         json_write_string(out, calls[k].arguments);
-        out += "}}";
+        out += '}';
+        if (with_signature && !calls[k].signature.empty()) {
+            out += ",\"signature\":";
+            json_write_string(out, calls[k].signature);
+        }
+        out += '}';
     }
     out += ']';
 }
@@ -3685,6 +3795,17 @@ inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& call
 inline void write_string_member(std::string& out, const ExtraMembers& extra, std::string_view name,
                                 std::string_view value) {
     if (!value.empty() && open_member(out, extra, name)) json_write_string(out, value);
+}
+
+inline void write_string_array_member(std::string& out, const ExtraMembers& extra, std::string_view name,
+                                      const std::vector<std::string>& strings);
+
+/* reasoning_content and the signatures that go back with it (this library's members: an OpenAI
+   server sees them only with ChatOptions::send_reasoning). */
+inline void write_reasoning_members(std::string& out, const ExtraMembers& extra, const Message& m) {
+    write_string_member(out, extra, "reasoning_content", m.reasoning);
+    write_string_member(out, extra, "reasoning_signature", m.reasoning_signature);
+    write_string_array_member(out, extra, "redacted_reasoning", m.redacted_reasoning);
 }
 
 /* One message in OpenAI format; members of its extra_json replace the ones written here (an
@@ -3695,8 +3816,8 @@ inline void write_message(std::string& out, const Message& m, bool with_reasonin
     out += "{\"role\":";
     json_write_string(out, role_name(m.role));
     if (open_member(out, extra, "content")) write_message_content(out, m);
-    if (with_reasoning) write_string_member(out, extra, "reasoning_content", m.reasoning);
-    if (!m.tool_calls.empty() && open_member(out, extra, "tool_calls")) write_tool_calls(out, m.tool_calls);
+    if (with_reasoning) write_reasoning_members(out, extra, m);
+    if (!m.tool_calls.empty() && open_member(out, extra, "tool_calls")) write_tool_calls(out, m.tool_calls, with_reasoning);
     write_string_member(out, extra, "tool_call_id", m.tool_call_id);
     write_string_member(out, extra, "name", m.name);
     if (!extra.text.empty()) {
@@ -3801,7 +3922,7 @@ inline void write_tool_options(std::string& out, const ChatOptions& options, con
 inline std::size_t body_size_estimate(const std::vector<Message>& messages, const ChatOptions& options) {
     std::size_t size = 512 + options.extra_json.size() + options.response_format.schema.size();
     for (const Message& m : messages) {
-        size += 64 + m.content.size() + m.reasoning.size() + m.extra_json.size() + m.name.size();
+        size += 64 + m.content.size() + m.reasoning.size() + m.reasoning_signature.size() + m.extra_json.size() + m.name.size();
         for (const ContentPart& part : m.parts)
             size += 96 + part.text.size() + part.mime_type.size() + (part.bytes ? part.bytes->size() / 3 * 4 + 4 : 0);
         for (const ToolCall& call : m.tool_calls) size += 80 + call.id.size() + call.name.size() + call.arguments.size();
@@ -3836,14 +3957,11 @@ inline void write_chat_body(const std::vector<Message>& messages, const ChatOpti
     body += "],\"stream\":true";
     if (options.include_usage && open_member(body, extra, "stream_options")) body += "{\"include_usage\":true}";
     write_sampling_options(body, options, extra);
+    write_string_member(body, extra, "reasoning_effort", options.reasoning_effort);
     write_tool_options(body, options, extra);
     if (options.response_format.type != ResponseFormat::Type::text && open_member(body, extra, "response_format"))
         write_response_format(body, options.response_format);
-    if (!extra.text.empty()) {
-        body += ',';
-        body.append(extra.text.data(), extra.text.size());
-    }
-    body += '}';
+    end_body(body, extra);
 }
 
 /* A message's text: its content, or its text parts one after the other. */
@@ -3876,9 +3994,23 @@ inline Error write_gemini_body(const std::vector<Message>& messages, const ChatO
 inline Error write_ollama_body(const std::vector<Message>& messages, const ChatOptions& options,
                                const std::string& model, const ExtraMembers& extra, std::string& body);
 
+/* A known effort, and a positive budget only where the API takes one (anthropic's lower bound is
+   checked in its section). */
+inline Error check_reasoning_options(Api api, const ChatOptions& options) {
+    const std::string& effort = options.reasoning_effort;
+    if (!effort.empty() && effort != "low" && effort != "medium" && effort != "high")
+        return invalid_argument("reasoning_effort must be \"low\", \"medium\" or \"high\" (got \"" + excerpt(effort, 40) + "\")");
+    if (!options.reasoning_budget) return {};
+    if (*options.reasoning_budget <= 0) return invalid_argument("reasoning_budget must be positive");
+    if (api == Api::anthropic || api == Api::gemini) return {};
+    return invalid_argument(std::string("reasoning_budget: the ") + api_name(api) +
+                            " API takes no thinking budget; give reasoning_effort");
+}
+
 /* The request body in `api`'s shape, after check_chat_options(). */
 inline Error write_request_body(Api api, const std::vector<Message>& messages, const ChatOptions& options,
                                 const std::string& model, const ExtraMembers& extra, std::string& body) {
+    if (Error e = check_reasoning_options(api, options)) return e;
     switch (api) {
     case Api::openai: break;
     case Api::responses: return write_responses_body(messages, options, model, extra, body);
@@ -4177,6 +4309,14 @@ inline bool ConversationReader::message(Message& m, const std::string& at, int d
         if (name == "name") return optional_string(m.name, at + ".name");
         if (name == "tool_call_id") return optional_string(m.tool_call_id, at + ".tool_call_id");
         if (name == "reasoning_content") return optional_string(m.reasoning, at + ".reasoning_content");
+        if (name == "reasoning_signature") return optional_string(m.reasoning_signature, at + ".reasoning_signature");
+        if (name == "redacted_reasoning") {
+            m.redacted_reasoning.clear();
+            return array(at + ".redacted_reasoning", d + 1, [&](std::size_t k, int) {
+                m.redacted_reasoning.emplace_back();
+                return string(m.redacted_reasoning.back(), at + "." + indexed("redacted_reasoning", k));
+            });
+        }
         if (name == "tool_calls") {
             if (c_.at('n')) return c_.literal("null", 4);
             m.tool_calls.clear();  // a repeated member: the last one counts, as for the others
@@ -4260,6 +4400,7 @@ inline bool ConversationReader::tool_call(ToolCall& out, const std::string& at, 
     std::string type = "function";
     return object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
         if (name == "id") return string(out.id, at + ".id");
+        if (name == "signature") return string(out.signature, at + ".signature");
         if (name == "type") {
             if (!string(type, at + ".type")) return false;
             return type == "function" || fail(at + ".type: only \"function\" calls are supported");
@@ -4921,11 +5062,7 @@ inline Error write_responses_body(const std::vector<Message>& messages, const Ch
     write_string_member(body, extra, "user", options.user);
     write_responses_tools(body, options, extra);
     write_responses_text_format(body, options.response_format, extra);
-    if (!extra.text.empty()) {
-        body += ',';
-        body.append(extra.text.data(), extra.text.size());
-    }
-    body += '}';
+    end_body(body, extra);
     return {};
 }
 
@@ -5553,8 +5690,7 @@ inline Error write_anthropic_body(const std::vector<Message>& messages, const Ch
         body += std::to_string(options.max_tokens ? *options.max_tokens : anthropic_default_max_tokens);
     write_anthropic_system(body, messages, extra);
     write_anthropic_options(body, options, extra);
-    splice_members(body, extra);
-    body += '}';
+    end_body(body, extra);
     return {};
 }
 
@@ -6134,8 +6270,7 @@ inline Error write_gemini_body(const std::vector<Message>& messages, const ChatO
         write_gemini_generation_config(body, options);
         if (body.back() == ':') body.resize(before);  // no option set: no member
     }
-    if (!extra.text.empty()) body.append(",").append(extra.text.data(), extra.text.size());
-    body += '}';
+    end_body(body, extra);
     return {};
 }
 
@@ -6607,11 +6742,7 @@ inline Error write_ollama_body(const std::vector<Message>& messages, const ChatO
     const bool offer_tools = !options.tools.empty() && options.tool_choice.mode != ToolChoice::Mode::none;
     if (offer_tools && open_member(body, extra, "tools")) write_tools(body, options.tools);
     write_ollama_format(body, options.response_format, extra);
-    if (!extra.text.empty()) {
-        body += ',';
-        body.append(extra.text.data(), extra.text.size());
-    }
-    body += '}';
+    end_body(body, extra);
     return {};
 }
 
@@ -8068,7 +8199,7 @@ Error ReplyAssembler::add_event(const Event& event) {
     ReplyChoice& owner = choice(event.choice);
     switch (event.type) {
     case EventType::content: owner.message.content.append(event.text); break;
-    case EventType::reasoning: owner.message.reasoning.append(event.text); break;
+    case EventType::reasoning: add_reasoning(owner.message, event); break;
     case EventType::tool_call: add_fragment(owner, event.tool_call); break;
     case EventType::finish:
         owner.finish_reason.assign(event.text);
@@ -8091,12 +8222,22 @@ ReplyChoice& ReplyAssembler::choice(int index) {
     return *at;
 }
 
-/* The id and the name come whole in the fragment that opens a call; the arguments in pieces. */
+/* Text in pieces; a signature whole, in an event of its own (the last one counts: one per turn). */
+void ReplyAssembler::add_reasoning(Message& message, const Event& event) {
+    message.reasoning.append(event.text);
+    if (event.signature.empty()) return;
+    if (event.raw_reason == "redacted_thinking") message.redacted_reasoning.emplace_back(event.signature);
+    else message.reasoning_signature.assign(event.signature);
+}
+
+/* The id, the name and the signature come whole in the fragment that opens a call; the arguments
+   in pieces. */
 void ReplyAssembler::add_fragment(ReplyChoice& owner, const ToolCallDelta& fragment) {
     ToolCall& call = call_for(owner, fragment);
     if (fragment.id && call.id.empty()) call.id.assign(*fragment.id);
     if (fragment.name && call.name.empty()) call.name.assign(*fragment.name);
     if (fragment.arguments) call.arguments.append(*fragment.arguments);
+    if (!fragment.signature.empty()) call.signature.assign(fragment.signature);
 }
 
 ToolCall& ReplyAssembler::call_for(ReplyChoice& owner, const ToolCallDelta& fragment) {
