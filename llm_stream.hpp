@@ -4905,8 +4905,13 @@ inline StubResponse make_stub_response(Api api, const std::vector<Message>& mess
      dashboard); a client that resends the whole conversation never reads them back, so nothing is
      kept on the server unless extra_json says {"store": true}.
    - What the API has no member for is refused naming the field: stop, seed, presence_penalty,
-     frequency_penalty, a message's name. Message::reasoning is not sent: the API takes reasoning back
-     only as a reasoning item with its id (or encrypted_content), which the client does not keep.
+     frequency_penalty, a message's name. Message::reasoning is not sent as text: the API takes
+     reasoning back only as the reasoning item it sent (id, summary, encrypted_content), which the
+     reader hands out whole as the signature (response.output_item.done) and the assistant message
+     keeps in reasoning_signature; it goes back before the message and its calls, as it came.
+   - Reasoning asked for (ChatOptions::reasoning_effort): "reasoning" {effort, summary "auto"} and
+     "include":["reasoning.encrypted_content"], since with store false the item is useless without
+     its encrypted content.
    - A function tool's "strict" is always written: the API's default is true, ChatOptions' false. */
 inline Error check_responses_request(const std::vector<Message>& messages, const ChatOptions& options,
                                      const ExtraMembers& extra) {
@@ -4917,9 +4922,13 @@ inline Error check_responses_request(const std::vector<Message>& messages, const
                                 : options.frequency_penalty    ? "frequency_penalty"
                                                                : nullptr;
     if (missing) return invalid_argument(std::string(missing) + " is set but the Responses API has no such option");
-    for (std::size_t i = 0; i < messages.size(); ++i)
+    for (std::size_t i = 0; i < messages.size(); ++i) {
         if (!messages[i].name.empty())
             return invalid_argument(indexed("messages", i) + ".name is set but the Responses API has no participant names");
+        if (!messages[i].reasoning_signature.empty())
+            if (Error e = check_json_object(messages[i].reasoning_signature, indexed("messages", i) + ".reasoning_signature"))
+                return e;
+    }
     return {};
 }
 
@@ -4992,6 +5001,10 @@ inline void write_responses_input(std::string& out, const std::vector<Message>& 
         if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};  // checked before
         const bool calls_only = m.role == Role::assistant && !m.tool_calls.empty() && m.content.empty() &&
                                 m.parts.empty() && extra.text.empty();
+        if (m.role == Role::assistant && !m.reasoning_signature.empty()) {  // the reasoning item, as it came
+            const std::string_view item = trim_ascii_space(m.reasoning_signature);
+            out.append(",").append(item.data(), item.size());
+        }
         if (!calls_only) {
             out += ',';
             write_responses_item(out, m, extra);
@@ -5060,6 +5073,12 @@ inline Error write_responses_body(const std::vector<Message>& messages, const Ch
     write_number_member(body, extra, "top_p", options.top_p);
     if (options.max_tokens && open_member(body, extra, "max_output_tokens")) body += std::to_string(*options.max_tokens);
     write_string_member(body, extra, "user", options.user);
+    if (!options.reasoning_effort.empty() && open_member(body, extra, "reasoning")) {
+        json_write_string(body.append("{\"effort\":"), options.reasoning_effort);
+        body += ",\"summary\":\"auto\"}";
+    }
+    if (!options.reasoning_effort.empty() && open_member(body, extra, "include"))
+        body += "[\"reasoning.encrypted_content\"]";
     write_responses_tools(body, options, extra);
     write_responses_text_format(body, options.response_format, extra);
     end_body(body, extra);
@@ -5088,6 +5107,8 @@ private:
     struct Fields {
         JsonSpan type, delta, item_type, call_id, name, arguments, status, reason;
         JsonSpan error_message, error_code;
+        std::string_view item;       // the item's JSON text, when it is a reasoning item
+        bool has_encrypted = false;  // the item has encrypted_content
         bool has_error = false;  // a non-null error object (response.error, or a top-level "error")
         std::int64_t output_index = -1;
         bool has_usage = false;
@@ -5098,6 +5119,7 @@ private:
     struct OutputPart {
         EventType type = EventType::content;
         JsonSpan text, call_id, name;
+        std::string_view item;  // a reasoning item to send back: its JSON text
     };
     // More calls than any turn makes: beyond it the stream is refused, so memory stays bounded.
     static constexpr std::size_t max_calls = 1024;
@@ -5119,6 +5141,7 @@ private:
     Result note_error();
     std::string_view decode(const JsonSpan& s);
     void add_text(EventType type, const JsonSpan& s);
+    void add_signature(std::string_view item);
 
     Fields f_;
     std::vector<std::int64_t> call_outputs_;  // each call's output_index, by call index (per stream)
@@ -5200,8 +5223,11 @@ inline bool ResponsesReader::parse_output_item(JsonCursor& c, int depth) {
     JsonSpan type;
     OutputPart call;
     call.type = EventType::tool_call;
+    bool has_encrypted = false;
+    const char* const begin = c.p;
     const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "type")) return string_or_skip(c, d, type);
+        if (json_key_is(key, "encrypted_content")) has_encrypted = c.at('"');
         if (json_key_is(key, "call_id")) return string_or_skip(c, d, call.call_id);
         if (json_key_is(key, "name")) return string_or_skip(c, d, call.name);
         if (json_key_is(key, "arguments")) return string_or_skip(c, d, call.text);
@@ -5210,6 +5236,12 @@ inline bool ResponsesReader::parse_output_item(JsonCursor& c, int depth) {
         return c.array(d + 1, [&](int dd) { return parse_output_part(c, dd); });
     });
     if (ok && json_key_is(type, "function_call")) output_.push_back(call);
+    if (ok && json_key_is(type, "reasoning") && has_encrypted) {
+        OutputPart reasoning;
+        reasoning.type = EventType::reasoning;
+        reasoning.item = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
+        output_.push_back(reasoning);
+    }
     return ok;
 }
 
@@ -5220,6 +5252,7 @@ inline bool ResponsesReader::parse_item(JsonCursor& c, int depth) {
         if (json_key_is(key, "call_id")) return string_or_skip(c, d, f_.call_id);
         if (json_key_is(key, "name")) return string_or_skip(c, d, f_.name);
         if (json_key_is(key, "arguments")) return string_or_skip(c, d, f_.arguments);
+        if (json_key_is(key, "encrypted_content")) f_.has_encrypted = c.at('"');
         return c.skip_value(d);
     });
 }
@@ -5229,7 +5262,12 @@ inline bool ResponsesReader::parse_top(JsonCursor& c) {
         if (json_key_is(key, "type")) return string_or_skip(c, d, f_.type);
         if (json_key_is(key, "delta")) return string_or_skip(c, d, f_.delta);
         if (json_key_is(key, "output_index")) return json_integer_or_skip(c, d, f_.output_index);
-        if (json_key_is(key, "item")) return parse_item(c, d);
+        if (json_key_is(key, "item")) {
+            const char* const begin = c.p;
+            if (!parse_item(c, d)) return false;
+            f_.item = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
+            return true;
+        }
         if (json_key_is(key, "response")) return parse_response(c, d);
         // The "error" event's own members.
         if (json_key_is(key, "message")) return string_or_skip(c, d, f_.error_message);
@@ -5251,6 +5289,15 @@ inline void ResponsesReader::add_text(EventType type, const JsonSpan& s) {
     e.type = type;
     e.text = decode(s);
     if (!e.text.empty()) events_.push_back(e);  // e.g. only invalid bytes
+}
+
+/* A done reasoning item with its encrypted content, whole: what goes back before the calls (without
+   encrypted_content, an item is only a reference to what store false did not keep). */
+inline void ResponsesReader::add_signature(std::string_view item) {
+    Event e;
+    e.type = EventType::reasoning;
+    e.signature = item;
+    events_.push_back(e);
 }
 
 /* A function_call item opens the next call: its id, name and whatever arguments it already has. */
@@ -5311,7 +5358,8 @@ inline WireReader::Result ResponsesReader::note_error() {
 inline WireReader::Result ResponsesReader::add_output() {
     call_outputs_.clear();
     for (const OutputPart& part : output_) {
-        if (part.type != EventType::tool_call) add_text(part.type, part.text);
+        if (!part.item.empty()) add_signature(part.item);
+        else if (part.type != EventType::tool_call) add_text(part.type, part.text);
         else if (open_call(part.call_id, part.name, part.text) != Result::ok) {
             events_.clear();  // an invalid message has no events
             return Result::invalid;
@@ -5329,6 +5377,8 @@ inline WireReader::Result ResponsesReader::dispatch() {
     else if (type == "response.function_call_arguments.delta") add_arguments();
     else if (type == "response.output_item.added" && decode(f_.item_type) == "function_call")
         return open_call(f_.call_id, f_.name, f_.arguments);
+    else if (type == "response.output_item.done" && f_.has_encrypted && decode(f_.item_type) == "reasoning")
+        add_signature(f_.item);
     else if (type == "response.created") call_outputs_.clear();  // a new response: its calls count from 0
     else if (type == "response.completed") add_end("completed");
     else if (type == "response.incomplete") add_end("incomplete");
