@@ -4834,9 +4834,14 @@ struct StubReply {
     std::string text;            // when it calls no tool
     const Tool* tool = nullptr;  // the tool it calls, with these arguments (JSON text)
     std::string arguments;
+    std::string reasoning;  // when the request asks for reasoning: streamed first, with a signature
     std::size_t prompt_tokens = 0;
     std::size_t completion_tokens = 0;  // the pieces streamed
 };
+
+/* The stub's opaque token for its reasoning (Anthropic's signature, Gemini's thoughtSignature,
+   the Responses item's encrypted_content). */
+constexpr const char* stub_signature = "c3R1Yi1zaWduYXR1cmU=";
 
 /* `messages` is not empty (build_request() has checked the conversation). */
 inline StubReply plan_stub_reply(const std::vector<Message>& messages, const ChatOptions& options) {
@@ -4846,6 +4851,8 @@ inline StubReply plan_stub_reply(const std::vector<Message>& messages, const Cha
     if (reply.tool) reply.arguments = stub_arguments(*reply.tool, stub_last_user_text(messages));
     else if (messages.back().role == Role::tool) reply.text = stub_results_reply(messages);
     else reply.text = stub_greeting(stub_last_user_text(messages));
+    if (!options.reasoning_effort.empty() || options.reasoning_budget)
+        reply.reasoning = reply.tool ? "The user's request needs the tool " + reply.tool->name + "." : "A short answer will do.";
     reply.completion_tokens = stub_pieces(reply.tool ? reply.arguments : reply.text, [](std::string_view) {});
     return reply;
 }
@@ -5449,13 +5456,27 @@ private:
     std::size_t sequence_ = 0;
 };
 
+/* A reasoning item at output_index 0: its summary in one delta, then the item done with its
+   encrypted content (what a client sends back). */
+inline void stub_responses_reasoning(ResponsesStubWriter& writer, const std::string& reasoning) {
+    std::string item = ",\"output_index\":0,\"item\":{\"id\":\"rs_stub_1\",\"type\":\"reasoning\",\"summary\":[";
+    writer.event("response.output_item.added", item + "]}");
+    std::string json = ",\"item_id\":\"rs_stub_1\",\"output_index\":0,\"summary_index\":0,\"delta\":";
+    json_write_string(json, reasoning);
+    writer.event("response.reasoning_summary_text.delta", json);
+    json_write_string(item.append("{\"type\":\"summary_text\",\"text\":"), reasoning);
+    writer.event("response.output_item.done", item + "}],\"encrypted_content\":\"" + stub_signature + "\"}");
+}
+
 inline StubResponse stub_responses(const StubReply& reply, const std::string& model) {
     ResponsesStubWriter writer(model);
     writer.event("response.created", writer.response("in_progress"));
+    if (!reply.reasoning.empty()) stub_responses_reasoning(writer, reply.reasoning);
+    const std::string index = reply.reasoning.empty() ? "0" : "1";  // after the reasoning item
     const std::string& whole = reply.tool ? reply.arguments : reply.text;
-    std::string item = reply.tool ? ",\"output_index\":0,\"item\":{\"id\":\"fc_stub_1\",\"type\":\"function_call\","
+    std::string item = reply.tool ? ",\"output_index\":" + index + ",\"item\":{\"id\":\"fc_stub_1\",\"type\":\"function_call\","
                                     "\"status\":\"in_progress\",\"arguments\":\"\",\"call_id\":\"call_stub_1\",\"name\":"
-                                  : ",\"output_index\":0,\"item\":{\"id\":\"msg_stub_1\",\"type\":\"message\","
+                                  : ",\"output_index\":" + index + ",\"item\":{\"id\":\"msg_stub_1\",\"type\":\"message\","
                                     "\"status\":\"in_progress\",\"content\":[],\"role\":\"assistant\"}";
     if (reply.tool) {
         json_write_string(item, reply.tool->name);
@@ -5463,8 +5484,8 @@ inline StubResponse stub_responses(const StubReply& reply, const std::string& mo
     }
     writer.event("response.output_item.added", item);
     const char* const delta_type = reply.tool ? "response.function_call_arguments.delta" : "response.output_text.delta";
-    const std::string at = reply.tool ? ",\"item_id\":\"fc_stub_1\",\"output_index\":0"
-                                      : ",\"item_id\":\"msg_stub_1\",\"output_index\":0,\"content_index\":0";
+    const std::string at = reply.tool ? ",\"item_id\":\"fc_stub_1\",\"output_index\":" + index
+                                      : ",\"item_id\":\"msg_stub_1\",\"output_index\":" + index + ",\"content_index\":0";
     std::string json;
     stub_pieces(whole, [&](std::string_view piece) {
         json = at + ",\"delta\":";
