@@ -5513,6 +5513,19 @@ inline StubResponse stub_responses(const StubReply& reply, const std::string& mo
    request invalid; ChatOptions::max_tokens raises it. */
 constexpr int anthropic_default_max_tokens = 4096;
 
+/* Extended thinking: budget_tokens is at least 1024 and less than max_tokens (the extended thinking
+   guide). An effort without a budget takes 1024, 4096 or 16384 tokens (low, medium, high: the floor,
+   then steps of four); an unset max_tokens becomes the budget plus the default above, so the reply
+   keeps the room it has without thinking. */
+constexpr int anthropic_min_thinking_budget = 1024;
+
+/* The thinking budget asked for; 0: no thinking asked for. */
+inline int anthropic_thinking_budget(const ChatOptions& options) {
+    if (options.reasoning_budget) return *options.reasoning_budget;
+    const std::string& effort = options.reasoning_effort;
+    return effort.empty() ? 0 : effort == "low" ? anthropic_min_thinking_budget : effort == "medium" ? 4096 : 16384;
+}
+
 /* The image types the Messages API reads (its vision guide): JPEG, PNG, GIF and WebP. */
 inline bool anthropic_image_type(std::string_view type) noexcept {
     return type == "image/jpeg" || type == "image/png" || type == "image/gif" || type == "image/webp";
@@ -5532,16 +5545,16 @@ inline Error check_anthropic_image(const ContentPart& part, const std::string& a
 }
 
 /* What this API cannot carry in a message: a participant name, a system message's extra members (the
-   system prompt is one string), or reasoning to send back: thinking blocks go back only with their
-   signature, which the client does not keep, so it sends none rather than invent one. */
+   system prompt is one string), or reasoning to send back without its signature: a thinking block
+   goes back only with the signature it came with (Message::reasoning_signature), never invented. */
 inline Error check_anthropic_message(const Message& m, std::size_t index, bool send_reasoning) {
     const std::string at = indexed("messages", index);
     if (!m.name.empty()) return invalid_argument(at + ".name: the Anthropic Messages API has no participant names");
     const bool is_system = m.role == Role::system || m.role == Role::developer;
     if (is_system && !trim_ascii_space(m.extra_json).empty())
         return invalid_argument(at + ".extra_json: system messages become the top-level system text, which has no members");
-    if (send_reasoning && !m.reasoning.empty())
-        return invalid_argument(at + ".reasoning: Anthropic takes thinking back only with its signature, which is not kept");
+    if (send_reasoning && !m.reasoning.empty() && m.reasoning_signature.empty())
+        return invalid_argument(at + ".reasoning: Anthropic takes thinking back only with its signature, and it has none");
     for (std::size_t k = 0; k < m.parts.size(); ++k)
         if (m.parts[k].kind == ContentPart::Kind::image)
             if (Error e = check_anthropic_image(m.parts[k], at + "." + indexed("content", k))) return e;
@@ -5561,6 +5574,11 @@ inline Error check_anthropic_options(const std::vector<Message>& messages, const
         return invalid_argument("temperature must be between 0 and 1 for the Anthropic Messages API");
     if (options.response_format.type == ResponseFormat::Type::json_object)
         return invalid_argument("response_format: the Anthropic Messages API has no schema-less JSON mode; give a json_schema");
+    if (options.reasoning_budget && *options.reasoning_budget < anthropic_min_thinking_budget)
+        return invalid_argument("reasoning_budget must be at least 1024 for the Anthropic Messages API");
+    if (options.max_tokens && anthropic_thinking_budget(options) >= *options.max_tokens)
+        return invalid_argument("max_tokens must be more than the thinking budget (" +
+                                std::to_string(anthropic_thinking_budget(options)) + ") for the Anthropic Messages API");
     for (std::size_t i = 0; i < messages.size(); ++i)
         if (Error e = check_anthropic_message(messages[i], i, options.send_reasoning)) return e;
     return {};
@@ -5588,11 +5606,33 @@ inline void write_anthropic_image(std::string& out, const ContentPart& part) {
     out += "}}";
 }
 
-/* Content blocks: text and images, then the calls an assistant message makes (tool_use, its input
-   the arguments' JSON object spliced). */
+/* An assistant's thinking as it came, first in its blocks: the signed thinking block, then the
+   redacted ones (the API refuses a tool-use turn of a thinking model without them). Says whether
+   it wrote any. */
+inline bool write_anthropic_thinking(std::string& out, const Message& m) {
+    const std::size_t start = out.size();
+    if (!m.reasoning_signature.empty()) {
+        json_write_string(out.append("{\"type\":\"thinking\",\"thinking\":"), m.reasoning);
+        json_write_string(out.append(",\"signature\":"), m.reasoning_signature);
+        out += '}';
+    }
+    for (const std::string& data : m.redacted_reasoning) {
+        json_write_string(out.append(out.size() > start ? ",{\"type\":\"redacted_thinking\",\"data\":"
+                                                        : "{\"type\":\"redacted_thinking\",\"data\":"), data);
+        out += '}';
+    }
+    return out.size() > start;
+}
+
+inline bool has_anthropic_thinking(const Message& m) {
+    return !m.reasoning_signature.empty() || !m.redacted_reasoning.empty();
+}
+
+/* Content blocks: the thinking first, text and images, then the calls an assistant message makes
+   (tool_use, its input the arguments' JSON object spliced). */
 inline void write_anthropic_blocks(std::string& out, const Message& m) {
     out += '[';
-    bool first = true;
+    bool first = !write_anthropic_thinking(out, m);
     auto open = [&]() { if (!first) out += ','; first = false; };
     if (m.parts.empty() && !m.content.empty()) {
         open();
@@ -5626,7 +5666,7 @@ inline void write_anthropic_blocks(std::string& out, const Message& m) {
 
 /* A message's content: plain text when it is only text, else blocks. */
 inline void write_anthropic_content(std::string& out, const Message& m) {
-    if (m.parts.empty() && m.tool_calls.empty()) json_write_string(out, m.content);
+    if (m.parts.empty() && m.tool_calls.empty() && !has_anthropic_thinking(m)) json_write_string(out, m.content);
     else write_anthropic_blocks(out, m);
 }
 
@@ -5757,8 +5797,11 @@ inline Error write_anthropic_body(const std::vector<Message>& messages, const Ch
     body += "\"messages\":";
     write_anthropic_messages(body, messages);
     body += ",\"stream\":true";
+    const int thinking_budget = anthropic_thinking_budget(options);
     if (open_member(body, extra, "max_tokens"))
-        body += std::to_string(options.max_tokens ? *options.max_tokens : anthropic_default_max_tokens);
+        body += std::to_string(options.max_tokens ? *options.max_tokens : thinking_budget + anthropic_default_max_tokens);
+    if (thinking_budget && open_member(body, extra, "thinking"))
+        body += "{\"type\":\"enabled\",\"budget_tokens\":" + std::to_string(thinking_budget) + "}";
     write_anthropic_system(body, messages, extra);
     write_anthropic_options(body, options, extra);
     end_body(body, extra);
@@ -5769,6 +5812,7 @@ inline Error write_anthropic_body(const std::vector<Message>& messages, const Ch
 /* A content block: content_block_start's, or one of a whole (not streamed) reply's "content". */
 struct AnthropicBlock {
     JsonSpan type, id, name, text;  // text: a text block's "text" or a thinking block's "thinking"
+    JsonSpan signature;             // a thinking block's "signature", a redacted_thinking block's "data"
     std::string_view input;         // a tool_use block's input, as the JSON text sent
 };
 
@@ -5814,6 +5858,7 @@ private:
     Result dispatch(const AnthropicFields& f, std::string_view type);
     std::string_view decode(const JsonSpan& s);
     void add_text(EventType type, const JsonSpan& text);
+    void add_signature(const JsonSpan& signature, std::string_view kind);
     Result add_block(const AnthropicBlock& b, std::int64_t index, bool whole);
     Result read_whole_reply(const AnthropicFields& f);
     void add_delta(const AnthropicFields& f);
@@ -5857,6 +5902,7 @@ inline bool AnthropicReader::parse_block(JsonCursor& c, int depth, AnthropicBloc
         if (json_key_is(key, "text") || json_key_is(key, "thinking")) return anthropic_string(c, d, b.text);
         if (json_key_is(key, "id")) return anthropic_string(c, d, b.id);
         if (json_key_is(key, "name")) return anthropic_string(c, d, b.name);
+        if (json_key_is(key, "signature") || json_key_is(key, "data")) return anthropic_string(c, d, b.signature);
         const char* const begin = c.p;
         if (!c.skip_value(d)) return false;
         if (json_key_is(key, "input")) b.input = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
@@ -5864,13 +5910,14 @@ inline bool AnthropicReader::parse_block(JsonCursor& c, int depth, AnthropicBloc
     });
 }
 
-/* A content_block_delta's delta (the one text it carries is its "text", "thinking" or "partial_json";
-   its type says which event it makes), or message_delta's (the stop reason). */
+/* A content_block_delta's delta (the one text it carries is its "text", "thinking", "partial_json"
+   or "signature"; its type says which event it makes), or message_delta's (the stop reason). */
 inline bool AnthropicReader::parse_delta(JsonCursor& c, int depth, AnthropicFields& f) {
     if (!c.at('{')) return c.skip_value(depth);
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "type")) return anthropic_string(c, d, f.delta_type);
-        if (json_key_is(key, "text") || json_key_is(key, "thinking") || json_key_is(key, "partial_json"))
+        if (json_key_is(key, "text") || json_key_is(key, "thinking") || json_key_is(key, "partial_json") ||
+            json_key_is(key, "signature"))
             return anthropic_string(c, d, f.delta_text);
         if (json_key_is(key, "stop_reason")) return anthropic_string(c, d, f.stop_reason);
         return c.skip_value(d);
@@ -5915,13 +5962,26 @@ inline void AnthropicReader::add_text(EventType type, const JsonSpan& text) {
     if (!e.text.empty()) events_.push_back(e);
 }
 
-/* A block opens: text or thinking may come with some text; a tool_use block opens a tool call,
+/* A thinking block's signature, or a redacted_thinking block's data (kind "redacted_thinking"). */
+inline void AnthropicReader::add_signature(const JsonSpan& signature, std::string_view kind) {
+    if (signature.size() == 0) return;  // a streamed thinking block opens with an empty one
+    Event e;
+    e.type = EventType::reasoning;
+    e.signature = decode(signature);
+    e.raw_reason = kind;
+    events_.push_back(e);
+}
+
+/* A block opens: text or thinking may come with some text (and a whole reply's thinking with its
+   signature); a redacted_thinking block comes whole; a tool_use block opens a tool call,
    numbered by its place among this turn's calls (not by its block index), with its whole input when
    the reply is not streamed (streamed, its input comes in input_json_delta fragments). */
 inline WireReader::Result AnthropicReader::add_block(const AnthropicBlock& b, std::int64_t index, bool whole) {
     const std::string_view type(b.type.begin, b.type.size());
     if (type == "text") add_text(EventType::content, b.text);
     if (type == "thinking") add_text(EventType::reasoning, b.text);
+    if (type == "thinking") add_signature(b.signature, {});
+    if (type == "redacted_thinking") add_signature(b.signature, type);
     if (type != "tool_use") return Result::ok;
     if (tool_blocks_.size() >= max_tool_calls) {
         why_ = "more tool calls in one reply than the reader keeps (1024)";
@@ -5938,13 +5998,15 @@ inline WireReader::Result AnthropicReader::add_block(const AnthropicBlock& b, st
     return Result::ok;
 }
 
-/* text_delta, thinking_delta, or input_json_delta of an open tool_use block; other deltas
-   (signature_delta, citations_delta, future ones) carry nothing for the events, nor does the input
-   of a server tool's block (server_tool_use: the server runs it, the caller has nothing to do). */
+/* text_delta, thinking_delta, signature_delta (a thinking block's, whole), or input_json_delta of an
+   open tool_use block; other deltas (citations_delta, future ones) carry nothing for the events, nor
+   does the input of a server tool's block (server_tool_use: the server runs it, the caller has
+   nothing to do). */
 inline void AnthropicReader::add_delta(const AnthropicFields& f) {
     const std::string_view type(f.delta_type.begin, f.delta_type.size());
     if (type == "text_delta") add_text(EventType::content, f.delta_text);
     if (type == "thinking_delta") add_text(EventType::reasoning, f.delta_text);
+    if (type == "signature_delta") add_signature(f.delta_text, {});
     if (type != "input_json_delta" || f.delta_text.size() == 0) return;
     const auto block = std::find(tool_blocks_.begin(), tool_blocks_.end(), f.index);
     if (block == tool_blocks_.end()) return;
@@ -6044,7 +6106,7 @@ inline WireReader::Result AnthropicReader::read(std::string_view event_name, std
     }
     // Decoding never lengthens a string: one reservation for every span keeps the views stable.
     arena_.clear();
-    auto block_room = [](const AnthropicBlock& b) { return b.id.size() + b.name.size() + b.text.size(); };
+    auto block_room = [](const AnthropicBlock& b) { return b.id.size() + b.name.size() + b.text.size() + b.signature.size(); };
     std::size_t room = f.type.size() + block_room(f.block) + f.delta_text.size() + f.stop_reason.size() +
                        f.error_type.size() + f.error_message.size();
     for (const AnthropicBlock& b : blocks_) room += block_room(b);
@@ -6064,6 +6126,18 @@ inline std::unique_ptr<WireReader> make_anthropic_reader() { return std::make_un
 /* The stub in this API's events: message_start with the input tokens, one content block (text, or a
    tool_use whose input streams in pieces), message_delta with the stop reason and output tokens,
    message_stop. */
+/* A thinking block at index 0: its text in one thinking_delta, then its signature_delta. */
+inline void stub_anthropic_thinking(StubBody& body, const std::string& reasoning) {
+    body.sse("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+                                    "{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}");
+    std::string json = "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":";
+    json_write_string(json, reasoning);
+    body.sse("content_block_delta", json + "}}");
+    body.sse("content_block_delta", std::string("{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+                                                "{\"type\":\"signature_delta\",\"signature\":\"") + stub_signature + "\"}}");
+    body.sse("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}");
+}
+
 inline StubResponse stub_anthropic(const StubReply& reply, const std::string& model) {
     StubBody body("text/event-stream");
     std::string json = "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_stub\",\"type\":\"message\","
@@ -6072,22 +6146,24 @@ inline StubResponse stub_anthropic(const StubReply& reply, const std::string& mo
     json += ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":" +
             std::to_string(reply.prompt_tokens) + ",\"output_tokens\":0}}}";
     body.sse("message_start", json);
+    if (!reply.reasoning.empty()) stub_anthropic_thinking(body, reply.reasoning);
+    const std::string index = reply.reasoning.empty() ? "0" : "1";  // after the thinking block
     if (reply.tool) {
-        json = "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\","
+        json = "{\"type\":\"content_block_start\",\"index\":" + index + ",\"content_block\":{\"type\":\"tool_use\","
                "\"id\":\"toolu_stub_1\",\"name\":";
         json_write_string(json, reply.tool->name);
         body.sse("content_block_start", json + ",\"input\":{}}}");
     } else {
-        body.sse("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+        body.sse("content_block_start", "{\"type\":\"content_block_start\",\"index\":" + index + ",\"content_block\":"
                                         "{\"type\":\"text\",\"text\":\"\"}}");
     }
     stub_pieces(reply.tool ? reply.arguments : reply.text, [&](std::string_view piece) {
-        json = reply.tool ? "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"
-                          : "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":";
+        json = "{\"type\":\"content_block_delta\",\"index\":" + index +
+               (reply.tool ? ",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":" : ",\"delta\":{\"type\":\"text_delta\",\"text\":");
         json_write_string(json, piece);
         body.sse("content_block_delta", json + "}}");
     });
-    body.sse("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}");
+    body.sse("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":" + index + "}");
     json = reply.tool ? "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\""
                       : "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"";
     body.sse("message_delta", json + ",\"stop_sequence\":null},\"usage\":{\"output_tokens\":" +
