@@ -6123,9 +6123,9 @@ inline Error AnthropicReader::error() const {
 
 inline std::unique_ptr<WireReader> make_anthropic_reader() { return std::make_unique<AnthropicReader>(); }
 
-/* The stub in this API's events: message_start with the input tokens, one content block (text, or a
-   tool_use whose input streams in pieces), message_delta with the stop reason and output tokens,
-   message_stop. */
+/* The stub in this API's events: message_start with the input tokens, a thinking block when
+   reasoning is asked for, one content block (text, or a tool_use whose input streams in pieces),
+   message_delta with the stop reason and output tokens, message_stop. */
 /* A thinking block at index 0: its text in one thinking_delta, then its signature_delta. */
 inline void stub_anthropic_thinking(StubBody& body, const std::string& reasoning) {
     body.sse("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
@@ -6228,9 +6228,9 @@ inline Error write_gemini_content_parts(std::string& out, const Message& m, cons
     return {};
 }
 
-/* An assistant's calls as functionCall parts, args spliced (Gemini wants an object). The ids are not
-   sent: Gemini pairs calls and responses by name and order. Gemini 3 also wants each call's
-   thoughtSignature back, which the events do not carry. */
+/* An assistant's calls as functionCall parts, args spliced (Gemini wants an object), each with the
+   thoughtSignature it came with (Gemini 3 refuses a call sent back without it). The ids are not
+   sent: Gemini pairs calls and responses by name and order. */
 inline Error write_gemini_calls(std::string& out, const Message& m, const std::string& at) {
     for (std::size_t k = 0; k < m.tool_calls.size(); ++k) {
         const ToolCall& call = m.tool_calls[k];
@@ -6242,9 +6242,24 @@ inline Error write_gemini_calls(std::string& out, const Message& m, const std::s
         json_write_string(out, call.name);
         out += ",\"args\":";
         out.append(args.data(), args.size());
-        out += "}}";
+        out += '}';
+        if (!call.signature.empty()) json_write_string(out.append(",\"thoughtSignature\":"), call.signature);
+        out += '}';
     }
     return {};
+}
+
+/* A model turn's own signature (Message::reasoning_signature) goes back on its last text or image
+   part, where a reply's signature comes; with no such part, on an empty text part after the calls. */
+inline void write_gemini_signature(std::string& out, const Message& m, bool on_last_part) {
+    if (m.reasoning_signature.empty()) return;
+    if (on_last_part) {
+        out.pop_back();  // the part's closing brace
+    } else {
+        out += out.back() == '[' ? "{\"text\":\"\"" : ",{\"text\":\"\"";
+    }
+    json_write_string(out.append(",\"thoughtSignature\":"), m.reasoning_signature);
+    out += '}';
 }
 
 /* A tool result as a functionResponse part: Gemini names the function, found through the call's id
@@ -6293,7 +6308,10 @@ inline Error write_gemini_turn(std::string& out, const std::vector<Message>& mes
         } else {
             // Reasoning is not sent back: Gemini wants thought signatures, not thought text.
             if (Error e = write_gemini_content_parts(out, m, at)) return e;
+            const bool has_part = out.back() == '}';
+            if (has_part) write_gemini_signature(out, m, true);
             if (Error e = write_gemini_calls(out, m, at)) return e;
+            if (!has_part) write_gemini_signature(out, m, false);
         }
         out += ']';
     }
@@ -6360,6 +6378,17 @@ inline Error write_gemini_tool_options(std::string& out, const ChatOptions& opti
 
 /* generationConfig: sampling, length, stop sequences, seed, and JSON output (responseJsonSchema takes
    JSON Schema as it is; the schema's name and strictness have no Gemini equivalent). */
+/* Reasoning asked for: thinkingConfig with includeThoughts (Gemini shows no thought otherwise) and
+   the level (Gemini 3's thinkingLevel) or the budget (Gemini 2.5's thinkingBudget); the API refuses
+   both at once, and so does write_gemini_body. */
+inline void write_gemini_thinking_config(std::string& out, const ChatOptions& options) {
+    if (options.reasoning_effort.empty() && !options.reasoning_budget) return;
+    out += ",\"thinkingConfig\":{\"includeThoughts\":true";
+    if (options.reasoning_budget) out += ",\"thinkingBudget\":" + std::to_string(*options.reasoning_budget);
+    else json_write_string(out.append(",\"thinkingLevel\":"), options.reasoning_effort);
+    out += '}';
+}
+
 inline void write_gemini_generation_config(std::string& out, const ChatOptions& options) {
     const std::size_t start = out.size();
     const ExtraMembers none;
@@ -6383,6 +6412,7 @@ inline void write_gemini_generation_config(std::string& out, const ChatOptions& 
         const std::string_view schema = trim_ascii_space(format.schema);
         out.append(",\"responseJsonSchema\":").append(schema.data(), schema.size());
     }
+    write_gemini_thinking_config(out, options);
     if (out.size() > start) {
         out[start] = '{';  // the first member's comma opens the object
         out += '}';
@@ -6394,6 +6424,8 @@ inline void write_gemini_generation_config(std::string& out, const ChatOptions& 
 inline Error write_gemini_body(const std::vector<Message>& messages, const ChatOptions& options, const std::string&,
                                const ExtraMembers& extra, std::string& body) {
     if (!options.user.empty()) return invalid_argument("user: Gemini has no end-user id");
+    if (!options.reasoning_effort.empty() && options.reasoning_budget)
+        return invalid_argument("reasoning_budget: Gemini takes a thinking level (reasoning_effort) or a budget, not both");
     if (extra.has("contents")) return invalid_argument("extra JSON may not set \"contents\": the client sets it");
     body.clear();
     body.reserve(body_size_estimate(messages, options));
@@ -6449,6 +6481,7 @@ public:
 private:
     struct PartFields {
         JsonSpan text, call_name, call_id;
+        JsonSpan signature;  // thoughtSignature: on a functionCall part, a text part, or a thought
         const char* args_begin = nullptr;  // the functionCall's args object, as sent
         const char* args_end = nullptr;
         bool thought = false;
@@ -6527,7 +6560,8 @@ inline bool GeminiReader::parse_part(JsonCursor& c, int depth) {
             return c.literal("true", 4);
         }
         if (json_key_is(key, "functionCall")) return parse_call(c, d, part);
-        return c.skip_value(d);  // thoughtSignature, inlineData, executableCode, ...
+        if (json_key_is(key, "thoughtSignature") && c.at('"')) return c.string(part.signature);
+        return c.skip_value(d);  // inlineData, executableCode, ...
     });
     if (ok) parts_.push_back(part);
     return ok;
@@ -6595,6 +6629,8 @@ inline std::string_view GeminiReader::decode(const JsonSpan& s) {
     return {out, n};
 }
 
+/* A text or thought part's text, then its signature in a reasoning event of its own; a call with its
+   signature. */
 inline void GeminiReader::add_part_event(const PartFields& part, int candidate) {
     Event e;
     e.choice = candidate;
@@ -6602,9 +6638,15 @@ inline void GeminiReader::add_part_event(const PartFields& part, int candidate) 
         e.type = part.thought ? EventType::reasoning : EventType::content;
         e.text = decode(part.text);
         if (!e.text.empty()) events_.push_back(e);
+        if (part.signature.size() == 0) return;
+        e.type = EventType::reasoning;
+        e.text = {};
+        e.signature = decode(part.signature);
+        events_.push_back(e);
         return;
     }
     e.type = EventType::tool_call;
+    e.tool_call.signature = decode(part.signature);
     e.tool_call.index = calls_made_[static_cast<std::size_t>(candidate)]++;
     e.tool_call.id = part.call_id.present() ? decode(part.call_id) : std::string_view();
     e.tool_call.name = part.call_name.present() ? decode(part.call_name) : std::string_view();
@@ -6647,7 +6689,8 @@ inline bool GeminiReader::build_events() {
     // Decoding and compacting never lengthen the text, so one reservation keeps every view stable.
     std::size_t room = 0;
     for (const PartFields& p : parts_)
-        room += p.text.size() + p.call_name.size() + p.call_id.size() + static_cast<std::size_t>(p.args_end - p.args_begin);
+        room += p.text.size() + p.call_name.size() + p.call_id.size() + p.signature.size() +
+                static_cast<std::size_t>(p.args_end - p.args_begin);
     for (const CandidateFields& ch : candidates_) room += ch.finish_reason.size();
     room += block_reason_.size();
     arena_.clear();
@@ -6701,9 +6744,10 @@ inline std::unique_ptr<WireReader> make_gemini_reader() {
     return std::make_unique<GeminiReader>();
 }
 
-/* Gemini's stream: the text in pieces, or one whole functionCall (with an id, as Gemini sends
-   when it has one, so the reply can go back into a conversation); the last chunk brings STOP and
-   the usage. The body then ends. */
+/* Gemini's stream: a thought part first when reasoning is asked for, then the text in pieces, or one
+   whole functionCall (with an id, as Gemini sends when it has one, so the reply can go back into a
+   conversation); with reasoning, the call or the last text part has a thoughtSignature. The last
+   chunk brings STOP and the usage. The body then ends. */
 inline StubResponse stub_gemini(const StubReply& reply, const std::string& model) {
     StubBody body("text/event-stream");
     std::string json;
@@ -6724,17 +6768,23 @@ inline StubResponse stub_gemini(const StubReply& reply, const std::string& model
         body.sse({}, json);
     };
     std::string part;
+    if (!reply.reasoning.empty()) {
+        json_write_string(part.assign("{\"text\":"), reply.reasoning);
+        chunk(part + ",\"thought\":true}", false);
+    }
+    const std::string signature = reply.reasoning.empty() ? "}" : std::string(",\"thoughtSignature\":\"") + stub_signature + "\"}";
     if (reply.tool) {
         part = "{\"functionCall\":{\"id\":\"call_stub_1\",\"name\":";
         json_write_string(part, reply.tool->name);
-        chunk(part + ",\"args\":" + reply.arguments + "}}", true);
+        chunk(part + ",\"args\":" + reply.arguments + "}" + signature, true);
         return body.finish();
     }
     std::size_t left = reply.completion_tokens;
     stub_pieces(reply.text, [&](std::string_view piece) {
         part = "{\"text\":";
         json_write_string(part, piece);
-        chunk(part + "}", --left == 0);
+        const bool last = --left == 0;
+        chunk(part + (last ? signature : "}"), last);
     });
     return body.finish();
 }
