@@ -4857,7 +4857,8 @@ inline StubReply plan_stub_reply(const std::vector<Message>& messages, const Cha
     return reply;
 }
 
-/* OpenAI's chat completions: a call's name in its first fragment, the arguments in pieces. */
+/* OpenAI's chat completions: the reasoning (as reasoning_content) when asked for, a call's name in its
+   first fragment, the arguments in pieces. */
 inline StubResponse stub_openai(const StubReply& reply, const std::string& model) {
     StubWriter writer(model);
     std::string json;
@@ -4869,6 +4870,8 @@ inline StubResponse stub_openai(const StubReply& reply, const std::string& model
     } else {
         writer.delta("{\"role\":\"assistant\",\"content\":\"\"}");
     }
+    if (!reply.reasoning.empty()) json_write_string(json.assign("{\"reasoning_content\":"), reply.reasoning);
+    if (!reply.reasoning.empty()) writer.delta(json + "}");
     stub_pieces(reply.tool ? reply.arguments : reply.text, [&](std::string_view piece) {
         json = reply.tool ? "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":" : "{\"content\":";
         json_write_string(json, piece);
@@ -6898,7 +6901,7 @@ inline Error check_ollama_options(const ChatOptions& options) {
 
 /* The sampling options go in "options", named as Ollama names them (max_tokens is num_predict). */
 inline void write_ollama_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
-    if (extra.has("options")) return;
+    if (extra.replaces("options")) return;
     ExtraMembers renamed;  // left out here: written under Ollama's name below (user is refused before)
     renamed.keys = {"max_tokens", "user"};
     const std::size_t start = out.size();
@@ -6923,8 +6926,9 @@ inline void write_ollama_format(std::string& out, const ResponseFormat& format, 
     out.append(schema.data(), schema.size());
 }
 
-/* Reasoning: Ollama's "think" is left to extra_json; the reasoning of earlier turns goes back as
-   "thinking" with send_reasoning. */
+/* Reasoning: "think" is the level asked for (ChatOptions::reasoning_effort), as gpt-oss takes it; a
+   model that only turns thinking on or off takes {"think":true} through extra_json. The reasoning
+   of earlier turns goes back as "thinking" with send_reasoning. */
 inline Error write_ollama_body(const std::vector<Message>& messages, const ChatOptions& options,
                                const std::string& model, const ExtraMembers& extra, std::string& body) {
     if (Error e = check_ollama_options(options)) return e;
@@ -6936,6 +6940,7 @@ inline Error write_ollama_body(const std::vector<Message>& messages, const ChatO
     }
     body += "],\"stream\":true";  // usage comes on the done line anyway: include_usage has nothing to ask
     write_ollama_options(body, options, extra);
+    write_string_member(body, extra, "think", options.reasoning_effort);
     const bool offer_tools = !options.tools.empty() && options.tool_choice.mode != ToolChoice::Mode::none;
     if (offer_tools && open_member(body, extra, "tools")) write_tools(body, options.tools);
     write_ollama_format(body, options.response_format, extra);
@@ -7141,14 +7146,19 @@ inline Error OllamaReader::error() const {
 
 inline std::unique_ptr<WireReader> make_ollama_reader() { return std::make_unique<OllamaReader>(); }
 
-/* Ollama's NDJSON: the text in pieces, or the call whole on one line (arguments as an object, with
-   the openai stub's id, as servers with call ids send it), then the done line with the counts. */
+/* Ollama's NDJSON: the thinking on a line when reasoning is asked for, the text in pieces, or the
+   call whole on one line (arguments as an object, with the openai stub's id, as servers with call
+   ids send it), then the done line with the counts. */
 inline StubResponse stub_ollama(const StubReply& reply, const std::string& model) {
     StubBody body("application/x-ndjson");
     std::string head = "{\"model\":";
     json_write_string(head, model);
     head += ",\"created_at\":\"1970-01-01T00:00:00Z\",\"message\":{\"role\":\"assistant\",\"content\":";
     std::string json;
+    if (!reply.reasoning.empty()) {
+        json_write_string(json.assign(head + "\"\",\"thinking\":"), reply.reasoning);
+        body.line(json + "},\"done\":false}");
+    }
     if (reply.tool) {
         json = head + "\"\",\"tool_calls\":[{\"id\":\"call_stub_1\",\"function\":{\"name\":";
         json_write_string(json, reply.tool->name);
