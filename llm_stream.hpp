@@ -4862,16 +4862,16 @@ inline StubReply plan_stub_reply(const std::vector<Message>& messages, const Cha
 inline StubResponse stub_openai(const StubReply& reply, const std::string& model) {
     StubWriter writer(model);
     std::string json;
+    writer.delta(reply.tool ? "{\"role\":\"assistant\",\"content\":null}" : "{\"role\":\"assistant\",\"content\":\"\"}");
+    if (!reply.reasoning.empty()) {
+        json_write_string(json.assign("{\"reasoning_content\":"), reply.reasoning);
+        writer.delta(json + "}");
+    }
     if (reply.tool) {
-        writer.delta("{\"role\":\"assistant\",\"content\":null}");
         json = "{\"tool_calls\":[{\"index\":0,\"id\":\"call_stub_1\",\"type\":\"function\",\"function\":{\"name\":";
         json_write_string(json, reply.tool->name);
         writer.delta(json + ",\"arguments\":\"\"}}]}");
-    } else {
-        writer.delta("{\"role\":\"assistant\",\"content\":\"\"}");
     }
-    if (!reply.reasoning.empty()) json_write_string(json.assign("{\"reasoning_content\":"), reply.reasoning);
-    if (!reply.reasoning.empty()) writer.delta(json + "}");
     stub_pieces(reply.tool ? reply.arguments : reply.text, [&](std::string_view piece) {
         json = reply.tool ? "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":" : "{\"content\":";
         json_write_string(json, piece);
