@@ -274,7 +274,9 @@ struct ToolCall {
     std::string id;         // "call_abc123": a tool message answers it by this id
     std::string name;       // the function's name
     std::string arguments;  // the arguments as JSON text, exactly as the model wrote them
-    std::string signature;  // Gemini's thoughtSignature for this call: sent back on its functionCall part
+    // Gemini's thoughtSignature for this call: sent back on its functionCall part. Initialised, so
+    // that a call written {id, name, arguments} is still complete for -Wmissing-field-initializers.
+    std::string signature = {};
 };
 
 struct Message {
