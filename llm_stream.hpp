@@ -3947,7 +3947,7 @@ inline void begin_body(std::string& body, std::size_t size_estimate, const std::
 }
 
 /* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
-   replace the ones written here, so no key appears twice. */
+   replace the ones written here or merge into them (end_body), so no key appears twice. */
 inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
                             const std::string& model, const ExtraMembers& extra, std::string& body) {
     begin_body(body, body_size_estimate(messages, options), model, extra);
