@@ -3627,27 +3627,27 @@ inline Error read_extra_members(std::string_view extra_json, const std::string& 
     return {};
 }
 
-/* A valid JSON object's members: each name decoded, and its value as the JSON text written. */
-inline std::vector<std::pair<std::string, std::string_view>> json_members(std::string_view object, int depth) {
-    std::vector<std::pair<std::string, std::string_view>> members;
+using JsonMembers = std::vector<std::pair<std::string, std::string_view>>;
+
+/* A valid JSON object's members: each name decoded, and its value as the JSON text written. False
+   only when it nests deeper than the parser goes (json_max_depth) from `depth`. */
+inline bool json_members(std::string_view object, int depth, JsonMembers& members) {
     JsonCursor c(object.data(), object.data() + object.size());
     c.skip_ws();
-    const bool ok = c.object(depth, [&](const JsonSpan& key, int d) {
+    return c.object(depth, [&](const JsonSpan& key, int d) {
         const char* const begin = c.p;
         if (!c.skip_value(d)) return false;
         members.emplace_back(json_string_text(key), std::string_view(begin, static_cast<std::size_t>(c.p - begin)));
         return true;
     });
-    LLM_STREAM_ASSERT(ok);  // the caller's JSON is valid
-    (void)ok;
-    return members;
 }
 
 /* Writes the object `base` with the members of the object `patch` (both valid JSON): a member that
    is an object in both merges recursively, any other of patch's replaces base's in its place or
-   follows base's members. */
-inline void json_merge_object(std::string_view base, std::string_view patch, int depth, std::string& out) {
-    const auto patches = json_members(patch, depth);
+   follows base's members. False when base nests too deep to read (see json_members). */
+inline bool json_merge_object(std::string_view base, std::string_view patch, int depth, std::string& out) {
+    JsonMembers patches, members;
+    if (!json_members(patch, depth, patches) || !json_members(base, depth, members)) return false;
     std::vector<bool> used(patches.size(), false);
     out += '{';
     auto open = [&out](const std::string& name) {
@@ -3655,16 +3655,18 @@ inline void json_merge_object(std::string_view base, std::string_view patch, int
         json_write_string(out, name);
         out += ':';
     };
-    for (const auto& member : json_members(base, depth)) {
+    for (const auto& member : members) {
         open(member.first);
-        const auto same = std::find_if(patches.begin(), patches.end(), [&member](const auto& p) { return p.first == member.first; });
+        const auto same = std::find_if(patches.begin(), patches.end(),
+                                       [&member](const auto& p) { return p.first == member.first; });
         if (same == patches.end()) {
             out.append(member.second.data(), member.second.size());
             continue;
         }
         used[static_cast<std::size_t>(same - patches.begin())] = true;
-        if (member.second.front() == '{' && same->second.front() == '{') json_merge_object(member.second, same->second, depth + 1, out);
-        else out.append(same->second.data(), same->second.size());
+        const std::string_view value = same->second;
+        if (member.second.front() != '{' || value.front() != '{') out.append(value.data(), value.size());
+        else if (!json_merge_object(member.second, value, depth + 1, out)) return false;
     }
     for (std::size_t k = 0; k < patches.size(); ++k) {
         if (used[k]) continue;
@@ -3672,6 +3674,7 @@ inline void json_merge_object(std::string_view base, std::string_view patch, int
         out.append(patches[k].second.data(), patches[k].second.size());
     }
     out += '}';
+    return true;
 }
 
 /* ChatOptions::extra_json: any member but the two the client must own. */
@@ -3679,26 +3682,30 @@ inline Error read_request_extra(std::string_view extra_json, ExtraMembers& out) 
     if (Error e = read_extra_members(extra_json, "extra JSON", out)) return e;
     for (const char* key : {"stream", "messages"})
         if (out.has(key)) return invalid_argument("extra JSON may not set \"" + std::string(key) + "\": the client sets it");
-    if (out.object.empty()) return {};
-    for (const auto& member : json_members(out.object, 1))
+    JsonMembers members;
+    if (out.object.empty() || !json_members(out.object, 1, members)) return {};  // never false: check_json() read it
+    for (const auto& member : members)
         if (member.second.front() == '{') out.merged.push_back(member.first);
     return {};
 }
 
 /* Closes a request body with extra_json's members: those the writers left out are added, and an
    object-valued one merges into the object written under its name (one more pass over the body,
-   only then). */
-inline void end_body(std::string& body, const ExtraMembers& extra) {
+   only then: reading it again can find it too deep, where a JSON Schema nests close to the limit). */
+[[nodiscard]] inline Error end_body(std::string& body, const ExtraMembers& extra) {
     if (extra.merged.empty()) {
         if (!extra.text.empty()) body.append(",").append(extra.text.data(), extra.text.size());
         body += '}';
-        return;
+        return {};
     }
     body += '}';
     std::string merged;
     merged.reserve(body.size() + extra.object.size());
-    json_merge_object(body, extra.object, 1, merged);
+    if (!json_merge_object(body, extra.object, 0, merged))
+        return invalid_argument("extra JSON: the request nests too deep (over " + std::to_string(json_max_depth) +
+                                " levels) to merge its objects into");
     body.swap(merged);
+    return {};
 }
 
 /* Appends bytes in base64 (RFC 4648 section 4, padded), written in place at the end of out. */
@@ -3948,7 +3955,7 @@ inline void begin_body(std::string& body, std::size_t size_estimate, const std::
 
 /* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
    replace the ones written here or merge into them (end_body), so no key appears twice. */
-inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
+inline Error write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
                             const std::string& model, const ExtraMembers& extra, std::string& body) {
     begin_body(body, body_size_estimate(messages, options), model, extra);
     body += "\"messages\":[";
@@ -3963,7 +3970,7 @@ inline void write_chat_body(const std::vector<Message>& messages, const ChatOpti
     write_tool_options(body, options, extra);
     if (options.response_format.type != ResponseFormat::Type::text && open_member(body, extra, "response_format"))
         write_response_format(body, options.response_format);
-    end_body(body, extra);
+    return end_body(body, extra);
 }
 
 /* A message's text: its content, or its text parts one after the other. */
@@ -4020,8 +4027,7 @@ inline Error write_request_body(Api api, const std::vector<Message>& messages, c
     case Api::gemini: return write_gemini_body(messages, options, model, extra, body);
     case Api::ollama: return write_ollama_body(messages, options, model, extra, body);
     }
-    write_chat_body(messages, options, model, extra, body);
-    return {};
+    return write_chat_body(messages, options, model, extra, body);
 }
 
 /* "messages[2]": where a culprit sits, in the JSON the server would see. */
@@ -5093,8 +5099,7 @@ inline Error write_responses_body(const std::vector<Message>& messages, const Ch
         body += "[\"reasoning.encrypted_content\"]";
     write_responses_tools(body, options, extra);
     write_responses_text_format(body, options.response_format, extra);
-    end_body(body, extra);
-    return {};
+    return end_body(body, extra);
 }
 
 /* The stream: typed events, the data's "type" deciding (the "event:" line repeats it, or is absent).
@@ -5809,8 +5814,7 @@ inline Error write_anthropic_body(const std::vector<Message>& messages, const Ch
         body += "{\"type\":\"enabled\",\"budget_tokens\":" + std::to_string(thinking_budget) + "}";
     write_anthropic_system(body, messages, extra);
     write_anthropic_options(body, options, extra);
-    end_body(body, extra);
-    return {};
+    return end_body(body, extra);
 }
 
 /* The members of one streamed event that the reader uses (the data's "type" names the event). */
@@ -6454,8 +6458,7 @@ inline Error write_gemini_body(const std::vector<Message>& messages, const ChatO
         write_gemini_generation_config(body, options);
         if (body.back() == ':') body.resize(before);  // no option set: no member
     }
-    end_body(body, extra);
-    return {};
+    return end_body(body, extra);
 }
 
 /* Gemini's finishReason in the common vocabulary; STOP after function calls is a tool-call stop. */
@@ -6946,8 +6949,7 @@ inline Error write_ollama_body(const std::vector<Message>& messages, const ChatO
     const bool offer_tools = !options.tools.empty() && options.tool_choice.mode != ToolChoice::Mode::none;
     if (offer_tools && open_member(body, extra, "tools")) write_tools(body, options.tools);
     write_ollama_format(body, options.response_format, extra);
-    end_body(body, extra);
-    return {};
+    return end_body(body, extra);
 }
 
 /* Ollama's /api/chat lines: message.content, message.thinking and whole tool calls; the done line

@@ -205,6 +205,17 @@ TEST_CASE("the request's extra_json: an object member merges into ours at every 
     options.extra_json = R"({"stream_options":null,"response_format":"text"})";  // not an object: replaces
     CHECK(body_of({Message::user("q")}, options) ==
           body_with(R"({"role":"user","content":"q"})", R"(,"stream_options":null,"response_format":"text")"));
+    // A schema as deep as a schema may be sits deeper in the body than the parser reads: merging
+    // into the body is then refused, while sending it without a merge is not.
+    std::string deep = "{}";
+    for (int level = 1; level < 64; ++level) deep = "{\"a\":" + deep + "}";
+    REQUIRE_FALSE(llm_stream::detail::check_json(deep));  // 64 levels: the most the parser reads
+    REQUIRE(llm_stream::detail::check_json("[" + deep + "]"));
+    options.response_format.schema = deep;
+    options.extra_json = R"({"top_k":20})";
+    CHECK(body_of({Message::user("q")}, options).rfind("(error)", 0) != 0);
+    options.extra_json = R"({"response_format":{"json_schema":{"strict":false}}})";
+    check_refused({Message::user("q")}, options, "extra JSON");
 }
 
 TEST_CASE("a message's extra_json members are merged into it and replace ours") {
