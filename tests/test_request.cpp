@@ -57,6 +57,16 @@ std::string message_json(const Message& m, bool with_reasoning = true) {
     return out;
 }
 
+/* The message written `with` its reasoning and `without`, and sent so only with send_reasoning. */
+void check_sent_only_with_reasoning(const Message& m, const std::string& with, const std::string& without) {
+    CHECK(message_json(m) == with);
+    CHECK(message_json(m, false) == without);
+    ChatOptions options = bare_options();
+    CHECK(body_of({Message::user("q"), m}, options) == body_with(R"({"role":"user","content":"q"},)" + without));
+    options.send_reasoning = true;
+    CHECK(body_of({Message::user("q"), m}, options) == body_with(R"({"role":"user","content":"q"},)" + with));
+}
+
 Error refusal(const std::vector<Message>& messages, const ChatOptions& options) {
     llm_stream::Request request;
     return llm_stream::build_request(config_for_model(), messages, options, request);
@@ -141,12 +151,7 @@ TEST_CASE("reasoning goes back only with send_reasoning") {
                              R"({"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]})";
     const std::string without = R"({"role":"assistant","content":null,"tool_calls":[)"
                                 R"({"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]})";
-    CHECK(message_json(m) == with);
-    CHECK(message_json(m, false) == without);
-    ChatOptions options = bare_options();
-    CHECK(body_of({Message::user("q"), m}, options) == body_with(R"({"role":"user","content":"q"},)" + without));
-    options.send_reasoning = true;
-    CHECK(body_of({Message::user("q"), m}, options) == body_with(R"({"role":"user","content":"q"},)" + with));
+    check_sent_only_with_reasoning(m, with, without);
 }
 
 TEST_CASE("the reasoning's signatures go with it: written, read back, sent only with send_reasoning") {
@@ -159,12 +164,7 @@ TEST_CASE("the reasoning's signatures go with it: written, read back, sent only 
                              R"({"id":"c","type":"function","function":{"name":"f","arguments":"{}"},"signature":"call-sig"}]})";
     const std::string without = R"({"role":"assistant","content":null,"tool_calls":[)"
                                 R"({"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]})";
-    CHECK(message_json(m) == with);
-    CHECK(message_json(m, false) == without);
-    ChatOptions options = bare_options();
-    CHECK(body_of({Message::user("q"), m}, options) == body_with(R"({"role":"user","content":"q"},)" + without));
-    options.send_reasoning = true;
-    CHECK(body_of({Message::user("q"), m}, options) == body_with(R"({"role":"user","content":"q"},)" + with));
+    check_sent_only_with_reasoning(m, with, without);
     std::vector<Message> read;
     REQUIRE_FALSE(llm_stream::parse_messages("[" + with + "]", read));
     ENSURE(read.size() == 1);
