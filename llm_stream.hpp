@@ -5107,7 +5107,9 @@ inline Error write_responses_body(const std::vector<Message>& messages, const Ch
    response.reasoning_text.delta, the raw reasoning some servers stream); a call opens with a
    function_call item in response.output_item.added (its call_id is the call's id) and its arguments
    are the response.function_call_arguments.delta of the same output_index. The ".done" events and the
-   final response's output repeat all of it, so they are skipped. response.completed and
+   final response's output repeat all of it, so they are skipped, but for the one thing only they
+   carry: a reasoning item's encrypted_content (response.output_item.done), whose item is then the
+   signature of a reasoning event. response.completed and
    response.incomplete end the completion with the finish and the usage; response.failed and an
    "error" event are the server's errors. Deltas are raw UTF-8 of whole characters, so no surrogate
    pair is split between two events (a lone escaped half is dropped, as json_decode_string does).
@@ -5841,8 +5843,9 @@ inline bool anthropic_string(JsonCursor& c, int depth, JsonSpan& out) {
     return c.skip_value(depth);
 }
 
-/* The Messages API's SSE events: message_start (input tokens), content blocks (text, thinking,
-   tool_use with streamed input_json_delta), message_delta (stop reason, cumulative output tokens),
+/* The Messages API's SSE events: message_start (input tokens), content blocks (text, thinking with
+   its signature_delta, redacted_thinking, tool_use with streamed input_json_delta), message_delta
+   (stop reason, cumulative output tokens),
    message_stop (the end), ping, error. Text deltas are whole code points (the API writes UTF-8
    strings per delta), so no surrogate pair is split between two events; a lone half is dropped. */
 class AnthropicReader final : public WireReader {
@@ -6472,7 +6475,8 @@ inline std::string_view gemini_finish_reason(std::string_view raw, bool made_cal
 
 /* Gemini's streamGenerateContent: each message a whole GenerateContentResponse (or, read whole
    without ?alt=sse, a JSON array of them). Text and thought parts come as they are made; a
-   functionCall part is a whole call. Gemini writes text as raw UTF-8 cut between tokens, so no
+   functionCall part is a whole call; a part's thoughtSignature is the call's, or a reasoning
+   event's after the part's text. Gemini writes text as raw UTF-8 cut between tokens, so no
    surrogate pair is split between two messages; one inside a string is joined by the decoding. */
 class GeminiReader final : public WireReader {
 public:
