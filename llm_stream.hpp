@@ -427,6 +427,7 @@ struct Event {
        "length", "tool_calls", "content_filter", or the provider's own value when it has no match. */
     std::string_view text;
     std::string_view raw_reason;  // for `finish`: the provider's own value ("end_turn", "MAX_TOKENS", ...)
+                                  // (for a signature: its kind, below)
     /* For `reasoning`: the provider's token for the reasoning (Message::reasoning_signature), in an
        event of its own with empty `text`; raw_reason "redacted_thinking" when it is the data of an
        Anthropic redacted_thinking block (Message::redacted_reasoning). */
@@ -6388,8 +6389,6 @@ inline Error write_gemini_tool_options(std::string& out, const ChatOptions& opti
     return {};
 }
 
-/* generationConfig: sampling, length, stop sequences, seed, and JSON output (responseJsonSchema takes
-   JSON Schema as it is; the schema's name and strictness have no Gemini equivalent). */
 /* Reasoning asked for: thinkingConfig with includeThoughts (Gemini shows no thought otherwise) and
    the level (Gemini 3's thinkingLevel) or the budget (Gemini 2.5's thinkingBudget); the API refuses
    both at once, and so does write_gemini_body. */
@@ -6401,6 +6400,8 @@ inline void write_gemini_thinking_config(std::string& out, const ChatOptions& op
     out += '}';
 }
 
+/* generationConfig: sampling, length, stop sequences, seed, JSON output (responseJsonSchema takes
+   JSON Schema as it is; the schema's name and strictness have no Gemini equivalent) and thinking. */
 inline void write_gemini_generation_config(std::string& out, const ChatOptions& options) {
     const std::size_t start = out.size();
     const ExtraMembers none;
