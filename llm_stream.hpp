@@ -274,6 +274,9 @@ struct ToolCall {
     std::string id;         // "call_abc123": a tool message answers it by this id
     std::string name;       // the function's name
     std::string arguments;  // the arguments as JSON text, exactly as the model wrote them
+    // Gemini's thoughtSignature for this call: sent back on its functionCall part. Initialised, so
+    // that a call written {id, name, arguments} is still complete for -Wmissing-field-initializers.
+    std::string signature = {};
 };
 
 struct Message {
@@ -284,6 +287,16 @@ struct Message {
     std::string tool_call_id;          // tool: the call this message answers
     std::string name;                  // an optional participant name
     std::string reasoning;             // assistant: sent as "reasoning_content" when ChatOptions::send_reasoning
+    /* assistant: the provider's opaque token for its reasoning, sent back unchanged in that API's
+       shape, so that a reasoning model keeps its thought across a tool-call turn. Anthropic: the
+       thinking block's signature (the block goes back first, with `reasoning` as its text). Gemini:
+       a text part's thoughtSignature (a call's is ToolCall::signature). Responses: the whole
+       reasoning output item as JSON (its id, summary and encrypted_content), sent back as the input
+       item before the calls: the API asks for the item itself, and one string keeps it verbatim. */
+    std::string reasoning_signature;
+    /* assistant, Anthropic: the data of each redacted_thinking block, sent back as it came after the
+       thinking block (a turn may have several, each opaque: one string could not keep them apart). */
+    std::vector<std::string> redacted_reasoning;
     std::string extra_json;            // a JSON object whose members are added to this message (provider-specific)
 
     static Message system(std::string text);
@@ -351,23 +364,38 @@ struct ChatOptions {
     /* Send Message::reasoning back as "reasoning_content" (DeepSeek wants it back within a tool-call
        turn; most servers reject or ignore it otherwise). */
     bool send_reasoning = false;
+    /* Ask for reasoning: "low", "medium" or "high" (empty: not sent, the model's default), and/or
+       a budget of thinking tokens. Each API in its own shape: openai "reasoning_effort"; responses
+       "reasoning":{"effort","summary":"auto"} and "include":["reasoning.encrypted_content"] (the
+       reasoning item then comes back to be sent back: store is false); anthropic "thinking" with
+       budget_tokens (the budget, else 1024/4096/16384 for low/medium/high: the API wants at least
+       1024 and less than max_tokens, so an unset max_tokens becomes the budget plus 4096 for the
+       reply); gemini generationConfig.thinkingConfig with includeThoughts and thinkingLevel (Gemini
+       3) or thinkingBudget (2.5), not both (the API refuses both); ollama "think" with the level. An
+       API without a counterpart (a budget for openai, responses and ollama) is invalid_argument. */
+    std::string reasoning_effort;
+    std::optional<int> reasoning_budget;  // > 0; anthropic: >= 1024
     /* Assemble the reply as events arrive (Stream::reply()). Off by default: reading chunks then
        allocates nothing per event; assembling costs amortised O(log n) allocations per stream. */
     bool assemble_reply = false;
 
-    std::string extra_json;  // a JSON object; its members are merged into the request body, replacing
-                             // the ones the options would write (e.g. {"top_k":20,"enable_thinking":false})
+    /* A JSON object merged into the request body (e.g. {"top_k":20,"enable_thinking":false}): a
+       member whose value is an object merges recursively into the object the options wrote under
+       that name ({"generationConfig":{"topK":20}} keeps the temperature); any other replaces. */
+    std::string extra_json;
 };
 
 /* Reads an OpenAI-format JSON array of chat messages (roles, text or parts content, tool_calls,
-   tool_call_id, name, reasoning_content; other members are kept in Message::extra_json) into `out`.
+   tool_call_id, name, reasoning_content, and this library's reasoning_signature, redacted_reasoning
+   and a tool call's signature; other members are kept in Message::extra_json) into `out`.
    ErrorCode::invalid_argument names the culprit ("messages[3].tool_calls[0].function.arguments must
    be a string"); `out` changes only on success. */
 [[nodiscard]] Error parse_messages(std::string_view json, std::vector<Message>& out);
 /* Reads an OpenAI-format JSON array of tools ([{"type":"function","function":{...}}]). */
 [[nodiscard]] Error parse_tools(std::string_view json, std::vector<Tool>& out);
-/* Writes one message in OpenAI format (as parse_messages reads it and as requests send it). An
-   extra_json that is not a JSON object is left out (build_request refuses it). */
+/* Writes one message in OpenAI format (as parse_messages reads it and as requests send it; the
+   reasoning and its signatures only with_reasoning). An extra_json that is not a JSON object is left
+   out (build_request refuses it). */
 void write_message_json(std::string& out, const Message& message, bool with_reasoning = true);
 
 /* ------------------------------------------------------------------------------------------------
@@ -388,6 +416,7 @@ struct ToolCallDelta {
     std::optional<std::string_view> id;         // present in the fragment that opens the call
     std::optional<std::string_view> name;
     std::optional<std::string_view> arguments;
+    std::string_view signature;                 // Gemini: the call's thoughtSignature, when it has one
 };
 
 /* Views point into the stream's buffers: valid until the next call on the stream. */
@@ -398,6 +427,11 @@ struct Event {
        "length", "tool_calls", "content_filter", or the provider's own value when it has no match. */
     std::string_view text;
     std::string_view raw_reason;  // for `finish`: the provider's own value ("end_turn", "MAX_TOKENS", ...)
+                                  // (for a signature: its kind, below)
+    /* For `reasoning`: the provider's token for the reasoning (Message::reasoning_signature), in an
+       event of its own with empty `text`; raw_reason "redacted_thinking" when it is the data of an
+       Anthropic redacted_thinking block (Message::redacted_reasoning). */
+    std::string_view signature;
     ToolCallDelta tool_call;  // for `tool_call`
     Usage usage;              // for `usage`
 };
@@ -450,6 +484,7 @@ private:
     };
     Error add_event(const Event& event);
     ReplyChoice& choice(int index);
+    static void add_reasoning(Message& message, const Event& event);
     void add_fragment(ReplyChoice& owner, const ToolCallDelta& fragment);
     ToolCall& call_for(ReplyChoice& owner, const ToolCallDelta& fragment);
     Reply reply_;
@@ -3565,9 +3600,14 @@ inline std::string json_string_text(const JsonSpan& s) {
 /* The members of an extra_json object (the request's or one message's), as text to splice into the
    object written, and their names, which the writer then leaves out. */
 struct ExtraMembers {
-    std::string_view text;  // between the braces, trimmed
+    std::string_view object;  // the whole object, trimmed
+    std::string_view text;    // between the braces, trimmed
     std::vector<std::string> keys;
+    std::vector<std::string> merged;  // the request's object-valued members: merged, not replacing
     bool has(std::string_view key) const { return std::find(keys.begin(), keys.end(), key) != keys.end(); }
+    bool replaces(std::string_view key) const {
+        return has(key) && std::find(merged.begin(), merged.end(), key) == merged.end();
+    }
 };
 
 /* `what` names the JSON in errors ("extra JSON", "messages[2].extra_json"). */
@@ -3583,8 +3623,59 @@ inline Error read_extra_members(std::string_view extra_json, const std::string& 
     });
     LLM_STREAM_ASSERT(ok);  // check_json() said so
     (void)ok;
+    out.object = extra;
     out.text = trim_ascii_space(extra.substr(1, extra.size() - 2));
     return {};
+}
+
+using JsonMembers = std::vector<std::pair<std::string, std::string_view>>;
+
+/* A valid JSON object's members: each name decoded, and its value as the JSON text written. False
+   only when it nests deeper than the parser goes (json_max_depth) from `depth`. */
+inline bool json_members(std::string_view object, int depth, JsonMembers& members) {
+    JsonCursor c(object.data(), object.data() + object.size());
+    c.skip_ws();
+    return c.object(depth, [&](const JsonSpan& key, int d) {
+        const char* const begin = c.p;
+        if (!c.skip_value(d)) return false;
+        members.emplace_back(json_string_text(key), std::string_view(begin, static_cast<std::size_t>(c.p - begin)));
+        return true;
+    });
+}
+
+/* Writes the object `base` with the members of the object `patch` (both valid JSON): a member that
+   is an object in both merges recursively, any other of patch's replaces base's in its place or
+   follows base's members. False when base nests too deep to read (see json_members). */
+inline bool json_merge_object(std::string_view base, std::string_view patch, int depth, std::string& out) {
+    JsonMembers patches, members;
+    if (!json_members(patch, depth, patches) || !json_members(base, depth, members)) return false;
+    std::vector<bool> used(patches.size(), false);
+    out += '{';
+    auto open = [&out](const std::string& name) {
+        if (out.back() != '{') out += ',';
+        json_write_string(out, name);
+        out += ':';
+    };
+    for (const auto& member : members) {
+        open(member.first);
+        const auto same = std::find_if(patches.begin(), patches.end(),
+                                       [&member](const auto& p) { return p.first == member.first; });
+        if (same == patches.end()) {
+            out.append(member.second.data(), member.second.size());
+            continue;
+        }
+        used[static_cast<std::size_t>(same - patches.begin())] = true;
+        const std::string_view value = same->second;
+        if (member.second.front() != '{' || value.front() != '{') out.append(value.data(), value.size());
+        else if (!json_merge_object(member.second, value, depth + 1, out)) return false;
+    }
+    for (std::size_t k = 0; k < patches.size(); ++k) {
+        if (used[k]) continue;
+        open(patches[k].first);
+        out.append(patches[k].second.data(), patches[k].second.size());
+    }
+    out += '}';
+    return true;
 }
 
 /* ChatOptions::extra_json: any member but the two the client must own. */
@@ -3592,6 +3683,29 @@ inline Error read_request_extra(std::string_view extra_json, ExtraMembers& out) 
     if (Error e = read_extra_members(extra_json, "extra JSON", out)) return e;
     for (const char* key : {"stream", "messages"})
         if (out.has(key)) return invalid_argument("extra JSON may not set \"" + std::string(key) + "\": the client sets it");
+    JsonMembers members;
+    if (out.object.empty() || !json_members(out.object, 1, members)) return {};  // never false: check_json() read it
+    for (const auto& member : members)
+        if (member.second.front() == '{') out.merged.push_back(member.first);
+    return {};
+}
+
+/* Closes a request body with extra_json's members: those the writers left out are added, and an
+   object-valued one merges into the object written under its name (one more pass over the body,
+   only then: reading it again can find it too deep, where a JSON Schema nests close to the limit). */
+[[nodiscard]] inline Error end_body(std::string& body, const ExtraMembers& extra) {
+    if (extra.merged.empty()) {
+        if (!extra.text.empty()) body.append(",").append(extra.text.data(), extra.text.size());
+        body += '}';
+        return {};
+    }
+    body += '}';
+    std::string merged;
+    merged.reserve(body.size() + extra.object.size());
+    if (!json_merge_object(body, extra.object, 0, merged))
+        return invalid_argument("extra JSON: the request nests too deep (over " + std::to_string(json_max_depth) +
+                                " levels) to merge its objects into");
+    body.swap(merged);
     return {};
 }
 
@@ -3615,7 +3729,7 @@ inline void base64_append(std::string& out, std::string_view bytes) {
 
 /* Writes `,"name":` unless extra_json replaces that member; says whether the value follows. */
 inline bool open_member(std::string& out, const ExtraMembers& extra, std::string_view name) {
-    if (extra.has(name)) return false;
+    if (extra.replaces(name)) return false;
     out += ",\"";
     out += name;
     out += "\":";
@@ -3668,7 +3782,8 @@ inline void write_message_content(std::string& out, const Message& m) {
     }
 }
 
-inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& calls) {
+/* The calls; with_signature, a call's "signature" (Gemini's, kept for a --messages file). */
+inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& calls, bool with_signature) {
     out += '[';
     for (std::size_t k = 0; k < calls.size(); ++k) {
         out += k ? ",{\"id\":" : "{\"id\":";
@@ -3677,7 +3792,12 @@ inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& call
         json_write_string(out, calls[k].name);
         out += ",\"arguments\":";
         json_write_string(out, calls[k].arguments);
-        out += "}}";
+        out += '}';
+        if (with_signature && !calls[k].signature.empty()) {
+            out += ",\"signature\":";
+            json_write_string(out, calls[k].signature);
+        }
+        out += '}';
     }
     out += ']';
 }
@@ -3685,6 +3805,17 @@ inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& call
 inline void write_string_member(std::string& out, const ExtraMembers& extra, std::string_view name,
                                 std::string_view value) {
     if (!value.empty() && open_member(out, extra, name)) json_write_string(out, value);
+}
+
+inline void write_string_array_member(std::string& out, const ExtraMembers& extra, std::string_view name,
+                                      const std::vector<std::string>& strings);
+
+/* reasoning_content and the signatures that go back with it (this library's members: an OpenAI
+   server sees them only with ChatOptions::send_reasoning). */
+inline void write_reasoning_members(std::string& out, const ExtraMembers& extra, const Message& m) {
+    write_string_member(out, extra, "reasoning_content", m.reasoning);
+    write_string_member(out, extra, "reasoning_signature", m.reasoning_signature);
+    write_string_array_member(out, extra, "redacted_reasoning", m.redacted_reasoning);
 }
 
 /* One message in OpenAI format; members of its extra_json replace the ones written here (an
@@ -3695,8 +3826,8 @@ inline void write_message(std::string& out, const Message& m, bool with_reasonin
     out += "{\"role\":";
     json_write_string(out, role_name(m.role));
     if (open_member(out, extra, "content")) write_message_content(out, m);
-    if (with_reasoning) write_string_member(out, extra, "reasoning_content", m.reasoning);
-    if (!m.tool_calls.empty() && open_member(out, extra, "tool_calls")) write_tool_calls(out, m.tool_calls);
+    if (with_reasoning) write_reasoning_members(out, extra, m);
+    if (!m.tool_calls.empty() && open_member(out, extra, "tool_calls")) write_tool_calls(out, m.tool_calls, with_reasoning);
     write_string_member(out, extra, "tool_call_id", m.tool_call_id);
     write_string_member(out, extra, "name", m.name);
     if (!extra.text.empty()) {
@@ -3801,7 +3932,7 @@ inline void write_tool_options(std::string& out, const ChatOptions& options, con
 inline std::size_t body_size_estimate(const std::vector<Message>& messages, const ChatOptions& options) {
     std::size_t size = 512 + options.extra_json.size() + options.response_format.schema.size();
     for (const Message& m : messages) {
-        size += 64 + m.content.size() + m.reasoning.size() + m.extra_json.size() + m.name.size();
+        size += 64 + m.content.size() + m.reasoning.size() + m.reasoning_signature.size() + m.extra_json.size() + m.name.size();
         for (const ContentPart& part : m.parts)
             size += 96 + part.text.size() + part.mime_type.size() + (part.bytes ? part.bytes->size() / 3 * 4 + 4 : 0);
         for (const ToolCall& call : m.tool_calls) size += 80 + call.id.size() + call.name.size() + call.arguments.size();
@@ -3824,8 +3955,8 @@ inline void begin_body(std::string& body, std::size_t size_estimate, const std::
 }
 
 /* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
-   replace the ones written here, so no key appears twice. */
-inline void write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
+   replace the ones written here or merge into them (end_body), so no key appears twice. */
+inline Error write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
                             const std::string& model, const ExtraMembers& extra, std::string& body) {
     begin_body(body, body_size_estimate(messages, options), model, extra);
     body += "\"messages\":[";
@@ -3836,14 +3967,11 @@ inline void write_chat_body(const std::vector<Message>& messages, const ChatOpti
     body += "],\"stream\":true";
     if (options.include_usage && open_member(body, extra, "stream_options")) body += "{\"include_usage\":true}";
     write_sampling_options(body, options, extra);
+    write_string_member(body, extra, "reasoning_effort", options.reasoning_effort);
     write_tool_options(body, options, extra);
     if (options.response_format.type != ResponseFormat::Type::text && open_member(body, extra, "response_format"))
         write_response_format(body, options.response_format);
-    if (!extra.text.empty()) {
-        body += ',';
-        body.append(extra.text.data(), extra.text.size());
-    }
-    body += '}';
+    return end_body(body, extra);
 }
 
 /* A message's text: its content, or its text parts one after the other. */
@@ -3876,9 +4004,23 @@ inline Error write_gemini_body(const std::vector<Message>& messages, const ChatO
 inline Error write_ollama_body(const std::vector<Message>& messages, const ChatOptions& options,
                                const std::string& model, const ExtraMembers& extra, std::string& body);
 
+/* A known effort, and a positive budget only where the API takes one (anthropic's lower bound is
+   checked in its section). */
+inline Error check_reasoning_options(Api api, const ChatOptions& options) {
+    const std::string& effort = options.reasoning_effort;
+    if (!effort.empty() && effort != "low" && effort != "medium" && effort != "high")
+        return invalid_argument("reasoning_effort must be \"low\", \"medium\" or \"high\" (got \"" + excerpt(effort, 40) + "\")");
+    if (!options.reasoning_budget) return {};
+    if (*options.reasoning_budget <= 0) return invalid_argument("reasoning_budget must be positive");
+    if (api == Api::anthropic || api == Api::gemini) return {};
+    return invalid_argument(std::string("reasoning_budget: the ") + api_name(api) +
+                            " API takes no thinking budget; give reasoning_effort");
+}
+
 /* The request body in `api`'s shape, after check_chat_options(). */
 inline Error write_request_body(Api api, const std::vector<Message>& messages, const ChatOptions& options,
                                 const std::string& model, const ExtraMembers& extra, std::string& body) {
+    if (Error e = check_reasoning_options(api, options)) return e;
     switch (api) {
     case Api::openai: break;
     case Api::responses: return write_responses_body(messages, options, model, extra, body);
@@ -3886,8 +4028,7 @@ inline Error write_request_body(Api api, const std::vector<Message>& messages, c
     case Api::gemini: return write_gemini_body(messages, options, model, extra, body);
     case Api::ollama: return write_ollama_body(messages, options, model, extra, body);
     }
-    write_chat_body(messages, options, model, extra, body);
-    return {};
+    return write_chat_body(messages, options, model, extra, body);
 }
 
 /* "messages[2]": where a culprit sits, in the JSON the server would see. */
@@ -4177,6 +4318,14 @@ inline bool ConversationReader::message(Message& m, const std::string& at, int d
         if (name == "name") return optional_string(m.name, at + ".name");
         if (name == "tool_call_id") return optional_string(m.tool_call_id, at + ".tool_call_id");
         if (name == "reasoning_content") return optional_string(m.reasoning, at + ".reasoning_content");
+        if (name == "reasoning_signature") return optional_string(m.reasoning_signature, at + ".reasoning_signature");
+        if (name == "redacted_reasoning") {
+            m.redacted_reasoning.clear();
+            return array(at + ".redacted_reasoning", d + 1, [&](std::size_t k, int) {
+                m.redacted_reasoning.emplace_back();
+                return string(m.redacted_reasoning.back(), at + "." + indexed("redacted_reasoning", k));
+            });
+        }
         if (name == "tool_calls") {
             if (c_.at('n')) return c_.literal("null", 4);
             m.tool_calls.clear();  // a repeated member: the last one counts, as for the others
@@ -4260,6 +4409,7 @@ inline bool ConversationReader::tool_call(ToolCall& out, const std::string& at, 
     std::string type = "function";
     return object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
         if (name == "id") return string(out.id, at + ".id");
+        if (name == "signature") return string(out.signature, at + ".signature");
         if (name == "type") {
             if (!string(type, at + ".type")) return false;
             return type == "function" || fail(at + ".type: only \"function\" calls are supported");
@@ -4693,9 +4843,14 @@ struct StubReply {
     std::string text;            // when it calls no tool
     const Tool* tool = nullptr;  // the tool it calls, with these arguments (JSON text)
     std::string arguments;
+    std::string reasoning;  // when the request asks for reasoning: streamed first, with a signature
     std::size_t prompt_tokens = 0;
     std::size_t completion_tokens = 0;  // the pieces streamed
 };
+
+/* The stub's opaque token for its reasoning (Anthropic's signature, Gemini's thoughtSignature,
+   the Responses item's encrypted_content). */
+constexpr const char* stub_signature = "c3R1Yi1zaWduYXR1cmU=";
 
 /* `messages` is not empty (build_request() has checked the conversation). */
 inline StubReply plan_stub_reply(const std::vector<Message>& messages, const ChatOptions& options) {
@@ -4705,21 +4860,26 @@ inline StubReply plan_stub_reply(const std::vector<Message>& messages, const Cha
     if (reply.tool) reply.arguments = stub_arguments(*reply.tool, stub_last_user_text(messages));
     else if (messages.back().role == Role::tool) reply.text = stub_results_reply(messages);
     else reply.text = stub_greeting(stub_last_user_text(messages));
+    if (!options.reasoning_effort.empty() || options.reasoning_budget)
+        reply.reasoning = reply.tool ? "The user's request needs the tool " + reply.tool->name + "." : "A short answer will do.";
     reply.completion_tokens = stub_pieces(reply.tool ? reply.arguments : reply.text, [](std::string_view) {});
     return reply;
 }
 
-/* OpenAI's chat completions: a call's name in its first fragment, the arguments in pieces. */
+/* OpenAI's chat completions: the reasoning (as reasoning_content) when asked for, a call's name in its
+   first fragment, the arguments in pieces. */
 inline StubResponse stub_openai(const StubReply& reply, const std::string& model) {
     StubWriter writer(model);
     std::string json;
+    writer.delta(reply.tool ? "{\"role\":\"assistant\",\"content\":null}" : "{\"role\":\"assistant\",\"content\":\"\"}");
+    if (!reply.reasoning.empty()) {
+        json_write_string(json.assign("{\"reasoning_content\":"), reply.reasoning);
+        writer.delta(json + "}");
+    }
     if (reply.tool) {
-        writer.delta("{\"role\":\"assistant\",\"content\":null}");
         json = "{\"tool_calls\":[{\"index\":0,\"id\":\"call_stub_1\",\"type\":\"function\",\"function\":{\"name\":";
         json_write_string(json, reply.tool->name);
         writer.delta(json + ",\"arguments\":\"\"}}]}");
-    } else {
-        writer.delta("{\"role\":\"assistant\",\"content\":\"\"}");
     }
     stub_pieces(reply.tool ? reply.arguments : reply.text, [&](std::string_view piece) {
         json = reply.tool ? "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":" : "{\"content\":";
@@ -4764,8 +4924,13 @@ inline StubResponse make_stub_response(Api api, const std::vector<Message>& mess
      dashboard); a client that resends the whole conversation never reads them back, so nothing is
      kept on the server unless extra_json says {"store": true}.
    - What the API has no member for is refused naming the field: stop, seed, presence_penalty,
-     frequency_penalty, a message's name. Message::reasoning is not sent: the API takes reasoning back
-     only as a reasoning item with its id (or encrypted_content), which the client does not keep.
+     frequency_penalty, a message's name. Message::reasoning is not sent as text: the API takes
+     reasoning back only as the reasoning item it sent (id, summary, encrypted_content), which the
+     reader hands out whole as the signature (response.output_item.done) and the assistant message
+     keeps in reasoning_signature; it goes back before the message and its calls, as it came.
+   - Reasoning asked for (ChatOptions::reasoning_effort): "reasoning" {effort, summary "auto"} and
+     "include":["reasoning.encrypted_content"], since with store false the item is useless without
+     its encrypted content.
    - A function tool's "strict" is always written: the API's default is true, ChatOptions' false. */
 inline Error check_responses_request(const std::vector<Message>& messages, const ChatOptions& options,
                                      const ExtraMembers& extra) {
@@ -4776,9 +4941,13 @@ inline Error check_responses_request(const std::vector<Message>& messages, const
                                 : options.frequency_penalty    ? "frequency_penalty"
                                                                : nullptr;
     if (missing) return invalid_argument(std::string(missing) + " is set but the Responses API has no such option");
-    for (std::size_t i = 0; i < messages.size(); ++i)
+    for (std::size_t i = 0; i < messages.size(); ++i) {
         if (!messages[i].name.empty())
             return invalid_argument(indexed("messages", i) + ".name is set but the Responses API has no participant names");
+        if (!messages[i].reasoning_signature.empty())
+            if (Error e = check_json_object(messages[i].reasoning_signature, indexed("messages", i) + ".reasoning_signature"))
+                return e;
+    }
     return {};
 }
 
@@ -4851,6 +5020,10 @@ inline void write_responses_input(std::string& out, const std::vector<Message>& 
         if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};  // checked before
         const bool calls_only = m.role == Role::assistant && !m.tool_calls.empty() && m.content.empty() &&
                                 m.parts.empty() && extra.text.empty();
+        if (m.role == Role::assistant && !m.reasoning_signature.empty()) {  // the reasoning item, as it came
+            const std::string_view item = trim_ascii_space(m.reasoning_signature);
+            out.append(",").append(item.data(), item.size());
+        }
         if (!calls_only) {
             out += ',';
             write_responses_item(out, m, extra);
@@ -4919,14 +5092,15 @@ inline Error write_responses_body(const std::vector<Message>& messages, const Ch
     write_number_member(body, extra, "top_p", options.top_p);
     if (options.max_tokens && open_member(body, extra, "max_output_tokens")) body += std::to_string(*options.max_tokens);
     write_string_member(body, extra, "user", options.user);
+    if (!options.reasoning_effort.empty() && open_member(body, extra, "reasoning")) {
+        json_write_string(body.append("{\"effort\":"), options.reasoning_effort);
+        body += ",\"summary\":\"auto\"}";
+    }
+    if (!options.reasoning_effort.empty() && open_member(body, extra, "include"))
+        body += "[\"reasoning.encrypted_content\"]";
     write_responses_tools(body, options, extra);
     write_responses_text_format(body, options.response_format, extra);
-    if (!extra.text.empty()) {
-        body += ',';
-        body.append(extra.text.data(), extra.text.size());
-    }
-    body += '}';
-    return {};
+    return end_body(body, extra);
 }
 
 /* The stream: typed events, the data's "type" deciding (the "event:" line repeats it, or is absent).
@@ -4934,7 +5108,9 @@ inline Error write_responses_body(const std::vector<Message>& messages, const Ch
    response.reasoning_text.delta, the raw reasoning some servers stream); a call opens with a
    function_call item in response.output_item.added (its call_id is the call's id) and its arguments
    are the response.function_call_arguments.delta of the same output_index. The ".done" events and the
-   final response's output repeat all of it, so they are skipped. response.completed and
+   final response's output repeat all of it, so they are skipped, but for the one thing only they
+   carry: a reasoning item's encrypted_content (response.output_item.done), whose item is then the
+   signature of a reasoning event. response.completed and
    response.incomplete end the completion with the finish and the usage; response.failed and an
    "error" event are the server's errors. Deltas are raw UTF-8 of whole characters, so no surrogate
    pair is split between two events (a lone escaped half is dropped, as json_decode_string does).
@@ -4951,6 +5127,8 @@ private:
     struct Fields {
         JsonSpan type, delta, item_type, call_id, name, arguments, status, reason;
         JsonSpan error_message, error_code;
+        std::string_view item;       // the item's JSON text, when it is a reasoning item
+        bool has_encrypted = false;  // the item has encrypted_content
         bool has_error = false;  // a non-null error object (response.error, or a top-level "error")
         std::int64_t output_index = -1;
         bool has_usage = false;
@@ -4961,6 +5139,7 @@ private:
     struct OutputPart {
         EventType type = EventType::content;
         JsonSpan text, call_id, name;
+        std::string_view item;  // a reasoning item to send back: its JSON text
     };
     // More calls than any turn makes: beyond it the stream is refused, so memory stays bounded.
     static constexpr std::size_t max_calls = 1024;
@@ -4982,6 +5161,7 @@ private:
     Result note_error();
     std::string_view decode(const JsonSpan& s);
     void add_text(EventType type, const JsonSpan& s);
+    void add_signature(std::string_view item);
 
     Fields f_;
     std::vector<std::int64_t> call_outputs_;  // each call's output_index, by call index (per stream)
@@ -5063,8 +5243,11 @@ inline bool ResponsesReader::parse_output_item(JsonCursor& c, int depth) {
     JsonSpan type;
     OutputPart call;
     call.type = EventType::tool_call;
+    bool has_encrypted = false;
+    const char* const begin = c.p;
     const bool ok = c.object(depth + 1, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "type")) return string_or_skip(c, d, type);
+        if (json_key_is(key, "encrypted_content")) has_encrypted = c.at('"');
         if (json_key_is(key, "call_id")) return string_or_skip(c, d, call.call_id);
         if (json_key_is(key, "name")) return string_or_skip(c, d, call.name);
         if (json_key_is(key, "arguments")) return string_or_skip(c, d, call.text);
@@ -5073,6 +5256,12 @@ inline bool ResponsesReader::parse_output_item(JsonCursor& c, int depth) {
         return c.array(d + 1, [&](int dd) { return parse_output_part(c, dd); });
     });
     if (ok && json_key_is(type, "function_call")) output_.push_back(call);
+    if (ok && json_key_is(type, "reasoning") && has_encrypted) {
+        OutputPart reasoning;
+        reasoning.type = EventType::reasoning;
+        reasoning.item = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
+        output_.push_back(reasoning);
+    }
     return ok;
 }
 
@@ -5083,6 +5272,7 @@ inline bool ResponsesReader::parse_item(JsonCursor& c, int depth) {
         if (json_key_is(key, "call_id")) return string_or_skip(c, d, f_.call_id);
         if (json_key_is(key, "name")) return string_or_skip(c, d, f_.name);
         if (json_key_is(key, "arguments")) return string_or_skip(c, d, f_.arguments);
+        if (json_key_is(key, "encrypted_content")) f_.has_encrypted = c.at('"');
         return c.skip_value(d);
     });
 }
@@ -5092,7 +5282,12 @@ inline bool ResponsesReader::parse_top(JsonCursor& c) {
         if (json_key_is(key, "type")) return string_or_skip(c, d, f_.type);
         if (json_key_is(key, "delta")) return string_or_skip(c, d, f_.delta);
         if (json_key_is(key, "output_index")) return json_integer_or_skip(c, d, f_.output_index);
-        if (json_key_is(key, "item")) return parse_item(c, d);
+        if (json_key_is(key, "item")) {
+            const char* const begin = c.p;
+            if (!parse_item(c, d)) return false;
+            f_.item = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
+            return true;
+        }
         if (json_key_is(key, "response")) return parse_response(c, d);
         // The "error" event's own members.
         if (json_key_is(key, "message")) return string_or_skip(c, d, f_.error_message);
@@ -5114,6 +5309,15 @@ inline void ResponsesReader::add_text(EventType type, const JsonSpan& s) {
     e.type = type;
     e.text = decode(s);
     if (!e.text.empty()) events_.push_back(e);  // e.g. only invalid bytes
+}
+
+/* A done reasoning item with its encrypted content, whole: what goes back before the calls (without
+   encrypted_content, an item is only a reference to what store false did not keep). */
+inline void ResponsesReader::add_signature(std::string_view item) {
+    Event e;
+    e.type = EventType::reasoning;
+    e.signature = item;
+    events_.push_back(e);
 }
 
 /* A function_call item opens the next call: its id, name and whatever arguments it already has. */
@@ -5174,7 +5378,8 @@ inline WireReader::Result ResponsesReader::note_error() {
 inline WireReader::Result ResponsesReader::add_output() {
     call_outputs_.clear();
     for (const OutputPart& part : output_) {
-        if (part.type != EventType::tool_call) add_text(part.type, part.text);
+        if (!part.item.empty()) add_signature(part.item);
+        else if (part.type != EventType::tool_call) add_text(part.type, part.text);
         else if (open_call(part.call_id, part.name, part.text) != Result::ok) {
             events_.clear();  // an invalid message has no events
             return Result::invalid;
@@ -5192,6 +5397,8 @@ inline WireReader::Result ResponsesReader::dispatch() {
     else if (type == "response.function_call_arguments.delta") add_arguments();
     else if (type == "response.output_item.added" && decode(f_.item_type) == "function_call")
         return open_call(f_.call_id, f_.name, f_.arguments);
+    else if (type == "response.output_item.done" && f_.has_encrypted && decode(f_.item_type) == "reasoning")
+        add_signature(f_.item);
     else if (type == "response.created") call_outputs_.clear();  // a new response: its calls count from 0
     else if (type == "response.completed") add_end("completed");
     else if (type == "response.incomplete") add_end("incomplete");
@@ -5262,13 +5469,27 @@ private:
     std::size_t sequence_ = 0;
 };
 
+/* A reasoning item at output_index 0: its summary in one delta, then the item done with its
+   encrypted content (what a client sends back). */
+inline void stub_responses_reasoning(ResponsesStubWriter& writer, const std::string& reasoning) {
+    std::string item = ",\"output_index\":0,\"item\":{\"id\":\"rs_stub_1\",\"type\":\"reasoning\",\"summary\":[";
+    writer.event("response.output_item.added", item + "]}");
+    std::string json = ",\"item_id\":\"rs_stub_1\",\"output_index\":0,\"summary_index\":0,\"delta\":";
+    json_write_string(json, reasoning);
+    writer.event("response.reasoning_summary_text.delta", json);
+    json_write_string(item.append("{\"type\":\"summary_text\",\"text\":"), reasoning);
+    writer.event("response.output_item.done", item + "}],\"encrypted_content\":\"" + stub_signature + "\"}");
+}
+
 inline StubResponse stub_responses(const StubReply& reply, const std::string& model) {
     ResponsesStubWriter writer(model);
     writer.event("response.created", writer.response("in_progress"));
+    if (!reply.reasoning.empty()) stub_responses_reasoning(writer, reply.reasoning);
+    const std::string index = reply.reasoning.empty() ? "0" : "1";  // after the reasoning item
     const std::string& whole = reply.tool ? reply.arguments : reply.text;
-    std::string item = reply.tool ? ",\"output_index\":0,\"item\":{\"id\":\"fc_stub_1\",\"type\":\"function_call\","
+    std::string item = reply.tool ? ",\"output_index\":" + index + ",\"item\":{\"id\":\"fc_stub_1\",\"type\":\"function_call\","
                                     "\"status\":\"in_progress\",\"arguments\":\"\",\"call_id\":\"call_stub_1\",\"name\":"
-                                  : ",\"output_index\":0,\"item\":{\"id\":\"msg_stub_1\",\"type\":\"message\","
+                                  : ",\"output_index\":" + index + ",\"item\":{\"id\":\"msg_stub_1\",\"type\":\"message\","
                                     "\"status\":\"in_progress\",\"content\":[],\"role\":\"assistant\"}";
     if (reply.tool) {
         json_write_string(item, reply.tool->name);
@@ -5276,8 +5497,8 @@ inline StubResponse stub_responses(const StubReply& reply, const std::string& mo
     }
     writer.event("response.output_item.added", item);
     const char* const delta_type = reply.tool ? "response.function_call_arguments.delta" : "response.output_text.delta";
-    const std::string at = reply.tool ? ",\"item_id\":\"fc_stub_1\",\"output_index\":0"
-                                      : ",\"item_id\":\"msg_stub_1\",\"output_index\":0,\"content_index\":0";
+    const std::string at = reply.tool ? ",\"item_id\":\"fc_stub_1\",\"output_index\":" + index
+                                      : ",\"item_id\":\"msg_stub_1\",\"output_index\":" + index + ",\"content_index\":0";
     std::string json;
     stub_pieces(whole, [&](std::string_view piece) {
         json = at + ",\"delta\":";
@@ -5305,6 +5526,19 @@ inline StubResponse stub_responses(const StubReply& reply, const std::string& mo
    request invalid; ChatOptions::max_tokens raises it. */
 constexpr int anthropic_default_max_tokens = 4096;
 
+/* Extended thinking: budget_tokens is at least 1024 and less than max_tokens (the extended thinking
+   guide). An effort without a budget takes 1024, 4096 or 16384 tokens (low, medium, high: the floor,
+   then steps of four); an unset max_tokens becomes the budget plus the default above, so the reply
+   keeps the room it has without thinking. */
+constexpr int anthropic_min_thinking_budget = 1024;
+
+/* The thinking budget asked for; 0: no thinking asked for. */
+inline int anthropic_thinking_budget(const ChatOptions& options) {
+    if (options.reasoning_budget) return *options.reasoning_budget;
+    const std::string& effort = options.reasoning_effort;
+    return effort.empty() ? 0 : effort == "low" ? anthropic_min_thinking_budget : effort == "medium" ? 4096 : 16384;
+}
+
 /* The image types the Messages API reads (its vision guide): JPEG, PNG, GIF and WebP. */
 inline bool anthropic_image_type(std::string_view type) noexcept {
     return type == "image/jpeg" || type == "image/png" || type == "image/gif" || type == "image/webp";
@@ -5324,16 +5558,16 @@ inline Error check_anthropic_image(const ContentPart& part, const std::string& a
 }
 
 /* What this API cannot carry in a message: a participant name, a system message's extra members (the
-   system prompt is one string), or reasoning to send back: thinking blocks go back only with their
-   signature, which the client does not keep, so it sends none rather than invent one. */
+   system prompt is one string), or reasoning to send back without its signature: a thinking block
+   goes back only with the signature it came with (Message::reasoning_signature), never invented. */
 inline Error check_anthropic_message(const Message& m, std::size_t index, bool send_reasoning) {
     const std::string at = indexed("messages", index);
     if (!m.name.empty()) return invalid_argument(at + ".name: the Anthropic Messages API has no participant names");
     const bool is_system = m.role == Role::system || m.role == Role::developer;
     if (is_system && !trim_ascii_space(m.extra_json).empty())
         return invalid_argument(at + ".extra_json: system messages become the top-level system text, which has no members");
-    if (send_reasoning && !m.reasoning.empty())
-        return invalid_argument(at + ".reasoning: Anthropic takes thinking back only with its signature, which is not kept");
+    if (send_reasoning && !m.reasoning.empty() && m.reasoning_signature.empty())
+        return invalid_argument(at + ".reasoning: Anthropic takes thinking back only with its signature, and it has none");
     for (std::size_t k = 0; k < m.parts.size(); ++k)
         if (m.parts[k].kind == ContentPart::Kind::image)
             if (Error e = check_anthropic_image(m.parts[k], at + "." + indexed("content", k))) return e;
@@ -5353,6 +5587,11 @@ inline Error check_anthropic_options(const std::vector<Message>& messages, const
         return invalid_argument("temperature must be between 0 and 1 for the Anthropic Messages API");
     if (options.response_format.type == ResponseFormat::Type::json_object)
         return invalid_argument("response_format: the Anthropic Messages API has no schema-less JSON mode; give a json_schema");
+    if (options.reasoning_budget && *options.reasoning_budget < anthropic_min_thinking_budget)
+        return invalid_argument("reasoning_budget must be at least 1024 for the Anthropic Messages API");
+    if (options.max_tokens && anthropic_thinking_budget(options) >= *options.max_tokens)
+        return invalid_argument("max_tokens must be more than the thinking budget (" +
+                                std::to_string(anthropic_thinking_budget(options)) + ") for the Anthropic Messages API");
     for (std::size_t i = 0; i < messages.size(); ++i)
         if (Error e = check_anthropic_message(messages[i], i, options.send_reasoning)) return e;
     return {};
@@ -5380,11 +5619,33 @@ inline void write_anthropic_image(std::string& out, const ContentPart& part) {
     out += "}}";
 }
 
-/* Content blocks: text and images, then the calls an assistant message makes (tool_use, its input
-   the arguments' JSON object spliced). */
+/* An assistant's thinking as it came, first in its blocks: the signed thinking block, then the
+   redacted ones (the API refuses a tool-use turn of a thinking model without them). Says whether
+   it wrote any. */
+inline bool write_anthropic_thinking(std::string& out, const Message& m) {
+    const std::size_t start = out.size();
+    if (!m.reasoning_signature.empty()) {
+        json_write_string(out.append("{\"type\":\"thinking\",\"thinking\":"), m.reasoning);
+        json_write_string(out.append(",\"signature\":"), m.reasoning_signature);
+        out += '}';
+    }
+    for (const std::string& data : m.redacted_reasoning) {
+        json_write_string(out.append(out.size() > start ? ",{\"type\":\"redacted_thinking\",\"data\":"
+                                                        : "{\"type\":\"redacted_thinking\",\"data\":"), data);
+        out += '}';
+    }
+    return out.size() > start;
+}
+
+inline bool has_anthropic_thinking(const Message& m) {
+    return !m.reasoning_signature.empty() || !m.redacted_reasoning.empty();
+}
+
+/* Content blocks: the thinking first, text and images, then the calls an assistant message makes
+   (tool_use, its input the arguments' JSON object spliced). */
 inline void write_anthropic_blocks(std::string& out, const Message& m) {
     out += '[';
-    bool first = true;
+    bool first = !write_anthropic_thinking(out, m);
     auto open = [&]() { if (!first) out += ','; first = false; };
     if (m.parts.empty() && !m.content.empty()) {
         open();
@@ -5418,7 +5679,7 @@ inline void write_anthropic_blocks(std::string& out, const Message& m) {
 
 /* A message's content: plain text when it is only text, else blocks. */
 inline void write_anthropic_content(std::string& out, const Message& m) {
-    if (m.parts.empty() && m.tool_calls.empty()) json_write_string(out, m.content);
+    if (m.parts.empty() && m.tool_calls.empty() && !has_anthropic_thinking(m)) json_write_string(out, m.content);
     else write_anthropic_blocks(out, m);
 }
 
@@ -5549,19 +5810,21 @@ inline Error write_anthropic_body(const std::vector<Message>& messages, const Ch
     body += "\"messages\":";
     write_anthropic_messages(body, messages);
     body += ",\"stream\":true";
+    const int thinking_budget = anthropic_thinking_budget(options);
     if (open_member(body, extra, "max_tokens"))
-        body += std::to_string(options.max_tokens ? *options.max_tokens : anthropic_default_max_tokens);
+        body += std::to_string(options.max_tokens ? *options.max_tokens : thinking_budget + anthropic_default_max_tokens);
+    if (thinking_budget && open_member(body, extra, "thinking"))
+        body += "{\"type\":\"enabled\",\"budget_tokens\":" + std::to_string(thinking_budget) + "}";
     write_anthropic_system(body, messages, extra);
     write_anthropic_options(body, options, extra);
-    splice_members(body, extra);
-    body += '}';
-    return {};
+    return end_body(body, extra);
 }
 
 /* The members of one streamed event that the reader uses (the data's "type" names the event). */
 /* A content block: content_block_start's, or one of a whole (not streamed) reply's "content". */
 struct AnthropicBlock {
     JsonSpan type, id, name, text;  // text: a text block's "text" or a thinking block's "thinking"
+    JsonSpan signature;             // a thinking block's "signature", a redacted_thinking block's "data"
     std::string_view input;         // a tool_use block's input, as the JSON text sent
 };
 
@@ -5581,8 +5844,9 @@ inline bool anthropic_string(JsonCursor& c, int depth, JsonSpan& out) {
     return c.skip_value(depth);
 }
 
-/* The Messages API's SSE events: message_start (input tokens), content blocks (text, thinking,
-   tool_use with streamed input_json_delta), message_delta (stop reason, cumulative output tokens),
+/* The Messages API's SSE events: message_start (input tokens), content blocks (text, thinking with
+   its signature_delta, redacted_thinking, tool_use with streamed input_json_delta), message_delta
+   (stop reason, cumulative output tokens),
    message_stop (the end), ping, error. Text deltas are whole code points (the API writes UTF-8
    strings per delta), so no surrogate pair is split between two events; a lone half is dropped. */
 class AnthropicReader final : public WireReader {
@@ -5607,6 +5871,7 @@ private:
     Result dispatch(const AnthropicFields& f, std::string_view type);
     std::string_view decode(const JsonSpan& s);
     void add_text(EventType type, const JsonSpan& text);
+    void add_signature(const JsonSpan& signature, std::string_view kind);
     Result add_block(const AnthropicBlock& b, std::int64_t index, bool whole);
     Result read_whole_reply(const AnthropicFields& f);
     void add_delta(const AnthropicFields& f);
@@ -5650,6 +5915,7 @@ inline bool AnthropicReader::parse_block(JsonCursor& c, int depth, AnthropicBloc
         if (json_key_is(key, "text") || json_key_is(key, "thinking")) return anthropic_string(c, d, b.text);
         if (json_key_is(key, "id")) return anthropic_string(c, d, b.id);
         if (json_key_is(key, "name")) return anthropic_string(c, d, b.name);
+        if (json_key_is(key, "signature") || json_key_is(key, "data")) return anthropic_string(c, d, b.signature);
         const char* const begin = c.p;
         if (!c.skip_value(d)) return false;
         if (json_key_is(key, "input")) b.input = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
@@ -5657,13 +5923,14 @@ inline bool AnthropicReader::parse_block(JsonCursor& c, int depth, AnthropicBloc
     });
 }
 
-/* A content_block_delta's delta (the one text it carries is its "text", "thinking" or "partial_json";
-   its type says which event it makes), or message_delta's (the stop reason). */
+/* A content_block_delta's delta (the one text it carries is its "text", "thinking", "partial_json"
+   or "signature"; its type says which event it makes), or message_delta's (the stop reason). */
 inline bool AnthropicReader::parse_delta(JsonCursor& c, int depth, AnthropicFields& f) {
     if (!c.at('{')) return c.skip_value(depth);
     return c.object(depth + 1, [&](const JsonSpan& key, int d) {
         if (json_key_is(key, "type")) return anthropic_string(c, d, f.delta_type);
-        if (json_key_is(key, "text") || json_key_is(key, "thinking") || json_key_is(key, "partial_json"))
+        if (json_key_is(key, "text") || json_key_is(key, "thinking") || json_key_is(key, "partial_json") ||
+            json_key_is(key, "signature"))
             return anthropic_string(c, d, f.delta_text);
         if (json_key_is(key, "stop_reason")) return anthropic_string(c, d, f.stop_reason);
         return c.skip_value(d);
@@ -5708,13 +5975,26 @@ inline void AnthropicReader::add_text(EventType type, const JsonSpan& text) {
     if (!e.text.empty()) events_.push_back(e);
 }
 
-/* A block opens: text or thinking may come with some text; a tool_use block opens a tool call,
+/* A thinking block's signature, or a redacted_thinking block's data (kind "redacted_thinking"). */
+inline void AnthropicReader::add_signature(const JsonSpan& signature, std::string_view kind) {
+    if (signature.size() == 0) return;  // a streamed thinking block opens with an empty one
+    Event e;
+    e.type = EventType::reasoning;
+    e.signature = decode(signature);
+    e.raw_reason = kind;
+    events_.push_back(e);
+}
+
+/* A block opens: text or thinking may come with some text (and a whole reply's thinking with its
+   signature); a redacted_thinking block comes whole; a tool_use block opens a tool call,
    numbered by its place among this turn's calls (not by its block index), with its whole input when
    the reply is not streamed (streamed, its input comes in input_json_delta fragments). */
 inline WireReader::Result AnthropicReader::add_block(const AnthropicBlock& b, std::int64_t index, bool whole) {
     const std::string_view type(b.type.begin, b.type.size());
     if (type == "text") add_text(EventType::content, b.text);
     if (type == "thinking") add_text(EventType::reasoning, b.text);
+    if (type == "thinking") add_signature(b.signature, {});
+    if (type == "redacted_thinking") add_signature(b.signature, type);
     if (type != "tool_use") return Result::ok;
     if (tool_blocks_.size() >= max_tool_calls) {
         why_ = "more tool calls in one reply than the reader keeps (1024)";
@@ -5731,13 +6011,15 @@ inline WireReader::Result AnthropicReader::add_block(const AnthropicBlock& b, st
     return Result::ok;
 }
 
-/* text_delta, thinking_delta, or input_json_delta of an open tool_use block; other deltas
-   (signature_delta, citations_delta, future ones) carry nothing for the events, nor does the input
-   of a server tool's block (server_tool_use: the server runs it, the caller has nothing to do). */
+/* text_delta, thinking_delta, signature_delta (a thinking block's, whole), or input_json_delta of an
+   open tool_use block; other deltas (citations_delta, future ones) carry nothing for the events, nor
+   does the input of a server tool's block (server_tool_use: the server runs it, the caller has
+   nothing to do). */
 inline void AnthropicReader::add_delta(const AnthropicFields& f) {
     const std::string_view type(f.delta_type.begin, f.delta_type.size());
     if (type == "text_delta") add_text(EventType::content, f.delta_text);
     if (type == "thinking_delta") add_text(EventType::reasoning, f.delta_text);
+    if (type == "signature_delta") add_signature(f.delta_text, {});
     if (type != "input_json_delta" || f.delta_text.size() == 0) return;
     const auto block = std::find(tool_blocks_.begin(), tool_blocks_.end(), f.index);
     if (block == tool_blocks_.end()) return;
@@ -5837,7 +6119,7 @@ inline WireReader::Result AnthropicReader::read(std::string_view event_name, std
     }
     // Decoding never lengthens a string: one reservation for every span keeps the views stable.
     arena_.clear();
-    auto block_room = [](const AnthropicBlock& b) { return b.id.size() + b.name.size() + b.text.size(); };
+    auto block_room = [](const AnthropicBlock& b) { return b.id.size() + b.name.size() + b.text.size() + b.signature.size(); };
     std::size_t room = f.type.size() + block_room(f.block) + f.delta_text.size() + f.stop_reason.size() +
                        f.error_type.size() + f.error_message.size();
     for (const AnthropicBlock& b : blocks_) room += block_room(b);
@@ -5854,9 +6136,21 @@ inline Error AnthropicReader::error() const {
 
 inline std::unique_ptr<WireReader> make_anthropic_reader() { return std::make_unique<AnthropicReader>(); }
 
-/* The stub in this API's events: message_start with the input tokens, one content block (text, or a
-   tool_use whose input streams in pieces), message_delta with the stop reason and output tokens,
-   message_stop. */
+/* The stub in this API's events: message_start with the input tokens, a thinking block when
+   reasoning is asked for, one content block (text, or a tool_use whose input streams in pieces),
+   message_delta with the stop reason and output tokens, message_stop. */
+/* A thinking block at index 0: its text in one thinking_delta, then its signature_delta. */
+inline void stub_anthropic_thinking(StubBody& body, const std::string& reasoning) {
+    body.sse("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+                                    "{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}");
+    std::string json = "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":";
+    json_write_string(json, reasoning);
+    body.sse("content_block_delta", json + "}}");
+    body.sse("content_block_delta", std::string("{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+                                                "{\"type\":\"signature_delta\",\"signature\":\"") + stub_signature + "\"}}");
+    body.sse("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}");
+}
+
 inline StubResponse stub_anthropic(const StubReply& reply, const std::string& model) {
     StubBody body("text/event-stream");
     std::string json = "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_stub\",\"type\":\"message\","
@@ -5865,22 +6159,24 @@ inline StubResponse stub_anthropic(const StubReply& reply, const std::string& mo
     json += ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":" +
             std::to_string(reply.prompt_tokens) + ",\"output_tokens\":0}}}";
     body.sse("message_start", json);
+    if (!reply.reasoning.empty()) stub_anthropic_thinking(body, reply.reasoning);
+    const std::string index = reply.reasoning.empty() ? "0" : "1";  // after the thinking block
     if (reply.tool) {
-        json = "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\","
+        json = "{\"type\":\"content_block_start\",\"index\":" + index + ",\"content_block\":{\"type\":\"tool_use\","
                "\"id\":\"toolu_stub_1\",\"name\":";
         json_write_string(json, reply.tool->name);
         body.sse("content_block_start", json + ",\"input\":{}}}");
     } else {
-        body.sse("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+        body.sse("content_block_start", "{\"type\":\"content_block_start\",\"index\":" + index + ",\"content_block\":"
                                         "{\"type\":\"text\",\"text\":\"\"}}");
     }
     stub_pieces(reply.tool ? reply.arguments : reply.text, [&](std::string_view piece) {
-        json = reply.tool ? "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"
-                          : "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":";
+        json = "{\"type\":\"content_block_delta\",\"index\":" + index +
+               (reply.tool ? ",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":" : ",\"delta\":{\"type\":\"text_delta\",\"text\":");
         json_write_string(json, piece);
         body.sse("content_block_delta", json + "}}");
     });
-    body.sse("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}");
+    body.sse("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":" + index + "}");
     json = reply.tool ? "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\""
                       : "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"";
     body.sse("message_delta", json + ",\"stop_sequence\":null},\"usage\":{\"output_tokens\":" +
@@ -5945,9 +6241,9 @@ inline Error write_gemini_content_parts(std::string& out, const Message& m, cons
     return {};
 }
 
-/* An assistant's calls as functionCall parts, args spliced (Gemini wants an object). The ids are not
-   sent: Gemini pairs calls and responses by name and order. Gemini 3 also wants each call's
-   thoughtSignature back, which the events do not carry. */
+/* An assistant's calls as functionCall parts, args spliced (Gemini wants an object), each with the
+   thoughtSignature it came with (Gemini 3 refuses a call sent back without it). The ids are not
+   sent: Gemini pairs calls and responses by name and order. */
 inline Error write_gemini_calls(std::string& out, const Message& m, const std::string& at) {
     for (std::size_t k = 0; k < m.tool_calls.size(); ++k) {
         const ToolCall& call = m.tool_calls[k];
@@ -5959,9 +6255,24 @@ inline Error write_gemini_calls(std::string& out, const Message& m, const std::s
         json_write_string(out, call.name);
         out += ",\"args\":";
         out.append(args.data(), args.size());
-        out += "}}";
+        out += '}';
+        if (!call.signature.empty()) json_write_string(out.append(",\"thoughtSignature\":"), call.signature);
+        out += '}';
     }
     return {};
+}
+
+/* A model turn's own signature (Message::reasoning_signature) goes back on its last text or image
+   part, where a reply's signature comes; with no such part, on an empty text part after the calls. */
+inline void write_gemini_signature(std::string& out, const Message& m, bool on_last_part) {
+    if (m.reasoning_signature.empty()) return;
+    if (on_last_part) {
+        out.pop_back();  // the part's closing brace
+    } else {
+        out += out.back() == '[' ? "{\"text\":\"\"" : ",{\"text\":\"\"";
+    }
+    json_write_string(out.append(",\"thoughtSignature\":"), m.reasoning_signature);
+    out += '}';
 }
 
 /* A tool result as a functionResponse part: Gemini names the function, found through the call's id
@@ -6010,7 +6321,10 @@ inline Error write_gemini_turn(std::string& out, const std::vector<Message>& mes
         } else {
             // Reasoning is not sent back: Gemini wants thought signatures, not thought text.
             if (Error e = write_gemini_content_parts(out, m, at)) return e;
+            const bool has_part = out.back() == '}';
+            if (has_part) write_gemini_signature(out, m, true);
             if (Error e = write_gemini_calls(out, m, at)) return e;
+            if (!has_part) write_gemini_signature(out, m, false);
         }
         out += ']';
     }
@@ -6075,8 +6389,19 @@ inline Error write_gemini_tool_options(std::string& out, const ChatOptions& opti
     return {};
 }
 
-/* generationConfig: sampling, length, stop sequences, seed, and JSON output (responseJsonSchema takes
-   JSON Schema as it is; the schema's name and strictness have no Gemini equivalent). */
+/* Reasoning asked for: thinkingConfig with includeThoughts (Gemini shows no thought otherwise) and
+   the level (Gemini 3's thinkingLevel) or the budget (Gemini 2.5's thinkingBudget); the API refuses
+   both at once, and so does write_gemini_body. */
+inline void write_gemini_thinking_config(std::string& out, const ChatOptions& options) {
+    if (options.reasoning_effort.empty() && !options.reasoning_budget) return;
+    out += ",\"thinkingConfig\":{\"includeThoughts\":true";
+    if (options.reasoning_budget) out += ",\"thinkingBudget\":" + std::to_string(*options.reasoning_budget);
+    else json_write_string(out.append(",\"thinkingLevel\":"), options.reasoning_effort);
+    out += '}';
+}
+
+/* generationConfig: sampling, length, stop sequences, seed, JSON output (responseJsonSchema takes
+   JSON Schema as it is; the schema's name and strictness have no Gemini equivalent) and thinking. */
 inline void write_gemini_generation_config(std::string& out, const ChatOptions& options) {
     const std::size_t start = out.size();
     const ExtraMembers none;
@@ -6100,6 +6425,7 @@ inline void write_gemini_generation_config(std::string& out, const ChatOptions& 
         const std::string_view schema = trim_ascii_space(format.schema);
         out.append(",\"responseJsonSchema\":").append(schema.data(), schema.size());
     }
+    write_gemini_thinking_config(out, options);
     if (out.size() > start) {
         out[start] = '{';  // the first member's comma opens the object
         out += '}';
@@ -6111,6 +6437,8 @@ inline void write_gemini_generation_config(std::string& out, const ChatOptions& 
 inline Error write_gemini_body(const std::vector<Message>& messages, const ChatOptions& options, const std::string&,
                                const ExtraMembers& extra, std::string& body) {
     if (!options.user.empty()) return invalid_argument("user: Gemini has no end-user id");
+    if (!options.reasoning_effort.empty() && options.reasoning_budget)
+        return invalid_argument("reasoning_budget: Gemini takes a thinking level (reasoning_effort) or a budget, not both");
     if (extra.has("contents")) return invalid_argument("extra JSON may not set \"contents\": the client sets it");
     body.clear();
     body.reserve(body_size_estimate(messages, options));
@@ -6134,9 +6462,7 @@ inline Error write_gemini_body(const std::vector<Message>& messages, const ChatO
         write_gemini_generation_config(body, options);
         if (body.back() == ':') body.resize(before);  // no option set: no member
     }
-    if (!extra.text.empty()) body.append(",").append(extra.text.data(), extra.text.size());
-    body += '}';
-    return {};
+    return end_body(body, extra);
 }
 
 /* Gemini's finishReason in the common vocabulary; STOP after function calls is a tool-call stop. */
@@ -6150,7 +6476,8 @@ inline std::string_view gemini_finish_reason(std::string_view raw, bool made_cal
 
 /* Gemini's streamGenerateContent: each message a whole GenerateContentResponse (or, read whole
    without ?alt=sse, a JSON array of them). Text and thought parts come as they are made; a
-   functionCall part is a whole call. Gemini writes text as raw UTF-8 cut between tokens, so no
+   functionCall part is a whole call; a part's thoughtSignature is the call's, or a reasoning
+   event's after the part's text. Gemini writes text as raw UTF-8 cut between tokens, so no
    surrogate pair is split between two messages; one inside a string is joined by the decoding. */
 class GeminiReader final : public WireReader {
 public:
@@ -6167,6 +6494,7 @@ public:
 private:
     struct PartFields {
         JsonSpan text, call_name, call_id;
+        JsonSpan signature;  // thoughtSignature: on a functionCall part, a text part, or a thought
         const char* args_begin = nullptr;  // the functionCall's args object, as sent
         const char* args_end = nullptr;
         bool thought = false;
@@ -6245,7 +6573,8 @@ inline bool GeminiReader::parse_part(JsonCursor& c, int depth) {
             return c.literal("true", 4);
         }
         if (json_key_is(key, "functionCall")) return parse_call(c, d, part);
-        return c.skip_value(d);  // thoughtSignature, inlineData, executableCode, ...
+        if (json_key_is(key, "thoughtSignature") && c.at('"')) return c.string(part.signature);
+        return c.skip_value(d);  // inlineData, executableCode, ...
     });
     if (ok) parts_.push_back(part);
     return ok;
@@ -6313,6 +6642,8 @@ inline std::string_view GeminiReader::decode(const JsonSpan& s) {
     return {out, n};
 }
 
+/* A text or thought part's text, then its signature in a reasoning event of its own; a call with its
+   signature. */
 inline void GeminiReader::add_part_event(const PartFields& part, int candidate) {
     Event e;
     e.choice = candidate;
@@ -6320,9 +6651,15 @@ inline void GeminiReader::add_part_event(const PartFields& part, int candidate) 
         e.type = part.thought ? EventType::reasoning : EventType::content;
         e.text = decode(part.text);
         if (!e.text.empty()) events_.push_back(e);
+        if (part.signature.size() == 0) return;
+        e.type = EventType::reasoning;
+        e.text = {};
+        e.signature = decode(part.signature);
+        events_.push_back(e);
         return;
     }
     e.type = EventType::tool_call;
+    e.tool_call.signature = decode(part.signature);
     e.tool_call.index = calls_made_[static_cast<std::size_t>(candidate)]++;
     e.tool_call.id = part.call_id.present() ? decode(part.call_id) : std::string_view();
     e.tool_call.name = part.call_name.present() ? decode(part.call_name) : std::string_view();
@@ -6365,7 +6702,8 @@ inline bool GeminiReader::build_events() {
     // Decoding and compacting never lengthen the text, so one reservation keeps every view stable.
     std::size_t room = 0;
     for (const PartFields& p : parts_)
-        room += p.text.size() + p.call_name.size() + p.call_id.size() + static_cast<std::size_t>(p.args_end - p.args_begin);
+        room += p.text.size() + p.call_name.size() + p.call_id.size() + p.signature.size() +
+                static_cast<std::size_t>(p.args_end - p.args_begin);
     for (const CandidateFields& ch : candidates_) room += ch.finish_reason.size();
     room += block_reason_.size();
     arena_.clear();
@@ -6419,9 +6757,10 @@ inline std::unique_ptr<WireReader> make_gemini_reader() {
     return std::make_unique<GeminiReader>();
 }
 
-/* Gemini's stream: the text in pieces, or one whole functionCall (with an id, as Gemini sends
-   when it has one, so the reply can go back into a conversation); the last chunk brings STOP and
-   the usage. The body then ends. */
+/* Gemini's stream: a thought part first when reasoning is asked for, then the text in pieces, or one
+   whole functionCall (with an id, as Gemini sends when it has one, so the reply can go back into a
+   conversation); with reasoning, the call or the last text part has a thoughtSignature. The last
+   chunk brings STOP and the usage. The body then ends. */
 inline StubResponse stub_gemini(const StubReply& reply, const std::string& model) {
     StubBody body("text/event-stream");
     std::string json;
@@ -6442,17 +6781,23 @@ inline StubResponse stub_gemini(const StubReply& reply, const std::string& model
         body.sse({}, json);
     };
     std::string part;
+    if (!reply.reasoning.empty()) {
+        json_write_string(part.assign("{\"text\":"), reply.reasoning);
+        chunk(part + ",\"thought\":true}", false);
+    }
+    const std::string signature = reply.reasoning.empty() ? "}" : std::string(",\"thoughtSignature\":\"") + stub_signature + "\"}";
     if (reply.tool) {
         part = "{\"functionCall\":{\"id\":\"call_stub_1\",\"name\":";
         json_write_string(part, reply.tool->name);
-        chunk(part + ",\"args\":" + reply.arguments + "}}", true);
+        chunk(part + ",\"args\":" + reply.arguments + "}" + signature, true);
         return body.finish();
     }
     std::size_t left = reply.completion_tokens;
     stub_pieces(reply.text, [&](std::string_view piece) {
         part = "{\"text\":";
         json_write_string(part, piece);
-        chunk(part + "}", --left == 0);
+        const bool last = --left == 0;
+        chunk(part + (last ? signature : "}"), last);
     });
     return body.finish();
 }
@@ -6566,7 +6911,7 @@ inline Error check_ollama_options(const ChatOptions& options) {
 
 /* The sampling options go in "options", named as Ollama names them (max_tokens is num_predict). */
 inline void write_ollama_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
-    if (extra.has("options")) return;
+    if (extra.replaces("options")) return;
     ExtraMembers renamed;  // left out here: written under Ollama's name below (user is refused before)
     renamed.keys = {"max_tokens", "user"};
     const std::size_t start = out.size();
@@ -6591,8 +6936,9 @@ inline void write_ollama_format(std::string& out, const ResponseFormat& format, 
     out.append(schema.data(), schema.size());
 }
 
-/* Reasoning: Ollama's "think" is left to extra_json; the reasoning of earlier turns goes back as
-   "thinking" with send_reasoning. */
+/* Reasoning: "think" is the level asked for (ChatOptions::reasoning_effort), as gpt-oss takes it; a
+   model that only turns thinking on or off takes {"think":true} through extra_json. The reasoning
+   of earlier turns goes back as "thinking" with send_reasoning. */
 inline Error write_ollama_body(const std::vector<Message>& messages, const ChatOptions& options,
                                const std::string& model, const ExtraMembers& extra, std::string& body) {
     if (Error e = check_ollama_options(options)) return e;
@@ -6604,15 +6950,11 @@ inline Error write_ollama_body(const std::vector<Message>& messages, const ChatO
     }
     body += "],\"stream\":true";  // usage comes on the done line anyway: include_usage has nothing to ask
     write_ollama_options(body, options, extra);
+    write_string_member(body, extra, "think", options.reasoning_effort);
     const bool offer_tools = !options.tools.empty() && options.tool_choice.mode != ToolChoice::Mode::none;
     if (offer_tools && open_member(body, extra, "tools")) write_tools(body, options.tools);
     write_ollama_format(body, options.response_format, extra);
-    if (!extra.text.empty()) {
-        body += ',';
-        body.append(extra.text.data(), extra.text.size());
-    }
-    body += '}';
-    return {};
+    return end_body(body, extra);
 }
 
 /* Ollama's /api/chat lines: message.content, message.thinking and whole tool calls; the done line
@@ -6813,14 +7155,19 @@ inline Error OllamaReader::error() const {
 
 inline std::unique_ptr<WireReader> make_ollama_reader() { return std::make_unique<OllamaReader>(); }
 
-/* Ollama's NDJSON: the text in pieces, or the call whole on one line (arguments as an object, with
-   the openai stub's id, as servers with call ids send it), then the done line with the counts. */
+/* Ollama's NDJSON: the thinking on a line when reasoning is asked for, the text in pieces, or the
+   call whole on one line (arguments as an object, with the openai stub's id, as servers with call
+   ids send it), then the done line with the counts. */
 inline StubResponse stub_ollama(const StubReply& reply, const std::string& model) {
     StubBody body("application/x-ndjson");
     std::string head = "{\"model\":";
     json_write_string(head, model);
     head += ",\"created_at\":\"1970-01-01T00:00:00Z\",\"message\":{\"role\":\"assistant\",\"content\":";
     std::string json;
+    if (!reply.reasoning.empty()) {
+        json_write_string(json.assign(head + "\"\",\"thinking\":"), reply.reasoning);
+        body.line(json + "},\"done\":false}");
+    }
     if (reply.tool) {
         json = head + "\"\",\"tool_calls\":[{\"id\":\"call_stub_1\",\"function\":{\"name\":";
         json_write_string(json, reply.tool->name);
@@ -8071,7 +8418,7 @@ Error ReplyAssembler::add_event(const Event& event) {
     ReplyChoice& owner = choice(event.choice);
     switch (event.type) {
     case EventType::content: owner.message.content.append(event.text); break;
-    case EventType::reasoning: owner.message.reasoning.append(event.text); break;
+    case EventType::reasoning: add_reasoning(owner.message, event); break;
     case EventType::tool_call: add_fragment(owner, event.tool_call); break;
     case EventType::finish:
         owner.finish_reason.assign(event.text);
@@ -8094,12 +8441,22 @@ ReplyChoice& ReplyAssembler::choice(int index) {
     return *at;
 }
 
-/* The id and the name come whole in the fragment that opens a call; the arguments in pieces. */
+/* Text in pieces; a signature whole, in an event of its own (the last one counts: one per turn). */
+void ReplyAssembler::add_reasoning(Message& message, const Event& event) {
+    message.reasoning.append(event.text);
+    if (event.signature.empty()) return;
+    if (event.raw_reason == "redacted_thinking") message.redacted_reasoning.emplace_back(event.signature);
+    else message.reasoning_signature.assign(event.signature);
+}
+
+/* The id, the name and the signature come whole in the fragment that opens a call; the arguments
+   in pieces. */
 void ReplyAssembler::add_fragment(ReplyChoice& owner, const ToolCallDelta& fragment) {
     ToolCall& call = call_for(owner, fragment);
     if (fragment.id && call.id.empty()) call.id.assign(*fragment.id);
     if (fragment.name && call.name.empty()) call.name.assign(*fragment.name);
     if (fragment.arguments) call.arguments.append(*fragment.arguments);
+    if (!fragment.signature.empty()) call.signature.assign(fragment.signature);
 }
 
 ToolCall& ReplyAssembler::call_for(ReplyChoice& owner, const ToolCallDelta& fragment) {

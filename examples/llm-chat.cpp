@@ -868,6 +868,8 @@ std::string event_to_json(const llm_stream::Event& event) {
         append_json_member(line, "text", event.text);
         break;
     case EventType::reasoning:
+        // A signature alone (SPEC 3 has no line for it): it goes back in the message line.
+        if (event.text.empty()) return {};
         line += "\"reasoning\"";
         append_json_member(line, "text", event.text);
         break;
@@ -898,7 +900,9 @@ std::string event_to_json(const llm_stream::Event& event) {
 }
 
 /* The last --events line: the assembled assistant message in OpenAI format, its finish reason and usage
-   (null when the server sent none). */
+   (null when the server sent none). The message has the reasoning's signatures when there were any
+   (reasoning_signature, redacted_reasoning, a tool call's signature), so that appended to a
+   --messages file it goes back to the model as it came. */
 std::string message_to_json(const llm_stream::Reply& reply) {
     std::string line = "{\"type\":\"message\",\"message\":";
     llm_stream::write_message_json(line, reply.message());

@@ -244,6 +244,57 @@ TEST_CASE("Gemini: no heap allocation per event once buffers are warm") {
 
 namespace {
 
+// A thinking model's stream of `events` events in each API with signatures: Anthropic's thinking,
+// signature_delta and redacted_thinking blocks; Gemini's thoughtSignature on thoughts, text and
+// calls; the Responses API's summary deltas and done reasoning items with their encrypted content.
+std::string make_signed_body(llm_stream::Api api, int events) {
+    std::string body;
+    for (int i = 0; i < events; ++i) {
+        const std::string n = std::to_string(i);
+        const std::string sig = "EqQBCkgIARAB" + n + "+/sig==";
+        if (api == llm_stream::Api::anthropic) {
+            body += i % 2 ? "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":" + n +
+                                ",\"delta\":{\"type\":\"signature_delta\",\"signature\":\"" + sig + "\"}}\n\n"
+                          : "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":" + n +
+                                ",\"content_block\":{\"type\":\"redacted_thinking\",\"data\":\"" + sig + "\"}}\n\n";
+        } else if (api == llm_stream::Api::gemini) {
+            const std::string part = i % 2 ? "{\"text\": \"运动鞋 " + n + "\", \"thoughtSignature\": \"" + sig + "\"}"
+                                           : "{\"functionCall\": {\"name\": \"f\", \"args\": {\"n\": " + n +
+                                                 "}}, \"thoughtSignature\": \"" + sig + "\"}";
+            body += "data: {\"candidates\": [{\"content\": {\"parts\": [" + part + "], \"role\": \"model\"}, \"index\": 0}]}\r\n\r\n";
+        } else {
+            body += i % 2 ? "data: {\"type\":\"response.reasoning_summary_text.delta\",\"output_index\":" + n +
+                                ",\"delta\":\"think \\u00e9 " + n + "\"}\n\n"
+                          : "data: {\"type\":\"response.output_item.done\",\"output_index\":" + n + ",\"item\":{\"id\":\"rs_" + n +
+                                "\",\"type\":\"reasoning\",\"summary\":[],\"encrypted_content\":\"" + sig + "\"}}\n\n";
+        }
+    }
+    if (api == llm_stream::Api::anthropic) return body + "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    if (api == llm_stream::Api::gemini)
+        return body + "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \".\"}], \"role\": \"model\"}, "
+                      "\"finishReason\": \"STOP\", \"index\": 0}]}\r\n\r\n";
+    return body + "data: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\"}}\n\n";
+}
+
+}  // namespace
+
+TEST_CASE("signatures of every API allocate nothing per event once buffers are warm") {
+    for (const llm_stream::Api api : {llm_stream::Api::anthropic, llm_stream::Api::gemini, llm_stream::Api::responses}) {
+        CAPTURE(llm_stream::api_name(api));
+        const std::string response = chunked_sse_response(make_signed_body(api, 3000), 97);
+        const std::vector<std::size_t> cut_sets[] = {{}, random_cuts(response.size(), 6)};
+        for (const auto& cuts : cut_sets) {
+            CAPTURE(cuts.size());
+            const Outcome o = decode(response, cuts, 200, api);
+            CHECK(o.ok);
+            CHECK(o.events >= 3000);  // a signature or text each (Gemini's text: two), then the end
+            CHECK(o.steady_allocations == 0);
+        }
+    }
+}
+
+namespace {
+
 // `events` events for an assembler: content, reasoning and two calls' arguments in turn, n=2.
 std::string make_assembly_body(int events) {
     std::string body =

@@ -163,6 +163,59 @@ TEST_CASE("anthropic body: a JSON Schema reply is output_config.format; extra_js
     CHECK(body_of({Message::user("hi")}, options).find("(error) extra JSON may not set \"stream\"") == 0);
 }
 
+TEST_CASE("anthropic body: an assistant's thinking goes back first, signed, then its redacted blocks") {
+    Message call = Message::assistant({});
+    call.reasoning = "Paris: use the tool.";
+    call.reasoning_signature = "EqQB+sig==";
+    call.redacted_reasoning = {"EmwK", "EmwL"};
+    call.tool_calls = {ToolCall{"toolu_1", "get_weather", R"({"city":"Paris"})"}};
+    ChatOptions options = bare_options();
+    const std::string expected =
+        body_with(R"({"role":"user","content":"weather?"},)"
+                  R"({"role":"assistant","content":[{"type":"thinking","thinking":"Paris: use the tool.","signature":"EqQB+sig=="},)"
+                  R"({"type":"redacted_thinking","data":"EmwK"},{"type":"redacted_thinking","data":"EmwL"},)"
+                  R"({"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}]},)"
+                  R"({"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"18C"}]})");
+    const std::vector<Message> turn{Message::user("weather?"), call, Message::tool_result("toolu_1", "18C")};
+    CHECK(body_of(turn, options) == expected);
+    options.send_reasoning = true;  // signed thinking goes back either way
+    CHECK(body_of(turn, options) == expected);
+    Message redacted_only = Message::assistant("It is 18C.");
+    redacted_only.redacted_reasoning = {"EmwK"};
+    CHECK(body_of({Message::user("q"), redacted_only}, bare_options()) ==
+          body_with(R"({"role":"user","content":"q"},{"role":"assistant","content":[{"type":"redacted_thinking","data":"EmwK"},)"
+                    R"({"type":"text","text":"It is 18C."}]})"));
+}
+
+TEST_CASE("anthropic body: reasoning asked for is a thinking budget, with room for the reply when max_tokens is unset") {
+    ChatOptions options = bare_options();
+    const std::vector<Message> hi{Message::user("hi")};
+    const struct {
+        const char* effort;
+        int budget;
+    } efforts[] = {{"low", 1024}, {"medium", 4096}, {"high", 16384}};
+    for (const auto& e : efforts) {
+        CAPTURE(e.effort);
+        options.reasoning_effort = e.effort;
+        CHECK(body_of(hi, options) == R"({"model":"claude-m","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":)" +
+                                          std::to_string(e.budget + 4096) + R"(,"thinking":{"type":"enabled","budget_tokens":)" +
+                                          std::to_string(e.budget) + "}}");
+    }
+    options.reasoning_budget = 2000;  // the budget wins over the effort's
+    options.max_tokens = 3000;
+    CHECK(body_of(hi, options) == R"({"model":"claude-m","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":3000,)"
+                                  R"("thinking":{"type":"enabled","budget_tokens":2000}})");
+    options.max_tokens = 2000;
+    llm_test::check_request_refused(anthropic_config(), hi, options, "max_tokens");
+    options.max_tokens.reset();
+    options.reasoning_budget = 1023;
+    llm_test::check_request_refused(anthropic_config(), hi, options, "reasoning_budget");
+    options.extra_json = R"({"thinking":{"budget_tokens":1500}})";  // merges into ours
+    options.reasoning_budget = 1024;
+    CHECK(body_of(hi, options) == R"({"model":"claude-m","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":5120,)"
+                                  R"("thinking":{"type":"enabled","budget_tokens":1500}})");
+}
+
 TEST_CASE("anthropic body: what the API cannot carry is refused, naming the field") {
     auto refusal = [](const std::vector<Message>& messages, const ChatOptions& options) {
         const std::string body = body_of(messages, options);
@@ -241,7 +294,17 @@ TEST_CASE("anthropic reader: text, thinking, and blocks that open with text") {
     REQUIRE(run.events().size() == 1);
     CHECK(run.events()[0].text == "m\xC3\xA9");
     REQUIRE(run.read("content_block_delta", R"({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQB"}})") == Result::ok);
-    CHECK(run.events().empty());
+    REQUIRE(run.events().size() == 1);  // the signature, whole, in a reasoning event without text
+    CHECK(run.events()[0].type == EventType::reasoning);
+    CHECK(run.events()[0].text.empty());
+    CHECK(run.events()[0].signature == "EqQB");
+    CHECK(run.events()[0].raw_reason.empty());
+    REQUIRE(run.read("content_block_start", R"({"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"EmwK"}})") == Result::ok);
+    REQUIRE(run.events().size() == 1);
+    CHECK(run.events()[0].type == EventType::reasoning);
+    CHECK(run.events()[0].text.empty());
+    CHECK(run.events()[0].signature == "EmwK");
+    CHECK(run.events()[0].raw_reason == "redacted_thinking");
     REQUIRE(run.read("content_block_delta", R"({"delta":{"text":"Hi \"you\"","type":"text_delta"},"index":1,"type":"content_block_delta"})") == Result::ok);
     REQUIRE(run.events().size() == 1);
     CHECK(run.events()[0].type == EventType::content);
@@ -375,6 +438,7 @@ TEST_CASE("anthropic decoder: a reply sent whole (stream ignored) decodes to the
     const llm_stream::Reply& reply = assembler.reply();
     REQUIRE(reply.choices.size() == 1);
     CHECK(reply.message().reasoning == "hm");
+    CHECK(reply.message().reasoning_signature == "EqQB");
     CHECK(reply.message().content == "Hi \xC3\xA9");
     REQUIRE(reply.message().tool_calls.size() == 1);
     CHECK(reply.message().tool_calls[0].id == "toolu_1");
@@ -405,6 +469,24 @@ TEST_CASE("anthropic stub: text decodes to the openai stub's reply, finish stop 
     CHECK_FALSE(reply.message().content.empty());
     CHECK(reply.choices[0].finish_reason == "stop");
     CHECK(reply.choices[0].raw_finish_reason == "end_turn");
+}
+
+TEST_CASE("anthropic stub: asked to think, it signs its thinking, and the next turn sends the block back first") {
+    ChatOptions options = bare_options();
+    options.tools = {kWeather};
+    options.reasoning_effort = "low";
+    const std::vector<Message> messages{Message::user("weather in Paris?")};
+    check_same_reply(messages, options);
+    const llm_stream::Reply reply = stub_reply(Api::anthropic, messages, options);
+    const Message& said = reply.message();
+    CHECK_FALSE(said.reasoning.empty());
+    CHECK(said.reasoning_signature == llm_stream::detail::stub_signature);
+    REQUIRE(said.tool_calls.size() == 1);
+    const std::string next = body_of({messages[0], said, Message::tool_result(said.tool_calls[0].id, "18C")}, options);
+    std::string thinking = R"({"role":"assistant","content":[{"type":"thinking","thinking":)";
+    llm_stream::detail::json_write_string(thinking, said.reasoning);
+    thinking += R"(,"signature":")" + said.reasoning_signature + R"("},{"type":"tool_use","id":"toolu_stub_1")";
+    CHECK_MESSAGE(next.find(thinking) != std::string::npos, next);
 }
 
 TEST_CASE("anthropic stub: a tool call decodes to the openai stub's call, finish tool_calls (raw tool_use)") {

@@ -72,18 +72,22 @@ Tool weather_tool() {
     return tool;
 }
 
-/* A reader's events as one line each: "content:..", "reasoning:..", "call:INDEX|ID|NAME|ARGS",
-   "finish:TEXT/RAW", "usage:P/C/T", with the choice in front when it is not 0. */
+/* A reader's events as one line each: "content:..", "reasoning:..", "signature:..",
+   "call:INDEX|ID|NAME|ARGS" (then "|SIGNATURE" when it has one), "finish:TEXT/RAW", "usage:P/C/T",
+   with the choice in front when it is not 0. */
 std::vector<std::string> describe(const std::vector<Event>& events) {
     std::vector<std::string> out;
     for (const Event& e : events) {
         std::string line = e.choice ? std::to_string(e.choice) + "." : "";
         switch (e.type) {
         case EventType::content: line += "content:" + std::string(e.text); break;
-        case EventType::reasoning: line += "reasoning:" + std::string(e.text); break;
+        case EventType::reasoning:
+            line += e.signature.empty() ? "reasoning:" + std::string(e.text) : "signature:" + std::string(e.signature);
+            break;
         case EventType::tool_call:
             line += "call:" + std::to_string(e.tool_call.index) + "|" + std::string(e.tool_call.id.value_or("-")) + "|" +
                     std::string(e.tool_call.name.value_or("-")) + "|" + std::string(e.tool_call.arguments.value_or("-"));
+            if (!e.tool_call.signature.empty()) line += "|" + std::string(e.tool_call.signature);
             break;
         case EventType::finish: line += "finish:" + std::string(e.text) + "/" + std::string(e.raw_reason); break;
         case EventType::usage:
@@ -183,6 +187,40 @@ TEST_CASE("gemini: reasoning is not sent back; a message's extra_json members ar
           R"({"contents":[{"role":"user","parts":[{"text":"mine"}]},{"role":"model","parts":[{"text":"42"}]}]})");
 }
 
+TEST_CASE("gemini: thought signatures go back on the call they came with and on the last text part") {
+    ToolCall paris = call("c1", "get_weather", R"({"city":"Paris"})");
+    paris.signature = "CiQB+call==";
+    Message turn = assistant_calling({paris, call("c2", "get_weather", R"({"city":"Rome"})")}, "Checking.");
+    turn.reasoning_signature = "Cs0B+text==";
+    turn.reasoning = "not sent";
+    CHECK(body_of({Message::user("x"), turn}) ==
+          R"({"contents":[{"role":"user","parts":[{"text":"x"}]},{"role":"model","parts":[)"
+          R"({"text":"Checking.","thoughtSignature":"Cs0B+text=="},)"
+          R"({"functionCall":{"name":"get_weather","args":{"city":"Paris"}},"thoughtSignature":"CiQB+call=="},)"
+          R"({"functionCall":{"name":"get_weather","args":{"city":"Rome"}}}]}]})");
+    // No text part: the turn's own signature on an empty text part after the calls.
+    turn.content.clear();
+    CHECK(body_of({Message::user("x"), turn}) ==
+          R"({"contents":[{"role":"user","parts":[{"text":"x"}]},{"role":"model","parts":[)"
+          R"({"functionCall":{"name":"get_weather","args":{"city":"Paris"}},"thoughtSignature":"CiQB+call=="},)"
+          R"({"functionCall":{"name":"get_weather","args":{"city":"Rome"}}},{"text":"","thoughtSignature":"Cs0B+text=="}]}]})");
+}
+
+TEST_CASE("gemini: reasoning asked for is thinkingConfig with includeThoughts and a level or a budget, not both") {
+    ChatOptions options = bare_options();
+    options.temperature = 0.5;
+    options.reasoning_effort = "low";
+    const std::string contents = R"({"contents":[{"role":"user","parts":[{"text":"hi"}]}],)";
+    CHECK(body_of({Message::user("hi")}, options) ==
+          contents + R"("generationConfig":{"temperature":0.5,"thinkingConfig":{"includeThoughts":true,"thinkingLevel":"low"}}})");
+    options.reasoning_effort.clear();
+    options.reasoning_budget = 2048;
+    CHECK(body_of({Message::user("hi")}, options) ==
+          contents + R"("generationConfig":{"temperature":0.5,"thinkingConfig":{"includeThoughts":true,"thinkingBudget":2048}}})");
+    options.reasoning_effort = "high";
+    check_refused({Message::user("hi")}, options, "reasoning_budget");
+}
+
 TEST_CASE("gemini: tools as functionDeclarations with parametersJsonSchema, tool_choice as functionCallingConfig") {
     ChatOptions options = bare_options();
     Tool bare;
@@ -230,13 +268,16 @@ TEST_CASE("gemini: sampling, length, stop, seed and JSON output in generationCon
           contents + R"("generationConfig":{"responseMimeType":"application/json","responseJsonSchema":{"type":"object"}}})");
 }
 
-TEST_CASE("gemini: the request's extra_json is merged and replaces what it names; contents stays the client's") {
+TEST_CASE("gemini: the request's extra_json merges into generationConfig, replaces other members; contents stays the client's") {
     ChatOptions options = bare_options();
     options.temperature = 1;
-    options.extra_json = R"({"generationConfig":{"thinkingConfig":{"includeThoughts":true}},"safetySettings":[]})";
+    options.extra_json = R"({"generationConfig":{"thinkingConfig":{"includeThoughts":true},"topK":20},"safetySettings":[]})";
     CHECK(body_of({Message::system("s"), Message::user("hi")}, options) ==
           R"({"contents":[{"role":"user","parts":[{"text":"hi"}]}],"systemInstruction":{"parts":[{"text":"s"}]},)"
-          R"("generationConfig":{"thinkingConfig":{"includeThoughts":true}},"safetySettings":[]})");
+          R"("generationConfig":{"temperature":1,"thinkingConfig":{"includeThoughts":true},"topK":20},"safetySettings":[]})");
+    options.extra_json = R"({"generationConfig":null})";
+    CHECK(body_of({Message::user("hi")}, options) ==
+          R"({"contents":[{"role":"user","parts":[{"text":"hi"}]}],"generationConfig":null})");
     options.extra_json = R"({"contents":[]})";
     check_refused({Message::user("hi")}, options, "\"contents\"");
     options.extra_json = R"({"stream":true})";
@@ -273,7 +314,7 @@ TEST_CASE("gemini reader: text, thoughts, and the cumulative usage once finished
     const std::string last = R"(, "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 3, "totalTokenCount": 104, "thoughtsTokenCount": 89})";
     CHECK(reader->read("", chunk(R"({"text": "caf\u00e9 ", "thoughtSignature": "c2ln"}, {"text": "\ud83d\ude00", "thought": false})",
                                  R"(, "finishReason": "STOP")", last)) == Result::ok);
-    CHECK(describe(reader->events()) == Lines{"content:café ", "content:😀", "finish:stop/STOP", "usage:12/92/104"});
+    CHECK(describe(reader->events()) == Lines{"content:café ", "signature:c2ln", "content:😀", "finish:stop/STOP", "usage:12/92/104"});
     // Usage that comes after the finish, in a message of its own, is passed on too.
     CHECK(reader->read("", R"({"usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 4, "totalTokenCount": 16}})") ==
           Result::ok);
@@ -380,6 +421,33 @@ void check_same_as_openai_stub(const std::vector<Message>& messages, const ChatO
 }
 
 }  // namespace
+
+TEST_CASE("gemini stub: asked to think, its call and its text carry a thoughtSignature that the next turn sends back") {
+    ChatOptions options;
+    options.tools = {weather_tool()};
+    options.reasoning_effort = "low";
+    const std::vector<Message> ask = {Message::user("Weather in Paris?")};
+    check_same_as_openai_stub(ask, options);
+    const llm_stream::Reply called = stub_reply(Api::gemini, ask, options);
+    ENSURE(called.message().tool_calls.size() == 1);
+    CHECK_FALSE(called.message().reasoning.empty());
+    CHECK(called.message().tool_calls[0].signature == llm_stream::detail::stub_signature);
+    std::vector<Message> turn = ask;
+    turn.push_back(called.message());
+    turn.push_back(Message::tool_result(called.message().tool_calls[0].id, "sunny"));
+    const std::string next = body_of(turn, options);
+    CHECK_MESSAGE(next.find(std::string(R"(}},"thoughtSignature":")") + llm_stream::detail::stub_signature + R"("}]})") !=
+                      std::string::npos,
+                  next);
+    const llm_stream::Reply answered = stub_reply(Api::gemini, turn, options);
+    CHECK(answered.message().reasoning_signature == llm_stream::detail::stub_signature);
+    turn.push_back(answered.message());
+    turn.push_back(Message::user("And Rome?"));
+    std::string text_part = R"({"role":"model","parts":[{"text":)";
+    llm_stream::detail::json_write_string(text_part, answered.message().content);
+    text_part += std::string(R"(,"thoughtSignature":")") + llm_stream::detail::stub_signature + R"("}]})";
+    CHECK(body_of(turn, options).find(text_part) != std::string::npos);
+}
 
 TEST_CASE("gemini stub: text decodes to the same reply as the chat-completions stub") {
     check_same_as_openai_stub({Message::system("s"), Message::user("请介绍运动鞋的特点 😀")}, ChatOptions{});

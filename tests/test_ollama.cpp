@@ -186,6 +186,16 @@ TEST_CASE("ollama request: sampling options in \"options\", max_tokens as num_pr
     CHECK(body_of({Message::user("u")}, one) == body_with(R"({"role":"user","content":"u"})", R"(,"options":{"num_predict":5})"));
 }
 
+TEST_CASE("ollama request: reasoning asked for is \"think\" with the level; a budget is refused") {
+    ChatOptions options = bare_options();
+    options.reasoning_effort = "high";
+    CHECK(body_of({Message::user("u")}, options) == body_with(R"({"role":"user","content":"u"})", R"(,"think":"high")"));
+    options.extra_json = R"({"think":true})";  // a model that only turns thinking on
+    CHECK(body_of({Message::user("u")}, options) == body_with(R"({"role":"user","content":"u"})", R"(,"think":true)"));
+    options.reasoning_budget = 4096;
+    check_refused({Message::user("u")}, options, "reasoning_budget");
+}
+
 TEST_CASE("ollama request: format \"json\" or the schema itself") {
     ChatOptions options = bare_options();
     options.response_format.type = ResponseFormat::Type::json_object;
@@ -197,12 +207,14 @@ TEST_CASE("ollama request: format \"json\" or the schema itself") {
           body_with(R"({"role":"user","content":"u"})", R"(,"format":{"type":"object"})"));
 }
 
-TEST_CASE("ollama request: extra_json members join the body and replace ours; stream is the client's") {
+TEST_CASE("ollama request: extra_json members join the body, an object merges into ours, others replace; stream is the client's") {
     ChatOptions options = bare_options();
     options.temperature = 1;
     options.extra_json = R"({"think":true,"options":{"num_ctx":8192},"keep_alive":"5m"})";
     CHECK(body_of({Message::user("u")}, options) ==
-          body_with(R"({"role":"user","content":"u"})", R"(,"think":true,"options":{"num_ctx":8192},"keep_alive":"5m")"));
+          body_with(R"({"role":"user","content":"u"})", R"(,"options":{"temperature":1,"num_ctx":8192},"think":true,"keep_alive":"5m")"));
+    options.extra_json = R"({"options":"none"})";
+    CHECK(body_of({Message::user("u")}, options) == body_with(R"({"role":"user","content":"u"})", R"(,"options":"none")"));
     options.extra_json = R"({"stream":false})";
     check_refused({Message::user("u")}, options, "stream");
 }
@@ -341,6 +353,14 @@ TEST_CASE("ollama stub: a tool call decodes to the openai stub's call, finish to
     CHECK(reply.message().tool_calls[0].arguments == R"({"city":"Weather in \"Paris\"?"})");
     CHECK(reply.choices[0].finish_reason == "tool_calls");
     CHECK(reply.choices[0].raw_finish_reason == "stop");
+}
+
+TEST_CASE("ollama stub: asked to think, its thinking comes first, as the openai stub's reasoning") {
+    ChatOptions options = bare_options();
+    options.tools = {kWeather};
+    options.reasoning_effort = "low";
+    check_same_as_openai({Message::user("weather?")}, options);
+    CHECK_FALSE(stub_reply(llm_stream::Api::ollama, {Message::user("weather?")}, options).message().reasoning.empty());
 }
 
 TEST_CASE("ollama stub: the answer after tool results") {

@@ -52,7 +52,11 @@ std::string describe(const Reply& reply) {
         const llm_stream::Message& m = c.message;
         out += "choice " + std::to_string(c.index) + " (" + llm_stream::role_name(m.role) + "): content=[" +
                m.content + "] reasoning=[" + m.reasoning + "] finish=[" + c.finish_reason + "]\n";
-        for (const ToolCall& call : m.tool_calls) out += "  call " + call.id + " " + call.name + " [" + call.arguments + "]\n";
+        out += "  signature=[" + m.reasoning_signature + "] redacted=[";
+        for (const std::string& data : m.redacted_reasoning) out += data + ";";
+        out += "]\n";
+        for (const ToolCall& call : m.tool_calls)
+            out += "  call " + call.id + " " + call.name + " [" + call.arguments + "] signature=[" + call.signature + "]\n";
         out += "  invalid:";
         for (std::size_t i : c.invalid_tool_calls) out += " " + std::to_string(i);
         out += "\n";
@@ -110,10 +114,12 @@ struct Assembled {
     std::string describe() const { return ::describe(reply) + anomalies; }
 };
 
-Assembled assemble(const std::string& response, const std::vector<std::size_t>& cuts) {
+Assembled assemble(const std::string& response, const std::vector<std::size_t>& cuts,
+                   llm_stream::Api api = llm_stream::Api::openai) {
     Assembled out;
     ReplyAssembler assembler;
-    const Decoded decoded = decode_in_pieces(response, cuts, [&](const Event& e) {
+    llm_stream::Decoder decoder({}, api);
+    const Decoded decoded = decode_in_pieces(decoder, response, cuts, PieceMemory::copied, [&](const Event& e) {
         if (e.type == EventType::content || e.type == EventType::reasoning) out.texts.emplace_back(e.text);
         if (e.type == EventType::tool_call && e.tool_call.arguments) out.texts.emplace_back(*e.tool_call.arguments);
         if (const llm_stream::Error error = assembler.add(e)) out.anomalies += "add: " + error.message + "\n";
@@ -127,9 +133,9 @@ Assembled assemble(const std::string& response, const std::vector<std::size_t>& 
 }
 
 /* Whole, byte by byte, at every single cut and at random cuts: always exactly `expected`. */
-void check_assembles(const std::string& response, const Reply& expected) {
+void check_assembles(const std::string& response, const Reply& expected, llm_stream::Api api = llm_stream::Api::openai) {
     const Assembled whole = check_every_split(
-        response.size(), [&](const std::vector<std::size_t>& cuts) { return assemble(response, cuts); }, 20000, 8);
+        response.size(), [&](const std::vector<std::size_t>& cuts) { return assemble(response, cuts, api); }, 20000, 8);
     CHECK(whole.describe() == describe(expected));
 }
 
@@ -205,6 +211,127 @@ TEST_CASE("tool-call arguments split at every byte assemble whole") {
         const Assembled a = assemble(chunked_sse_response(body, 64), {});
         CHECK(a.describe() == describe(reply({choice(0, "", "", {call("call_x", "f", arguments)}, "tool_calls")}, std::nullopt)));
     }
+}
+
+/* =============================================================================================
+   Reasoning signatures: each API's stream of a thinking model that calls a tool
+   ============================================================================================= */
+
+namespace {
+
+ToolCall signed_call(std::string id, std::string name, std::string arguments, std::string signature) {
+    ToolCall c = call(std::move(id), std::move(name), std::move(arguments));
+    c.signature = std::move(signature);
+    return c;
+}
+
+ReplyChoice signed_choice(ReplyChoice c, std::string signature, std::vector<std::string> redacted = {}) {
+    c.message.reasoning_signature = std::move(signature);
+    c.message.redacted_reasoning = std::move(redacted);
+    return c;
+}
+
+std::string sse(std::string_view name, std::string_view data) {
+    return (name.empty() ? "" : "event: " + std::string(name) + "\n") + "data: " + std::string(data) + "\n\n";
+}
+
+}  // namespace
+
+TEST_CASE("anthropic: the thinking block's signature and a redacted block's data, at every split") {
+    const std::string body =
+        sse("message_start", R"({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"usage":{"input_tokens":12,"output_tokens":1}}})") +
+        sse("content_block_start", R"({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}})") +
+        sse("content_block_delta", R"({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Paris: use the tool."}})") +
+        sse("content_block_delta", R"({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCkgIARAB+/sig=="}})") +
+        sse("content_block_stop", R"({"type":"content_block_stop","index":0})") +
+        sse("content_block_start", R"({"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"EmwKAhgBEgy3va3p"}})") +
+        sse("content_block_stop", R"({"type":"content_block_stop","index":1})") +
+        sse("content_block_start", R"({"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{}}})") +
+        sse("content_block_delta", R"({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"city\":\"Paris\"}"}})") +
+        sse("content_block_stop", R"({"type":"content_block_stop","index":2})") +
+        sse("message_delta", R"({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":30}})") +
+        sse("message_stop", R"({"type":"message_stop"})");
+    const Reply expected = reply({signed_choice(choice(0, "", "Paris: use the tool.", {call("toolu_1", "get_weather", "{\"city\":\"Paris\"}")}, "tool_calls"),
+                                                "EqQBCkgIARAB+/sig==", {"EmwKAhgBEgy3va3p"})},
+                                 usage(12, 30));
+    check_assembles(chunked_sse_response(body, 4096), expected, llm_stream::Api::anthropic);
+}
+
+TEST_CASE("gemini: a call's thoughtSignature and a text part's, at every split") {
+    const std::string calls =
+        sse("", R"({"candidates":[{"content":{"parts":[{"text":"Paris needs the tool.","thought":true}],"role":"model"},"index":0}]})") +
+        sse("", R"({"candidates":[{"content":{"parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}},"thoughtSignature":"CiQB0e2Kb+sig=="}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":5,"totalTokenCount":14}})");
+    Reply expected = reply({choice(0, "", "Paris needs the tool.", {signed_call("", "get_weather", "{\"city\":\"Paris\"}", "CiQB0e2Kb+sig==")}, "tool_calls")},
+                           usage(9, 5));
+    // The assembler gives the call an id at finish(): the same as it makes for any Gemini call.
+    ReplyAssembler made;
+    Event open;
+    open.type = EventType::tool_call;
+    open.tool_call.name = std::string_view("get_weather");
+    open.tool_call.arguments = std::string_view("{\"city\":\"Paris\"}");
+    REQUIRE_FALSE(made.add(open));
+    made.finish();
+    expected.choices[0].message.tool_calls[0].id = made.reply().message().tool_calls[0].id;
+    check_assembles(chunked_sse_response(calls, 4096), expected, llm_stream::Api::gemini);
+
+    const std::string text =
+        sse("", R"({"candidates":[{"content":{"parts":[{"text":"It is "}],"role":"model"},"index":0}]})") +
+        sse("", R"({"candidates":[{"content":{"parts":[{"text":"sunny.","thoughtSignature":"Cs0BAdHt+text=="}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":3,"totalTokenCount":12}})");
+    check_assembles(chunked_sse_response(text, 4096),
+                    reply({signed_choice(choice(0, "It is sunny.", "", {}, "stop"), "Cs0BAdHt+text==")}, usage(9, 3)),
+                    llm_stream::Api::gemini);
+}
+
+TEST_CASE("responses: the reasoning item done with its encrypted content is the signature, whole, at every split") {
+    const std::string item = R"({"id":"rs_1","type":"reasoning","summary":[{"type":"summary_text","text":"Use the tool."}],"encrypted_content":"gAAAAB+enc=="})";
+    const std::string body =
+        sse("response.created", R"({"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[],"usage":null}})") +
+        sse("response.output_item.added", R"({"type":"response.output_item.added","output_index":0,"item":{"id":"rs_1","type":"reasoning","summary":[]}})") +
+        sse("response.reasoning_summary_text.delta", R"({"type":"response.reasoning_summary_text.delta","item_id":"rs_1","output_index":0,"summary_index":0,"delta":"Use the tool."})") +
+        sse("response.output_item.done", R"({"type":"response.output_item.done","output_index":0,"item":)" + item + "}") +
+        // Without encrypted_content an item is only a reference that store false did not keep: no signature.
+        sse("response.output_item.done", R"({"type":"response.output_item.done","output_index":1,"item":{"id":"rs_2","type":"reasoning","summary":[]}})") +
+        sse("response.output_item.added", R"({"type":"response.output_item.added","output_index":2,"item":{"id":"fc_1","type":"function_call","status":"in_progress","arguments":"","call_id":"call_1","name":"get_weather"}})") +
+        sse("response.function_call_arguments.delta", R"({"type":"response.function_call_arguments.delta","item_id":"fc_1","output_index":2,"delta":"{\"city\":\"Paris\"}"})") +
+        sse("response.completed", R"({"type":"response.completed","response":{"id":"resp_1","status":"completed","output":[],"usage":{"input_tokens":20,"output_tokens":10,"total_tokens":30}}})");
+    check_assembles(chunked_sse_response(body, 4096),
+                    reply({signed_choice(choice(0, "", "Use the tool.", {call("call_1", "get_weather", "{\"city\":\"Paris\"}")}, "tool_calls"), item)},
+                          usage(20, 10)),
+                    llm_stream::Api::responses);
+}
+
+TEST_CASE("ReplyAssembler: signatures arrive whole; the last counts; redacted blocks add up; a call keeps its own") {
+    ReplyAssembler assembler;
+    Event e;
+    e.type = EventType::reasoning;
+    e.text = "Think.";
+    REQUIRE_FALSE(assembler.add(e));
+    e.text = {};
+    e.signature = "first";
+    REQUIRE_FALSE(assembler.add(e));
+    e.signature = "second";
+    REQUIRE_FALSE(assembler.add(e));
+    e.raw_reason = "redacted_thinking";
+    e.signature = "r1";
+    REQUIRE_FALSE(assembler.add(e));
+    e.signature = "r2";
+    REQUIRE_FALSE(assembler.add(e));
+    Event c;
+    c.type = EventType::tool_call;
+    c.tool_call.id = std::string_view("call_1");
+    c.tool_call.signature = "call-sig";
+    REQUIRE_FALSE(assembler.add(c));
+    c.tool_call.id.reset();
+    c.tool_call.signature = {};
+    c.tool_call.arguments = std::string_view("{}");
+    REQUIRE_FALSE(assembler.add(c));  // a later fragment without one keeps it
+    const llm_stream::Message& m = assembler.reply().message();
+    CHECK(m.reasoning == "Think.");
+    CHECK(m.reasoning_signature == "second");
+    CHECK(m.redacted_reasoning == std::vector<std::string>{"r1", "r2"});
+    REQUIRE(m.tool_calls.size() == 1);
+    CHECK(m.tool_calls[0].signature == "call-sig");
+    CHECK(m.tool_calls[0].arguments == "{}");
 }
 
 TEST_CASE("ReplyAssembler: finish(), clear(), choices out of range") {

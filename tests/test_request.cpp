@@ -57,6 +57,16 @@ std::string message_json(const Message& m, bool with_reasoning = true) {
     return out;
 }
 
+/* The message written `with` its reasoning and `without`, and sent so only with send_reasoning. */
+void check_sent_only_with_reasoning(const Message& m, const std::string& with, const std::string& without) {
+    CHECK(message_json(m) == with);
+    CHECK(message_json(m, false) == without);
+    ChatOptions options = bare_options();
+    CHECK(body_of({Message::user("q"), m}, options) == body_with(R"({"role":"user","content":"q"},)" + without));
+    options.send_reasoning = true;
+    CHECK(body_of({Message::user("q"), m}, options) == body_with(R"({"role":"user","content":"q"},)" + with));
+}
+
 Error refusal(const std::vector<Message>& messages, const ChatOptions& options) {
     llm_stream::Request request;
     return llm_stream::build_request(config_for_model(), messages, options, request);
@@ -141,12 +151,71 @@ TEST_CASE("reasoning goes back only with send_reasoning") {
                              R"({"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]})";
     const std::string without = R"({"role":"assistant","content":null,"tool_calls":[)"
                                 R"({"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]})";
-    CHECK(message_json(m) == with);
-    CHECK(message_json(m, false) == without);
+    check_sent_only_with_reasoning(m, with, without);
+}
+
+TEST_CASE("the reasoning's signatures go with it: written, read back, sent only with send_reasoning") {
+    Message m = assistant_calling({{"c", "f", "{}", "call-sig"}});
+    m.reasoning = "think";
+    m.reasoning_signature = "sig";
+    m.redacted_reasoning = {"r1", "r2"};
+    const std::string with = R"({"role":"assistant","content":null,"reasoning_content":"think","reasoning_signature":"sig",)"
+                             R"("redacted_reasoning":["r1","r2"],"tool_calls":[)"
+                             R"({"id":"c","type":"function","function":{"name":"f","arguments":"{}"},"signature":"call-sig"}]})";
+    const std::string without = R"({"role":"assistant","content":null,"tool_calls":[)"
+                                R"({"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]})";
+    check_sent_only_with_reasoning(m, with, without);
+    std::vector<Message> read;
+    REQUIRE_FALSE(llm_stream::parse_messages("[" + with + "]", read));
+    ENSURE(read.size() == 1);
+    CHECK(llm_test::equal(read[0], m));
+    const Error e = llm_stream::parse_messages(R"([{"role":"assistant","redacted_reasoning":["a",1]}])", read);
+    CHECK(e.code == ErrorCode::invalid_argument);
+    CHECK(e.message.find("messages[0].redacted_reasoning[1]") != std::string::npos);
+}
+
+TEST_CASE("reasoning_effort is sent as is; a budget, or an effort of another name, is refused") {
     ChatOptions options = bare_options();
-    CHECK(body_of({Message::user("q"), m}, options) == body_with(R"({"role":"user","content":"q"},)" + without));
-    options.send_reasoning = true;
-    CHECK(body_of({Message::user("q"), m}, options) == body_with(R"({"role":"user","content":"q"},)" + with));
+    options.reasoning_effort = "high";
+    CHECK(body_of({Message::user("q")}, options) == body_with(R"({"role":"user","content":"q"})", R"(,"reasoning_effort":"high")"));
+    options.reasoning_budget = 2048;
+    check_refused({Message::user("q")}, options, "reasoning_budget");
+    options.reasoning_budget.reset();
+    options.reasoning_effort = "extreme";
+    check_refused({Message::user("q")}, options, "reasoning_effort");
+    options.reasoning_effort.clear();
+    options.reasoning_budget = 0;
+    check_refused({Message::user("q")}, options, "reasoning_budget");
+}
+
+TEST_CASE("the request's extra_json: an object member merges into ours at every depth, any other replaces") {
+    ChatOptions options = bare_options();
+    options.include_usage = true;
+    options.response_format.type = ResponseFormat::Type::json_schema;
+    options.response_format.name = "s";
+    options.response_format.schema = R"({"type":"object"})";
+    options.extra_json = R"({"stream_options":{"continuous_usage_stats":true},)"
+                         R"("response_format":{"json_schema":{"strict":false,"description":"d"},"type":"json_schema"},)"
+                         R"("logit_bias":{"50256":-100},"top_k":20})";
+    CHECK(body_of({Message::user("q")}, options) ==
+          body_with(R"({"role":"user","content":"q"})",
+                    R"(,"stream_options":{"include_usage":true,"continuous_usage_stats":true},)"
+                    R"("response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object"},"strict":false,"description":"d"}},)"
+                    R"("logit_bias":{"50256":-100},"top_k":20)"));
+    options.extra_json = R"({"stream_options":null,"response_format":"text"})";  // not an object: replaces
+    CHECK(body_of({Message::user("q")}, options) ==
+          body_with(R"({"role":"user","content":"q"})", R"(,"stream_options":null,"response_format":"text")"));
+    // A schema as deep as a schema may be sits deeper in the body than the parser reads: merging
+    // into the body is then refused, while sending it without a merge is not.
+    std::string deep = "{}";
+    for (int level = 1; level < 64; ++level) deep = "{\"a\":" + deep + "}";
+    REQUIRE_FALSE(llm_stream::detail::check_json(deep));  // 64 levels: the most the parser reads
+    REQUIRE(llm_stream::detail::check_json("[" + deep + "]"));
+    options.response_format.schema = deep;
+    options.extra_json = R"({"top_k":20})";
+    CHECK(body_of({Message::user("q")}, options).rfind("(error)", 0) != 0);
+    options.extra_json = R"({"response_format":{"json_schema":{"strict":false}}})";
+    check_refused({Message::user("q")}, options, "extra JSON");
 }
 
 TEST_CASE("a message's extra_json members are merged into it and replace ours") {

@@ -116,6 +116,35 @@ TEST_CASE("responses body: a message's extra_json is merged into its item; reaso
           body_with(std::string(user_hi) + R"(,{"role":"assistant","content":"hello"})"));
 }
 
+TEST_CASE("responses body: the reasoning item kept as the signature goes back as it came, before the message and its calls") {
+    const std::string item = R"({"id":"rs_1","type":"reasoning","summary":[],"encrypted_content":"gAAA"})";
+    Message calls = Message::assistant("Let me look.");
+    calls.reasoning = "not sent as text";
+    calls.reasoning_signature = " " + item + "\n";
+    calls.tool_calls = {ToolCall{"call_1", "get_weather", "{}"}};
+    CHECK(body_of({Message::user("hi"), calls, Message::tool_result("call_1", "18 C")}) ==
+          body_with(std::string(user_hi) + "," + item + R"(,{"role":"assistant","content":"Let me look."},)"
+                    R"({"type":"function_call","call_id":"call_1","name":"get_weather","arguments":"{}"},)"
+                    R"({"type":"function_call_output","call_id":"call_1","output":"18 C"})"));
+    calls.reasoning_signature = "EqQB";  // another API's: not an item
+    llm_stream::Request request;
+    const Error e = build({Message::user("hi"), calls}, ChatOptions{}, request);
+    CHECK(e.code == ErrorCode::invalid_argument);
+    CHECK(e.message.find("messages[1].reasoning_signature") != std::string::npos);
+}
+
+TEST_CASE("responses body: reasoning asked for is reasoning.effort with a summary, and the encrypted content included") {
+    ChatOptions options;
+    options.reasoning_effort = "medium";
+    CHECK(body_of({Message::user("hi")}, options) ==
+          body_with(user_hi, R"(,"reasoning":{"effort":"medium","summary":"auto"},"include":["reasoning.encrypted_content"])"));
+    options.extra_json = R"({"reasoning":{"summary":"detailed"}})";
+    CHECK(body_of({Message::user("hi")}, options) ==
+          body_with(user_hi, R"(,"reasoning":{"effort":"medium","summary":"detailed"},"include":["reasoning.encrypted_content"])"));
+    options.reasoning_budget = 1024;
+    CHECK(body_of({Message::user("hi")}, options).find("(error) reasoning_budget") == 0);
+}
+
 TEST_CASE("responses body: sampling options, max_output_tokens, user") {
     ChatOptions options;
     options.temperature = 0.5;
@@ -212,7 +241,9 @@ std::string describe(const std::vector<Event>& events) {
         if (!out.empty()) out += " | ";
         switch (e.type) {
         case EventType::content: out += "content:" + std::string(e.text); break;
-        case EventType::reasoning: out += "reasoning:" + std::string(e.text); break;
+        case EventType::reasoning:
+            out += e.signature.empty() ? "reasoning:" + std::string(e.text) : "signature:" + std::string(e.signature);
+            break;
         case EventType::finish: out += "finish:" + std::string(e.text) + " raw=" + std::string(e.raw_reason); break;
         case EventType::usage:
             out += "usage:" + std::to_string(e.usage.prompt_tokens) + "/" + std::to_string(e.usage.completion_tokens) +
@@ -285,6 +316,20 @@ TEST_CASE("responses reader: the end of a response") {
           "finish:content_filter raw=content_filter");
     CHECK(r.read(R"({"type":"response.incomplete","response":{"status":"incomplete","incomplete_details":null}})") ==
           "finish:incomplete raw=incomplete");
+}
+
+TEST_CASE("responses reader: a done reasoning item with encrypted content is the signature, its JSON whole") {
+    ReaderFixture r;
+    const std::string item = R"({"id":"rs_1","type":"reasoning","summary":[{"type":"summary_text","text":"t"}],"encrypted_content":"gAAA"})";
+    CHECK(r.read(R"({"type":"response.output_item.done","output_index":0,"item":)" + item + R"(,"sequence_number":4})") ==
+          "signature:" + item);
+    // Without encrypted content (not asked for): only a reference to what store false did not keep.
+    CHECK(r.read(R"({"type":"response.output_item.done","output_index":0,"item":{"id":"rs_1","type":"reasoning","summary":[]}})").empty());
+    CHECK(r.read(R"({"type":"response.output_item.done","output_index":0,"item":{"id":"rs_1","type":"reasoning","encrypted_content":null}})").empty());
+    CHECK(r.read(R"({"type":"response.output_item.added","output_index":0,"item":)" + item + "}").empty());
+    // A whole response's reasoning item: its summary, then the item.
+    const std::string whole = R"({"object":"response","status":"completed","output":[)" + item + R"(]})";
+    CHECK(r.read(whole) == "reasoning:t | signature:" + item + " | finish:stop raw=completed");
 }
 
 TEST_CASE("responses reader: a whole response object (a server that ignored \"stream\")") {
@@ -403,6 +448,24 @@ void check_same_reply(const std::vector<Message>& messages, const ChatOptions& o
 }
 
 }  // namespace
+
+TEST_CASE("responses stub: asked to reason, its reasoning item comes back whole and goes back before the call") {
+    ChatOptions options;
+    options.tools = {weather_tool()};
+    options.reasoning_effort = "low";
+    const std::vector<Message> ask{Message::user("Weather in Paris?")};
+    check_same_reply(ask, options);
+    const llm_stream::Reply called = stub_reply(Api::responses, ask, options);
+    const Message& said = called.message();
+    CHECK_FALSE(said.reasoning.empty());
+    CHECK(said.reasoning_signature.find(R"({"id":"rs_stub_1","type":"reasoning",)") == 0);
+    CHECK(said.reasoning_signature.find(std::string(R"("encrypted_content":")") + llm_stream::detail::stub_signature) !=
+          std::string::npos);
+    ENSURE(said.tool_calls.size() == 1);
+    const std::string next = body_of({ask[0], said, Message::tool_result(said.tool_calls[0].id, "18 C")}, options);
+    CHECK_MESSAGE(next.find("," + said.reasoning_signature + R"(,{"type":"function_call","call_id":"call_stub_1")") != std::string::npos,
+                  next);
+}
 
 TEST_CASE("responses stub: the same reply as the chat-completions stub") {
     SUBCASE("text") {

@@ -111,8 +111,8 @@ void record(Run& run, const Event& e) {
         break;
     case EventType::reasoning:
         utf8(e.text);
-        if (e.text.empty()) run.empty_text_event = true;
-        run.trace.push_back("reasoning:" + std::string(e.text));
+        if (e.text.empty() && e.signature.empty()) run.empty_text_event = true;  // a signature comes alone
+        run.trace.push_back("reasoning:" + std::string(e.text) + (e.signature.empty() ? "" : " signature:" + std::string(e.signature)));
         break;
     case EventType::tool_call: {
         const llm_stream::ToolCallDelta& t = e.tool_call;

@@ -21,7 +21,7 @@ inline bool equal(const llm_stream::ContentPart& a, const llm_stream::ContentPar
 }
 
 inline bool equal(const llm_stream::ToolCall& a, const llm_stream::ToolCall& b) {
-    return a.id == b.id && a.name == b.name && a.arguments == b.arguments;
+    return a.id == b.id && a.name == b.name && a.arguments == b.arguments && a.signature == b.signature;
 }
 
 inline bool equal(const llm_stream::Message& a, const llm_stream::Message& b) {
@@ -31,6 +31,7 @@ inline bool equal(const llm_stream::Message& a, const llm_stream::Message& b) {
            equal_lists(a.parts, b.parts, [](const Part& x, const Part& y) { return equal(x, y); }) &&
            equal_lists(a.tool_calls, b.tool_calls, [](const Call& x, const Call& y) { return equal(x, y); }) &&
            a.tool_call_id == b.tool_call_id && a.name == b.name && a.reasoning == b.reasoning &&
+           a.reasoning_signature == b.reasoning_signature && a.redacted_reasoning == b.redacted_reasoning &&
            a.extra_json == b.extra_json;
 }
 
