@@ -7117,8 +7117,10 @@ inline ProxyTunnel::Status ProxyTunnel::read_head(bool bytes_follow) {
         if (bytes_follow) return fail(ErrorCode::proxy, proxy + " sent data after accepting CONNECT, before the TLS handshake");
         return status_ = Status::open;
     }
-    if (status == 407)
-        return fail(ErrorCode::proxy, proxy + (sent_credentials_ ? " refused the credentials (407)" : " requires authentication (407)"));
+    if (status == 407 || status == 401) {  // tinyproxy answers wrong credentials with 401
+        const std::string code = " (" + std::to_string(status) + ")";
+        return fail(ErrorCode::proxy, proxy + (sent_credentials_ ? " refused the credentials" : " requires authentication") + code);
+    }
     // "HTTP/1.1 403 Forbidden": the reason phrase follows the second space.
     const std::size_t space = status_line_.find(' ', status_line_.find(' ') + 1);
     const std::string_view reason =
@@ -7618,7 +7620,13 @@ private:
     /* The attempt failed: retried when nothing was delivered and the policy agrees, else final. */
     PollStatus attempt_failed(Error e);
     std::optional<PollStatus> retry_after(const Error& e);
-    PollStatus transport_failed() { return attempt_failed(transport_->error()); }
+    /* Once an error status has arrived, a connection cut while its body is read (a proxy that answers
+       407 and hangs up) ends the response: the status decides on a retry, not the cut. */
+    PollStatus transport_failed() {
+        if (decoder_->http_status() < 300) return attempt_failed(transport_->error());
+        input_ended_ = true;
+        return input_ended();
+    }
     /* Waiting for the transport: fine unless its time is up. */
     PollStatus waiting(Clock::time_point now);
     std::optional<PollStatus> time_is_up(Clock::time_point now);

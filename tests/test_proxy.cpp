@@ -316,6 +316,9 @@ TEST_CASE("the proxy's reply to CONNECT, at every split") {
             "Content-Length: 5\r\n\r\ndenied";
         CHECK(tunnel_result(reply) == "failed proxy: the proxy 127.0.0.1:3128 requires authentication (407)");
         CHECK(tunnel_result(reply, true) == "failed proxy: the proxy 127.0.0.1:3128 refused the credentials (407)");
+        // tinyproxy answers wrong credentials with 401
+        CHECK(tunnel_result("HTTP/1.0 401 Unauthorized\r\nConnection: close\r\n\r\n", true) ==
+              "failed proxy: the proxy 127.0.0.1:3128 refused the credentials (401)");
     }
     SUBCASE("another status: CONNECT refused, with the status and its reason") {
         CHECK(tunnel_result("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n") ==
