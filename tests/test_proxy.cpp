@@ -460,6 +460,47 @@ TEST_CASE("a tunnel the proxy refuses is ErrorCode::proxy after one attempt, wit
     }
 }
 
+TEST_CASE("poll() returns while the proxy's reply to CONNECT trickles in, one byte at a time") {
+    llm_test::TestServer proxy;
+    llm_test::Response reply = llm_test::Response::garbage("HTTP/1.1 403 Forbidden\r\nVia: 1.1 test\r\n\r\n");
+    reply.slow = true;
+    reply.slow_delay_ms = 2;
+    proxy.set_default(reply);
+    ENSURE(proxy.start());
+    llm_stream::Client client(proxied_config("https://api.example.com/v1", "127.0.0.1:" + std::to_string(proxy.port())));
+    llm_stream::Stream s = client.stream_chat("hi");
+    bool waited_for_the_reply = false;  // poll() came back while only the proxy's reply could be awaited
+    llm_stream::PollStatus status = llm_stream::PollStatus::pending;
+    for (int polls = 0; polls < 100000 && status == llm_stream::PollStatus::pending; ++polls) {
+        status = s.poll();
+        if (status != llm_stream::PollStatus::pending) break;
+        waited_for_the_reply = waited_for_the_reply || (s.wait_info().want_read && !proxy.requests().empty());
+        s.wait();
+    }
+    CHECK(status == llm_stream::PollStatus::failed);
+    CHECK(waited_for_the_reply);
+    CHECK(s.error().code == ErrorCode::proxy);
+    CHECK(s.error().message == "the proxy 127.0.0.1:" + std::to_string(proxy.port()) +
+                                   " refused CONNECT to api.example.com:443: HTTP 403 Forbidden");
+}
+
+TEST_CASE("a proxy that never finishes its reply to CONNECT: the connect timeout says so") {
+    llm_test::TestServer proxy;
+    llm_test::Response reply = llm_test::Response::garbage("HTTP/1.1 200 Connection established\r\n");
+    reply.stall_after_body_bytes = 9;
+    reply.stall_ms = 20000;  // far beyond the timeout; stop() ends it at once
+    proxy.set_default(reply);
+    ENSURE(proxy.start());
+    Config config = proxied_config("https://api.example.com/v1", "http://127.0.0.1:" + std::to_string(proxy.port()));
+    config.connect_timeout = std::chrono::milliseconds(300);
+    config.retry.max_retries = 0;
+    llm_stream::Client client(config);
+    llm_stream::Stream s = client.stream_chat("hi");
+    CHECK_FALSE(s.next_chunk());
+    CHECK(s.error().code == ErrorCode::timeout);
+    CHECK(s.error().message == "the proxy's CONNECT timed out after 0.3 s");
+}
+
 TEST_CASE("no_proxy sends a listed host direct; an unreachable proxy is a connect error naming it") {
     llm_test::TestServer origin;
     origin.set_default(llm_test::Response::sse(llm_test::read_stream_file("deepseek-chat.sse")));
