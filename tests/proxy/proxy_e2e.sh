@@ -59,27 +59,8 @@ if [ -z "$NGINX" ] || ! command -v openssl >/dev/null 2>&1 || ! "$CHAT_BIN" --ve
     HTTPS=
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/llm-proxy-e2e.XXXXXX") || exit 2
+work_dir llm-proxy-e2e LLM_PROXY_KEEP
 chmod 755 "$WORK"  # run as root, nginx's worker and squid run as other users
-PIDS=()
-NGINX_PID=
-CHILD_PID=
-
-cleanup() {
-    local pid
-    if [ -n "$CHILD_PID" ]; then stop_pid "$CHILD_PID"; fi
-    if [ -n "$NGINX_PID" ]; then stop_pid "$NGINX_PID"; fi
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
-    if [ "${LLM_PROXY_KEEP:-0}" = 1 ]; then
-        echo "proxy_e2e: kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-cd "$WORK" || exit 2
 
 # The checks must not depend on whoever runs them.
 unset LLM_API LLM_API_KEY LLM_BASE_URL LLM_MODEL LLM_STUB_DELAY_MS SSL_CERT_FILE SSL_CERT_DIR

@@ -2,7 +2,8 @@
 # What the scripts that run a real nginx on loopback share (tests/tls/nginx_tls.sh,
 # tests/proxy/proxy_e2e.sh): process control, free ports, a test PKI made with openssl, and nginx in the
 # foreground with everything in a directory of its own. Sourced, never run: it only defines functions
-# (and SPAWN). The PKI functions write into $PKI and log to $OPENSSL_LOG, which the script sets.
+# (and SPAWN); work_dir also sets the traps that stop every process on exit. The PKI functions write
+# into $PKI and log to $OPENSSL_LOG, which the script sets.
 
 # first_executable CANDIDATE... : the first that is an executable file, or nothing.
 first_executable() {
@@ -67,6 +68,33 @@ stop_pid() {
         kill -KILL "$pid" 2>/dev/null
     fi
     wait "$pid" 2>/dev/null
+}
+
+# work_dir NAME KEEP_VARIABLE: moves into a fresh temporary directory, WORK (NAME.XXXXXX). On exit
+# every process in PIDS, NGINX_PID and CHILD_PID is stopped and WORK removed, unless the variable named
+# KEEP_VARIABLE is 1.
+work_dir() {
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || exit 2
+    WORK_KEEP_VARIABLE=$2
+    PIDS=()
+    NGINX_PID=
+    CHILD_PID=
+    trap stop_everything EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    cd "$WORK" || exit 2
+}
+
+stop_everything() {
+    local pid
+    if [ -n "$CHILD_PID" ]; then stop_pid "$CHILD_PID"; fi
+    if [ -n "$NGINX_PID" ]; then stop_pid "$NGINX_PID"; fi
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
+    if [ "${!WORK_KEEP_VARIABLE:-0}" = 1 ]; then
+        echo "${0##*/}: kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
 }
 
 # ca_config DIR: the openssl config of the CA in DIR (its database, serial and policy).

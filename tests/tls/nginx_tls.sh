@@ -62,26 +62,7 @@ if [ -n "$CHAT_BIN" ] && ! "$CHAT_BIN" --version 2>/dev/null | grep -q 'tls: mbe
 fi
 [ -n "$TEST_BIN" ] || [ -n "$CHAT_BIN" ] || skip "the build has no TLS backend (mbedTLS not found at configure time)"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/llm-nginx-tls.XXXXXX") || exit 2
-PIDS=()
-NGINX_PID=
-CHILD_PID=
-
-cleanup() {
-    local pid
-    if [ -n "$CHILD_PID" ]; then stop_pid "$CHILD_PID"; fi
-    if [ -n "$NGINX_PID" ]; then stop_pid "$NGINX_PID"; fi
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
-    if [ "${LLM_TLS_KEEP:-0}" = 1 ]; then
-        echo "nginx_tls: kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-cd "$WORK" || exit 2
+work_dir llm-nginx-tls LLM_TLS_KEEP
 
 # The checks must not depend on whoever runs them.
 unset LLM_API_KEY LLM_BASE_URL LLM_MODEL LLM_STUB_DELAY_MS SSL_CERT_FILE SSL_CERT_DIR
