@@ -6870,6 +6870,12 @@ struct ProxyUrl {
     std::string authorization;  // "Basic ..." or empty; never logged
 };
 
+/* host:port, the port always written (an IPv6 host in brackets): CONNECT's target, a proxy's name. */
+inline std::string host_and_port(const Url& url) {
+    const bool v6 = url.host.find(':') != std::string::npos;
+    return (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
+}
+
 /* Percent-decodes (RFC 3986 2.1); false on a malformed escape. */
 inline bool percent_decode(std::string_view text, std::string& out) {
     out.clear();
@@ -6928,7 +6934,7 @@ inline Error parse_proxy_url(std::string_view text, ProxyUrl& out) {
     }
     out.host = url.host;
     out.port = url.port;
-    out.address = url.port == 80 ? url.host_header + ":80" : url.host_header;
+    out.address = host_and_port(url);
     return {};
 }
 
@@ -7013,12 +7019,6 @@ inline Error proxy_for(const Config& config, const Url& url, std::optional<Proxy
     }
     out = std::move(proxy);
     return {};
-}
-
-/* host:port, the port always written (an IPv6 host in brackets): CONNECT's target. */
-inline std::string host_and_port(const Url& url) {
-    const bool v6 = url.host.find(':') != std::string::npos;
-    return (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
 }
 
 /* What pooled connections are kept under: the origin, and the proxy they go through. */
