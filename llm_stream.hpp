@@ -87,6 +87,7 @@ enum class ErrorCode {
     cancelled,         // Stream::cancel() was called
     io,                // any other transport failure
     out_of_memory,     // an allocation failed (LLM_STREAM_REALLOC returned null)
+    proxy,             // the HTTP proxy refused the tunnel (407, CONNECT refused) or answered it wrongly; not retried
 };
 
 /* A short stable name for a code, such as "timeout". */
@@ -208,6 +209,19 @@ struct Config {
     /* Numeric addresses ("10.0.0.7", "::1") for a host name. Empty: getaddrinfo, which blocks; set
        it (or use an IP address in the URL) to keep poll() from ever blocking on DNS. */
     std::function<std::vector<std::string>(const std::string& host)> resolver;
+    /* The HTTP proxy requests go through: "http://[user:password@]host[:port]" (port 1080 when left
+       out, as curl; the credentials percent-encoded, sent as Basic and never logged) or a bare
+       "host:port". Empty: direct connections. An https:// origin is reached through a CONNECT tunnel
+       with TLS to the origin inside it; an http:// one by absolute-form requests. Only http:// proxies:
+       https:// and socks proxy URLs are refused (ErrorCode::invalid_config). from_env() fills it from
+       the usual variables; the library never reads the environment behind the program's back, so
+       clearing it after from_env() means "no proxy". */
+    std::string proxy;
+    /* Hosts reached directly although `proxy` is set, as curl's NO_PROXY: a comma list of names (each
+       matches itself and its subdomains, with or without a leading dot, case-insensitively), IP
+       addresses or CIDR blocks ("10.0.0.0/8", "fd00::/8"), "host:port" entries (that port only, as
+       Go), or "*" for every host. Loopback is proxied like any host unless listed here (as curl). */
+    std::string no_proxy;
     std::size_t max_idle_connections = 4;               // kept for reuse by later requests
     std::chrono::milliseconds idle_connection_timeout{30000};  // older idle connections are closed
 
@@ -220,7 +234,12 @@ struct Config {
        from `dotenv_path` for the ones the environment does not set. A missing file is not an error;
        ErrorCode::invalid_config is: a file that cannot be read, a malformed one (".env line 3:
        unterminated double quote"), an LLM_BASE_URL that is set but empty (unset means stub mode).
-       `out` holds what could be read either way. */
+       `out` holds what could be read either way.
+       `proxy` and `no_proxy` come from the environment only (not the file), as curl reads them: for an
+       https:// LLM_BASE_URL https_proxy, HTTPS_PROXY, all_proxy, ALL_PROXY; for an http:// one
+       http_proxy (lower case only: CGI turns a request's Proxy: header into HTTP_PROXY), all_proxy,
+       ALL_PROXY; the first set and not empty wins. no_proxy, then NO_PROXY. A malformed proxy URL is
+       ErrorCode::invalid_config naming the variable. */
     [[nodiscard]] static Error from_env(Config& out, const std::string& dotenv_path = ".env");
     /* The same for initialisers (`Client client(Config::from_env());`): a problem is kept in
        `env_error`, and every stream_chat() of a client with this configuration fails with it. */
@@ -7185,6 +7204,279 @@ inline StubResponse stub_ollama(const StubReply& reply, const std::string& model
 }
 
 /* ------------------------------------------------------------------------------------------------
+   HTTP proxies: the proxy URL, NO_PROXY, and the CONNECT exchange (sans-I/O)
+   As curl and Go do them. The transport only moves the bytes of the exchange; deciding what they
+   mean happens here, testable at every split without a socket.
+   ------------------------------------------------------------------------------------------------ */
+
+/* Where to connect, and the Proxy-Authorization its URL's credentials make. */
+struct ProxyUrl {
+    std::string host;           // without brackets for IPv6
+    std::uint16_t port = 1080;
+    std::string address;        // host:port, IPv6 in brackets: for messages and the pool key
+    std::string authorization;  // "Basic ..." or empty; never logged
+};
+
+/* host:port, the port always written (an IPv6 host in brackets): CONNECT's target, a proxy's name. */
+inline std::string host_and_port(const Url& url) {
+    const bool v6 = url.host.find(':') != std::string::npos;
+    return (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
+}
+
+/* Percent-decodes (RFC 3986 2.1); false on a malformed escape. */
+inline bool percent_decode(std::string_view text, std::string& out) {
+    out.clear();
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '%') {
+            out += text[i];
+            continue;
+        }
+        if (i + 2 >= text.size() || hex_value(text[i + 1]) < 0 || hex_value(text[i + 2]) < 0) return false;
+        out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
+        i += 2;
+    }
+    return true;
+}
+
+/* "user:password" as a URL spells it, percent-encoded, into a Basic authorization. The message never
+   repeats the credentials. */
+inline Error proxy_authorization(std::string_view userinfo, std::string& out) {
+    const std::size_t colon = std::min(userinfo.find(':'), userinfo.size());
+    std::string user, password;
+    if (!percent_decode(userinfo.substr(0, colon), user) ||
+        !percent_decode(userinfo.substr(std::min(colon + 1, userinfo.size())), password))
+        return make_error(ErrorCode::invalid_config, "the proxy credentials contain a malformed %-escape");
+    out = "Basic ";
+    base64_append(out, user + ":" + password);
+    return {};
+}
+
+/* "http://[user:password@]host[:port][/]" or "host[:port]"; the caller names the setting in errors. */
+inline Error parse_proxy_url(std::string_view text, ProxyUrl& out) {
+    auto bad = [](std::string why) { return make_error(ErrorCode::invalid_config, std::move(why)); };
+    text = trim_ascii_space(text);
+    const std::size_t scheme_end = text.find("://");
+    if (scheme_end != std::string_view::npos) {
+        if (!iequals(text.substr(0, scheme_end), "http"))
+            return bad(excerpt(text.substr(0, scheme_end), 20) + ":// proxies are not supported, only http:// ones");
+        text.remove_prefix(scheme_end + 3);
+    }
+    const std::size_t authority_end = std::min(text.find_first_of("/?#"), text.size());
+    if (authority_end < text.size() && text.substr(authority_end) != "/")
+        return bad("a proxy URL is http://[user:password@]host[:port], without a path");
+    std::string_view authority = text.substr(0, authority_end);
+    out.authorization.clear();
+    const std::size_t at = authority.rfind('@');
+    if (at != std::string_view::npos) {
+        if (Error e = proxy_authorization(authority.substr(0, at), out.authorization)) return e;
+        authority.remove_prefix(at + 1);
+    }
+    const std::size_t bracket = authority.rfind(']');
+    const bool has_port = authority.find(':', bracket == std::string_view::npos ? 0 : bracket) != std::string_view::npos;
+    Url url;
+    if (Error e = parse_url("http://" + std::string(authority) + (has_port ? "" : ":1080"), url)) {
+        const std::size_t the_url = e.message.find("the URL");  // parse_url's words: make them the proxy's
+        if (the_url != std::string::npos) e.message.insert(the_url + 4, "proxy ");
+        return e;
+    }
+    out.host = url.host;
+    out.port = url.port;
+    out.address = host_and_port(url);
+    return {};
+}
+
+/* An IPv4 or IPv6 address, as bytes in network order. */
+struct IpAddress {
+    int family = 0;  // AF_INET, AF_INET6; 0: not an address
+    unsigned char bytes[16] = {};
+};
+
+inline IpAddress parse_ip_address(std::string_view text) {
+    IpAddress a;
+    const std::string terminated(text);
+    if (inet_pton(AF_INET, terminated.c_str(), a.bytes) == 1) a.family = AF_INET;
+    else if (inet_pton(AF_INET6, terminated.c_str(), a.bytes) == 1) a.family = AF_INET6;
+    return a;
+}
+
+/* `address` lies in `block` ("10.1.2.3", "10.0.0.0/8", "fd00::/8"; no prefix length: that address). */
+inline bool in_ip_block(const IpAddress& address, std::string_view block) {
+    const std::size_t slash = std::min(block.find('/'), block.size());
+    const IpAddress network = parse_ip_address(block.substr(0, slash));
+    if (network.family == 0 || network.family != address.family) return false;
+    const std::uint64_t total_bits = address.family == AF_INET ? 32 : 128;
+    std::uint64_t bits = total_bits;
+    if (slash < block.size() && (!parse_decimal(block.substr(slash + 1), bits) || bits > total_bits)) return false;
+    for (std::size_t i = 0; i < bits; ++i) {
+        const auto mask = static_cast<unsigned char>(0x80u >> (i % 8));
+        if ((address.bytes[i / 8] & mask) != (network.bytes[i / 8] & mask)) return false;
+    }
+    return true;
+}
+
+/* `name` is `domain` or one of its subdomains; case-insensitive, leading and trailing dots ignored. */
+inline bool in_domain(std::string_view name, std::string_view domain) {
+    if (!domain.empty() && domain.front() == '.') domain.remove_prefix(1);
+    if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
+    if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+    if (domain.empty() || domain.size() > name.size()) return false;
+    const std::size_t start = name.size() - domain.size();
+    return iequals(name.substr(start), domain) && (start == 0 || name[start - 1] == '.');
+}
+
+/* One NO_PROXY entry against the host and port of a URL. */
+inline bool no_proxy_entry_matches(std::string_view entry, std::string_view host, std::uint16_t port) {
+    if (entry == "*") return true;
+    // A port is what follows "]:" or the only colon; more colons make a bare IPv6 address.
+    std::string_view entry_host = entry, entry_port;
+    if (!entry.empty() && entry.front() == '[') {
+        const std::size_t close = entry.find(']');
+        if (close == std::string_view::npos) return false;
+        entry_host = entry.substr(1, close - 1);
+        if (entry.substr(close + 1, 1) == ":") entry_port = entry.substr(close + 2);
+    } else if (entry.find(':') != std::string_view::npos && entry.find(':') == entry.rfind(':')) {
+        entry_host = entry.substr(0, entry.find(':'));
+        entry_port = entry.substr(entry.find(':') + 1);
+    }
+    std::uint64_t wanted_port = 0;
+    if (!entry_port.empty() && (!parse_decimal(entry_port, wanted_port) || wanted_port != port)) return false;
+    const IpAddress address = parse_ip_address(host);
+    if (address.family != 0) return in_ip_block(address, entry_host);  // an address never matches a name
+    return in_domain(host, entry_host);
+}
+
+/* `no_proxy` (Config::no_proxy) sends host:port direct. */
+inline bool bypasses_proxy(std::string_view no_proxy, std::string_view host, std::uint16_t port) {
+    bool bypass = false;
+    for_each_list_token(no_proxy, [&](std::string_view entry) {
+        bypass = bypass || no_proxy_entry_matches(entry, host, port);
+    });
+    return bypass;
+}
+
+/* The proxy to reach `url` through: none when Config::proxy is empty or Config::no_proxy lists the
+   host. Loopback is not exempt: curl proxies it too, and lists in no_proxy are how both skip it. */
+inline Error proxy_for(const Config& config, const Url& url, std::optional<ProxyUrl>& out) {
+    out.reset();
+    if (trim_ascii_space(config.proxy).empty() || bypasses_proxy(config.no_proxy, url.host, url.port)) return {};
+    ProxyUrl proxy;
+    if (Error e = parse_proxy_url(config.proxy, proxy)) {
+        e.message = "Config::proxy: " + e.message;
+        return e;
+    }
+    out = std::move(proxy);
+    return {};
+}
+
+/* What pooled connections are kept under: the origin, and the proxy they go through. */
+inline std::string connection_key(const Url& url, const std::optional<ProxyUrl>& proxy) {
+    std::string key = (url.https ? "https://" : "http://") + url.host_header;
+    if (proxy) key += " via " + proxy->address;
+    return key;
+}
+
+/* Through a proxy, an http:// origin is named whole in the request line (absolute form, RFC 9112
+   3.2.2) and every request carries the proxy's credentials; an https:// one needs neither, its
+   requests go through the tunnel as they would go direct. */
+inline void address_via_proxy(const ProxyUrl& proxy, Url& url, Request& request) {
+    if (url.https) return;
+    url.target = "http://" + url.host_header + url.target;
+    if (!proxy.authorization.empty()) request.headers.emplace_back("Proxy-Authorization", proxy.authorization);
+}
+
+/* The CONNECT exchange that opens a tunnel through an HTTP proxy (RFC 9110 9.3.6): the request to
+   send, then the proxy's reply, fed as it arrives, in pieces of any size. Any 2xx opens the tunnel;
+   407, any other status, a reply that is not HTTP or whose head exceeds the limit are ErrorCode::proxy
+   failures, which are not retried (the next attempt would meet the same refusal). The origin speaks
+   only after the client's TLS hello, so bytes after an accepting head are a failure too. */
+class ProxyTunnel {
+public:
+    enum class Status { need_more, open, failed };
+
+    ProxyTunnel(const ProxyUrl& proxy, const Url& origin, std::size_t max_head_bytes)
+        : proxy_address_(proxy.address), target_(host_and_port(origin)), sent_credentials_(!proxy.authorization.empty()) {
+        HttpLimits limits;
+        limits.max_header_bytes = max_head_bytes;
+        reader_.reset(limits);
+        request_ = "CONNECT " + target_ + " HTTP/1.1\r\nHost: " + target_ + "\r\n";
+        if (sent_credentials_) request_ += "Proxy-Authorization: " + proxy.authorization + "\r\n";
+        request_ += "\r\n";
+    }
+
+    const std::string& request() const noexcept { return request_; }
+    Status feed(std::string_view bytes);
+    /* The proxy closed the connection: a failure unless the tunnel is open. */
+    Status finish() {
+        if (status_ != Status::need_more) return status_;
+        return fail(ErrorCode::connect, "the proxy " + proxy_address_ + " closed the connection before answering CONNECT");
+    }
+    const Error& error() const noexcept { return error_; }
+
+private:
+    Status fail(ErrorCode code, std::string message) {
+        error_ = make_error(code, std::move(message));
+        return status_ = Status::failed;
+    }
+    Status read_head(bool bytes_follow);
+    void keep_status_line(std::string_view bytes);
+
+    HttpResponseReader reader_;
+    std::string proxy_address_;
+    std::string target_;
+    bool sent_credentials_;
+    std::string request_;
+    std::string status_line_;  // the reply's first line, for the reason phrase of a refusal
+    Error error_;
+    Status status_ = Status::need_more;
+};
+
+inline void ProxyTunnel::keep_status_line(std::string_view bytes) {
+    constexpr std::size_t longest = 120;  // enough for any reason phrase worth showing
+    if (status_line_.find('\n') != std::string::npos || status_line_.size() >= longest) return;
+    status_line_.append(bytes.substr(0, std::min(longest - status_line_.size(), bytes.find('\n'))));
+    status_line_ += bytes.find('\n') != std::string_view::npos ? "\n" : "";
+}
+
+inline ProxyTunnel::Status ProxyTunnel::feed(std::string_view bytes) {
+    if (status_ != Status::need_more) return status_;
+    keep_status_line(bytes);
+    // A TLS server or another protocol may never end a line: tell at the first bytes.
+    const std::size_t known = std::min<std::size_t>(status_line_.size(), 5);
+    if (status_line_.compare(0, known, "HTTP/", known) != 0)
+        return fail(ErrorCode::proxy, "the proxy " + proxy_address_ + " answered CONNECT with no usable HTTP reply: "
+                                                                         "it does not start with HTTP/");
+    while (!bytes.empty()) {
+        const HttpResponseReader::Step step = reader_.feed(bytes);
+        bytes.remove_prefix(step.consumed);
+        if (step.status == HttpResponseReader::Status::head) return read_head(!bytes.empty());
+        if (step.status == HttpResponseReader::Status::error)
+            return fail(ErrorCode::proxy, "the proxy " + proxy_address_ + " answered CONNECT with no usable HTTP reply: " +
+                                              reader_.error().message);
+        if (step.consumed == 0) break;
+    }
+    return status_;
+}
+
+inline ProxyTunnel::Status ProxyTunnel::read_head(bool bytes_follow) {
+    const int status = reader_.status();
+    const std::string proxy = "the proxy " + proxy_address_;
+    if (status >= 200 && status < 300) {
+        if (bytes_follow) return fail(ErrorCode::proxy, proxy + " sent data after accepting CONNECT, before the TLS handshake");
+        return status_ = Status::open;
+    }
+    if (status == 407 || status == 401) {  // tinyproxy answers wrong credentials with 401
+        const std::string code = " (" + std::to_string(status) + ")";
+        return fail(ErrorCode::proxy, proxy + (sent_credentials_ ? " refused the credentials" : " requires authentication") + code);
+    }
+    // "HTTP/1.1 403 Forbidden": the reason phrase follows the second space.
+    const std::size_t space = status_line_.find(' ', status_line_.find(' ') + 1);
+    const std::string_view reason =
+        space == std::string::npos ? std::string_view() : trim_ascii_space(std::string_view(status_line_).substr(space + 1));
+    return fail(ErrorCode::proxy, proxy + " refused CONNECT to " + target_ + ": HTTP " + std::to_string(status) +
+                                      (reason.empty() ? "" : " " + excerpt(reason, 60)));
+}
+
+/* ------------------------------------------------------------------------------------------------
    Transports: they only move bytes (and know nothing of HTTP). The in-memory one replays the stub's
    response; the network one is a socket, with TLS over it for https.
    ------------------------------------------------------------------------------------------------ */
@@ -7370,12 +7662,14 @@ private:
 };
 
 /* A real connection: one from the pool, or name resolution, a non-blocking TCP connect (each
-   address in turn) and, for https, a TLS handshake. All steps return at once. */
+   address in turn), through a proxy a CONNECT tunnel for https, and for https a TLS handshake with
+   the origin. All steps return at once. */
 class NetworkTransport final : public Transport {
 public:
-    NetworkTransport(std::shared_ptr<ClientState> client, const Url& url, std::unique_ptr<Connection> reused)
-        : client_(std::move(client)), url_(url), connection_(std::move(reused)) {
-        origin_ = (url.https ? "https://" : "http://") + url.host_header;
+    NetworkTransport(std::shared_ptr<ClientState> client, const Url& url, std::optional<ProxyUrl> proxy,
+                     std::unique_ptr<Connection> reused)
+        : client_(std::move(client)), url_(url), proxy_(std::move(proxy)), connection_(std::move(reused)) {
+        origin_ = connection_key(url, proxy_);
         reused_ = connection_ != nullptr;
         state_ = reused_ ? State::ready : State::resolve;
     }
@@ -7384,7 +7678,9 @@ public:
     }
 
     IoResult open() override;
-    const char* opening_stage() const override { return state_ == State::tls ? "the TLS handshake" : "connecting"; }
+    const char* opening_stage() const override {
+        return state_ == State::tls ? "the TLS handshake" : state_ == State::tunnel ? "the proxy's CONNECT" : "connecting";
+    }
     IoResult write(const char* data, std::size_t size) override {
         const IoResult r = connection_->write(data, size);
         if (r.status == IoStatus::failed) fail_io();
@@ -7412,21 +7708,33 @@ public:
     std::unique_ptr<Connection> release_connection() override { return std::move(connection_); }
 
 private:
-    enum class State { resolve, connect, tls, ready };
+    enum class State { resolve, connect, tunnel, tls, ready };
 
     IoResult failed(ErrorCode code, std::string message) {
         error_ = make_error(code, std::move(message));
         return {IoStatus::failed, 0};
     }
     void fail_io() { error_ = make_error(connection_->error_code(), connection_->error_message()); }
+    IoResult failed_io() {
+        fail_io();
+        return {IoStatus::failed, 0};
+    }
     IoResult resolve();
     IoResult start_connect();
     IoResult poll_connect();
     IoResult finish_connect();
+    IoResult open_tunnel();
+    IoResult start_tls();
     IoResult handshake();
+    /* What the socket connects to: the proxy when there is one, else the origin. */
+    const std::string& peer_host() const noexcept { return proxy_ ? proxy_->host : url_.host; }
+    std::string peer_name() const { return proxy_ ? "the proxy " + proxy_->address : url_.host_header; }
 
     std::shared_ptr<ClientState> client_;
     Url url_;
+    std::optional<ProxyUrl> proxy_;
+    std::optional<ProxyTunnel> tunnel_;
+    std::size_t tunnel_request_sent_ = 0;
     std::string origin_;
     std::unique_ptr<Connection> connection_;
     bool reused_ = false;
@@ -7443,6 +7751,7 @@ inline IoResult NetworkTransport::open() {
     switch (state_) {
     case State::resolve: return resolve();
     case State::connect: return connecting_ == invalid_socket ? start_connect() : poll_connect();
+    case State::tunnel: return open_tunnel();
     case State::tls: return handshake();
     case State::ready: break;
     }
@@ -7451,8 +7760,8 @@ inline IoResult NetworkTransport::open() {
 
 inline IoResult NetworkTransport::resolve() {
     if (!network_startup()) return failed(ErrorCode::io, "Winsock could not be started");
-    if (Error e = resolve_host(url_.host, url_.port, client_->config.resolver, addresses_))
-        return failed(e.code, std::move(e.message));
+    if (Error e = resolve_host(peer_host(), proxy_ ? proxy_->port : url_.port, client_->config.resolver, addresses_))
+        return failed(e.code, proxy_ ? "the proxy: " + e.message : std::move(e.message));
     state_ = State::connect;
     return start_connect();
 }
@@ -7490,7 +7799,7 @@ inline IoResult NetworkTransport::start_connect() {
     // One address: its error says it all; several: each address with its own error.
     std::string why = connect_errors_.empty() ? "no address" : connect_errors_.substr(2);
     if (addresses_.size() == 1 && why.find(": ") != std::string::npos) why = why.substr(why.find(": ") + 2);
-    return failed(ErrorCode::connect, "cannot connect to " + url_.host_header + ": " + why);
+    return failed(ErrorCode::connect, "cannot connect to " + peer_name() + ": " + why);
 }
 
 /* Writable (or in error) means the connect finished; SO_ERROR says how. */
@@ -7522,6 +7831,35 @@ inline IoResult NetworkTransport::finish_connect() {
         state_ = State::ready;
         return {IoStatus::ok, 0};
     }
+    if (proxy_) {
+        tunnel_.emplace(*proxy_, url_, client_->config.limits.max_header_bytes);
+        state_ = State::tunnel;
+        return open_tunnel();
+    }
+    return start_tls();
+}
+
+/* Sends CONNECT, then reads the proxy's reply as it comes: the socket code only moves bytes, the
+   ProxyTunnel says what they mean. */
+inline IoResult NetworkTransport::open_tunnel() {
+    const std::string& request = tunnel_->request();
+    while (tunnel_request_sent_ < request.size()) {
+        const IoResult w = connection_->write(request.data() + tunnel_request_sent_, request.size() - tunnel_request_sent_);
+        if (w.status != IoStatus::ok) return w.status == IoStatus::failed ? failed_io() : w;
+        tunnel_request_sent_ += w.bytes;
+    }
+    char buffer[1024];
+    for (;;) {
+        const IoResult r = connection_->read(buffer, sizeof buffer);
+        if (r.status == IoStatus::would_block) return r;
+        if (r.status == IoStatus::failed) return failed_io();
+        const ProxyTunnel::Status s = r.status == IoStatus::closed ? tunnel_->finish() : tunnel_->feed({buffer, r.bytes});
+        if (s == ProxyTunnel::Status::failed) return failed(tunnel_->error().code, tunnel_->error().message);
+        if (s == ProxyTunnel::Status::open) return start_tls();
+    }
+}
+
+inline IoResult NetworkTransport::start_tls() {
     std::shared_ptr<TlsBackend> backend;
     if (Error e = client_->tls_backend(backend)) return failed(e.code, std::move(e.message));
     if (Error e = backend->start(static_cast<socket_handle>(connection_->socket()), url_.host, connection_->tls))
@@ -7629,7 +7967,13 @@ private:
     /* The attempt failed: retried when nothing was delivered and the policy agrees, else final. */
     PollStatus attempt_failed(Error e);
     std::optional<PollStatus> retry_after(const Error& e);
-    PollStatus transport_failed() { return attempt_failed(transport_->error()); }
+    /* Once an error status has arrived, a connection cut while its body is read (a proxy that answers
+       407 and hangs up) ends the response: the status decides on a retry, not the cut. */
+    PollStatus transport_failed() {
+        if (decoder_->http_status() < 300) return attempt_failed(transport_->error());
+        input_ended_ = true;
+        return input_ended();
+    }
     /* Waiting for the transport: fine unless its time is up. */
     PollStatus waiting(Clock::time_point now);
     std::optional<PollStatus> time_is_up(Clock::time_point now);
@@ -8073,6 +8417,7 @@ const char* to_string(ErrorCode code) noexcept {
     case ErrorCode::cancelled: return "cancelled";
     case ErrorCode::io: return "io";
     case ErrorCode::out_of_memory: return "out_of_memory";
+    case ErrorCode::proxy: return "proxy";
     }
     return "unknown";
 }
@@ -8155,6 +8500,32 @@ inline Error read_dotenv_file(const std::string& path, std::string& text) {
     return {};
 }
 
+/* The first of `names` set in the environment and not empty; its name in `found`. */
+inline std::optional<std::string> first_env(std::initializer_list<const char*> names, const char*& found) {
+    for (const char* name : names) {
+        const char* value = std::getenv(name);
+        if (value && !trim_ascii_space(value).empty()) {
+            found = name;
+            return std::string(trim_ascii_space(value));
+        }
+    }
+    return std::nullopt;
+}
+
+/* Config::proxy and no_proxy from the environment, as curl picks them for the base URL's scheme. */
+inline Error proxy_from_env(Config& out) {
+    const char* name = "";
+    if (auto v = first_env({"no_proxy", "NO_PROXY"}, name)) out.no_proxy = *v;
+    const bool https = iequals(trim_ascii_space(out.base_url).substr(0, 8), "https://");
+    std::optional<std::string> proxy = https ? first_env({"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"}, name)
+                                             : first_env({"http_proxy", "all_proxy", "ALL_PROXY"}, name);
+    if (!proxy || out.stub_mode()) return {};
+    out.proxy = *proxy;
+    ProxyUrl checked;
+    if (Error e = parse_proxy_url(out.proxy, checked)) return config_error(name + (": " + e.message));
+    return {};
+}
+
 }  // namespace detail
 
 Error parse_dotenv(std::string_view text,
@@ -8229,7 +8600,8 @@ Error Config::from_env(Config& out, const std::string& dotenv_path) {
         else if (!error)
             error = detail::config_error("LLM_STUB_DELAY_MS must be a whole number of milliseconds from 0 to 60000");
     }
-    return error;
+    Error proxy_error = detail::proxy_from_env(out);
+    return error ? error : proxy_error;
 }
 
 Config Config::from_env(const std::string& dotenv_path) {
@@ -8604,13 +8976,19 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
         std::shared_ptr<TlsBackend> backend;
         if (Error e = state_->tls_backend(backend)) return failed(std::move(e));  // no attempt could succeed
     }
+    std::optional<detail::ProxyUrl> proxy;
+    if (Error e = detail::proxy_for(config, url, proxy)) return failed(std::move(e));
     detail::AttemptPlan plan;
-    plan.factory = [client = state_, url](std::unique_ptr<detail::Connection> reused) {
-        return std::make_unique<detail::NetworkTransport>(client, url, std::move(reused));
+    plan.factory = [client = state_, url, proxy](std::unique_ptr<detail::Connection> reused) {
+        return std::make_unique<detail::NetworkTransport>(client, url, proxy, std::move(reused));
     };
-    plan.request = detail::http1_request(url, request);
-    plan.origin = (url.https ? "https://" : "http://") + url.host_header;
+    plan.origin = detail::connection_key(url, proxy);
     plan.description = describe_request(request, model);
+    if (proxy) {
+        plan.description += " via the proxy " + proxy->address;
+        detail::address_via_proxy(*proxy, url, request);
+    }
+    plan.request = detail::http1_request(url, request);
     plan.assemble_reply = options.assemble_reply;
     return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(plan)));
 }

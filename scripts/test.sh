@@ -32,10 +32,13 @@ packages=(
     openssl          # its certificates
     libcurl4-openssl-dev  # examples/llm-curl: the sans-I/O core over libcurl
     jq               # tests/e2e_apis.sh compares what llm-chat prints and sends as JSON
+    tinyproxy        # tests/proxy/proxy_e2e.sh: llm-chat through real HTTP proxies; each runs on its own
+    squid            # config and free port there, so the packaged services (if started) never get in the way
 )
 
 # The tests must not depend on whoever runs them: no real server, no developer's settings.
 unset LLM_API_KEY LLM_BASE_URL LLM_MODEL LLM_STUB_DELAY_MS
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY  # loopback is proxied too
 
 install_packages() {
     if [[ "${LLM_STREAM_NO_INSTALL:-0}" == 1 ]]; then

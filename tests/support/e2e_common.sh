@@ -43,6 +43,7 @@ e2e_start() {
     cd "$WORK" || exit 2
 
     unset LLM_BASE_URL LLM_API_KEY LLM_MODEL SSL_CERT_FILE SSL_CERT_DIR
+    unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
     export LLM_STUB_DELAY_MS=0
 
     PYTHON=

@@ -36,6 +36,8 @@ BUILD=$(cd "$1" && pwd)
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/../support/e2e_common.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/nginx_common.sh"
 STREAM_FILE=$SRC/tests/data/streams/deepseek-chat.sse
 EXPECTED='Hello! How can I assist you today? 😊'
 
@@ -44,24 +46,12 @@ skip() {
     exit 77
 }
 
-# first_executable CANDIDATE... : the first that is an executable file, or nothing.
-first_executable() {
-    local f
-    for f in "$@"; do
-        if [ -f "$f" ] && [ -x "$f" ]; then
-            echo "$f"
-            return
-        fi
-    done
-}
-
 SERVER_BIN=$(first_executable "$BUILD/tests/llm_test_server" "$BUILD/llm_test_server")
 TEST_BIN=$(first_executable "$BUILD/tests/test_tls" "$BUILD/test_tls")
 CHAT_BIN=$(first_executable "$BUILD/examples/llm-chat" "$BUILD/llm-chat")
 
 [ -n "$SERVER_BIN" ] || skip "no llm_test_server in $BUILD/tests or $BUILD (build the tests first)"
-NGINX=$(command -v nginx || true)
-[ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
+find_nginx
 [ -n "$NGINX" ] || skip "nginx is not installed (Debian: apt-get install nginx-light)"
 command -v openssl >/dev/null 2>&1 || skip "openssl is not installed"
 [ -f "$STREAM_FILE" ] || skip "$STREAM_FILE is missing"
@@ -72,74 +62,7 @@ if [ -n "$CHAT_BIN" ] && ! "$CHAT_BIN" --version 2>/dev/null | grep -q 'tls: mbe
 fi
 [ -n "$TEST_BIN" ] || [ -n "$CHAT_BIN" ] || skip "the build has no TLS backend (mbedTLS not found at configure time)"
 
-# limited SECONDS COMMAND...: a hung process must fail the run, not stall it.
-limited() {
-    if command -v timeout >/dev/null 2>&1; then
-        timeout -k 5 "$@"
-    else
-        shift
-        "$@"
-    fi
-}
-
-# checked SECONDS COMMAND... (with redirections by the caller): runs it in the background and waits, so
-# that a signal to this script is handled at once (and the command stopped by cleanup); RC is its status.
-checked() {
-    if command -v timeout >/dev/null 2>&1; then
-        timeout -k 5 "$@" &
-    else
-        shift
-        "$@" &
-    fi
-    CHILD_PID=$!
-    wait "$CHILD_PID"
-    RC=$?
-    CHILD_PID=
-}
-
-# Servers get SIGTERM if this script dies without cleaning up (SIGKILL from a test driver's timeout).
-SPAWN=()
-if command -v setpriv >/dev/null 2>&1 && setpriv --pdeathsig TERM -- true 2>/dev/null; then
-    SPAWN=(setpriv --pdeathsig TERM --)
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/llm-nginx-tls.XXXXXX") || exit 2
-PIDS=()
-NGINX_PID=
-CHILD_PID=
-
-# stop_pid PID: SIGTERM, up to 5 s to exit, then SIGKILL (children of nginx's master too).
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return; }
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        local child
-        for child in $(pgrep -P "$pid" 2>/dev/null); do kill -KILL "$child" 2>/dev/null; done
-        kill -KILL "$pid" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null
-}
-
-cleanup() {
-    local pid
-    if [ -n "$CHILD_PID" ]; then stop_pid "$CHILD_PID"; fi
-    if [ -n "$NGINX_PID" ]; then stop_pid "$NGINX_PID"; fi
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$pid"; done
-    if [ "${LLM_TLS_KEEP:-0}" = 1 ]; then
-        echo "nginx_tls: kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-cd "$WORK" || exit 2
+work_dir llm-nginx-tls LLM_TLS_KEEP
 
 # The checks must not depend on whoever runs them.
 unset LLM_API_KEY LLM_BASE_URL LLM_MODEL LLM_STUB_DELAY_MS SSL_CERT_FILE SSL_CERT_DIR
@@ -158,87 +81,6 @@ die() {
 PKI=$WORK/pki
 mkdir -p "$PKI"
 OPENSSL_LOG=$WORK/openssl.log
-
-# ca_config DIR: the openssl config of the CA in DIR (its database, serial and policy).
-ca_config() {
-    local dir=$1
-    mkdir -p "$dir/issued"
-    : >"$dir/index.txt"
-    echo 1000 >"$dir/serial"
-    cat >"$dir/ca.cnf" <<EOF
-[ ca ]
-default_ca = test_ca
-[ test_ca ]
-dir = $dir
-database = $dir/index.txt
-new_certs_dir = $dir/issued
-serial = $dir/serial
-default_md = sha256
-policy = policy_any
-unique_subject = no
-copy_extensions = none
-default_days = 30
-[ policy_any ]
-commonName = supplied
-[ req ]
-distinguished_name = req_dn
-prompt = no
-[ req_dn ]
-CN = unused
-[ root_ext ]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[ intermediate_ext ]
-basicConstraints = critical, CA:TRUE, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always, issuer
-EOF
-}
-
-# new_key FILE ec|rsa
-new_key() {
-    if [ "$2" = rsa ]; then
-        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>>"$OPENSSL_LOG"
-    else
-        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>>"$OPENSSL_LOG"
-    fi
-}
-
-# new_root DIR "CN": a self-signed root CA: DIR/ca.key, DIR/ca.pem.
-new_root() {
-    ca_config "$1"
-    new_key "$1/ca.key" ec &&
-        openssl req -x509 -new -key "$1/ca.key" -subj "/CN=$2" -days 30 -sha256 -config "$1/ca.cnf" \
-            -extensions root_ext -out "$1/ca.pem" >>"$OPENSSL_LOG" 2>&1
-}
-
-# issue CA_DIR NAME "CN" EXTENSIONS [openssl ca options...]: NAME.key, NAME.pem in $PKI, signed by CA_DIR.
-issue() {
-    local ca=$1 name=$2 cn=$3 ext=$4 keytype=ec
-    shift 4
-    [ "$name" = valid ] && keytype=rsa  # one RSA chain among the EC ones
-    new_key "$PKI/$name.key" "$keytype" &&
-        openssl req -new -key "$PKI/$name.key" -subj "/CN=$cn" -config "$ca/ca.cnf" -out "$PKI/$name.csr" \
-            >>"$OPENSSL_LOG" 2>&1 &&
-        openssl ca -batch -notext -config "$ca/ca.cnf" -cert "$ca/ca.pem" -keyfile "$ca/ca.key" \
-            -in "$PKI/$name.csr" -out "$PKI/$name.pem" -extfile "$PKI/$ext.ext" -extensions ext "$@" \
-            >>"$OPENSSL_LOG" 2>&1
-}
-
-# leaf_ext NAME SAN: the extensions of a server certificate.
-leaf_ext() {
-    cat >"$PKI/$1.ext" <<EOF
-[ ext ]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = $2
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid, issuer
-EOF
-}
 
 make_pki() {
     leaf_ext localhost "DNS:localhost, IP:127.0.0.1" &&
@@ -298,31 +140,6 @@ UP_STALL=$PORT
 # ------------------------------------------------------------------------------------------------
 # 3. nginx
 # ------------------------------------------------------------------------------------------------
-# free_ports N: N distinct TCP ports free on 127.0.0.1 right now.
-free_ports() {
-    if command -v python3 >/dev/null 2>&1; then
-        python3 - "$1" <<'EOF' && return
-import socket, sys
-held = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    held.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in held))
-EOF
-    fi
-    # Without python3: random high ports that nothing listens on (per /proc/net/tcp*).
-    local out=() p hex
-    while [ ${#out[@]} -lt "$1" ]; do
-        p=$((20000 + RANDOM % 40000))
-        hex=$(printf ':%04X ' "$p")
-        if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q "$hex" && [[ " ${out[*]} " != *" $p "* ]]; then
-            out+=("$p")
-        fi
-    done
-    echo "${out[@]}"
-}
-
 NGX=$WORK/nginx
 mkdir -p "$NGX/tmp"
 chmod 755 "$WORK" "$NGX" "$NGX/tmp"  # when run as root, the worker runs as nobody
@@ -335,29 +152,7 @@ write_nginx_conf() {
         location / { proxy_pass http://127.0.0.1:$UP_FAST; }"
     local tls_server name port
     {
-        cat <<EOF
-# Written by tests/tls/nginx_tls.sh for one run.
-worker_processes 1;
-daemon off;
-pid $NGX/nginx.pid;
-lock_file $NGX/nginx.lock;
-error_log $NGX/error.log info;
-events { worker_connections 256; }
-http {
-    log_format llm_tls '\$server_port \$connection \$connection_requests "\$request" \$status \$bytes_sent \$ssl_protocol \$ssl_cipher sni=\$ssl_server_name';
-    access_log $NGX/access.log llm_tls;
-    client_body_temp_path $NGX/tmp/body;
-    proxy_temp_path $NGX/tmp/proxy;
-    fastcgi_temp_path $NGX/tmp/fastcgi;
-    uwsgi_temp_path $NGX/tmp/uwsgi;
-    scgi_temp_path $NGX/tmp/scgi;
-    keepalive_timeout 60s;
-    keepalive_requests 1000;
-    proxy_http_version 1.1;
-    proxy_buffering off;
-    proxy_read_timeout 60s;
-    ssl_protocols TLSv1.2 TLSv1.3;
-EOF
+        nginx_conf_head "$NGX"
         for tls_server in valid:$P_VALID wrong-name:$P_WRONG ip-only:$P_IP_ONLY name-only:$P_NAME_ONLY \
             expired:$P_EXPIRED not-yet-valid:$P_NYV untrusted:$P_UNTRUSTED; do
             name=${tls_server%%:*}
@@ -383,32 +178,11 @@ EOF
     } >"$NGX/nginx.conf"
 }
 
-# port_open PORT: a TCP connect to 127.0.0.1:PORT succeeds.
-port_open() {
-    limited 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
-
 start_nginx() {
-    local i p ready
     read -r P_VALID P_WRONG P_IP_ONLY P_NAME_ONLY P_EXPIRED P_NYV P_UNTRUSTED P_PLAIN <<<"$(free_ports 8)"
     [ -n "$P_PLAIN" ] || return 1
     write_nginx_conf
-    : >"$NGX/error.log"
-    "${SPAWN[@]+"${SPAWN[@]}"}" "$NGINX" -p "$NGX/" -c "$NGX/nginx.conf" -e "$NGX/error.log" \
-        >"$NGX/stdout.log" 2>"$NGX/stderr.log" </dev/null &
-    NGINX_PID=$!
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$NGINX_PID" 2>/dev/null || break
-        ready=1
-        for p in $P_VALID $P_WRONG $P_IP_ONLY $P_NAME_ONLY $P_EXPIRED $P_NYV $P_UNTRUSTED $P_PLAIN; do
-            port_open "$p" || { ready=0; break; }
-        done
-        [ "$ready" = 1 ] && return 0
-        sleep 0.1
-    done
-    stop_pid "$NGINX_PID"
-    NGINX_PID=
-    return 1
+    launch_nginx "$NGX" "$P_VALID" "$P_WRONG" "$P_IP_ONLY" "$P_NAME_ONLY" "$P_EXPIRED" "$P_NYV" "$P_UNTRUSTED" "$P_PLAIN"
 }
 # A port taken between choosing and binding it: choose again.
 started=0
