@@ -220,7 +220,8 @@ struct Config {
     /* Hosts reached directly although `proxy` is set, as curl's NO_PROXY: a comma list of names (each
        matches itself and its subdomains, with or without a leading dot, case-insensitively), IP
        addresses or CIDR blocks ("10.0.0.0/8", "fd00::/8"), "host:port" entries (that port only, as
-       Go), or "*" for every host. Loopback is proxied like any host unless listed here (as curl). */
+       Go), or "*" for every host. Loopback ("localhost", 127.0.0.0/8, ::1) always goes direct, as in
+       Go, unless the list holds the word "<-loopback>" (as Chrome's bypass list). */
     std::string no_proxy;
     std::size_t max_idle_connections = 4;               // kept for reuse by later requests
     std::chrono::milliseconds idle_connection_timeout{30000};  // older idle connections are closed
@@ -7345,17 +7346,27 @@ inline bool no_proxy_entry_matches(std::string_view entry, std::string_view host
     return in_domain(host, entry_host);
 }
 
-/* `no_proxy` (Config::no_proxy) sends host:port direct. */
-inline bool bypasses_proxy(std::string_view no_proxy, std::string_view host, std::uint16_t port) {
-    bool bypass = false;
-    for_each_list_token(no_proxy, [&](std::string_view entry) {
-        bypass = bypass || no_proxy_entry_matches(entry, host, port);
-    });
-    return bypass;
+/* "localhost", a name under it, 127.0.0.0/8 or ::1: a proxy's loopback is not this machine's. */
+inline bool is_loopback_host(std::string_view host) {
+    const IpAddress address = parse_ip_address(host);
+    if (address.family != 0) return in_ip_block(address, "127.0.0.0/8") || in_ip_block(address, "::1");
+    return in_domain(host, "localhost");
 }
 
-/* The proxy to reach `url` through: none when Config::proxy is empty or Config::no_proxy lists the
-   host. Loopback is not exempt: curl proxies it too, and lists in no_proxy are how both skip it. */
+/* `no_proxy` (Config::no_proxy) sends host:port direct. Loopback goes direct too unless the list
+   names "<-loopback>" (Chrome's bypass-list word): a local Ollama or llama.cpp server must keep
+   working on a machine whose environment names a corporate proxy (Go and Ruby skip loopback as well;
+   curl does not, which is why scripts so often add --noproxy localhost). */
+inline bool bypasses_proxy(std::string_view no_proxy, std::string_view host, std::uint16_t port) {
+    bool bypass = false, proxy_loopback = false;
+    for_each_list_token(no_proxy, [&](std::string_view entry) {
+        if (entry == "<-loopback>") proxy_loopback = true;
+        else bypass = bypass || no_proxy_entry_matches(entry, host, port);
+    });
+    return bypass || (!proxy_loopback && is_loopback_host(host));
+}
+
+/* The proxy to reach `url` through: none when Config::proxy is empty or bypasses_proxy() says so. */
 inline Error proxy_for(const Config& config, const Url& url, std::optional<ProxyUrl>& out) {
     out.reset();
     if (trim_ascii_space(config.proxy).empty() || bypasses_proxy(config.no_proxy, url.host, url.port)) return {};

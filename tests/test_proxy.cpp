@@ -115,7 +115,7 @@ TEST_CASE("proxy URLs that cannot be used: invalid_config saying why, never with
     }
 }
 
-TEST_CASE("no_proxy: domains and subdomains, addresses and CIDR blocks, ports, *, case-insensitive") {
+TEST_CASE("no_proxy: domains and subdomains, addresses and CIDR blocks, ports, *, case-insensitive; loopback direct unless <-loopback>") {
     struct Case {
         const char* no_proxy;
         const char* host;
@@ -140,25 +140,35 @@ TEST_CASE("no_proxy: domains and subdomains, addresses and CIDR blocks, ports, *
         {"example.com:8443", "example.com", 8443, true},
         {"example.com:8443", "example.com", 443, false},
         {"localhost", "localhost", 11434, true},
-        {"localhost", "127.0.0.1", 11434, false},  // a name never matches an address (as curl)
-        {"", "127.0.0.1", 11434, false},           // loopback is proxied unless listed (as curl)
+        {"<-loopback>,localhost", "127.0.0.1", 11434, false},  // a name never matches an address (as curl)
+        {"", "127.0.0.1", 11434, true},            // loopback goes direct (as Go)...
+        {"", "127.9.8.7", 11434, true},
+        {"", "::1", 11434, true},
+        {"", "localhost", 11434, true},
+        {"", "ollama.localhost", 11434, true},
+        {"", "localhost.example.com", 443, false},
+        {"example.com", "127.0.0.1", 11434, true},
+        {"<-loopback>", "127.0.0.1", 11434, false},  // ...unless named (as Chrome's bypass list)
+        {"<-loopback>", "::1", 11434, false},
+        {"<-loopback>", "localhost", 11434, false},
+        {"<-loopback>, localhost", "localhost", 11434, true},
         {"127.0.0.1", "127.0.0.1", 8080, true},
-        {"127.0.0.1", "127.0.0.2", 8080, false},
+        {"<-loopback>,127.0.0.1", "127.0.0.2", 8080, false},
         {"127.0.0.0/8", "127.9.8.7", 8080, true},
         {"10.0.0.0/8", "11.0.0.1", 80, false},
         {"192.168.0.0/16", "192.168.44.1", 80, true},
         {"192.168.0.0/33", "192.168.44.1", 80, false},
         {"0.0.0.0/0", "8.8.8.8", 80, true},
         {"127.0.0.1:8080", "127.0.0.1", 8080, true},
-        {"127.0.0.1:8080", "127.0.0.1", 8081, false},
+        {"<-loopback>,127.0.0.1:8080", "127.0.0.1", 8081, false},
         {"::1", "::1", 443, true},
         {"[::1]", "::1", 443, true},
         {"[::1]:8443", "::1", 8443, true},
-        {"[::1]:8443", "::1", 443, false},
+        {"<-loopback>,[::1]:8443", "::1", 443, false},
         {"fd00::/8", "fd12:3456::1", 443, true},
         {"fd00::/8", "fe80::1", 443, false},
         {"FD00::/8", "fd12::1", 443, true},
-        {"127.0.0.1", "::1", 443, false},
+        {"<-loopback>,127.0.0.1", "::1", 443, false},
         {"example.com", "10.0.0.1", 443, false},
     };
     for (const Case& c : cases) {
@@ -390,6 +400,7 @@ Config proxied_config(const std::string& base_url, const std::string& proxy) {
     Config config;
     config.base_url = base_url;
     config.proxy = proxy;
+    config.no_proxy = "<-loopback>";  // the test's origin is on loopback, which otherwise goes direct
     config.api_key = "sk-test-key-0123456789";
     config.connect_timeout = config.read_timeout = std::chrono::milliseconds(5000);
     config.retry.initial_backoff = config.retry.max_backoff = std::chrono::milliseconds(1);
@@ -501,7 +512,7 @@ TEST_CASE("a proxy that never finishes its reply to CONNECT: the connect timeout
     CHECK(s.error().message == "the proxy's CONNECT timed out after 0.3 s");
 }
 
-TEST_CASE("no_proxy sends a listed host direct; an unreachable proxy is a connect error naming it") {
+TEST_CASE("no_proxy sends a listed host direct, and loopback unless <-loopback>; an unreachable proxy is a connect error naming it") {
     llm_test::TestServer origin;
     origin.set_default(llm_test::Response::sse(llm_test::read_stream_file("deepseek-chat.sse")));
     ENSURE(origin.start());
@@ -510,14 +521,15 @@ TEST_CASE("no_proxy sends a listed host direct; an unreachable proxy is a connec
     const std::string dead_proxy = "http://127.0.0.1:" + std::to_string(closed.port());
     closed.stop();
     Config config = proxied_config("http://127.0.0.1:" + std::to_string(origin.port()) + "/v1", dead_proxy);
-    config.no_proxy = "example.com, 127.0.0.0/8";
-    {
+    for (const char* direct : {"<-loopback>, example.com, 127.0.0.0/8", "example.com", ""}) {
+        CAPTURE(direct);
+        config.no_proxy = direct;
         llm_stream::Client client(config);
         llm_stream::Stream s = client.stream_chat("hi");
         CHECK(collect(s) == "Hello! How can I assist you today? 😊");
-        CHECK(origin.requests().at(0).target == "/v1/chat/completions");
+        CHECK(origin.requests().back().target == "/v1/chat/completions");
     }
-    config.no_proxy = "example.com";
+    config.no_proxy = "<-loopback>, example.com";
     config.retry.max_retries = 1;
     llm_stream::Client client(config);
     llm_stream::Stream s = client.stream_chat("hi");

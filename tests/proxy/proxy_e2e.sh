@@ -185,13 +185,17 @@ PASSED=0
 FAILED=0
 
 # chat [NAME=VALUE...] ARG...: llm-chat with those variables set (and the API key); RC, $WORK/out, $WORK/err.
+# Loopback goes direct unless no_proxy names "<-loopback>", and every origin here is on loopback: so
+# that word is the default, unless the call sets no_proxy or NO_PROXY itself.
 chat() {
-    local vars=()
+    local vars=() no_proxy_default=(no_proxy='<-loopback>')
     while [ $# -gt 0 ] && [[ "$1" =~ ^[A-Za-z_]+= ]]; do
+        [[ "$1" =~ ^(no_proxy|NO_PROXY)= ]] && no_proxy_default=()
         vars+=("$1")
         shift
     done
-    checked 60 env LLM_API_KEY="$API_KEY" "${vars[@]+"${vars[@]}"}" "$CHAT_BIN" "$@" </dev/null >"$WORK/out" 2>"$WORK/err"
+    checked 60 env LLM_API_KEY="$API_KEY" "${no_proxy_default[@]+"${no_proxy_default[@]}"}" "${vars[@]+"${vars[@]}"}" \
+        "$CHAT_BIN" "$@" </dev/null >"$WORK/out" 2>"$WORK/err"
 }
 streamed() { [ "$RC" -eq 0 ] && [ "$(cat "$WORK/out")" = "$EXPECTED" ]; }
 error_line() { grep '^llm-chat: error: ' "$WORK/err" | head -c 300; }
@@ -281,12 +285,14 @@ fi
 # A proxy nobody listens on: no_proxy must keep llm-chat away from it.
 DEAD_URL=http://127.0.0.1:$DEAD_PORT
 for bypass in 127.0.0.1 127.0.0.0/8 "example.com, 127.0.0.1:$ORIGIN_PORT" '*'; do
-    chat LLM_BASE_URL="$HTTP_ORIGIN" http_proxy="$DEAD_URL" no_proxy="$bypass" hi
-    if streamed; then pass "no_proxy=$bypass: straight to the origin"; else fail "no_proxy=$bypass: straight to the origin"; fi
+    chat LLM_BASE_URL="$HTTP_ORIGIN" http_proxy="$DEAD_URL" no_proxy="<-loopback>,$bypass" hi
+    if streamed; then pass "no_proxy=<-loopback>,$bypass: straight to the origin"; else fail "no_proxy=<-loopback>,$bypass: straight to the origin"; fi
 done
-chat LLM_BASE_URL="$HTTP_ORIGIN" http_proxy="$DEAD_URL" NO_PROXY=127.0.0.1 hi
+chat LLM_BASE_URL="$HTTP_ORIGIN" http_proxy="$DEAD_URL" NO_PROXY="<-loopback>,127.0.0.1" hi
 if streamed; then pass "NO_PROXY works as no_proxy"; else fail "NO_PROXY works as no_proxy"; fi
-chat LLM_BASE_URL="$HTTP_ORIGIN" http_proxy="$DEAD_URL" no_proxy=example.com --retries 0 hi
+chat LLM_BASE_URL="$HTTP_ORIGIN" http_proxy="$DEAD_URL" no_proxy=example.com hi
+if streamed; then pass "loopback goes direct although a proxy is set (no <-loopback>)"; else fail "loopback goes direct although a proxy is set (no <-loopback>)"; fi
+chat LLM_BASE_URL="$HTTP_ORIGIN" http_proxy="$DEAD_URL" no_proxy="<-loopback>,example.com" --retries 0 hi
 if [ "$RC" -eq 1 ] && one_error_line && error_line | grep -q "cannot connect to the proxy 127.0.0.1:$DEAD_PORT"; then
     pass "a host no_proxy does not list goes to the (dead) proxy ($(error_line))"
 else
