@@ -7400,6 +7400,14 @@ inline void address_via_proxy(const ProxyUrl& proxy, Url& url, Request& request)
    407, any other status, a reply that is not HTTP or whose head exceeds the limit are ErrorCode::proxy
    failures, which are not retried (the next attempt would meet the same refusal). The origin speaks
    only after the client's TLS hello, so bytes after an accepting head are a failure too. */
+/* A proxy's 407 (or tinyproxy's 401 for wrong credentials), to a CONNECT or to a request sent
+   through it: ErrorCode::proxy, which is not retried, naming the proxy but never the credentials. */
+inline Error proxy_authentication_error(const std::string& proxy_address, bool sent_credentials, int status) {
+    return make_error(ErrorCode::proxy, "the proxy " + proxy_address +
+                                            (sent_credentials ? " refused the credentials" : " requires authentication") +
+                                            " (" + std::to_string(status) + ")");
+}
+
 class ProxyTunnel {
 public:
     enum class Status { need_more, open, failed };
@@ -7476,8 +7484,8 @@ inline ProxyTunnel::Status ProxyTunnel::read_head(bool bytes_follow) {
         return status_ = Status::open;
     }
     if (status == 407 || status == 401) {  // tinyproxy answers wrong credentials with 401
-        const std::string code = " (" + std::to_string(status) + ")";
-        return fail(ErrorCode::proxy, proxy + (sent_credentials_ ? " refused the credentials" : " requires authentication") + code);
+        const Error e = proxy_authentication_error(proxy_address_, sent_credentials_, status);
+        return fail(e.code, e.message);
     }
     // "HTTP/1.1 403 Forbidden": the reason phrase follows the second space.
     const std::size_t space = status_line_.find(' ', status_line_.find(' ') + 1);
@@ -7917,6 +7925,9 @@ struct AttemptPlan {
     std::string description;  // "POST http://host/v1/chat/completions (model m)", for the log
     bool retry = true;        // false: one attempt whatever the policy says (a replayed response)
     bool assemble_reply = false;  // ChatOptions::assemble_reply
+    /* Requests go to this HTTP proxy in absolute form (an http:// origin), so a 407 is the proxy's:
+       ErrorCode::proxy. Empty otherwise (a tunnel's 407 is the tunnel's to report). */
+    std::optional<ProxyUrl> forward_proxy;
 };
 
 class StreamImpl {
@@ -8285,6 +8296,8 @@ inline std::optional<PollStatus> StreamImpl::decode() {
         case DecodeStatus::done: return succeed();
         case DecodeStatus::failed: {
             const Error& e = decoder_->error();
+            if (plan_.forward_proxy && e.http_status == 407)
+                return fail(proxy_authentication_error(plan_.forward_proxy->address, !plan_.forward_proxy->authorization.empty(), 407));
             // A status worth retrying is the attempt's failure; anything else is the stream's.
             if (e.code == ErrorCode::http_status) return attempt_failed(e);
             return fail(e);
@@ -8998,6 +9011,7 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
     if (proxy) {
         plan.description += " via the proxy " + proxy->address;
         detail::address_via_proxy(*proxy, url, request);
+        if (!url.https) plan.forward_proxy = proxy;
     }
     plan.request = detail::http1_request(url, request);
     plan.assemble_reply = options.assemble_reply;

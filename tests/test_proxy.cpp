@@ -471,6 +471,34 @@ TEST_CASE("a tunnel the proxy refuses is ErrorCode::proxy after one attempt, wit
     }
 }
 
+TEST_CASE("an http:// origin: the proxy's 407 is ErrorCode::proxy after one attempt, its 401 the origin's status") {
+    llm_test::TestServer proxy;
+    ENSURE(proxy.start());
+    for (const char* userinfo : {"", "alice:secretpw@"}) {
+        CAPTURE(userinfo);
+        proxy.set_default(llm_test::Response::garbage(
+            "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\n"
+            "Content-Type: text/html\r\nContent-Length: 13\r\n\r\n<html></html>"));
+        const std::string address = "127.0.0.1:" + std::to_string(proxy.port());
+        llm_stream::Client client(proxied_config("http://origin.invalid:8080/v1", "http://" + std::string(userinfo) + address));
+        llm_stream::Stream s = client.stream_chat("hi");
+        CHECK_FALSE(s.next_chunk());
+        CHECK(s.error().code == ErrorCode::proxy);
+        CHECK(s.error().message == "the proxy " + address +
+                                       (*userinfo ? " refused the credentials (407)" : " requires authentication (407)"));
+        CHECK(s.stats().attempts == 1);
+    }
+    // A 401 may be the origin's own (a wrong API key): it stays an HTTP status error.
+    proxy.set_default(llm_test::Response::garbage(
+        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: 37\r\n\r\n"
+        "{\"error\":{\"message\":\"Invalid key\"}}  "));
+    llm_stream::Client client(proxied_config("http://origin.invalid:8080/v1", "http://127.0.0.1:" + std::to_string(proxy.port())));
+    llm_stream::Stream s = client.stream_chat("hi");
+    CHECK_FALSE(s.next_chunk());
+    CHECK(s.error().code == ErrorCode::http_status);
+    CHECK(s.error().http_status == 401);
+}
+
 TEST_CASE("poll() returns while the proxy's reply to CONNECT trickles in, one byte at a time") {
     llm_test::TestServer proxy;
     llm_test::Response reply = llm_test::Response::garbage("HTTP/1.1 403 Forbidden\r\nVia: 1.1 test\r\n\r\n");
