@@ -45,6 +45,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/scoped_env.hpp"
 #include "support/test_data.hpp"
 
 #if !defined(_WIN32)
@@ -119,36 +120,6 @@ constexpr bool kHaveTls = false;
 // The nginx cases run only when the script set the stage and the build has TLS.
 bool nginx_ready() { return kHaveTls && tls_env().missing.empty(); }
 bool skip_nginx() { return !nginx_ready(); }
-
-void set_env(const char* name, const std::string& value) {
-#if defined(_WIN32)
-    _putenv_s(name, value.c_str());
-#else
-    if (value.empty())
-        unsetenv(name);
-    else
-        setenv(name, value.c_str(), 1);
-#endif
-}
-
-// Sets (or, with "", removes) an environment variable for one scope.
-class ScopedEnv {
-public:
-    ScopedEnv(const char* name, const std::string& value) : name_(name) {
-        const char* old = std::getenv(name);
-        had_ = old != nullptr;
-        if (old) old_ = old;
-        set_env(name, value);
-    }
-    ~ScopedEnv() { set_env(name_, had_ ? old_ : std::string()); }
-    ScopedEnv(const ScopedEnv&) = delete;
-    ScopedEnv& operator=(const ScopedEnv&) = delete;
-
-private:
-    const char* name_;
-    bool had_ = false;
-    std::string old_;
-};
 
 // "tls: message", for failure reports.
 std::string describe(const llm_stream::Error& e) {
@@ -547,7 +518,7 @@ TEST_CASE("valid chain, typed events: finish reason and usage arrive over TLS" *
 
 TEST_CASE("valid chain, CA from in-memory PEM (ca_pem)" * doctest::skip(skip_nginx())) {
     auto sink = std::make_shared<LogSink>();
-    ScopedEnv no_file("SSL_CERT_FILE", ""), no_dir("SSL_CERT_DIR", "");
+    ScopedEnv no_file("SSL_CERT_FILE", std::nullopt), no_dir("SSL_CERT_DIR", std::nullopt);
     Config c = tls_config(tls_env().valid, sink);
     c.tls.ca_file.clear();
     const bool have_pem = read_file(tls_env().ca_file, c.tls.ca_pem);
@@ -558,7 +529,7 @@ TEST_CASE("valid chain, CA from in-memory PEM (ca_pem)" * doctest::skip(skip_ngi
 
 TEST_CASE("valid chain, CA from a directory (ca_dir)" * doctest::skip(skip_nginx())) {
     auto sink = std::make_shared<LogSink>();
-    ScopedEnv no_file("SSL_CERT_FILE", ""), no_dir("SSL_CERT_DIR", "");
+    ScopedEnv no_file("SSL_CERT_FILE", std::nullopt), no_dir("SSL_CERT_DIR", std::nullopt);
     Config c = tls_config(tls_env().valid, sink);
     c.tls.ca_file.clear();
     c.tls.ca_dir = tls_env().ca_dir;
@@ -568,21 +539,21 @@ TEST_CASE("valid chain, CA from a directory (ca_dir)" * doctest::skip(skip_nginx
 TEST_CASE("SSL_CERT_FILE, then SSL_CERT_DIR, are used when no CA is configured" * doctest::skip(skip_nginx())) {
     auto sink = std::make_shared<LogSink>();
     SUBCASE("SSL_CERT_FILE") {
-        ScopedEnv file("SSL_CERT_FILE", tls_env().ca_file), no_dir("SSL_CERT_DIR", "");
+        ScopedEnv file("SSL_CERT_FILE", tls_env().ca_file), no_dir("SSL_CERT_DIR", std::nullopt);
         Config c = tls_config(tls_env().valid, sink);
         c.tls.ca_file.clear();
         Client client(c);  // the variable is set before the client exists
         check_complete(run(client));
     }
     SUBCASE("SSL_CERT_DIR") {
-        ScopedEnv no_file("SSL_CERT_FILE", ""), dir("SSL_CERT_DIR", tls_env().ca_dir);
+        ScopedEnv no_file("SSL_CERT_FILE", std::nullopt), dir("SSL_CERT_DIR", tls_env().ca_dir);
         Config c = tls_config(tls_env().valid, sink);
         c.tls.ca_file.clear();
         Client client(c);
         check_complete(run(client));
     }
     SUBCASE("neither: the system bundle does not know the test CA, so the chain is refused") {
-        ScopedEnv no_file("SSL_CERT_FILE", ""), no_dir("SSL_CERT_DIR", "");
+        ScopedEnv no_file("SSL_CERT_FILE", std::nullopt), no_dir("SSL_CERT_DIR", std::nullopt);
         Config c = tls_config(tls_env().valid, sink);
         c.tls.ca_file.clear();
         const Outcome o = run(c);
@@ -593,7 +564,7 @@ TEST_CASE("SSL_CERT_FILE, then SSL_CERT_DIR, are used when no CA is configured" 
     }
     SUBCASE("an explicit ca_file wins over SSL_CERT_FILE") {
         // SSL_CERT_FILE names a CA that does not sign the server: only ca_file can make this pass.
-        ScopedEnv file("SSL_CERT_FILE", tls_env().ca_dir + "/does-not-exist.pem"), no_dir("SSL_CERT_DIR", "");
+        ScopedEnv file("SSL_CERT_FILE", tls_env().ca_dir + "/does-not-exist.pem"), no_dir("SSL_CERT_DIR", std::nullopt);
         check_complete(run(tls_config(tls_env().valid, sink)));
     }
 }
@@ -709,7 +680,7 @@ TEST_CASE("verify=false accepts what verification refuses, with a warning" * doc
         check_complete(run(c));
     }
     SUBCASE("expired, with no CA configured at all") {
-        ScopedEnv no_file("SSL_CERT_FILE", ""), no_dir("SSL_CERT_DIR", "");
+        ScopedEnv no_file("SSL_CERT_FILE", std::nullopt), no_dir("SSL_CERT_DIR", std::nullopt);
         Config c = tls_config(tls_env().expired, sink);
         c.tls.verify = false;
         c.tls.ca_file.clear();
