@@ -854,6 +854,25 @@ private:
     std::size_t capacity_ = 0;
 };
 
+/* SWAR (eight bytes in a 64-bit word): the high bit of each byte below n (n <= 0x80). Only the lowest
+   such byte is certain to be one (a borrow may mark the bytes above it), but the result is nonzero
+   exactly when the word has one, whatever the byte order: callers ask "any?" and find which byte
+   one at a time. */
+inline std::uint64_t swar_bytes_below(std::uint64_t word, unsigned n) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101u, high_bits = 0x8080808080808080u;
+    return (word - ones * n) & ~word & high_bits;
+}
+/* Nonzero exactly when the word holds the byte c. */
+inline std::uint64_t swar_bytes_equal(std::uint64_t word, char c) noexcept {
+    return swar_bytes_below(word ^ (0x0101010101010101u * static_cast<unsigned char>(c)), 1);
+}
+/* The 8 bytes at p as a word: an unaligned load without undefined behaviour. */
+inline std::uint64_t load_word(const char* p) noexcept {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    return word;
+}
+
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at most
    U+10FFFF), or 0 when the bytes there are not one. */
 inline std::size_t utf8_sequence_length(const unsigned char* p, const unsigned char* end) noexcept {
@@ -880,9 +899,7 @@ inline bool utf8_valid(const char* begin, const char* end) noexcept {
     auto e = reinterpret_cast<const unsigned char*>(end);
     while (p < e) {
         if (e - p >= 8) {  // ASCII, the common case, eight bytes at a time
-            std::uint64_t word;
-            std::memcpy(&word, p, 8);
-            if ((word & 0x8080808080808080u) == 0) {
+            if ((load_word(reinterpret_cast<const char*>(p)) & 0x8080808080808080u) == 0) {
                 p += 8;
                 continue;
             }
@@ -2228,7 +2245,8 @@ inline bool SseParser::add_data(std::string_view value, bool value_in_input) {
     return materialize_pending() && data_.push_back('\n') && data_.append(value);
 }
 
-inline bool SseParser::process_line(std::string_view line, bool line_in_input, Status& status) {
+/* Inlined into next(), its one caller: it runs for every line of every event. */
+LLM_STREAM_FORCE_INLINE bool SseParser::process_line(std::string_view line, bool line_in_input, Status& status) {
     if (line.empty()) {  // dispatch
         if (!has_data_) {
             event_type_length_ = 0;
@@ -2529,19 +2547,13 @@ inline const char* json_string_stop_scalar(const char* p, const char* end) noexc
 /* Whether an 8-byte word holds a quote, a backslash or a byte below 0x20 (exact as a whole, whatever
    the byte order: the caller then finds which byte one at a time). */
 inline bool json_word_has_stop(std::uint64_t word) noexcept {
-    constexpr std::uint64_t ones = 0x0101010101010101u, high_bits = 0x8080808080808080u;
-    // A byte below n sets its high bit in (x - n) & ~x (n <= 0x80); equality is "below 1" after a xor.
-    auto below = [&](std::uint64_t x, std::uint64_t n) { return (x - ones * n) & ~x & high_bits; };
-    return (below(word, 0x20) | below(word ^ (ones * '"'), 1) | below(word ^ (ones * '\\'), 1)) != 0;
+    return (swar_bytes_below(word, 0x20) | swar_bytes_equal(word, '"') | swar_bytes_equal(word, '\\')) != 0;
 }
 
 /* Eight bytes at a time, for CPUs without SSE2. */
 inline const char* json_string_stop_swar(const char* p, const char* end) noexcept {
-    for (; end - p >= 8; p += 8) {
-        std::uint64_t word;
-        std::memcpy(&word, p, 8);  // an unaligned load without undefined behaviour
-        if (json_word_has_stop(word)) break;
-    }
+    for (; end - p >= 8; p += 8)
+        if (json_word_has_stop(load_word(p))) break;
     return json_string_stop_scalar(p, end);
 }
 
