@@ -2605,6 +2605,7 @@ public:
 
     bool string(JsonSpan& out) noexcept;  // at '"'
     bool number(std::int64_t* as_int, bool* is_int) noexcept;
+    bool fraction_and_exponent() noexcept;
     bool literal(const char* word, std::size_t length) noexcept {
         if (static_cast<std::size_t>(end - p) < length || std::memcmp(p, word, length) != 0)
             return fail("invalid literal");
@@ -2655,30 +2656,19 @@ LLM_STREAM_FORCE_INLINE bool JsonCursor::string(JsonSpan& out) noexcept {
 
 inline bool JsonCursor::number(std::int64_t* as_int, bool* is_int) noexcept {
     const char* const begin = p;
-    auto digit = [this] { return p < end && *p >= '0' && *p <= '9'; };
-    const bool negative = at('-');
-    if (negative) ++p;
-    const char* const digits = p;
+    // The integer part (the whole of most numbers) with a local cursor, which stays in a register.
+    const char* q = p;
+    const bool negative = q < end && *q == '-';
+    if (negative) ++q;
+    const char* const digits = q;
     std::uint64_t magnitude = 0;  // exact up to 19 digits; longer ones go to from_chars
-    if (at('0')) ++p;
-    else if (digit()) {
-        for (; digit(); ++p) magnitude = magnitude * 10 + static_cast<unsigned>(*p - '0');
-    }
-    else return fail("invalid number");
-    bool integral = true;
-    if (at('.')) {
-        ++p;
-        if (!digit()) return fail("invalid number");
-        while (digit()) ++p;
-        integral = false;
-    }
-    if (at('e') || at('E')) {
-        ++p;
-        if (at('+') || at('-')) ++p;
-        if (!digit()) return fail("invalid number");
-        while (digit()) ++p;
-        integral = false;
-    }
+    if (q < end && *q == '0') ++q;
+    else
+        for (; q < end && *q >= '0' && *q <= '9'; ++q) magnitude = magnitude * 10 + static_cast<unsigned>(*q - '0');
+    p = q;
+    if (q == digits) return fail("invalid number");
+    const bool integral = !(at('.') || at('e') || at('E'));
+    if (!integral && !fraction_and_exponent()) return false;
     if (as_int && integral && p - digits <= 18) {  // fits: no from_chars call for indexes and counts
         const auto value = static_cast<std::int64_t>(magnitude);
         *as_int = negative ? -value : value;
@@ -2690,14 +2680,31 @@ inline bool JsonCursor::number(std::int64_t* as_int, bool* is_int) noexcept {
     return true;
 }
 
+/* A number's fraction and exponent, after its integer part. */
+inline bool JsonCursor::fraction_and_exponent() noexcept {
+    auto digit = [this] { return p < end && *p >= '0' && *p <= '9'; };
+    if (at('.')) {
+        ++p;
+        if (!digit()) return fail("invalid number");
+        while (digit()) ++p;
+    }
+    if (at('e') || at('E')) {
+        ++p;
+        if (at('+') || at('-')) ++p;
+        if (!digit()) return fail("invalid number");
+        while (digit()) ++p;
+    }
+    return true;
+}
+
 template <class OnMember>
 bool JsonCursor::object(int depth, OnMember on_member) {
     if (depth > json_max_depth) return fail("nesting too deep");
     ++p;  // '{'
     skip_ws();
     if (at('}')) { ++p; return true; }
+    JsonSpan key;  // string() sets it whole: no fresh one per member
     for (;;) {
-        JsonSpan key;
         if (!at('"')) return fail("expected a member name");
         if (!string(key)) return false;
         if (!at(':')) skip_ws();  // the colon mostly follows the name directly

@@ -746,6 +746,23 @@ TEST_CASE("DeltaExtractor: usage") {
             CHECK(u->usage.total_tokens == 9000000000LL);
         }
     }
+    SUBCASE("counts are read exactly up to the int64 range; fractions, exponents and larger ones are left out") {
+        struct Count { const char* json; long long expected; };
+        const Count counts[] = {
+            {"0", 0}, {"-0", 0}, {"7", 7}, {"-5", -5}, {"999999999999999999", 999999999999999999LL},
+            {"-999999999999999999", -999999999999999999LL}, {"1000000000000000000", 1000000000000000000LL},
+            {"9223372036854775807", 9223372036854775807LL}, {"-9223372036854775808", -9223372036854775807LL - 1},
+            {"9223372036854775808", 0}, {"99999999999999999999", 0}, {"7.0", 0}, {"1e3", 0}, {"2E+1", 0},
+            {"3.5e-2", 0},
+        };
+        for (const Count& count : counts) {
+            CAPTURE(count.json);
+            const Extraction x = extract(std::string("{\"choices\":[],\"usage\":{\"total_tokens\":") + count.json + "}}");
+            const Ev* u = x.first(EventType::usage);
+            REQUIRE(u != nullptr);
+            CHECK(u->usage.total_tokens == count.expected);
+        }
+    }
     SUBCASE("usage null: no usage event") {
         const Extraction x = extract("{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}],\"usage\":null}");
         CHECK(x.result == Result::ok);
