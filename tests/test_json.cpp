@@ -1408,6 +1408,24 @@ TEST_CASE("json_string_stop: every stop byte at every position, near 8- and 16-b
         }
 }
 
+TEST_CASE("find_line_break (SSE): an LF or a CR at every position of lines up to 70 bytes, or none") {
+    for (std::size_t length = 0; length <= 70; ++length)
+        for (std::size_t at = 0; at <= length; ++at)
+            for (const char* line_break : {"\n", "\r", "\r\n", ""}) {
+                std::string s(length, 'x');
+                for (std::size_t i = 0; i < length; ++i) s[i] = static_cast<char>("ab\x0B\x0C\xE4\x80\xFF "[i % 8]);
+                s.insert(at, line_break);
+                ExactBytes b(s);
+                const char* const first = b.view().data();
+                const char* const last = first + b.view().size();
+                const std::size_t expected = std::min(s.find_first_of("\r\n"), s.size());
+                if (d::find_line_break(first, last) != first + expected) {
+                    CAPTURE(s);
+                    CHECK(false);
+                }
+            }
+}
+
 TEST_CASE("json_string_stop: random bytes, mostly ones that do not stop the scan") {
     std::mt19937 rng(11u);
     for (int i = 0; i < 20000; ++i) {
