@@ -3295,11 +3295,15 @@ inline std::unique_ptr<WireReader> make_wire_reader(Api api) {
 
 class DecoderCore {
 public:
-    DecoderCore(const Limits& limits, Api api) : limits_(limits), api_(api), other_(make_wire_reader(api)) {
+    DecoderCore(const Limits& limits, Api api)
+        : limits_(limits), api_(api), other_(make_wire_reader(api)),
+          reader_events_(other_ ? &other_->events() : &format_.events()) {
         http_.reset({limits.max_header_bytes, 4096});
         sse_.reset({limits.max_line_bytes, limits.max_event_bytes});
         lines_.reset(limits.max_event_bytes);
     }
+    DecoderCore(const DecoderCore&) = delete;  // reader_events_ points into it
+    DecoderCore& operator=(const DecoderCore&) = delete;
 
     DecodeStep feed(std::string_view input);
     DecodeStep finish();
@@ -3341,7 +3345,7 @@ private:
     WireReader::Result read_message(std::string_view name, std::string_view data) {
         return other_ ? other_->read(name, data) : format_.read(name, data);
     }
-    const std::vector<Event>& reader_events() const noexcept { return other_ ? other_->events() : format_.events(); }
+    const std::vector<Event>& reader_events() const noexcept { return *reader_events_; }
     Error reader_error() const { return other_ ? other_->error() : format_.error(); }
     /* After a message that ended the completion and brought events: done once they are handed out. */
     std::optional<DecodeStep> due_done() {
@@ -3375,6 +3379,8 @@ private:
     LineSplitter lines_;
     DeltaExtractor format_;                 // OpenAI's chat completions, and every API's error bodies
     std::unique_ptr<WireReader> other_;     // another API's reader
+    // The reader's events, found once: not a virtual call per event.
+    const std::vector<Event>* reader_events_;
     ByteBuffer whole_body_;
     std::size_t body_pending_ = 0;   // body bytes at the start of the next input, HTTP framing removed
     std::size_t queued_ = 0;         // events of the last message
