@@ -909,6 +909,25 @@ private:
     std::size_t capacity_ = 0;
 };
 
+/* SWAR (eight bytes in a 64-bit word): the high bit of each byte below n (n <= 0x80). Only the lowest
+   such byte is certain to be one (a borrow may mark the bytes above it), but the result is nonzero
+   exactly when the word has one, whatever the byte order: callers ask "any?" and find which byte
+   one at a time. */
+inline std::uint64_t swar_bytes_below(std::uint64_t word, unsigned n) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101u, high_bits = 0x8080808080808080u;
+    return (word - ones * n) & ~word & high_bits;
+}
+/* Nonzero exactly when the word holds the byte c. */
+inline std::uint64_t swar_bytes_equal(std::uint64_t word, char c) noexcept {
+    return swar_bytes_below(word ^ (0x0101010101010101u * static_cast<unsigned char>(c)), 1);
+}
+/* The 8 bytes at p as a word: an unaligned load without undefined behaviour. */
+inline std::uint64_t load_word(const char* p) noexcept {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    return word;
+}
+
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at most
    U+10FFFF), or 0 when the bytes there are not one. */
 inline std::size_t utf8_sequence_length(const unsigned char* p, const unsigned char* end) noexcept {
@@ -934,6 +953,12 @@ inline bool utf8_valid(const char* begin, const char* end) noexcept {
     auto p = reinterpret_cast<const unsigned char*>(begin);
     auto e = reinterpret_cast<const unsigned char*>(end);
     while (p < e) {
+        if (e - p >= 8) {  // ASCII, the common case, eight bytes at a time
+            if ((load_word(reinterpret_cast<const char*>(p)) & 0x8080808080808080u) == 0) {
+                p += 8;
+                continue;
+            }
+        }
         if (*p < 0x80) { ++p; continue; }
         std::size_t n = utf8_sequence_length(p, e);
         if (n == 0) return false;
@@ -998,6 +1023,16 @@ inline std::string_view utf8_prefix(std::string_view s, std::size_t max_chars) n
 
 inline int hex_value(char c) noexcept {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+inline unsigned count_trailing_zeros(unsigned v) noexcept {
+#if defined(_MSC_VER) && !defined(__clang__)
+    unsigned long index;
+    _BitScanForward(&index, v);
+    return static_cast<unsigned>(index);
+#else
+    return static_cast<unsigned>(__builtin_ctz(v));
+#endif
 }
 
 inline char ascii_lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
@@ -1791,9 +1826,9 @@ private:
     void start_body();
     // Each reads from p, advancing it: a Step to return, or nothing to go on with the next state.
     std::optional<Step> read_head(const char* data, const char*& p, const char* end);
-    std::optional<Step> read_chunk_size(const char* data, const char*& p);
+    std::optional<Step> read_chunk_size(const char* data, const char*& p, const char* end);
     std::optional<Step> read_chunk_line_rest(const char* data, const char*& p);
-    std::optional<Step> read_chunk_end(const char* data, const char*& p);
+    std::optional<Step> read_chunk_end(const char* data, const char*& p, const char* end);
     std::optional<Step> read_trailers(const char* data, const char*& p, const char* end);
     static std::size_t offset(const char* data, const char* p) noexcept { return static_cast<std::size_t>(p - data); }
     // Up to `remaining_` body bytes from p, handed out in place; then `next`.
@@ -2025,21 +2060,31 @@ inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_head(con
 }
 
 /* chunk-size = 1*HEXDIG, then optional whitespace and ";ext" up to CRLF (or a bare LF). */
-inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_chunk_size(const char* data, const char*& p) {
-    const char c = *p++;
-    if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes) return chunk_line_too_long(data, p);
-    const int digit = hex_value(c);
-    if (digit >= 0) {
+inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_chunk_size(const char* data, const char*& p,
+                                                                                   const char* end) {
+    // The digits in one loop, not one state-machine step each: this runs once per chunk, and a
+    // server may send every event in its own chunk.
+    int digit = -1;
+    char c = 0;
+    do {
+        c = *p++;
+        if (++chunk_line_bytes_ > limits_.max_chunk_line_bytes) return chunk_line_too_long(data, p);
+        digit = hex_value(c);
+        if (digit < 0) break;
         if (chunk_line_bytes_ != static_cast<std::size_t>(chunk_digits_) + 1)
             return fail(ErrorCode::protocol, "malformed chunk size", offset(data, p));
         ++chunk_digits_;
         if (remaining_ >> 58)  // the next digit would overflow 62 bits
             return fail(ErrorCode::protocol, "chunk size overflows", offset(data, p));
         remaining_ = remaining_ * 16 + static_cast<unsigned>(digit);
-        return std::nullopt;
-    }
+    } while (p < end);
+    if (digit >= 0) return std::nullopt;  // the input ended inside the digits
     if (chunk_digits_ == 0) return fail(ErrorCode::protocol, "malformed chunk size", offset(data, p));
     if (c == ';') state_ = State::chunk_ext;
+    else if (c == '\r' && p < end && *p == '\n') {  // the usual CRLF, both bytes at once
+        ++p;
+        end_chunk_line();
+    }
     else if (c == '\r') state_ = State::chunk_size_lf;
     else if (c == '\n') end_chunk_line();
     else if (is_http_space(c)) state_ = State::chunk_size_ws;
@@ -2066,11 +2111,12 @@ inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_chunk_li
 }
 
 /* The CRLF (or bare LF) after a chunk's data. */
-inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_chunk_end(const char* data, const char*& p) {
+inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_chunk_end(const char* data, const char*& p,
+                                                                                  const char* end) {
     if (state_ == State::chunk_data_cr && *p == '\r') {
         ++p;
         state_ = State::chunk_data_lf;
-        return std::nullopt;
+        if (p == end) return std::nullopt;  // else its LF is read at once
     }
     if (*p != '\n') return fail(ErrorCode::protocol, "missing CRLF after chunk data", offset(data, p));
     ++p;
@@ -2108,13 +2154,13 @@ inline HttpResponseReader::Step HttpResponseReader::feed(std::string_view input)
         case State::head: step = read_head(data, p, end); break;
         case State::body_length: return take_body(data, p, end, State::done);
         case State::body_close: return {Status::body, input.size(), {p, offset(p, end)}};
-        case State::chunk_size: step = read_chunk_size(data, p); break;
+        case State::chunk_size: step = read_chunk_size(data, p, end); break;
         case State::chunk_size_ws:
         case State::chunk_ext:
         case State::chunk_size_lf: step = read_chunk_line_rest(data, p); break;
         case State::chunk_data: return take_body(data, p, end, State::chunk_data_cr);
         case State::chunk_data_cr:
-        case State::chunk_data_lf: step = read_chunk_end(data, p); break;
+        case State::chunk_data_lf: step = read_chunk_end(data, p, end); break;
         case State::trailers: step = read_trailers(data, p, end); break;
         case State::done: return {Status::end, offset(data, p), {}};
         case State::failed: return {Status::error, 0, {}};
@@ -2254,7 +2300,8 @@ inline bool SseParser::add_data(std::string_view value, bool value_in_input) {
     return materialize_pending() && data_.push_back('\n') && data_.append(value);
 }
 
-inline bool SseParser::process_line(std::string_view line, bool line_in_input, Status& status) {
+/* Inlined into next(), its one caller: it runs for every line of every event. */
+LLM_STREAM_FORCE_INLINE bool SseParser::process_line(std::string_view line, bool line_in_input, Status& status) {
     if (line.empty()) {  // dispatch
         if (!has_data_) {
             event_type_length_ = 0;
@@ -2270,14 +2317,15 @@ inline bool SseParser::process_line(std::string_view line, bool line_in_input, S
         return true;
     }
     if (line[0] == ':') return false;  // comment
-    std::size_t colon = line.find(':');
-    std::string_view field = line.substr(0, colon);
-    std::string_view value = line.substr(line.size());  // "data" alone: an empty value
-    if (colon != std::string_view::npos) {
-        value = line.substr(colon + 1);
-        if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
-    }
-    if (field == "data") {
+    // Pointer arithmetic and fixed-size compares: this runs for every line of every event.
+    const char* const colon = static_cast<const char*>(std::memchr(line.data(), ':', line.size()));
+    const char* const line_end = line.data() + line.size();
+    const char* const field_end = colon ? colon : line_end;  // "data" alone: an empty value
+    const std::size_t field_size = static_cast<std::size_t>(field_end - line.data());
+    const char* value_begin = colon ? colon + 1 : line_end;
+    if (value_begin < line_end && *value_begin == ' ') ++value_begin;
+    const std::string_view value(value_begin, static_cast<std::size_t>(line_end - value_begin));
+    if (field_size == 4 && std::memcmp(line.data(), "data", 4) == 0) {
         const std::size_t so_far = !has_data_ ? 0 : pending_in_input_ ? pending_.size() + 1 : data_.size() + 1;
         if (so_far + value.size() > limits_.max_event_bytes) {
             status = fail(ErrorCode::limit_exceeded, "SSE event exceeds the limit");
@@ -2287,13 +2335,33 @@ inline bool SseParser::process_line(std::string_view line, bool line_in_input, S
             status = fail(ErrorCode::out_of_memory, "out of memory");
             return true;
         }
-    } else if (field == "event") {
+    } else if (field_size == 5 && std::memcmp(line.data(), "event", 5) == 0) {
         // Event types are short names; a longer one is kept cut, never grown without bound.
         event_type_length_ = std::min(value.size(), sizeof event_type_);
         std::memcpy(event_type_, value.data(), event_type_length_);
     }
     // "id" and "retry" steer reconnection by EventSource, which a chat completion never uses.
     return false;
+}
+
+/* The first LF or CR in [p, end), or end: one pass that stops at the line's end (two memchr calls
+   would each scan on to the end of the input when that byte is absent, as CR mostly is). */
+inline const char* find_line_break(const char* p, const char* end) noexcept {
+#if LLM_STREAM_SSE2
+    auto breaks = [](const char* block) {  // one bit per LF or CR of the 16 bytes at block
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
+        return static_cast<unsigned>(_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\r')))));
+    };
+    for (; end - p >= 32; p += 32) {  // 32 bytes a step: a data line is often hundreds of bytes
+        const unsigned mask = breaks(p) | breaks(p + 16) << 16;
+        if (mask) return p + count_trailing_zeros(mask);
+    }
+    for (; end - p >= 16; p += 16)
+        if (const unsigned mask = breaks(p)) return p + count_trailing_zeros(mask);
+#endif
+    while (p < end && *p != '\n' && *p != '\r') ++p;
+    return p;
 }
 
 /* A UTF-8 BOM may open the stream, possibly split across inputs: true once it is behind. */
@@ -2320,24 +2388,13 @@ inline SseParser::Status SseParser::next(const char*& p, const char* end) {
     if (error_code_ != ErrorCode::none) return Status::error;
     dispatched_ = {};
     if (at_start_ && !skip_bom(p, end)) return error_code_ != ErrorCode::none ? Status::error : Status::need_more;
-    // Positions of the next LF and CR past p, found once and reused for the lines before them.
-    const char* next_lf = nullptr;
-    const char* next_cr = nullptr;
     while (p < end) {
         if (skip_lf_) {
             skip_lf_ = false;
             if (*p == '\n') { ++p; continue; }
         }
         const std::size_t avail = static_cast<std::size_t>(end - p);
-        if (next_lf < p) {
-            next_lf = static_cast<const char*>(std::memchr(p, '\n', avail));
-            if (!next_lf) next_lf = end;
-        }
-        if (next_cr < p) {
-            next_cr = static_cast<const char*>(std::memchr(p, '\r', avail));
-            if (!next_cr) next_cr = end;
-        }
-        const char* eol = next_lf < next_cr ? next_lf : next_cr;
+        const char* const eol = find_line_break(p, end);
         if (eol == end) {  // the line continues in the next input
             if (line_.size() + avail > limits_.max_line_bytes)
                 return fail(ErrorCode::limit_exceeded, "SSE line exceeds the limit");
@@ -2538,13 +2595,47 @@ inline std::size_t json_decode_string(const char* p, const char* end, char* out,
     return static_cast<std::size_t>(o - out);
 }
 
-inline unsigned count_trailing_zeros(unsigned v) noexcept {
-#if defined(_MSC_VER) && !defined(__clang__)
-    unsigned long index;
-    _BitScanForward(&index, v);
-    return static_cast<unsigned>(index);
+/* Where the scan of a string's body stops: the first quote, backslash or control character in
+   [p, end), or end. The scalar scan is the reference; the block scans below skip whole blocks free
+   of those bytes and leave the exact byte to it. */
+inline const char* json_string_stop_scalar(const char* p, const char* end) noexcept {
+    while (p < end && *p != '"' && *p != '\\' && static_cast<unsigned char>(*p) >= 0x20) ++p;
+    return p;
+}
+
+/* Whether an 8-byte word holds a quote, a backslash or a byte below 0x20 (exact as a whole, whatever
+   the byte order: the caller then finds which byte one at a time). */
+inline bool json_word_has_stop(std::uint64_t word) noexcept {
+    return (swar_bytes_below(word, 0x20) | swar_bytes_equal(word, '"') | swar_bytes_equal(word, '\\')) != 0;
+}
+
+/* Eight bytes at a time, for CPUs without SSE2. */
+inline const char* json_string_stop_swar(const char* p, const char* end) noexcept {
+    for (; end - p >= 8; p += 8)
+        if (json_word_has_stop(load_word(p))) break;
+    return json_string_stop_scalar(p, end);
+}
+
+#if LLM_STREAM_SSE2
+/* Sixteen bytes at a time. */
+LLM_STREAM_FORCE_INLINE const char* json_string_stop_sse2(const char* p, const char* end) noexcept {
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
+    for (; end - p >= 16; p += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                         _mm_cmpeq_epi8(_mm_min_epu8(v, control), v));
+        const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
+        if (mask) return p + count_trailing_zeros(mask);
+    }
+    return json_string_stop_scalar(p, end);
+}
+#endif
+
+LLM_STREAM_FORCE_INLINE const char* json_string_stop(const char* p, const char* end) noexcept {
+#if LLM_STREAM_SSE2
+    return json_string_stop_sse2(p, end);
 #else
-    return static_cast<unsigned>(__builtin_ctz(v));
+    return json_string_stop_swar(p, end);
 #endif
 }
 
@@ -2564,12 +2655,16 @@ public:
         return false;
     }
     LLM_STREAM_FORCE_INLINE void skip_ws() noexcept {
-        while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) ++p;
+        // Most tokens follow one another directly: one comparison rules whitespace out.
+        while (p < end && static_cast<unsigned char>(*p) <= ' ' &&
+               (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+            ++p;
     }
     bool at(char c) const noexcept { return p < end && *p == c; }
 
     bool string(JsonSpan& out) noexcept;  // at '"'
     bool number(std::int64_t* as_int, bool* is_int) noexcept;
+    bool fraction_and_exponent() noexcept;
     bool literal(const char* word, std::size_t length) noexcept {
         if (static_cast<std::size_t>(end - p) < length || std::memcmp(p, word, length) != 0)
             return fail("invalid literal");
@@ -2589,19 +2684,7 @@ LLM_STREAM_FORCE_INLINE bool JsonCursor::string(JsonSpan& out) noexcept {
     const char* const begin = p;
     bool escaped = false;
     for (;;) {
-#if LLM_STREAM_SSE2
-        // Sixteen bytes at a time until a quote, a backslash or a control character.
-        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
-        while (end - p >= 16) {
-            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-            const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                                             _mm_cmpeq_epi8(_mm_min_epu8(v, control), v));
-            const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
-            if (mask) { p += count_trailing_zeros(mask); break; }
-            p += 16;
-        }
-#endif
-        while (p < end && *p != '"' && *p != '\\' && static_cast<unsigned char>(*p) >= 0x20) ++p;
+        p = json_string_stop(p, end);
         if (p >= end) return fail("unterminated string");
         const char c = *p;
         if (c == '"') {
@@ -2632,28 +2715,43 @@ LLM_STREAM_FORCE_INLINE bool JsonCursor::string(JsonSpan& out) noexcept {
 
 inline bool JsonCursor::number(std::int64_t* as_int, bool* is_int) noexcept {
     const char* const begin = p;
+    // The integer part (the whole of most numbers) with a local cursor, which stays in a register.
+    const char* q = p;
+    const bool negative = q < end && *q == '-';
+    if (negative) ++q;
+    const char* const digits = q;
+    std::uint64_t magnitude = 0;  // exact up to 19 digits; longer ones go to from_chars
+    if (q < end && *q == '0') ++q;
+    else
+        for (; q < end && *q >= '0' && *q <= '9'; ++q) magnitude = magnitude * 10 + static_cast<unsigned>(*q - '0');
+    p = q;
+    if (q == digits) return fail("invalid number");
+    const bool integral = !(at('.') || at('e') || at('E'));
+    if (!integral && !fraction_and_exponent()) return false;
+    if (as_int && integral && p - digits <= 18) {  // fits: no from_chars call for indexes and counts
+        const auto value = static_cast<std::int64_t>(magnitude);
+        *as_int = negative ? -value : value;
+        if (is_int) *is_int = true;
+    } else if (as_int && integral) {
+        const auto r = std::from_chars(begin, p, *as_int);
+        if (is_int) *is_int = r.ec == std::errc() && r.ptr == p;
+    }
+    return true;
+}
+
+/* A number's fraction and exponent, after its integer part. */
+inline bool JsonCursor::fraction_and_exponent() noexcept {
     auto digit = [this] { return p < end && *p >= '0' && *p <= '9'; };
-    if (at('-')) ++p;
-    if (at('0')) ++p;
-    else if (digit()) { while (digit()) ++p; }
-    else return fail("invalid number");
-    bool integral = true;
     if (at('.')) {
         ++p;
         if (!digit()) return fail("invalid number");
         while (digit()) ++p;
-        integral = false;
     }
     if (at('e') || at('E')) {
         ++p;
         if (at('+') || at('-')) ++p;
         if (!digit()) return fail("invalid number");
         while (digit()) ++p;
-        integral = false;
-    }
-    if (as_int && integral) {
-        const auto r = std::from_chars(begin, p, *as_int);
-        if (is_int) *is_int = r.ec == std::errc() && r.ptr == p;
     }
     return true;
 }
@@ -2664,11 +2762,11 @@ bool JsonCursor::object(int depth, OnMember on_member) {
     ++p;  // '{'
     skip_ws();
     if (at('}')) { ++p; return true; }
+    JsonSpan key;  // string() sets it whole: no fresh one per member
     for (;;) {
-        JsonSpan key;
         if (!at('"')) return fail("expected a member name");
         if (!string(key)) return false;
-        skip_ws();
+        if (!at(':')) skip_ws();  // the colon mostly follows the name directly
         if (!at(':')) return fail("expected ':'");
         ++p;
         skip_ws();
@@ -3252,11 +3350,15 @@ inline std::unique_ptr<WireReader> make_wire_reader(Api api) {
 
 class DecoderCore {
 public:
-    DecoderCore(const Limits& limits, Api api) : limits_(limits), api_(api), other_(make_wire_reader(api)) {
+    DecoderCore(const Limits& limits, Api api)
+        : limits_(limits), api_(api), other_(make_wire_reader(api)),
+          reader_events_(other_ ? &other_->events() : &format_.events()) {
         http_.reset({limits.max_header_bytes, 4096});
         sse_.reset({limits.max_line_bytes, limits.max_event_bytes});
         lines_.reset(limits.max_event_bytes);
     }
+    DecoderCore(const DecoderCore&) = delete;  // reader_events_ points into it
+    DecoderCore& operator=(const DecoderCore&) = delete;
 
     DecodeStep feed(std::string_view input);
     DecodeStep finish();
@@ -3298,7 +3400,7 @@ private:
     WireReader::Result read_message(std::string_view name, std::string_view data) {
         return other_ ? other_->read(name, data) : format_.read(name, data);
     }
-    const std::vector<Event>& reader_events() const noexcept { return other_ ? other_->events() : format_.events(); }
+    const std::vector<Event>& reader_events() const noexcept { return *reader_events_; }
     Error reader_error() const { return other_ ? other_->error() : format_.error(); }
     /* After a message that ended the completion and brought events: done once they are handed out. */
     std::optional<DecodeStep> due_done() {
@@ -3332,6 +3434,8 @@ private:
     LineSplitter lines_;
     DeltaExtractor format_;                 // OpenAI's chat completions, and every API's error bodies
     std::unique_ptr<WireReader> other_;     // another API's reader
+    // The reader's events, found once: not a virtual call per event.
+    const std::vector<Event>* reader_events_;
     ByteBuffer whole_body_;
     std::size_t body_pending_ = 0;   // body bytes at the start of the next input, HTTP framing removed
     std::size_t queued_ = 0;         // events of the last message

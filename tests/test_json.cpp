@@ -746,6 +746,23 @@ TEST_CASE("DeltaExtractor: usage") {
             CHECK(u->usage.total_tokens == 9000000000LL);
         }
     }
+    SUBCASE("counts are read exactly up to the int64 range; fractions, exponents and larger ones are left out") {
+        struct Count { const char* json; long long expected; };
+        const Count counts[] = {
+            {"0", 0}, {"-0", 0}, {"7", 7}, {"-5", -5}, {"999999999999999999", 999999999999999999LL},
+            {"-999999999999999999", -999999999999999999LL}, {"1000000000000000000", 1000000000000000000LL},
+            {"9223372036854775807", 9223372036854775807LL}, {"-9223372036854775808", -9223372036854775807LL - 1},
+            {"9223372036854775808", 0}, {"99999999999999999999", 0}, {"7.0", 0}, {"1e3", 0}, {"2E+1", 0},
+            {"3.5e-2", 0},
+        };
+        for (const Count& count : counts) {
+            CAPTURE(count.json);
+            const Extraction x = extract(std::string("{\"choices\":[],\"usage\":{\"total_tokens\":") + count.json + "}}");
+            const Ev* u = x.first(EventType::usage);
+            REQUIRE(u != nullptr);
+            CHECK(u->usage.total_tokens == count.expected);
+        }
+    }
     SUBCASE("usage null: no usage event") {
         const Extraction x = extract("{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}],\"usage\":null}");
         CHECK(x.result == Result::ok);
@@ -1312,6 +1329,112 @@ TEST_CASE("utf8_valid") {
             CAPTURE(s);
             CHECK(lib == oracle_valid(s));
         }
+    }
+}
+
+/* The ASCII fast path reads 8 bytes at a time: a bad byte at every position of longer ASCII runs. */
+TEST_CASE("utf8_valid: an invalid or multi-byte sequence at every position of an ASCII run") {
+    const std::string inserts[] = {"\xFF", "\x80", "\xC2", "\xE4\xBD", "\xC3\xA9", "\xE4\xBD\xA0", kGrin};
+    for (std::size_t length = 0; length <= 40; ++length)
+        for (std::size_t at = 0; at <= length; ++at)
+            for (const std::string& insert : inserts) {
+                const std::string s = std::string(at, 'a') + insert + std::string(length - at, 'b');
+                ExactBytes b(s);
+                if (d::utf8_valid(b.view().data(), b.view().data() + b.view().size()) != oracle_valid(s)) {
+                    CAPTURE(s);
+                    CHECK(false);
+                }
+            }
+}
+
+/* =============================================================================================
+   The string scan: the block paths (SSE2 where the CPU has it, SWAR everywhere) against the scalar one
+   ============================================================================================= */
+
+namespace {
+bool is_string_stop(unsigned char c) { return c == '"' || c == '\\' || c < 0x20; }
+
+/* Every block path stops where the scalar reference does, on `s` copied to an exact-size block. */
+void check_string_stop(const std::string& s) {
+    ExactBytes b(s);
+    const char* const first = b.view().data();
+    const char* const last = first + b.view().size();
+    const char* const expected = d::json_string_stop_scalar(first, last);
+    CAPTURE(s);
+    CHECK(d::json_string_stop_swar(first, last) == expected);
+#if LLM_STREAM_SSE2
+    CHECK(d::json_string_stop_sse2(first, last) == expected);
+#endif
+    CHECK(d::json_string_stop(first, last) == expected);
+}
+}  // namespace
+
+TEST_CASE("json_word_has_stop: each byte value at each place of a word, among other bytes") {
+    const unsigned char fills[] = {'a', ' ', '!', 0x7F, 0x80, 0xFF, '"' + 1, '\\' + 1};
+    for (const unsigned char fill : fills)
+        for (unsigned value = 0; value < 256; ++value)
+            for (std::size_t at = 0; at < 8; ++at) {
+                unsigned char bytes[8];
+                std::memset(bytes, fill, sizeof bytes);
+                bytes[at] = static_cast<unsigned char>(value);
+                std::uint64_t word;
+                std::memcpy(&word, bytes, 8);
+                const bool expected = is_string_stop(fill) || is_string_stop(static_cast<unsigned char>(value));
+                if (d::json_word_has_stop(word) != expected) {
+                    CAPTURE(value);
+                    CAPTURE(at);
+                    CAPTURE(static_cast<unsigned>(fill));
+                    CHECK(false);
+                }
+            }
+}
+
+TEST_CASE("json_string_stop: every stop byte at every position, near 8- and 16-byte block edges") {
+    std::vector<char> stops = {'"', '\\'};
+    for (int c = 0; c < 0x20; ++c) stops.push_back(static_cast<char>(c));
+    const std::string fills[] = {"a", "\xE4\xBD\xA0", "\xFF", "\x80 ", "\x7F!#[]"};  // ASCII, UTF-8, invalid bytes
+    for (const std::string& fill : fills)
+        for (std::size_t length = 0; length <= 40; ++length) {
+            std::string body;
+            while (body.size() < length) body += fill;
+            body.resize(length);
+            check_string_stop(body);  // no stop at all: the end
+            for (std::size_t at = 0; at < length; ++at)
+                for (const char stop : stops) {
+                    std::string s = body;
+                    s[at] = stop;
+                    check_string_stop(s);
+                }
+        }
+}
+
+TEST_CASE("find_line_break (SSE): an LF or a CR at every position of lines up to 70 bytes, or none") {
+    for (std::size_t length = 0; length <= 70; ++length)
+        for (std::size_t at = 0; at <= length; ++at)
+            for (const char* line_break : {"\n", "\r", "\r\n", ""}) {
+                std::string s(length, 'x');
+                for (std::size_t i = 0; i < length; ++i) s[i] = static_cast<char>("ab\x0B\x0C\xE4\x80\xFF "[i % 8]);
+                s.insert(at, line_break);
+                ExactBytes b(s);
+                const char* const first = b.view().data();
+                const char* const last = first + b.view().size();
+                const std::size_t expected = std::min(s.find_first_of("\r\n"), s.size());
+                if (d::find_line_break(first, last) != first + expected) {
+                    CAPTURE(s);
+                    CHECK(false);
+                }
+            }
+}
+
+TEST_CASE("json_string_stop: random bytes, mostly ones that do not stop the scan") {
+    std::mt19937 rng(11u);
+    for (int i = 0; i < 20000; ++i) {
+        std::string s(rng() % 70, '\0');
+        for (char& c : s) {
+            const unsigned r = static_cast<unsigned>(rng() % 64);
+            c = static_cast<char>(r == 0 ? "\"\\\x01\x1F"[rng() % 4] : 0x20 + rng() % 0xE0);
+        }
+        check_string_stop(s);
     }
 }
 
