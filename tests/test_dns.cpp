@@ -100,6 +100,13 @@ IoStatus run(DnsLookup& lookup) {
     return IoStatus::would_block;
 }
 
+/* Waits (up to 10 s) for the DNS server's thread to have counted what the client sent: counts are
+   checked once they can no longer grow, never against a race with that thread. */
+template <class Condition>
+void wait_until(Condition done) {
+    for (int waits = 0; waits < 10000 && !done(); ++waits) std::this_thread::sleep_for(1ms);
+}
+
 #define START_DNS(server)                                                \
     do {                                                                 \
         const bool started_ = (server).start();                          \
@@ -342,6 +349,7 @@ TEST_CASE("answers under another id are ignored until the try times out; every t
     CHECK(lookup.error().code == ErrorCode::dns);
     CHECK(lookup.error().message == "cannot resolve llm.test: the name server " + dns.address() +
                                         " did not answer within 150 ms (2 tries)");
+    wait_until([&] { return dns.answers_sent() >= 4; });
     CHECK(dns.queries() == 4);  // A and AAAA, twice
     CHECK(dns.answers_sent() == 4);
 }
@@ -436,6 +444,7 @@ TEST_CASE("a blocking stream resolves the same way; NXDOMAIN and a DNS timeout a
     config.retry.max_retries = 1;
     config.retry.initial_backoff = 1ms;
     {
+        wait_until([&] { return dns.queries() >= 4; });  // the first two streams' A and AAAA
         const int queries_before = dns.queries();
         Stream stream = Client(config).stream_chat("hello");
         CHECK(!stream.next_chunk());
@@ -443,6 +452,7 @@ TEST_CASE("a blocking stream resolves the same way; NXDOMAIN and a DNS timeout a
         CHECK(stream.error().message.find("cannot resolve llm.test: the name server " + dns.address() +
                                           " did not answer within 100 ms (2 tries)") == 0);
         CHECK(stream.stats().attempts == 2);  // the retry policy retries DNS failures
+        wait_until([&] { return dns.queries() - queries_before >= 8; });
         CHECK(dns.queries() - queries_before == 8);
     }
 }
@@ -456,7 +466,7 @@ TEST_CASE("cancel() wakes a stream blocked in name resolution; the hosts file an
     {
         Stream stream = Client(config).stream_chat("hello");
         std::thread canceller([&] {
-            while (dns.queries() < 2) std::this_thread::sleep_for(1ms);
+            wait_until([&] { return dns.queries() >= 2; });
             stream.cancel();
         });
         CHECK(!stream.next_chunk());
@@ -473,6 +483,7 @@ TEST_CASE("cancel() wakes a stream blocked in name resolution; the hosts file an
     std::fputs("127.0.0.1 LLM.test\n", f);
     std::fclose(f);
     config.dns.hosts_file = hosts;
+    wait_until([&] { return dns.queries() >= 2; });
     const int queries_before = dns.queries();
     CHECK(Client(config).stream_chat("hello").next_chunk() == std::optional<std::string_view>("hi"));
     std::remove(hosts.c_str());
