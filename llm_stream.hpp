@@ -8273,7 +8273,7 @@ public:
     const char* opening_stage() const override {
         return state_ == State::tls      ? "the TLS handshake"
                : state_ == State::tunnel ? "the proxy's CONNECT"
-               : lookup_                 ? "name resolution"
+               : looking_up()            ? "name resolution"
                                          : "connecting";
     }
     IoResult write(const char* data, std::size_t size) override {
@@ -8289,7 +8289,7 @@ public:
     WaitInfo wait_info() const noexcept override {
         WaitInfo w;
 #if !defined(_WIN32)
-        if (lookup_) return lookup_wait_info();
+        if (looking_up()) return lookup_wait_info();
 #endif
         const native_socket s = connection_ ? connection_->socket() : connecting_;
         if (s == invalid_socket) return w;
@@ -8318,7 +8318,6 @@ private:
         return {IoStatus::failed, 0};
     }
     IoResult resolve();
-    IoResult look_up();
     IoResult start_connect();
     IoResult poll_connect();
     IoResult finish_connect();
@@ -8342,6 +8341,8 @@ private:
     std::vector<SocketAddress> addresses_;
 #if !defined(_WIN32)
     std::optional<DnsLookup> lookup_;  // while a name server is asked
+    bool looking_up() const noexcept { return lookup_.has_value(); }
+    IoResult look_up();
     WaitInfo lookup_wait_info() const noexcept {
         WaitInfo w;
         w.socket = static_cast<socket_handle>(lookup_->socket());
@@ -8351,7 +8352,7 @@ private:
         return w;
     }
 #else
-    std::optional<int> lookup_;  // never set: getaddrinfo answers at once
+    bool looking_up() const noexcept { return false; }  // getaddrinfo answers at once
 #endif
     std::size_t next_address_ = 0;
     native_socket connecting_ = invalid_socket;
@@ -8371,7 +8372,9 @@ inline IoResult NetworkTransport::open() {
 }
 
 inline IoResult NetworkTransport::resolve() {
-    if (lookup_) return look_up();
+#if !defined(_WIN32)
+    if (looking_up()) return look_up();
+#endif
     if (!network_startup()) return failed(ErrorCode::io, "Winsock could not be started");
     bool ask_dns = false;
     if (Error e = resolve_host(peer_host(), proxy_ ? proxy_->port : url_.port, client_->config, addresses_, ask_dns))
@@ -8386,9 +8389,9 @@ inline IoResult NetworkTransport::resolve() {
     return start_connect();
 }
 
-/* Asks the name servers (POSIX), then connects to the addresses they gave. */
-inline IoResult NetworkTransport::look_up() {
 #if !defined(_WIN32)
+/* Asks the name servers, then connects to the addresses they gave. */
+inline IoResult NetworkTransport::look_up() {
     const IoResult r = lookup_->step();
     if (r.status == IoStatus::would_block) return r;
     if (r.status == IoStatus::failed) {
@@ -8397,10 +8400,10 @@ inline IoResult NetworkTransport::look_up() {
     }
     append_numeric_addresses(lookup_->addresses(), proxy_ ? proxy_->port : url_.port, addresses_);
     lookup_.reset();
-#endif
     state_ = State::connect;
     return start_connect();
 }
+#endif
 
 inline IoResult NetworkTransport::start_connect() {
     // Tries addresses in order until a connect() is under way or has succeeded.
