@@ -457,7 +457,7 @@ TEST_CASE("a blocking stream resolves the same way; NXDOMAIN and a DNS timeout a
     }
 }
 
-TEST_CASE("cancel() wakes a stream blocked in name resolution; the hosts file and the resolver hook come first") {
+TEST_CASE("cancel() wakes a stream blocked in name resolution, connect_timeout ends it; the hosts file and the resolver hook come first") {
     DnsServer dns;
     dns.set_mode(DnsMode::silent);
     START_DNS(dns);
@@ -472,6 +472,13 @@ TEST_CASE("cancel() wakes a stream blocked in name resolution; the hosts file an
         CHECK(!stream.next_chunk());
         canceller.join();
         CHECK(stream.error().code == ErrorCode::cancelled);
+    }
+    config.connect_timeout = 200ms;  // covers the name resolution as well
+    {
+        Stream stream = Client(config).stream_chat("hello");
+        CHECK(!stream.next_chunk());
+        CHECK(stream.error().code == ErrorCode::timeout);
+        CHECK(stream.error().message == "name resolution timed out after 0.2 s");
     }
     llm_test::TestServer http;
     ENSURE(http.start());
