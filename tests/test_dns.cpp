@@ -296,6 +296,30 @@ TEST_CASE("resolv.conf: the first 3 name servers, timeout and attempts; defaults
     CHECK(chosen.attempts == 3);
 }
 
+TEST_CASE("name server addresses: IPv4 or IPv6, with a port (IPv6 in brackets) or port 53") {
+    using llm_stream::detail::dns_server_address;
+    using llm_stream::detail::SocketAddress;
+    const struct {
+        const char* text;
+        int family;
+        unsigned port;
+    } good[] = {{"10.0.0.1", AF_INET, 53}, {"127.0.0.1:5353", AF_INET, 5353}, {"::1", AF_INET6, 53}, {"[::1]:5353", AF_INET6, 5353}};
+    for (const auto& g : good) {
+        CAPTURE(g.text);
+        SocketAddress a;
+        CHECK(dns_server_address(g.text, a));
+        CHECK(a.storage.ss_family == g.family);
+        const std::uint16_t port = g.family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_port
+                                                       : reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_port;
+        CHECK(ntohs(port) == g.port);
+    }
+    for (const char* bad : {"dns.google", "", "10.0.0.1:port", "[::1]"}) {
+        CAPTURE(bad);
+        SocketAddress a;
+        CHECK(!dns_server_address(bad, a));
+    }
+}
+
 /* =============================================================================================
    DnsLookup against a DNS server on loopback
    ============================================================================================= */
