@@ -1589,7 +1589,7 @@ public:
     DnsLookup& operator=(const DnsLookup&) = delete;
     ~DnsLookup() { close(); }
 
-    /* would_block until it is over: ok (addresses(): AAAA then A) or failed (error(), ErrorCode::dns). */
+    /* would_block until it is over: ok (addresses(), ordered by finish()) or failed (error(), ErrorCode::dns). */
     IoResult step() {
         if (done_) return {error_ ? IoStatus::failed : IoStatus::ok, 0};
         if (tries_ == 0) return start_try();
@@ -1804,10 +1804,27 @@ inline IoResult DnsLookup::take(std::string_view message) {
     return {IoStatus::would_block, 0};
 }
 
+/* Whether this host has a route to `numeric`: a UDP socket connect()s to it (no packet is sent), as
+   getaddrinfo finds out when it sorts addresses (RFC 6724). */
+inline bool dns_routable(const std::string& numeric) {
+    SocketAddress a;
+    if (!dns_server_address(numeric, a)) return false;
+    const native_socket s = ::socket(a.storage.ss_family, SOCK_DGRAM, 0);
+    if (s == invalid_socket) return false;
+    const bool routable = ::connect(s, reinterpret_cast<const sockaddr*>(&a.storage), a.length) == 0;
+    close_socket(s);
+    return routable;
+}
+
+/* AAAA first, then A, as getaddrinfo orders them on a host that reaches IPv6; A first on one that
+   does not (so that a connect does not wait on an unreachable address first). */
 inline IoResult DnsLookup::finish() {
     close();
-    addresses_ = queries_[0].addresses;
-    addresses_.insert(addresses_.end(), queries_[1].addresses.begin(), queries_[1].addresses.end());
+    const bool ipv6_first = !queries_[0].addresses.empty() && dns_routable(queries_[0].addresses.front());
+    const Query& first = queries_[ipv6_first ? 0 : 1];
+    const Query& second = queries_[ipv6_first ? 1 : 0];
+    addresses_ = first.addresses;
+    addresses_.insert(addresses_.end(), second.addresses.begin(), second.addresses.end());
     if (addresses_.empty()) return fail("the name has no address (no A or AAAA record)");
     done_ = true;
     return {IoStatus::ok, 0};
