@@ -176,6 +176,19 @@ struct TlsOptions {
    error (ErrorCode::tls) when the CAs cannot be loaded or the library has no TLS compiled in. */
 [[nodiscard]] Error make_default_tls_backend(const TlsOptions& options, std::shared_ptr<TlsBackend>& backend);
 
+/* Where host names are looked up when Config::resolver is not set (POSIX; Windows asks getaddrinfo).
+   The hosts file first, then the name servers over UDP (TCP when an answer is truncated), A and AAAA
+   at once, without ever blocking poll(). Only the name as given is asked: resolv.conf's `search` and
+   `ndots` are not applied (a base URL names its host in full). */
+struct DnsOptions {
+    /* "address" or "address:port" ("10.0.0.2", "127.0.0.1:5353", "[::1]:5353"), tried in turn.
+       Empty: the `nameserver` lines of /etc/resolv.conf (the first 3), 127.0.0.1 when it has none. */
+    std::vector<std::string> servers;
+    std::string hosts_file = "/etc/hosts";  // names looked up there first; empty: none
+    std::chrono::milliseconds timeout{0};   // per query; 0: resolv.conf's `options timeout:N`, else 5 s
+    int attempts = 0;                       // rounds over the servers; 0: resolv.conf's `attempts:N`, else 2
+};
+
 /* The wire format spoken: each has its own path, auth header, request body and stream shape. */
 enum class Api {
     openai,     // chat completions: OpenAI and every compatible server (DashScope, DeepSeek, vLLM, ...)
@@ -206,9 +219,11 @@ struct Config {
     /* Extra request headers, e.g. {"api-key", key} for Azure OpenAI or {"HTTP-Referer", url} for
        OpenRouter. Names must be tokens and values must not contain CR or LF. */
     std::vector<std::pair<std::string, std::string>> headers;
-    /* Numeric addresses ("10.0.0.7", "::1") for a host name. Empty: getaddrinfo, which blocks; set
-       it (or use an IP address in the URL) to keep poll() from ever blocking on DNS. */
+    /* Numeric addresses ("10.0.0.7", "::1") for a host name, replacing `dns` altogether. Empty: the
+       built-in resolver configured by `dns`, which never blocks poll() (on Windows getaddrinfo,
+       which does). */
     std::function<std::vector<std::string>(const std::string& host)> resolver;
+    DnsOptions dns;
     /* The HTTP proxy requests go through: "http://[user:password@]host[:port]" (port 1080 when left
        out, as curl; the credentials percent-encoded, sent as Basic and never logged) or a bare
        "host:port". Empty: direct connections. An https:// origin is reached through a CONNECT tunnel
@@ -635,7 +650,7 @@ public:
     /* Blocks until the next typed event; nullptr at the end or on error. */
     const Event* next_event();
 
-    /* Never blocks (but see Config::resolver about DNS): advances the stream as far as it can and
+    /* Never blocks (on Windows, see Config::resolver about DNS): advances the stream as far as it can and
        says what happened. */
     PollStatus poll();
     const Event& current_event() const noexcept;  // after poll() returned PollStatus::event
@@ -1291,47 +1306,630 @@ inline std::string address_text(const SocketAddress& a) {
     return a.storage.ss_family == AF_INET6 ? "[" + std::string(host) + "]" : std::string(host);
 }
 
-/* Addresses for host:port. Numeric hosts never touch DNS; names go to `resolver` when set, else to
-   getaddrinfo (which blocks). */
-inline Error resolve_host(const std::string& host, std::uint16_t port,
-                          const std::function<std::vector<std::string>(const std::string&)>& resolver,
-                          std::vector<SocketAddress>& out) {
-    out.clear();
-    const std::string service = std::to_string(port);
-    std::string why = "no address";
-    auto add = [&](const std::string& name, bool numeric_only) {
-        addrinfo hints{};
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_protocol = IPPROTO_TCP;
-        hints.ai_flags = AI_NUMERICSERV | (numeric_only ? AI_NUMERICHOST : AI_ADDRCONFIG);
-        addrinfo* list = nullptr;
-        const int rc = getaddrinfo(name.c_str(), service.c_str(), &hints, &list);
-        if (rc != 0) {
-#if defined(_WIN32)
-            why = socket_error_text(rc);
-#else
-            why = gai_strerror(rc);
-#endif
-            return;
-        }
-        for (addrinfo* a = list; a; a = a->ai_next) {
-            if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
-            SocketAddress address;
-            std::memcpy(&address.storage, a->ai_addr, a->ai_addrlen);
-            address.length = static_cast<socklen_t>(a->ai_addrlen);
-            out.push_back(address);
-        }
-        freeaddrinfo(list);
+/* ------------------------------------------------------------------------------------------------
+   DNS: queries and answers
+   A stub resolver (RFC 1035) for the names that are neither IP addresses nor in the hosts file, so
+   that opening a connection never blocks poll(): the A and AAAA queries go out at once over UDP (over
+   TCP when an answer comes back truncated), and an answer is believed only once it matches its query.
+   The writer and the reader are sans-I/O (fuzz/fuzz_dns.cpp); DnsLookup moves their bytes.
+   ------------------------------------------------------------------------------------------------ */
+
+constexpr std::uint16_t dns_type_a = 1, dns_type_cname = 5, dns_type_aaaa = 28, dns_class_in = 1;
+constexpr std::size_t dns_header_bytes = 12;
+constexpr std::size_t dns_max_name_bytes = 255;  // in wire form, length bytes and the final 0 included
+constexpr int dns_max_cname_hops = 8;
+
+inline void dns_put_u16(std::string& out, std::uint16_t v) {
+    out += static_cast<char>(v >> 8);
+    out += static_cast<char>(v & 0xFF);
+}
+
+inline std::uint16_t dns_u16(std::string_view message, std::size_t at) noexcept {
+    return static_cast<std::uint16_t>(static_cast<unsigned char>(message[at]) << 8 |
+                                      static_cast<unsigned char>(message[at + 1]));
+}
+
+/* Appends `name` in wire form (length-prefixed labels, then 0); ErrorCode::dns naming it when it cannot
+   be one. No IDNA: an internationalised name must be given in its xn-- form. */
+inline Error dns_wire_name(std::string_view name, std::string& out) {
+    auto refuse = [&](const char* why) {
+        return make_error(ErrorCode::dns, "cannot look up \"" + excerpt(name, 80) + "\": " + why);
     };
-    add(host, true);  // an IP address
-    if (out.empty() && resolver) {
-        for (const std::string& numeric : resolver(host)) add(numeric, true);
-        if (out.empty()) why = "the resolver returned no usable address";
-    } else if (out.empty()) {
-        add(host, false);
+    if (!name.empty() && name.back() == '.') name.remove_suffix(1);  // an absolute name
+    if (name.empty()) return refuse("the name is empty");
+    const std::size_t start = out.size();
+    std::size_t label = 0;
+    for (std::size_t i = 0; i <= name.size(); ++i) {
+        const unsigned char c = i < name.size() ? static_cast<unsigned char>(name[i]) : '.';
+        if (c >= 0x80) return refuse("not an ASCII name (give an internationalised name in its xn-- form)");
+        if (c <= ' ' || c == 0x7F) return refuse("a space or control character in the name");
+        if (c != '.') continue;
+        if (i == label) return refuse("an empty label");
+        if (i - label > 63) return refuse("a label longer than 63 bytes");
+        out += static_cast<char>(i - label);
+        out.append(name.substr(label, i - label));
+        label = i + 1;
     }
-    if (out.empty()) return make_error(ErrorCode::dns, "cannot resolve " + host + ": " + why);
+    out += '\0';
+    if (out.size() - start > dns_max_name_bytes) return refuse("longer than 255 bytes");
+    return {};
+}
+
+/* A standard query with recursion desired for the `type` records (dns_type_a, dns_type_aaaa) of `name`. */
+inline Error write_dns_query(std::string_view name, std::uint16_t id, std::uint16_t type, std::string& out) {
+    out.clear();
+    dns_put_u16(out, id);
+    dns_put_u16(out, 0x0100);  // QR 0, opcode 0 (a query), RD 1
+    dns_put_u16(out, 1);       // one question
+    out.append(6, '\0');       // no answer, authority or additional records
+    if (Error e = dns_wire_name(name, out)) return e;
+    dns_put_u16(out, type);
+    dns_put_u16(out, dns_class_in);
+    return {};
+}
+
+/* The name at `pos` in wire form, lower case, compression pointers followed; `pos` moves past it in
+   place. False when malformed. A pointer must point before itself and the name stays within 255 bytes,
+   so no chain of pointers can loop. */
+inline bool dns_read_name(std::string_view message, std::size_t& pos, std::string& wire) {
+    wire.clear();
+    std::size_t at = pos;
+    bool jumped = false;
+    for (;;) {
+        if (at >= message.size()) return false;
+        const unsigned length = static_cast<unsigned char>(message[at]);
+        if ((length & 0xC0) == 0xC0) {
+            if (at + 1 >= message.size()) return false;
+            const std::size_t target = (length & 0x3Fu) << 8 | static_cast<unsigned char>(message[at + 1]);
+            if (target >= at) return false;
+            if (!jumped) pos = at + 2;
+            jumped = true;
+            at = target;
+            continue;
+        }
+        if ((length & 0xC0) != 0 || at + 1 + length > message.size()) return false;  // reserved label types
+        if (wire.size() + 1 + length > dns_max_name_bytes) return false;
+        wire += static_cast<char>(length);
+        for (std::size_t i = at + 1; i < at + 1 + length; ++i) wire += ascii_lower(message[i]);
+        at += 1 + length;
+        if (length == 0) break;
+    }
+    if (!jumped) pos = at;
+    return true;
+}
+
+/* What an answer says, for the query it was checked against. */
+enum class DnsReply {
+    addresses,      // the answer: `addresses` holds those of the asked type (none: the name has none)
+    no_such_host,   // NXDOMAIN
+    truncated,      // TC set: ask again over TCP
+    server_failed,  // SERVFAIL, REFUSED, another error or a malformed answer (`why`): ask the next server
+    not_ours,       // another id or question (late, or spoofed): keep waiting for the answer
+};
+
+/* One resource record of the answer section. */
+struct DnsRecord {
+    std::string owner;  // wire form, lower case
+    std::uint16_t type = 0;
+    std::size_t data = 0, data_length = 0;  // the RDATA's place in the message
+};
+
+/* The records of the answer section; false (with `why`) when one is malformed or the count lies. */
+inline bool dns_answer_records(std::string_view message, std::size_t pos, std::size_t count,
+                               std::vector<DnsRecord>& out, std::string& why) {
+    for (std::size_t i = 0; i < count; ++i) {
+        DnsRecord r;
+        if (!dns_read_name(message, pos, r.owner) || pos + 10 > message.size()) {
+            why = "answer record " + std::to_string(i + 1) + " is cut short or malformed";
+            return false;
+        }
+        r.type = dns_u16(message, pos);
+        r.data_length = dns_u16(message, pos + 8);
+        r.data = pos + 10;  // after TYPE, CLASS, TTL, RDLENGTH
+        if (r.data + r.data_length > message.size()) {
+            why = "answer record " + std::to_string(i + 1) + " has a longer RDLENGTH than the message";
+            return false;
+        }
+        pos = r.data + r.data_length;
+        if (dns_u16(message, r.data - 8) == dns_class_in) out.push_back(std::move(r));
+    }
+    return true;
+}
+
+/* Follows `name` through the CNAME records to the addresses of `type` (dns_type_a or dns_type_aaaa). */
+inline bool dns_follow_records(std::string_view message, const std::vector<DnsRecord>& records, std::string name,
+                               std::uint16_t type, std::vector<std::string>& addresses, std::string& why) {
+    const std::size_t size = type == dns_type_a ? 4 : 16;
+    for (int hop = 0; hop <= dns_max_cname_hops; ++hop) {
+        const DnsRecord* alias = nullptr;
+        for (const DnsRecord& r : records) {
+            if (r.owner != name) continue;
+            if (r.type == dns_type_cname) alias = &r;
+            if (r.type != type) continue;
+            char text[64];
+            if (r.data_length != size || !inet_ntop(size == 4 ? AF_INET : AF_INET6, message.data() + r.data, text, sizeof text)) {
+                why = "an address record of " + std::to_string(r.data_length) + " bytes";
+                return false;
+            }
+            addresses.emplace_back(text);
+        }
+        if (!addresses.empty() || !alias) return true;
+        std::size_t at = alias->data;
+        if (!dns_read_name(message, at, name) || at != alias->data + alias->data_length) {
+            why = "a malformed CNAME record";
+            return false;
+        }
+    }
+    why = "a chain of more than " + std::to_string(dns_max_cname_hops) + " CNAME records";
+    return false;
+}
+
+/* The header and question of `message` against those of `query`: the id, QR, one question that is the
+   query's (names compared case-insensitively), whose name goes to `asked`; `pos` moves past it. */
+inline bool dns_answers_query(std::string_view message, std::string_view query, std::size_t& pos, std::string& asked) {
+    if (message.size() < dns_header_bytes || query.size() < dns_header_bytes + 5) return false;
+    if (message.substr(0, 2) != query.substr(0, 2) || (message[2] & 0x80) == 0 || dns_u16(message, 4) != 1) return false;
+    std::string answered;
+    std::size_t query_pos = dns_header_bytes;
+    pos = dns_header_bytes;
+    if (!dns_read_name(query, query_pos, asked) || !dns_read_name(message, pos, answered) || asked != answered)
+        return false;
+    if (pos + 4 > message.size() || message.substr(pos, 4) != query.substr(query_pos, 4)) return false;
+    pos += 4;
+    return true;
+}
+
+/* Reads `message` as the answer to `query` (as write_dns_query wrote it). */
+inline DnsReply read_dns_answer(std::string_view message, std::string_view query, std::vector<std::string>& addresses,
+                                std::string& why) {
+    addresses.clear();
+    std::size_t pos = 0;
+    std::string name;
+    if (!dns_answers_query(message, query, pos, name)) return DnsReply::not_ours;
+    const unsigned opcode = (static_cast<unsigned char>(message[2]) >> 3) & 0xF;
+    const unsigned rcode = static_cast<unsigned char>(message[3]) & 0xF;
+    if (opcode != 0) {
+        why = "an answer with opcode " + std::to_string(opcode);
+        return DnsReply::server_failed;
+    }
+    if (message[2] & 0x02) return DnsReply::truncated;
+    if (rcode == 3) return DnsReply::no_such_host;
+    if (rcode != 0) {
+        why = rcode == 2 ? "SERVFAIL" : rcode == 5 ? "REFUSED" : "RCODE " + std::to_string(rcode);
+        return DnsReply::server_failed;
+    }
+    std::vector<DnsRecord> records;
+    if (!dns_answer_records(message, pos, dns_u16(message, 6), records, why) ||
+        !dns_follow_records(message, records, name, dns_u16(query, query.size() - 4), addresses, why)) {
+        addresses.clear();
+        return DnsReply::server_failed;
+    }
+    return DnsReply::addresses;
+}
+
+/* Appends the addresses a hosts file (its text) gives `name`: "address name alias..." lines, #
+   comments, names compared case-insensitively. */
+inline void hosts_file_addresses(std::string_view text, std::string_view name, std::vector<std::string>& out) {
+    if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+    auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+    while (!text.empty()) {
+        std::string_view line = text.substr(0, text.find('\n'));
+        text.remove_prefix(std::min(text.size(), line.size() + 1));
+        line = line.substr(0, line.find('#'));
+        std::vector<std::string_view> fields;
+        for (std::size_t i = 0; i < line.size();) {
+            std::size_t end = i;
+            while (end < line.size() && !space(line[end])) ++end;
+            if (end > i) fields.push_back(line.substr(i, end - i));
+            i = end + 1;
+        }
+        for (std::size_t f = 1; f < fields.size(); ++f)
+            if (iequals(fields[f], name)) {
+                out.emplace_back(fields[0]);
+                break;
+            }
+    }
+}
+
+/* Where and how patiently DnsLookup asks. */
+struct DnsSettings {
+    std::vector<std::string> servers;  // as DnsOptions::servers
+    std::chrono::milliseconds timeout{5000};
+    int attempts = 2;
+};
+
+/* The nameserver lines (the first 3, as glibc) and `options timeout:N attempts:N` of a resolv.conf. */
+inline void read_resolv_conf(std::string_view text, DnsSettings& out) {
+    while (!text.empty()) {
+        std::string_view line = text.substr(0, text.find('\n'));
+        text.remove_prefix(std::min(text.size(), line.size() + 1));
+        line = trim_ascii_space(line.substr(0, line.find_first_of("#;")));
+        const std::size_t gap = std::min(line.size(), line.find_first_of(" \t"));
+        const std::string_view keyword = line.substr(0, gap), rest = trim_ascii_space(line.substr(gap));
+        if (keyword == "nameserver" && out.servers.size() < 3 && !rest.empty())
+            out.servers.emplace_back(rest.substr(0, rest.find_first_of(" \t")));
+        if (keyword != "options") continue;
+        for (std::size_t i = 0; i < rest.size();) {
+            std::size_t end = std::min(rest.size(), rest.find_first_of(" \t", i));
+            const std::string_view option = rest.substr(i, end - i);
+            std::uint64_t n = 0;
+            if (option.substr(0, 8) == "timeout:" && parse_decimal(option.substr(8), n))
+                out.timeout = std::chrono::seconds(std::clamp<std::uint64_t>(n, 1, 30));
+            if (option.substr(0, 9) == "attempts:" && parse_decimal(option.substr(9), n))
+                out.attempts = static_cast<int>(std::clamp<std::uint64_t>(n, 1, 5));
+            i = end + 1;
+        }
+    }
+}
+
+/* A name server's address: "address" (port 53) or "address:port", an IPv6 one in brackets with a port. */
+inline bool dns_server_address(const std::string& text, SocketAddress& out) {
+    std::string host = text, port = "53";
+    const std::size_t colon = text.rfind(':');
+    if (!text.empty() && text[0] == '[' && colon != std::string::npos && colon > 0 && text[colon - 1] == ']') {
+        host = text.substr(1, colon - 2);
+        port = text.substr(colon + 1);
+    } else if (colon != std::string::npos && text.find(':') == colon) {
+        host = text.substr(0, colon);
+        port = text.substr(colon + 1);
+    }
+    addrinfo hints{};
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    hints.ai_socktype = SOCK_DGRAM;
+    addrinfo* found = nullptr;
+    if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || !found) return false;
+    const bool fits = found->ai_addrlen <= sizeof out.storage;
+    if (fits) {
+        std::memcpy(&out.storage, found->ai_addr, found->ai_addrlen);
+        out.length = static_cast<socklen_t>(found->ai_addrlen);
+    }
+    freeaddrinfo(found);
+    return fits;
+}
+
+/* The text of a small system file (at most 1 MiB read); empty when it cannot be read. */
+inline std::string read_system_file(const std::string& path) {
+    std::string text;
+    std::FILE* f = path.empty() ? nullptr : std::fopen(path.c_str(), "rb");
+    if (!f) return text;
+    char buffer[4096];
+    std::size_t got = 0;
+    while (text.size() < (1u << 20) && (got = std::fread(buffer, 1, sizeof buffer, f)) > 0) text.append(buffer, got);
+    std::fclose(f);
+    return text;
+}
+
+/* The settings `options` ask for: their servers, else resolv.conf's, else 127.0.0.1 (as glibc). */
+inline DnsSettings dns_settings(const DnsOptions& options, const std::string& resolv_conf_path = "/etc/resolv.conf") {
+    DnsSettings s;
+    read_resolv_conf(read_system_file(resolv_conf_path), s);
+    if (!options.servers.empty()) s.servers = options.servers;
+    if (s.servers.empty()) s.servers.emplace_back("127.0.0.1");
+    if (options.timeout.count() > 0) s.timeout = options.timeout;
+    if (options.attempts > 0) s.attempts = options.attempts;
+    return s;
+}
+
+#if !defined(_WIN32)
+/* The A and AAAA lookup of one name over non-blocking sockets. Each try asks one server (over UDP, then
+   TCP when an answer is truncated) and gives it `timeout`; the tries go round the servers `attempts`
+   times. step() never blocks; between steps, wait on socket() for at most time_left(). */
+class DnsLookup {
+public:
+    DnsLookup(std::string name, DnsSettings settings) : name_(std::move(name)), settings_(std::move(settings)) {
+        queries_[0].type = dns_type_aaaa;
+        queries_[1].type = dns_type_a;
+    }
+    DnsLookup(const DnsLookup&) = delete;
+    DnsLookup& operator=(const DnsLookup&) = delete;
+    ~DnsLookup() { close(); }
+
+    /* would_block until it is over: ok (addresses(), ordered by finish()) or failed (error(), ErrorCode::dns). */
+    IoResult step() {
+        if (done_) return {error_ ? IoStatus::failed : IoStatus::ok, 0};
+        if (tries_ == 0) return start_try();
+        if (Clock::now() >= try_ends_) return next_try(server_name() + " did not answer within " +
+                                                         std::to_string(settings_.timeout.count()) + " ms");
+        return tcp_ ? step_tcp() : read_udp();
+    }
+    native_socket socket() const noexcept { return socket_; }
+    bool wants_write() const noexcept { return connecting_ || sent_ < outgoing_.size(); }
+    std::chrono::milliseconds time_left(Clock::time_point now) const noexcept {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(try_ends_ - now);
+        return left.count() > 0 ? left : std::chrono::milliseconds(0);
+    }
+    const std::vector<std::string>& addresses() const noexcept { return addresses_; }
+    const Error& error() const noexcept { return error_; }
+
+private:
+    struct Query {
+        std::uint16_t type = 0;
+        std::string bytes;  // as sent (over TCP after a length)
+        bool answered = false;
+        std::vector<std::string> addresses;
+    };
+    static constexpr int reads_per_step = 8;  // bounded work per step, whatever a server floods us with
+
+    const std::string& server_text() const { return settings_.servers[(tries_ - 1) % settings_.servers.size()]; }
+    std::string server_name() const { return "the name server " + server_text(); }
+    void close() {
+        if (socket_ != invalid_socket) close_socket(socket_);
+        socket_ = invalid_socket;
+        tcp_ = connecting_ = false;
+        outgoing_.clear();
+        incoming_.clear();
+        sent_ = 0;
+    }
+    IoResult fail(const std::string& why) {
+        close();
+        done_ = true;
+        error_ = make_error(ErrorCode::dns, "cannot resolve " + name_ + ": " + why);
+        return {IoStatus::failed, 0};
+    }
+    IoResult next_try(std::string why) {
+        last_why_ = std::move(why);
+        return start_try();
+    }
+    bool open_socket(int type);
+    IoResult start_try();
+    IoResult send_udp_queries();
+    IoResult read_udp();
+    IoResult start_tcp();
+    IoResult step_tcp();
+    IoResult read_tcp();
+    IoResult take(std::string_view message);
+    IoResult finish();
+
+    std::string name_;
+    DnsSettings settings_;
+    Query queries_[2];  // AAAA, A
+    std::random_device random_;  // the ids, so that an off-path attacker cannot guess them
+    std::size_t tries_ = 0;
+    SocketAddress server_;
+    native_socket socket_ = invalid_socket;
+    bool tcp_ = false, connecting_ = false, done_ = false;
+    std::string outgoing_, incoming_;  // over TCP: the queries (each after its length), what arrived
+    std::size_t sent_ = 0;
+    Clock::time_point try_ends_{};
+    std::string last_why_;
+    std::vector<std::string> addresses_;
+    Error error_;
+};
+
+/* A socket of `type` connected (or connecting, for TCP) to server_; false with last_why_ otherwise. */
+inline bool DnsLookup::open_socket(int type) {
+    close();
+    socket_ = ::socket(server_.storage.ss_family, type, 0);
+    if (socket_ == invalid_socket || !set_non_blocking(socket_)) {
+        last_why_ = server_name() + ": " + socket_error_text(last_socket_error());
+        return false;
+    }
+#if defined(SO_NOSIGPIPE)
+    const int on = 1;
+    setsockopt(socket_, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
+#endif
+    if (::connect(socket_, reinterpret_cast<const sockaddr*>(&server_.storage), server_.length) == 0) return true;
+    const int e = last_socket_error();
+    connecting_ = type == SOCK_STREAM && is_connect_pending(e);
+    if (!connecting_) last_why_ = server_name() + ": " + socket_error_text(e);
+    return connecting_;
+}
+
+/* The next server in turn, asked over UDP; failed once every try has been made. */
+inline IoResult DnsLookup::start_try() {
+    const std::size_t tries = static_cast<std::size_t>(std::max(settings_.attempts, 1)) * settings_.servers.size();
+    while (tries_ < tries) {
+        ++tries_;
+        try_ends_ = Clock::now() + settings_.timeout;
+        if (!dns_server_address(server_text(), server_)) {
+            last_why_ = "the name server \"" + server_text() + "\" is not an IP address (with an optional port)";
+            continue;
+        }
+        if (!open_socket(SOCK_DGRAM)) continue;
+        const IoResult r = send_udp_queries();
+        if (r.status != IoStatus::failed || done_) return r;
+    }
+    return fail(last_why_ + " (" + std::to_string(tries) + (tries == 1 ? " try)" : " tries)"));
+}
+
+/* A new id for each query not answered yet, sent in one datagram each. */
+inline IoResult DnsLookup::send_udp_queries() {
+    for (Query& q : queries_) {
+        if (q.answered) continue;
+        if (Error e = write_dns_query(name_, static_cast<std::uint16_t>(random_() & 0xFFFF), q.type, q.bytes)) {
+            close();
+            done_ = true;
+            error_ = std::move(e);
+            return {IoStatus::failed, 0};
+        }
+        int error = 0;
+        if (socket_write(socket_, q.bytes.data(), q.bytes.size(), error).status != IoStatus::ok) {
+            last_why_ = server_name() + ": " + socket_error_text(error);
+            return {IoStatus::failed, 0};
+        }
+    }
+    return {IoStatus::would_block, 0};
+}
+
+inline IoResult DnsLookup::read_udp() {
+    char datagram[4096];
+    for (int reads = 0; reads < reads_per_step; ++reads) {
+        int error = 0;
+        const IoResult r = socket_read(socket_, datagram, sizeof datagram, error);
+        if (r.status == IoStatus::would_block) break;
+        if (r.status == IoStatus::failed) return next_try(server_name() + ": " + socket_error_text(error));
+        const std::size_t try_before = tries_;
+        const IoResult t = take({datagram, r.bytes});  // an empty datagram reads as closed: nothing to take
+        if (t.status != IoStatus::would_block || tries_ != try_before || tcp_) return t;
+    }
+    return {IoStatus::would_block, 0};
+}
+
+/* The same server again over TCP, for the queries not answered yet (RFC 1035 4.2.2: each after its length). */
+inline IoResult DnsLookup::start_tcp() {
+    if (!open_socket(SOCK_STREAM)) return next_try(last_why_);
+    tcp_ = true;
+    try_ends_ = Clock::now() + settings_.timeout;
+    for (const Query& q : queries_) {
+        if (q.answered) continue;
+        dns_put_u16(outgoing_, static_cast<std::uint16_t>(q.bytes.size()));
+        outgoing_ += q.bytes;
+    }
+    return step_tcp();
+}
+
+inline IoResult DnsLookup::step_tcp() {
+    if (connecting_) {
+        pollfd probe = {socket_, POLLOUT, 0};
+        if (::poll(&probe, 1, 0) == 0) return {IoStatus::would_block, 0};
+        int error = 0;
+        socklen_t length = sizeof error;
+        if (getsockopt(socket_, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = last_socket_error();
+        if (error != 0) return next_try(server_name() + " over TCP: " + socket_error_text(error));
+        connecting_ = false;
+    }
+    while (sent_ < outgoing_.size()) {
+        int error = 0;
+        const IoResult w = socket_write(socket_, outgoing_.data() + sent_, outgoing_.size() - sent_, error);
+        if (w.status == IoStatus::would_block) return w;
+        if (w.status != IoStatus::ok) return next_try(server_name() + " over TCP: " + socket_error_text(error));
+        sent_ += w.bytes;
+    }
+    return read_tcp();
+}
+
+/* Reads the answers, each after its 2-byte length, as they come. */
+inline IoResult DnsLookup::read_tcp() {
+    char buffer[4096];
+    for (int reads = 0; reads < reads_per_step; ++reads) {
+        int error = 0;
+        const IoResult r = socket_read(socket_, buffer, sizeof buffer, error);
+        if (r.status == IoStatus::would_block) break;
+        if (r.status != IoStatus::ok)
+            return next_try(server_name() + " closed the TCP connection before answering" +
+                            (r.status == IoStatus::failed ? " (" + socket_error_text(error) + ")" : std::string()));
+        incoming_.append(buffer, r.bytes);
+        while (incoming_.size() >= 2 && incoming_.size() >= 2u + dns_u16(incoming_, 0)) {
+            const std::size_t length = dns_u16(incoming_, 0), try_before = tries_;
+            const std::string message = incoming_.substr(2, length);
+            incoming_.erase(0, 2 + length);
+            const IoResult t = take(message);
+            if (t.status != IoStatus::would_block || tries_ != try_before) return t;
+        }
+    }
+    return {IoStatus::would_block, 0};
+}
+
+/* One message from the server: an answer to one of the queries, or something to ignore. */
+inline IoResult DnsLookup::take(std::string_view message) {
+    for (Query& q : queries_) {
+        if (q.answered) continue;
+        std::string why;
+        switch (read_dns_answer(message, q.bytes, q.addresses, why)) {
+        case DnsReply::not_ours: continue;
+        case DnsReply::addresses:
+            q.answered = true;
+            return queries_[0].answered && queries_[1].answered ? finish() : IoResult{IoStatus::would_block, 0};
+        case DnsReply::no_such_host: return fail("no such host");
+        case DnsReply::truncated:
+            return tcp_ ? next_try(server_name() + " sent a truncated answer over TCP") : start_tcp();
+        case DnsReply::server_failed: return next_try(server_name() + " answered " + why);
+        }
+    }
+    return {IoStatus::would_block, 0};
+}
+
+/* Whether this host has a route to `numeric`: a UDP socket connect()s to it (no packet is sent), as
+   getaddrinfo finds out when it sorts addresses (RFC 6724). */
+inline bool dns_routable(const std::string& numeric) {
+    SocketAddress a;
+    if (!dns_server_address(numeric, a)) return false;
+    const native_socket s = ::socket(a.storage.ss_family, SOCK_DGRAM, 0);
+    if (s == invalid_socket) return false;
+    const bool routable = ::connect(s, reinterpret_cast<const sockaddr*>(&a.storage), a.length) == 0;
+    close_socket(s);
+    return routable;
+}
+
+/* AAAA first, then A, as getaddrinfo orders them on a host that reaches IPv6; A first on one that
+   does not (so that a connect does not wait on an unreachable address first). */
+inline IoResult DnsLookup::finish() {
+    close();
+    const bool ipv6_first = !queries_[0].addresses.empty() && dns_routable(queries_[0].addresses.front());
+    const Query& first = queries_[ipv6_first ? 0 : 1];
+    const Query& second = queries_[ipv6_first ? 1 : 0];
+    addresses_ = first.addresses;
+    addresses_.insert(addresses_.end(), second.addresses.begin(), second.addresses.end());
+    if (addresses_.empty()) return fail("the name has no address (no A or AAAA record)");
+    done_ = true;
+    return {IoStatus::ok, 0};
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------------
+   Platform: name resolution, waiting
+   ------------------------------------------------------------------------------------------------ */
+
+/* Appends the addresses getaddrinfo gives `name` (only when it is an IP address with `numeric_only`);
+   false with getaddrinfo's reason otherwise. */
+inline bool append_addresses(const std::string& name, std::uint16_t port, bool numeric_only,
+                             std::vector<SocketAddress>& out, std::string& why) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = AI_NUMERICSERV | (numeric_only ? AI_NUMERICHOST : AI_ADDRCONFIG);
+    addrinfo* list = nullptr;
+    const int rc = getaddrinfo(name.c_str(), std::to_string(port).c_str(), &hints, &list);
+    if (rc != 0) {
+#if defined(_WIN32)
+        why = socket_error_text(rc);
+#else
+        why = gai_strerror(rc);
+#endif
+        return false;
+    }
+    for (addrinfo* a = list; a; a = a->ai_next) {
+        if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
+        SocketAddress address;
+        std::memcpy(&address.storage, a->ai_addr, a->ai_addrlen);
+        address.length = static_cast<socklen_t>(a->ai_addrlen);
+        out.push_back(address);
+    }
+    freeaddrinfo(list);
+    return true;
+}
+
+/* The socket addresses of numeric addresses (those that are not are left out). */
+inline void append_numeric_addresses(const std::vector<std::string>& numeric, std::uint16_t port,
+                                     std::vector<SocketAddress>& out) {
+    std::string why;
+    for (const std::string& address : numeric) append_addresses(address, port, true, out, why);
+}
+
+/* Addresses for host:port known without asking a name server: numeric hosts never touch DNS; names go
+   to config.resolver when set, else to config.dns's hosts file. `ask_dns` when none of them knows the
+   name: DnsLookup then asks (on Windows, getaddrinfo answers at once instead, blocking). */
+inline Error resolve_host(const std::string& host, std::uint16_t port, const Config& config,
+                          std::vector<SocketAddress>& out, bool& ask_dns) {
+    out.clear();
+    ask_dns = false;
+    std::string why = "no address";
+    if (append_addresses(host, port, true, out, why)) return {};  // an IP address
+    if (config.resolver) {
+        append_numeric_addresses(config.resolver(host), port, out);
+        if (out.empty()) return make_error(ErrorCode::dns, "cannot resolve " + host + ": the resolver returned no usable address");
+        return {};
+    }
+#if defined(_WIN32)
+    if (!append_addresses(host, port, false, out, why) || out.empty())
+        return make_error(ErrorCode::dns, "cannot resolve " + host + ": " + why);
+#else
+    std::vector<std::string> listed;
+    hosts_file_addresses(read_system_file(config.dns.hosts_file), host, listed);
+    append_numeric_addresses(listed, port, out);
+    ask_dns = out.empty();
+#endif
     return {};
 }
 
@@ -7802,7 +8400,10 @@ public:
 
     IoResult open() override;
     const char* opening_stage() const override {
-        return state_ == State::tls ? "the TLS handshake" : state_ == State::tunnel ? "the proxy's CONNECT" : "connecting";
+        return state_ == State::tls      ? "the TLS handshake"
+               : state_ == State::tunnel ? "the proxy's CONNECT"
+               : looking_up()            ? "name resolution"
+                                         : "connecting";
     }
     IoResult write(const char* data, std::size_t size) override {
         const IoResult r = connection_->write(data, size);
@@ -7816,6 +8417,9 @@ public:
     }
     WaitInfo wait_info() const noexcept override {
         WaitInfo w;
+#if !defined(_WIN32)
+        if (looking_up()) return lookup_wait_info();
+#endif
         const native_socket s = connection_ ? connection_->socket() : connecting_;
         if (s == invalid_socket) return w;
         w.socket = static_cast<socket_handle>(s);
@@ -7864,6 +8468,21 @@ private:
     bool tls_wants_write_ = false;
     State state_ = State::resolve;
     std::vector<SocketAddress> addresses_;
+#if !defined(_WIN32)
+    std::optional<DnsLookup> lookup_;  // while a name server is asked
+    bool looking_up() const noexcept { return lookup_.has_value(); }
+    IoResult look_up();
+    WaitInfo lookup_wait_info() const noexcept {
+        WaitInfo w;
+        w.socket = static_cast<socket_handle>(lookup_->socket());
+        w.want_write = lookup_->wants_write();
+        w.want_read = !w.want_write;
+        w.timeout = std::min(std::chrono::milliseconds(1000), lookup_->time_left(Clock::now()));
+        return w;
+    }
+#else
+    bool looking_up() const noexcept { return false; }  // getaddrinfo answers at once
+#endif
     std::size_t next_address_ = 0;
     native_socket connecting_ = invalid_socket;
     std::string connect_errors_;
@@ -7882,12 +8501,38 @@ inline IoResult NetworkTransport::open() {
 }
 
 inline IoResult NetworkTransport::resolve() {
+#if !defined(_WIN32)
+    if (looking_up()) return look_up();
+#endif
     if (!network_startup()) return failed(ErrorCode::io, "Winsock could not be started");
-    if (Error e = resolve_host(peer_host(), proxy_ ? proxy_->port : url_.port, client_->config.resolver, addresses_))
+    bool ask_dns = false;
+    if (Error e = resolve_host(peer_host(), proxy_ ? proxy_->port : url_.port, client_->config, addresses_, ask_dns))
         return failed(e.code, proxy_ ? "the proxy: " + e.message : std::move(e.message));
+#if !defined(_WIN32)
+    if (ask_dns) {
+        lookup_.emplace(peer_host(), dns_settings(client_->config.dns));
+        return look_up();
+    }
+#endif
     state_ = State::connect;
     return start_connect();
 }
+
+#if !defined(_WIN32)
+/* Asks the name servers, then connects to the addresses they gave. */
+inline IoResult NetworkTransport::look_up() {
+    const IoResult r = lookup_->step();
+    if (r.status == IoStatus::would_block) return r;
+    if (r.status == IoStatus::failed) {
+        const Error& e = lookup_->error();
+        return failed(e.code, proxy_ ? "the proxy: " + e.message : e.message);
+    }
+    append_numeric_addresses(lookup_->addresses(), proxy_ ? proxy_->port : url_.port, addresses_);
+    lookup_.reset();
+    state_ = State::connect;
+    return start_connect();
+}
+#endif
 
 inline IoResult NetworkTransport::start_connect() {
     // Tries addresses in order until a connect() is under way or has succeeded.

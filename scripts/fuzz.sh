@@ -23,7 +23,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${1:-20}"
 shift || true
-all_targets=(http sse json pipeline split_differential messages ollama responses gemini anthropic)
+all_targets=(http sse json pipeline split_differential messages ollama responses gemini anthropic dns)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
 work="${LLM_STREAM_FUZZ_DIR:-$root/build-fuzz}"
@@ -83,6 +83,7 @@ rm -rf "$work/seeds"
 mkdir -p "$work"/seeds/{http,sse,json,pipeline,split_differential,messages,ollama,gemini,anthropic}
 "$work/make_seeds" "$work/seeds" tests/data/streams/*.sse || exit 1
 cp fuzz/seeds/messages/* "$work/seeds/messages/"
+mkdir -p "$work/seeds/dns" && cp fuzz/seeds/dns/* "$work/seeds/dns/"  # answers to the target's queries
 cp tests/data/streams/ollama-*.ndjson "$work/seeds/ollama/"
 mkdir -p "$work/seeds/responses"  # each Responses stream's messages, one per line, as fuzz_responses reads them
 for f in tests/data/streams/responses-*.sse; do sed -n 's/^data: //p' "$f" >"$work/seeds/responses/$(basename "$f" .sse)"; done
