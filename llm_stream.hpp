@@ -2943,8 +2943,9 @@ LLM_STREAM_FORCE_INLINE bool SseParser::process_line(std::string_view line, bool
 }
 
 /* The first LF or CR in [p, end), or end: one pass that stops at the line's end (two memchr calls
-   would each scan on to the end of the input when that byte is absent, as CR mostly is). */
-inline const char* find_line_break(const char* p, const char* end) noexcept {
+   would each scan on to the end of the input when that byte is absent, as CR mostly is). [floor, p)
+   is readable too: a short tail is then read as the last 16 bytes before end, not byte by byte. */
+inline const char* find_line_break(const char* p, const char* end, const char* floor) noexcept {
 #if LLM_STREAM_SSE2
     auto breaks = [](const char* block) {  // one bit per LF or CR of the 16 bytes at block
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
@@ -2957,6 +2958,12 @@ inline const char* find_line_break(const char* p, const char* end) noexcept {
     }
     for (; end - p >= 16; p += 16)
         if (const unsigned mask = breaks(p)) return p + count_trailing_zeros(mask);
+    if (p < end && end - floor >= 16) {  // the bytes before p in that block are shifted out
+        const unsigned mask = breaks(end - 16) >> (16 - (end - p));
+        return mask ? p + count_trailing_zeros(mask) : end;
+    }
+#else
+    (void)floor;
 #endif
     while (p < end && *p != '\n' && *p != '\r') ++p;
     return p;
@@ -2983,6 +2990,7 @@ inline bool SseParser::skip_bom(const char*& p, const char* end) {
 }
 
 inline SseParser::Status SseParser::next(const char*& p, const char* end) {
+    const char* const input = p;  // readable from here: find_line_break may look back
     if (error_code_ != ErrorCode::none) return Status::error;
     dispatched_ = {};
     if (at_start_ && !skip_bom(p, end)) return error_code_ != ErrorCode::none ? Status::error : Status::need_more;
@@ -2992,7 +3000,7 @@ inline SseParser::Status SseParser::next(const char*& p, const char* end) {
             if (*p == '\n') { ++p; continue; }
         }
         const std::size_t avail = static_cast<std::size_t>(end - p);
-        const char* const eol = find_line_break(p, end);
+        const char* const eol = find_line_break(p, end, input);
         if (eol == end) {  // the line continues in the next input
             if (line_.size() + avail > limits_.max_line_bytes)
                 return fail(ErrorCode::limit_exceeded, "SSE line exceeds the limit");
@@ -3215,24 +3223,31 @@ inline const char* json_string_stop_swar(const char* p, const char* end) noexcep
 }
 
 #if LLM_STREAM_SSE2
-/* Sixteen bytes at a time. */
-LLM_STREAM_FORCE_INLINE const char* json_string_stop_sse2(const char* p, const char* end) noexcept {
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
-    for (; end - p >= 16; p += 16) {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-        const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                                         _mm_cmpeq_epi8(_mm_min_epu8(v, control), v));
-        const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
-        if (mask) return p + count_trailing_zeros(mask);
+/* Sixteen bytes at a time; [floor, p) is readable too, so that a short tail (a string that ends
+   near the end of the text, as a message's last one does) is read as the last 16 bytes before end. */
+LLM_STREAM_FORCE_INLINE const char* json_string_stop_sse2(const char* p, const char* end, const char* floor) noexcept {
+    auto stops = [](const char* block) {  // one bit per quote, backslash or control byte of the 16 at block
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
+        const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                                         _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v));
+        return static_cast<unsigned>(_mm_movemask_epi8(hit));
+    };
+    for (; end - p >= 16; p += 16)
+        if (const unsigned mask = stops(p)) return p + count_trailing_zeros(mask);
+    if (p < end && end - floor >= 16) {  // the bytes before p in that block are shifted out
+        const unsigned mask = stops(end - 16) >> (16 - (end - p));
+        return mask ? p + count_trailing_zeros(mask) : end;
     }
     return json_string_stop_scalar(p, end);
 }
 #endif
 
-LLM_STREAM_FORCE_INLINE const char* json_string_stop(const char* p, const char* end) noexcept {
+LLM_STREAM_FORCE_INLINE const char* json_string_stop(const char* p, const char* end, const char* floor) noexcept {
 #if LLM_STREAM_SSE2
-    return json_string_stop_sse2(p, end);
+    return json_string_stop_sse2(p, end, floor);
 #else
+    (void)floor;
     return json_string_stop_swar(p, end);
 #endif
 }
@@ -3282,7 +3297,7 @@ LLM_STREAM_FORCE_INLINE bool JsonCursor::string(JsonSpan& out) noexcept {
     const char* const begin = p;
     bool escaped = false;
     for (;;) {
-        p = json_string_stop(p, end);
+        p = json_string_stop(p, end, start);
         if (p >= end) return fail("unterminated string");
         const char c = *p;
         if (c == '"') {
