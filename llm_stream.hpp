@@ -963,18 +963,32 @@ inline std::size_t utf8_sequence_length(const unsigned char* p, const unsigned c
     return 0;
 }
 
+inline bool utf8_word_is_ascii(const char* p) noexcept { return (load_word(p) & 0x8080808080808080u) == 0; }
+
 /* True when [p, end) is entirely well-formed UTF-8. */
 inline bool utf8_valid(const char* begin, const char* end) noexcept {
-    auto p = reinterpret_cast<const unsigned char*>(begin);
+    // ASCII, the common case, eight bytes at a time; a string of 8 bytes or more ends with the word
+    // that ends it (overlapping the one before), not byte by byte.
+    const char* ascii_end = begin;  // the bytes before it are ASCII
+    if (end - begin >= 8) {
+        while (end - ascii_end > 8 && utf8_word_is_ascii(ascii_end)) ascii_end += 8;
+        if (end - ascii_end <= 8 && utf8_word_is_ascii(end - 8)) return true;
+    }
+    auto p = reinterpret_cast<const unsigned char*>(ascii_end);
     auto e = reinterpret_cast<const unsigned char*>(end);
     while (p < e) {
-        if (e - p >= 8) {  // ASCII, the common case, eight bytes at a time
-            if ((load_word(reinterpret_cast<const char*>(p)) & 0x8080808080808080u) == 0) {
-                p += 8;
-                continue;
-            }
+        if (e - p >= 8 && utf8_word_is_ascii(reinterpret_cast<const char*>(p))) {
+            p += 8;
+            continue;
         }
         if (*p < 0x80) { ++p; continue; }
+        // Most of the CJK and other scripts' text: a lead byte E1-EC or EE-EF and two continuation bytes.
+        const unsigned char lead = *p;
+        if (lead >= 0xE1 && lead <= 0xEF && lead != 0xED && e - p >= 3 && (p[1] & 0xC0) == 0x80 &&
+            (p[2] & 0xC0) == 0x80) {
+            p += 3;
+            continue;
+        }
         std::size_t n = utf8_sequence_length(p, e);
         if (n == 0) return false;
         p += n;
@@ -6576,7 +6590,7 @@ struct AnthropicFields {
 };
 
 /* Reads a string (a value of another type is read and left out). */
-inline bool anthropic_string(JsonCursor& c, int depth, JsonSpan& out) {
+LLM_STREAM_FORCE_INLINE bool anthropic_string(JsonCursor& c, int depth, JsonSpan& out) {
     if (c.at('"')) return c.string(out);
     return c.skip_value(depth);
 }

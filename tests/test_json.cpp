@@ -1321,7 +1321,7 @@ TEST_CASE("utf8_valid") {
     // Random bytes: the library agrees with the oracle.
     std::mt19937 rng(7u);
     for (int i = 0; i < 20000; ++i) {
-        std::string s(1 + rng() % 8, '\0');
+        std::string s(1 + rng() % 24, '\0');  // past 8 bytes: the word paths too
         for (char& c : s) c = static_cast<char>(rng() % 3 == 0 ? 0x80 + rng() % 0x40 : rng() % 256);
         ExactBytes b(s);
         const bool lib = d::utf8_valid(b.view().data(), b.view().data() + b.view().size());
@@ -1334,7 +1334,8 @@ TEST_CASE("utf8_valid") {
 
 /* The ASCII fast path reads 8 bytes at a time: a bad byte at every position of longer ASCII runs. */
 TEST_CASE("utf8_valid: an invalid or multi-byte sequence at every position of an ASCII run") {
-    const std::string inserts[] = {"\xFF", "\x80", "\xC2", "\xE4\xBD", "\xC3\xA9", "\xE4\xBD\xA0", kGrin};
+    const std::string inserts[] = {"\xFF", "\x80", "\xC2", "\xE4\xBD", "\xC3\xA9", "\xE4\xBD\xA0", kGrin,
+                                   "\xE4\xBD\x41", "\xEF\xC0\x80", "\xED\xA0\x80", "\xE1\x80\x80\xEC\xBF\xBF"};
     for (std::size_t length = 0; length <= 40; ++length)
         for (std::size_t at = 0; at <= length; ++at)
             for (const std::string& insert : inserts) {
