@@ -3298,6 +3298,7 @@ public:
         p += length;
         return true;
     }
+    template <std::size_t N> bool literal(const char (&word)[N]) noexcept { return literal(word, N - 1); }
     bool skip_value(int depth) noexcept;
 
     /* Calls on_member(key, depth) for each member; it must read exactly the member's value. */
@@ -6615,6 +6616,7 @@ private:
     static constexpr std::size_t max_tool_calls = 1024;
 
     bool parse(JsonCursor& c, AnthropicFields& f);
+    static bool parse_text_delta(std::string_view data, AnthropicFields& f);
     bool parse_block(JsonCursor& c, int depth, AnthropicBlock& b);
     bool parse_delta(JsonCursor& c, int depth, AnthropicFields& f);
     bool parse_usage(JsonCursor& c, int depth, AnthropicFields& f);
@@ -6713,6 +6715,34 @@ inline bool AnthropicReader::parse(JsonCursor& c, AnthropicFields& f) {
     if (!ok) return false;
     c.skip_ws();
     return c.p == c.end || c.fail("unexpected text after the object");
+}
+
+/* The event most of a stream is, in the very bytes the API sends it:
+   {"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"..."}}, read without
+   the general walk and validated as strictly (fixed bytes, a number, a string). False for any other
+   text (f untouched), which parse() then reads. */
+inline bool AnthropicReader::parse_text_delta(std::string_view data, AnthropicFields& f) {
+    static constexpr char head[] = "{\"type\":\"", type[] = "content_block_delta", index_key[] = "\",\"index\":";
+    static constexpr char delta[] = ",\"delta\":{\"type\":\"", delta_type[] = "text_delta", text[] = "\",\"text\":";
+    JsonCursor c(data.data(), data.data() + data.size());
+    const char* const type_at = c.p + sizeof head - 1;
+    std::int64_t index_value = -1;
+    if (!c.literal(head) || !c.literal(type) || !c.literal(index_key) || !json_at_number(c) ||
+        !json_integer_or_skip(c, 1, index_value) || !c.literal(delta))
+        return false;
+    const char* const delta_type_at = c.p;
+    JsonSpan text_span;
+    if (!c.literal(delta_type) || !c.literal(text) || !c.at('"') || !c.string(text_span) || !c.literal("}}"))
+        return false;
+    c.skip_ws();
+    if (c.p != c.end) return false;
+    f.type.begin = type_at;
+    f.type.end = type_at + sizeof type - 1;
+    f.index = index_value;
+    f.delta_type.begin = delta_type_at;
+    f.delta_type.end = delta_type_at + sizeof delta_type - 1;
+    f.delta_text = text_span;
+    return true;
 }
 
 /* A string as text (room for every span of the message was reserved in read(), so views stay valid). */
@@ -6859,7 +6889,7 @@ inline WireReader::Result AnthropicReader::read(std::string_view event_name, std
     error_message_.clear();
     AnthropicFields f;
     JsonCursor c(data.data(), data.data() + data.size());
-    if (!parse(c, f)) {
+    if (!parse_text_delta(data, f) && !parse(c, f)) {
         if (event_name == "error") {  // "event: error" with a plain-text message
             note_error(excerpt(trim_ascii_space(data), 200), {});
             return Result::error_event;
@@ -7731,6 +7761,7 @@ private:
     };
 
     bool parse_line(JsonCursor& c);
+    bool parse_content_line(std::string_view data);
     bool parse_message(JsonCursor& c, int depth);
     bool parse_call(JsonCursor& c, int depth);
     bool parse_function(JsonCursor& c, int depth, Call& call);
@@ -7815,6 +7846,23 @@ inline bool OllamaReader::parse_line(JsonCursor& c) {
     return c.p == c.end || c.fail("unexpected text after the object");
 }
 
+/* The line most of a stream is, in the very bytes Ollama sends it:
+   {"model":"...","created_at":"...","message":{"role":"assistant","content":"..."},"done":false},
+   read without the general walk and validated as strictly (fixed bytes, three strings). False for any
+   other text (line_ untouched), which parse_line() then reads. */
+inline bool OllamaReader::parse_content_line(std::string_view data) {
+    JsonCursor c(data.data(), data.data() + data.size());
+    JsonSpan model_or_time, content;
+    if (!c.literal("{\"model\":") || !c.at('"') || !c.string(model_or_time) || !c.literal(",\"created_at\":") ||
+        !c.at('"') || !c.string(model_or_time) || !c.literal(",\"message\":{\"role\":\"assistant\",\"content\":") ||
+        !c.at('"') || !c.string(content) || !c.literal("},\"done\":false}"))
+        return false;
+    c.skip_ws();
+    if (c.p != c.end) return false;
+    line_.content = content;
+    return true;
+}
+
 inline std::string_view OllamaReader::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
 
 inline void OllamaReader::add_text(EventType type, std::string_view text) {
@@ -7885,7 +7933,7 @@ inline WireReader::Result OllamaReader::read(std::string_view, std::string_view 
     line_ = Line{};
     error_message_.clear();
     JsonCursor c(data.data(), data.data() + data.size());
-    if (!parse_line(c)) {
+    if (!parse_content_line(data) && !parse_line(c)) {
         why_ = c.why;
         error_offset_ = static_cast<std::size_t>(c.p - c.start);
         return Result::invalid;
