@@ -6616,7 +6616,7 @@ private:
     static constexpr std::size_t max_tool_calls = 1024;
 
     bool parse(JsonCursor& c, AnthropicFields& f);
-    static bool parse_text_delta(std::string_view data, AnthropicFields& f);
+    static bool parse_text_delta(std::string_view data, JsonSpan& text);
     bool parse_block(JsonCursor& c, int depth, AnthropicBlock& b);
     bool parse_delta(JsonCursor& c, int depth, AnthropicFields& f);
     bool parse_usage(JsonCursor& c, int depth, AnthropicFields& f);
@@ -6719,30 +6719,17 @@ inline bool AnthropicReader::parse(JsonCursor& c, AnthropicFields& f) {
 
 /* The event most of a stream is, in the very bytes the API sends it:
    {"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"..."}}, read without
-   the general walk and validated as strictly (fixed bytes, a number, a string). False for any other
-   text (f untouched), which parse() then reads. */
-inline bool AnthropicReader::parse_text_delta(std::string_view data, AnthropicFields& f) {
-    static constexpr char head[] = "{\"type\":\"", type[] = "content_block_delta", index_key[] = "\",\"index\":";
-    static constexpr char delta[] = ",\"delta\":{\"type\":\"", delta_type[] = "text_delta", text[] = "\",\"text\":";
+   the general walk and validated as strictly (fixed bytes, a number, a string): its text, which is
+   all it gives (a text delta's index plays no part). False for any other text, which parse() then reads. */
+inline bool AnthropicReader::parse_text_delta(std::string_view data, JsonSpan& text) {
     JsonCursor c(data.data(), data.data() + data.size());
-    const char* const type_at = c.p + sizeof head - 1;
-    std::int64_t index_value = -1;
-    if (!c.literal(head) || !c.literal(type) || !c.literal(index_key) || !json_at_number(c) ||
-        !json_integer_or_skip(c, 1, index_value) || !c.literal(delta))
-        return false;
-    const char* const delta_type_at = c.p;
-    JsonSpan text_span;
-    if (!c.literal(delta_type) || !c.literal(text) || !c.at('"') || !c.string(text_span) || !c.literal("}}"))
+    std::int64_t index = -1;
+    if (!c.literal("{\"type\":\"content_block_delta\",\"index\":") || !json_at_number(c) ||
+        !json_integer_or_skip(c, 1, index) || !c.literal(",\"delta\":{\"type\":\"text_delta\",\"text\":") ||
+        !c.at('"') || !c.string(text) || !c.literal("}}"))
         return false;
     c.skip_ws();
-    if (c.p != c.end) return false;
-    f.type.begin = type_at;
-    f.type.end = type_at + sizeof type - 1;
-    f.index = index_value;
-    f.delta_type.begin = delta_type_at;
-    f.delta_type.end = delta_type_at + sizeof delta_type - 1;
-    f.delta_text = text_span;
-    return true;
+    return c.p == c.end;
 }
 
 /* A string as text (room for every span of the message was reserved in read(), so views stay valid). */
@@ -6887,9 +6874,16 @@ inline WireReader::Result AnthropicReader::read(std::string_view event_name, std
     why_ = "";
     error_offset_ = 0;
     error_message_.clear();
+    JsonSpan text;
+    if (parse_text_delta(data, text)) {  // what dispatch() would do with it, without the look-ups
+        arena_.clear();
+        if (!arena_.reserve(text.size())) return Result::out_of_memory;
+        add_text(EventType::content, text);
+        return Result::ok;
+    }
     AnthropicFields f;
     JsonCursor c(data.data(), data.data() + data.size());
-    if (!parse_text_delta(data, f) && !parse(c, f)) {
+    if (!parse(c, f)) {
         if (event_name == "error") {  // "event: error" with a plain-text message
             note_error(excerpt(trim_ascii_space(data), 200), {});
             return Result::error_event;
@@ -7761,7 +7755,7 @@ private:
     };
 
     bool parse_line(JsonCursor& c);
-    bool parse_content_line(std::string_view data);
+    static bool parse_content_line(std::string_view data, JsonSpan& content);
     bool parse_message(JsonCursor& c, int depth);
     bool parse_call(JsonCursor& c, int depth);
     bool parse_function(JsonCursor& c, int depth, Call& call);
@@ -7848,19 +7842,17 @@ inline bool OllamaReader::parse_line(JsonCursor& c) {
 
 /* The line most of a stream is, in the very bytes Ollama sends it:
    {"model":"...","created_at":"...","message":{"role":"assistant","content":"..."},"done":false},
-   read without the general walk and validated as strictly (fixed bytes, three strings). False for any
-   other text (line_ untouched), which parse_line() then reads. */
-inline bool OllamaReader::parse_content_line(std::string_view data) {
+   read without the general walk and validated as strictly (fixed bytes, three strings): its content.
+   False for any other text, which parse_line() then reads. */
+inline bool OllamaReader::parse_content_line(std::string_view data, JsonSpan& content) {
     JsonCursor c(data.data(), data.data() + data.size());
-    JsonSpan model_or_time, content;
+    JsonSpan model_or_time;
     if (!c.literal("{\"model\":") || !c.at('"') || !c.string(model_or_time) || !c.literal(",\"created_at\":") ||
         !c.at('"') || !c.string(model_or_time) || !c.literal(",\"message\":{\"role\":\"assistant\",\"content\":") ||
         !c.at('"') || !c.string(content) || !c.literal("},\"done\":false}"))
         return false;
     c.skip_ws();
-    if (c.p != c.end) return false;
-    line_.content = content;
-    return true;
+    return c.p == c.end;
 }
 
 inline std::string_view OllamaReader::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
@@ -7932,8 +7924,15 @@ inline WireReader::Result OllamaReader::read(std::string_view, std::string_view 
     calls_.clear();
     line_ = Line{};
     error_message_.clear();
+    JsonSpan content;
+    if (parse_content_line(data, content)) {  // what build_events() would make of it, without the look-ups
+        arena_.clear();
+        if (!arena_.reserve(content.size())) return Result::out_of_memory;
+        add_text(EventType::content, decode(content));
+        return Result::ok;
+    }
     JsonCursor c(data.data(), data.data() + data.size());
-    if (!parse_content_line(data) && !parse_line(c)) {
+    if (!parse_line(c)) {
         why_ = c.why;
         error_offset_ = static_cast<std::size_t>(c.p - c.start);
         return Result::invalid;
