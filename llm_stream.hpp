@@ -6750,7 +6750,7 @@ inline void AnthropicReader::add_signature(const JsonSpan& signature, std::strin
     e.type = EventType::reasoning;
     e.signature = decode(signature);
     e.raw_reason = kind;
-    events_.push_back(e);
+    if (!e.signature.empty()) events_.push_back(e);  // invalid bytes only: nothing to carry
 }
 
 /* A block opens: text or thinking may come with some text (and a whole reply's thinking with its

@@ -310,6 +310,11 @@ TEST_CASE("anthropic reader: text, thinking, and blocks that open with text") {
     REQUIRE(run.events().size() == 1);
     CHECK(run.events()[0].type == EventType::content);
     CHECK(run.events()[0].text == "Hi \"you\"");
+    // A signature of invalid bytes only decodes to nothing: no event (found by fuzz/fuzz_anthropic.cpp).
+    REQUIRE(run.read("", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"\xFE\"}}") == Result::ok);
+    CHECK(run.events().empty());
+    REQUIRE(run.read("", "{\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"redacted_thinking\",\"data\":\"\x80\"}}") == Result::ok);
+    CHECK(run.events().empty());
 }
 
 TEST_CASE("anthropic reader: tool calls numbered in the order they open, their input in fragments") {
