@@ -963,18 +963,32 @@ inline std::size_t utf8_sequence_length(const unsigned char* p, const unsigned c
     return 0;
 }
 
+inline bool utf8_word_is_ascii(const char* p) noexcept { return (load_word(p) & 0x8080808080808080u) == 0; }
+
 /* True when [p, end) is entirely well-formed UTF-8. */
 inline bool utf8_valid(const char* begin, const char* end) noexcept {
-    auto p = reinterpret_cast<const unsigned char*>(begin);
+    // ASCII, the common case, eight bytes at a time; a string of 8 bytes or more ends with the word
+    // that ends it (overlapping the one before), not byte by byte.
+    const char* ascii_end = begin;  // the bytes before it are ASCII
+    if (end - begin >= 8) {
+        while (end - ascii_end > 8 && utf8_word_is_ascii(ascii_end)) ascii_end += 8;
+        if (end - ascii_end <= 8 && utf8_word_is_ascii(end - 8)) return true;
+    }
+    auto p = reinterpret_cast<const unsigned char*>(ascii_end);
     auto e = reinterpret_cast<const unsigned char*>(end);
     while (p < e) {
-        if (e - p >= 8) {  // ASCII, the common case, eight bytes at a time
-            if ((load_word(reinterpret_cast<const char*>(p)) & 0x8080808080808080u) == 0) {
-                p += 8;
-                continue;
-            }
+        if (e - p >= 8 && utf8_word_is_ascii(reinterpret_cast<const char*>(p))) {
+            p += 8;
+            continue;
         }
         if (*p < 0x80) { ++p; continue; }
+        // Most of the CJK and other scripts' text: a lead byte E1-EC or EE-EF and two continuation bytes.
+        const unsigned char lead = *p;
+        if (lead >= 0xE1 && lead <= 0xEF && lead != 0xED && e - p >= 3 && (p[1] & 0xC0) == 0x80 &&
+            (p[2] & 0xC0) == 0x80) {
+            p += 3;
+            continue;
+        }
         std::size_t n = utf8_sequence_length(p, e);
         if (n == 0) return false;
         p += n;
@@ -2943,8 +2957,9 @@ LLM_STREAM_FORCE_INLINE bool SseParser::process_line(std::string_view line, bool
 }
 
 /* The first LF or CR in [p, end), or end: one pass that stops at the line's end (two memchr calls
-   would each scan on to the end of the input when that byte is absent, as CR mostly is). */
-inline const char* find_line_break(const char* p, const char* end) noexcept {
+   would each scan on to the end of the input when that byte is absent, as CR mostly is). [floor, p)
+   is readable too: a short tail is then read as the last 16 bytes before end, not byte by byte. */
+inline const char* find_line_break(const char* p, const char* end, const char* floor) noexcept {
 #if LLM_STREAM_SSE2
     auto breaks = [](const char* block) {  // one bit per LF or CR of the 16 bytes at block
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
@@ -2957,6 +2972,12 @@ inline const char* find_line_break(const char* p, const char* end) noexcept {
     }
     for (; end - p >= 16; p += 16)
         if (const unsigned mask = breaks(p)) return p + count_trailing_zeros(mask);
+    if (p < end && end - floor >= 16) {  // the bytes before p in that block are shifted out
+        const unsigned mask = breaks(end - 16) >> (16 - (end - p));
+        return mask ? p + count_trailing_zeros(mask) : end;
+    }
+#else
+    (void)floor;
 #endif
     while (p < end && *p != '\n' && *p != '\r') ++p;
     return p;
@@ -2983,6 +3004,7 @@ inline bool SseParser::skip_bom(const char*& p, const char* end) {
 }
 
 inline SseParser::Status SseParser::next(const char*& p, const char* end) {
+    const char* const input = p;  // readable from here: find_line_break may look back
     if (error_code_ != ErrorCode::none) return Status::error;
     dispatched_ = {};
     if (at_start_ && !skip_bom(p, end)) return error_code_ != ErrorCode::none ? Status::error : Status::need_more;
@@ -2992,7 +3014,7 @@ inline SseParser::Status SseParser::next(const char*& p, const char* end) {
             if (*p == '\n') { ++p; continue; }
         }
         const std::size_t avail = static_cast<std::size_t>(end - p);
-        const char* const eol = find_line_break(p, end);
+        const char* const eol = find_line_break(p, end, input);
         if (eol == end) {  // the line continues in the next input
             if (line_.size() + avail > limits_.max_line_bytes)
                 return fail(ErrorCode::limit_exceeded, "SSE line exceeds the limit");
@@ -3215,24 +3237,31 @@ inline const char* json_string_stop_swar(const char* p, const char* end) noexcep
 }
 
 #if LLM_STREAM_SSE2
-/* Sixteen bytes at a time. */
-LLM_STREAM_FORCE_INLINE const char* json_string_stop_sse2(const char* p, const char* end) noexcept {
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
-    for (; end - p >= 16; p += 16) {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-        const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                                         _mm_cmpeq_epi8(_mm_min_epu8(v, control), v));
-        const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
-        if (mask) return p + count_trailing_zeros(mask);
+/* Sixteen bytes at a time; [floor, p) is readable too, so that a short tail (a string that ends
+   near the end of the text, as a message's last one does) is read as the last 16 bytes before end. */
+LLM_STREAM_FORCE_INLINE const char* json_string_stop_sse2(const char* p, const char* end, const char* floor) noexcept {
+    auto stops = [](const char* block) {  // one bit per quote, backslash or control byte of the 16 at block
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
+        const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                                         _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v));
+        return static_cast<unsigned>(_mm_movemask_epi8(hit));
+    };
+    for (; end - p >= 16; p += 16)
+        if (const unsigned mask = stops(p)) return p + count_trailing_zeros(mask);
+    if (p < end && end - floor >= 16) {  // the bytes before p in that block are shifted out
+        const unsigned mask = stops(end - 16) >> (16 - (end - p));
+        return mask ? p + count_trailing_zeros(mask) : end;
     }
     return json_string_stop_scalar(p, end);
 }
 #endif
 
-LLM_STREAM_FORCE_INLINE const char* json_string_stop(const char* p, const char* end) noexcept {
+LLM_STREAM_FORCE_INLINE const char* json_string_stop(const char* p, const char* end, const char* floor) noexcept {
 #if LLM_STREAM_SSE2
-    return json_string_stop_sse2(p, end);
+    return json_string_stop_sse2(p, end, floor);
 #else
+    (void)floor;
     return json_string_stop_swar(p, end);
 #endif
 }
@@ -3269,6 +3298,7 @@ public:
         p += length;
         return true;
     }
+    template <std::size_t N> bool literal(const char (&word)[N]) noexcept { return literal(word, N - 1); }
     bool skip_value(int depth) noexcept;
 
     /* Calls on_member(key, depth) for each member; it must read exactly the member's value. */
@@ -3282,7 +3312,7 @@ LLM_STREAM_FORCE_INLINE bool JsonCursor::string(JsonSpan& out) noexcept {
     const char* const begin = p;
     bool escaped = false;
     for (;;) {
-        p = json_string_stop(p, end);
+        p = json_string_stop(p, end, start);
         if (p >= end) return fail("unterminated string");
         const char c = *p;
         if (c == '"') {
@@ -6561,7 +6591,7 @@ struct AnthropicFields {
 };
 
 /* Reads a string (a value of another type is read and left out). */
-inline bool anthropic_string(JsonCursor& c, int depth, JsonSpan& out) {
+LLM_STREAM_FORCE_INLINE bool anthropic_string(JsonCursor& c, int depth, JsonSpan& out) {
     if (c.at('"')) return c.string(out);
     return c.skip_value(depth);
 }
@@ -6586,6 +6616,7 @@ private:
     static constexpr std::size_t max_tool_calls = 1024;
 
     bool parse(JsonCursor& c, AnthropicFields& f);
+    static bool parse_text_delta(std::string_view data, JsonSpan& text);
     bool parse_block(JsonCursor& c, int depth, AnthropicBlock& b);
     bool parse_delta(JsonCursor& c, int depth, AnthropicFields& f);
     bool parse_usage(JsonCursor& c, int depth, AnthropicFields& f);
@@ -6686,6 +6717,21 @@ inline bool AnthropicReader::parse(JsonCursor& c, AnthropicFields& f) {
     return c.p == c.end || c.fail("unexpected text after the object");
 }
 
+/* The event most of a stream is, in the very bytes the API sends it:
+   {"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"..."}}, read without
+   the general walk and validated as strictly (fixed bytes, a number, a string): its text, which is
+   all it gives (a text delta's index plays no part). False for any other text, which parse() then reads. */
+inline bool AnthropicReader::parse_text_delta(std::string_view data, JsonSpan& text) {
+    JsonCursor c(data.data(), data.data() + data.size());
+    std::int64_t index = -1;
+    if (!c.literal("{\"type\":\"content_block_delta\",\"index\":") || !json_at_number(c) ||
+        !json_integer_or_skip(c, 1, index) || !c.literal(",\"delta\":{\"type\":\"text_delta\",\"text\":") ||
+        !c.at('"') || !c.string(text) || !c.literal("}}"))
+        return false;
+    c.skip_ws();
+    return c.p == c.end;
+}
+
 /* A string as text (room for every span of the message was reserved in read(), so views stay valid). */
 inline std::string_view AnthropicReader::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
 
@@ -6704,7 +6750,7 @@ inline void AnthropicReader::add_signature(const JsonSpan& signature, std::strin
     e.type = EventType::reasoning;
     e.signature = decode(signature);
     e.raw_reason = kind;
-    events_.push_back(e);
+    if (!e.signature.empty()) events_.push_back(e);  // invalid bytes only: nothing to carry
 }
 
 /* A block opens: text or thinking may come with some text (and a whole reply's thinking with its
@@ -6828,6 +6874,13 @@ inline WireReader::Result AnthropicReader::read(std::string_view event_name, std
     why_ = "";
     error_offset_ = 0;
     error_message_.clear();
+    JsonSpan text;
+    if (parse_text_delta(data, text)) {  // what dispatch() would do with it, without the look-ups
+        arena_.clear();
+        if (!arena_.reserve(text.size())) return Result::out_of_memory;
+        add_text(EventType::content, text);
+        return Result::ok;
+    }
     AnthropicFields f;
     JsonCursor c(data.data(), data.data() + data.size());
     if (!parse(c, f)) {
@@ -7702,6 +7755,7 @@ private:
     };
 
     bool parse_line(JsonCursor& c);
+    static bool parse_content_line(std::string_view data, JsonSpan& content);
     bool parse_message(JsonCursor& c, int depth);
     bool parse_call(JsonCursor& c, int depth);
     bool parse_function(JsonCursor& c, int depth, Call& call);
@@ -7786,6 +7840,21 @@ inline bool OllamaReader::parse_line(JsonCursor& c) {
     return c.p == c.end || c.fail("unexpected text after the object");
 }
 
+/* The line most of a stream is, in the very bytes Ollama sends it:
+   {"model":"...","created_at":"...","message":{"role":"assistant","content":"..."},"done":false},
+   read without the general walk and validated as strictly (fixed bytes, three strings): its content.
+   False for any other text, which parse_line() then reads. */
+inline bool OllamaReader::parse_content_line(std::string_view data, JsonSpan& content) {
+    JsonCursor c(data.data(), data.data() + data.size());
+    JsonSpan model_or_time;
+    if (!c.literal("{\"model\":") || !c.at('"') || !c.string(model_or_time) || !c.literal(",\"created_at\":") ||
+        !c.at('"') || !c.string(model_or_time) || !c.literal(",\"message\":{\"role\":\"assistant\",\"content\":") ||
+        !c.at('"') || !c.string(content) || !c.literal("},\"done\":false}"))
+        return false;
+    c.skip_ws();
+    return c.p == c.end;
+}
+
 inline std::string_view OllamaReader::decode(const JsonSpan& s) { return decode_in_arena(s, arena_); }
 
 inline void OllamaReader::add_text(EventType type, std::string_view text) {
@@ -7855,6 +7924,13 @@ inline WireReader::Result OllamaReader::read(std::string_view, std::string_view 
     calls_.clear();
     line_ = Line{};
     error_message_.clear();
+    JsonSpan content;
+    if (parse_content_line(data, content)) {  // what build_events() would make of it, without the look-ups
+        arena_.clear();
+        if (!arena_.reserve(content.size())) return Result::out_of_memory;
+        add_text(EventType::content, decode(content));
+        return Result::ok;
+    }
     JsonCursor c(data.data(), data.data() + data.size());
     if (!parse_line(c)) {
         why_ = c.why;

@@ -7,6 +7,7 @@
    the stub in this wire format decoding to the same reply as the openai stub. The recorded streams
    (anthropic-*.sse) run in test_streams.cpp. */
 
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -309,6 +310,11 @@ TEST_CASE("anthropic reader: text, thinking, and blocks that open with text") {
     REQUIRE(run.events().size() == 1);
     CHECK(run.events()[0].type == EventType::content);
     CHECK(run.events()[0].text == "Hi \"you\"");
+    // A signature of invalid bytes only decodes to nothing: no event (found by fuzz/fuzz_anthropic.cpp).
+    REQUIRE(run.read("", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"\xFE\"}}") == Result::ok);
+    CHECK(run.events().empty());
+    REQUIRE(run.read("", "{\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"redacted_thinking\",\"data\":\"\x80\"}}") == Result::ok);
+    CHECK(run.events().empty());
 }
 
 TEST_CASE("anthropic reader: tool calls numbered in the order they open, their input in fragments") {
@@ -403,6 +409,48 @@ TEST_CASE("anthropic reader: invalid JSON is invalid, with what and where") {
     CHECK(run.read("ping", "[1]") == Result::invalid);
     CHECK(run.read("ping", R"({"type":"ping"} x)") == Result::invalid);
     CHECK(run.reader->error().message.find("unexpected text after the object") != std::string::npos);
+}
+
+/* A text delta in the very bytes the API sends takes a shortcut past the general walk: it must read
+   exactly as the walk does (here: the same data after a leading space, which the shortcut leaves to the
+   walk), near misses and every cut of it included. */
+TEST_CASE("anthropic reader: a text delta in the API's own bytes reads as any other spelling of it") {
+    const std::string exact = R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi \"you\" \u00e9)"
+                              "\xE4\xBD\xA0\"}}";
+    const std::string variants[] = {
+        exact,
+        exact + " \n",
+        exact + "x",
+        R"({"type":"content_block_delta","index":12,"delta":{"type":"text_delta","text":""}})",
+        R"({"type":"content_block_delta","index":-1.5e3,"delta":{"type":"text_delta","text":"a"}})",
+        R"({"type":"content_block_delta","index":99999999999999999999,"delta":{"type":"text_delta","text":"a"}})",
+        R"({"type":"content_block_delta","index":"0","delta":{"type":"text_delta","text":"a"}})",
+        R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a","x":1}})",
+        R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"},"type":"ping"})",
+        R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":7}})",
+        "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\x01\"}}",
+        "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\xFF\"}}",
+    };
+    std::vector<std::string> cases(std::begin(variants), std::end(variants));
+    for (std::size_t cut = 0; cut < exact.size(); ++cut) cases.push_back(exact.substr(0, cut));
+    for (const std::string& data : cases) {
+        CAPTURE(data);
+        ReaderRun shortcut, walk;
+        const std::string spaced = " " + data;  // the events are views of the data
+        const Result result = shortcut.read("content_block_delta", data);
+        REQUIRE(result == walk.read("content_block_delta", spaced));
+        REQUIRE(shortcut.events().size() == walk.events().size());
+        for (std::size_t i = 0; i < walk.events().size(); ++i) {
+            CHECK(shortcut.events()[i].type == walk.events()[i].type);
+            CHECK(shortcut.events()[i].text == walk.events()[i].text);
+        }
+        if (result == Result::invalid) CHECK(shortcut.reader->error().code == walk.reader->error().code);
+    }
+    ReaderRun run;
+    REQUIRE(run.read("content_block_delta", exact) == Result::ok);
+    REQUIRE(run.events().size() == 1);
+    CHECK(run.events()[0].type == EventType::content);
+    CHECK(run.events()[0].text == "Hi \"you\" \xC3\xA9\xE4\xBD\xA0");
 }
 
 TEST_CASE("anthropic decoder: an error status's body gives the provider's message; 529 is retried like 503") {

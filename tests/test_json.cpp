@@ -1321,7 +1321,7 @@ TEST_CASE("utf8_valid") {
     // Random bytes: the library agrees with the oracle.
     std::mt19937 rng(7u);
     for (int i = 0; i < 20000; ++i) {
-        std::string s(1 + rng() % 8, '\0');
+        std::string s(1 + rng() % 24, '\0');  // past 8 bytes: the word paths too
         for (char& c : s) c = static_cast<char>(rng() % 3 == 0 ? 0x80 + rng() % 0x40 : rng() % 256);
         ExactBytes b(s);
         const bool lib = d::utf8_valid(b.view().data(), b.view().data() + b.view().size());
@@ -1334,7 +1334,8 @@ TEST_CASE("utf8_valid") {
 
 /* The ASCII fast path reads 8 bytes at a time: a bad byte at every position of longer ASCII runs. */
 TEST_CASE("utf8_valid: an invalid or multi-byte sequence at every position of an ASCII run") {
-    const std::string inserts[] = {"\xFF", "\x80", "\xC2", "\xE4\xBD", "\xC3\xA9", "\xE4\xBD\xA0", kGrin};
+    const std::string inserts[] = {"\xFF", "\x80", "\xC2", "\xE4\xBD", "\xC3\xA9", "\xE4\xBD\xA0", kGrin,
+                                   "\xE4\xBD\x41", "\xEF\xC0\x80", "\xED\xA0\x80", "\xE1\x80\x80\xEC\xBF\xBF"};
     for (std::size_t length = 0; length <= 40; ++length)
         for (std::size_t at = 0; at <= length; ++at)
             for (const std::string& insert : inserts) {
@@ -1354,18 +1355,27 @@ TEST_CASE("utf8_valid: an invalid or multi-byte sequence at every position of an
 namespace {
 bool is_string_stop(unsigned char c) { return c == '"' || c == '\\' || c < 0x20; }
 
-/* Every block path stops where the scalar reference does, on `s` copied to an exact-size block. */
+/* Every block path stops where the scalar reference does, on `s` copied to an exact-size block, scanning
+   from its first byte and from a few later ones (the bytes before them readable: a short tail is then
+   read as the block's last 16 bytes). */
 void check_string_stop(const std::string& s) {
     ExactBytes b(s);
     const char* const first = b.view().data();
     const char* const last = first + b.view().size();
-    const char* const expected = d::json_string_stop_scalar(first, last);
     CAPTURE(s);
-    CHECK(d::json_string_stop_swar(first, last) == expected);
+    static const std::size_t skips[] = {0, 1, 7, 15};
+    for (const std::size_t skip : skips) {
+        if (skip > s.size()) break;
+        CAPTURE(skip);
+        const char* const from = first + skip;
+        const char* const expected = d::json_string_stop_scalar(from, last);
+        CHECK(d::json_string_stop_swar(from, last) == expected);
 #if LLM_STREAM_SSE2
-    CHECK(d::json_string_stop_sse2(first, last) == expected);
+        CHECK(d::json_string_stop_sse2(from, last, first) == expected);
+        CHECK(d::json_string_stop_sse2(from, last, from) == expected);
 #endif
-    CHECK(d::json_string_stop(first, last) == expected);
+        CHECK(d::json_string_stop(from, last, first) == expected);
+    }
 }
 }  // namespace
 
@@ -1408,7 +1418,8 @@ TEST_CASE("json_string_stop: every stop byte at every position, near 8- and 16-b
         }
 }
 
-TEST_CASE("find_line_break (SSE): an LF or a CR at every position of lines up to 70 bytes, or none") {
+TEST_CASE("find_line_break (SSE): an LF or a CR at every position of lines up to 70 bytes, or none, from the "
+          "first byte or a later one") {
     for (std::size_t length = 0; length <= 70; ++length)
         for (std::size_t at = 0; at <= length; ++at)
             for (const char* line_break : {"\n", "\r", "\r\n", ""}) {
@@ -1418,10 +1429,13 @@ TEST_CASE("find_line_break (SSE): an LF or a CR at every position of lines up to
                 ExactBytes b(s);
                 const char* const first = b.view().data();
                 const char* const last = first + b.view().size();
-                const std::size_t expected = std::min(s.find_first_of("\r\n"), s.size());
-                if (d::find_line_break(first, last) != first + expected) {
-                    CAPTURE(s);
-                    CHECK(false);
+                for (std::size_t from = 0; from <= s.size(); from += 5) {
+                    const std::size_t expected = std::min(s.find_first_of("\r\n", from), s.size());
+                    if (d::find_line_break(first + from, last, first) != first + expected) {
+                        CAPTURE(s);
+                        CAPTURE(from);
+                        CHECK(false);
+                    }
                 }
             }
 }

@@ -7,6 +7,7 @@
    calls, the done line's finish and counts, errors, unknown fields, invalid lines); the stub in
    Ollama's wire format against the openai stub. The recorded streams run in test_streams. */
 
+#include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -321,6 +322,37 @@ TEST_CASE("ollama reader: invalid lines say what and where") {
     CHECK(r.error.message.find("must be an object") != std::string::npos);
     CHECK(read_line(R"({"done":true} {})").result == Result::invalid);
     CHECK(read_line(R"({"message":{"content":"\x"}})").result == Result::invalid);
+}
+
+/* A content line in the very bytes Ollama sends takes a shortcut past the general walk: it must read
+   exactly as the walk does (here: the same line after a leading space, which the shortcut leaves to the
+   walk), near misses and every cut of it included. */
+TEST_CASE("ollama reader: a content line in Ollama's own bytes reads as any other spelling of it") {
+    const std::string exact = R"({"model":"qwen3:8b","created_at":"2025-08-28T09:14:00.1Z","message":{"role":"assistant",)"
+                              R"("content":"a \u003c b \"c\" )" "\xE4\xBD\xA0\"},\"done\":false}";
+    const std::string variants[] = {
+        exact,
+        exact + "\r ",
+        exact + ",",
+        R"({"model":"m","created_at":"t","message":{"role":"assistant","content":""},"done":false})",
+        R"({"model":"m","created_at":"t","message":{"role":"assistant","content":"a","thinking":"b"},"done":false})",
+        R"({"model":"m","created_at":"t","message":{"role":"assistant","content":"a"},"done":true})",
+        R"({"model":"m","created_at":"t","message":{"role":"assistant","content":"a"},"done":false,"eval_count":1})",
+        R"({"model":1,"created_at":"t","message":{"role":"assistant","content":"a"},"done":false})",
+        R"({"model":"m","created_at":"t","message":{"role":"assistant","content":null},"done":false})",
+        "{\"model\":\"m\x01\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"a\"},\"done\":false}",
+        "{\"model\":\"m\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"a\xC0\"},\"done\":false}",
+    };
+    std::vector<std::string> lines(std::begin(variants), std::end(variants));
+    for (std::size_t cut = 0; cut < exact.size(); ++cut) lines.push_back(exact.substr(0, cut));
+    for (const std::string& line : lines) {
+        CAPTURE(line);
+        const Read shortcut = read_line(line), walk = read_line(" " + line);
+        CHECK(shortcut.result == walk.result);
+        CHECK(shortcut.events == walk.events);
+        CHECK(shortcut.error.code == walk.error.code);
+    }
+    CHECK(read_line(exact).events == Lines{"content a < b \"c\" \xE4\xBD\xA0"});
 }
 
 // =================================================================================================
