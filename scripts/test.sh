@@ -4,8 +4,9 @@
 # On Debian/Ubuntu it first installs the packages below that are missing (LLM_STREAM_NO_INSTALL=1 skips
 # that), then runs each step of the matrix: every configuration of CMakePresets.json (each also runnable
 # alone: cmake --workflow --preset NAME; gcc's includes the consumer projects), fuzzing, Windows under
-# wine, 32-bit ARM and big-endian s390x under qemu, Meson, the README's demo. Build trees go to build-test/ (LLM_STREAM_TEST_DIR overrides it) and are reused on the
-# next run. Every step runs even when an earlier one failed; the last line is "N passed, M failed".
+# wine, 32-bit ARM and big-endian s390x under qemu, Meson, the README's demo. Build trees go to
+# build-test/ (LLM_STREAM_TEST_DIR overrides it) and are reused on the next run. Every step runs even
+# when an earlier one failed; the last line is "N passed, M failed".
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -214,10 +215,15 @@ meson_test() {
     else
         meson setup "$dir" -Dtests=enabled -Dexamples=true -Ddebug=false  # no debug info: only the build files are new here
     fi
-    meson compile -C "$dir" -j "$jobs" --ninja-args=-k0
-    # Every test is built; the network suite, which ran in every CMake configuration and is about
-    # sockets rather than the build, is not run again.
-    meson test -C "$dir" --print-errorlogs --num-processes "$((jobs * 2))" --no-suite network
+    # The CMake configurations build and run every test four times over: this step proves Meson's build
+    # files with one program of each kind. The examples; a test that links the shared implementation and
+    # doctest's runner, one that brings its own implementation, a fuzz replay; the end-to-end script
+    # with llm-chat and the test server.
+    local targets=(llm-chat agent llm_test_server test_api test_alloc fuzz_replay_pipeline)
+    if pkg-config --exists libcurl; then targets+=(llm-curl); fi
+    meson compile -C "$dir" -j "$jobs" --ninja-args=-k0 "${targets[@]}"
+    meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes "$((jobs * 2))" \
+        test_api test_alloc fuzz_replay_pipeline e2e_llm_chat
 }
 
 # The README's demo: a plain configure (default generator) on a machine without doctest.
@@ -268,7 +274,7 @@ step "32-bit ARM: arm-linux-gnueabihf under qemu-user, the layers, corpus, stub 
     cross_test arm-linux-gnueabihf qemu-arm
 step "big-endian: s390x-linux-gnu under qemu-user, the layers, corpus, stub and a loopback stream" \
     cross_test s390x-linux-gnu qemu-s390x
-step "meson (g++): every test built, all but the network suite run" meson_test
+step "meson (g++): the examples and one test of each kind built and run" meson_test
 step "demo: README build of llm-chat without doctest, stub reply" demo
 
 printf '\n'
