@@ -4,8 +4,9 @@
 # On Debian/Ubuntu it first installs the packages below that are missing (LLM_STREAM_NO_INSTALL=1 skips
 # that), then runs each step of the matrix: every configuration of CMakePresets.json (each also runnable
 # alone: cmake --workflow --preset NAME; gcc's includes the consumer projects), fuzzing, Windows under
-# wine, Meson, the README's demo. Build trees go to build-test/ (LLM_STREAM_TEST_DIR overrides it) and are reused on the
-# next run. Every step runs even when an earlier one failed; the last line is "N passed, M failed".
+# wine, 32-bit ARM and big-endian s390x under qemu, Meson, the README's demo. Build trees go to
+# build-test/ (LLM_STREAM_TEST_DIR overrides it) and are reused on the next run. Every step runs even
+# when an earlier one failed; the last line is "N passed, M failed".
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +29,9 @@ packages=(
     libmbedtls-dev
     nginx-light
     g++-mingw-w64-x86-64-posix  # the Windows build (Winsock), run under wine
+    g++-arm-linux-gnueabihf     # 32-bit ARM and big-endian s390x builds of the tests,
+    g++-s390x-linux-gnu         # run under qemu-user
+    qemu-user
     wine64      # the HTTPS end-to-end test (tests/tls/nginx_tls.sh)
     openssl          # its certificates
     libcurl4-openssl-dev  # examples/llm-curl: the sans-I/O core over libcurl
@@ -81,19 +85,24 @@ preset_test() {
     ctest --test-dir "$dir" -j "$((jobs * 2))" --output-on-failure --no-tests=error
 }
 
-# The header alone under the strict warnings users compile with (SPEC 4), in every combination of
-# compiler, standard, exceptions and TLS: the presets build only some of them. One compiler per core.
+# strict_header_check <compiler and flags...>: the header and its implementation under the strict
+# warnings users compile with (SPEC 4).
+strict_header_check() {
+    echo "$*"
+    printf '#define LLM_STREAM_IMPLEMENTATION\n#include "llm_stream.hpp"\nint main() { return 0; }\n' |
+        "$@" -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wold-style-cast \
+            -Wnon-virtual-dtor -Werror -fsyntax-only -x c++ -I"$root" -
+}
+
+# The header in every combination of compiler, standard, exceptions and TLS: the presets build only
+# some of them. One compiler per core.
 strict_header_with() {
     local cxx="$1" std mode tls
-    local flags=(-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wold-style-cast
-                 -Wnon-virtual-dtor -Werror -fsyntax-only -x c++ -I"$root")
     for std in c++17 c++20; do
         for mode in "" "-fno-exceptions -fno-rtti"; do
             for tls in "" -DLLM_STREAM_MBEDTLS; do
-                echo "$cxx -std=$std $mode $tls"
                 # shellcheck disable=SC2086  # mode and tls are lists of flags, or nothing
-                printf '#define LLM_STREAM_IMPLEMENTATION\n#include "llm_stream.hpp"\nint main() { return 0; }\n' |
-                    "$cxx" -std="$std" $mode $tls "${flags[@]}" - || return 1
+                strict_header_check "$cxx" -std="$std" $mode $tls || return 1
             done
         done
     done
@@ -108,51 +117,92 @@ strict_header() {
     ((gcc_status == 0 && clang_status == 0))
 }
 
-# Windows: mingw-w64 builds of the layer tests and llm-chat, run under wine; llm-chat then streams
-# from our loopback server through Winsock. As in CMake, the implementation and doctest's runner are
-# compiled once and linked into every test that does not bring its own.
-windows_test() {
-    local dir="$work/mingw" name port server_pid source
+# Compiles run $jobs at a time (the caller sets running=0 and ends with drain); `wait -n` reports the
+# first one that fails.
+background() {
+    "$@" &
+    running=$((running + 1))
+    if ((running >= jobs)); then wait -n; running=$((running - 1)); fi
+}
+drain() { while ((running > 0)); do wait -n; running=$((running - 1)); done; }
+
+# foreign_test <dir> <run> <link flags> <tests> <compiler and flags...>: for a target other than this
+# machine's, builds llm-chat and the tests named in <tests> (tests/test_NAME.cpp) with that compiler,
+# runs them through <run> (wine, qemu), then llm-chat streams one response from our loopback server.
+# As in CMake, the implementation and doctest's runner are compiled once; the tests that share them go
+# into one program (one link, one start under the emulator); one that brings its own implementation
+# (the counting allocator) is a program of its own.
+foreign_test() {
+    local dir="$1" run="$2" link="$3" tests="$4" name source exe=""
+    shift 4
+    local cxx=("$@" -I"$root" -I"$dir/include" -DLLM_STREAM_TEST_DATA_DIR='"tests/data"')
+    [[ "$("$1" -dumpmachine)" != *mingw* ]] || exe=.exe
     mkdir -p "$dir/include"
-    ln -sfn /usr/include/doctest "$dir/include/doctest"  # the cross compiler does not search /usr/include
-    export WINEDEBUG=-all WINEPREFIX="$dir/wineprefix"
-    local cxx=(x86_64-w64-mingw32-g++-posix -std=c++17 -O0 -Wall -Wextra -Wpedantic -Werror -I"$root" -I"$dir/include"
-               -DLLM_STREAM_TEST_DATA_DIR='"tests/data"' -static)
-    # Compiles run $jobs at a time; `wait -n` reports the first one that fails.
-    local running=0
-    background() {
-        "$@" &
-        running=$((running + 1))
-        if ((running >= jobs)); then wait -n; running=$((running - 1)); fi
-    }
-    drain() { while ((running > 0)); do wait -n; running=$((running - 1)); done; }
+    ln -sfn /usr/include/doctest "$dir/include/doctest"  # a cross compiler does not search /usr/include
+    running=0
     background "${cxx[@]}" -c tests/support/llm_stream_implementation.cpp -o "$dir/llm_stream_implementation.o"
     background "${cxx[@]}" -c tests/support/doctest_main.cpp -o "$dir/doctest_main.o"
-    background "${cxx[@]}" examples/llm-chat.cpp -o "$dir/llm-chat.exe" -lws2_32
-    # The tests that share the implementation go into one program (one link, one start under wine);
-    # one that brings its own implementation (the counting allocator) is a program of its own.
+    # shellcheck disable=SC2086  # link and run are lists of words
+    background "${cxx[@]}" examples/llm-chat.cpp -o "$dir/llm-chat$exe" $link
     local shared=("$dir/doctest_main.o" "$dir/llm_stream_implementation.o") own=()
-    for name in api config decoder retry http sse json streams alloc reply stub_tools; do
+    for name in $tests; do
         source="tests/test_$name.cpp"
         background "${cxx[@]}" -c "$source" -o "$dir/test_$name.o"
         if grep -q '^#define LLM_STREAM_IMPLEMENTATION$' "$source"; then own+=("$name"); else shared+=("$dir/test_$name.o"); fi
     done
     drain
-    background "${cxx[@]}" "${shared[@]}" -o "$dir/tests.exe" -lws2_32
+    # shellcheck disable=SC2086
+    background "${cxx[@]}" "${shared[@]}" -o "$dir/tests$exe" $link
     for name in "${own[@]}"; do
-        background "${cxx[@]}" "$dir/test_$name.o" "$dir/doctest_main.o" -o "$dir/test_$name.exe" -lws2_32
+        # shellcheck disable=SC2086
+        background "${cxx[@]}" "$dir/test_$name.o" "$dir/doctest_main.o" -o "$dir/test_$name$exe" $link
     done
     drain
-    /usr/lib/wine/wine64 "$dir/tests.exe"
-    for name in "${own[@]}"; do /usr/lib/wine/wine64 "$dir/test_$name.exe"; done
+    # shellcheck disable=SC2086
+    $run "$dir/tests$exe"
+    # shellcheck disable=SC2086
+    for name in "${own[@]}"; do $run "$dir/test_$name$exe"; done
+    loopback_stream "$dir" "$run" "$dir/llm-chat$exe"
+}
+
+# loopback_stream <dir> <run> <llm-chat>: llm-chat, started through <run>, streams a recorded response
+# from the loopback test server (the gcc preset's build of it, native).
+loopback_stream() {
+    local dir="$1" run="$2" chat="$3" port server_pid output
     "$work/gcc/tests/llm_test_server" --stream deepseek-chat.sse >"$dir/server.out" &
     server_pid=$!
     trap "kill $server_pid 2>/dev/null" EXIT  # expanded now: the step's subshell outlives this function
     for _ in $(seq 50); do grep -q PORT "$dir/server.out" && break; sleep 0.1; done
     port="$(awk '/PORT/ {print $2}' "$dir/server.out")"
-    output="$(LLM_BASE_URL="http://127.0.0.1:$port/v1" /usr/lib/wine/wine64 "$dir/llm-chat.exe" hi)"
+    # shellcheck disable=SC2086
+    output="$(LLM_BASE_URL="http://127.0.0.1:$port/v1" $run "$chat" hi)"
     printf '%s\n' "$output"
     [[ "$output" == *"Hello! How can I assist you today?"* ]]
+}
+
+# Windows: mingw-w64 builds run under wine; llm-chat streams through Winsock. What is Windows' own:
+# sockets, the configuration from the environment and files, the stub, the corpus read from disk,
+# the public API. The pure parsers (HTTP, SSE, JSON, the decoder) are the same code on every platform
+# and run in every other step, 32-bit `long` (as on Windows) included: see cross_test.
+windows_test() {
+    export WINEDEBUG=-all WINEPREFIX="$work/mingw/wineprefix"
+    foreign_test "$work/mingw" /usr/lib/wine/wine64 -lws2_32 "api config retry streams alloc reply stub_tools" \
+        x86_64-w64-mingw32-g++-posix -std=c++17 -O0 -Wall -Wextra -Wpedantic -Werror -static
+}
+
+# cross_test <triplet> <qemu>: Debian's cross compiler for <triplet> builds the layers (JSON, SSE, HTTP,
+# NDJSON, the decoder), the recorded streams of every API, the stub, the request bodies (with a
+# stream from a test server inside the emulated program) and llm-chat, which qemu-user runs. 32-bit
+# ARM has a 32-bit size_t and long; s390x is big-endian. Neither has SSE2: the portable scanners run.
+# Emulation is slow: the heavy split tests sample their split points (tests/support/random_cuts.hpp), and
+# -Og (compiles a third faster than -O1) runs the tests' own code 4 times faster than -O0.
+cross_test() {
+    local triplet="$1"
+    strict_header_check "$triplet-g++" -std=c++17 -Wno-psabi  # -Wconversion with a 32-bit size_t
+    export LLM_STREAM_TEST_SPLITS=sample
+    foreign_test "$work/$triplet" "$2 -L /usr/$triplet" -pthread \
+        "json sse http ndjson decoder streams api stub_tools request" \
+        "$triplet-g++" -std=c++17 -Og -Wall -Wextra -Wpedantic -Werror -Wno-psabi  # psabi: notes on GCC 7's ABI changes
 }
 
 meson_test() {
@@ -165,10 +215,15 @@ meson_test() {
     else
         meson setup "$dir" -Dtests=enabled -Dexamples=true -Ddebug=false  # no debug info: only the build files are new here
     fi
-    meson compile -C "$dir" -j "$jobs" --ninja-args=-k0
-    # Every test is built; the network suite, which ran in every CMake configuration and is about
-    # sockets rather than the build, is not run again.
-    meson test -C "$dir" --print-errorlogs --num-processes "$((jobs * 2))" --no-suite network
+    # The CMake configurations build and run every test four times over: this step proves Meson's build
+    # files with one program of each kind. The examples; a test that links the shared implementation and
+    # doctest's runner, one that brings its own implementation, a fuzz replay; the end-to-end script
+    # with llm-chat and the test server.
+    local targets=(llm-chat agent llm_test_server test_api test_alloc fuzz_replay_pipeline)
+    if pkg-config --exists libcurl; then targets+=(llm-curl); fi
+    meson compile -C "$dir" -j "$jobs" --ninja-args=-k0 "${targets[@]}"
+    meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes "$((jobs * 2))" \
+        test_api test_alloc fuzz_replay_pipeline e2e_llm_chat
 }
 
 # The README's demo: a plain configure (default generator) on a machine without doctest.
@@ -214,8 +269,12 @@ for preset in $(cmake --list-presets=workflow | sed -n 's/^ *"\([^"]*\)".*/\1/p'
 done
 step "fuzz: every libFuzzer target, ${LLM_STREAM_FUZZ_SECONDS:-10} s each, regressions replayed" \
     env LLM_STREAM_FUZZ_JOBS="$jobs" LLM_STREAM_FUZZ_DIR="$work/fuzz" bash scripts/fuzz.sh "${LLM_STREAM_FUZZ_SECONDS:-10}"
-step "windows: mingw-w64 + wine, layer tests and llm-chat over Winsock" windows_test
-step "meson (g++): every test built, all but the network suite run" meson_test
+step "windows: mingw-w64 + wine, the API, config, stub and corpus tests and llm-chat over Winsock" windows_test
+step "32-bit ARM: arm-linux-gnueabihf under qemu-user, the layers, corpus, stub and a loopback stream" \
+    cross_test arm-linux-gnueabihf qemu-arm
+step "big-endian: s390x-linux-gnu under qemu-user, the layers, corpus, stub and a loopback stream" \
+    cross_test s390x-linux-gnu qemu-s390x
+step "meson (g++): the examples and one test of each kind built and run" meson_test
 step "demo: README build of llm-chat without doctest, stub reply" demo
 
 printf '\n'
