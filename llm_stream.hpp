@@ -60,6 +60,7 @@ inline namespace v0_2 {  // two libraries that vendor different versions never m
 namespace detail {
 struct ClientState;
 class StreamImpl;
+struct StreamSetState;
 }  // namespace detail
 
 #if defined(_WIN32)
@@ -699,6 +700,46 @@ public:
 
 private:
     std::unique_ptr<detail::StreamImpl> impl_;
+};
+
+/* A socket of the caller's own (a listening socket, a client's connection) that StreamSet::wait()
+   watches along with the streams. */
+struct SocketWatch {
+    socket_handle socket = static_cast<socket_handle>(-1);
+    bool want_read = false;
+    bool want_write = false;
+    bool ready = false;  // set by wait(): readable or writable as asked, or in error (a read will say)
+};
+
+/* Many streams driven from one thread, as curl's multi interface drives transfers: wait() blocks on
+   every stream's socket and timer (its wait_info()) at once and says which ones poll() can advance.
+   The set holds pointers: a stream must stay where it is (not moved, not destroyed) until it is
+   removed or the set is gone. Finished streams stay in the set but are never ready. One thread uses
+   the set; wake() is the only call safe from others. No allocation per wait once the set has grown. */
+class StreamSet {
+public:
+    StreamSet();
+    StreamSet(StreamSet&&) noexcept;
+    StreamSet& operator=(StreamSet&&) noexcept;
+    StreamSet(const StreamSet&) = delete;
+    StreamSet& operator=(const StreamSet&) = delete;
+    ~StreamSet();
+
+    void add(Stream& stream);
+    void remove(const Stream& stream);  // no effect when it is not in the set
+    std::size_t size() const noexcept;
+
+    /* Blocks until a stream can make progress (its socket is ready, its timer is due, it has events
+       queued or has not started), one of `sockets` is ready, `timeout` has passed, or wake() was
+       called; 0 only looks. Returns the streams to poll() (until pending) in the order they were
+       added; the vector is the set's own and lives until the next wait(). */
+    const std::vector<Stream*>& wait(std::chrono::milliseconds timeout);
+    const std::vector<Stream*>& wait(std::chrono::milliseconds timeout, std::vector<SocketWatch>& sockets);
+    /* Makes a wait() in progress (or the next one) return at once. Safe from any thread. */
+    void wake();
+
+private:
+    std::unique_ptr<detail::StreamSetState> state_;
 };
 
 /* ------------------------------------------------------------------------------------------------
@@ -9232,6 +9273,132 @@ inline PollStatus StreamImpl::wait_for_progress() {
     }
 }
 
+/* ------------------------------------------------------------------------------------------------
+   Many streams: one wait over every stream's socket and timer (StreamSet)
+   ------------------------------------------------------------------------------------------------ */
+
+#if defined(_WIN32)
+using PollEntry = WSAPOLLFD;
+constexpr short poll_readable = POLLRDNORM;
+constexpr short poll_writable = POLLWRNORM;
+inline void poll_entries(PollEntry* entries, std::size_t count, int ms) noexcept {
+    WSAPoll(entries, static_cast<ULONG>(count), ms);
+}
+#else
+using PollEntry = pollfd;
+constexpr short poll_readable = POLLIN;
+constexpr short poll_writable = POLLOUT;
+inline void poll_entries(PollEntry* entries, std::size_t count, int ms) noexcept {
+    ::poll(entries, static_cast<nfds_t>(count), ms);
+}
+#endif
+
+inline PollEntry poll_entry(socket_handle socket, bool want_read, bool want_write) noexcept {
+    PollEntry e{};
+    e.fd = static_cast<native_socket>(socket);
+    e.events = static_cast<short>((want_read ? poll_readable : 0) | (want_write ? poll_writable : 0));
+    return e;
+}
+
+/* Each stream's place in one wait: an entry in the poll set (or none) and when its timer falls due. */
+struct StreamWait {
+    std::size_t entry = 0;  // index into StreamSetState::entries; no_entry without a socket
+    Clock::time_point due{};
+    bool skip = false;  // finished, or already ready before waiting
+};
+
+struct StreamSetState {
+    static constexpr std::size_t no_entry = static_cast<std::size_t>(-1);
+    std::vector<Stream*> streams;
+    std::vector<Stream*> ready;
+    std::vector<StreamWait> waits;     // parallel to streams, rebuilt by each wait
+    std::vector<PollEntry> entries;    // the waker's first (POSIX), then streams', then the caller's
+    Waker waker;
+
+    const std::vector<Stream*>& wait(std::chrono::milliseconds timeout, std::vector<SocketWatch>* sockets);
+    Clock::time_point gather(Clock::time_point now, Clock::time_point until);
+    void add_sockets(std::vector<SocketWatch>* sockets);
+    void collect(Clock::time_point now, std::vector<SocketWatch>* sockets);
+    void drain_waker() noexcept;
+};
+
+/* Fills `entries` and `waits` from each stream's wait_info(); returns the earliest moment to stop
+   waiting (`until` at the latest). A stream that can go on at once is ready without waiting. */
+inline Clock::time_point StreamSetState::gather(Clock::time_point now, Clock::time_point until) {
+    waits.resize(streams.size());
+    for (std::size_t i = 0; i < streams.size(); ++i) {
+        StreamWait& w = waits[i];
+        w = StreamWait{};
+        w.entry = no_entry;
+        if ((w.skip = streams[i]->finished())) continue;
+        const WaitInfo info = streams[i]->wait_info();
+        w.due = now + info.timeout;
+        if (info.socket == static_cast<socket_handle>(-1) && info.timeout.count() <= 0) {
+            ready.push_back(streams[i]);
+            w.skip = true;
+            continue;
+        }
+        if (info.socket != static_cast<socket_handle>(-1)) {
+            w.entry = entries.size();
+            entries.push_back(poll_entry(info.socket, info.want_read, info.want_write));
+        }
+        until = std::min(until, w.due);
+    }
+    return ready.empty() ? until : now;
+}
+
+inline void StreamSetState::add_sockets(std::vector<SocketWatch>* sockets) {
+    if (!sockets) return;
+    for (SocketWatch& watch : *sockets) {
+        watch.ready = false;
+        entries.push_back(poll_entry(watch.socket, watch.want_read, watch.want_write));
+    }
+}
+
+/* After the wait: the streams whose socket answered or whose timer is due, and the caller's sockets. */
+inline void StreamSetState::collect(Clock::time_point now, std::vector<SocketWatch>* sockets) {
+    for (std::size_t i = 0; i < streams.size(); ++i) {
+        const StreamWait& w = waits[i];
+        if (w.skip) continue;
+        const bool answered = w.entry != no_entry && entries[w.entry].revents != 0;
+        if (answered || now >= w.due) ready.push_back(streams[i]);
+    }
+    if (!sockets) return;
+    std::size_t entry = entries.size() - sockets->size();
+    for (SocketWatch& watch : *sockets) watch.ready = entries[entry++].revents != 0;
+}
+
+/* Empties the waker's pipe, so one wake() ends one wait. */
+inline void StreamSetState::drain_waker() noexcept {
+#if !defined(_WIN32)
+    char bytes[64];
+    while (::read(waker.read_fd(), bytes, sizeof bytes) > 0) {}
+#endif
+}
+
+inline const std::vector<Stream*>& StreamSetState::wait(std::chrono::milliseconds timeout,
+                                                       std::vector<SocketWatch>* sockets) {
+    ready.clear();
+    entries.clear();
+#if !defined(_WIN32)
+    entries.push_back(poll_entry(waker.read_fd(), true, false));
+#endif
+    const Clock::time_point now = Clock::now();
+    const auto longest = std::chrono::milliseconds(1 << 30);  // keeps now + timeout from overflowing
+    const Clock::time_point until = gather(now, now + std::clamp(timeout, std::chrono::milliseconds(0), longest));
+    add_sockets(sockets);
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(until - now).count();
+#if defined(_WIN32)
+    ms = std::min<decltype(ms)>(ms, 50);  // no waker to poll on Windows: a wake() is seen within 50 ms
+#endif
+    poll_entries(entries.data(), entries.size(), static_cast<int>(std::clamp<decltype(ms)>(ms, 0, 1 << 30)));
+#if !defined(_WIN32)
+    if (entries[0].revents != 0) drain_waker();
+#endif
+    collect(Clock::now(), sockets);
+    return ready;
+}
+
 }  // namespace detail
 }  // inline namespace v0_2
 }  // namespace llm_stream
@@ -9552,6 +9719,37 @@ const Reply& Stream::reply() const noexcept {
     static const Reply none;
     return impl_ ? impl_->reply() : none;
 }
+
+StreamSet::StreamSet() : state_(std::make_unique<detail::StreamSetState>()) { state_->waker.prepare(); }
+StreamSet::StreamSet(StreamSet&&) noexcept = default;
+StreamSet& StreamSet::operator=(StreamSet&&) noexcept = default;
+StreamSet::~StreamSet() = default;
+
+void StreamSet::add(Stream& stream) {
+    detail::StreamSetState& s = *state_;
+    s.streams.push_back(&stream);
+    // Room for every stream now, so that a first wait late in a stream allocates nothing either.
+    s.waits.reserve(s.streams.size());
+    s.ready.reserve(s.streams.size());
+    s.entries.reserve(s.streams.size() + 1);
+}
+
+void StreamSet::remove(const Stream& stream) {
+    auto& streams = state_->streams;
+    streams.erase(std::remove(streams.begin(), streams.end(), &stream), streams.end());
+}
+
+std::size_t StreamSet::size() const noexcept { return state_->streams.size(); }
+
+const std::vector<Stream*>& StreamSet::wait(std::chrono::milliseconds timeout) {
+    return state_->wait(timeout, nullptr);
+}
+
+const std::vector<Stream*>& StreamSet::wait(std::chrono::milliseconds timeout, std::vector<SocketWatch>& sockets) {
+    return state_->wait(timeout, &sockets);
+}
+
+void StreamSet::wake() { state_->waker.wake(); }
 
 Stream::iterator& Stream::iterator::operator++() {
     if (auto chunk = stream_ ? stream_->next_chunk() : std::nullopt) chunk_ = *chunk;

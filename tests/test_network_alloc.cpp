@@ -80,10 +80,27 @@ Outcome run_blocking(Client& client, std::size_t content_capacity) {
     return out;
 }
 
-Outcome run_polling(Client& client, std::size_t content_capacity) {
+/* How a polled stream waits when poll() says pending: on its own socket, or in a StreamSet. */
+enum class Waiting { socket, stream_set };
+
+void wait_on_socket(const Stream& stream) {
+    const llm_stream::WaitInfo w = stream.wait_info();
+    if (w.socket >= 0) {
+        pollfd fd{};
+        fd.fd = w.socket;
+        fd.events = static_cast<short>((w.want_read ? POLLIN : 0) | (w.want_write ? POLLOUT : 0));
+        ::poll(&fd, 1, static_cast<int>(std::min<long long>(w.timeout.count(), 100)));
+    } else {
+        std::this_thread::sleep_for(1ms);
+    }
+}
+
+Outcome run_polling(Client& client, std::size_t content_capacity, Waiting waiting) {
     Outcome out;
     out.content.reserve(content_capacity);
     Stream stream = client.stream_chat("hi");
+    llm_stream::StreamSet set;
+    set.add(stream);
     long at_warmup = -1, at_last = -1;
     for (std::size_t i = 0; i < 10000000; ++i) {
         const PollStatus s = stream.poll();
@@ -94,15 +111,8 @@ Outcome run_polling(Client& client, std::size_t content_capacity) {
             continue;
         }
         if (s != PollStatus::pending) break;
-        const llm_stream::WaitInfo w = stream.wait_info();
-        if (w.socket >= 0) {
-            pollfd fd{};
-            fd.fd = w.socket;
-            fd.events = static_cast<short>((w.want_read ? POLLIN : 0) | (w.want_write ? POLLOUT : 0));
-            ::poll(&fd, 1, static_cast<int>(std::min<long long>(w.timeout.count(), 100)));
-        } else {
-            std::this_thread::sleep_for(1ms);
-        }
+        if (waiting == Waiting::socket) wait_on_socket(stream);
+        else set.wait(100ms);  // counted too: a wait allocates nothing once the set has grown
     }
     if (at_warmup >= 0) out.steady_allocations = at_last - at_warmup;
     out.ok = !stream.error();
@@ -114,10 +124,12 @@ Outcome run_polling(Client& client, std::size_t content_capacity) {
 
 namespace {
 
+enum class Driver { blocking, polling, stream_set };
+
 struct Case {
     std::string name;
     Response response;
-    bool polling;
+    Driver driver;
 };
 
 std::vector<Case> make_cases(const std::string& body) {
@@ -126,12 +138,13 @@ std::vector<Case> make_cases(const std::string& body) {
     Response odd = Response::sse(body, Framing::chunked, Chunking::list({1, 7, 300, 4096, 13}));
     odd.stall_after_body_bytes = body.size() + 1;
     return {
-        {"chunked, one send per event", piecewise, false},
-        {"chunked, odd chunk sizes", odd, false},
-        {"chunked, 16 KiB chunks", Response::sse(body, Framing::chunked, Chunking::fixed(16384)), false},
-        {"Content-Length", Response::sse(body, Framing::content_length, Chunking::whole()), false},
-        {"close-delimited", Response::sse(body, Framing::close, Chunking::whole()), false},
-        {"chunked, one send per event, poll()", piecewise, true},
+        {"chunked, one send per event", piecewise, Driver::blocking},
+        {"chunked, odd chunk sizes", odd, Driver::blocking},
+        {"chunked, 16 KiB chunks", Response::sse(body, Framing::chunked, Chunking::fixed(16384)), Driver::blocking},
+        {"Content-Length", Response::sse(body, Framing::content_length, Chunking::whole()), Driver::blocking},
+        {"close-delimited", Response::sse(body, Framing::close, Chunking::whole()), Driver::blocking},
+        {"chunked, one send per event, poll()", piecewise, Driver::polling},
+        {"chunked, one send per event, poll() and StreamSet::wait()", piecewise, Driver::stream_set},
     };
 }
 
@@ -145,8 +158,10 @@ std::vector<long> stream_cases(TestServer& server, const std::string& body, cons
         for (int round = 0; round < 2; ++round) {
             CAPTURE(round);
             server.push(c.response);
-            const Outcome o = c.polling ? run_polling(client, content.size() + 16)
-                                        : run_blocking(client, content.size() + 16);
+            const std::size_t capacity = content.size() + 16;
+            const Outcome o = c.driver == Driver::blocking ? run_blocking(client, capacity)
+                              : run_polling(client, capacity, c.driver == Driver::polling ? Waiting::socket
+                                                                                          : Waiting::stream_set);
             CHECK_MESSAGE(o.ok, o.error);
             CHECK(o.chunks == kEvents);
             CHECK(o.content == content);
