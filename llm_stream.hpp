@@ -3344,8 +3344,14 @@ public:
 
     /* Calls on_member(key, depth) for each member; it must read exactly the member's value. */
     template <class OnMember> bool object(int depth, OnMember on_member);
+    /* The rest of an object whose opening and first members were read another way (the cursor just
+       after a member's value): its remaining members, as object() reads them, and its closing brace. */
+    template <class OnMember> bool object_rest(int depth, OnMember on_member);
     /* Calls on_element(depth) for each element; it must read exactly one value. */
     template <class OnElement> bool array(int depth, OnElement on_element);
+
+private:
+    template <class OnMember> bool members(int depth, OnMember on_member);  // from a name to the '}'
 };
 
 LLM_STREAM_FORCE_INLINE bool JsonCursor::string(JsonSpan& out) noexcept {
@@ -3431,6 +3437,21 @@ bool JsonCursor::object(int depth, OnMember on_member) {
     ++p;  // '{'
     skip_ws();
     if (at('}')) { ++p; return true; }
+    return members(depth, on_member);
+}
+
+template <class OnMember>
+bool JsonCursor::object_rest(int depth, OnMember on_member) {
+    skip_ws();
+    if (at('}')) { ++p; return true; }
+    if (!at(',')) return fail("expected ',' or '}'");
+    ++p;
+    skip_ws();
+    return members(depth, on_member);
+}
+
+template <class OnMember>
+bool JsonCursor::members(int depth, OnMember on_member) {
     JsonSpan key;  // string() sets it whole: no fresh one per member
     for (;;) {
         if (!at('"')) return fail("expected a member name");
@@ -3595,8 +3616,24 @@ private:
     // few calls each): beyond it a new half is dropped, so memory stays bounded.
     static constexpr std::size_t max_pending_halves = 256;
 
+    /* What most of a stream is: chunks that differ only in their content's text (and in members after
+       the choices, such as OpenAI's "obfuscation"). The bytes of the last such chunk read in full, up
+       to its content's opening quote (prefix) and from its closing quote to the end of its choices
+       (middle): a chunk with the very same bytes there parses the same, so only its text and the
+       members after the choices need reading (and validating). */
+    struct KnownShape {
+        ByteBuffer bytes;  // prefix, then middle
+        std::size_t prefix = 0;
+        std::size_t middle = 0;
+        std::int64_t choice = 0;
+    };
+
     Result extract_message(std::string_view json);
+    void forget_message() noexcept;  // the fields of the last message read
+    bool read_known_shape(std::string_view json);
+    void learn_shape(std::string_view json);
     bool parse_top(JsonCursor& c);
+    bool parse_top_member(JsonCursor& c, const JsonSpan& key, int depth);
     bool parse_choice(JsonCursor& c, int depth);
     bool parse_delta(JsonCursor& c, int depth, ChoiceFields& choice);
     bool parse_tool_call(JsonCursor& c, int depth);
@@ -3622,6 +3659,9 @@ private:
     ByteBuffer arena_;
     std::vector<Event> events_;
     std::vector<PendingHalf> pending_;  // carried from one message to the next
+    KnownShape shape_;
+    std::size_t choices_members_ = 0;     // "choices" members of the message read
+    const char* choices_end_ = nullptr;   // where the last one's value ended
     const char* why_ = "";
     std::size_t error_offset_ = 0;
     std::string error_message_;  // only for error events: once per stream, not per chunk
@@ -3738,16 +3778,62 @@ inline bool DeltaExtractor::parse_error(JsonCursor& c, int depth) {
     });
 }
 
+inline bool DeltaExtractor::parse_top_member(JsonCursor& c, const JsonSpan& key, int d) {
+    if (json_key_is(key, "choices")) {
+        if (!c.at('[')) return c.skip_value(d);
+        ++choices_members_;
+        const bool ok = c.array(d + 1, [&](int dd) { return parse_choice(c, dd); });
+        choices_end_ = c.p;
+        return ok;
+    }
+    if (json_key_is(key, "usage")) return parse_usage(c, d, usage_);
+    if (json_key_is(key, "error")) return parse_error(c, d);
+    return c.skip_value(d);
+}
+
 inline bool DeltaExtractor::parse_top(JsonCursor& c) {
-    return json_read_message(c, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "choices")) {
-            if (!c.at('[')) return c.skip_value(d);
-            return c.array(d + 1, [&](int dd) { return parse_choice(c, dd); });
-        }
-        if (json_key_is(key, "usage")) return parse_usage(c, d, usage_);
-        if (json_key_is(key, "error")) return parse_error(c, d);
-        return c.skip_value(d);
-    });
+    return json_read_message(c, [&](const JsonSpan& key, int d) { return parse_top_member(c, key, d); });
+}
+
+/* A chunk of the known shape: the same prefix and middle bytes around a valid string, then the rest
+   of the top-level object, which must hold nothing more to extract. False: read it in full. */
+inline bool DeltaExtractor::read_known_shape(std::string_view json) {
+    const KnownShape& k = shape_;
+    if (k.prefix == 0 || json.size() < k.prefix + k.middle ||
+        std::memcmp(json.data(), k.bytes.data(), k.prefix) != 0)
+        return false;
+    JsonCursor c(json.data() + k.prefix - 1, json.data() + json.size());  // at the opening quote
+    JsonSpan content;
+    if (!c.string(content) || static_cast<std::size_t>(c.end - content.end) < k.middle ||
+        std::memcmp(content.end, k.bytes.data() + k.prefix, k.middle) != 0)
+        return false;
+    c.p = content.end + k.middle;
+    if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return parse_top_member(c, key, d); })) return false;
+    c.skip_ws();
+    if (c.p != c.end || !choices_.empty() || usage_.present || have_error_) return false;
+    ChoiceFields choice;
+    choice.index = k.choice;
+    choice.content = content;
+    choices_.push_back(choice);
+    return true;
+}
+
+/* Keeps the shape of a chunk just read in full when it is one choice's content and nothing else. */
+inline void DeltaExtractor::learn_shape(std::string_view json) {
+    shape_.prefix = 0;
+    if (choices_members_ != 1 || choices_.size() != 1 || !tools_.empty() || usage_.present ||
+        choice_usage_.present || have_error_)
+        return;
+    const ChoiceFields& ch = choices_.front();
+    if (ch.content.size() == 0 || ch.reasoning_content.present() || ch.reasoning.present() ||
+        ch.finish_reason.present() || ch.content.end >= choices_end_)
+        return;
+    const std::size_t prefix = static_cast<std::size_t>(ch.content.begin - json.data());
+    const std::size_t middle = static_cast<std::size_t>(choices_end_ - ch.content.end);
+    if (!shape_.bytes.assign(json.substr(0, prefix)) || !shape_.bytes.append(ch.content.end, middle)) return;
+    shape_.prefix = prefix;
+    shape_.middle = middle;
+    shape_.choice = ch.index;
 }
 
 /* A string token's text: a view of the input when it needs no decoding, else decoded into the
@@ -3871,7 +3957,7 @@ inline DeltaExtractor::Result DeltaExtractor::extract(std::string_view json) {
     return extract_message(json);
 }
 
-inline DeltaExtractor::Result DeltaExtractor::extract_message(std::string_view json) {
+inline void DeltaExtractor::forget_message() noexcept {
     choices_.clear();
     tools_.clear();
     usage_ = {};
@@ -3879,10 +3965,18 @@ inline DeltaExtractor::Result DeltaExtractor::extract_message(std::string_view j
     have_error_ = false;
     error_message_span_ = error_type_ = error_code_ = {};
     error_code_number_ = {};
+    choices_members_ = 0;
+    choices_end_ = nullptr;
+}
+
+inline DeltaExtractor::Result DeltaExtractor::extract_message(std::string_view json) {
     events_.clear();
     why_ = "";
     error_offset_ = 0;
     error_message_.clear();
+    forget_message();
+    if (read_known_shape(json)) return build_events() ? Result::ok : Result::out_of_memory;
+    forget_message();
 
     JsonCursor c(json.data(), json.data() + json.size());
     if (!parse_top(c)) {
@@ -3891,6 +3985,7 @@ inline DeltaExtractor::Result DeltaExtractor::extract_message(std::string_view j
         return Result::invalid;
     }
     if (have_error_) return note_error_message() ? Result::error_event : Result::out_of_memory;
+    learn_shape(json);
     return build_events() ? Result::ok : Result::out_of_memory;
 }
 
