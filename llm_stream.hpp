@@ -176,10 +176,11 @@ struct TlsOptions {
    error (ErrorCode::tls) when the CAs cannot be loaded or the library has no TLS compiled in. */
 [[nodiscard]] Error make_default_tls_backend(const TlsOptions& options, std::shared_ptr<TlsBackend>& backend);
 
-/* Where host names are looked up when Config::resolver is not set (POSIX; Windows asks getaddrinfo).
-   The hosts file first, then the name servers over UDP (TCP when an answer is truncated), A and AAAA
-   at once, without ever blocking poll(). Only the name as given is asked: resolv.conf's `search` and
-   `ndots` are not applied (a base URL names its host in full). */
+/* Where host names are looked up when Config::resolver is not set, without ever blocking poll(). POSIX:
+   the hosts file first, then the name servers over UDP (TCP when an answer is truncated), A and AAAA
+   at once; only the name as given is asked: resolv.conf's `search` and `ndots` are not applied (a base
+   URL names its host in full). Windows: the system's resolver, asynchronously (GetAddrInfoExW, Windows
+   8 and later), within timeout x attempts; it has its own servers and hosts file. */
 struct DnsOptions {
     /* "address" or "address:port" ("10.0.0.2", "127.0.0.1:5353", "[::1]:5353"), tried in turn.
        Empty: the `nameserver` lines of /etc/resolv.conf (the first 3), 127.0.0.1 when it has none. */
@@ -220,8 +221,8 @@ struct Config {
        OpenRouter. Names must be tokens and values must not contain CR or LF. */
     std::vector<std::pair<std::string, std::string>> headers;
     /* Numeric addresses ("10.0.0.7", "::1") for a host name, replacing `dns` altogether. Empty: the
-       built-in resolver configured by `dns`, which never blocks poll() (on Windows getaddrinfo,
-       which does). */
+       built-in resolver configured by `dns` (on Windows the system's, asked asynchronously), which never
+       blocks poll(). */
     std::function<std::vector<std::string>(const std::string& host)> resolver;
     DnsOptions dns;
     /* The HTTP proxy requests go through: "http://[user:password@]host[:port]" (port 1080 when left
@@ -650,8 +651,7 @@ public:
     /* Blocks until the next typed event; nullptr at the end or on error. */
     const Event* next_event();
 
-    /* Never blocks (on Windows, see Config::resolver about DNS): advances the stream as far as it can and
-       says what happened. */
+    /* Never blocks: advances the stream as far as it can and says what happened. */
     PollStatus poll();
     const Event& current_event() const noexcept;  // after poll() returned PollStatus::event
     WaitInfo wait_info() const noexcept;
