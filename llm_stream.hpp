@@ -1676,6 +1676,12 @@ inline DnsSettings dns_settings(const DnsOptions& options, const std::string& re
     return s;
 }
 
+/* How long until `end`, rounded up (a wait that long finds it passed); 0 once it has. */
+inline std::chrono::milliseconds time_until(Clock::time_point end, Clock::time_point now) noexcept {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(end - now);
+    return left.count() > 0 ? left : std::chrono::milliseconds(0);
+}
+
 #if !defined(_WIN32)
 /* The A and AAAA lookup of one name over non-blocking sockets. Each try asks one server (over UDP, then
    TCP when an answer is truncated) and gives it `timeout`; the tries go round the servers `attempts`
@@ -1700,10 +1706,7 @@ public:
     }
     native_socket socket() const noexcept { return socket_; }
     bool wants_write() const noexcept { return connecting_ || sent_ < outgoing_.size(); }
-    std::chrono::milliseconds time_left(Clock::time_point now) const noexcept {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(try_ends_ - now);
-        return left.count() > 0 ? left : std::chrono::milliseconds(0);
-    }
+    std::chrono::milliseconds time_left(Clock::time_point now) const noexcept { return time_until(try_ends_, now); }
     const std::vector<std::string>& addresses() const noexcept { return addresses_; }
     const Error& error() const noexcept { return error_; }
 
@@ -1960,10 +1963,7 @@ public:
     }
     native_socket socket() const noexcept { return pending_ ? pending_->signal.socket() : invalid_socket; }
     bool wants_write() const noexcept { return false; }
-    std::chrono::milliseconds time_left(Clock::time_point now) const noexcept {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(ends_ - now);
-        return left.count() > 0 ? left : std::chrono::milliseconds(0);
-    }
+    std::chrono::milliseconds time_left(Clock::time_point now) const noexcept { return time_until(ends_, now); }
     const std::vector<std::string>& addresses() const noexcept { return addresses_; }
     const Error& error() const noexcept { return error_; }
 
