@@ -177,10 +177,11 @@ struct TlsOptions {
    error (ErrorCode::tls) when the CAs cannot be loaded or the library has no TLS compiled in. */
 [[nodiscard]] Error make_default_tls_backend(const TlsOptions& options, std::shared_ptr<TlsBackend>& backend);
 
-/* Where host names are looked up when Config::resolver is not set (POSIX; Windows asks getaddrinfo).
-   The hosts file first, then the name servers over UDP (TCP when an answer is truncated), A and AAAA
-   at once, without ever blocking poll(). Only the name as given is asked: resolv.conf's `search` and
-   `ndots` are not applied (a base URL names its host in full). */
+/* Where host names are looked up when Config::resolver is not set, without ever blocking poll(). POSIX:
+   the hosts file first, then the name servers over UDP (TCP when an answer is truncated), A and AAAA
+   at once; only the name as given is asked: resolv.conf's `search` and `ndots` are not applied (a base
+   URL names its host in full). Windows: the system's resolver, asynchronously (GetAddrInfoExW, Windows
+   8 and later), within timeout x attempts; it has its own servers and hosts file. */
 struct DnsOptions {
     /* "address" or "address:port" ("10.0.0.2", "127.0.0.1:5353", "[::1]:5353"), tried in turn.
        Empty: the `nameserver` lines of /etc/resolv.conf (the first 3), 127.0.0.1 when it has none. */
@@ -221,8 +222,8 @@ struct Config {
        OpenRouter. Names must be tokens and values must not contain CR or LF. */
     std::vector<std::pair<std::string, std::string>> headers;
     /* Numeric addresses ("10.0.0.7", "::1") for a host name, replacing `dns` altogether. Empty: the
-       built-in resolver configured by `dns`, which never blocks poll() (on Windows getaddrinfo,
-       which does). */
+       built-in resolver configured by `dns` (on Windows the system's, asked asynchronously), which never
+       blocks poll(). */
     std::function<std::vector<std::string>(const std::string& host)> resolver;
     DnsOptions dns;
     /* The HTTP proxy requests go through: "http://[user:password@]host[:port]" (port 1080 when left
@@ -651,8 +652,7 @@ public:
     /* Blocks until the next typed event; nullptr at the end or on error. */
     const Event* next_event();
 
-    /* Never blocks (on Windows, see Config::resolver about DNS): advances the stream as far as it can and
-       says what happened. */
+    /* Never blocks: advances the stream as far as it can and says what happened. */
     PollStatus poll();
     const Event& current_event() const noexcept;  // after poll() returned PollStatus::event
     WaitInfo wait_info() const noexcept;
@@ -820,6 +820,7 @@ const char* version_string() noexcept;
 #include <new>
 #include <random>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #if defined(_WIN32)
@@ -1352,14 +1353,65 @@ struct SocketAddress {
     socklen_t length = 0;
 };
 
-inline std::string address_text(const SocketAddress& a) {
+/* The address of an AF_INET or AF_INET6 socket address as text ("10.0.0.7", "::1"). */
+inline std::string numeric_host(const sockaddr* address) {
     char host[64] = "?";
-    const void* raw = a.storage.ss_family == AF_INET6
-                          ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr)
-                          : static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr);
-    inet_ntop(a.storage.ss_family, const_cast<void*>(raw), host, sizeof host);
-    return a.storage.ss_family == AF_INET6 ? "[" + std::string(host) + "]" : std::string(host);
+    const void* raw = address->sa_family == AF_INET6
+                          ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr)
+                          : static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(address)->sin_addr);
+    inet_ntop(address->sa_family, const_cast<void*>(raw), host, sizeof host);
+    return host;
 }
+
+inline std::string address_text(const SocketAddress& a) {
+    const std::string host = numeric_host(reinterpret_cast<const sockaddr*>(&a.storage));
+    return a.storage.ss_family == AF_INET6 ? "[" + host + "]" : host;
+}
+
+#if defined(_WIN32)
+/* A UDP socket bound to 127.0.0.1 and connected to itself: fire() sends it a datagram, which leaves it
+   readable for good, so WSAPoll sees the signal next to the socket it watches (WSAPoll takes sockets
+   only: Windows has no pipe to poll). Chosen over WSAEventSelect and WSAWaitForMultipleEvents: that
+   association would stay on the caller's socket (wait_info() hands it out) unless undone after every
+   wait, and its FD_WRITE is edge-triggered (recorded after a connect or a send that would block, not
+   when a wait begins on a socket that is writable already), while WSAPoll, as poll(), reports the
+   socket's state as it is. fire() may come from any thread. */
+class LoopbackSignal {
+public:
+    LoopbackSignal() = default;
+    LoopbackSignal(const LoopbackSignal&) = delete;
+    LoopbackSignal& operator=(const LoopbackSignal&) = delete;
+    ~LoopbackSignal() {
+        if (socket_ != invalid_socket) close_socket(socket_);
+    }
+    /* False when no loopback UDP socket can be made (socket() stays invalid_socket). */
+    bool open() noexcept {
+        if (!network_startup()) return false;
+        const native_socket s = ::socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP);
+        if (s == invalid_socket) return false;
+        sockaddr_in self{};
+        self.sin_family = AF_INET;
+        self.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int length = sizeof self;
+        if (::bind(s, reinterpret_cast<const sockaddr*>(&self), length) != 0 ||
+            getsockname(s, reinterpret_cast<sockaddr*>(&self), &length) != 0 ||
+            ::connect(s, reinterpret_cast<const sockaddr*>(&self), length) != 0 || !set_non_blocking(s)) {
+            close_socket(s);
+            return false;
+        }
+        socket_ = s;
+        return true;
+    }
+    void fire() const noexcept {
+        const char byte = 1;
+        if (socket_ != invalid_socket) ::send(socket_, &byte, 1, 0);
+    }
+    native_socket socket() const noexcept { return socket_; }
+
+private:
+    native_socket socket_ = invalid_socket;
+};
+#endif
 
 /* ------------------------------------------------------------------------------------------------
    DNS: queries and answers
@@ -1665,6 +1717,12 @@ inline DnsSettings dns_settings(const DnsOptions& options, const std::string& re
     return s;
 }
 
+/* How long until `end`, rounded up (a wait that long finds it passed); 0 once it has. */
+inline std::chrono::milliseconds time_until(Clock::time_point end, Clock::time_point now) noexcept {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(end - now);
+    return left.count() > 0 ? left : std::chrono::milliseconds(0);
+}
+
 #if !defined(_WIN32)
 /* The A and AAAA lookup of one name over non-blocking sockets. Each try asks one server (over UDP, then
    TCP when an answer is truncated) and gives it `timeout`; the tries go round the servers `attempts`
@@ -1689,10 +1747,7 @@ public:
     }
     native_socket socket() const noexcept { return socket_; }
     bool wants_write() const noexcept { return connecting_ || sent_ < outgoing_.size(); }
-    std::chrono::milliseconds time_left(Clock::time_point now) const noexcept {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(try_ends_ - now);
-        return left.count() > 0 ? left : std::chrono::milliseconds(0);
-    }
+    std::chrono::milliseconds time_left(Clock::time_point now) const noexcept { return time_until(try_ends_, now); }
     const std::vector<std::string>& addresses() const noexcept { return addresses_; }
     const Error& error() const noexcept { return error_; }
 
@@ -1919,31 +1974,143 @@ inline IoResult DnsLookup::finish() {
     done_ = true;
     return {IoStatus::ok, 0};
 }
+#else
+/* The lookup of one name by the system's resolver (GetAddrInfoExW, overlapped: Windows 8 and later),
+   which answers on a thread of its own and then fires a LoopbackSignal, so that socket() turns
+   readable: the same interface as the POSIX lookup. step() never blocks. DnsSettings' timeout and
+   attempts bound the wait (the system picks the servers). A lookup given up (timeout, cancel(),
+   destruction) asks GetAddrInfoExCancel to stop, which wine 8 cannot (it lets the query run on): so the
+   state the resolver writes into is shared, and whichever side finishes last frees it. */
+class DnsLookup {
+public:
+    DnsLookup(std::string name, const DnsSettings& settings)
+        : name_(std::move(name)), patience_(settings.timeout * std::max(settings.attempts, 1)) {}
+    DnsLookup(const DnsLookup&) = delete;
+    DnsLookup& operator=(const DnsLookup&) = delete;
+    ~DnsLookup() {
+        if (!pending_) return;
+        if (!pending_->completed.load(std::memory_order_acquire)) cancel_system_lookup(&pending_->cancel);
+        release(pending_);
+    }
+
+    /* would_block until it is over: ok (addresses(), in the system's order) or failed (error(), ErrorCode::dns). */
+    IoResult step() {
+        if (done_) return {error_ ? IoStatus::failed : IoStatus::ok, 0};
+        if (!pending_) return start();
+        if (pending_->completed.load(std::memory_order_acquire)) return finish();
+        if (Clock::now() >= ends_)
+            return fail("the system's resolver did not answer within " + std::to_string(patience_.count()) + " ms");
+        return {IoStatus::would_block, 0};
+    }
+    native_socket socket() const noexcept { return pending_ ? pending_->signal.socket() : invalid_socket; }
+    bool wants_write() const noexcept { return false; }
+    std::chrono::milliseconds time_left(Clock::time_point now) const noexcept { return time_until(ends_, now); }
+    const std::vector<std::string>& addresses() const noexcept { return addresses_; }
+    const Error& error() const noexcept { return error_; }
+
+private:
+    /* Written by the resolver's thread until `completed`; OVERLAPPED first, so that the completion
+       routine finds the whole from the OVERLAPPED it is given. */
+    struct Pending {
+        OVERLAPPED overlapped;
+        ADDRINFOEXW* result;
+        HANDLE cancel;
+        int status;
+        std::atomic<bool> completed;
+        std::atomic<int> owners;  // the lookup, and the query while it runs
+        LoopbackSignal signal;
+    };
+
+    static void release(Pending* p) noexcept {
+        if (p->owners.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+        if (p->result) FreeAddrInfoExW(p->result);
+        delete p;
+    }
+    static void CALLBACK on_completion(DWORD status, DWORD, LPWSAOVERLAPPED overlapped) noexcept {
+        static_assert(std::is_standard_layout<Pending>::value, "the OVERLAPPED must convert to its Pending");
+        Pending* p = reinterpret_cast<Pending*>(overlapped);
+        p->status = static_cast<int>(status);
+        p->completed.store(true, std::memory_order_release);
+        p->signal.fire();
+        release(p);
+    }
+    /* GetAddrInfoExCancel, found at run time: Windows 7 lacks it (an import would keep the program from
+       starting there) and mingw-w64's headers do not declare it. */
+    static void cancel_system_lookup(HANDLE* handle) noexcept {
+        using Cancel = int(WSAAPI*)(HANDLE*);
+        static const Cancel cancel = reinterpret_cast<Cancel>(reinterpret_cast<void (*)()>(
+            GetProcAddress(GetModuleHandleW(L"ws2_32.dll"), "GetAddrInfoExCancel")));
+        if (cancel) cancel(handle);
+    }
+    IoResult fail(const std::string& why) {
+        done_ = true;
+        error_ = make_error(ErrorCode::dns, "cannot resolve " + name_ + ": " + why);
+        return {IoStatus::failed, 0};
+    }
+    IoResult start();
+    IoResult finish();
+
+    std::string name_;
+    std::chrono::milliseconds patience_;
+    Clock::time_point ends_{};
+    Pending* pending_ = nullptr;
+    bool done_ = false;
+    std::vector<std::string> addresses_;
+    Error error_;
+};
+
+/* Asks for the name as UTF-16, TCP addresses of the families this host has configured. */
+inline IoResult DnsLookup::start() {
+    const int length = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name_.c_str(), -1, nullptr, 0);
+    if (length <= 0) return fail("the name is not valid UTF-8");
+    std::wstring wide(static_cast<std::size_t>(length), L'\0');
+    MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name_.c_str(), -1, &wide[0], length);
+    std::unique_ptr<Pending> pending(new Pending());
+    if (!pending->signal.open()) return fail("no loopback socket to wait on: " + socket_error_text(last_socket_error()));
+    pending->owners.store(2);
+    pending_ = pending.release();
+    ADDRINFOEXW hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = AI_ADDRCONFIG;
+    ends_ = Clock::now() + patience_;
+    const int rc = GetAddrInfoExW(wide.c_str(), nullptr, NS_DNS, nullptr, &hints, &pending_->result, nullptr,
+                                  &pending_->overlapped,
+                                  reinterpret_cast<LPLOOKUPSERVICE_COMPLETION_ROUTINE>(&on_completion), &pending_->cancel);
+    if (rc == WSA_IO_PENDING) return {IoStatus::would_block, 0};
+    pending_->owners.store(1);  // over already: the completion routine is not called
+    pending_->status = rc;
+    pending_->completed.store(true);
+    return finish();
+}
+
+inline IoResult DnsLookup::finish() {
+    if (pending_->status != 0) return fail(socket_error_text(pending_->status));
+    // The cast: mingw-w64's ws2tcpip.h spells ai_next's type addrinfoexW, a struct it never defines.
+    for (const ADDRINFOEXW* a = pending_->result; a; a = reinterpret_cast<const ADDRINFOEXW*>(a->ai_next))
+        if (a->ai_addr && (a->ai_family == AF_INET || a->ai_family == AF_INET6))
+            addresses_.push_back(numeric_host(a->ai_addr));
+    if (addresses_.empty()) return fail("the name has no address");
+    done_ = true;
+    return {IoStatus::ok, 0};
+}
 #endif
 
 /* ------------------------------------------------------------------------------------------------
    Platform: name resolution, waiting
    ------------------------------------------------------------------------------------------------ */
 
-/* Appends the addresses getaddrinfo gives `name` (only when it is an IP address with `numeric_only`);
-   false with getaddrinfo's reason otherwise. */
-inline bool append_addresses(const std::string& name, std::uint16_t port, bool numeric_only,
-                             std::vector<SocketAddress>& out, std::string& why) {
+/* Appends the socket addresses of `text` with `port` when it is an IP address (getaddrinfo asked with
+   AI_NUMERICHOST, which never consults a name server); false otherwise. */
+inline bool append_ip_address(const std::string& text, std::uint16_t port, std::vector<SocketAddress>& out) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_protocol = IPPROTO_TCP;
-    hints.ai_flags = AI_NUMERICSERV | (numeric_only ? AI_NUMERICHOST : AI_ADDRCONFIG);
+    hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
     addrinfo* list = nullptr;
-    const int rc = getaddrinfo(name.c_str(), std::to_string(port).c_str(), &hints, &list);
-    if (rc != 0) {
-#if defined(_WIN32)
-        why = socket_error_text(rc);
-#else
-        why = gai_strerror(rc);
-#endif
-        return false;
-    }
+    if (getaddrinfo(text.c_str(), std::to_string(port).c_str(), &hints, &list) != 0) return false;
     for (addrinfo* a = list; a; a = a->ai_next) {
         if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
         SocketAddress address;
@@ -1958,38 +2125,33 @@ inline bool append_addresses(const std::string& name, std::uint16_t port, bool n
 /* The socket addresses of numeric addresses (those that are not are left out). */
 inline void append_numeric_addresses(const std::vector<std::string>& numeric, std::uint16_t port,
                                      std::vector<SocketAddress>& out) {
-    std::string why;
-    for (const std::string& address : numeric) append_addresses(address, port, true, out, why);
+    for (const std::string& address : numeric) append_ip_address(address, port, out);
 }
 
 /* Addresses for host:port known without asking a name server: numeric hosts never touch DNS; names go
-   to config.resolver when set, else to config.dns's hosts file. `ask_dns` when none of them knows the
-   name: DnsLookup then asks (on Windows, getaddrinfo answers at once instead, blocking). */
+   to config.resolver when set, else to config.dns's hosts file (on POSIX; Windows' resolver reads its
+   own). `ask_dns` when none of them knows the name: DnsLookup then asks. */
 inline Error resolve_host(const std::string& host, std::uint16_t port, const Config& config,
                           std::vector<SocketAddress>& out, bool& ask_dns) {
     out.clear();
     ask_dns = false;
-    std::string why = "no address";
-    if (append_addresses(host, port, true, out, why)) return {};  // an IP address
+    if (append_ip_address(host, port, out)) return {};
     if (config.resolver) {
         append_numeric_addresses(config.resolver(host), port, out);
         if (out.empty()) return make_error(ErrorCode::dns, "cannot resolve " + host + ": the resolver returned no usable address");
         return {};
     }
-#if defined(_WIN32)
-    if (!append_addresses(host, port, false, out, why) || out.empty())
-        return make_error(ErrorCode::dns, "cannot resolve " + host + ": " + why);
-#else
+#if !defined(_WIN32)
     std::vector<std::string> listed;
     hosts_file_addresses(read_system_file(config.dns.hosts_file), host, listed);
     append_numeric_addresses(listed, port, out);
-    ask_dns = out.empty();
 #endif
+    ask_dns = out.empty();
     return {};
 }
 
-/* Wakes a thread blocked in wait_for_socket() from cancel(). POSIX: a pipe; Windows: waits are cut
-   into short slices instead, so a cancel is seen within one slice. */
+/* Wakes a thread blocked in wait_for_socket() from cancel(): something wait_for_socket() polls with
+   the socket, made readable by wake(). POSIX: a pipe; Windows: a LoopbackSignal. */
 class Waker {
 public:
     Waker() = default;
@@ -2003,8 +2165,10 @@ public:
     }
     /* Called by the waiting thread before its first wait. */
     void prepare() {
-#if !defined(_WIN32)
         std::lock_guard<std::mutex> lock(mutex_);
+#if defined(_WIN32)
+        if (signal_.socket() == invalid_socket) signal_.open();
+#else
         if (fds_[0] >= 0) return;
         int fds[2];
         if (::pipe(fds) == 0) {
@@ -2016,40 +2180,75 @@ public:
 #endif
     }
     void wake() {
-#if !defined(_WIN32)
         std::lock_guard<std::mutex> lock(mutex_);
+#if defined(_WIN32)
+        signal_.fire();
+#else
         if (fds_[1] >= 0) {
             const char byte = 1;
             [[maybe_unused]] const auto n = ::write(fds_[1], &byte, 1);
         }
 #endif
     }
-    int read_fd() const noexcept { return fds_[0]; }
+    /* Takes back the wakes sent so far, for a waiter that goes on waiting after one (StreamSet). */
+    void drain() noexcept {
+        char bytes[64];
+#if defined(_WIN32)
+        while (signal_.socket() != invalid_socket && ::recv(signal_.socket(), bytes, sizeof bytes, 0) > 0) {}
+#else
+        while (fds_[0] >= 0 && ::read(fds_[0], bytes, sizeof bytes) > 0) {}
+#endif
+    }
+    /* What to poll for readability; invalid_socket before prepare() (or when it could not make one). */
+    native_socket readable() const noexcept {
+#if defined(_WIN32)
+        return signal_.socket();
+#else
+        return fds_[0];
+#endif
+    }
 
 private:
     std::mutex mutex_;
+#if defined(_WIN32)
+    LoopbackSignal signal_;
+#else
     int fds_[2] = {-1, -1};
+#endif
 };
+
+/* One socket of a poll set (poll() on POSIX, WSAPoll() on Windows: both report a socket's state as
+   it is, not edges) and the wait on a set. */
+#if defined(_WIN32)
+using PollEntry = WSAPOLLFD;
+constexpr short poll_readable = POLLRDNORM;
+constexpr short poll_writable = POLLWRNORM;
+inline void poll_entries(PollEntry* entries, std::size_t count, int ms) noexcept {
+    WSAPoll(entries, static_cast<ULONG>(count), ms);
+}
+#else
+using PollEntry = pollfd;
+constexpr short poll_readable = POLLIN;
+constexpr short poll_writable = POLLOUT;
+inline void poll_entries(PollEntry* entries, std::size_t count, int ms) noexcept {
+    ::poll(entries, static_cast<nfds_t>(count), ms);
+}
+#endif
+
+inline PollEntry poll_entry(socket_handle socket, bool want_read, bool want_write) noexcept {
+    PollEntry e{};
+    e.fd = static_cast<native_socket>(socket);
+    e.events = static_cast<short>((want_read ? poll_readable : 0) | (want_write ? poll_writable : 0));
+    return e;
+}
 
 /* Blocks until the socket is ready in the wanted direction, the waker fires, or the timeout ends. */
 inline void wait_for_socket(native_socket s, bool want_read, bool want_write, std::chrono::milliseconds timeout,
                             const Waker& waker) noexcept {
-    int ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(timeout.count(), 1 << 30));
-    if (ms < 0) ms = 0;
-#if defined(_WIN32)
-    WSAPOLLFD fds[1] = {};
-    fds[0].fd = s;
-    fds[0].events = static_cast<SHORT>((want_read ? POLLRDNORM : 0) | (want_write ? POLLWRNORM : 0));
-    (void)waker;
-    WSAPoll(fds, 1, std::min(ms, 50));
-#else
-    pollfd fds[2] = {};
-    fds[0].fd = s;
-    fds[0].events = static_cast<short>((want_read ? POLLIN : 0) | (want_write ? POLLOUT : 0));
-    fds[1].fd = waker.read_fd();
-    fds[1].events = POLLIN;
-    ::poll(fds, waker.read_fd() >= 0 ? 2 : 1, ms);
-#endif
+    const auto ms = std::clamp<std::chrono::milliseconds::rep>(timeout.count(), 0, 1 << 30);
+    PollEntry entries[2] = {poll_entry(static_cast<socket_handle>(s), want_read, want_write),
+                            poll_entry(static_cast<socket_handle>(waker.readable()), true, false)};
+    poll_entries(entries, waker.readable() != invalid_socket ? 2 : 1, static_cast<int>(ms));
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -8629,9 +8828,7 @@ public:
     }
     WaitInfo wait_info() const noexcept override {
         WaitInfo w;
-#if !defined(_WIN32)
         if (looking_up()) return lookup_wait_info();
-#endif
         const native_socket s = connection_ ? connection_->socket() : connecting_;
         if (s == invalid_socket) return w;
         w.socket = static_cast<socket_handle>(s);
@@ -8680,7 +8877,6 @@ private:
     bool tls_wants_write_ = false;
     State state_ = State::resolve;
     std::vector<SocketAddress> addresses_;
-#if !defined(_WIN32)
     std::optional<DnsLookup> lookup_;  // while a name server is asked
     bool looking_up() const noexcept { return lookup_.has_value(); }
     IoResult look_up();
@@ -8692,9 +8888,6 @@ private:
         w.timeout = std::min(std::chrono::milliseconds(1000), lookup_->time_left(Clock::now()));
         return w;
     }
-#else
-    bool looking_up() const noexcept { return false; }  // getaddrinfo answers at once
-#endif
     std::size_t next_address_ = 0;
     native_socket connecting_ = invalid_socket;
     std::string connect_errors_;
@@ -8713,24 +8906,19 @@ inline IoResult NetworkTransport::open() {
 }
 
 inline IoResult NetworkTransport::resolve() {
-#if !defined(_WIN32)
     if (looking_up()) return look_up();
-#endif
     if (!network_startup()) return failed(ErrorCode::io, "Winsock could not be started");
     bool ask_dns = false;
     if (Error e = resolve_host(peer_host(), proxy_ ? proxy_->port : url_.port, client_->config, addresses_, ask_dns))
         return failed(e.code, proxy_ ? "the proxy: " + e.message : std::move(e.message));
-#if !defined(_WIN32)
     if (ask_dns) {
         lookup_.emplace(peer_host(), dns_settings(client_->config.dns));
         return look_up();
     }
-#endif
     state_ = State::connect;
     return start_connect();
 }
 
-#if !defined(_WIN32)
 /* Asks the name servers, then connects to the addresses they gave. */
 inline IoResult NetworkTransport::look_up() {
     const IoResult r = lookup_->step();
@@ -8744,7 +8932,6 @@ inline IoResult NetworkTransport::look_up() {
     state_ = State::connect;
     return start_connect();
 }
-#endif
 
 inline IoResult NetworkTransport::start_connect() {
     // Tries addresses in order until a connect() is under way or has succeeded.
@@ -9372,29 +9559,6 @@ inline PollStatus StreamImpl::wait_for_progress() {
    Many streams: one wait over every stream's socket and timer (StreamSet)
    ------------------------------------------------------------------------------------------------ */
 
-#if defined(_WIN32)
-using PollEntry = WSAPOLLFD;
-constexpr short poll_readable = POLLRDNORM;
-constexpr short poll_writable = POLLWRNORM;
-inline void poll_entries(PollEntry* entries, std::size_t count, int ms) noexcept {
-    WSAPoll(entries, static_cast<ULONG>(count), ms);
-}
-#else
-using PollEntry = pollfd;
-constexpr short poll_readable = POLLIN;
-constexpr short poll_writable = POLLOUT;
-inline void poll_entries(PollEntry* entries, std::size_t count, int ms) noexcept {
-    ::poll(entries, static_cast<nfds_t>(count), ms);
-}
-#endif
-
-inline PollEntry poll_entry(socket_handle socket, bool want_read, bool want_write) noexcept {
-    PollEntry e{};
-    e.fd = static_cast<native_socket>(socket);
-    e.events = static_cast<short>((want_read ? poll_readable : 0) | (want_write ? poll_writable : 0));
-    return e;
-}
-
 /* Each stream's place in one wait: an entry in the poll set (or none) and when its timer falls due. */
 struct StreamWait {
     std::size_t entry = 0;  // index into StreamSetState::entries; no_entry without a socket
@@ -9407,14 +9571,13 @@ struct StreamSetState {
     std::vector<Stream*> streams;
     std::vector<Stream*> ready;
     std::vector<StreamWait> waits;     // parallel to streams, rebuilt by each wait
-    std::vector<PollEntry> entries;    // the waker's first (POSIX), then streams', then the caller's
+    std::vector<PollEntry> entries;    // the waker's first, then the streams', then the caller's
     Waker waker;
 
     const std::vector<Stream*>& wait(std::chrono::milliseconds timeout, std::vector<SocketWatch>* sockets);
     Clock::time_point gather(Clock::time_point now, Clock::time_point until);
     void add_sockets(std::vector<SocketWatch>* sockets);
     void collect(Clock::time_point now, std::vector<SocketWatch>* sockets);
-    void drain_waker() noexcept;
 };
 
 /* Fills `entries` and `waits` from each stream's wait_info(); returns the earliest moment to stop
@@ -9463,33 +9626,19 @@ inline void StreamSetState::collect(Clock::time_point now, std::vector<SocketWat
     for (SocketWatch& watch : *sockets) watch.ready = entries[entry++].revents != 0;
 }
 
-/* Empties the waker's pipe, so one wake() ends one wait. */
-inline void StreamSetState::drain_waker() noexcept {
-#if !defined(_WIN32)
-    char bytes[64];
-    while (::read(waker.read_fd(), bytes, sizeof bytes) > 0) {}
-#endif
-}
-
 inline const std::vector<Stream*>& StreamSetState::wait(std::chrono::milliseconds timeout,
                                                        std::vector<SocketWatch>* sockets) {
     ready.clear();
     entries.clear();
-#if !defined(_WIN32)
-    entries.push_back(poll_entry(waker.read_fd(), true, false));
-#endif
+    const bool wakeable = waker.readable() != invalid_socket;
+    if (wakeable) entries.push_back(poll_entry(static_cast<socket_handle>(waker.readable()), true, false));
     const Clock::time_point now = Clock::now();
     const auto longest = std::chrono::milliseconds(1 << 30);  // keeps now + timeout from overflowing
     const Clock::time_point until = gather(now, now + std::clamp(timeout, std::chrono::milliseconds(0), longest));
     add_sockets(sockets);
-    auto ms = std::chrono::ceil<std::chrono::milliseconds>(until - now).count();
-#if defined(_WIN32)
-    ms = std::min<decltype(ms)>(ms, 50);  // no waker to poll on Windows: a wake() is seen within 50 ms
-#endif
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(until - now).count();
     poll_entries(entries.data(), entries.size(), static_cast<int>(std::clamp<decltype(ms)>(ms, 0, 1 << 30)));
-#if !defined(_WIN32)
-    if (entries[0].revents != 0) drain_waker();
-#endif
+    if (wakeable && entries[0].revents != 0) waker.drain();  // one wake() ends one wait
     collect(Clock::now(), sockets);
     return ready;
 }

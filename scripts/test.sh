@@ -166,27 +166,31 @@ foreign_test() {
 }
 
 # loopback_stream <dir> <run> <llm-chat>: llm-chat, started through <run>, streams a recorded response
-# from the loopback test server (the gcc preset's build of it, native).
+# from the loopback test server (the gcc preset's build of it, native), at 127.0.0.1 or at the host
+# named by $loopback_host (which the program then resolves itself).
 loopback_stream() {
-    local dir="$1" run="$2" chat="$3" port server_pid output
+    local dir="$1" run="$2" chat="$3" host="${loopback_host:-127.0.0.1}" port server_pid output
     "$work/gcc/tests/llm_test_server" --stream deepseek-chat.sse >"$dir/server.out" &
     server_pid=$!
     trap "kill $server_pid 2>/dev/null" EXIT  # expanded now: the step's subshell outlives this function
     for _ in $(seq 50); do grep -q PORT "$dir/server.out" && break; sleep 0.1; done
     port="$(awk '/PORT/ {print $2}' "$dir/server.out")"
     # shellcheck disable=SC2086
-    output="$(LLM_BASE_URL="http://127.0.0.1:$port/v1" $run "$chat" hi)"
+    output="$(LLM_BASE_URL="http://$host:$port/v1" $run "$chat" hi)"
     printf '%s\n' "$output"
     [[ "$output" == *"Hello! How can I assist you today?"* ]]
 }
 
-# Windows: mingw-w64 builds run under wine; llm-chat streams through Winsock. What is Windows' own:
-# sockets, the configuration from the environment and files, the stub, the corpus read from disk,
-# the public API. The pure parsers (HTTP, SSE, JSON, the decoder) are the same code on every platform
-# and run in every other step, 32-bit `long` (as on Windows) included: see cross_test.
+# Windows: mingw-w64 builds run under wine; llm-chat streams through Winsock from "localhost", which
+# the system's resolver answers (GetAddrInfoExW, overlapped). What is Windows' own: sockets, waiting
+# (WSAPoll, woken by cancel() at once) and name resolution (test_wait), the configuration from the
+# environment and files, the stub, the corpus read from disk, the public API. The pure parsers (HTTP,
+# SSE, JSON, the decoder) are the same code on every platform and run in every other step, 32-bit
+# `long` (as on Windows) included: see cross_test.
 windows_test() {
     export WINEDEBUG=-all WINEPREFIX="$work/mingw/wineprefix"
-    foreign_test "$work/mingw" /usr/lib/wine/wine64 -lws2_32 "api config retry streams alloc reply stub_tools" \
+    local loopback_host=localhost
+    foreign_test "$work/mingw" /usr/lib/wine/wine64 -lws2_32 "api config retry streams alloc reply stub_tools wait" \
         x86_64-w64-mingw32-g++-posix -std=c++17 -O0 -Wall -Wextra -Wpedantic -Werror -static
 }
 
@@ -269,7 +273,7 @@ for preset in $(cmake --list-presets=workflow | sed -n 's/^ *"\([^"]*\)".*/\1/p'
 done
 step "fuzz: every libFuzzer target, ${LLM_STREAM_FUZZ_SECONDS:-10} s each, regressions replayed" \
     env LLM_STREAM_FUZZ_JOBS="$jobs" LLM_STREAM_FUZZ_DIR="$work/fuzz" bash scripts/fuzz.sh "${LLM_STREAM_FUZZ_SECONDS:-10}"
-step "windows: mingw-w64 + wine, the API, config, stub and corpus tests and llm-chat over Winsock" windows_test
+step "windows: mingw-w64 + wine, the API, config, stub, corpus and wait tests and llm-chat over Winsock" windows_test
 step "32-bit ARM: arm-linux-gnueabihf under qemu-user, the layers, corpus, stub and a loopback stream" \
     cross_test arm-linux-gnueabihf qemu-arm
 step "big-endian: s390x-linux-gnu under qemu-user, the layers, corpus, stub and a loopback stream" \
