@@ -4,7 +4,7 @@
 
    BUILD
      The library is llm_stream_c.cpp (next to this header and llm_stream.hpp) compiled as a shared
-     library: CMake's target llm_stream_c (option LLM_STREAM_C_ABI), Meson's (option c_abi), or by hand:
+     library: CMake's target llm_stream_c (option LLM_STREAM_C_ABI), Meson's (option capi), or by hand:
          c++ -std=c++17 -O2 -shared -fPIC -fvisibility=hidden llm_stream_c.cpp \
              -o libllm_stream_c.so -pthread        (add -DLLM_STREAM_MBEDTLS -lmbedtls -lmbedx509 -lmbedcrypto for https://)
      Only the functions below are exported. Define LLM_STREAM_C_STATIC to use it as a static library.
