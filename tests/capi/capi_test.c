@@ -147,13 +147,26 @@ static void stub_conversation_polled(void) {
     lls_client_free(client);
 }
 
-/* stream_error: the stream, polled and read, fails with `code` and a message containing `part`. */
+/* The stream, read and polled, fails with `code` and a message containing `part`. */
 static int stream_fails(lls_stream* stream, lls_error_code code, const char* part) {
     const lls_error* error;
     if (lls_stream_next_chunk(stream, NULL) != NULL || lls_stream_next_event(stream) != NULL) return 0;
     if (lls_stream_poll(stream, NULL) != LLS_POLL_FAILED) return 0;
     error = lls_stream_error(stream);
     return error->code == code && contains(error->message, part);
+}
+
+/* A stream of a client made from `config` (freed here) fails with `code` and a message containing `part`. */
+static int client_streams_fail(lls_config* config, lls_error_code code, const char* part) {
+    lls_client* client = lls_client_new(config);
+    lls_stream* stream;
+    int fails;
+    lls_config_free(config);
+    stream = lls_client_stream_prompt(client, "hi", NULL);
+    fails = stream_fails(stream, code, part);
+    lls_stream_free(stream);
+    lls_client_free(client);
+    return fails;
 }
 
 static void errors_without_a_server(void) {
@@ -193,21 +206,11 @@ static void errors_without_a_server(void) {
     check(lls_config_set_api(config, "telepathy") == LLS_INVALID_CONFIG &&
               contains(lls_config_error(config)->message, "anthropic"),
           "config: an unknown API is refused, the names listed");
-    client = lls_client_new(config);
-    lls_config_free(config);
-    stream = lls_client_stream_prompt(client, "hi", NULL);
-    check(stream_fails(stream, LLS_INVALID_CONFIG, "telepathy"), "config: its client's streams fail with that error");
-    lls_stream_free(stream);
-    lls_client_free(client);
+    check(client_streams_fail(config, LLS_INVALID_CONFIG, "telepathy"), "config: its client's streams fail with that error");
 
     config = lls_config_new();
     lls_config_set_base_url(config, "ftp://example.com/v1");
-    client = lls_client_new(config);
-    lls_config_free(config);
-    stream = lls_client_stream_prompt(client, "hi", NULL);
-    check(stream_fails(stream, LLS_INVALID_CONFIG, "LLM_BASE_URL"), "config: a bad base URL, named");
-    lls_stream_free(stream);
-    lls_client_free(client);
+    check(client_streams_fail(config, LLS_INVALID_CONFIG, "LLM_BASE_URL"), "config: a bad base URL, named");
 
     file = fopen("broken.env", "w");
     fputs("LLM_MODEL=\"unterminated\n", file);
