@@ -183,8 +183,8 @@ LLS_API lls_client* lls_client_new(const lls_config* config);
 LLS_API void lls_client_free(lls_client* client);
 
 /* One user turn: `prompt` after the options' system message. `options` may be NULL (the defaults).
-   Nothing is sent yet: the stream starts on the first poll or next call. A stream that cannot start
-   (bad options, a config error) is returned all the same, failed, with its error. */
+   Returns without waiting for the server: polling or reading the stream carries it on. A stream that
+   cannot start (bad options, a config error) is returned all the same, failed, with its error. */
 LLS_API lls_stream* lls_client_stream_prompt(lls_client* client, const char* prompt, const lls_options* options);
 /* A whole conversation, an OpenAI-format JSON array of messages (roles, text or parts content,
    tool_calls, tool_call_id, name), sent as given; a malformed array is the stream's error
