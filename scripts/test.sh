@@ -38,6 +38,9 @@ packages=(
     jq               # tests/e2e_apis.sh compares what llm-chat prints and sends as JSON
     tinyproxy        # tests/proxy/proxy_e2e.sh: llm-chat through real HTTP proxies; each runs on its own
     squid            # config and free port there, so the packaged services (if started) never get in the way
+    python3          # tests/capi: the C ABI from Python (ctypes)
+    mono-mcs         # and from C# (P/Invoke), compiled by mcs
+    mono-runtime     # and run by mono, as Unity loads a native plugin
 )
 
 # The tests must not depend on whoever runs them: no real server, no developer's settings.
@@ -223,11 +226,11 @@ meson_test() {
     # files with one program of each kind. The examples; a test that links the shared implementation and
     # doctest's runner, one that brings its own implementation, a fuzz replay; the end-to-end script
     # with llm-chat and the test server.
-    local targets=(llm-chat agent llm_test_server test_api test_alloc fuzz_replay_pipeline)
+    local targets=(llm-chat agent llm_test_server test_api test_alloc fuzz_replay_pipeline llm_stream_c capi_test)
     if pkg-config --exists libcurl; then targets+=(llm-curl); fi
     meson compile -C "$dir" -j "$jobs" --ninja-args=-k0 "${targets[@]}"
     meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes "$((jobs * 2))" \
-        test_api test_alloc fuzz_replay_pipeline e2e_llm_chat
+        test_api test_alloc fuzz_replay_pipeline e2e_llm_chat c_abi_c
 }
 
 # The README's demo: a plain configure (default generator) on a machine without doctest.

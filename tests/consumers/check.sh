@@ -34,7 +34,8 @@ find_package() {
     local version
     version="$(sed -n 's/^#define LLM_STREAM_VERSION_STRING "\(.*\)"$/\1/p' "$root/llm_stream.hpp")"
     cmake -S "$root" -B "$work/install-build" "${generator[@]}" \
-        -DLLM_STREAM_BUILD_TESTS=OFF -DLLM_STREAM_BUILD_EXAMPLES=OFF -DLLM_STREAM_INSTALL=ON
+        -DLLM_STREAM_BUILD_TESTS=OFF -DLLM_STREAM_BUILD_EXAMPLES=OFF -DLLM_STREAM_INSTALL=ON \
+        -DLLM_STREAM_C_ABI=OFF  # installed unbuilt: the header-only library alone, no shared C ABI library
     cmake --install "$work/install-build" --prefix "$work/prefix"
     cmake -S "$consumers/find_package" -B "$work" "${generator[@]}" \
         -DCMAKE_PREFIX_PATH="$work/prefix" -DLLM_STREAM_EXPECTED_VERSION="$version"
