@@ -4,6 +4,10 @@
 #
 #   add_subdirectory   a CMake project that vendors the repository (add_subdirectory/CMakeLists.txt)
 #   find_package       a CMake project that uses an installed copy (cmake --install, then find_package)
+#   fetch_content      a CMake project that fetches it with FetchContent (fetch_content/CMakeLists.txt) from
+#                      a git repository of the working tree made here, through a file:// URL (no network)
+#   pkg_config         one compiler command with `pkg-config --cflags --libs llm_stream` (or
+#                      llm_stream-mbedtls when installed) against an installed copy (cmake --install)
 #   meson_subproject   a Meson project with the repository in subprojects/ (meson_subproject/meson.build)
 #   drop_in            llm_stream.hpp copied next to the sources, one bare compiler command
 #
@@ -29,17 +33,59 @@ add_subdirectory() {
     cmake --build "$work" -j "$jobs"
 }
 
-find_package() {
-    require cmake
-    local version
-    version="$(sed -n 's/^#define LLM_STREAM_VERSION_STRING "\(.*\)"$/\1/p' "$root/llm_stream.hpp")"
+version="$(sed -n 's/^#define LLM_STREAM_VERSION_STRING "\(.*\)"$/\1/p' "$root/llm_stream.hpp")"
+
+# cmake --install of the repository into WORK/prefix, as a user or a package build would.
+install_prefix() {
     cmake -S "$root" -B "$work/install-build" "${generator[@]}" \
         -DLLM_STREAM_BUILD_TESTS=OFF -DLLM_STREAM_BUILD_EXAMPLES=OFF -DLLM_STREAM_INSTALL=ON \
         -DLLM_STREAM_C_ABI=OFF  # installed unbuilt: the header-only library alone, no shared C ABI library
     cmake --install "$work/install-build" --prefix "$work/prefix"
+}
+
+find_package() {
+    require cmake
+    install_prefix
     cmake -S "$consumers/find_package" -B "$work" "${generator[@]}" \
         -DCMAKE_PREFIX_PATH="$work/prefix" -DLLM_STREAM_EXPECTED_VERSION="$version"
     cmake --build "$work" -j "$jobs"
+}
+
+# The repository as FetchContent gets it from a git server: the working tree (uncommitted edits
+# included, ignored files left out) committed to a fresh repository, fetched by commit over file://.
+fetch_content() {
+    require cmake
+    require git
+    local origin="$work/origin"
+    git init --quiet "$origin"  # not --bare: git refuses a work tree to a bare repository
+    git --git-dir="$origin/.git" --work-tree="$root" add --all
+    git --git-dir="$origin/.git" -c user.name=check.sh -c user.email=check.sh@localhost \
+        commit --quiet --message "working tree of $root"
+    cmake -S "$consumers/fetch_content" -B "$work" "${generator[@]}" \
+        -DLLM_STREAM_GIT_URL="file://$origin" -DLLM_STREAM_GIT_TAG="$(git --git-dir="$origin/.git" rev-parse HEAD)"
+    cmake --build "$work" -j "$jobs"
+}
+
+# The consumer compiled from tests/consumers/common itself, so the header can only come from the
+# prefix; with llm_stream-mbedtls.pc installed (mbedTLS found), through it, and the program must say so.
+pkg_config() {
+    local cxx="${CXX:-c++}" module=llm_stream
+    require cmake
+    require pkg-config
+    require "$cxx"
+    install_prefix
+    local pc_file flags_text flags
+    pc_file="$(find "$work/prefix" -name llm_stream.pc)"
+    PKG_CONFIG_PATH="$(dirname "$pc_file")"
+    export PKG_CONFIG_PATH
+    [[ ! -f "$PKG_CONFIG_PATH/llm_stream-mbedtls.pc" ]] || module=llm_stream-mbedtls
+    pkg-config --exact-version="$version" "$module"
+    flags_text="$(pkg-config --cflags --libs "$module")"
+    echo "pkg-config --cflags --libs $module: $flags_text"
+    read -r -a flags <<< "$flags_text"
+    "$cxx" -std=c++17 "$consumers/common/main.cpp" "$consumers/common/stub_reply.cpp" "${flags[@]}" \
+        -o "$work/consumer" -pthread
+    [[ "$module" != llm_stream-mbedtls ]] || "$work/consumer" | grep -q 'tls: mbedtls'
 }
 
 # Meson takes subprojects/ from the project's own source tree, so the project is copied here and the
@@ -65,7 +111,7 @@ drop_in() {
 }
 
 case "$route" in
-    add_subdirectory | find_package | meson_subproject | drop_in) ;;
+    add_subdirectory | find_package | fetch_content | pkg_config | meson_subproject | drop_in) ;;
     *) echo "check.sh: unknown route: $route" >&2; exit 2 ;;
 esac
 rm -rf "$work"

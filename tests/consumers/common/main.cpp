@@ -1,6 +1,6 @@
-// The consumer projects' program, the same for every route (CMake add_subdirectory, find_package after
-// cmake --install, Meson subproject, the file dropped next to the sources): each spells the include the
-// same way. This file holds the implementation; stub_reply.cpp includes the header for declarations only.
+// The consumer projects' program, the same for every route (CMake add_subdirectory, FetchContent,
+// find_package after cmake --install, pkg-config, Meson subproject, the file dropped next to the
+// sources): each spells the include the same way. This file holds the implementation; stub_reply.cpp includes the header for declarations only.
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
 
