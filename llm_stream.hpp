@@ -2452,8 +2452,8 @@ inline std::string sspi_status_text(long status) {
     char code[16];
     std::snprintf(code, sizeof code, "(0x%08lx)", static_cast<unsigned long>(status));
     text += code;
-    const std::string system = socket_error_text(static_cast<int>(status));  // FormatMessage's words
-    if (system.find("error") != 0) text += ": " + system;
+    const std::string system = socket_error_text(static_cast<int>(status));  // FormatMessage's words, if any
+    if (system.rfind("socket error ", 0) != 0) text += ": " + system;
     return text;
 }
 
@@ -2540,7 +2540,7 @@ struct ChainVerdict {
 inline std::string chain_refusal(const ChainVerdict& v) {
     if (!v.built) return "the certificate chain could not be built (" + sspi_status_text(static_cast<long>(v.build_error)) + ")";
     std::string reasons;
-    auto add = [&](const char* reason) { reasons += (reasons.empty() ? "" : "; ") + std::string(reason); };
+    auto add = [&](const std::string& reason) { reasons += (reasons.empty() ? "" : "; ") + reason; };
     DWORD rest = v.trust_errors;
     auto take = [&](DWORD bits) { const bool had = (rest & bits) != 0; rest &= ~bits; return had; };
     if (take(CERT_TRUST_IS_NOT_TIME_VALID) || v.policy_error == static_cast<DWORD>(CERT_E_EXPIRED))
@@ -2557,7 +2557,7 @@ inline std::string chain_refusal(const ChainVerdict& v) {
         std::snprintf(bits, sizeof bits, "the chain's trust status is 0x%08lx", static_cast<unsigned long>(rest));
         add(bits);
     }
-    if (reasons.empty() && v.policy_error) add(("the SSL policy says " + sspi_status_text(static_cast<long>(v.policy_error))).c_str());
+    if (reasons.empty() && v.policy_error) add("the SSL policy says " + sspi_status_text(static_cast<long>(v.policy_error)));
     return reasons;
 }
 
@@ -2593,7 +2593,6 @@ public:
 
 private:
     [[nodiscard]] Error load_trusted(const TlsOptions& options);
-    [[nodiscard]] Error load_ca_file(const std::string& path, bool in_memory = false);
     bool load_ca_dir(const std::string& path);
     [[nodiscard]] Error acquire_credentials();
     ChainVerdict check(PCCERT_CONTEXT leaf, const wchar_t* host, bool with_given) const;
@@ -2612,7 +2611,7 @@ private:
 class SchannelSession final : public TlsSession {
 public:
     SchannelSession(std::shared_ptr<SchannelBackend> backend, native_socket socket, const std::string& host)
-        : backend_(std::move(backend)), socket_(socket), host_(host), in_(5 + 16384 + 256 + 2048) {
+        : backend_(std::move(backend)), socket_(socket), host_(host), in_(kRecordBufferBytes) {
         invalidate_handle(context_);
         unsigned char ip[16];
         if (!ip_literal_bytes(host, ip)) target_.assign(host.begin(), host.end());  // SNI: host names only
@@ -2628,6 +2627,8 @@ public:
 
 private:
     enum class State { start, handshaking, handshaken, open, closed, failed };
+    // A whole record: header, 16 KiB, trailer (256 at most), and room for the start of the next one.
+    static constexpr std::size_t kRecordBufferBytes = 5 + 16384 + 256 + 2048;
 
     TlsResult fail(Error e) {
         error_ = std::move(e);
@@ -2832,9 +2833,13 @@ inline TlsResult SchannelSession::decrypt() {
     if (status != SEC_E_OK && status != SEC_I_RENEGOTIATE) return fail(sspi_failure(status, "TLS read failed: "));
     extra_size_ = 0;
     for (const SecBuffer& x : b) {
-        if (x.BufferType == SECBUFFER_DATA) plain_ = static_cast<char*>(x.pvBuffer), plain_size_ = x.cbBuffer;
-        if (x.BufferType == SECBUFFER_EXTRA && x.cbBuffer)
-            extra_at_ = in_used_ - x.cbBuffer, extra_size_ = x.cbBuffer;
+        if (x.BufferType == SECBUFFER_DATA) {
+            plain_ = static_cast<char*>(x.pvBuffer);
+            plain_size_ = x.cbBuffer;
+        } else if (x.BufferType == SECBUFFER_EXTRA) {
+            extra_at_ = in_used_ - x.cbBuffer;
+            extra_size_ = x.cbBuffer;
+        }
     }
     if (status == SEC_I_RENEGOTIATE) {  // a post-handshake message (TLS 1.3): the EXTRA bytes go to SSPI
         plain_size_ = 0;
@@ -2880,25 +2885,25 @@ inline TlsResult SchannelSession::read(char* buffer, std::size_t capacity) {
 inline TlsResult SchannelSession::write(const char* data, std::size_t size) {
     if (state_ != State::open) return {state_ == State::closed ? TlsStatus::closed : TlsStatus::failed, 0};
     if (pending_plain_ == 0) {
+        if (TlsResult r = flush("TLS write failed: "); r.status != TlsStatus::ok) return r;  // what is queued goes first
         const std::size_t n = std::min<std::size_t>(size, sizes_.cbMaximumMessage);
-        std::string& record = out_;
-        record.resize(sizes_.cbHeader + n + sizes_.cbTrailer);
-        std::memcpy(&record[sizes_.cbHeader], data, n);
+        out_.resize(sizes_.cbHeader + n + sizes_.cbTrailer);
+        std::memcpy(&out_[sizes_.cbHeader], data, n);
         SecBuffer b[4] = {};
         b[0].BufferType = SECBUFFER_STREAM_HEADER;
-        b[0].pvBuffer = &record[0];
+        b[0].pvBuffer = &out_[0];
         b[0].cbBuffer = sizes_.cbHeader;
         b[1].BufferType = SECBUFFER_DATA;
-        b[1].pvBuffer = &record[sizes_.cbHeader];
+        b[1].pvBuffer = &out_[sizes_.cbHeader];
         b[1].cbBuffer = static_cast<unsigned long>(n);
         b[2].BufferType = SECBUFFER_STREAM_TRAILER;
-        b[2].pvBuffer = &record[sizes_.cbHeader + n];
+        b[2].pvBuffer = &out_[sizes_.cbHeader + n];
         b[2].cbBuffer = sizes_.cbTrailer;
         b[3].BufferType = SECBUFFER_EMPTY;
         SecBufferDesc desc{SECBUFFER_VERSION, 4, b};
         const SECURITY_STATUS status = EncryptMessage(&context_, 0, &desc, 0);
         if (status != SEC_E_OK) return fail(sspi_failure(status, "TLS write failed: "));
-        record.resize(std::size_t(b[0].cbBuffer) + b[1].cbBuffer + b[2].cbBuffer);  // the trailer is shorter than its maximum
+        out_.resize(std::size_t(b[0].cbBuffer) + b[1].cbBuffer + b[2].cbBuffer);  // the trailer is shorter than its maximum
         pending_plain_ = n;
     }
     if (TlsResult r = flush("TLS write failed: "); r.status != TlsStatus::ok) return r;
@@ -2925,14 +2930,6 @@ inline SchannelSession::~SchannelSession() {
     if (valid_handle(context_)) DeleteSecurityContext(&context_);
 }
 
-inline Error SchannelBackend::load_ca_file(const std::string& path, bool in_memory) {
-    const std::string pem = in_memory ? path : read_system_file(path);
-    const int added = add_pem_certificates(given_, pem);
-    if (in_memory && added <= 0) return tls_error("cannot parse the in-memory CA PEM: no certificate in it decodes");
-    if (added <= 0) return tls_error("cannot read CA certificates from " + path);
-    return {};
-}
-
 /* The PEM certificates of a directory's files (others are skipped, as by mbedTLS); false when it
    cannot be listed. */
 inline bool SchannelBackend::load_ca_dir(const std::string& path) {
@@ -2951,11 +2948,11 @@ inline bool SchannelBackend::load_ca_dir(const std::string& path) {
 inline Error SchannelBackend::load_trusted(const TlsOptions& options) {
     given_ = CertOpenStore(CERT_STORE_PROV_MEMORY, 0, 0, CERT_STORE_CREATE_NEW_FLAG, nullptr);
     if (!given_) return tls_error("TLS initialisation failed: cannot make a certificate store");
-    auto load_file = [&](const std::string& path) { return !load_ca_file(path); };
+    auto load_file = [&](const std::string& path) { return add_pem_certificates(given_, read_system_file(path)) > 0; };
     auto load_dir = [&](const std::string& path) { return load_ca_dir(path); };
     if (Error e = load_named_cas(options, load_file, load_dir, given_only_)) return e;
-    if (!options.ca_pem.empty())
-        if (Error e = load_ca_file(options.ca_pem, true)) return e;
+    if (!options.ca_pem.empty() && add_pem_certificates(given_, options.ca_pem) <= 0)
+        return tls_error("cannot parse the in-memory CA PEM: no certificate in it decodes");
     if (!given_only_ && options.ca_pem.empty()) {
         CertCloseStore(given_, 0);
         given_ = nullptr;  // the system's trust alone
