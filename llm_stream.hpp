@@ -2434,7 +2434,9 @@ inline Error MbedTlsBackend::start(socket_handle socket, const std::string& host
 
 // SSPI's handle macros cast the C way: the same, typed.
 inline void invalidate_handle(SecHandle& handle) noexcept { handle.dwLower = handle.dwUpper = ~ULONG_PTR(0); }
-inline bool valid_handle(const SecHandle& handle) noexcept { return handle.dwLower != ~ULONG_PTR(0) || handle.dwUpper != ~ULONG_PTR(0); }
+inline bool valid_handle(const SecHandle& handle) noexcept {
+    return handle.dwLower != ~ULONG_PTR(0) || handle.dwUpper != ~ULONG_PTR(0);
+}
 
 /* "SEC_E_INTERNAL_ERROR (0x80090304): The Local Security Authority cannot be contacted" for an SSPI or
    CryptoAPI status. */
@@ -2442,10 +2444,14 @@ inline std::string sspi_status_text(long status) {
     static const struct {
         long status;
         const char* name;
-    } names[] = {{SEC_E_INTERNAL_ERROR, "SEC_E_INTERNAL_ERROR"},       {SEC_E_ILLEGAL_MESSAGE, "SEC_E_ILLEGAL_MESSAGE"},
-                 {SEC_E_ALGORITHM_MISMATCH, "SEC_E_ALGORITHM_MISMATCH"}, {SEC_E_INVALID_TOKEN, "SEC_E_INVALID_TOKEN"},
-                 {SEC_E_DECRYPT_FAILURE, "SEC_E_DECRYPT_FAILURE"},     {SEC_E_MESSAGE_ALTERED, "SEC_E_MESSAGE_ALTERED"},
-                 {SEC_E_INSUFFICIENT_MEMORY, "SEC_E_INSUFFICIENT_MEMORY"}, {SEC_E_UNSUPPORTED_FUNCTION, "SEC_E_UNSUPPORTED_FUNCTION"}};
+    } names[] = {{SEC_E_INTERNAL_ERROR, "SEC_E_INTERNAL_ERROR"},
+                 {SEC_E_ILLEGAL_MESSAGE, "SEC_E_ILLEGAL_MESSAGE"},
+                 {SEC_E_ALGORITHM_MISMATCH, "SEC_E_ALGORITHM_MISMATCH"},
+                 {SEC_E_INVALID_TOKEN, "SEC_E_INVALID_TOKEN"},
+                 {SEC_E_DECRYPT_FAILURE, "SEC_E_DECRYPT_FAILURE"},
+                 {SEC_E_MESSAGE_ALTERED, "SEC_E_MESSAGE_ALTERED"},
+                 {SEC_E_INSUFFICIENT_MEMORY, "SEC_E_INSUFFICIENT_MEMORY"},
+                 {SEC_E_UNSUPPORTED_FUNCTION, "SEC_E_UNSUPPORTED_FUNCTION"}};
     std::string text;
     for (const auto& known : names)
         if (known.status == status) text = std::string(known.name) + " ";
@@ -2538,7 +2544,8 @@ struct ChainVerdict {
 
 /* Why a chain with this verdict is refused, or empty; the host name part comes from the caller. */
 inline std::string chain_refusal(const ChainVerdict& v) {
-    if (!v.built) return "the certificate chain could not be built (" + sspi_status_text(static_cast<long>(v.build_error)) + ")";
+    if (!v.built)
+        return "the certificate chain could not be built (" + sspi_status_text(static_cast<long>(v.build_error)) + ")";
     std::string reasons;
     auto add = [&](const std::string& reason) { reasons += (reasons.empty() ? "" : "; ") + reason; };
     DWORD rest = v.trust_errors;
@@ -2557,7 +2564,8 @@ inline std::string chain_refusal(const ChainVerdict& v) {
         std::snprintf(bits, sizeof bits, "the chain's trust status is 0x%08lx", static_cast<unsigned long>(rest));
         add(bits);
     }
-    if (reasons.empty() && v.policy_error) add("the SSL policy says " + sspi_status_text(static_cast<long>(v.policy_error)));
+    if (reasons.empty() && v.policy_error)
+        add("the SSL policy says " + sspi_status_text(static_cast<long>(v.policy_error)));
     return reasons;
 }
 
@@ -2903,7 +2911,8 @@ inline TlsResult SchannelSession::write(const char* data, std::size_t size) {
         SecBufferDesc desc{SECBUFFER_VERSION, 4, b};
         const SECURITY_STATUS status = EncryptMessage(&context_, 0, &desc, 0);
         if (status != SEC_E_OK) return fail(sspi_failure(status, "TLS write failed: "));
-        out_.resize(std::size_t(b[0].cbBuffer) + b[1].cbBuffer + b[2].cbBuffer);  // the trailer is shorter than its maximum
+        // What EncryptMessage wrote: the trailer is shorter than its maximum.
+        out_.resize(std::size_t(b[0].cbBuffer) + b[1].cbBuffer + b[2].cbBuffer);
         pending_plain_ = n;
     }
     if (TlsResult r = flush("TLS write failed: "); r.status != TlsStatus::ok) return r;
@@ -3047,7 +3056,8 @@ inline ChainVerdict SchannelBackend::check(PCCERT_CONTEXT leaf, const wchar_t* h
 
 /* The chain's trust status and the SSL policy's verdict for `host`, into v. In the additional-store
    mode an unknown root is expected: it must be one of the given CAs, and the policy then ignores it. */
-inline void SchannelBackend::judge(PCCERT_CHAIN_CONTEXT chain, const wchar_t* host, bool additional, ChainVerdict& v) const {
+inline void SchannelBackend::judge(PCCERT_CHAIN_CONTEXT chain, const wchar_t* host, bool additional,
+                                   ChainVerdict& v) const {
     constexpr DWORD revocation = CERT_TRUST_REVOCATION_STATUS_UNKNOWN | CERT_TRUST_IS_OFFLINE_REVOCATION;
     v.trust_errors = chain->TrustStatus.dwErrorStatus & ~revocation;  // no revocation check is asked for
     const bool given_root = additional && v.trust_errors == CERT_TRUST_IS_UNTRUSTED_ROOT && root_is_given(chain);

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # CA_ARGS is read by expect_refused, in nginx_tls.sh
 # The checks of tests/tls/wine_schannel.sh that need Windows itself, sourced by tests/tls/nginx_tls.sh
 # (LLM_TLS_MORE_CHECKS) after its llm-chat checks, with its servers running and its chat, pass, fail,
 # url, expect_refused. SNI as nginx logged it; then the test CA imported into the ROOT store of a
