@@ -33,6 +33,9 @@
      LLM_STREAM_FREE(ptr)             or neither; default: std::free)
      LLM_STREAM_ASSERT(expr)          internal invariants (default: assert)
      LLM_STREAM_MBEDTLS               build the mbedTLS backend for https:// URLs
+     LLM_STREAM_NO_SCHANNEL           Windows: no built-in TLS (else SChannel, the system's own TLS, is
+                                      the backend when LLM_STREAM_MBEDTLS is not defined; it then
+                                      defines LLM_STREAM_SCHANNEL)
 
    LICENSE: MIT, see the end of this file.
 */
@@ -53,6 +56,16 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+// The built-in TLS: mbedTLS when asked for; else on Windows SChannel, the system's own, unless
+// LLM_STREAM_NO_SCHANNEL says none.
+#if defined(LLM_STREAM_MBEDTLS)
+#undef LLM_STREAM_SCHANNEL
+#elif defined(_WIN32) && !defined(LLM_STREAM_NO_SCHANNEL) && !defined(LLM_STREAM_SCHANNEL)
+#define LLM_STREAM_SCHANNEL
+#elif defined(LLM_STREAM_SCHANNEL) && !defined(_WIN32)
+#error "LLM_STREAM_SCHANNEL is Windows' own TLS: define LLM_STREAM_MBEDTLS for https:// here"
+#endif
 
 namespace llm_stream {
 inline namespace v0_2 {  // two libraries that vendor different versions never merge silently
@@ -132,7 +145,8 @@ struct RetryPolicy {
 };
 
 /* ------------------------------------------------------------------------------------------------
-   TLS hook: any TLS stack can carry https://. The built-in backend is mbedTLS (LLM_STREAM_MBEDTLS).
+   TLS hook: any TLS stack can carry https://. The built-in backend is mbedTLS (LLM_STREAM_MBEDTLS), or
+   on Windows SChannel (by default).
    ------------------------------------------------------------------------------------------------ */
 
 enum class TlsStatus { ok, want_read, want_write, closed, failed };
@@ -836,6 +850,34 @@ const char* version_string() noexcept;
 #endif
 #include <winsock2.h>
 #include <ws2tcpip.h>
+#if defined(LLM_STREAM_SCHANNEL)
+// SChannel: LEAN_AND_MEAN keeps wincrypt out of windows.h; SCH_CREDENTIALS (needed for TLS 1.3) is
+// declared only with SCHANNEL_USE_BLACKLISTS and <subauth.h>.
+#include <wincrypt.h>
+#ifndef SECURITY_WIN32
+#define SECURITY_WIN32
+#define LLM_STREAM_UNDEF_SECURITY_WIN32
+#endif
+#ifndef SCHANNEL_USE_BLACKLISTS
+#define SCHANNEL_USE_BLACKLISTS
+#define LLM_STREAM_UNDEF_SCHANNEL_USE_BLACKLISTS
+#endif
+#include <subauth.h>
+#include <schannel.h>
+#include <security.h>
+#ifdef LLM_STREAM_UNDEF_SECURITY_WIN32
+#undef SECURITY_WIN32
+#undef LLM_STREAM_UNDEF_SECURITY_WIN32
+#endif
+#ifdef LLM_STREAM_UNDEF_SCHANNEL_USE_BLACKLISTS
+#undef SCHANNEL_USE_BLACKLISTS
+#undef LLM_STREAM_UNDEF_SCHANNEL_USE_BLACKLISTS
+#endif
+#if defined(_MSC_VER)
+#pragma comment(lib, "secur32.lib")
+#pragma comment(lib, "crypt32.lib")
+#endif
+#endif
 #ifdef LLM_STREAM_UNDEF_NOMINMAX
 #undef NOMINMAX
 #undef LLM_STREAM_UNDEF_NOMINMAX
@@ -1299,7 +1341,7 @@ inline std::string socket_error_text(int e) {
 }
 inline bool set_non_blocking(native_socket s) noexcept {
     u_long on = 1;
-    return ioctlsocket(s, FIONBIO, &on) == 0;
+    return ioctlsocket(s, static_cast<long>(FIONBIO), &on) == 0;  // the SDK's FIONBIO is unsigned
 }
 inline int socket_send(native_socket s, const char* data, std::size_t size) noexcept {
     return send(s, data, static_cast<int>(std::min<std::size_t>(size, 1 << 30)), 0);
@@ -2252,40 +2294,14 @@ inline void wait_for_socket(native_socket s, bool want_read, bool want_write, st
 }
 
 /* ------------------------------------------------------------------------------------------------
-   TLS: the built-in mbedTLS backend (written for 2.28 and 3.x)
-   One backend holds the configuration, the trusted CAs (parsed once) and the random generator;
-   sessions share it. Sockets stay non-blocking: want-read/want-write go back to the state machine.
+   TLS: what the built-in backends share (which CAs to trust, how a refusal is worded)
    ------------------------------------------------------------------------------------------------ */
-#if defined(LLM_STREAM_MBEDTLS)
-
-inline std::string mbedtls_error_text(int rc) {
-    char text[200];
-    mbedtls_strerror(rc, text, sizeof text);
-    char code[24];
-    std::snprintf(code, sizeof code, " (-0x%04x)", static_cast<unsigned>(-rc));
-    return std::string(text) + code;
-}
+#if defined(LLM_STREAM_MBEDTLS) || defined(LLM_STREAM_SCHANNEL)
 
 inline Error tls_error(std::string message) {
     Error e;
     e.code = ErrorCode::tls;
     e.message = std::move(message);
-    return e;
-}
-
-/* Whether an mbedTLS error code (a high-level part plus a low-level part) says an allocation failed. */
-inline bool mbedtls_allocation_failed(int rc) noexcept {
-    const int high = -(-rc & 0x7F80), low = -(-rc & 0x007F);
-    return high == MBEDTLS_ERR_SSL_ALLOC_FAILED || high == MBEDTLS_ERR_X509_ALLOC_FAILED ||
-           high == MBEDTLS_ERR_PK_ALLOC_FAILED || high == MBEDTLS_ERR_ECP_ALLOC_FAILED ||
-           high == MBEDTLS_ERR_MD_ALLOC_FAILED || high == MBEDTLS_ERR_CIPHER_ALLOC_FAILED ||
-           low == MBEDTLS_ERR_MPI_ALLOC_FAILED || low == MBEDTLS_ERR_ASN1_ALLOC_FAILED;
-}
-
-/* `what` and mbedTLS's text for rc, as ErrorCode::tls, or out_of_memory when that is what rc says. */
-inline Error mbedtls_failure(int rc, const std::string& what) {
-    Error e = tls_error(what + mbedtls_error_text(rc));
-    if (mbedtls_allocation_failed(rc)) e.code = ErrorCode::out_of_memory;
     return e;
 }
 
@@ -2308,6 +2324,71 @@ inline std::size_t ip_literal_bytes(const std::string& host, unsigned char (&out
     }
     freeaddrinfo(found);
     return size;
+}
+
+/* Why a certificate does not fit the URL's host, in the words of every built-in backend. */
+inline std::string host_mismatch_reason(const std::string& host, bool is_ip) {
+    return is_ip ? "the certificate does not match the IP address " + host + " (not among its subjectAltName IP addresses)"
+                 : "the certificate does not match the host name " + host;
+}
+
+/* Loads the CA sources that `options` name: ca_file and ca_dir, else SSL_CERT_FILE and SSL_CERT_DIR
+   (ca_pem is each backend's own). `named` says whether there were any: if not, the system's trust
+   applies. `load_file` and `load_dir` take a path and say whether they could read it. */
+template <class LoadFile, class LoadDir>
+Error load_named_cas(const TlsOptions& options, LoadFile load_file, LoadDir load_dir, bool& named) {
+    named = true;
+    if (!options.ca_file.empty() || !options.ca_dir.empty()) {
+        if (!options.ca_file.empty() && !load_file(options.ca_file))
+            return tls_error("cannot read CA certificates from " + options.ca_file);
+        if (!options.ca_dir.empty() && !load_dir(options.ca_dir))
+            return tls_error("cannot read CA certificates from the directory " + options.ca_dir);
+        return {};
+    }
+    const char* env_file = std::getenv("SSL_CERT_FILE");
+    const char* env_dir = std::getenv("SSL_CERT_DIR");
+    if ((env_file && *env_file) || (env_dir && *env_dir)) {
+        if (env_file && *env_file && !load_file(env_file))
+            return tls_error(std::string("cannot read CA certificates from SSL_CERT_FILE=") + env_file);
+        if (env_dir && *env_dir && !load_dir(env_dir))
+            return tls_error(std::string("cannot read CA certificates from SSL_CERT_DIR=") + env_dir);
+        return {};
+    }
+    named = false;
+    return {};
+}
+
+#endif
+
+/* ------------------------------------------------------------------------------------------------
+   TLS: the built-in mbedTLS backend (written for 2.28 and 3.x)
+   One backend holds the configuration, the trusted CAs (parsed once) and the random generator;
+   sessions share it. Sockets stay non-blocking: want-read/want-write go back to the state machine.
+   ------------------------------------------------------------------------------------------------ */
+#if defined(LLM_STREAM_MBEDTLS)
+
+inline std::string mbedtls_error_text(int rc) {
+    char text[200];
+    mbedtls_strerror(rc, text, sizeof text);
+    char code[24];
+    std::snprintf(code, sizeof code, " (-0x%04x)", static_cast<unsigned>(-rc));
+    return std::string(text) + code;
+}
+
+/* Whether an mbedTLS error code (a high-level part plus a low-level part) says an allocation failed. */
+inline bool mbedtls_allocation_failed(int rc) noexcept {
+    const int high = -(-rc & 0x7F80), low = -(-rc & 0x007F);
+    return high == MBEDTLS_ERR_SSL_ALLOC_FAILED || high == MBEDTLS_ERR_X509_ALLOC_FAILED ||
+           high == MBEDTLS_ERR_PK_ALLOC_FAILED || high == MBEDTLS_ERR_ECP_ALLOC_FAILED ||
+           high == MBEDTLS_ERR_MD_ALLOC_FAILED || high == MBEDTLS_ERR_CIPHER_ALLOC_FAILED ||
+           low == MBEDTLS_ERR_MPI_ALLOC_FAILED || low == MBEDTLS_ERR_ASN1_ALLOC_FAILED;
+}
+
+/* `what` and mbedTLS's text for rc, as ErrorCode::tls, or out_of_memory when that is what rc says. */
+inline Error mbedtls_failure(int rc, const std::string& what) {
+    Error e = tls_error(what + mbedtls_error_text(rc));
+    if (mbedtls_allocation_failed(rc)) e.code = ErrorCode::out_of_memory;
+    return e;
 }
 
 /* One DER element: its tag and its contents. */
@@ -2467,9 +2548,7 @@ private:
         std::uint32_t flags = mbedtls_ssl_get_verify_result(&ssl_);
         std::string reasons;
         if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
-            reasons = ip_size_ ? "the certificate does not match the IP address " + host_ +
-                                     " (not among its subjectAltName IP addresses)"
-                               : "the certificate does not match the host name " + host_;
+            reasons = host_mismatch_reason(host_, ip_size_ != 0);
             flags &= ~static_cast<std::uint32_t>(MBEDTLS_X509_BADCERT_CN_MISMATCH);
         }
         if (flags) {
@@ -2536,22 +2615,9 @@ inline Error MbedTlsBackend::load_trusted(const TlsOptions& options) {
     }
     auto load_file = [&](const std::string& path) { return mbedtls_x509_crt_parse_file(&trusted_, path.c_str()) >= 0; };
     auto load_dir = [&](const std::string& path) { return mbedtls_x509_crt_parse_path(&trusted_, path.c_str()) >= 0; };
-    if (!options.ca_file.empty() || !options.ca_dir.empty()) {
-        if (!options.ca_file.empty() && !load_file(options.ca_file))
-            return tls_error("cannot read CA certificates from " + options.ca_file);
-        if (!options.ca_dir.empty() && !load_dir(options.ca_dir))
-            return tls_error("cannot read CA certificates from the directory " + options.ca_dir);
-        return {};
-    }
-    const char* env_file = std::getenv("SSL_CERT_FILE");
-    const char* env_dir = std::getenv("SSL_CERT_DIR");
-    if ((env_file && *env_file) || (env_dir && *env_dir)) {
-        if (env_file && *env_file && !load_file(env_file))
-            return tls_error(std::string("cannot read CA certificates from SSL_CERT_FILE=") + env_file);
-        if (env_dir && *env_dir && !load_dir(env_dir))
-            return tls_error(std::string("cannot read CA certificates from SSL_CERT_DIR=") + env_dir);
-        return {};
-    }
+    bool named = false;
+    if (Error e = load_named_cas(options, load_file, load_dir, named)) return e;
+    if (named) return {};
     // The usual system bundles: Debian/Ubuntu, Fedora/RHEL, openSUSE, Alpine/BSD/macOS.
     static const char* const bundles[] = {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
                                           "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem",
@@ -2593,6 +2659,681 @@ inline Error MbedTlsBackend::start(socket_handle socket, const std::string& host
 }
 
 #endif  // LLM_STREAM_MBEDTLS
+
+/* ------------------------------------------------------------------------------------------------
+   TLS: the built-in SChannel backend (Windows)
+   Windows' own TLS through SSPI, with the certificate checked here, not by SChannel: its automatic
+   validation accepts an untrusted CA, a wrong host name and an expired certificate (measured under
+   wine), and the SSL policy alone passes a chain whose root is unknown. So: manual validation, then the
+   chain's trust status, the SSL policy with the host name, and our own match of an IP host against the
+   certificate's IP entries. Custom CAs go into a chain engine whose exclusive root store holds only them
+   (else, on systems without exclusive roots, an additional store whose root must be one of them).
+   The backend holds the credentials and the trust; sessions share it. Sockets stay non-blocking.
+   ------------------------------------------------------------------------------------------------ */
+#if defined(LLM_STREAM_SCHANNEL)
+
+// SSPI's handle macros cast the C way: the same, typed.
+inline void invalidate_handle(SecHandle& handle) noexcept { handle.dwLower = handle.dwUpper = ~ULONG_PTR(0); }
+inline bool valid_handle(const SecHandle& handle) noexcept {
+    return handle.dwLower != ~ULONG_PTR(0) || handle.dwUpper != ~ULONG_PTR(0);
+}
+
+/* "SEC_E_INTERNAL_ERROR (0x80090304): The Local Security Authority cannot be contacted" for an SSPI or
+   CryptoAPI status. */
+inline std::string sspi_status_text(long status) {
+    static const struct {
+        long status;
+        const char* name;
+    } names[] = {{SEC_E_INTERNAL_ERROR, "SEC_E_INTERNAL_ERROR"},
+                 {SEC_E_ILLEGAL_MESSAGE, "SEC_E_ILLEGAL_MESSAGE"},
+                 {SEC_E_ALGORITHM_MISMATCH, "SEC_E_ALGORITHM_MISMATCH"},
+                 {SEC_E_INVALID_TOKEN, "SEC_E_INVALID_TOKEN"},
+                 {SEC_E_DECRYPT_FAILURE, "SEC_E_DECRYPT_FAILURE"},
+                 {SEC_E_MESSAGE_ALTERED, "SEC_E_MESSAGE_ALTERED"},
+                 {SEC_E_INSUFFICIENT_MEMORY, "SEC_E_INSUFFICIENT_MEMORY"},
+                 {SEC_E_UNSUPPORTED_FUNCTION, "SEC_E_UNSUPPORTED_FUNCTION"}};
+    std::string text;
+    for (const auto& known : names)
+        if (known.status == status) text = std::string(known.name) + " ";
+    char code[16];
+    std::snprintf(code, sizeof code, "(0x%08lx)", static_cast<unsigned long>(status));
+    text += code;
+    const std::string system = socket_error_text(static_cast<int>(status));  // FormatMessage's words, if any
+    if (system.rfind("socket error ", 0) != 0) text += ": " + system;
+    return text;
+}
+
+/* `what` and the status's text as ErrorCode::tls, or out_of_memory when that is what it says. */
+inline Error sspi_failure(long status, const std::string& what) {
+    Error e = tls_error(what + sspi_status_text(status));
+    if (status == SEC_E_INSUFFICIENT_MEMORY) e.code = ErrorCode::out_of_memory;
+    return e;
+}
+
+/* Adds the certificates of PEM text to `store`; how many there were, or -1 when a block is no
+   certificate. */
+inline int add_pem_certificates(HCERTSTORE store, const std::string& pem) {
+    static const std::string begin = "-----BEGIN CERTIFICATE-----", end = "-----END CERTIFICATE-----";
+    int added = 0;
+    for (std::size_t at = pem.find(begin); at != std::string::npos; at = pem.find(begin, at)) {
+        const std::size_t stop = pem.find(end, at);
+        if (stop == std::string::npos) return -1;
+        const char* block = pem.data() + at;
+        const auto block_size = static_cast<DWORD>(stop + end.size() - at);
+        DWORD der_size = 0;
+        std::vector<BYTE> der;
+        if (!CryptStringToBinaryA(block, block_size, CRYPT_STRING_BASE64HEADER, nullptr, &der_size, nullptr, nullptr))
+            return -1;
+        der.resize(der_size);
+        if (!CryptStringToBinaryA(block, block_size, CRYPT_STRING_BASE64HEADER, der.data(), &der_size, nullptr, nullptr) ||
+            !CertAddEncodedCertificateToStore(store, X509_ASN_ENCODING | PKCS_7_ASN_ENCODING, der.data(), der_size,
+                                              CERT_STORE_ADD_ALWAYS, nullptr))
+            return -1;
+        ++added;
+        at = stop + end.size();
+    }
+    return added;
+}
+
+/* Whether the certificate's subjectAltName has an iPAddress entry equal to `ip` (4 or 16 bytes). A CN
+   is never one (RFC 6125). */
+inline bool certificate_lists_ip(PCCERT_CONTEXT certificate, const unsigned char* ip, std::size_t ip_size) {
+    const CERT_INFO& info = *certificate->pCertInfo;
+    const CERT_EXTENSION* extension = CertFindExtension(szOID_SUBJECT_ALT_NAME2, info.cExtension, info.rgExtension);
+    CERT_ALT_NAME_INFO* names = nullptr;
+    DWORD size = 0;
+    if (!extension || !CryptDecodeObjectEx(X509_ASN_ENCODING, X509_ALTERNATE_NAME, extension->Value.pbData,
+                                           extension->Value.cbData, CRYPT_DECODE_ALLOC_FLAG, nullptr, &names, &size))
+        return false;
+    bool listed = false;
+    for (DWORD i = 0; i < names->cAltEntry && !listed; ++i) {
+        const CERT_ALT_NAME_ENTRY& entry = names->rgAltEntry[i];
+        listed = entry.dwAltNameChoice == CERT_ALT_NAME_IP_ADDRESS && entry.IPAddress.cbData == ip_size &&
+                 std::memcmp(entry.IPAddress.pbData, ip, ip_size) == 0;
+    }
+    LocalFree(names);
+    return listed;
+}
+
+/* The Windows 7 layout of CERT_CHAIN_ENGINE_CONFIG, up to hExclusiveTrustedPeople: Windows 7 and later
+   accept this size, while the SDK's (Windows 8's dwExclusiveFlags added) is refused by some systems
+   (wine: E_INVALIDARG), and older SDKs declare no exclusive root at all. */
+struct ChainEngineConfigWin7 {
+    DWORD cbSize;
+    HCERTSTORE hRestrictedRoot, hRestrictedTrust, hRestrictedOther;
+    DWORD cAdditionalStore;
+    HCERTSTORE* rghAdditionalStore;
+    DWORD dwFlags, dwUrlRetrievalTimeout, MaximumCachedCertificates, CycleDetectionModulus;
+    HCERTSTORE hExclusiveRoot, hExclusiveTrustedPeople;
+};
+
+/* What the chain and the SSL policy said of a server certificate. */
+struct ChainVerdict {
+    bool built = false;
+    DWORD build_error = 0;   // GetLastError() when the chain could not be built
+    DWORD trust_errors = 0;  // the chain's TrustStatus.dwErrorStatus, revocation bits aside
+    DWORD policy_error = 0;  // CertVerifyCertificateChainPolicy's dwError
+    int time_validity = 0;   // +1 expired, -1 not yet valid (CertVerifyTimeValidity of the culprit)
+
+    bool trusted() const noexcept { return built && trust_errors == 0 && policy_error == 0; }
+    bool only_untrusted_root() const noexcept {
+        constexpr DWORD root = CERT_TRUST_IS_UNTRUSTED_ROOT | CERT_TRUST_IS_PARTIAL_CHAIN;
+        return built && trust_errors != 0 && (trust_errors & ~root) == 0;
+    }
+};
+
+/* Why a chain with this verdict is refused, or empty; the host name part comes from the caller. */
+inline std::string chain_refusal(const ChainVerdict& v) {
+    if (!v.built)
+        return "the certificate chain could not be built (" + sspi_status_text(static_cast<long>(v.build_error)) + ")";
+    std::string reasons;
+    auto add = [&](const std::string& reason) { reasons += (reasons.empty() ? "" : "; ") + reason; };
+    DWORD rest = v.trust_errors;
+    auto take = [&](DWORD bits) { const bool had = (rest & bits) != 0; rest &= ~bits; return had; };
+    if (take(CERT_TRUST_IS_NOT_TIME_VALID) || v.policy_error == static_cast<DWORD>(CERT_E_EXPIRED))
+        add(v.time_validity < 0 ? "the certificate is not yet valid" : "the certificate has expired");
+    if (take(CERT_TRUST_IS_UNTRUSTED_ROOT | CERT_TRUST_IS_PARTIAL_CHAIN) ||
+        v.policy_error == static_cast<DWORD>(CERT_E_UNTRUSTEDROOT) || v.policy_error == static_cast<DWORD>(CERT_E_CHAINING))
+        add("the certificate is not signed by a trusted CA");
+    if (take(CERT_TRUST_IS_NOT_SIGNATURE_VALID)) add("a signature in the certificate chain is not valid");
+    if (take(CERT_TRUST_IS_REVOKED)) add("the certificate is revoked");
+    if (take(CERT_TRUST_IS_NOT_VALID_FOR_USAGE)) add("the certificate is not valid for server authentication");
+    if (take(CERT_TRUST_INVALID_BASIC_CONSTRAINTS)) add("a certificate of the chain may not issue certificates");
+    if (rest) {
+        char bits[64];
+        std::snprintf(bits, sizeof bits, "the chain's trust status is 0x%08lx", static_cast<unsigned long>(rest));
+        add(bits);
+    }
+    if (reasons.empty() && v.policy_error)
+        add("the SSL policy says " + sspi_status_text(static_cast<long>(v.policy_error)));
+    return reasons;
+}
+
+/* +1 when a certificate of the chain has expired, -1 when one is not valid yet, else 0. */
+inline int chain_time_validity(PCCERT_CHAIN_CONTEXT chain) {
+    const CERT_SIMPLE_CHAIN* simple = chain->rgpChain[0];
+    for (DWORD i = 0; i < simple->cElement; ++i)
+        if (const LONG t = CertVerifyTimeValidity(nullptr, simple->rgpElement[i]->pCertContext->pCertInfo)) return t;
+    return 0;
+}
+
+class SchannelBackend final : public TlsBackend, public std::enable_shared_from_this<SchannelBackend> {
+public:
+    SchannelBackend() { invalidate_handle(credentials_); }
+    ~SchannelBackend() override {
+        if (valid_handle(credentials_)) FreeCredentialsHandle(&credentials_);
+        if (engine_) CertFreeCertificateChainEngine(engine_);
+        if (given_) CertCloseStore(given_, 0);
+    }
+    SchannelBackend(const SchannelBackend&) = delete;
+    SchannelBackend& operator=(const SchannelBackend&) = delete;
+
+    [[nodiscard]] Error init(const TlsOptions& options);
+    std::string name() const override { return "schannel"; }
+    [[nodiscard]] Error start(socket_handle socket, const std::string& host,
+                              std::unique_ptr<TlsSession>& session) override;
+
+    CredHandle* credentials() noexcept { return &credentials_; }
+    bool verifies() const noexcept { return verify_; }
+    /* Why the server's certificate (the leaf, with the intermediates it sent in its store) is refused
+       for `host`, or empty when it is trusted. */
+    std::string refusal(PCCERT_CONTEXT leaf, const std::string& host) const;
+
+private:
+    [[nodiscard]] Error load_trusted(const TlsOptions& options);
+    bool load_ca_dir(const std::string& path);
+    [[nodiscard]] Error acquire_credentials();
+    ChainVerdict check(PCCERT_CONTEXT leaf, const wchar_t* host, bool with_given) const;
+    void judge(PCCERT_CHAIN_CONTEXT chain, const wchar_t* host, bool additional, ChainVerdict& v) const;
+    bool root_is_given(PCCERT_CHAIN_CONTEXT chain) const;
+
+    bool verify_ = true;
+    HCERTSTORE given_ = nullptr;         // the CAs given, or null: the system's
+    bool given_only_ = false;            // files or SSL_CERT_*: only those; ca_pem alone: the system's too
+    HCERTCHAINENGINE engine_ = nullptr;  // exclusive root = given_; null: additional-store mode
+    CredHandle credentials_;
+};
+
+/* One client TLS connection over SSPI. The receive buffer holds whole TLS records: DecryptMessage
+   decrypts in place, so the plaintext and the next records are spans inside it. */
+class SchannelSession final : public TlsSession {
+public:
+    SchannelSession(std::shared_ptr<SchannelBackend> backend, native_socket socket, const std::string& host)
+        : backend_(std::move(backend)), socket_(socket), host_(host), in_(kRecordBufferBytes) {
+        invalidate_handle(context_);
+        unsigned char ip[16];
+        if (!ip_literal_bytes(host, ip)) target_.assign(host.begin(), host.end());  // SNI: host names only
+    }
+    ~SchannelSession() override;
+    SchannelSession(const SchannelSession&) = delete;
+    SchannelSession& operator=(const SchannelSession&) = delete;
+
+    TlsResult handshake() override;
+    TlsResult read(char* buffer, std::size_t capacity) override;
+    TlsResult write(const char* data, std::size_t size) override;
+    const Error& error() const override { return error_; }
+
+private:
+    enum class State { start, handshaking, handshaken, open, closed, failed };
+    // A whole record: header, 16 KiB, trailer (256 at most), and room for the start of the next one.
+    static constexpr std::size_t kRecordBufferBytes = 5 + 16384 + 256 + 2048;
+
+    TlsResult fail(Error e) {
+        error_ = std::move(e);
+        state_ = State::failed;
+        return {TlsStatus::failed, 0};
+    }
+    TlsResult initiate();
+    TlsResult handshake_step();
+    TlsResult finish_handshake();
+    SECURITY_STATUS call_isc(SecBufferDesc* input, SecBufferDesc* output);
+    void keep_extra(const SecBuffer& extra);
+    TlsResult receive(const char* what);
+    TlsResult flush(const char* what);
+    TlsResult decrypt();
+    TlsResult hand_out(char* buffer, std::size_t capacity);
+    void send_close_notify();
+
+    std::shared_ptr<SchannelBackend> backend_;
+    native_socket socket_;
+    std::string host_;
+    std::wstring target_;  // the name for SNI and SSPI, empty for an IP address
+    CtxtHandle context_;
+    State state_ = State::start;
+    bool heard_ = false;  // the server's first bytes have come
+    bool retried_credentials_ = false;
+    SecPkgContext_StreamSizes sizes_{};
+    std::vector<char> in_;          // bytes from the socket: [0, in_used_)
+    std::size_t in_used_ = 0;
+    bool need_input_ = true;        // what is in in_ is no whole record (or nothing)
+    char* plain_ = nullptr;         // decrypted bytes not handed out yet, inside in_
+    std::size_t plain_size_ = 0;
+    std::size_t extra_at_ = 0, extra_size_ = 0;  // the undecrypted bytes after them
+    std::string out_;               // bytes for the socket: handshake tokens, records, close_notify
+    std::size_t out_sent_ = 0;
+    std::size_t pending_plain_ = 0; // plaintext of the record in out_, reported once it is sent
+    int socket_error_ = 0;
+    Error error_;
+};
+
+constexpr unsigned long kSchannelRequest = ISC_REQ_SEQUENCE_DETECT | ISC_REQ_REPLAY_DETECT | ISC_REQ_CONFIDENTIALITY |
+                                           ISC_REQ_EXTENDED_ERROR | ISC_REQ_ALLOCATE_MEMORY | ISC_REQ_STREAM |
+                                           ISC_REQ_MANUAL_CRED_VALIDATION | ISC_REQ_USE_SUPPLIED_CREDS;
+
+inline SECURITY_STATUS SchannelSession::call_isc(SecBufferDesc* input, SecBufferDesc* output) {
+    const bool first = !valid_handle(context_);
+    unsigned long attributes = 0;
+    auto* name = target_.empty() ? nullptr : const_cast<wchar_t*>(target_.c_str());
+    const SECURITY_STATUS status =
+        InitializeSecurityContextW(backend_->credentials(), first ? nullptr : &context_, name, kSchannelRequest, 0, 0,
+                                   input, 0, first ? &context_ : nullptr, output, &attributes, nullptr);
+    // The tokens to send (and an alert on failure) were allocated by SSPI: into out_ at once.
+    for (unsigned long i = 0; i < output->cBuffers; ++i) {
+        SecBuffer& b = output->pBuffers[i];
+        if (b.pvBuffer && b.cbBuffer) out_.append(static_cast<const char*>(b.pvBuffer), b.cbBuffer);
+        if (b.pvBuffer) FreeContextBuffer(b.pvBuffer);
+        b.pvBuffer = nullptr;
+    }
+    return status;
+}
+
+inline TlsResult SchannelSession::initiate() {
+    SecBuffer token[2] = {};
+    token[0].BufferType = SECBUFFER_TOKEN;
+    token[1].BufferType = SECBUFFER_ALERT;
+    SecBufferDesc output{SECBUFFER_VERSION, 2, token};
+    const SECURITY_STATUS status = call_isc(nullptr, &output);
+    if (status != SEC_I_CONTINUE_NEEDED) return fail(sspi_failure(status, "TLS handshake failed: "));
+    state_ = State::handshaking;
+    return {TlsStatus::ok, 0};
+}
+
+/* The unprocessed bytes SSPI reports at the end of the input move to the front; none: all consumed. */
+inline void SchannelSession::keep_extra(const SecBuffer& extra) {
+    const std::size_t keep = extra.BufferType == SECBUFFER_EXTRA ? extra.cbBuffer : 0;
+    std::memmove(in_.data(), in_.data() + in_used_ - keep, keep);
+    in_used_ = keep;
+    need_input_ = keep == 0;
+}
+
+/* One InitializeSecurityContext call on what the server sent (reading it first when needed). SSPI
+   takes one record per call, so with bytes left over the next step goes on without reading. */
+inline TlsResult SchannelSession::handshake_step() {
+    if (need_input_)
+        if (TlsResult r = receive("TLS handshake failed: "); r.status != TlsStatus::ok) return r;
+    if (!heard_ && in_[0] != 0x16 && in_[0] != 0x15)  // the server's first record: a handshake or an alert
+        return fail(tls_error("TLS handshake failed: the server did not answer with TLS (is this an https port?)"));
+    heard_ = true;
+    SecBuffer input[2] = {};
+    input[0].BufferType = SECBUFFER_TOKEN;
+    input[0].pvBuffer = in_.data();
+    input[0].cbBuffer = static_cast<unsigned long>(in_used_);
+    input[1].BufferType = SECBUFFER_EMPTY;
+    SecBuffer token[3] = {};
+    token[0].BufferType = SECBUFFER_TOKEN;
+    token[1].BufferType = SECBUFFER_ALERT;
+    token[2].BufferType = SECBUFFER_EMPTY;
+    SecBufferDesc in_desc{SECBUFFER_VERSION, 2, input}, out_desc{SECBUFFER_VERSION, 3, token};
+    const SECURITY_STATUS status = call_isc(&in_desc, &out_desc);
+    if (status == SEC_E_INCOMPLETE_MESSAGE) {
+        need_input_ = true;  // its SECBUFFER_MISSING count is not to be trusted (wine gives a record's size)
+    } else if (status == SEC_I_INCOMPLETE_CREDENTIALS && !retried_credentials_) {
+        retried_credentials_ = true;  // a server asking for a client certificate gets none: same input again
+    } else if (status == SEC_I_CONTINUE_NEEDED || status == SEC_E_OK) {
+        keep_extra(input[1]);
+        if (status == SEC_E_OK) state_ = State::handshaken;
+    } else {
+        flush("TLS handshake failed: ");  // the alert, best effort
+        return fail(sspi_failure(status, "TLS handshake failed: "));
+    }
+    return {TlsStatus::ok, 0};
+}
+
+/* The record sizes, then the certificate; once only: a post-handshake message (TLS 1.3, after
+   SEC_I_RENEGOTIATE) changes neither. */
+inline TlsResult SchannelSession::finish_handshake() {
+    if (sizes_.cbMaximumMessage) {
+        state_ = State::open;
+        return {TlsStatus::ok, 0};
+    }
+    if (QueryContextAttributesW(&context_, SECPKG_ATTR_STREAM_SIZES, &sizes_) != SEC_E_OK)
+        return fail(tls_error("TLS handshake failed: SChannel gives no record sizes"));
+    const std::size_t record = std::size_t(sizes_.cbHeader) + sizes_.cbMaximumMessage + sizes_.cbTrailer;
+    if (in_.size() < record) in_.resize(record);
+    if (backend_->verifies()) {
+        PCCERT_CONTEXT leaf = nullptr;
+        if (QueryContextAttributesW(&context_, SECPKG_ATTR_REMOTE_CERT_CONTEXT, &leaf) != SEC_E_OK || !leaf)
+            return fail(tls_error("certificate verification failed: the server sent no certificate"));
+        const std::string why = backend_->refusal(leaf, host_);
+        CertFreeCertificateContext(leaf);
+        if (!why.empty()) return fail(tls_error("certificate verification failed: " + why));
+    }
+    state_ = State::open;
+    return {TlsStatus::ok, 0};
+}
+
+inline TlsResult SchannelSession::handshake() {
+    for (;;) {
+        if (state_ == State::failed) return {TlsStatus::failed, 0};
+        if (TlsResult r = flush("TLS handshake failed: "); r.status != TlsStatus::ok) return r;
+        TlsResult r;
+        switch (state_) {
+        case State::start: r = initiate(); break;
+        case State::handshaking: r = handshake_step(); break;
+        case State::handshaken: return finish_handshake();
+        case State::open: return {TlsStatus::ok, 0};
+        default: return {state_ == State::closed ? TlsStatus::closed : TlsStatus::failed, 0};
+        }
+        if (r.status != TlsStatus::ok) return r;
+    }
+}
+
+/* More bytes from the socket after in_used_. */
+inline TlsResult SchannelSession::receive(const char* what) {
+    if (in_used_ == in_.size()) return fail(tls_error(std::string(what) + "a TLS record larger than the receive buffer"));
+    socket_error_ = 0;
+    const IoResult r = socket_read(socket_, in_.data() + in_used_, in_.size() - in_used_, socket_error_);
+    if (r.status == IoStatus::would_block) return {TlsStatus::want_read, 0};
+    if (r.status == IoStatus::failed) return fail(tls_error(what + socket_error_text(socket_error_)));
+    if (r.status == IoStatus::closed) {
+        if (state_ != State::open) return fail(tls_error(std::string(what) + "the server closed the connection"));
+        if (in_used_) return fail(tls_error(std::string(what) + "the connection closed inside a TLS record"));
+        state_ = State::closed;  // without close_notify: whether the body is whole is HTTP's business
+        return {TlsStatus::closed, 0};
+    }
+    in_used_ += r.bytes;
+    need_input_ = false;
+    return {TlsStatus::ok, 0};
+}
+
+/* Sends what out_ holds; ok once all of it is gone. */
+inline TlsResult SchannelSession::flush(const char* what) {
+    while (out_sent_ < out_.size()) {
+        socket_error_ = 0;
+        const IoResult r = socket_write(socket_, out_.data() + out_sent_, out_.size() - out_sent_, socket_error_);
+        if (r.status == IoStatus::would_block) return {TlsStatus::want_write, 0};
+        if (r.status != IoStatus::ok) return fail(tls_error(what + socket_error_text(socket_error_)));
+        out_sent_ += r.bytes;
+    }
+    out_.clear();
+    out_sent_ = 0;
+    return {TlsStatus::ok, 0};
+}
+
+/* One DecryptMessage on the records in in_: plaintext, the end of TLS, or the need for more bytes. */
+inline TlsResult SchannelSession::decrypt() {
+    const char content_type = in_[0];  // TLS 1.2 record headers are not encrypted
+    SecBuffer b[4] = {};
+    b[0].BufferType = SECBUFFER_DATA;
+    b[0].pvBuffer = in_.data();
+    b[0].cbBuffer = static_cast<unsigned long>(in_used_);
+    for (int i = 1; i < 4; ++i) b[i].BufferType = SECBUFFER_EMPTY;
+    SecBufferDesc desc{SECBUFFER_VERSION, 4, b};
+    const SECURITY_STATUS status = DecryptMessage(&context_, &desc, 0, nullptr);
+    if (status == SEC_E_INCOMPLETE_MESSAGE) {
+        need_input_ = true;  // its SECBUFFER_MISSING count is not to be trusted (wine gives a record's size)
+        return {TlsStatus::ok, 0};
+    }
+    if (status == SEC_I_CONTEXT_EXPIRED) {  // close_notify, as Windows reports it
+        state_ = State::closed;
+        return {TlsStatus::closed, 0};
+    }
+    if (status != SEC_E_OK && status != SEC_I_RENEGOTIATE) return fail(sspi_failure(status, "TLS read failed: "));
+    extra_size_ = 0;
+    for (const SecBuffer& x : b) {
+        if (x.BufferType == SECBUFFER_DATA) {
+            plain_ = static_cast<char*>(x.pvBuffer);
+            plain_size_ = x.cbBuffer;
+        } else if (x.BufferType == SECBUFFER_EXTRA) {
+            extra_at_ = in_used_ - x.cbBuffer;
+            extra_size_ = x.cbBuffer;
+        }
+    }
+    if (status == SEC_I_RENEGOTIATE) {  // a post-handshake message (TLS 1.3): the EXTRA bytes go to SSPI
+        plain_size_ = 0;
+        state_ = State::handshaking;
+    }
+    if (plain_size_ == 0 && content_type == 21 && status == SEC_E_OK) {  // close_notify, as wine reports it
+        state_ = State::closed;
+        return {TlsStatus::closed, 0};
+    }
+    if (plain_size_ == 0) hand_out(nullptr, 0);  // nothing to hand out: on to the next record
+    return {TlsStatus::ok, 0};
+}
+
+/* Up to `capacity` bytes of the decrypted plaintext; once it is all out, the next records move to the
+   front of in_. */
+inline TlsResult SchannelSession::hand_out(char* buffer, std::size_t capacity) {
+    const std::size_t n = std::min(capacity, plain_size_);
+    if (n) std::memcpy(buffer, plain_, n);
+    plain_ += n;
+    plain_size_ -= n;
+    if (plain_size_ == 0) {
+        std::memmove(in_.data(), in_.data() + extra_at_, extra_size_);
+        in_used_ = extra_size_;
+        extra_size_ = 0;
+        need_input_ = in_used_ == 0;
+    }
+    return {TlsStatus::ok, n};
+}
+
+inline TlsResult SchannelSession::read(char* buffer, std::size_t capacity) {
+    for (;;) {
+        if (state_ == State::handshaking || state_ == State::handshaken)  // after SEC_I_RENEGOTIATE
+            if (TlsResult r = handshake(); r.status != TlsStatus::ok) return r;
+        if (state_ != State::open) return {state_ == State::closed ? TlsStatus::closed : TlsStatus::failed, 0};
+        if (plain_size_) return hand_out(buffer, capacity);
+        if (need_input_)
+            if (TlsResult r = receive("TLS read failed: "); r.status != TlsStatus::ok) return r;
+        if (TlsResult r = decrypt(); r.status != TlsStatus::ok) return r;
+    }
+}
+
+/* As mbedTLS: after want_write the caller repeats the same call, which then reports the bytes. */
+inline TlsResult SchannelSession::write(const char* data, std::size_t size) {
+    if (state_ != State::open) return {state_ == State::closed ? TlsStatus::closed : TlsStatus::failed, 0};
+    if (pending_plain_ == 0) {
+        if (TlsResult r = flush("TLS write failed: "); r.status != TlsStatus::ok) return r;  // what is queued goes first
+        const std::size_t n = std::min<std::size_t>(size, sizes_.cbMaximumMessage);
+        out_.resize(sizes_.cbHeader + n + sizes_.cbTrailer);
+        std::memcpy(&out_[sizes_.cbHeader], data, n);
+        SecBuffer b[4] = {};
+        b[0].BufferType = SECBUFFER_STREAM_HEADER;
+        b[0].pvBuffer = &out_[0];
+        b[0].cbBuffer = sizes_.cbHeader;
+        b[1].BufferType = SECBUFFER_DATA;
+        b[1].pvBuffer = &out_[sizes_.cbHeader];
+        b[1].cbBuffer = static_cast<unsigned long>(n);
+        b[2].BufferType = SECBUFFER_STREAM_TRAILER;
+        b[2].pvBuffer = &out_[sizes_.cbHeader + n];
+        b[2].cbBuffer = sizes_.cbTrailer;
+        b[3].BufferType = SECBUFFER_EMPTY;
+        SecBufferDesc desc{SECBUFFER_VERSION, 4, b};
+        const SECURITY_STATUS status = EncryptMessage(&context_, 0, &desc, 0);
+        if (status != SEC_E_OK) return fail(sspi_failure(status, "TLS write failed: "));
+        // What EncryptMessage wrote: the trailer is shorter than its maximum.
+        out_.resize(std::size_t(b[0].cbBuffer) + b[1].cbBuffer + b[2].cbBuffer);
+        pending_plain_ = n;
+    }
+    if (TlsResult r = flush("TLS write failed: "); r.status != TlsStatus::ok) return r;
+    const std::size_t sent = pending_plain_;
+    pending_plain_ = 0;
+    return {TlsStatus::ok, sent};
+}
+
+/* Our close_notify: one non-blocking send, best effort; never waits. */
+inline void SchannelSession::send_close_notify() {
+    DWORD shutdown = SCHANNEL_SHUTDOWN;
+    SecBuffer control{sizeof shutdown, SECBUFFER_TOKEN, &shutdown};
+    SecBufferDesc control_desc{SECBUFFER_VERSION, 1, &control};
+    if (ApplyControlToken(&context_, &control_desc) != SEC_E_OK) return;
+    SecBuffer token{0, SECBUFFER_TOKEN, nullptr};
+    SecBufferDesc output{SECBUFFER_VERSION, 1, &token};
+    out_.clear();
+    out_sent_ = 0;
+    if (call_isc(nullptr, &output) == SEC_E_OK) flush("");
+}
+
+inline SchannelSession::~SchannelSession() {
+    if (state_ == State::open) send_close_notify();
+    if (valid_handle(context_)) DeleteSecurityContext(&context_);
+}
+
+/* The PEM certificates of a directory's files (others are skipped, as by mbedTLS); false when it
+   cannot be listed. */
+inline bool SchannelBackend::load_ca_dir(const std::string& path) {
+    WIN32_FIND_DATAA found;
+    const HANDLE listing = FindFirstFileA((path + "\\*").c_str(), &found);
+    if (listing == INVALID_HANDLE_VALUE) return false;
+    do {
+        if (!(found.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY))
+            (void)add_pem_certificates(given_, read_system_file(path + "\\" + found.cFileName));
+    } while (FindNextFileA(listing, &found));
+    FindClose(listing);
+    return true;
+}
+
+/* The CAs given (files, SSL_CERT_*, PEM) into given_, and the engine that trusts only them. */
+inline Error SchannelBackend::load_trusted(const TlsOptions& options) {
+    given_ = CertOpenStore(CERT_STORE_PROV_MEMORY, 0, 0, CERT_STORE_CREATE_NEW_FLAG, nullptr);
+    if (!given_) return tls_error("TLS initialisation failed: cannot make a certificate store");
+    auto load_file = [&](const std::string& path) { return add_pem_certificates(given_, read_system_file(path)) > 0; };
+    auto load_dir = [&](const std::string& path) { return load_ca_dir(path); };
+    if (Error e = load_named_cas(options, load_file, load_dir, given_only_)) return e;
+    if (!options.ca_pem.empty() && add_pem_certificates(given_, options.ca_pem) <= 0)
+        return tls_error("cannot parse the in-memory CA PEM: no certificate in it decodes");
+    if (!given_only_ && options.ca_pem.empty()) {
+        CertCloseStore(given_, 0);
+        given_ = nullptr;  // the system's trust alone
+        return {};
+    }
+    ChainEngineConfigWin7 config = {};
+    config.cbSize = sizeof config;
+    config.hExclusiveRoot = given_;
+    if (!CertCreateCertificateChainEngine(reinterpret_cast<CERT_CHAIN_ENGINE_CONFIG*>(&config), &engine_))
+        engine_ = nullptr;  // before Windows 7: the additional-store check instead
+    return {};
+}
+
+/* Credentials for every session: no client certificate, and no validation by SChannel (done here). */
+inline Error SchannelBackend::acquire_credentials() {
+    constexpr DWORD flags = SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS | SCH_USE_STRONG_CRYPTO;
+    auto* package = const_cast<wchar_t*>(UNISP_NAME_W);
+    SECURITY_STATUS status = SEC_E_UNSUPPORTED_FUNCTION;
+#if defined(SCH_CREDENTIALS_VERSION)
+    SCH_CREDENTIALS current = {};  // what TLS 1.3 needs; systems before Windows 10 1809 refuse it
+    current.dwVersion = SCH_CREDENTIALS_VERSION;
+    current.dwFlags = flags;
+    status = AcquireCredentialsHandleW(nullptr, package, SECPKG_CRED_OUTBOUND, nullptr, &current, nullptr, nullptr,
+                                       &credentials_, nullptr);
+#endif
+    if (status != SEC_E_OK) {
+        SCHANNEL_CRED legacy = {};
+        legacy.dwVersion = SCHANNEL_CRED_VERSION;
+        legacy.dwFlags = flags;
+        status = AcquireCredentialsHandleW(nullptr, package, SECPKG_CRED_OUTBOUND, nullptr, &legacy, nullptr, nullptr,
+                                           &credentials_, nullptr);
+    }
+    if (status != SEC_E_OK) {
+        invalidate_handle(credentials_);
+        return sspi_failure(status, "TLS initialisation failed: AcquireCredentialsHandle: ");
+    }
+    return {};
+}
+
+inline Error SchannelBackend::init(const TlsOptions& options) {
+    verify_ = options.verify;
+    if (verify_)
+        if (Error e = load_trusted(options)) return e;
+    return acquire_credentials();
+}
+
+inline Error SchannelBackend::start(socket_handle socket, const std::string& host, std::unique_ptr<TlsSession>& session) {
+    session = std::make_unique<SchannelSession>(shared_from_this(), static_cast<native_socket>(socket), host);
+    return {};  // nothing is sent before the first handshake() call
+}
+
+/* Whether the chain ends in one of the CAs given (the additional-store check). */
+inline bool SchannelBackend::root_is_given(PCCERT_CHAIN_CONTEXT chain) const {
+    const CERT_SIMPLE_CHAIN* simple = chain->rgpChain[0];
+    const CERT_CONTEXT* root = simple->rgpElement[simple->cElement - 1]->pCertContext;
+    const CERT_CONTEXT* found = CertFindCertificateInStore(given_, X509_ASN_ENCODING | PKCS_7_ASN_ENCODING, 0,
+                                                           CERT_FIND_EXISTING, root, nullptr);
+    if (found) CertFreeCertificateContext(found);
+    return found != nullptr;
+}
+
+/* The chain of `leaf` built by the system's trust, or with the given CAs; the SSL policy for `host`
+   (null: no name check, for an IP address). Never fetches over the network: poll() must not block. */
+inline ChainVerdict SchannelBackend::check(PCCERT_CONTEXT leaf, const wchar_t* host, bool with_given) const {
+    static char server_auth[] = szOID_PKIX_KP_SERVER_AUTH;
+    char* usages[] = {server_auth};
+    CERT_CHAIN_PARA para = {};
+    para.cbSize = sizeof para;
+    para.RequestedUsage.dwType = USAGE_MATCH_TYPE_AND;
+    para.RequestedUsage.Usage.cUsageIdentifier = 1;
+    para.RequestedUsage.Usage.rgpszUsageIdentifier = usages;
+    const bool additional = with_given && !engine_;
+    HCERTSTORE collection = additional ? CertOpenStore(CERT_STORE_PROV_COLLECTION, 0, 0, 0, nullptr) : nullptr;
+    if (collection) {  // what the server sent, and the given CAs
+        CertAddStoreToCollection(collection, leaf->hCertStore, 0, 0);
+        CertAddStoreToCollection(collection, given_, 0, 0);
+    }
+    ChainVerdict v;
+    PCCERT_CHAIN_CONTEXT chain = nullptr;
+    v.built = CertGetCertificateChain(with_given ? engine_ : nullptr, leaf, nullptr,
+                                      collection ? collection : leaf->hCertStore, &para,
+                                      CERT_CHAIN_CACHE_ONLY_URL_RETRIEVAL, nullptr, &chain) != FALSE;
+    if (collection) CertCloseStore(collection, 0);
+    if (!v.built) {
+        v.build_error = GetLastError();
+        return v;
+    }
+    judge(chain, host, additional, v);
+    CertFreeCertificateChain(chain);
+    return v;
+}
+
+/* The chain's trust status and the SSL policy's verdict for `host`, into v. In the additional-store
+   mode an unknown root is expected: it must be one of the given CAs, and the policy then ignores it. */
+inline void SchannelBackend::judge(PCCERT_CHAIN_CONTEXT chain, const wchar_t* host, bool additional,
+                                   ChainVerdict& v) const {
+    constexpr DWORD revocation = CERT_TRUST_REVOCATION_STATUS_UNKNOWN | CERT_TRUST_IS_OFFLINE_REVOCATION;
+    v.trust_errors = chain->TrustStatus.dwErrorStatus & ~revocation;  // no revocation check is asked for
+    const bool given_root = additional && v.trust_errors == CERT_TRUST_IS_UNTRUSTED_ROOT && root_is_given(chain);
+    if (given_root) v.trust_errors = 0;
+    SSL_EXTRA_CERT_CHAIN_POLICY_PARA ssl = {};
+    ssl.cbSize = sizeof ssl;
+    ssl.dwAuthType = AUTHTYPE_SERVER;
+    ssl.fdwChecks = given_root ? 0x100 : 0;  // SECURITY_FLAG_IGNORE_UNKNOWN_CA, of <wininet.h>
+    ssl.pwszServerName = const_cast<wchar_t*>(host);
+    CERT_CHAIN_POLICY_PARA policy = {};
+    policy.cbSize = sizeof policy;
+    policy.pvExtraPolicyPara = &ssl;
+    CERT_CHAIN_POLICY_STATUS status = {};
+    status.cbSize = sizeof status;
+    if (!CertVerifyCertificateChainPolicy(CERT_CHAIN_POLICY_SSL, chain, &policy, &status)) status.dwError = GetLastError();
+    v.policy_error = status.dwError;
+    v.time_validity = chain_time_validity(chain);
+}
+
+inline std::string SchannelBackend::refusal(PCCERT_CONTEXT leaf, const std::string& host) const {
+    unsigned char ip[16];
+    const std::size_t ip_size = ip_literal_bytes(host, ip);
+    const std::wstring name(host.begin(), host.end());  // URL hosts are ASCII (IDNs come as punycode)
+    const wchar_t* policy_name = ip_size ? nullptr : name.c_str();  // the policy never matches IP entries
+    ChainVerdict v;
+    if (!given_only_) v = check(leaf, policy_name, false);
+    if (given_ && (given_only_ || v.only_untrusted_root())) v = check(leaf, policy_name, true);
+    constexpr auto name_error = static_cast<DWORD>(CERT_E_CN_NO_MATCH);
+    const bool mismatch = ip_size ? !certificate_lists_ip(leaf, ip, ip_size) : v.policy_error == name_error;
+    if (v.policy_error == name_error) v.policy_error = 0;
+    std::string reasons = mismatch ? host_mismatch_reason(host, ip_size != 0) : std::string();
+    if (!v.trusted()) reasons += (reasons.empty() ? "" : "; ") + chain_refusal(v);
+    return reasons;
+}
+
+#endif  // LLM_STREAM_SCHANNEL
 
 /* ------------------------------------------------------------------------------------------------
    HTTP/1.1 response reader (RFC 9112), sans-I/O
@@ -10314,6 +11055,11 @@ Error make_default_tls_backend(const TlsOptions& options, std::shared_ptr<TlsBac
     if (Error e = made->init(options)) return e;
     backend = std::move(made);
     return {};
+#elif defined(LLM_STREAM_SCHANNEL)
+    auto made = std::make_shared<detail::SchannelBackend>();
+    if (Error e = made->init(options)) return e;
+    backend = std::move(made);
+    return {};
 #else
     (void)options;
     (void)backend;
@@ -10377,6 +11123,8 @@ std::optional<bool> json_bool_member(std::string_view json, std::string_view nam
 const char* version_string() noexcept {
 #if defined(LLM_STREAM_MBEDTLS)
     return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: mbedtls " MBEDTLS_VERSION_STRING ")";
+#elif defined(LLM_STREAM_SCHANNEL)
+    return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: schannel)";
 #else
     return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: none)";
 #endif

@@ -28,11 +28,11 @@ packages=(
     doctest-dev
     libmbedtls-dev
     nginx-light
-    g++-mingw-w64-x86-64-posix  # the Windows build (Winsock), run under wine
+    g++-mingw-w64-x86-64-posix  # the Windows build (Winsock, SChannel), run under wine
     g++-arm-linux-gnueabihf     # 32-bit ARM and big-endian s390x builds of the tests,
     g++-s390x-linux-gnu         # run under qemu-user
     qemu-user
-    wine64      # the HTTPS end-to-end test (tests/tls/nginx_tls.sh)
+    wine64      # runs the Windows build: its tests, llm-chat, HTTPS through SChannel (tests/tls/wine_schannel.sh)
     openssl          # its certificates
     libcurl4-openssl-dev  # examples/llm-curl: the sans-I/O core over libcurl
     jq               # tests/e2e_apis.sh compares what llm-chat prints and sends as JSON
@@ -187,14 +187,23 @@ loopback_stream() {
 # Windows: mingw-w64 builds run under wine; llm-chat streams through Winsock from "localhost", which
 # the system's resolver answers (GetAddrInfoExW, overlapped). What is Windows' own: sockets, waiting
 # (WSAPoll, woken by cancel() at once) and name resolution (test_wait), the configuration from the
-# environment and files, the stub, the corpus read from disk, the public API. The pure parsers (HTTP,
-# SSE, JSON, the decoder) are the same code on every platform and run in every other step, 32-bit
-# `long` (as on Windows) included: see cross_test.
+# environment and files, the stub, the corpus read from disk, the public API, and HTTPS through SChannel: test_tls (it has its own main) and llm-chat against the
+# nginx of the TLS tests, with --cacert and with the CA in the prefix's ROOT store (import_root). The
+# pure parsers (HTTP, SSE, JSON, the decoder) are the same code on every platform and run in every
+# other step, 32-bit `long` (as on Windows) included: see cross_test.
 windows_test() {
     export WINEDEBUG=-all WINEPREFIX="$work/mingw/wineprefix"
-    local loopback_host=localhost
-    foreign_test "$work/mingw" /usr/lib/wine/wine64 -lws2_32 "api config retry streams alloc reply stub_tools wait" \
-        x86_64-w64-mingw32-g++-posix -std=c++17 -O0 -Wall -Wextra -Wpedantic -Werror -static
+    local dir="$work/mingw" link="-lws2_32 -lsecur32 -lcrypt32" loopback_host=localhost
+    local cxx=(x86_64-w64-mingw32-g++-posix -std=c++17 -O0 -Wall -Wextra -Wpedantic -Werror -static)
+    foreign_test "$dir" /usr/lib/wine/wine64 "$link" "api config retry streams alloc reply stub_tools wait" "${cxx[@]}"
+    running=0
+    # shellcheck disable=SC2086  # link is a list of flags
+    background "${cxx[@]}" -I"$root" -I"$dir/include" tests/test_tls.cpp "$dir/llm_stream_implementation.o" \
+        -o "$dir/test_tls.exe" $link
+    # shellcheck disable=SC2086
+    background "${cxx[@]}" -I"$root" tests/tls/import_root.cpp "$dir/llm_stream_implementation.o" -o "$dir/import_root.exe" $link
+    drain
+    bash tests/tls/wine_schannel.sh "$dir" "$work/gcc/tests/llm_test_server"
 }
 
 # cross_test <triplet> <qemu>: Debian's cross compiler for <triplet> builds the layers (JSON, SSE, HTTP,
@@ -276,7 +285,8 @@ for preset in $(cmake --list-presets=workflow | sed -n 's/^ *"\([^"]*\)".*/\1/p'
 done
 step "fuzz: every libFuzzer target, ${LLM_STREAM_FUZZ_SECONDS:-10} s each, regressions replayed" \
     env LLM_STREAM_FUZZ_JOBS="$jobs" LLM_STREAM_FUZZ_DIR="$work/fuzz" bash scripts/fuzz.sh "${LLM_STREAM_FUZZ_SECONDS:-10}"
-step "windows: mingw-w64 + wine, the API, config, stub, corpus and wait tests and llm-chat over Winsock" windows_test
+step "windows: mingw-w64 + wine, the API, config, stub, corpus and wait tests, llm-chat over Winsock, HTTPS through SChannel" \
+    windows_test
 step "32-bit ARM: arm-linux-gnueabihf under qemu-user, the layers, corpus, stub and a loopback stream" \
     cross_test arm-linux-gnueabihf qemu-arm
 step "big-endian: s390x-linux-gnu under qemu-user, the layers, corpus, stub and a loopback stream" \

@@ -1,6 +1,6 @@
-// TLS end to end: llm_stream's https:// path (the TLS hook and the built-in mbedTLS backend) against a
-// real nginx on loopback that terminates TLS and proxies to our test server, re-framing the body as
-// chunked the way a production proxy does (proxy_http_version 1.1, proxy_buffering off).
+// TLS end to end: llm_stream's https:// path (the TLS hook and the built-in backend: mbedTLS, or SChannel
+// on Windows) against a real nginx on loopback that terminates TLS and proxies to our test server, re-framing
+// the body as chunked the way a production proxy does (proxy_http_version 1.1, proxy_buffering off).
 //
 // tests/tls/nginx_tls.sh generates the certificates, starts the servers and nginx, and runs this binary
 // with the ports and CA paths in the environment:
@@ -24,7 +24,8 @@
 // stream and /stall/... sends its head and then pauses for seconds before each event; anything else is
 // tests/data/streams/deepseek-chat.sse at once. Without those variables (a plain ctest run) there is
 // nothing to test against: the program says so and exits 77, which CTest and Meson report as skipped. A
-// build without LLM_STREAM_MBEDTLS checks instead that https:// is a clear TLS error.
+// build without a built-in backend (mbedTLS, or SChannel on Windows, run under wine by
+// tests/tls/wine_schannel.sh) checks instead that https:// is a clear TLS error.
 #include "llm_stream.hpp"
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
@@ -113,8 +114,13 @@ const TlsEnv& tls_env() {
 
 #if defined(LLM_STREAM_MBEDTLS)
 constexpr bool kHaveTls = true;
+constexpr const char* kBackendName = "mbedtls";
+#elif defined(LLM_STREAM_SCHANNEL)
+constexpr bool kHaveTls = true;
+constexpr const char* kBackendName = "schannel";
 #else
 constexpr bool kHaveTls = false;
+constexpr const char* kBackendName = "none";
 #endif
 
 // The nginx cases run only when the script set the stage and the build has TLS.
@@ -746,7 +752,8 @@ TEST_CASE("TLS hook: a custom TlsBackend wrapping the built-in one carries the s
     const llm_stream::Error error = llm_stream::make_default_tls_backend(options, builtin);
     REQUIRE_MESSAGE(builtin != nullptr, error.message);
     if (!builtin) return;
-    CHECK(builtin->name().find("mbedtls") != std::string::npos);
+    CHECK(builtin->name().find(kBackendName) != std::string::npos);
+    CHECK(std::string(llm_stream::version_string()).find(std::string("tls: ") + kBackendName) != std::string::npos);
 
     auto counters = std::make_shared<HookCounters>();
     Config c = tls_config(tls_env().valid, sink, "/slow/v1");
@@ -1067,7 +1074,7 @@ constexpr int kExitSkipped = 77;
 
 int main(int argc, char** argv) {
     if (!kHaveTls) {
-        std::printf("test_tls: built without LLM_STREAM_MBEDTLS: the nginx cases are skipped\n");
+        std::printf("test_tls: built without a TLS backend: the nginx cases are skipped\n");
     } else if (!tls_env().missing.empty()) {
         // Every case needs the servers: a run that tests nothing must not report success.
         std::printf("test_tls: skipped: the nginx cases need %s (run tests/tls/nginx_tls.sh BUILD_DIR)\n",

@@ -23,6 +23,10 @@
 # test case and each llm-chat check counts once) and exits 1 when anything failed, 77 when it cannot
 # run here (no nginx, no openssl, no test server, no TLS in the build), 2 on bad usage.
 # LLM_TLS_KEEP=1 keeps the temporary directory (certificates, nginx.conf, logs) for a look afterwards.
+# For another platform's build (tests/tls/wine_schannel.sh: Windows under wine): LLM_TLS_RUN is the
+# command that runs test_tls and llm-chat (also found as .exe), LLM_TLS_BACKEND the backend their
+# --version must name (default mbedtls), LLM_TLS_TEST_SERVER a native llm_test_server, and
+# LLM_TLS_MORE_CHECKS a file sourced after the llm-chat checks, with everything above still running.
 
 set -u
 
@@ -46,9 +50,11 @@ skip() {
     exit 77
 }
 
-SERVER_BIN=$(first_executable "$BUILD/tests/llm_test_server" "$BUILD/llm_test_server")
-TEST_BIN=$(first_executable "$BUILD/tests/test_tls" "$BUILD/test_tls")
-CHAT_BIN=$(first_executable "$BUILD/examples/llm-chat" "$BUILD/llm-chat")
+SERVER_BIN=${LLM_TLS_TEST_SERVER:-$(first_executable "$BUILD/tests/llm_test_server" "$BUILD/llm_test_server")}
+TEST_BIN=$(first_executable "$BUILD/tests/test_tls" "$BUILD/test_tls" "$BUILD/test_tls.exe")
+CHAT_BIN=$(first_executable "$BUILD/examples/llm-chat" "$BUILD/llm-chat" "$BUILD/llm-chat.exe")
+read -r -a RUN <<<"${LLM_TLS_RUN:-}"
+BACKEND=${LLM_TLS_BACKEND:-mbedtls}
 
 [ -n "$SERVER_BIN" ] || skip "no llm_test_server in $BUILD/tests or $BUILD (build the tests first)"
 find_nginx
@@ -56,8 +62,8 @@ find_nginx
 command -v openssl >/dev/null 2>&1 || skip "openssl is not installed"
 [ -f "$STREAM_FILE" ] || skip "$STREAM_FILE is missing"
 [ -n "$TEST_BIN" ] || [ -n "$CHAT_BIN" ] || skip "neither test_tls nor llm-chat is built in $BUILD"
-if [ -n "$CHAT_BIN" ] && ! "$CHAT_BIN" --version 2>/dev/null | grep -q 'tls: mbedtls'; then
-    echo "nginx_tls: $CHAT_BIN has no TLS backend ($("$CHAT_BIN" --version 2>&1)): its checks are left out"
+if [ -n "$CHAT_BIN" ] && ! "${RUN[@]+"${RUN[@]}"}" "$CHAT_BIN" --version 2>/dev/null | grep -q "tls: $BACKEND"; then
+    echo "nginx_tls: $CHAT_BIN has no TLS backend ($("${RUN[@]+"${RUN[@]}"}" "$CHAT_BIN" --version 2>&1)): its checks are left out"
     CHAT_BIN=
 fi
 [ -n "$TEST_BIN" ] || [ -n "$CHAT_BIN" ] || skip "the build has no TLS backend (mbedTLS not found at configure time)"
@@ -214,7 +220,7 @@ if [ -n "$TEST_BIN" ]; then
         LLM_TLS_PORT_NOT_YET_VALID="$P_NYV" LLM_TLS_PORT_UNTRUSTED="$P_UNTRUSTED" LLM_TLS_PORT_PLAIN="$P_PLAIN" \
         LLM_TLS_UPSTREAM_PORT="$UP_FAST" LLM_TLS_BIG_UPSTREAM_PORT="$UP_BIG" \
         LLM_TLS_CA_FILE="$CA_FILE" LLM_TLS_CA_DIR="$CA_DIR" LLM_TLS_ACCESS_LOG="$NGX/access.log" \
-        "$TEST_BIN" </dev/null >"$WORK/test_tls.log" 2>&1
+        "${RUN[@]+"${RUN[@]}"}" "$TEST_BIN" </dev/null >"$WORK/test_tls.log" 2>&1
     cat "$WORK/test_tls.log"
     # "[doctest] test cases: 27 | 25 passed | 2 failed | 0 skipped"
     summary=$(grep '^\[doctest\] test cases:' "$WORK/test_tls.log" | tail -n 1)
@@ -245,7 +251,7 @@ if [ -n "$CHAT_BIN" ]; then
         done
         local t0
         t0=$(date +%s%N)
-        checked 30 env "${vars[@]+"${vars[@]}"}" "$CHAT_BIN" "$@" </dev/null >"$WORK/out" 2>"$WORK/err"
+        checked 30 env "${vars[@]+"${vars[@]}"}" "${RUN[@]+"${RUN[@]}"}" "$CHAT_BIN" "$@" </dev/null >"$WORK/out" 2>"$WORK/err"
         ELAPSED_MS=$((($(date +%s%N) - t0) / 1000000))
     }
     url() { echo "https://localhost:$1/v1"; }
@@ -254,10 +260,10 @@ if [ -n "$CHAT_BIN" ]; then
     err_has() { grep -qi -- "$1" "$WORK/err"; }
 
     chat --version
-    if [ "$RC" -eq 0 ] && grep -q 'tls: mbedtls' "$WORK/out"; then
+    if [ "$RC" -eq 0 ] && grep -q "tls: $BACKEND" "$WORK/out"; then
         pass "llm-chat --version names the TLS backend ($(cat "$WORK/out"))"
     else
-        fail "llm-chat --version names the TLS backend" "expected 'tls: mbedtls' on stdout"
+        fail "llm-chat --version names the TLS backend" "expected 'tls: $BACKEND' on stdout"
     fi
 
     chat LLM_BASE_URL="$(url "$P_VALID")" --cacert "$CA_FILE" hi
@@ -304,9 +310,10 @@ if [ -n "$CHAT_BIN" ]; then
     fi
 
     # expect_refused NAME PORT WORDS: exit 1, nothing on stdout, one error line about the certificate
-    # that matches the extended regex WORDS, quickly (no retries).
+    # that matches the extended regex WORDS, quickly (no retries). The CA comes from CA_ARGS.
+    CA_ARGS=(--cacert "$CA_FILE")
     expect_refused() {
-        chat LLM_BASE_URL="$(url "$2")" --cacert "$CA_FILE" hi
+        chat LLM_BASE_URL="$(url "$2")" "${CA_ARGS[@]+"${CA_ARGS[@]}"}" hi
         if [ "$RC" -eq 1 ] && [ ! -s "$WORK/out" ] && one_error_line &&
             grep '^llm-chat: error: ' "$WORK/err" | grep -qiE 'tls|certificate' &&
             grep '^llm-chat: error: ' "$WORK/err" | grep -qiE "$3" && ! err_has 'retrying'; then
@@ -389,6 +396,9 @@ if [ -n "$CHAT_BIN" ]; then
         fail "a long stream through nginx over TLS prints exactly what the server sent" \
             "TLS exit $big_rc, ${#big_tls} characters"
     fi
+
+    # shellcheck disable=SC1090  # the caller's file
+    if [ -n "${LLM_TLS_MORE_CHECKS:-}" ]; then source "$LLM_TLS_MORE_CHECKS"; fi
 fi
 
 # nginx's own view: anything it logged as an error (a worker crash, a config problem) is worth seeing.
