@@ -4477,6 +4477,42 @@ bool json_read_message(JsonCursor& c, OnMember on_member) {
     return c.p == c.end || c.fail("unexpected text after the object");
 }
 
+/* What most of a stream is: messages that differ only in one string (the text) and in members after
+   the one that holds it (a sequence number, a token count, OpenAI's "obfuscation"). A reader keeps the
+   bytes of the last such message it read in full, up to the text's opening quote (the prefix) and from
+   its closing quote to the end of the member that holds it (the middle). A message with the very same
+   bytes there parses the same up to that point, so only its text and the members after the middle
+   need reading, and they are validated as strictly as ever. */
+class KnownShape {
+public:
+    /* Keeps `json`'s shape around `text`, a string token of it that ends before `middle_end`. */
+    void learn(std::string_view json, const JsonSpan& text, const char* middle_end) {
+        prefix_ = 0;
+        const std::size_t prefix = static_cast<std::size_t>(text.begin - json.data());
+        const std::size_t middle = static_cast<std::size_t>(middle_end - text.end);
+        if (!bytes_.assign(json.substr(0, prefix)) || !bytes_.append(text.end, middle)) return;
+        prefix_ = prefix;
+        middle_ = middle;
+    }
+    void forget() noexcept { prefix_ = 0; }
+    /* Where the members after the middle begin when `json` has the shape (and its text in `text`);
+       nullptr when it has not. */
+    const char* match(std::string_view json, JsonSpan& text) const noexcept {
+        if (prefix_ == 0 || json.size() < prefix_ + middle_ || std::memcmp(json.data(), bytes_.data(), prefix_) != 0)
+            return nullptr;
+        JsonCursor c(json.data() + prefix_ - 1, json.data() + json.size());  // at the text's opening quote
+        if (!c.string(text) || static_cast<std::size_t>(c.end - text.end) < middle_ ||
+            std::memcmp(text.end, bytes_.data() + prefix_, middle_) != 0)
+            return nullptr;
+        return text.end + middle_;
+    }
+
+private:
+    ByteBuffer bytes_;  // the prefix, then the middle
+    std::size_t prefix_ = 0;  // 0: no shape known
+    std::size_t middle_ = 0;
+};
+
 /* Choices per completion: OpenAI accepts n up to 128. A choice index outside 0..max_choices-1 makes
    the event invalid, which bounds what the extractor and ReplyAssembler keep per stream. */
 constexpr int max_choices = 128;
@@ -4556,18 +4592,6 @@ private:
     // few calls each): beyond it a new half is dropped, so memory stays bounded.
     static constexpr std::size_t max_pending_halves = 256;
 
-    /* What most of a stream is: chunks that differ only in their content's text (and in members after
-       the choices, such as OpenAI's "obfuscation"). The bytes of the last such chunk read in full, up
-       to its content's opening quote (prefix) and from its closing quote to the end of its choices
-       (middle): a chunk with the very same bytes there parses the same, so only its text and the
-       members after the choices need reading (and validating). */
-    struct KnownShape {
-        ByteBuffer bytes;  // prefix, then middle
-        std::size_t prefix = 0;
-        std::size_t middle = 0;
-        std::int64_t choice = 0;
-    };
-
     Result extract_message(std::string_view json);
     void forget_message() noexcept;  // the fields of the last message read
     bool read_known_shape(std::string_view json);
@@ -4599,7 +4623,8 @@ private:
     ByteBuffer arena_;
     std::vector<Event> events_;
     std::vector<PendingHalf> pending_;  // carried from one message to the next
-    KnownShape shape_;
+    KnownShape shape_;                    // of a chunk that is one choice's content
+    std::int64_t shape_choice_ = 0;       // that choice
     std::size_t choices_members_ = 0;     // "choices" members of the message read
     const char* choices_end_ = nullptr;   // where the last one's value ended
     const char* why_ = "";
@@ -4735,24 +4760,18 @@ inline bool DeltaExtractor::parse_top(JsonCursor& c) {
     return json_read_message(c, [&](const JsonSpan& key, int d) { return parse_top_member(c, key, d); });
 }
 
-/* A chunk of the known shape: the same prefix and middle bytes around a valid string, then the rest
-   of the top-level object, which must hold nothing more to extract. False: read it in full. */
+/* A chunk of the known shape: its content, then the rest of the top-level object, which must hold
+   nothing more to extract. False: read it in full. */
 inline bool DeltaExtractor::read_known_shape(std::string_view json) {
-    const KnownShape& k = shape_;
-    if (k.prefix == 0 || json.size() < k.prefix + k.middle ||
-        std::memcmp(json.data(), k.bytes.data(), k.prefix) != 0)
-        return false;
-    JsonCursor c(json.data() + k.prefix - 1, json.data() + json.size());  // at the opening quote
     JsonSpan content;
-    if (!c.string(content) || static_cast<std::size_t>(c.end - content.end) < k.middle ||
-        std::memcmp(content.end, k.bytes.data() + k.prefix, k.middle) != 0)
-        return false;
-    c.p = content.end + k.middle;
+    const char* const rest = shape_.match(json, content);
+    if (!rest) return false;
+    JsonCursor c(rest, json.data() + json.size());
     if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return parse_top_member(c, key, d); })) return false;
     c.skip_ws();
     if (c.p != c.end || !choices_.empty() || usage_.present || have_error_) return false;
     ChoiceFields choice;
-    choice.index = k.choice;
+    choice.index = shape_choice_;
     choice.content = content;
     choices_.push_back(choice);
     return true;
@@ -4760,7 +4779,7 @@ inline bool DeltaExtractor::read_known_shape(std::string_view json) {
 
 /* Keeps the shape of a chunk just read in full when it is one choice's content and nothing else. */
 inline void DeltaExtractor::learn_shape(std::string_view json) {
-    shape_.prefix = 0;
+    shape_.forget();
     if (choices_members_ != 1 || choices_.size() != 1 || !tools_.empty() || usage_.present ||
         choice_usage_.present || have_error_)
         return;
@@ -4768,12 +4787,8 @@ inline void DeltaExtractor::learn_shape(std::string_view json) {
     if (ch.content.size() == 0 || ch.reasoning_content.present() || ch.reasoning.present() ||
         ch.finish_reason.present() || ch.content.end >= choices_end_)
         return;
-    const std::size_t prefix = static_cast<std::size_t>(ch.content.begin - json.data());
-    const std::size_t middle = static_cast<std::size_t>(choices_end_ - ch.content.end);
-    if (!shape_.bytes.assign(json.substr(0, prefix)) || !shape_.bytes.append(ch.content.end, middle)) return;
-    shape_.prefix = prefix;
-    shape_.middle = middle;
-    shape_.choice = ch.index;
+    shape_.learn(json, ch.content, choices_end_);
+    shape_choice_ = ch.index;
 }
 
 /* A string token's text: a view of the input when it needs no decoding, else decoded into the
@@ -6973,6 +6988,9 @@ private:
     static constexpr std::size_t max_calls = 1024;
 
     bool parse_top(JsonCursor& c);
+    bool top_member(JsonCursor& c, const JsonSpan& key, int depth);
+    bool read_known_shape(std::string_view data);
+    void learn_shape(std::string_view data);
     bool parse_item(JsonCursor& c, int depth);
     bool parse_response(JsonCursor& c, int depth);
     bool response_member(JsonCursor& c, const JsonSpan& key, int depth);
@@ -6992,6 +7010,11 @@ private:
     void add_signature(std::string_view item);
 
     Fields f_;
+    const char* output_index_at_ = nullptr;  // where f_.output_index was read
+    KnownShape shape_;  // of a text delta (KnownShape): its type and output_index come before its delta
+    std::size_t shape_type_begin_ = 0, shape_type_end_ = 0;  // the type's place in such a message
+    bool shape_type_escaped_ = false;
+    std::int64_t shape_output_index_ = -1;  // read before the delta; -1 when it was not
     std::vector<std::int64_t> call_outputs_;  // each call's output_index, by call index (per stream)
     std::vector<OutputPart> output_;          // a whole response's
     ByteBuffer arena_;
@@ -7105,27 +7128,69 @@ inline bool ResponsesReader::parse_item(JsonCursor& c, int depth) {
     });
 }
 
+inline bool ResponsesReader::top_member(JsonCursor& c, const JsonSpan& key, int d) {
+    if (json_key_is(key, "type")) return string_or_skip(c, d, f_.type);
+    if (json_key_is(key, "delta")) return string_or_skip(c, d, f_.delta);
+    if (json_key_is(key, "output_index")) {
+        output_index_at_ = c.p;
+        return json_integer_or_skip(c, d, f_.output_index);
+    }
+    if (json_key_is(key, "item")) {
+        const char* const begin = c.p;
+        if (!parse_item(c, d)) return false;
+        f_.item = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
+        return true;
+    }
+    if (json_key_is(key, "response")) return parse_response(c, d);
+    // The "error" event's own members.
+    if (json_key_is(key, "message")) return string_or_skip(c, d, f_.error_message);
+    if (json_key_is(key, "code")) return string_or_skip(c, d, f_.error_code);
+    if (json_key_is(key, "output") && c.at('[')) {
+        f_.whole = true;
+        return c.array(d + 1, [&](int dd) { return parse_output_item(c, dd); });
+    }
+    return response_member(c, key, d);  // a whole response's (error: also a whole error body's)
+}
+
 inline bool ResponsesReader::parse_top(JsonCursor& c) {
-    return json_read_message(c, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "type")) return string_or_skip(c, d, f_.type);
-        if (json_key_is(key, "delta")) return string_or_skip(c, d, f_.delta);
-        if (json_key_is(key, "output_index")) return json_integer_or_skip(c, d, f_.output_index);
-        if (json_key_is(key, "item")) {
-            const char* const begin = c.p;
-            if (!parse_item(c, d)) return false;
-            f_.item = std::string_view(begin, static_cast<std::size_t>(c.p - begin));
-            return true;
-        }
-        if (json_key_is(key, "response")) return parse_response(c, d);
-        // The "error" event's own members.
-        if (json_key_is(key, "message")) return string_or_skip(c, d, f_.error_message);
-        if (json_key_is(key, "code")) return string_or_skip(c, d, f_.error_code);
-        if (json_key_is(key, "output") && c.at('[')) {
-            f_.whole = true;
-            return c.array(d + 1, [&](int dd) { return parse_output_item(c, dd); });
-        }
-        return response_member(c, key, d);  // a whole response's (error: also a whole error body's)
-    });
+    return json_read_message(c, [&](const JsonSpan& key, int d) { return top_member(c, key, d); });
+}
+
+/* A text delta of the known shape: the type and output_index its prefix holds, its delta, then the
+   members after it, which must leave the type as it was. False: read it in full. */
+inline bool ResponsesReader::read_known_shape(std::string_view data) {
+    JsonSpan delta;
+    const char* const rest = shape_.match(data, delta);
+    if (!rest) return false;
+    f_.type.begin = data.data() + shape_type_begin_;  // the same bytes as in the message learned from
+    f_.type.end = data.data() + shape_type_end_;
+    f_.type.escaped = shape_type_escaped_;
+    f_.output_index = shape_output_index_;
+    f_.delta = delta;
+    const JsonSpan type = f_.type;
+    JsonCursor c(rest, data.data() + data.size());
+    if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return top_member(c, key, d); })) return false;
+    c.skip_ws();
+    return c.p == c.end && f_.type.begin == type.begin && f_.type.end == type.end;
+}
+
+/* Keeps the shape of a message just read in full when it is a delta whose type (and output_index, if
+   any) come before it and that holds nothing else this reader notes. */
+inline void ResponsesReader::learn_shape(std::string_view data) {
+    shape_.forget();
+    const Fields& f = f_;
+    const bool only_type_and_delta =
+        !f.item_type.present() && !f.call_id.present() && !f.name.present() && !f.arguments.present() &&
+        !f.status.present() && !f.reason.present() && !f.error_message.present() && !f.error_code.present() &&
+        f.item.empty() && !f.has_encrypted && !f.has_error && !f.has_usage && !f.whole;
+    const bool index_before = f.output_index < 0 || output_index_at_ < f.delta.begin;
+    if (!only_type_and_delta || !index_before || !f.type.present() || f.delta.size() == 0 || f.type.end > f.delta.begin)
+        return;
+    shape_.learn(data, f.delta, f.delta.end + 1);  // the middle: the delta's closing quote
+    shape_type_begin_ = static_cast<std::size_t>(f.type.begin - data.data());
+    shape_type_end_ = static_cast<std::size_t>(f.type.end - data.data());
+    shape_type_escaped_ = f.type.escaped;
+    shape_output_index_ = f.output_index;
 }
 
 inline std::string_view ResponsesReader::decode(const JsonSpan& s) {
@@ -7244,11 +7309,17 @@ inline WireReader::Result ResponsesReader::read(std::string_view, std::string_vi
     error_offset_ = 0;
     error_message_.clear();
     if (trim_ascii_space(data).empty()) return Result::ok;  // a keep-alive
-    JsonCursor c(data.data(), data.data() + data.size());
-    if (!parse_top(c)) {
-        why_ = c.why;
-        error_offset_ = static_cast<std::size_t>(c.p - c.start);
-        return Result::invalid;
+    output_index_at_ = nullptr;
+    if (!read_known_shape(data)) {
+        f_ = Fields{};
+        output_index_at_ = nullptr;
+        JsonCursor c(data.data(), data.data() + data.size());
+        if (!parse_top(c)) {
+            why_ = c.why;
+            error_offset_ = static_cast<std::size_t>(c.p - c.start);
+            return Result::invalid;
+        }
+        learn_shape(data);
     }
     arena_.clear();
     // Decoding never lengthens a string, so one reservation keeps every view stable.
@@ -8357,7 +8428,13 @@ private:
         JsonSpan finish_reason;
     };
 
+    void forget_message() noexcept;  // the fields of the last message read
+    bool read_known_shape(std::string_view data);
+    void learn_shape(std::string_view data);
+    Result parse_message(std::string_view data);
+    Result finish_message();
     bool parse_response(JsonCursor& c, int depth);
+    bool parse_response_member(JsonCursor& c, const JsonSpan& key, int depth);
     bool parse_candidate(JsonCursor& c, int depth);
     bool parse_part(JsonCursor& c, int depth);
     bool parse_call(JsonCursor& c, int depth, PartFields& part);
@@ -8385,6 +8462,10 @@ private:
     const char* why_ = "";
     std::size_t error_offset_ = 0;
     std::string server_message_;  // only after an error event: once per stream
+    KnownShape shape_;                   // of a message that is one candidate's text (KnownShape)
+    std::int64_t shape_candidate_ = 0;   // that candidate
+    std::size_t candidates_members_ = 0; // "candidates" members of the message read
+    const char* candidates_end_ = nullptr;  // where the last one's value ended
 };
 
 inline bool GeminiReader::parse_usage(JsonCursor& c, int depth) {
@@ -8474,15 +8555,55 @@ inline bool GeminiReader::parse_feedback(JsonCursor& c, int depth) {
     });
 }
 
+inline bool GeminiReader::parse_response_member(JsonCursor& c, const JsonSpan& key, int d) {
+    if (json_key_is(key, "candidates") && c.at('[')) {
+        ++candidates_members_;
+        const bool ok = c.array(d + 1, [&](int dd) { return parse_candidate(c, dd); });
+        candidates_end_ = c.p;
+        return ok;
+    }
+    if (json_key_is(key, "usageMetadata")) return parse_usage(c, d);
+    if (json_key_is(key, "promptFeedback")) return parse_feedback(c, d);
+    if (json_key_is(key, "error")) return parse_error(c, d);
+    return c.skip_value(d);  // modelVersion, responseId, fields added later
+}
+
 inline bool GeminiReader::parse_response(JsonCursor& c, int depth) {
     if (!c.at('{')) return c.fail("a GenerateContentResponse must be an object");
-    return c.object(depth + 1, [&](const JsonSpan& key, int d) {
-        if (json_key_is(key, "candidates") && c.at('[')) return c.array(d + 1, [&](int dd) { return parse_candidate(c, dd); });
-        if (json_key_is(key, "usageMetadata")) return parse_usage(c, d);
-        if (json_key_is(key, "promptFeedback")) return parse_feedback(c, d);
-        if (json_key_is(key, "error")) return parse_error(c, d);
-        return c.skip_value(d);  // modelVersion, responseId, fields added later
-    });
+    return c.object(depth + 1, [&](const JsonSpan& key, int d) { return parse_response_member(c, key, d); });
+}
+
+/* A message of the known shape: one candidate's text, then the rest of the response object (usage,
+   model version, ...), which must hold no other candidate. False: read it in full. */
+inline bool GeminiReader::read_known_shape(std::string_view data) {
+    JsonSpan text;
+    const char* const rest = shape_.match(data, text);
+    if (!rest) return false;
+    JsonCursor c(rest, data.data() + data.size());
+    if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return parse_response_member(c, key, d); })) return false;
+    c.skip_ws();
+    if (c.p != c.end || !candidates_.empty()) return false;
+    PartFields part;
+    part.text = text;
+    parts_.push_back(part);
+    CandidateFields candidate;
+    candidate.index = shape_candidate_;
+    candidate.parts_end = 1;
+    candidates_.push_back(candidate);
+    return true;
+}
+
+/* Keeps the shape of a message just read in full when it is one candidate's text part and nothing
+   else in the candidates. */
+inline void GeminiReader::learn_shape(std::string_view data) {
+    shape_.forget();
+    if (candidates_members_ != 1 || candidates_.size() != 1 || parts_.size() != 1) return;
+    const PartFields& part = parts_.front();
+    if (part.is_call || part.thought || part.signature.present() || part.text.size() == 0 ||
+        candidates_.front().finish_reason.present() || part.text.end >= candidates_end_)
+        return;
+    shape_.learn(data, part.text, candidates_end_);
+    shape_candidate_ = candidates_.front().index;
 }
 
 inline std::string_view GeminiReader::decode(const JsonSpan& s) {
@@ -8569,19 +8690,32 @@ inline bool GeminiReader::build_events() {
     return true;
 }
 
-inline WireReader::Result GeminiReader::read(std::string_view, std::string_view data) {
+inline void GeminiReader::forget_message() noexcept {
     candidates_.clear();
     parts_.clear();
-    events_.clear();
     have_usage_ = have_error_ = false;
     error_message_ = error_status_ = block_reason_ = {};
     error_code_ = {};
+    candidates_members_ = 0;
+    candidates_end_ = nullptr;
+}
+
+inline WireReader::Result GeminiReader::read(std::string_view, std::string_view data) {
+    events_.clear();
     server_message_.clear();  // error() tells an error event from invalid JSON by it
+    forget_message();
+    if (read_known_shape(data)) return finish_message();
+    forget_message();
+    return parse_message(data);
+}
+
+inline WireReader::Result GeminiReader::parse_message(std::string_view data) {
     JsonCursor c(data.data(), data.data() + data.size());
     c.skip_ws();
     if (c.p == c.end) return Result::ok;  // an empty event: a keep-alive
     // A whole reply read without ?alt=sse is an array of the responses the stream would have sent.
-    bool ok = c.at('[') ? c.array(1, [&](int d) { return parse_response(c, d); }) : parse_response(c, 0);
+    const bool one_response = !c.at('[');
+    bool ok = one_response ? parse_response(c, 0) : c.array(1, [&](int d) { return parse_response(c, d); });
     c.skip_ws();
     if (ok && c.p != c.end) ok = c.fail("unexpected text after the object");
     if (!ok) {
@@ -8589,6 +8723,12 @@ inline WireReader::Result GeminiReader::read(std::string_view, std::string_view 
         error_offset_ = static_cast<std::size_t>(c.p - c.start);
         return Result::invalid;
     }
+    if (one_response && !have_error_) learn_shape(data);
+    return finish_message();
+}
+
+/* The events of the message read (or the error it reported). */
+inline WireReader::Result GeminiReader::finish_message() {
     if (have_error_) {
         if (error_message_.present()) server_message_ = json_string_text(error_message_);
         if (server_message_.empty()) server_message_ = "the server reported an error";  // none, or nothing readable

@@ -2,6 +2,7 @@
 #include "llm_stream.hpp"
 #include <doctest/doctest.h>
 #include "support/ensure.hpp"
+#include "support/known_shape.hpp"
 
 /* Google Gemini's streamGenerateContent: every message shape and option as build_request() writes
    the body (exact JSON text), each refusal naming its field, the reader on each kind of message (text,
@@ -319,6 +320,22 @@ TEST_CASE("gemini reader: text, thoughts, and the cumulative usage once finished
     CHECK(reader->read("", R"({"usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 4, "totalTokenCount": 16}})") ==
           Result::ok);
     CHECK(describe(reader->events()) == Lines{"usage:12/4/16"});
+}
+
+TEST_CASE("gemini reader: a message shaped like the last one is read exactly as a fresh reader reads it") {
+    const std::string usage = R"("usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 17, "totalTokenCount": 25}, )";
+    const std::vector<llm_test::ShapeSeed> seeds = {
+        {R"({"candidates": [{"content": {"parts": [{"text": )", R"("\u4f60\u597d")", R"(}], "role": "model"}, "index": 0}])",
+         ", " + usage + R"("modelVersion": "gemini-2.5-flash", "responseId": "mL2vaMnGJZqW1MkP0Z3q4AI"})"},
+        {R"({"candidates": [{"index": 2, "content": {"role": "model", "parts": [{"text": )", R"("a b")", "}]}}]", "}"},
+    };
+    const std::vector<std::string> texts = {R"("")", R"("x")", R"("\"q\\")", R"("\ud83d\ude00")", "\"\x01\"",
+                                            "\"\xFF\"", R"("open)", "null", R"("a", "thought": true)"};
+    const std::vector<std::string> tails = {"}", ", " + usage + "}", R"(, "candidates": [{"content": {"parts": [{"text": "z"}]}}]})",
+                                            R"(, "error": {"code": 429, "message": "m"}})",
+                                            R"(, "promptFeedback": {"blockReason": "SAFETY"}})", ",}", "}}", ""};
+    const int quick = llm_test::check_known_shape(llm_stream::detail::make_gemini_reader, seeds, texts, tails, 20000);
+    CHECK(quick > 2000);
 }
 
 TEST_CASE("gemini reader: a blocked prompt (promptFeedback.blockReason, no candidates) is a content_filter finish") {

@@ -4,6 +4,7 @@
 #define LLM_STREAM_INTERNALS  // detail:: too; the implementation is linked in
 #include "llm_stream.hpp"
 #include <doctest/doctest.h>
+#include "support/known_shape.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -586,66 +587,22 @@ TEST_CASE("DeltaExtractor and check_json agree on mutated events (fuzz)") {
     CHECK(agreed > 1000);
 }
 
-/* A whole extraction as text, to compare two: result, events field by field, error and offset. */
-std::string describe(const Extraction& x) {
-    std::string out = std::string(name_of(x.result)) + " why=" + x.why + " at=" + std::to_string(x.offset) +
-                      " message=" + x.message + "\n";
-    for (const Ev& e : x.events)
-        out += std::to_string(static_cast<int>(e.type)) + "/" + std::to_string(e.choice) + " [" + e.text + "] " +
-               std::to_string(e.index) + " " + e.id.value_or("-") + " " + e.name.value_or("-") + " " +
-               e.arguments.value_or("-") + " " + std::to_string(e.usage.prompt_tokens) + "," +
-               std::to_string(e.usage.completion_tokens) + "," + std::to_string(e.usage.total_tokens) + "\n";
-    return out;
-}
-
 TEST_CASE("DeltaExtractor: a chunk shaped like the last one is read exactly as a fresh extractor reads it") {
-    // After a content chunk, the extractor reads one with the same bytes around the text quickly
-    // (known shape). Whatever the next chunk is (the same shape with other text, or a mutation
-    // anywhere, most often in the text and after it), the outcome must equal a fresh extractor's.
-    const std::vector<std::string> seeds = {
-        "{\"id\":\"chatcmpl-CiKI\",\"object\":\"chat.completion.chunk\",\"created\":1764680501,\"model\":\"gpt-4.1\","
-        "\"system_fingerprint\":\"fp_1a97\",\"usage\":null,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},"
-        "\"logprobs\":null,\"finish_reason\":null}],\"obfuscation\":\"58LAb\"}",
-        "{\"choices\":[{\"delta\":{\"content\":\"\\u00e9t\\ud83d\",\"role\":null},\"index\":3}],\"usage\":null} ",
-        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\",\"content\":\"b\"}}],\"id\":\"x\"}",
+    const std::vector<llm_test::ShapeSeed> seeds = {
+        {R"({"id":"chatcmpl-CiKI","object":"chat.completion.chunk","created":1764680501,"model":"gpt-4.1",)"
+         R"("system_fingerprint":"fp_1a97","usage":null,"choices":[{"index":0,"delta":{"content":)",
+         R"("Hel")", R"(},"logprobs":null,"finish_reason":null}])", R"(,"obfuscation":"58LAb"})"},
+        {R"({"choices":[{"delta":{"content":)", R"("\u00e9t\ud83d\ude00")", R"(,"role":null},"index":3}])", R"(,"usage":null} )"},
+        {R"({"choices":[{"index":0,"delta":{"content":"a","content":)", R"("b")", R"(}}])", R"(,"id":"x"})"},
     };
-    const std::vector<std::string> texts = {"\"", "\"x\"", "\"\\\"q\\\\\"", "\"\\ude00 ok\"", "\"\\u0041\\n\"", "\"\xC3\xA9\"",
-                                            "\"\x01\"", "\"\xFF\"", "\"open", "\"a\"\"b\"", "null", "12"};
-    const std::vector<std::string> tails = {"}", ",\"usage\":{\"prompt_tokens\":1}}", ",\"choices\":[{\"index\":1,\"delta\":{\"content\":\"z\"}}]}",
-                                            ",\"error\":{\"message\":\"m\"}}", ",}", "}}", ",\"o\":[1,{\"p\":\"q\"}]} \n", ""};
-    const std::string alphabet = "{}[]:,\"\\/ untrfals0123456789-+.eE\t\n\x01\x7F\xC3\xA9\xFF";
-    std::mt19937 rng(20261130u);
-    int fast_outcomes = 0;
-    for (int round = 0; round < 20000; ++round) {
-        const std::string& base = seeds[static_cast<std::size_t>(rng() % seeds.size())];
-        const std::size_t text_at = base.find("\"content\":") + 10;
-        const std::size_t text_end = base.find('"', text_at + 1) + 1;
-        const std::size_t choices_end = base.find("}]") + 2;
-        std::string s = base;
-        switch (rng() % 3) {
-        case 0:  // other text, and maybe another tail
-            s = base.substr(0, text_at) + texts[rng() % texts.size()] + base.substr(text_end, choices_end - text_end) +
-                (rng() % 2 ? base.substr(choices_end) : tails[rng() % tails.size()]);
-            break;
-        default:  // byte edits, most of them from the text onwards
-            for (int e = 1 + static_cast<int>(rng() % 3); e > 0; --e) {
-                const std::size_t from = rng() % 4 ? text_at : 0;
-                const std::size_t at = from + rng() % (s.size() + 1 - from);
-                const char c = alphabet[rng() % alphabet.size()];
-                if (rng() % 2 && at < s.size()) s[at] = c;
-                else s.insert(s.begin() + static_cast<std::ptrdiff_t>(at), c);
-            }
-        }
-        d::DeltaExtractor learned, fresh;
-        REQUIRE(run_extractor(learned, base).result == Result::ok);
-        const Extraction a = run_extractor(learned, s);
-        const Extraction b = run_extractor(fresh, s);
-        CAPTURE(base);
-        CAPTURE(s);
-        CHECK(describe(a) == describe(b));
-        fast_outcomes += a.result == Result::ok && s.compare(0, text_at, base, 0, text_at) == 0;
-    }
-    CHECK(fast_outcomes > 2000);
+    const std::vector<std::string> texts = {R"("")", R"("x")", R"("\"q\\")", R"("\ude00 ok")", R"("\u0041\n")",
+                                            "\"\xC3\xA9\"", "\"\x01\"", "\"\xFF\"", R"("open)", R"("a""b")", "null", "12"};
+    const std::vector<std::string> tails = {"}", R"(,"usage":{"prompt_tokens":1}})",
+                                            R"(,"choices":[{"index":1,"delta":{"content":"z"}}]})",
+                                            R"(,"error":{"message":"m"}})", ",}", "}}", R"(,"o":[1,{"p":"q"}]} )" "\n", ""};
+    const int quick = llm_test::check_known_shape([] { return std::make_unique<d::DeltaExtractor>(); }, seeds, texts,
+                                                  tails, 20000);
+    CHECK(quick > 2000);
 }
 
 /* =============================================================================================

@@ -15,6 +15,7 @@
 
 #include "support/chunked.hpp"
 #include "support/decode.hpp"
+#include "support/known_shape.hpp"
 #include "support/stub_check.hpp"
 
 using llm_stream::Api;
@@ -282,6 +283,25 @@ TEST_CASE("responses reader: text and reasoning deltas, escapes decoded") {
     CHECK(r.read(R"({"type":"response.reasoning_summary_text.delta","delta":"think"})") == "reasoning:think");
     CHECK(r.read(R"({"type":"response.reasoning_text.delta","delta":"raw"})") == "reasoning:raw");
     CHECK(r.read(R"({"type":"response.output_text.delta","delta":""})").empty());
+}
+
+TEST_CASE("responses reader: a delta shaped like the last one is read exactly as a fresh reader reads it") {
+    const std::vector<llm_test::ShapeSeed> seeds = {
+        {R"({"type":"response.output_text.delta","item_id":"msg_68af4e0a","output_index":0,"content_index":0,"delta":)",
+         R"("\u4f60\u597d")", "", R"(,"logprobs":[],"sequence_number":4,"obfuscation":"x0"})"},
+        {R"({"type":"response.reasoning_summary_text.delta","output_index":1,"delta":)", R"("hm")", "", "}"},
+        {R"({"output_index":2,"type":"response.function_call_arguments.delta","delta":)", R"("{\"a\":")", "", R"(,"sequence_number":9})"},
+    };
+    const std::vector<std::string> texts = {R"("")", R"("x")", R"("\"q\\")", R"("\ud83d\ude00")", "\"\x01\"",
+                                            "\"\xFF\"", R"("open)", "null", "7"};
+    const std::vector<std::string> tails = {"}", R"(,"type":"response.completed"})", R"(,"output_index":5})",
+                                            R"(,"response":{"usage":{"input_tokens":1}}})", R"(,"type":"error","message":"m"})",
+                                            R"(,"delta":"again"})", ",}", "}}", ""};
+    const std::vector<std::string> open_call = {
+        R"({"type":"response.output_item.added","output_index":2,"item":{"type":"function_call","call_id":"call_1","name":"f","arguments":""}})"};
+    const int quick =
+        llm_test::check_known_shape(llm_stream::detail::make_responses_reader, seeds, texts, tails, 20000, open_call);
+    CHECK(quick > 2000);
 }
 
 TEST_CASE("responses reader: function calls open at output_item.added, arguments by output_index") {
