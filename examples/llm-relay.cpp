@@ -464,8 +464,9 @@ private:
         c.head_sent = true;
     }
 
-    /* After the head, the end is an event; before it, a failure is an HTTP error status. */
-    void end_stream(Connection& c, const llm_stream::Error& error) {
+    /* After the head, the end is an event; before it, a failure is an HTTP error status. `error` is a
+       copy: the stream that holds it is destroyed first. */
+    void end_stream(Connection& c, const llm_stream::Error error) {
         const llm_stream::Stats stats = c.stream->stats();
         set_.remove(*c.stream);
         c.stream.reset();
