@@ -71,7 +71,7 @@ event_data() { awk -v name="event: $1" 'found { sub(/^data: /, ""); print; exit 
 expected_content() { jq -j --arg f "$1" '.[] | select(.file == $f) | .expected.content' "$MANIFEST"; }
 
 # ---- a recorded stream, exactly ----
-upstream --stream deepseek-chat.sse && start_relay
+upstream --stream "$TESTS/data/streams/deepseek-chat.sse" && start_relay
 post 'prompt=hi'
 printf 'data: Hello\n\ndata: !\n\ndata:  How\n\ndata:  can\n\ndata:  I\n\ndata:  assist\n\ndata:  you\n\ndata:  today\n\ndata: ?\n\ndata:  😊\n\nevent: done\n' >"$WORK/expected"
 head -c "$(stat -c %s "$WORK/expected")" "$WORK/out" >"$WORK/start"
@@ -94,7 +94,7 @@ stop_all
 # ---- recorded streams whose text has line breaks, in other APIs: text reassembled from data: lines ----
 for case in "openai deepseek-r1-reasoning.sse" "gemini gemini-max-tokens.sse" "ollama ollama-text-unicode.ndjson"; do
     set -- $case
-    upstream --stream "$2" && LLM_API=$1 start_relay
+    upstream --stream "$TESTS/data/streams/$2" && LLM_API=$1 start_relay
     post 'prompt=hi'
     if [ "$RC" -eq 0 ] && status_is 200 && [ "$(sse_text "$WORK/out" | od -An -tx1)" = "$(expected_content "$2" | od -An -tx1)" ] &&
         event_data done | jq -e . >/dev/null; then
@@ -106,7 +106,7 @@ for case in "openai deepseek-r1-reasoning.sse" "gemini gemini-max-tokens.sse" "o
 done
 
 # ---- an upstream failure after the head: event: error ----
-upstream --stream anthropic-overloaded-error.sse && LLM_API=anthropic start_relay
+upstream --stream "$TESTS/data/streams/anthropic-overloaded-error.sse" && LLM_API=anthropic start_relay
 post 'prompt=hi'
 error_line=$(event_data error)
 if [ "$RC" -eq 0 ] && status_is 200 && [ "$(sse_text "$WORK/out")" = "$(expected_content anthropic-overloaded-error.sse)" ] &&
