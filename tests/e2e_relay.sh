@@ -27,7 +27,7 @@ start_relay() {
     RELAY_PID=$!
     URL=
     for _ in $(seq 100); do
-        URL=$(sed -n 's|^listening on \(http://127\.0\.0\.1:[0-9][0-9]*\)$|\1|p' "$WORK/relay.out")
+        URL=$(sed -n 's|^listening on \(http://127\.0\.0\.1:[0-9][0-9]*\)$|\1|p' "$WORK/relay.out" 2>/dev/null)
         [ -n "$URL" ] && return 0
         kill -0 "$RELAY_PID" 2>/dev/null || break
         sleep 0.1
@@ -81,7 +81,7 @@ if [ "$RC" -eq 0 ] && status_is 200 && header_is Content-Type 'text/event-stream
 else
     fail "a recorded stream (deepseek-chat.sse): 200 text/event-stream, no-cache, one data: event per chunk, exactly"
 fi
-done_line=$(event_data done)
+done_line=$(event_data "done")
 if echo "$done_line" | jq -e '.chunks == 10 and .chars == 36 and .attempts == 1 and .finish_reason == "stop" and
         .usage == {"prompt_tokens":12,"completion_tokens":11,"total_tokens":23} and .total_ms >= 0' >/dev/null &&
     [ "$(tail -c 2 "$WORK/out" | od -An -c | tr -d ' ')" = '\n\n' ]; then
@@ -93,14 +93,14 @@ stop_all
 
 # ---- recorded streams whose text has line breaks, in other APIs: text reassembled from data: lines ----
 for case in "openai deepseek-r1-reasoning.sse" "gemini gemini-max-tokens.sse" "ollama ollama-text-unicode.ndjson"; do
-    set -- $case
-    upstream --stream "$TESTS/data/streams/$2" && LLM_API=$1 start_relay
+    read -r api file <<<"$case"
+    upstream --stream "$TESTS/data/streams/$file" && LLM_API=$api start_relay
     post 'prompt=hi'
-    if [ "$RC" -eq 0 ] && status_is 200 && [ "$(sse_text "$WORK/out" | od -An -tx1)" = "$(expected_content "$2" | od -An -tx1)" ] &&
-        event_data done | jq -e . >/dev/null; then
-        pass "$2 ($1): the text from the data: lines is the manifest's content, then done"
+    if [ "$RC" -eq 0 ] && status_is 200 && [ "$(sse_text "$WORK/out" | od -An -tx1)" = "$(expected_content "$file" | od -An -tx1)" ] &&
+        event_data "done" | jq -e . >/dev/null; then
+        pass "$file ($api): the text from the data: lines is the manifest's content, then done"
     else
-        fail "$2 ($1): the text from the data: lines is the manifest's content, then done" "text: $(sse_text "$WORK/out")"
+        fail "$file ($api): the text from the data: lines is the manifest's content, then done" "text: $(sse_text "$WORK/out")"
     fi
     stop_all
 done
@@ -108,7 +108,7 @@ done
 # ---- an upstream failure after the head: event: error ----
 upstream --stream "$TESTS/data/streams/anthropic-overloaded-error.sse" && LLM_API=anthropic start_relay
 post 'prompt=hi'
-error_line=$(event_data error)
+error_line=$(event_data "error")
 if [ "$RC" -eq 0 ] && status_is 200 && [ "$(sse_text "$WORK/out")" = "$(expected_content anthropic-overloaded-error.sse)" ] &&
     echo "$error_line" | jq -e '.code == "server_error" and (.message | contains("Overloaded"))' >/dev/null &&
     ! grep -q '^event: done' "$WORK/out"; then
@@ -137,7 +137,7 @@ post -H 'Authorization: Bearer wrong' 'prompt=x'
 status_is 401 && pass "--token: a wrong token is 401" || fail "--token: a wrong token is 401"
 post -H 'Authorization: Bearer s3cret token' 'prompt=%E4%BD%A0%E5%A5%BD+relay'
 if status_is 200 && sse_text "$WORK/out" | grep -q '“你好 relay”' &&
-    [ "$(grep -c '^data: ' "$WORK/out")" -eq "$(($(event_data done | jq .chunks) + 1))" ]; then
+    [ "$(grep -c '^data: ' "$WORK/out")" -eq "$(($(event_data "done" | jq .chunks) + 1))" ]; then
     pass "--token: the right token streams; the URL-decoded prompt reaches the stub; one event per chunk"
 else
     fail "--token: the right token streams; the URL-decoded prompt reaches the stub; one event per chunk"
@@ -191,6 +191,7 @@ for i in $(seq 100); do
     pids+=($!)
 done
 complete=0
+# shellcheck disable=SC1111  # the stub quotes the prompt in typographic quotes
 for i in $(seq 100); do
     wait "${pids[$((i - 1))]}" && grep -q '^event: done$' "$WORK/client.$i" &&
         sse_text "$WORK/client.$i" | grep -q "“client $i”" && complete=$((complete + 1))
@@ -226,7 +227,7 @@ RC=$?
 RELAY_PID=
 wait "$CLIENT_PID"
 CLIENT_PID=
-event_data error | jq -e '.message | contains("shutting down")' >/dev/null && [ "$RC" -eq 0 ] &&
+event_data "error" | jq -e '.message | contains("shutting down")' >/dev/null && [ "$RC" -eq 0 ] &&
     pass "SIGTERM: the open stream ends with event: error, exit 0" || fail "SIGTERM: the open stream ends with event: error, exit 0"
 stop_all
 
