@@ -13,6 +13,7 @@
 #include "cli_support.hpp"
 #include "relay_http.hpp"
 #include "relay_page.hpp"
+#include "relay_socket.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -24,15 +25,10 @@
 #include <thread>
 #include <vector>
 
-#ifdef _WIN32
-#include <ws2tcpip.h>
-#else
-#include <netdb.h>
-#include <netinet/in.h>
+#ifndef _WIN32
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/socket.h>
 #endif
 
 namespace {
@@ -128,74 +124,6 @@ bool parse_command_line(int argc, char** argv, Settings& s, std::string& error) 
         if (!apply_flag(flag, value, s, error)) return false;
     }
     return true;
-}
-
-/* ------------------------------------------------------------------------------------------------
-   Sockets
-   ------------------------------------------------------------------------------------------------ */
-
-void shut_down_writing(net::native_socket s) {
-#ifdef _WIN32
-    shutdown(s, SD_SEND);
-#else
-    shutdown(s, SHUT_WR);
-#endif
-}
-
-std::uint16_t bound_port(net::native_socket s) {
-    sockaddr_storage address{};
-    socklen_t length = sizeof address;
-    if (getsockname(s, reinterpret_cast<sockaddr*>(&address), &length) != 0) return 0;
-    const bool v6 = address.ss_family == AF_INET6;
-    return ntohs(v6 ? reinterpret_cast<const sockaddr_in6*>(&address)->sin6_port
-                    : reinterpret_cast<const sockaddr_in*>(&address)->sin_port);
-}
-
-/* A non-blocking socket listening on one of the addresses `host` resolves to. */
-net::native_socket listen_on(const Settings& s, std::string& error) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    addrinfo* found = nullptr;
-    if (getaddrinfo(s.host.c_str(), std::to_string(s.port).c_str(), &hints, &found) != 0 || !found) {
-        error = "cannot resolve --host " + s.host;
-        return net::invalid_socket;
-    }
-    net::native_socket listener = net::invalid_socket;
-    for (addrinfo* a = found; a && listener == net::invalid_socket; a = a->ai_next) {
-        listener = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-        if (listener == net::invalid_socket) continue;
-#ifndef _WIN32
-        const int on = 1;  // a restarted relay must not wait for its old connections' TIME_WAIT
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-#endif
-        if (bind(listener, a->ai_addr, static_cast<socklen_t>(a->ai_addrlen)) == 0 && listen(listener, SOMAXCONN) == 0 &&
-            net::set_non_blocking(listener))
-            break;
-        error = "cannot listen on " + s.host + " port " + std::to_string(s.port) + ": " +
-                net::socket_error_text(net::last_socket_error());
-        net::close_socket(listener);
-        listener = net::invalid_socket;
-    }
-    freeaddrinfo(found);
-    return listener;
-}
-
-/* Constant time in the length of what was given: the comparison says nothing of where they differ. */
-bool same_secret(std::string_view given, std::string_view expected) {
-    unsigned difference = given.size() != expected.size() ? 1u : 0u;
-    for (std::size_t i = 0; i < given.size(); ++i)
-        difference |= static_cast<unsigned>(static_cast<unsigned char>(given[i]) ^
-                                            static_cast<unsigned char>(expected[i % expected.size()]));
-    return difference == 0;
-}
-
-bool bearer_matches(std::string_view authorization, std::string_view token) {
-    constexpr std::string_view scheme = "bearer ";
-    if (authorization.size() < scheme.size() || !relay::equals_ignore_case(authorization.substr(0, scheme.size()), scheme))
-        return false;
-    return same_secret(relay::trimmed(authorization.substr(scheme.size())), token);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -424,7 +352,7 @@ private:
         if (request.path != "/ai/stream") return refuse(c, 404, "no such path: " + request.path, "not_found");
         if (request.method != "POST")
             return refuse(c, 405, request.path + " takes POST", "method_not_allowed", "Allow: POST\r\n");
-        if (!settings_.token.empty() && !bearer_matches(request.authorization, settings_.token))
+        if (!settings_.token.empty() && !relay::bearer_matches(request.authorization, settings_.token))
             return refuse(c, 401, "a valid `Authorization: Bearer` token is required", "unauthorized",
                           "WWW-Authenticate: Bearer\r\n");
         std::string prompt;
@@ -515,7 +443,7 @@ private:
         c.output.clear();
         c.sent = 0;
         if (c.phase == Phase::closing && !c.write_shut) {
-            shut_down_writing(c.socket);
+            relay::shut_down_writing(c.socket);
             c.write_shut = true;
         }
     }
@@ -654,12 +582,12 @@ int main(int argc, char** argv) {
     if (config.stub_mode()) std::fputs("llm-relay: stub mode (LLM_BASE_URL is not set): relaying simulated replies\n", stderr);
     cli::pace_stub(config);
     if (!net::network_startup()) return kExitFailure;
-    const net::native_socket listener = listen_on(settings, problem);
+    const net::native_socket listener = relay::listen_on(settings.host, settings.port, problem);
     if (listener == net::invalid_socket) {
         std::fprintf(stderr, "llm-relay: error: %s\n", problem.c_str());
         return kExitFailure;
     }
-    std::printf("listening on http://%s:%u\n", url_host(settings.host).c_str(), static_cast<unsigned>(bound_port(listener)));
+    std::printf("listening on http://%s:%u\n", url_host(settings.host).c_str(), static_cast<unsigned>(relay::bound_port(listener)));
     std::fflush(stdout);
     block_stop_signals();
     Relay relay(settings, llm_stream::Client(config), listener);

@@ -154,6 +154,22 @@ inline std::optional<std::string> query_parameter(std::string_view query, std::s
     return std::nullopt;
 }
 
+/* Constant time in the length of what was given: the comparison says nothing of where they differ. */
+inline bool same_secret(std::string_view given, std::string_view expected) {
+    unsigned difference = given.size() != expected.size() ? 1u : 0u;
+    for (std::size_t i = 0; i < given.size(); ++i)
+        difference |= static_cast<unsigned>(static_cast<unsigned char>(given[i]) ^
+                                            static_cast<unsigned char>(expected[i % expected.size()]));
+    return difference == 0;
+}
+
+inline bool bearer_matches(std::string_view authorization, std::string_view token) {
+    constexpr std::string_view scheme = "bearer ";
+    if (authorization.size() < scheme.size() || !equals_ignore_case(authorization.substr(0, scheme.size()), scheme))
+        return false;
+    return same_secret(trimmed(authorization.substr(scheme.size())), token);
+}
+
 inline const char* reason_phrase(int status) {
     switch (status) {
     case 200: return "OK";
