@@ -8,6 +8,7 @@
 
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
+#include "cli_support.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -46,6 +47,11 @@
 #endif
 
 namespace {
+
+using cli::append_usage_members;
+using cli::describe;
+using cli::parse_int;
+using cli::read_all;
 
 constexpr const char* kSynopsis =
     "usage: llm-chat [--system TEXT] [--model NAME] [--temperature X] [--max-tokens N] [--extra JSON]\n"
@@ -183,17 +189,6 @@ bool parse_double(const std::string& text, double& out) {
     const double value = std::strtod(text.c_str(), &end);
     if (end != text.c_str() + text.size() || errno == ERANGE || !std::isfinite(value)) return false;
     out = value;
-    return true;
-}
-
-bool parse_int(const std::string& text, int& out) {
-    if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) return false;
-    errno = 0;
-    char* end = nullptr;
-    const long value = std::strtol(text.c_str(), &end, 10);
-    if (end != text.c_str() + text.size() || errno == ERANGE) return false;
-    if (value < -2147483647L - 1 || value > 2147483647L) return false;
-    out = static_cast<int>(value);
     return true;
 }
 
@@ -491,34 +486,10 @@ std::vector<std::string> utf8_arguments(int argc, char** argv) {
     return args;
 }
 
-bool read_all(std::FILE* file, std::string& out) {
-    char buffer[4096];
-    std::size_t n = 0;
-    while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) out.append(buffer, n);
-    return !std::ferror(file);
-}
-
 // Like the shell's $(...): `echo hi | llm-chat -` should send "hi", not "hi\n".
 std::string strip_trailing_newlines(std::string text) {
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
     return text;
-}
-
-/* Config::from_env() reads the variable from the environment or from .env; the 30 ms stub pause is a
-   default for this demo only, so any explicit setting, even 0, must win over it. */
-bool setting_present(const char* name) {
-    if (std::getenv(name)) return true;
-    std::FILE* file = std::fopen(".env", "rb");
-    if (!file) return false;
-    std::string text;
-    const bool ok = read_all(file, text);
-    std::fclose(file);
-    bool found = false;
-    // from_env() has already reported a malformed file; a read that fails now finds nothing.
-    const bool parsed = ok && !llm_stream::parse_dotenv(text, [&](std::string_view key, std::string_view) {
-        if (key == name) found = true;
-    });
-    return parsed && found;
 }
 
 /* The file a flag names ("-": standard input); on failure says why, naming both. */
@@ -851,13 +822,6 @@ void append_json_member(std::string& out, const char* key, long long value) {
     out += std::to_string(value);
 }
 
-// "prompt_tokens":N,"completion_tokens":N,"total_tokens":N
-void append_usage_members(std::string& out, const llm_stream::Usage& usage) {
-    out += "\"prompt_tokens\":" + std::to_string(usage.prompt_tokens);
-    out += ",\"completion_tokens\":" + std::to_string(usage.completion_tokens);
-    out += ",\"total_tokens\":" + std::to_string(usage.total_tokens);
-}
-
 std::string event_to_json(const llm_stream::Event& event) {
     using llm_stream::EventType;
     std::string line = "{\"type\":";
@@ -966,32 +930,6 @@ void print_stats(const llm_stream::Stats& stats, const ReplyPreview& preview) {
     std::fprintf(stderr, "Stream details: %s\n", details.c_str());
 }
 
-/* One line, as promised: a server's message may carry line breaks of its own. */
-std::string one_line(std::string text) {
-    for (char& c : text)
-        if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-    return text;
-}
-
-bool mentions_number(const std::string& text, int number) {
-    const std::string digits = std::to_string(number);
-    for (std::size_t at = text.find(digits); at != std::string::npos; at = text.find(digits, at + 1)) {
-        const bool digit_before = at > 0 && std::isdigit(static_cast<unsigned char>(text[at - 1]));
-        const std::size_t after = at + digits.size();
-        const bool digit_after = after < text.size() && std::isdigit(static_cast<unsigned char>(text[after]));
-        if (!digit_before && !digit_after) return true;
-    }
-    return false;
-}
-
-std::string describe(const llm_stream::Error& error) {
-    std::string message = one_line(error.message);
-    if (message.empty()) message = llm_stream::to_string(error.code);
-    if (error.http_status != 0 && !mentions_number(message, error.http_status))
-        message += " (HTTP " + std::to_string(error.http_status) + ")";
-    return message;
-}
-
 void prepare_console() {
 #ifdef _WIN32
     // Binary stdout: the reply's bytes must not be rewritten ("\n" to "\r\n" inside JSON lines), and a
@@ -1047,8 +985,7 @@ llm_stream::Error make_config(const CommandLine& cl, OutputState& out, llm_strea
     config.log = log_to_stderr(out);
     if (config.stub_mode() && !cl.replay) {
         std::fputs("llm-chat: stub mode (LLM_BASE_URL is not set): printing a simulated reply\n", stderr);
-        // Paced like a real server, so the demo shows streaming rather than one burst of text.
-        if (!setting_present("LLM_STUB_DELAY_MS")) config.stub_chunk_delay = std::chrono::milliseconds(30);
+        cli::pace_stub(config);
     }
     return {};
 }

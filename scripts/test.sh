@@ -38,9 +38,12 @@ packages=(
     jq               # tests/e2e_apis.sh compares what llm-chat prints and sends as JSON
     tinyproxy        # tests/proxy/proxy_e2e.sh: llm-chat through real HTTP proxies; each runs on its own
     squid            # config and free port there, so the packaged services (if started) never get in the way
-    python3          # tests/capi: the C ABI from Python (ctypes)
+    python3          # tests/capi: the C ABI from Python (ctypes); tests/e2e_relay.sh drives Chromium with it
     mono-mcs         # and from C# (P/Invoke), compiled by mcs
     mono-runtime     # and run by mono, as Unity loads a native plugin
+    curl             # tests/e2e_relay.sh: llm-relay's clients (curl -N), its upstream connections (ss),
+    iproute2
+    chromium         # and a real browser streaming into the relay's page (headless, through python3)
 )
 
 # The tests must not depend on whoever runs them: no real server, no developer's settings.
