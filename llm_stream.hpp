@@ -3812,9 +3812,10 @@ public:
         line_.clear();
         data_.clear();
         // Room for ordinary events from the start: a line split across reads may come at any time,
-        // and should not be what makes a long-running stream allocate. (Failure just defers it.)
-        line_.reserve(std::min<std::size_t>(limits.max_line_bytes, 8192));
-        data_.reserve(std::min<std::size_t>(limits.max_event_bytes, 8192));
+        // and should not be what makes a long-running stream allocate. (Failure just defers it.) A chat
+        // chunk's line is a few hundred bytes; rarer long ones grow the buffers once, to their size.
+        line_.reserve(std::min<std::size_t>(limits.max_line_bytes, 2048));
+        data_.reserve(std::min<std::size_t>(limits.max_event_bytes, 2048));
         pending_ = {};
         pending_in_input_ = false;
         has_data_ = false;
@@ -9758,8 +9759,9 @@ private:
     bool tls_wants_write_ = false;
     State state_ = State::resolve;
     std::vector<SocketAddress> addresses_;
-    std::optional<DnsLookup> lookup_;  // while a name server is asked
-    bool looking_up() const noexcept { return lookup_.has_value(); }
+    // While a name server is asked; on the heap, as its messages take kilobytes a stream needs only then.
+    std::unique_ptr<DnsLookup> lookup_;
+    bool looking_up() const noexcept { return lookup_ != nullptr; }
     IoResult look_up();
     WaitInfo lookup_wait_info() const noexcept {
         WaitInfo w;
@@ -9793,7 +9795,7 @@ inline IoResult NetworkTransport::resolve() {
     if (Error e = resolve_host(peer_host(), proxy_ ? proxy_->port : url_.port, client_->config, addresses_, ask_dns))
         return failed(e.code, proxy_ ? "the proxy: " + e.message : std::move(e.message));
     if (ask_dns) {
-        lookup_.emplace(peer_host(), dns_settings(client_->config.dns));
+        lookup_ = std::make_unique<DnsLookup>(peer_host(), dns_settings(client_->config.dns));
         return look_up();
     }
     state_ = State::connect;
@@ -9959,6 +9961,37 @@ struct AttemptPlan {
     std::optional<ProxyUrl> forward_proxy;
 };
 
+/* The receive buffers of the streams a thread drives. A stream holds one only while it has bytes in it
+   left to decode or an event that may point into it (until its next poll()), so streams polled until
+   pending in turn, as a StreamSet loop does, share one: a stream's own memory is its decoder's, with
+   only an unfinished line or event in it. A thread keeps as many as its streams ever held at once. */
+class ReceiveBuffers {
+public:
+    static ReceiveBuffers& of_this_thread() {
+        static thread_local ReceiveBuffers buffers;
+        return buffers;
+    }
+    // Room for the buffers given back made with the first one, not when the first comes back (which
+    // could be in the middle of a stream).
+    ReceiveBuffers() { free_.reserve(4); }
+    /* A free buffer with room for `capacity` bytes; empty (no data()) when out of memory. */
+    ByteBuffer take(std::size_t capacity) {
+        ByteBuffer buffer;
+        if (!free_.empty()) {
+            buffer = std::move(free_.back());
+            free_.pop_back();
+        }
+        if (!buffer.reserve(capacity)) return ByteBuffer();
+        return buffer;
+    }
+    void give_back(ByteBuffer& buffer) {
+        if (buffer.data() != nullptr) free_.push_back(std::move(buffer));
+    }
+
+private:
+    std::vector<ByteBuffer> free_;
+};
+
 class StreamImpl {
 public:
     StreamImpl(std::shared_ptr<ClientState> client, Error error) : client_(std::move(client)), start_(Clock::now()) {
@@ -9970,7 +10003,12 @@ public:
         begin_attempt(true, true);
     }
 
-    PollStatus poll();
+    PollStatus poll() {
+        const PollStatus s = advance();
+        // Nothing left in the receive buffer and no event pointing into it: another stream may use it.
+        if (s != PollStatus::event && receive_pos_ == receive_end_) ReceiveBuffers::of_this_thread().give_back(receive_);
+        return s;
+    }
     void wait();
     PollStatus wait_for_progress();
     const Event& current_event() const noexcept { return current_; }
@@ -10028,6 +10066,7 @@ private:
     /* Waiting for the transport: fine unless its time is up. */
     PollStatus waiting(Clock::time_point now);
     std::optional<PollStatus> time_is_up(Clock::time_point now);
+    PollStatus advance();
     PollStatus drain_pooled();
     PollStatus succeed();
     void keep_connection();
@@ -10056,7 +10095,7 @@ private:
     std::size_t events_delivered_ = 0;
     std::minstd_rand jitter_;
 
-    ByteBuffer receive_;
+    ByteBuffer receive_;  // from ReceiveBuffers while bytes or the current event are in it
     std::size_t receive_pos_ = 0, receive_end_ = 0;
     std::unique_ptr<Decoder> decoder_;  // this attempt's; none before the first
     bool decoder_has_more_ = false;     // its last step was an event: more of that message may follow
@@ -10353,7 +10392,7 @@ inline PollStatus StreamImpl::input_ended() {
     }
 }
 
-inline PollStatus StreamImpl::poll() {
+inline PollStatus StreamImpl::advance() {
     if (finished_) return error_ ? PollStatus::failed : PollStatus::done;
     if (cancelled_.load(std::memory_order_relaxed)) return cancelled();
     if (state_ == State::waiting_to_retry) {
@@ -10397,7 +10436,8 @@ inline PollStatus StreamImpl::exchange() {
             continue;
         }
         if (reads == reads_per_poll) return PollStatus::pending;  // the socket is still worth watching
-        if (receive_.data() == nullptr && !receive_.reserve(cfg.limits.receive_buffer_bytes))
+        if (receive_.data() == nullptr) receive_ = ReceiveBuffers::of_this_thread().take(cfg.limits.receive_buffer_bytes);
+        if (receive_.data() == nullptr)
             return fail(make_error(ErrorCode::out_of_memory, "out of memory for the receive buffer"));
         const IoResult r = transport_->read(receive_.data(), cfg.limits.receive_buffer_bytes);
         ++reads;
