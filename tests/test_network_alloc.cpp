@@ -246,3 +246,67 @@ TEST_CASE("the per-thread counter sees allocations (the test can fail)") {
     CHECK(heap_allocations.load() > all_before);
     CHECK(thread_allocations - before <= 1);  // std::thread may allocate its state here, once
 }
+
+namespace {
+
+constexpr std::size_t kConcurrent = 48;  // within TestServer's 64 connections served at once
+
+/* Polls every stream of the set until pending, until each has delivered an event (or ended);
+   returns how many have. */
+std::size_t drive_to_first_events(std::vector<Stream>& streams) {
+    llm_stream::StreamSet set;
+    for (Stream& s : streams) set.add(s);
+    std::vector<bool> delivered(streams.size(), false);
+    std::size_t with_event = 0, ended = 0;
+    for (int waits = 0; waits < 10000 && with_event + ended < streams.size(); ++waits) {
+        for (Stream* s : set.wait(5s)) {
+            const auto i = static_cast<std::size_t>(s - streams.data());
+            PollStatus status;
+            while ((status = s->poll()) == PollStatus::event)
+                if (!delivered[i]) with_event += (delivered[i] = true);
+            if (status != PollStatus::pending && !delivered[i]) ++ended;
+        }
+    }
+    return with_event;
+}
+
+}  // namespace
+
+// Issue 8: the receive buffer belongs to the thread and is lent to a stream only while its bytes are
+// being decoded, so what a stream holds of its own is its decoder, its connection and an unfinished
+// line: at most 16 KiB each with many streams open at once on one thread, default limits. Each
+// response stops after its first event until the server is stopped, so all are open together.
+TEST_CASE("streams open at once on one thread take at most 16 KiB of heap each") {
+    std::string content;
+    const std::string body = llm_test::generate_events(40, &content);
+    TestServer server;
+    const bool started = server.start();
+    CHECK_MESSAGE(started, server.error());
+    if (!started) return;
+    Client client(make_config(server));
+    server.push(Response::sse(body));
+    const Outcome warm = run_blocking(client, content.size() + 16);  // the thread's buffer exists before
+    CHECK_MESSAGE(warm.ok, warm.error);
+    Response held = Response::sse(body);
+    held.stall_after_body_bytes = body.find("\n\n") + 2;
+    held.stall_ms = 60000;  // ended by stop()
+    for (std::size_t i = 0; i < kConcurrent; ++i) server.push(held);
+    long peak_bytes = 0;
+    std::size_t with_event = 0, unfinished = 0;
+    {
+        std::vector<Stream> streams;
+        streams.reserve(kConcurrent);
+        HeapMeasure measure;
+        for (std::size_t i = 0; i < kConcurrent; ++i) streams.push_back(client.stream_chat("hi"));
+        with_event = drive_to_first_events(streams);
+        for (const Stream& s : streams) unfinished += !s.finished();
+        peak_bytes = measure.peak_bytes();
+    }
+    server.stop();
+    CHECK(with_event == kConcurrent);
+    CHECK(unfinished == kConcurrent);
+    const long per_stream = peak_bytes / static_cast<long>(kConcurrent);
+    MESSAGE("peak live heap per stream: " << per_stream << " bytes");
+    CHECK(per_stream > 1000);  // the measure sees the streams
+    CHECK(per_stream <= 16 * 1024);
+}
