@@ -10126,11 +10126,10 @@ inline void StreamImpl::begin_attempt(bool counts, bool allow_pooled) {
     const bool reused = idle.connection != nullptr;
     unfinished_ = std::move(idle.unfinished);
     transport_ = plan_.factory(std::move(idle.connection));
-    if (counts) {
-        ++stats_.attempts;
+    if (counts) ++stats_.attempts;
+    if (counts && config().log_level <= LogLevel::info)  // the message is not even made otherwise
         log(LogLevel::info, plan_.description + ", attempt " + std::to_string(stats_.attempts) +
                                 (reused ? ", on a kept-alive connection" : ""));
-    }
     attempt_start_ = last_activity_ = Clock::now();
     state_ = reused ? State::draining : State::opening;
 }
