@@ -985,10 +985,15 @@ public:
         if (capacity <= capacity_) return true;
         std::size_t grown = capacity_ ? capacity_ * 2 : 256;
         if (grown < capacity) grown = capacity + capacity / 2;  // headroom: the next one is likely bigger
-        void* p = LLM_STREAM_REALLOC(data_, grown);
+        return reserve_exact(grown);
+    }
+    /* Room for `capacity` bytes and no more: for a size known in advance (a read's). */
+    bool reserve_exact(std::size_t capacity) {
+        if (capacity <= capacity_) return true;
+        void* p = LLM_STREAM_REALLOC(data_, capacity);
         if (!p) return false;
         data_ = static_cast<char*>(p);
-        capacity_ = grown;
+        capacity_ = capacity;
         return true;
     }
     bool append(const char* p, std::size_t n) {
@@ -9981,7 +9986,7 @@ public:
             buffer = std::move(free_.back());
             free_.pop_back();
         }
-        if (!buffer.reserve(capacity)) return ByteBuffer();
+        if (!buffer.reserve_exact(capacity)) return ByteBuffer();
         return buffer;
     }
     void give_back(ByteBuffer& buffer) {

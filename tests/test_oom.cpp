@@ -142,6 +142,12 @@ bool is_prefix(const std::vector<std::string>& part, const std::vector<std::stri
     return true;
 }
 
+/* A stream gives its receive buffer back to its thread, which keeps it for the next stream; dropped
+   after each run, so that every run allocates it anew (and can fail to) and leaves nothing live. */
+void drop_thread_buffers() {
+    llm_stream::detail::ReceiveBuffers::of_this_thread() = llm_stream::detail::ReceiveBuffers();
+}
+
 /* A run with the k-th allocation failed ended acceptably: as the clean run did, or out of memory
    after part of what the clean run delivered (and nothing else: no skipped event, no other error). */
 void check_run(const Outcome& run, const Outcome& clean) {
@@ -171,6 +177,7 @@ void fail_each_allocation(const std::function<Outcome()>& scenario, const Outcom
         CAPTURE(k);
         oom_test::arm(k, and_later);
         const Outcome run = scenario();
+        drop_thread_buffers();
         CAPTURE(run.error.message);
         CHECK(oom_test::live_blocks == 0);
         check_run(run, clean);
@@ -187,8 +194,10 @@ void fail_each_allocation(const std::function<Outcome()>& scenario, const Outcom
 void inject_every_allocation(const std::function<Outcome()>& scenario,
                              const std::function<void(const Outcome&)>& check_clean) {
     oom_test::arm(0);
+    drop_thread_buffers();
     const Outcome clean = scenario();
     const long clean_allocations = oom_test::allocations;
+    drop_thread_buffers();
     CHECK(oom_test::live_blocks == 0);
     check_clean(clean);
     CHECK(clean_allocations > 0);
