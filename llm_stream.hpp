@@ -6352,12 +6352,19 @@ inline Error write_request_headers(const Config& config, std::vector<std::pair<s
 
 /* The bytes of an HTTP/1.1 request: Host and Content-Length added to the request's own headers. */
 inline std::string http1_request(const Url& url, const Request& request) {
+    char length[24];
+    const std::size_t length_size =
+        static_cast<std::size_t>(std::to_chars(length, length + sizeof length, request.body.size()).ptr - length);
+    std::size_t size = request.method.size() + url.target.size() + url.host_header.size() + length_size +
+                       request.body.size() + 64;  // 64: the fixed text
+    for (const auto& header : request.headers) size += header.first.size() + header.second.size() + 4;
+    // One allocation: sized in advance and appended piece by piece, without temporary strings.
     std::string out;
-    out.reserve(512 + request.body.size());
-    out += request.method + " " + url.target + " HTTP/1.1\r\nHost: " + url.host_header + "\r\n";
-    for (const auto& header : request.headers) out += header.first + ": " + header.second + "\r\n";
-    out += "Content-Length: " + std::to_string(request.body.size()) + "\r\n\r\n";
-    out += request.body;
+    out.reserve(size);
+    out.append(request.method).append(" ").append(url.target).append(" HTTP/1.1\r\nHost: ").append(url.host_header);
+    out.append("\r\n");
+    for (const auto& header : request.headers) out.append(header.first).append(": ").append(header.second).append("\r\n");
+    out.append("Content-Length: ").append(length, length_size).append("\r\n\r\n").append(request.body);
     return out;
 }
 
@@ -11199,9 +11206,9 @@ Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptio
         return std::make_unique<detail::NetworkTransport>(client, url, proxy, std::move(reused));
     };
     plan.origin = detail::connection_key(url, proxy);
-    plan.description = describe_request(request, model);
+    if (config.log_level <= LogLevel::info)  // for the log only: not made when nothing is logged
+        plan.description = describe_request(request, model) + (proxy ? " via the proxy " + proxy->address : "");
     if (proxy) {
-        plan.description += " via the proxy " + proxy->address;
         detail::address_via_proxy(*proxy, url, request);
         if (!url.https) plan.forward_proxy = proxy;
     }

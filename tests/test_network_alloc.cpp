@@ -310,3 +310,42 @@ TEST_CASE("streams open at once on one thread take at most 16 KiB of heap each")
     CHECK(per_stream > 1000);  // the measure sees the streams
     CHECK(per_stream <= 16 * 1024);
 }
+
+namespace {
+
+/* A stream of `client` read to its end; the allocations this thread made for it, from stream_chat()
+   to the last event (-1 when the stream failed). */
+long allocations_of_one_request(Client& client) {
+    const long before = thread_allocations;
+    Stream stream = client.stream_chat("hi");
+    while (stream.next_event()) {}
+    const long made = thread_allocations - before;
+    return stream.error() ? -1 : made;
+}
+
+}  // namespace
+
+// Issue 8 asks for at most 5 allocations per request on a pooled connection. What one costs today, from
+// building the request to its last event, is bounded here so that it cannot grow unnoticed: the
+// request's strings and headers (build_request), a new Decoder with its buffers, the transport and its
+// URL. The receive buffer is the thread's, reused.
+TEST_CASE("a request on a pooled connection makes a bounded number of allocations") {
+    std::string content;
+    const std::string body = llm_test::generate_events(200, &content);
+    TestServer server;
+    const bool started = server.start();
+    CHECK_MESSAGE(started, server.error());
+    if (!started) return;
+    for (int i = 0; i < 3; ++i) server.push(Response::sse(body));
+    Client client(make_config(server));
+    const long first = allocations_of_one_request(client);
+    const long second = allocations_of_one_request(client);
+    const long third = allocations_of_one_request(client);
+    CHECK(server.connection_count() == 1);  // the second and third went over the first one's connection
+    MESSAGE("allocations per request: " << first << " on a new connection, " << second << " and " << third
+                                        << " on the pooled one");
+    CHECK(first > 0);
+    CHECK(second > 0);
+    CHECK(second <= 40);
+    CHECK(third <= 40);
+}
