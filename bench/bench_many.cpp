@@ -26,45 +26,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace {
-
-// Each block carries its size in front, so a free knows how much stops being live (as bench/footprint.cpp).
-constexpr std::size_t kHeader = alignof(std::max_align_t);
-std::size_t live_bytes = 0;
-std::size_t peak_bytes = 0;
-
-void* tracked_realloc(void* p, std::size_t size) {
-    char* block = p ? static_cast<char*>(p) - kHeader : nullptr;
-    const std::size_t old_size = block ? *reinterpret_cast<std::size_t*>(block) : 0;
-    char* grown = static_cast<char*>(std::realloc(block, kHeader + size));
-    if (grown == nullptr) return nullptr;
-    *reinterpret_cast<std::size_t*>(grown) = size;
-    live_bytes = live_bytes - old_size + size;
-    if (live_bytes > peak_bytes) peak_bytes = live_bytes;
-    return grown + kHeader;
-}
-
-void tracked_free(void* p) {
-    if (p == nullptr) return;
-    char* block = static_cast<char*>(p) - kHeader;
-    live_bytes -= *reinterpret_cast<std::size_t*>(block);
-    std::free(block);
-}
-
-}  // namespace
-
-void* operator new(std::size_t size) {
-    if (void* p = tracked_realloc(nullptr, size ? size : 1)) return p;
-    std::abort();
-}
-void* operator new[](std::size_t size) { return operator new(size); }
-void operator delete(void* p) noexcept { tracked_free(p); }
-void operator delete[](void* p) noexcept { tracked_free(p); }
-void operator delete(void* p, std::size_t) noexcept { tracked_free(p); }
-void operator delete[](void* p, std::size_t) noexcept { tracked_free(p); }
-
-#define LLM_STREAM_REALLOC(ptr, size) tracked_realloc(ptr, size)
-#define LLM_STREAM_FREE(ptr) tracked_free(ptr)
+#include "tracked_heap.hpp"
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
 
