@@ -9635,7 +9635,7 @@ private:
    write the chunked terminator a moment after [DONE], and the stream did not wait for it. */
 struct IdleConnection {
     std::unique_ptr<Connection> connection;
-    std::unique_ptr<Decoder> unfinished;  // that response, to be read to its end before reuse
+    std::optional<Decoder> unfinished;  // that response, to be read to its end before reuse
     Clock::time_point since{};
 };
 
@@ -10095,7 +10095,7 @@ private:
     std::shared_ptr<ClientState> client_;
     AttemptPlan plan_;
     std::unique_ptr<Transport> transport_;
-    std::unique_ptr<Decoder> unfinished_;  // a pooled connection's last response, read before reuse
+    std::optional<Decoder> unfinished_;  // a pooled connection's last response, read before reuse
     std::size_t request_sent_ = 0;
     Clock::time_point start_;
     Clock::time_point attempt_start_{};
@@ -10111,7 +10111,7 @@ private:
 
     ByteBuffer receive_;  // from ReceiveBuffers while bytes or the current event are in it
     std::size_t receive_pos_ = 0, receive_end_ = 0;
-    std::unique_ptr<Decoder> decoder_;  // this attempt's; none before the first
+    std::optional<Decoder> decoder_;  // this attempt's; none before the first (held in place: one allocation less)
     bool decoder_has_more_ = false;     // its last step was an event: more of that message may follow
 
     Event current_;
@@ -10130,7 +10130,7 @@ private:
 
 inline void StreamImpl::begin_attempt(bool counts, bool allow_pooled) {
     count_decoded();
-    decoder_ = std::make_unique<Decoder>(config().limits, config().api);
+    decoder_.emplace(config().limits, config().api);
     request_sent_ = 0;
     receive_pos_ = receive_end_ = 0;
     response_started_ = input_ended_ = response_logged_ = false;
@@ -10331,7 +10331,10 @@ inline void StreamImpl::keep_connection() {
     IdleConnection idle;
     idle.connection = transport_->release_connection();
     if (!idle.connection) return;
-    if (!decoder_->response_complete()) idle.unfinished = std::move(decoder_);
+    if (!decoder_->response_complete()) {
+        idle.unfinished = std::move(decoder_);
+        decoder_.reset();
+    }
     client_->put_idle(std::move(idle));
 }
 
@@ -11119,6 +11122,7 @@ const Config& Client::config() const noexcept { return state_->config; }
 
 Stream Client::stream_chat(std::string_view prompt, const ChatOptions& options) {
     std::vector<Message> messages;
+    messages.reserve(2);  // one allocation for both
     if (!options.system.empty()) messages.push_back(Message::system(options.system));
     messages.push_back(Message::user(std::string(prompt)));
     return stream_chat(messages, options);

@@ -346,6 +346,6 @@ TEST_CASE("a request on a pooled connection makes a bounded number of allocation
                                         << " on the pooled one");
     CHECK(first > 0);
     CHECK(second > 0);
-    CHECK(second <= 40);
-    CHECK(third <= 40);
+    CHECK(second <= 36);  // 34 on 2026-11-30
+    CHECK(third <= 36);
 }
