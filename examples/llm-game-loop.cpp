@@ -376,12 +376,12 @@ int main(int argc, char** argv) {
         std::fputs(settings.help ? kHelp : "\n", stdout);
         return kExitOk;
     }
+    std::signal(SIGINT, on_interrupt);  // before the stub notice, which tells a script it may interrupt
     llm_stream::Config config;
     if (const llm_stream::Error error = make_config(config)) {
         std::fprintf(stderr, "llm-game-loop: error: %s\n", error.message.c_str());
         return kExitFailure;
     }
-    std::signal(SIGINT, on_interrupt);
     llm_stream::Client client(config);
     GameLoop loop(client, settings);
     loop.run();

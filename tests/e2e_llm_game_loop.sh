@@ -15,7 +15,7 @@ set -u
 source "$(dirname "${BASH_SOURCE[0]}")/support/e2e_common.sh"
 e2e_arguments "path/to/llm-game-loop [path/to/llm_test_server]" "$@"
 STREAMS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/data/streams
-e2e_start llm-game-loop-e2e SERVER_PID
+e2e_start llm-game-loop-e2e GAME_PID SERVER_PID
 
 # expect_usage_error NAME ARGS... : exit 2, "llm-game-loop: ..." and the usage on stderr, nothing on stdout.
 expect_usage_error() {
@@ -133,6 +133,24 @@ if [ "$RC" -eq 0 ] && summary_ok 3 0 && ! printed_lines >/dev/null; then
     pass "stub mode at the default pace, without --print: the lines in progress finish after the run, summary only"
 else
     fail "stub mode at the default pace, without --print: the lines in progress finish after the run, summary only"
+fi
+
+# Ctrl-C: once the stub notice is out, the handler is in place (it overrides the SIG_IGN that a
+# non-interactive shell gives background jobs); the loop stops within a frame and says so.
+$LIMIT "$BIN" --streams 4 --seconds 20 </dev/null >"$WORK/out" 2>"$WORK/err" &
+GAME_PID=$!
+for _ in $(seq 100); do
+    grep -q 'stub mode' "$WORK/err" && break
+    sleep 0.1
+done
+kill -INT "$GAME_PID" 2>/dev/null
+wait "$GAME_PID"
+RC=$?
+GAME_PID=
+if [ "$RC" -eq 130 ] && [ "$(tail -n 1 "$WORK/err")" = "llm-game-loop: interrupted" ] && summary_ok '[0-9]+' 0; then
+    pass "SIGINT stops the loop: the summary, 'interrupted', exit 130"
+else
+    fail "SIGINT stops the loop: the summary, 'interrupted', exit 130"
 fi
 
 # ------------------------------------------------------------------------------------------------
