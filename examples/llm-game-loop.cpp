@@ -13,6 +13,7 @@
 
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
+#include "cli_support.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -20,8 +21,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <string>
 #include <string_view>
@@ -58,10 +57,6 @@ constexpr const char* kHelp =
     "\n"
     "exit status: 0 every line completed, 1 a line failed, 2 bad usage, 130 interrupted\n";
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitInterrupted = 130;  // the shell convention for death by SIGINT
 
 volatile std::sig_atomic_t g_interrupted = 0;
 extern "C" void on_interrupt(int) { g_interrupted = 1; }
@@ -138,18 +133,6 @@ bool parse_settings(int argc, char** argv, Settings& s, std::string& problem) {
 
 void print_usage_error(const std::string& what) {
     std::fprintf(stderr, "llm-game-loop: %s\n%sRun 'llm-game-loop --help' for the options.\n", what.c_str(), kSynopsis);
-}
-
-/* Whether LLM_STUB_DELAY_MS is set, in the environment or .env: the 30 ms pace is this program's
-   default only, so any explicit setting, even 0, wins. (from_env() has reported a malformed .env.) */
-bool stub_delay_set() {
-    if (std::getenv("LLM_STUB_DELAY_MS")) return true;
-    std::ifstream file(".env", std::ios::binary);
-    const std::string text{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-    bool found = false;
-    const llm_stream::Error malformed = llm_stream::parse_dotenv(
-        text, [&](std::string_view key, std::string_view) { found = found || key == "LLM_STUB_DELAY_MS"; });
-    return found && !malformed;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -346,8 +329,7 @@ llm_stream::Error make_config(llm_stream::Config& config) {
     if (llm_stream::Error error = llm_stream::Config::from_env(config)) return error;
     if (config.stub_mode()) {
         std::fputs("llm-game-loop: stub mode (LLM_BASE_URL is not set): simulated replies\n", stderr);
-        // Paced like a real server, so that each line streams over several frames.
-        if (!stub_delay_set()) config.stub_chunk_delay = std::chrono::milliseconds(30);
+        cli::pace_stub(config);  // so that each line streams over several frames
     }
     return {};
 }
@@ -359,18 +341,18 @@ int main(int argc, char** argv) {
     std::string problem;
     if (!parse_settings(argc, argv, settings, problem)) {
         print_usage_error(problem);
-        return kExitUsage;
+        return cli::exit_usage;
     }
     if (settings.help || settings.version) {
         std::fputs(settings.help ? kSynopsis : llm_stream::version_string(), stdout);
         std::fputs(settings.help ? kHelp : "\n", stdout);
-        return kExitOk;
+        return cli::exit_ok;
     }
     std::signal(SIGINT, on_interrupt);  // before the stub notice, which tells a script it may interrupt
     llm_stream::Config config;
     if (const llm_stream::Error error = make_config(config)) {
         std::fprintf(stderr, "llm-game-loop: error: %s\n", error.message.c_str());
-        return kExitFailure;
+        return cli::exit_failure;
     }
     llm_stream::Client client(config);
     GameLoop loop(client, settings);
@@ -379,7 +361,7 @@ int main(int argc, char** argv) {
     report(settings, config, tally);
     if (g_interrupted) {
         std::fputs("llm-game-loop: interrupted\n", stderr);
-        return kExitInterrupted;
+        return cli::exit_interrupted;
     }
-    return tally.failed > 0 ? kExitFailure : kExitOk;
+    return tally.failed > 0 ? cli::exit_failure : cli::exit_ok;
 }
