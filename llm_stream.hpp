@@ -7265,7 +7265,8 @@ inline void ResponsesReader::add_arguments() {
 inline void ResponsesReader::add_end(std::string_view fallback_raw) {
     Event e;
     e.type = EventType::finish;
-    e.raw_reason = f_.reason.present() ? decode(f_.reason) : f_.status.present() ? decode(f_.status) : fallback_raw;
+    e.raw_reason = f_.reason.present() ? decode(f_.reason) : f_.status.present() ? decode(f_.status) : "";
+    if (e.raw_reason.empty()) e.raw_reason = fallback_raw;  // none, or nothing readable: the event's own
     if (e.raw_reason == "max_output_tokens") e.text = "length";
     else if (e.raw_reason == "completed") e.text = call_outputs_.empty() ? "stop" : "tool_calls";
     else e.text = e.raw_reason;  // content_filter, and values without a match

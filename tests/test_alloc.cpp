@@ -230,6 +230,38 @@ TEST_CASE("the Anthropic reader allocates nothing per event once buffers are war
     }
 }
 
+namespace {
+
+/* A long stream: two calls opened, then text, reasoning and both calls' arguments in turn. */
+std::string make_responses_body(int events) {
+    std::string body;
+    for (int call = 0; call < 2; ++call)
+        body += R"(data: {"type":"response.output_item.added","output_index":)" + std::to_string(call) +
+                R"(,"item":{"type":"function_call","call_id":"call_)" + std::to_string(call) + R"(","name":"f"}})" "\n\n";
+    const char* const kinds[] = {"response.output_text.delta", "response.reasoning_summary_text.delta",
+                                 "response.function_call_arguments.delta"};
+    for (int i = 0; i < events; ++i)
+        body += std::string(R"(data: {"type":")") + kinds[i % 3] + R"(","output_index":)" + std::to_string(i % 2) +
+                R"(,"delta":"piece \u00e9 )" + std::to_string(i) + "\"}\n\n";
+    body += R"(data: {"type":"response.completed","response":{"status":"completed","usage":{"input_tokens":1,)"
+            R"("output_tokens":2,"total_tokens":3}}})" "\n\n";
+    return body;
+}
+
+}  // namespace
+
+TEST_CASE("responses: no heap allocation per event once buffers are warm") {
+    const std::string response = chunked_sse_response(make_responses_body(4000), 97);
+    const std::vector<std::size_t> cut_sets[] = {{}, random_cuts(response.size(), 6)};
+    for (const auto& cuts : cut_sets) {
+        CAPTURE(cuts.size());
+        const Outcome o = decode(response, cuts, 200, llm_stream::Api::responses);
+        CHECK(o.ok);
+        CHECK(o.events == 4000 + 2 + 2);  // the calls' openings, the finish and the usage
+        CHECK(o.steady_allocations == 0);
+    }
+}
+
 TEST_CASE("Gemini: no heap allocation per event once buffers are warm") {
     const std::string response = chunked_sse_response(make_gemini_body(3000), 97);
     const std::vector<std::size_t> cut_sets[] = {{}, random_cuts(response.size(), 6), random_cuts(response.size(), 11)};
