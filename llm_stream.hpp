@@ -3420,6 +3420,7 @@ private:
     // Each reads from p, advancing it: a Step to return, or nothing to go on with the next state.
     std::optional<Step> read_head(const char* data, const char*& p, const char* end);
     std::optional<Step> read_chunk_size(const char* data, const char*& p, const char* end);
+    bool read_plain_chunk_size(const char*& p, const char* end) noexcept;
     std::optional<Step> read_chunk_line_rest(const char* data, const char*& p);
     std::optional<Step> read_chunk_end(const char* data, const char*& p, const char* end);
     std::optional<Step> read_trailers(const char* data, const char*& p, const char* end);
@@ -3652,9 +3653,31 @@ inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_head(con
     return std::nullopt;
 }
 
+/* The usual chunk-size line, hex digits and CRLF, whole in the input: read in one go, with the
+   checks made once for the line. False (nothing read) for anything else, which read_chunk_size()
+   then reads a byte at a time: a line split across inputs, extensions, 16 digits or more (15 cannot
+   overflow), a line over the limit, an error. */
+inline bool HttpResponseReader::read_plain_chunk_size(const char*& p, const char* end) noexcept {
+    const char* q = p;
+    std::uint64_t size = 0;
+    int digit = 0;
+    while (q < end && q - p < 15 && (digit = hex_value(*q)) >= 0) {
+        size = size * 16 + static_cast<unsigned>(digit);
+        ++q;
+    }
+    const std::size_t digits = static_cast<std::size_t>(q - p);
+    if (digits == 0 || end - q < 2 || q[0] != '\r' || q[1] != '\n' || digits + 1 > limits_.max_chunk_line_bytes)
+        return false;
+    remaining_ = size;
+    p = q + 2;
+    end_chunk_line();
+    return true;
+}
+
 /* chunk-size = 1*HEXDIG, then optional whitespace and ";ext" up to CRLF (or a bare LF). */
 inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_chunk_size(const char* data, const char*& p,
                                                                                    const char* end) {
+    if (chunk_line_bytes_ == 0 && read_plain_chunk_size(p, end)) return std::nullopt;
     // The digits in one loop, not one state-machine step each: this runs once per chunk, and a
     // server may send every event in its own chunk.
     int digit = -1;
@@ -3854,6 +3877,7 @@ private:
     }
     // Returns true when the line dispatched an event.
     bool process_line(std::string_view line, bool line_in_input, Status& status);
+    const char* take_data_event(const char* line, const char* eol, const char* end);
     bool add_data(std::string_view value, bool value_in_input);
     // Copies a data line still pointing into the input into data_, before the input goes away.
     bool materialize_pending() {
@@ -3937,6 +3961,24 @@ LLM_STREAM_FORCE_INLINE bool SseParser::process_line(std::string_view line, bool
     return false;
 }
 
+/* The usual event, one `data:` line and the blank line after it, both whole in the input: handed
+   out in place at once, without the general line handling. Returns where the next line starts, or
+   null when [line, eol) is anything else (which the general handling then reads). */
+LLM_STREAM_FORCE_INLINE const char* SseParser::take_data_event(const char* line, const char* eol, const char* end) {
+    const std::size_t size = static_cast<std::size_t>(eol - line);
+    if (end - eol < 2 || eol[0] != '\n' || eol[1] != '\n' || has_data_ || !line_.empty() || size < 5 ||
+        std::memcmp(line, "data:", 5) != 0 || size > limits_.max_line_bytes)
+        return nullptr;
+    const char* const value = line + (size > 5 && line[5] == ' ' ? 6 : 5);
+    const std::size_t value_size = static_cast<std::size_t>(eol - value);
+    if (value_size > limits_.max_event_bytes) return nullptr;
+    dispatched_ = std::string_view(value, value_size);
+    if (event_type_length_ != 0) std::memcpy(dispatched_type_, event_type_, event_type_length_);
+    dispatched_type_length_ = event_type_length_;
+    event_type_length_ = 0;
+    return eol + 2;
+}
+
 /* The first LF or CR in [p, end), or end: one pass that stops at the line's end (two memchr calls
    would each scan on to the end of the input when that byte is absent, as CR mostly is). [floor, p)
    is readable too: a short tail is then read as the last 16 bytes before end, not byte by byte. */
@@ -4002,6 +4044,10 @@ inline SseParser::Status SseParser::next(const char*& p, const char* end) {
             if (!line_.append(p, avail)) return fail(ErrorCode::out_of_memory, "out of memory");
             p = end;
             break;
+        }
+        if (const char* const next_line = take_data_event(p, eol, end)) {
+            p = next_line;
+            return Status::event;
         }
         std::string_view line(p, static_cast<std::size_t>(eol - p));
         bool in_input = true;
