@@ -4640,7 +4640,7 @@ private:
 
     Result extract_message(std::string_view json);
     void forget_message() noexcept;  // the fields of the last message read
-    bool read_known_shape(std::string_view json);
+    bool read_known_shape(std::string_view json, JsonSpan& content);
     void learn_shape(std::string_view json);
     bool parse_top(JsonCursor& c);
     bool parse_top_member(JsonCursor& c, const JsonSpan& key, int depth);
@@ -4656,6 +4656,7 @@ private:
     std::string_view decode_text(const JsonSpan& s, const TextField& field);
     std::uint32_t take_pending(const TextField& field) noexcept;
     [[nodiscard]] bool build_events();  // false: out of memory
+    [[nodiscard]] bool build_content_event(const JsonSpan& content);  // false: out of memory
     void add_choice_events(const ChoiceFields& choice);
     void add_text_event(EventType type, int choice, std::string_view text);
     [[nodiscard]] bool note_error_message();
@@ -4808,19 +4809,13 @@ inline bool DeltaExtractor::parse_top(JsonCursor& c) {
 
 /* A chunk of the known shape: its content, then the rest of the top-level object, which must hold
    nothing more to extract. False: read it in full. */
-inline bool DeltaExtractor::read_known_shape(std::string_view json) {
-    JsonSpan content;
+inline bool DeltaExtractor::read_known_shape(std::string_view json, JsonSpan& content) {
     const char* const rest = shape_.match(json, content);
     if (!rest) return false;
     JsonCursor c(rest, json.data() + json.size());
     if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return parse_top_member(c, key, d); })) return false;
     c.skip_ws();
-    if (c.p != c.end || !choices_.empty() || usage_.present || have_error_) return false;
-    ChoiceFields choice;
-    choice.index = shape_choice_;
-    choice.content = content;
-    choices_.push_back(choice);
-    return true;
+    return c.p == c.end && choices_.empty() && !usage_.present && !have_error_;
 }
 
 /* Keeps the shape of a chunk just read in full when it is one choice's content and nothing else. */
@@ -4888,11 +4883,10 @@ inline std::string_view DeltaExtractor::decode_text(const JsonSpan& s, const Tex
 
 inline void DeltaExtractor::add_text_event(EventType type, int choice, std::string_view text) {
     if (text.empty()) return;  // e.g. only a half of a pair, or invalid bytes
-    Event e;
+    Event& e = events_.emplace_back();  // built in place: an Event is large, and this runs per event
     e.type = type;
     e.choice = choice;
     e.text = text;
-    events_.push_back(e);
 }
 
 /* A choice's events: reasoning, content, tool-call fragments, finish reason. */
@@ -4953,6 +4947,17 @@ inline bool DeltaExtractor::build_events() {
     return true;
 }
 
+/* The one event of a chunk of the known shape, without build_events()'s general walk. */
+inline bool DeltaExtractor::build_content_event(const JsonSpan& content) {
+    arena_.clear();
+    if (!arena_.reserve(content.size())) return false;
+    TextField field;
+    field.choice = shape_choice_;
+    field.type = EventType::content;
+    add_text_event(EventType::content, static_cast<int>(shape_choice_), decode_text(content, field));
+    return true;
+}
+
 inline DeltaExtractor::Result DeltaExtractor::extract(std::string_view json) {
     pending_.clear();
     return extract_message(json);
@@ -4976,7 +4981,8 @@ inline DeltaExtractor::Result DeltaExtractor::extract_message(std::string_view j
     error_offset_ = 0;
     error_message_.clear();
     forget_message();
-    if (read_known_shape(json)) return build_events() ? Result::ok : Result::out_of_memory;
+    JsonSpan content;
+    if (read_known_shape(json, content)) return build_content_event(content) ? Result::ok : Result::out_of_memory;
     forget_message();
 
     JsonCursor c(json.data(), json.data() + json.size());
