@@ -4559,6 +4559,102 @@ private:
     std::size_t middle_ = 0;
 };
 
+/* The members after a KnownShape's middle, to the end of the message, when only integers among them
+   change from message to message (Gemini's usage counts): the bytes around those integers compared as
+   KnownShape compares its own, each integer read by JSON's grammar, so that such a tail is read
+   without the general walk. The integers that may change are the members of an object that is itself
+   a member of the tail; the reader says which of them it wants, by their names, as a slot 0..3. */
+class KnownTail {
+public:
+    static constexpr std::size_t slots = 4;
+    /* Keeps `tail`, valid JSON: the rest of an object after a member's value. slot_of(outer, name)
+       is the slot of the integer member `name` of the tail's member `outer`, or -1. */
+    template <class SlotOf>
+    void learn(std::string_view tail, SlotOf slot_of) {
+        known_ = false;
+        holes_size_ = 0;
+        if (!bytes_.assign(tail)) return;
+        JsonCursor c(bytes_.data(), bytes_.data() + bytes_.size());
+        const bool ok = c.object_rest(1, [&](const JsonSpan& outer, int d) {
+            if (!c.at('{')) return c.skip_value(d);
+            return c.object(d + 1, [&](const JsonSpan& name, int dd) { return note_integer(c, dd, slot_of(outer, name)); });
+        });
+        c.skip_ws();
+        known_ = ok && c.p == c.end;
+    }
+    void forget() noexcept { known_ = false; }
+    /* Whether `tail` has the kept bytes around its integers; then values[slot] is each wanted one. */
+    bool match(std::string_view tail, std::int64_t (&values)[slots]) const noexcept;
+
+private:
+    struct Hole {
+        std::size_t at = 0, size = 0;  // in bytes_
+        int slot = -1;
+    };
+    static constexpr std::size_t max_holes = 8;  // more integers are kept as bytes like the rest
+    bool note_integer(JsonCursor& c, int depth, int slot) noexcept {
+        const char* const begin = c.p;  // a value: members() checked that one begins here
+        if (*begin != '-' && (*begin < '0' || *begin > '9')) return c.skip_value(depth);
+        std::int64_t value = 0;
+        bool is_int = false;
+        if (!c.number(&value, &is_int)) return false;
+        const std::size_t size = static_cast<std::size_t>(c.p - begin);
+        if (is_int && size <= max_integer_bytes && holes_size_ < max_holes) {
+            Hole& hole = holes_[holes_size_++];
+            hole.at = static_cast<std::size_t>(begin - bytes_.data());
+            hole.size = size;
+            hole.slot = slot;
+        }
+        return true;
+    }
+    static constexpr std::size_t max_integer_bytes = 18;  // fits in 64 bits, sign included
+    static bool read_integer(const char*& p, const char* end, std::int64_t& value) noexcept;
+
+    ByteBuffer bytes_;
+    Hole holes_[max_holes];
+    std::size_t holes_size_ = 0;
+    bool known_ = false;
+};
+
+/* A JSON integer at p of up to max_integer_bytes; what follows it is the caller's to check (the kept
+   bytes after an integer start with a byte that ends a number). */
+inline bool KnownTail::read_integer(const char*& p, const char* end, std::int64_t& value) noexcept {
+    const char* q = p;
+    const bool negative = q < end && *q == '-';
+    if (negative) ++q;
+    const char* const digits = q;
+    std::int64_t magnitude = 0;
+    if (q < end && *q == '0') ++q;
+    else
+        for (; q < end && q - p < static_cast<std::ptrdiff_t>(max_integer_bytes) && *q >= '0' && *q <= '9'; ++q)
+            magnitude = magnitude * 10 + (*q - '0');
+    if (q == digits) return false;
+    value = negative ? -magnitude : magnitude;
+    p = q;
+    return true;
+}
+
+inline bool KnownTail::match(std::string_view tail, std::int64_t (&values)[slots]) const noexcept {
+    if (!known_) return false;
+    const char* p = tail.data();
+    const char* const end = p + tail.size();
+    std::int64_t read[max_holes] = {};
+    std::size_t from = 0;  // in bytes_
+    for (std::size_t i = 0;; ++i) {
+        const std::size_t to = i < holes_size_ ? holes_[i].at : bytes_.size();
+        if (static_cast<std::size_t>(end - p) < to - from || std::memcmp(p, bytes_.data() + from, to - from) != 0)
+            return false;
+        p += to - from;
+        if (i == holes_size_) break;
+        if (!read_integer(p, end, read[i])) return false;
+        from = to + holes_[i].size;
+    }
+    if (p != end) return false;
+    for (std::size_t i = 0; i < holes_size_; ++i)
+        if (holes_[i].slot >= 0) values[holes_[i].slot] = read[i];
+    return true;
+}
+
 /* Choices per completion: OpenAI accepts n up to 128. A choice index outside 0..max_choices-1 makes
    the event invalid, which bounds what the extractor and ReplyAssembler keep per stream. */
 constexpr int max_choices = 128;
@@ -8482,6 +8578,7 @@ private:
 
     void forget_message() noexcept;  // the fields of the last message read
     bool read_known_shape(std::string_view data);
+    bool read_known_tail(std::string_view rest);
     void learn_shape(std::string_view data);
     Result parse_message(std::string_view data);
     Result finish_message();
@@ -8516,7 +8613,10 @@ private:
     std::string server_message_;  // only after an error event: once per stream
     KnownShape shape_;                   // of a message that is one candidate's text (KnownShape)
     std::int64_t shape_candidate_ = 0;   // that candidate
+    KnownTail tail_;                     // the members after its candidates (usage, model version, ...)
+    bool tail_usage_ = false;            // whether they hold the usage
     std::size_t candidates_members_ = 0; // "candidates" members of the message read
+    std::size_t usage_members_ = 0;      // "usageMetadata" members of the message read
     const char* candidates_end_ = nullptr;  // where the last one's value ended
 };
 
@@ -8614,7 +8714,10 @@ inline bool GeminiReader::parse_response_member(JsonCursor& c, const JsonSpan& k
         candidates_end_ = c.p;
         return ok;
     }
-    if (json_key_is(key, "usageMetadata")) return parse_usage(c, d);
+    if (json_key_is(key, "usageMetadata")) {
+        ++usage_members_;
+        return parse_usage(c, d);
+    }
     if (json_key_is(key, "promptFeedback")) return parse_feedback(c, d);
     if (json_key_is(key, "error")) return parse_error(c, d);
     return c.skip_value(d);  // modelVersion, responseId, fields added later
@@ -8631,10 +8734,12 @@ inline bool GeminiReader::read_known_shape(std::string_view data) {
     JsonSpan text;
     const char* const rest = shape_.match(data, text);
     if (!rest) return false;
-    JsonCursor c(rest, data.data() + data.size());
-    if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return parse_response_member(c, key, d); })) return false;
-    c.skip_ws();
-    if (c.p != c.end || !candidates_.empty()) return false;
+    if (!read_known_tail(std::string_view(rest, static_cast<std::size_t>(data.data() + data.size() - rest)))) {
+        JsonCursor c(rest, data.data() + data.size());
+        if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return parse_response_member(c, key, d); })) return false;
+        c.skip_ws();
+        if (c.p != c.end || !candidates_.empty()) return false;
+    }
     PartFields part;
     part.text = text;
     parts_.push_back(part);
@@ -8642,6 +8747,28 @@ inline bool GeminiReader::read_known_shape(std::string_view data) {
     candidate.index = shape_candidate_;
     candidate.parts_end = 1;
     candidates_.push_back(candidate);
+    return true;
+}
+
+/* Which usage count an integer of the known tail is: its slot in read_known_tail(), or -1. */
+inline int gemini_usage_slot(const JsonSpan& outer, const JsonSpan& name) noexcept {
+    if (!json_key_is(outer, "usageMetadata")) return -1;
+    if (json_key_is(name, "promptTokenCount")) return 0;
+    if (json_key_is(name, "candidatesTokenCount")) return 1;
+    if (json_key_is(name, "thoughtsTokenCount")) return 2;
+    if (json_key_is(name, "totalTokenCount")) return 3;
+    return -1;
+}
+
+/* The members after the candidates when they are the known tail: what parse_usage() would take. */
+inline bool GeminiReader::read_known_tail(std::string_view rest) {
+    std::int64_t counts[KnownTail::slots] = {};  // a missing count is 0
+    if (!tail_.match(rest, counts)) return false;
+    have_usage_ = tail_usage_;
+    prompt_ = counts[0];
+    candidates_tokens_ = counts[1];
+    thoughts_ = counts[2];
+    total_ = counts[3];
     return true;
 }
 
@@ -8656,6 +8783,12 @@ inline void GeminiReader::learn_shape(std::string_view data) {
         return;
     shape_.learn(data, part.text, candidates_end_);
     shape_candidate_ = candidates_.front().index;
+    // A tail is known only when all it gives is one usage (a second would reset the counts).
+    tail_.forget();
+    if (usage_members_ > 1 || block_reason_.present()) return;
+    tail_usage_ = have_usage_;
+    tail_.learn(std::string_view(candidates_end_, static_cast<std::size_t>(data.data() + data.size() - candidates_end_)),
+                gemini_usage_slot);
 }
 
 inline std::string_view GeminiReader::decode(const JsonSpan& s) {
@@ -8749,6 +8882,7 @@ inline void GeminiReader::forget_message() noexcept {
     error_message_ = error_status_ = block_reason_ = {};
     error_code_ = {};
     candidates_members_ = 0;
+    usage_members_ = 0;
     candidates_end_ = nullptr;
 }
 
