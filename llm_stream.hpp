@@ -4562,8 +4562,9 @@ private:
 /* The members after a KnownShape's middle, to the end of the message, when only integers among them
    change from message to message (Gemini's usage counts): the bytes around those integers compared as
    KnownShape compares its own, each integer read by JSON's grammar, so that such a tail is read
-   without the general walk. The integers that may change are the members of an object that is itself
-   a member of the tail; the reader says which of them it wants, by their names, as a slot 0..3. */
+   without the general walk. The integers that may change are the tail's members and the members of
+   an object that is one of them; the reader says which of them it wants, by their names, as a slot
+   0..3 (for the tail's own members `outer` is empty). */
 class KnownTail {
 public:
     static constexpr std::size_t slots = 4;
@@ -4576,7 +4577,7 @@ public:
         if (!bytes_.assign(tail)) return;
         JsonCursor c(bytes_.data(), bytes_.data() + bytes_.size());
         const bool ok = c.object_rest(1, [&](const JsonSpan& outer, int d) {
-            if (!c.at('{')) return c.skip_value(d);
+            if (!c.at('{')) return note_integer(c, d, slot_of(JsonSpan(), outer));
             return c.object(d + 1, [&](const JsonSpan& name, int dd) { return note_integer(c, dd, slot_of(outer, name)); });
         });
         c.skip_ws();
@@ -7160,6 +7161,7 @@ private:
     Fields f_;
     const char* output_index_at_ = nullptr;  // where f_.output_index was read
     KnownShape shape_;  // of a text delta (KnownShape): its type and output_index come before its delta
+    KnownTail tail_;    // the members after its delta (sequence_number, ...), which note nothing
     std::size_t shape_type_begin_ = 0, shape_type_end_ = 0;  // the type's place in such a message
     bool shape_type_escaped_ = false;
     std::int64_t shape_output_index_ = -1;  // read before the delta; -1 when it was not
@@ -7315,6 +7317,9 @@ inline bool ResponsesReader::read_known_shape(std::string_view data) {
     f_.type.escaped = shape_type_escaped_;
     f_.output_index = shape_output_index_;
     f_.delta = delta;
+    std::int64_t unused[KnownTail::slots];
+    if (tail_.match(std::string_view(rest, static_cast<std::size_t>(data.data() + data.size() - rest)), unused))
+        return true;
     const JsonSpan type = f_.type;
     JsonCursor c(rest, data.data() + data.size());
     if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return top_member(c, key, d); })) return false;
@@ -7339,6 +7344,10 @@ inline void ResponsesReader::learn_shape(std::string_view data) {
     shape_type_end_ = static_cast<std::size_t>(f.type.end - data.data());
     shape_type_escaped_ = f.type.escaped;
     shape_output_index_ = f.output_index;
+    // Its members after the delta noted nothing (the test above), so the same bytes never do.
+    const char* const tail = f.delta.end + 1;
+    tail_.learn(std::string_view(tail, static_cast<std::size_t>(data.data() + data.size() - tail)),
+                [](const JsonSpan&, const JsonSpan&) { return -1; });
 }
 
 inline std::string_view ResponsesReader::decode(const JsonSpan& s) {
