@@ -226,8 +226,7 @@ bool extracts_all(const char* name, const Extracted& got, const std::string& con
 }  // namespace
 
 int main(int argc, char** argv) {
-    const std::size_t events = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 200000;
-    const int repeats = argc > 2 ? std::atoi(argv[2]) : 5;
+    const auto [events, repeats] = run_of(argc, argv);
     const std::vector<std::string> texts = make_texts(events);
     const std::string expected = joined(texts);
     std::size_t body_bytes = 0;

@@ -144,6 +144,19 @@ inline std::vector<std::string> make_texts(std::size_t events) {
     return texts;
 }
 
+// A benchmark's command line: [events] [repeats] (defaults: 200000 events, 5 repeats).
+struct Run {
+    std::size_t events = 200000;
+    int repeats = 5;
+};
+
+inline Run run_of(int argc, char** argv) {
+    Run run;
+    if (argc > 1) run.events = std::strtoul(argv[1], nullptr, 10);
+    if (argc > 2) run.repeats = std::atoi(argv[2]);
+    return run;
+}
+
 // The text a stream of `texts` carries, which each candidate must extract exactly.
 inline std::string joined(const std::vector<std::string>& texts) {
     std::string all;
