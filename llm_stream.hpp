@@ -4600,12 +4600,13 @@ private:
         bool is_int = false;
         if (!c.number(&value, &is_int)) return false;
         const std::size_t size = static_cast<std::size_t>(c.p - begin);
-        if (is_int && size <= max_integer_bytes && holes_size_ < max_holes) {
-            Hole& hole = holes_[holes_size_++];
-            hole.at = static_cast<std::size_t>(begin - bytes_.data());
-            hole.size = size;
-            hole.slot = slot;
-        }
+        if (!is_int) return true;  // kept as bytes: the reader takes nothing from a fraction
+        // Kept as bytes too, unless the reader wants it: then the tail is not kept at all.
+        if (size > max_integer_bytes || holes_size_ == max_holes) return slot < 0;
+        Hole& hole = holes_[holes_size_++];
+        hole.at = static_cast<std::size_t>(begin - bytes_.data());
+        hole.size = size;
+        hole.slot = slot;
         return true;
     }
     static constexpr std::size_t max_integer_bytes = 18;  // fits in 64 bits, sign included
