@@ -3431,6 +3431,7 @@ private:
     // Each reads from p, advancing it: a Step to return, or nothing to go on with the next state.
     std::optional<Step> read_head(const char* data, const char*& p, const char* end);
     std::optional<Step> read_chunk_size(const char* data, const char*& p, const char* end);
+    bool read_plain_chunk_size(const char*& p, const char* end) noexcept;
     std::optional<Step> read_chunk_line_rest(const char* data, const char*& p);
     std::optional<Step> read_chunk_end(const char* data, const char*& p, const char* end);
     std::optional<Step> read_trailers(const char* data, const char*& p, const char* end);
@@ -3663,9 +3664,31 @@ inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_head(con
     return std::nullopt;
 }
 
+/* The usual chunk-size line, hex digits and CRLF, whole in the input: read in one go, with the
+   checks made once for the line. False (nothing read) for anything else, which read_chunk_size()
+   then reads a byte at a time: a line split across inputs, extensions, 16 digits or more (15 cannot
+   overflow), a line over the limit, an error. */
+inline bool HttpResponseReader::read_plain_chunk_size(const char*& p, const char* end) noexcept {
+    const char* q = p;
+    std::uint64_t size = 0;
+    int digit = 0;
+    while (q < end && q - p < 15 && (digit = hex_value(*q)) >= 0) {
+        size = size * 16 + static_cast<unsigned>(digit);
+        ++q;
+    }
+    const std::size_t digits = static_cast<std::size_t>(q - p);
+    if (digits == 0 || end - q < 2 || q[0] != '\r' || q[1] != '\n' || digits + 1 > limits_.max_chunk_line_bytes)
+        return false;
+    remaining_ = size;
+    p = q + 2;
+    end_chunk_line();
+    return true;
+}
+
 /* chunk-size = 1*HEXDIG, then optional whitespace and ";ext" up to CRLF (or a bare LF). */
 inline std::optional<HttpResponseReader::Step> HttpResponseReader::read_chunk_size(const char* data, const char*& p,
                                                                                    const char* end) {
+    if (chunk_line_bytes_ == 0 && read_plain_chunk_size(p, end)) return std::nullopt;
     // The digits in one loop, not one state-machine step each: this runs once per chunk, and a
     // server may send every event in its own chunk.
     int digit = -1;
@@ -3866,6 +3889,7 @@ private:
     }
     // Returns true when the line dispatched an event.
     bool process_line(std::string_view line, bool line_in_input, Status& status);
+    const char* take_data_event(const char* line, const char* eol, const char* end);
     bool add_data(std::string_view value, bool value_in_input);
     // Copies a data line still pointing into the input into data_, before the input goes away.
     bool materialize_pending() {
@@ -3949,6 +3973,24 @@ LLM_STREAM_FORCE_INLINE bool SseParser::process_line(std::string_view line, bool
     return false;
 }
 
+/* The usual event, one `data:` line and the blank line after it, both whole in the input: handed
+   out in place at once, without the general line handling. Returns where the next line starts, or
+   null when [line, eol) is anything else (which the general handling then reads). */
+LLM_STREAM_FORCE_INLINE const char* SseParser::take_data_event(const char* line, const char* eol, const char* end) {
+    const std::size_t size = static_cast<std::size_t>(eol - line);
+    if (end - eol < 2 || eol[0] != '\n' || eol[1] != '\n' || has_data_ || !line_.empty() || size < 5 ||
+        std::memcmp(line, "data:", 5) != 0 || size > limits_.max_line_bytes)
+        return nullptr;
+    const char* const value = line + (size > 5 && line[5] == ' ' ? 6 : 5);
+    const std::size_t value_size = static_cast<std::size_t>(eol - value);
+    if (value_size > limits_.max_event_bytes) return nullptr;
+    dispatched_ = std::string_view(value, value_size);
+    if (event_type_length_ != 0) std::memcpy(dispatched_type_, event_type_, event_type_length_);
+    dispatched_type_length_ = event_type_length_;
+    event_type_length_ = 0;
+    return eol + 2;
+}
+
 /* The first LF or CR in [p, end), or end: one pass that stops at the line's end (two memchr calls
    would each scan on to the end of the input when that byte is absent, as CR mostly is). [floor, p)
    is readable too: a short tail is then read as the last 16 bytes before end, not byte by byte. */
@@ -4014,6 +4056,10 @@ inline SseParser::Status SseParser::next(const char*& p, const char* end) {
             if (!line_.append(p, avail)) return fail(ErrorCode::out_of_memory, "out of memory");
             p = end;
             break;
+        }
+        if (const char* const next_line = take_data_event(p, eol, end)) {
+            p = next_line;
+            return Status::event;
         }
         std::string_view line(p, static_cast<std::size_t>(eol - p));
         bool in_input = true;
@@ -4525,6 +4571,104 @@ private:
     std::size_t middle_ = 0;
 };
 
+/* The members after a KnownShape's middle, to the end of the message, when only integers among them
+   change from message to message (Gemini's usage counts): the bytes around those integers compared as
+   KnownShape compares its own, each integer read by JSON's grammar, so that such a tail is read
+   without the general walk. The integers that may change are the tail's members and the members of
+   an object that is one of them; the reader says which of them it wants, by their names, as a slot
+   0..3 (for the tail's own members `outer` is empty). */
+class KnownTail {
+public:
+    static constexpr std::size_t slots = 4;
+    /* Keeps `tail`, valid JSON: the rest of an object after a member's value. slot_of(outer, name)
+       is the slot of the integer member `name` of the tail's member `outer`, or -1. */
+    template <class SlotOf>
+    void learn(std::string_view tail, SlotOf slot_of) {
+        known_ = false;
+        holes_size_ = 0;
+        if (!bytes_.assign(tail)) return;
+        JsonCursor c(bytes_.data(), bytes_.data() + bytes_.size());
+        const bool ok = c.object_rest(1, [&](const JsonSpan& outer, int d) {
+            if (!c.at('{')) return note_integer(c, d, slot_of(JsonSpan(), outer));
+            return c.object(d + 1, [&](const JsonSpan& name, int dd) { return note_integer(c, dd, slot_of(outer, name)); });
+        });
+        c.skip_ws();
+        known_ = ok && c.p == c.end;
+    }
+    void forget() noexcept { known_ = false; }
+    /* Whether `tail` has the kept bytes around its integers; then values[slot] is each wanted one. */
+    bool match(std::string_view tail, std::int64_t (&values)[slots]) const noexcept;
+
+private:
+    struct Hole {
+        std::size_t at = 0, size = 0;  // in bytes_
+        int slot = -1;
+    };
+    static constexpr std::size_t max_holes = 8;  // more integers are kept as bytes like the rest
+    bool note_integer(JsonCursor& c, int depth, int slot) noexcept {
+        const char* const begin = c.p;  // a value: members() checked that one begins here
+        if (*begin != '-' && (*begin < '0' || *begin > '9')) return c.skip_value(depth);
+        std::int64_t value = 0;
+        bool is_int = false;
+        if (!c.number(&value, &is_int)) return false;
+        const std::size_t size = static_cast<std::size_t>(c.p - begin);
+        if (!is_int) return true;  // kept as bytes: the reader takes nothing from a fraction
+        // Kept as bytes too, unless the reader wants it: then the tail is not kept at all.
+        if (size > max_integer_bytes || holes_size_ == max_holes) return slot < 0;
+        Hole& hole = holes_[holes_size_++];
+        hole.at = static_cast<std::size_t>(begin - bytes_.data());
+        hole.size = size;
+        hole.slot = slot;
+        return true;
+    }
+    static constexpr std::size_t max_integer_bytes = 18;  // fits in 64 bits, sign included
+    static bool read_integer(const char*& p, const char* end, std::int64_t& value) noexcept;
+
+    ByteBuffer bytes_;
+    Hole holes_[max_holes];
+    std::size_t holes_size_ = 0;
+    bool known_ = false;
+};
+
+/* A JSON integer at p of up to max_integer_bytes; what follows it is the caller's to check (the kept
+   bytes after an integer start with a byte that ends a number). */
+inline bool KnownTail::read_integer(const char*& p, const char* end, std::int64_t& value) noexcept {
+    const char* q = p;
+    const bool negative = q < end && *q == '-';
+    if (negative) ++q;
+    const char* const digits = q;
+    std::int64_t magnitude = 0;
+    if (q < end && *q == '0') ++q;
+    else
+        for (; q < end && q - p < static_cast<std::ptrdiff_t>(max_integer_bytes) && *q >= '0' && *q <= '9'; ++q)
+            magnitude = magnitude * 10 + (*q - '0');
+    if (q == digits) return false;
+    value = negative ? -magnitude : magnitude;
+    p = q;
+    return true;
+}
+
+inline bool KnownTail::match(std::string_view tail, std::int64_t (&values)[slots]) const noexcept {
+    if (!known_) return false;
+    const char* p = tail.data();
+    const char* const end = p + tail.size();
+    std::int64_t read[max_holes] = {};
+    std::size_t from = 0;  // in bytes_
+    for (std::size_t i = 0;; ++i) {
+        const std::size_t to = i < holes_size_ ? holes_[i].at : bytes_.size();
+        if (static_cast<std::size_t>(end - p) < to - from || std::memcmp(p, bytes_.data() + from, to - from) != 0)
+            return false;
+        p += to - from;
+        if (i == holes_size_) break;
+        if (!read_integer(p, end, read[i])) return false;
+        from = to + holes_[i].size;
+    }
+    if (p != end) return false;
+    for (std::size_t i = 0; i < holes_size_; ++i)
+        if (holes_[i].slot >= 0) values[holes_[i].slot] = read[i];
+    return true;
+}
+
 /* Choices per completion: OpenAI accepts n up to 128. A choice index outside 0..max_choices-1 makes
    the event invalid, which bounds what the extractor and ReplyAssembler keep per stream. */
 constexpr int max_choices = 128;
@@ -4606,7 +4750,7 @@ private:
 
     Result extract_message(std::string_view json);
     void forget_message() noexcept;  // the fields of the last message read
-    bool read_known_shape(std::string_view json);
+    bool read_known_shape(std::string_view json, JsonSpan& content);
     void learn_shape(std::string_view json);
     bool parse_top(JsonCursor& c);
     bool parse_top_member(JsonCursor& c, const JsonSpan& key, int depth);
@@ -4622,6 +4766,7 @@ private:
     std::string_view decode_text(const JsonSpan& s, const TextField& field);
     std::uint32_t take_pending(const TextField& field) noexcept;
     [[nodiscard]] bool build_events();  // false: out of memory
+    [[nodiscard]] bool build_content_event(const JsonSpan& content);  // false: out of memory
     void add_choice_events(const ChoiceFields& choice);
     void add_text_event(EventType type, int choice, std::string_view text);
     [[nodiscard]] bool note_error_message();
@@ -4774,19 +4919,13 @@ inline bool DeltaExtractor::parse_top(JsonCursor& c) {
 
 /* A chunk of the known shape: its content, then the rest of the top-level object, which must hold
    nothing more to extract. False: read it in full. */
-inline bool DeltaExtractor::read_known_shape(std::string_view json) {
-    JsonSpan content;
+inline bool DeltaExtractor::read_known_shape(std::string_view json, JsonSpan& content) {
     const char* const rest = shape_.match(json, content);
     if (!rest) return false;
     JsonCursor c(rest, json.data() + json.size());
     if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return parse_top_member(c, key, d); })) return false;
     c.skip_ws();
-    if (c.p != c.end || !choices_.empty() || usage_.present || have_error_) return false;
-    ChoiceFields choice;
-    choice.index = shape_choice_;
-    choice.content = content;
-    choices_.push_back(choice);
-    return true;
+    return c.p == c.end && choices_.empty() && !usage_.present && !have_error_;
 }
 
 /* Keeps the shape of a chunk just read in full when it is one choice's content and nothing else. */
@@ -4854,11 +4993,10 @@ inline std::string_view DeltaExtractor::decode_text(const JsonSpan& s, const Tex
 
 inline void DeltaExtractor::add_text_event(EventType type, int choice, std::string_view text) {
     if (text.empty()) return;  // e.g. only a half of a pair, or invalid bytes
-    Event e;
+    Event& e = events_.emplace_back();  // built in place: an Event is large, and this runs per event
     e.type = type;
     e.choice = choice;
     e.text = text;
-    events_.push_back(e);
 }
 
 /* A choice's events: reasoning, content, tool-call fragments, finish reason. */
@@ -4919,6 +5057,17 @@ inline bool DeltaExtractor::build_events() {
     return true;
 }
 
+/* The one event of a chunk of the known shape, without build_events()'s general walk. */
+inline bool DeltaExtractor::build_content_event(const JsonSpan& content) {
+    arena_.clear();
+    if (!arena_.reserve(content.size())) return false;
+    TextField field;
+    field.choice = shape_choice_;
+    field.type = EventType::content;
+    add_text_event(EventType::content, static_cast<int>(shape_choice_), decode_text(content, field));
+    return true;
+}
+
 inline DeltaExtractor::Result DeltaExtractor::extract(std::string_view json) {
     pending_.clear();
     return extract_message(json);
@@ -4942,7 +5091,8 @@ inline DeltaExtractor::Result DeltaExtractor::extract_message(std::string_view j
     error_offset_ = 0;
     error_message_.clear();
     forget_message();
-    if (read_known_shape(json)) return build_events() ? Result::ok : Result::out_of_memory;
+    JsonSpan content;
+    if (read_known_shape(json, content)) return build_content_event(content) ? Result::ok : Result::out_of_memory;
     forget_message();
 
     JsonCursor c(json.data(), json.data() + json.size());
@@ -7031,6 +7181,7 @@ private:
     Fields f_;
     const char* output_index_at_ = nullptr;  // where f_.output_index was read
     KnownShape shape_;  // of a text delta (KnownShape): its type and output_index come before its delta
+    KnownTail tail_;    // the members after its delta (sequence_number, ...), which note nothing
     std::size_t shape_type_begin_ = 0, shape_type_end_ = 0;  // the type's place in such a message
     bool shape_type_escaped_ = false;
     std::int64_t shape_output_index_ = -1;  // read before the delta; -1 when it was not
@@ -7186,6 +7337,9 @@ inline bool ResponsesReader::read_known_shape(std::string_view data) {
     f_.type.escaped = shape_type_escaped_;
     f_.output_index = shape_output_index_;
     f_.delta = delta;
+    std::int64_t unused[KnownTail::slots];
+    if (tail_.match(std::string_view(rest, static_cast<std::size_t>(data.data() + data.size() - rest)), unused))
+        return true;
     const JsonSpan type = f_.type;
     JsonCursor c(rest, data.data() + data.size());
     if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return top_member(c, key, d); })) return false;
@@ -7210,6 +7364,10 @@ inline void ResponsesReader::learn_shape(std::string_view data) {
     shape_type_end_ = static_cast<std::size_t>(f.type.end - data.data());
     shape_type_escaped_ = f.type.escaped;
     shape_output_index_ = f.output_index;
+    // Its members after the delta noted nothing (the test above), so the same bytes never do.
+    const char* const tail = f.delta.end + 1;
+    tail_.learn(std::string_view(tail, static_cast<std::size_t>(data.data() + data.size() - tail)),
+                [](const JsonSpan&, const JsonSpan&) { return -1; });
 }
 
 inline std::string_view ResponsesReader::decode(const JsonSpan& s) {
@@ -8450,6 +8608,7 @@ private:
 
     void forget_message() noexcept;  // the fields of the last message read
     bool read_known_shape(std::string_view data);
+    bool read_known_tail(std::string_view rest);
     void learn_shape(std::string_view data);
     Result parse_message(std::string_view data);
     Result finish_message();
@@ -8484,7 +8643,10 @@ private:
     std::string server_message_;  // only after an error event: once per stream
     KnownShape shape_;                   // of a message that is one candidate's text (KnownShape)
     std::int64_t shape_candidate_ = 0;   // that candidate
+    KnownTail tail_;                     // the members after its candidates (usage, model version, ...)
+    bool tail_usage_ = false;            // whether they hold the usage
     std::size_t candidates_members_ = 0; // "candidates" members of the message read
+    std::size_t usage_members_ = 0;      // "usageMetadata" members of the message read
     const char* candidates_end_ = nullptr;  // where the last one's value ended
 };
 
@@ -8582,7 +8744,10 @@ inline bool GeminiReader::parse_response_member(JsonCursor& c, const JsonSpan& k
         candidates_end_ = c.p;
         return ok;
     }
-    if (json_key_is(key, "usageMetadata")) return parse_usage(c, d);
+    if (json_key_is(key, "usageMetadata")) {
+        ++usage_members_;
+        return parse_usage(c, d);
+    }
     if (json_key_is(key, "promptFeedback")) return parse_feedback(c, d);
     if (json_key_is(key, "error")) return parse_error(c, d);
     return c.skip_value(d);  // modelVersion, responseId, fields added later
@@ -8599,10 +8764,12 @@ inline bool GeminiReader::read_known_shape(std::string_view data) {
     JsonSpan text;
     const char* const rest = shape_.match(data, text);
     if (!rest) return false;
-    JsonCursor c(rest, data.data() + data.size());
-    if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return parse_response_member(c, key, d); })) return false;
-    c.skip_ws();
-    if (c.p != c.end || !candidates_.empty()) return false;
+    if (!read_known_tail(std::string_view(rest, static_cast<std::size_t>(data.data() + data.size() - rest)))) {
+        JsonCursor c(rest, data.data() + data.size());
+        if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return parse_response_member(c, key, d); })) return false;
+        c.skip_ws();
+        if (c.p != c.end || !candidates_.empty()) return false;
+    }
     PartFields part;
     part.text = text;
     parts_.push_back(part);
@@ -8610,6 +8777,28 @@ inline bool GeminiReader::read_known_shape(std::string_view data) {
     candidate.index = shape_candidate_;
     candidate.parts_end = 1;
     candidates_.push_back(candidate);
+    return true;
+}
+
+/* Which usage count an integer of the known tail is: its slot in read_known_tail(), or -1. */
+inline int gemini_usage_slot(const JsonSpan& outer, const JsonSpan& name) noexcept {
+    if (!json_key_is(outer, "usageMetadata")) return -1;
+    if (json_key_is(name, "promptTokenCount")) return 0;
+    if (json_key_is(name, "candidatesTokenCount")) return 1;
+    if (json_key_is(name, "thoughtsTokenCount")) return 2;
+    if (json_key_is(name, "totalTokenCount")) return 3;
+    return -1;
+}
+
+/* The members after the candidates when they are the known tail: what parse_usage() would take. */
+inline bool GeminiReader::read_known_tail(std::string_view rest) {
+    std::int64_t counts[KnownTail::slots] = {};  // a missing count is 0
+    if (!tail_.match(rest, counts)) return false;
+    have_usage_ = tail_usage_;
+    prompt_ = counts[0];
+    candidates_tokens_ = counts[1];
+    thoughts_ = counts[2];
+    total_ = counts[3];
     return true;
 }
 
@@ -8624,6 +8813,12 @@ inline void GeminiReader::learn_shape(std::string_view data) {
         return;
     shape_.learn(data, part.text, candidates_end_);
     shape_candidate_ = candidates_.front().index;
+    // A tail is known only when all it gives is one usage (a second would reset the counts).
+    tail_.forget();
+    if (usage_members_ > 1 || block_reason_.present()) return;
+    tail_usage_ = have_usage_;
+    tail_.learn(std::string_view(candidates_end_, static_cast<std::size_t>(data.data() + data.size() - candidates_end_)),
+                gemini_usage_slot);
 }
 
 inline std::string_view GeminiReader::decode(const JsonSpan& s) {
@@ -8717,6 +8912,7 @@ inline void GeminiReader::forget_message() noexcept {
     error_message_ = error_status_ = block_reason_ = {};
     error_code_ = {};
     candidates_members_ = 0;
+    usage_members_ = 0;
     candidates_end_ = nullptr;
 }
 

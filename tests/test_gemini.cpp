@@ -338,6 +338,33 @@ TEST_CASE("gemini reader: a message shaped like the last one is read exactly as 
     CHECK(quick > 2000);
 }
 
+TEST_CASE("gemini reader: a message whose tail differs only in its integers gives the usage of its own") {
+    // After a finish the usage of every message is passed on, so the counts read from a known tail
+    // (KnownTail) show in the events: whatever the integers are, they must be what a fresh reader reads.
+    const std::string head = R"({"candidates": [{"content": {"parts": [{"text": )";
+    auto usage = [](const std::string& prompt, const std::string& candidates, const std::string& total) {
+        return R"("usageMetadata": {"promptTokenCount": )" + prompt + R"(, "candidatesTokenCount": )" + candidates +
+               R"(, "totalTokenCount": )" + total + R"(, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 8}]}, )"
+               R"("modelVersion": "gemini-2.5-flash"})";
+    };
+    // A count too long to be read as one of the integers that may change keeps the tail from being known.
+    const std::vector<llm_test::ShapeSeed> seeds = {
+        {head, R"("hi")", R"(}], "role": "model"}, "index": 0}])", ", " + usage("8", "17", "25")},
+        {head, R"("hi")", R"(}], "role": "model"}, "index": 0}])", ", " + usage("1234567890123456789", "17", "25")}};
+    const std::vector<std::string> texts = {R"("x")", R"("")", R"("é")"};
+    std::vector<std::string> tails;
+    for (const char* n : {"0", "-3", "-0", "1.5", "08", "1e3", "123456789012345678", "1234567890123456789",
+                          "99999999999999999999", "\"7\"", "null", " 9", "250"})
+        for (int at = 0; at < 3; ++at)
+            tails.push_back(", " + usage(at == 0 ? n : "8", at == 1 ? n : "17", at == 2 ? n : "25"));
+    tails.push_back(R"(, "usageMetadata": {"promptTokenCount": 1}, "usageMetadata": {"totalTokenCount": 2}})");
+    tails.push_back(R"(, "usageMetadata": {"thoughtsTokenCount": 5, "candidatesTokenCount": 3, "promptTokenCount": 8}})");
+    const std::vector<std::string> finished = {
+        R"({"candidates": [{"content": {"parts": [{"text": "done"}]}, "finishReason": "STOP", "index": 1}]})"};
+    const int quick = llm_test::check_known_shape(llm_stream::detail::make_gemini_reader, seeds, texts, tails, 4000, finished);
+    CHECK(quick > 400);
+}
+
 TEST_CASE("gemini reader: a blocked prompt (promptFeedback.blockReason, no candidates) is a content_filter finish") {
     const auto reader = llm_stream::detail::make_gemini_reader();
     CHECK(reader->read("", R"({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT", "safetyRatings": []},)"

@@ -697,6 +697,10 @@ TEST_CASE("chunked: a size that overflows is a protocol error") {
     const HttpOutcome big = check_chunked("fffffffffffffff\r\nabc", no_finish);
     CHECK(big.final_status == "need_more");
     CHECK(big.body == "abc");
+    // 16 digits are read a byte at a time (15 at once cannot overflow), to the same size.
+    const HttpOutcome sixteen = check_chunked("0000000000000003\r\nabc\r\n0\r\n\r\n");
+    CHECK(sixteen.final_status == "end");
+    CHECK(sixteen.body == "abc");
 }
 
 TEST_CASE("chunked: malformed sizes are protocol errors") {

@@ -293,9 +293,14 @@ TEST_CASE("responses reader: a delta shaped like the last one is read exactly as
     };
     const std::vector<std::string> texts = {R"("")", R"("x")", R"("\"q\\")", R"("\ud83d\ude00")", "\"\x01\"",
                                             "\"\xFF\"", R"("open)", "null", "7"};
-    const std::vector<std::string> tails = {"}", R"(,"type":"response.completed"})", R"(,"output_index":5})",
+    std::vector<std::string> tails = {"}", R"(,"type":"response.completed"})", R"(,"output_index":5})",
                                             R"(,"response":{"usage":{"input_tokens":1}}})", R"(,"type":"error","message":"m"})",
                                             R"(,"delta":"again"})", ",}", "}}", ""};
+    // The same members with other integers (KnownTail), valid and not.
+    for (const char* n : {"5", "0", "-1", "-0", "12345678901234567", "1234567890123456789", "05", "1.5", "2e1", "-", "\"4\""}) {
+        tails.push_back(std::string(R"(,"logprobs":[],"sequence_number":)") + n + R"(,"obfuscation":"x0"})");
+        tails.push_back(std::string(R"(,"sequence_number":)") + n + "}");
+    }
     const std::vector<std::string> open_call = {
         R"({"type":"response.output_item.added","output_index":2,"item":{"type":"function_call","call_id":"call_1","name":"f","arguments":""}})"};
     const int quick =

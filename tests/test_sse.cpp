@@ -393,6 +393,17 @@ TEST_CASE("event type: reported by event_type(), reset after dispatch and by an 
     CHECK(parser.data() == "2");
 }
 
+TEST_CASE("one data line and its blank line, whole in the input: the same events as line by line") {
+    // The parser hands such an event out at once; every near miss takes the general handling.
+    for (const char* input : {"data:x\n\n", "data:\n\n", "data: \n\n", "data:  x\n\n", "data\n\n", "datax: y\n\n",
+                              "data: x\n\r\n", "data: x\r\n\n", "data: x\n\ndata: y\n\n", "event: e\ndata: x\n\n",
+                              "data: a\ndata: b\n\n", ": c\ndata: x\n\n", "data: x\n\nevent: e\n\n", "data: x\n"}) {
+        bool partial = false;
+        const std::vector<Ev> expected = reference_events(input, &partial);
+        check_events(input, expected, partial);
+    }
+}
+
 TEST_CASE("event type: a very long type does not break the event (kept as a prefix, as documented)") {
     const std::string name(500, 't');
     const SseOutcome o = check_sse("event: " + name + "\ndata: x\n\ndata: y\n\n");
