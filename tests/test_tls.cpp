@@ -359,6 +359,17 @@ std::vector<std::pair<std::string, long>> access_log_entries(const std::string& 
     return out;
 }
 
+// The access log's entries for `marker` once there are `count` (nginx writes a line as each request
+// ends: it gets a few seconds), or those there are by then.
+std::vector<std::pair<std::string, long>> wait_for_entries(const std::string& marker, std::size_t count) {
+    std::vector<std::pair<std::string, long>> entries;
+    for (int i = 0; i < 60 && entries.size() < count; ++i) {
+        entries = access_log_entries(marker);
+        if (entries.size() < count) std::this_thread::sleep_for(milliseconds(50));
+    }
+    return entries;
+}
+
 std::string unique_marker(const char* what) {
     static std::atomic<unsigned> counter{0};
     return std::string("/") + what + "-" +
@@ -583,7 +594,9 @@ std::string sni_of(const std::string& marker) {
         if (lines.empty()) std::this_thread::sleep_for(milliseconds(50));
     }
     const std::size_t at = lines.empty() ? std::string::npos : lines.back().rfind("sni=");
-    return at == std::string::npos ? std::string("(no log line)") : lines.back().substr(at + 4);
+    if (at == std::string::npos) return "(no log line)";
+    const std::size_t end = lines.back().find(' ', at);  // " reused=..." follows
+    return lines.back().substr(at + 4, end == std::string::npos ? std::string::npos : end - at - 4);
 }
 
 TEST_CASE("https:// to an IP address: the certificate's IP entries are matched, and no SNI is sent" *
@@ -814,12 +827,7 @@ TEST_CASE("keep-alive over TLS: two streams on one client use one nginx connecti
     const Outcome second = run(client);
     check_complete(first);
     check_complete(second);
-    // nginx writes a line as each request ends; give it a moment.
-    std::vector<std::pair<std::string, long>> entries;
-    for (int i = 0; i < 60 && entries.size() < 2; ++i) {
-        entries = access_log_entries(marker);
-        if (entries.size() < 2) std::this_thread::sleep_for(milliseconds(50));
-    }
+    const std::vector<std::pair<std::string, long>> entries = wait_for_entries(marker, 2);
     REQUIRE(entries.size() == 2);
     if (entries.size() != 2) return;
     INFO("nginx connection serials: " << entries[0].first << " then " << entries[1].first);
@@ -839,17 +847,38 @@ TEST_CASE("keep-alive over TLS: streams one after another on one client keep reu
     Client client(tls_config(tls_env().valid, sink, marker + "/v1"));
     const int n = 8;
     for (int i = 0; i < n; ++i) check_complete(run(client));
-    std::vector<std::pair<std::string, long>> entries;
-    for (int i = 0; i < 60 && entries.size() < static_cast<std::size_t>(n); ++i) {
-        entries = access_log_entries(marker);
-        if (entries.size() < static_cast<std::size_t>(n)) std::this_thread::sleep_for(milliseconds(50));
-    }
+    const std::vector<std::pair<std::string, long>> entries = wait_for_entries(marker, n);
     REQUIRE(entries.size() == static_cast<std::size_t>(n));
     if (entries.size() != static_cast<std::size_t>(n)) return;
     std::string serials;
     for (const auto& e : entries) serials += e.first + "#" + std::to_string(e.second) + " ";
     INFO("nginx connection#request: " << serials);
     for (const auto& e : entries) CHECK(e.first == entries[0].first);
+}
+
+TEST_CASE("session resumption: new connections to the same origin resume the first one's TLS session" *
+          doctest::skip(skip_nginx())) {
+    if (tls_env().access_log.empty()) {
+        MESSAGE("LLM_TLS_ACCESS_LOG is not set: nothing to check");
+        return;
+    }
+    auto sink = std::make_shared<LogSink>();
+    const std::string marker = unique_marker("resume");
+    Config c = tls_config(tls_env().valid, sink, marker + "/v1");
+    c.max_idle_connections = 0;  // every stream opens a connection of its own
+    Client client(c);
+    const std::size_t n = 3;
+    for (std::size_t i = 0; i < n; ++i) check_complete(run(client));
+    REQUIRE(wait_for_entries(marker, n).size() == n);
+    // "... sni=localhost reused=." for a full handshake, "reused=r" for a resumed session.
+    const std::vector<std::string> lines = access_log_lines(marker);
+    REQUIRE(lines.size() == n);
+    if (lines.size() != n) return;
+    INFO("nginx's log:\n" << lines[0] << "\n" << lines[1] << "\n" << lines[2]);
+    CHECK(access_log_entries(marker)[0].first != access_log_entries(marker)[1].first);  // new connections
+    CHECK(lines[0].find(" reused=.") != std::string::npos);
+    CHECK(lines[1].find(" reused=r") != std::string::npos);
+    CHECK(lines[2].find(" reused=r") != std::string::npos);
 }
 
 TEST_CASE("https:// to a plain-HTTP port: a TLS error, not a hang" * doctest::skip(skip_nginx())) {
