@@ -229,7 +229,8 @@ public:
         const int rc = SSL_connect(ssl_);
         if (rc == 1) return {TlsStatus::ok, 0};
         const long verified = SSL_get_verify_result(ssl_);
-        if (SSL_get_error(ssl_, rc) == SSL_ERROR_SSL && verified != X509_V_OK) {
+        const bool verifying = (SSL_get_verify_mode(ssl_) & SSL_VERIFY_PEER) != 0;
+        if (verifying && verified != X509_V_OK && SSL_get_error(ssl_, rc) == SSL_ERROR_SSL) {
             ERR_clear_error();
             error_ = tls_error("certificate verification failed: " + verify_refusal(verified, host_));
             return {TlsStatus::failed, 0};
@@ -317,7 +318,8 @@ public:
         SSL_set_ex_data(ssl, key_index(), new std::string(resumption_key(socket, host)));
         // SNI and the name to verify: host names only (RFC 6066); an IP address was set above.
         // (SSL_set_tlsext_host_name, without its C cast)
-        if (!is_ip && (SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(host.c_str())) != 1 ||
+        char* name = const_cast<char*>(host.c_str());
+        if (!is_ip && (SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, name) != 1 ||
                        SSL_set1_host(ssl, host.c_str()) != 1))
             return queued_failure("TLS setup failed for the host name " + host + ": ");
         SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
@@ -329,11 +331,10 @@ public:
 private:
     /* The slot of an SSL that holds its resumption key (a std::string, freed with the SSL). */
     static int key_index() {
-        static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, [](void*, void* key, CRYPTO_EX_DATA*, int, long, void*) {
-            delete static_cast<std::string*>(key);
-        });
+        static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, &Backend::free_key);
         return index;
     }
+    static void free_key(void*, void* key, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<std::string*>(key); }
     /* OpenSSL's word that a session can be resumed (after the TLS 1.2 handshake, or as a TLS 1.3 ticket
        arrives); 1: the reference is ours. */
     static int new_session(SSL* ssl, SSL_SESSION* session) {
@@ -358,7 +359,8 @@ inline bool load_directory(SSL_CTX* context, const std::string& directory) {
     if (error) return false;
     for (; entry != end; entry.increment(error)) {
         if (error) return false;
-        if (entry->is_regular_file(error) && SSL_CTX_load_verify_locations(context, entry->path().string().c_str(), nullptr) != 1)
+        const std::string path = entry->path().string();
+        if (entry->is_regular_file(error) && SSL_CTX_load_verify_locations(context, path.c_str(), nullptr) != 1)
             ERR_clear_error();
     }
     return true;

@@ -4,6 +4,7 @@
 #
 #   bench/bench_e2e.sh [RUNS]          (default 7 runs of each client; prints medians)
 #   TLS=1 bench/bench_e2e.sh [RUNS]    the same stream over HTTPS through nginx on loopback
+#   CALLGRIND=1 ...                    instructions counted instead of time (a loaded machine)
 #
 # Our loopback test server (tests/llm_test_server.cpp) is started once and serves a 200,000-event
 # OpenAI-style SSE stream, chunked one HTTP chunk per event (EVENTS=N overrides the count). The script
@@ -193,11 +194,38 @@ for name in "${CHATS[@]}"; do
         die "$name wrote $(wc -c <"$WORK/out.txt") bytes, not the expected reply of $((CONTENT_BYTES + 1)) bytes"
 done
 
+# --- or instructions counted, where timing means nothing --------------------------------------------
+# CALLGRIND=1: each client runs once under valgrind's callgrind; its instruction count (the whole
+# process: loader, TLS library, everything) stands for its CPU. For a loaded machine.
+count_instructions() {
+    local name out=$WORK/callgrind.out
+    echo "llm_stream end-to-end instruction counts: TLS=$TLS CALLGRIND=1 $0 ($EVENTS events; $(valgrind --version))"
+    echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    for name in "${CLIENTS[@]}"; do
+        rm -f "$out"
+        if [ "$name" = curl ]; then
+            valgrind --tool=callgrind --callgrind-out-file="$out" "${CURL_CMD[@]}" -o /dev/null "$URL" 2>"$WORK/vg.err"
+        else
+            LLM_BASE_URL=$BASE valgrind --tool=callgrind --callgrind-out-file="$out" "${CHAT_BINS[$name]}" \
+                "${CHAT_ARGS[@]}" >"$WORK/out.txt" 2>"$WORK/vg.err" && cmp -s "$WORK/out.txt" "$WORK/expected.txt"
+        fi || { echo "$name failed under callgrind: $(tail -c 300 "$WORK/vg.err")" >&2; exit 1; }
+        INSTRUCTIONS[$name]=$(awk '$1 == "summary:" { print $2 }' "$out")
+        printf '%-18s %14s instructions  %6.2fx curl\n' "$name" "${INSTRUCTIONS[$name]}" \
+            "$(awk -v a="${INSTRUCTIONS[$name]}" -v b="${INSTRUCTIONS[curl]}" 'BEGIN { print a / b }')"
+    done
+}
+CLIENTS=(curl "${CHATS[@]}")
+declare -A INSTRUCTIONS
+if [ "${CALLGRIND:-0}" = 1 ]; then
+    command -v valgrind >/dev/null 2>&1 || die "CALLGRIND=1 needs valgrind"
+    count_instructions
+    exit 0
+fi
+
 # --- timed runs -----------------------------------------------------------------------------------
 # Each client's times go to NAME.times ("wall user sys"), its time to first byte in ms to NAME.ttfb.
 TIMEFORMAT='%3R %3U %3S'
 FAILED=0
-CLIENTS=(curl "${CHATS[@]}")
 for name in "${CLIENTS[@]}"; do : >"$WORK/$name.times"; : >"$WORK/$name.ttfb"; done
 for run in $(seq 1 "$RUNS"); do
     { time "${CURL_CMD[@]}" -o /dev/null -w '%{time_starttransfer}\n' "$URL" >"$WORK/curl.out" 2>"$WORK/curl.err"; } 2>"$WORK/t"
