@@ -390,6 +390,13 @@ std::vector<std::pair<std::string, long>> access_log_entries(const std::string& 
     return out;
 }
 
+// Whether the script gave nginx's access log (else a case that reads it has nothing to check, and says so).
+bool have_access_log() {
+    if (!tls_env().access_log.empty()) return true;
+    MESSAGE("LLM_TLS_ACCESS_LOG is not set: nothing to check");
+    return false;
+}
+
 // The access log's entries for `marker` once there are `count` (nginx writes a line as each request
 // ends: it gets a few seconds), or those there are by then.
 std::vector<std::pair<std::string, long>> wait_for_entries(const std::string& marker, std::size_t count) {
@@ -858,10 +865,7 @@ TEST_CASE("TLS hook: a custom backend's refusal is a TLS error with its message,
 // ================================================================================================
 
 TEST_CASE("keep-alive over TLS: two streams on one client use one nginx connection" * doctest::skip(skip_nginx())) {
-    if (tls_env().access_log.empty()) {
-        MESSAGE("LLM_TLS_ACCESS_LOG is not set: nothing to check");
-        return;
-    }
+    if (!have_access_log()) return;
     auto sink = std::make_shared<LogSink>();
     const std::string marker = unique_marker("keepalive");
     Client client(with_backend(tls_config(tls_env().valid, sink, marker + "/v1")));
@@ -880,10 +884,7 @@ TEST_CASE("keep-alive over TLS: two streams on one client use one nginx connecti
 
 TEST_CASE("keep-alive over TLS: streams one after another on one client keep reusing the connection" *
           doctest::skip(skip_nginx())) {
-    if (tls_env().access_log.empty()) {
-        MESSAGE("LLM_TLS_ACCESS_LOG is not set: nothing to check");
-        return;
-    }
+    if (!have_access_log()) return;
     auto sink = std::make_shared<LogSink>();
     const std::string marker = unique_marker("keepalive-many");
     Client client(with_backend(tls_config(tls_env().valid, sink, marker + "/v1")));
@@ -900,10 +901,7 @@ TEST_CASE("keep-alive over TLS: streams one after another on one client keep reu
 
 TEST_CASE("session resumption: new connections to the same origin resume the first one's TLS session" *
           doctest::skip(skip_nginx())) {
-    if (tls_env().access_log.empty()) {
-        MESSAGE("LLM_TLS_ACCESS_LOG is not set: nothing to check");
-        return;
-    }
+    if (!have_access_log()) return;
     auto sink = std::make_shared<LogSink>();
     const std::string marker = unique_marker("resume");
     Config c = tls_config(tls_env().valid, sink, marker + "/v1");
