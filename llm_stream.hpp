@@ -713,6 +713,7 @@ public:
     explicit Stream(std::unique_ptr<detail::StreamImpl> impl) noexcept;
 
 private:
+    friend struct detail::StreamSetState;  // tells one stream's end from the next one's in the same object
     std::unique_ptr<detail::StreamImpl> impl_;
 };
 
@@ -728,8 +729,11 @@ struct SocketWatch {
 /* Many streams driven from one thread, as curl's multi interface drives transfers: wait() blocks on
    every stream's socket and timer (its wait_info()) at once and says which ones poll() can advance.
    The set holds pointers: a stream must stay where it is (not moved, not destroyed) until it is
-   removed or the set is gone. Finished streams stay in the set but are never ready. One thread uses
-   the set; wake() is the only call safe from others. No allocation per wait once the set has grown. */
+   removed or the set is gone. A stream that has ended without poll() saying so yet (one that failed as
+   it was made) is returned once; one whose end poll() has returned never again. Remove finished
+   streams at leisure, or move a new stream into the same Stream object, which the set then follows. One thread uses the set; wake() is
+   the only call safe from others (a cancel() from another thread wakes the stream's own wait, not the
+   set's: call wake() after it). No allocation per wait once the set has grown. */
 class StreamSet {
 public:
     StreamSet();
@@ -10112,6 +10116,12 @@ struct AttemptPlan {
     std::optional<ProxyUrl> forward_proxy;
 };
 
+/* A number for each stream made in this process, never reused (as an address may be). */
+inline std::uint64_t next_stream_serial() noexcept {
+    static std::atomic<std::uint64_t> made{0};
+    return ++made;
+}
+
 class StreamImpl {
 public:
     StreamImpl(std::shared_ptr<ClientState> client, Error error) : client_(std::move(client)), start_(Clock::now()) {
@@ -10135,6 +10145,9 @@ public:
         wait_cv_.notify_all();
     }
     bool finished() const noexcept { return finished_; }
+    /* Whether poll() has said so (done or failed) to its caller. */
+    bool end_seen() const noexcept { return end_seen_; }
+    std::uint64_t serial() const noexcept { return serial_; }
     const Error& error() const noexcept { return error_; }
     Stats stats() const {
         Stats s = stats_;
@@ -10190,8 +10203,11 @@ private:
     void log_response();
     PollStatus input_ended();
     PollStatus exchange();
+    PollStatus advance();  // poll() without noting that the end was seen
     std::chrono::milliseconds time_left(Clock::time_point now) const noexcept;
 
+    bool end_seen_ = false;
+    const std::uint64_t serial_ = next_stream_serial();
     std::shared_ptr<ClientState> client_;
     AttemptPlan plan_;
     std::unique_ptr<Transport> transport_;
@@ -10507,6 +10523,12 @@ inline PollStatus StreamImpl::input_ended() {
 }
 
 inline PollStatus StreamImpl::poll() {
+    const PollStatus s = advance();
+    end_seen_ = end_seen_ || s == PollStatus::done || s == PollStatus::failed;
+    return s;
+}
+
+inline PollStatus StreamImpl::advance() {
     if (finished_) return error_ ? PollStatus::failed : PollStatus::done;
     if (cancelled_.load(std::memory_order_relaxed)) return cancelled();
     if (state_ == State::waiting_to_retry) {
@@ -10603,6 +10625,10 @@ struct StreamWait {
 struct StreamSetState {
     static constexpr std::size_t no_entry = static_cast<std::size_t>(-1);
     std::vector<Stream*> streams;
+    /* Parallel to streams: the serial (StreamImpl::serial(), never 0) of the stream whose end was
+       returned, so that it is returned once, also when the caller moves a new stream into the same
+       Stream object. */
+    std::vector<std::uint64_t> finish_reported;
     std::vector<Stream*> ready;
     std::vector<StreamWait> waits;     // parallel to streams, rebuilt by each wait
     std::vector<PollEntry> entries;    // the waker's first, then the streams', then the caller's
@@ -10622,7 +10648,15 @@ inline Clock::time_point StreamSetState::gather(Clock::time_point now, Clock::ti
         StreamWait& w = waits[i];
         w = StreamWait{};
         w.entry = no_entry;
-        if ((w.skip = streams[i]->finished())) continue;
+        if ((w.skip = streams[i]->finished())) {
+            // Once when poll() has not said so, so that a stream that failed as it was made is seen to end.
+            const StreamImpl* impl = streams[i]->impl_.get();
+            if (impl && !impl->end_seen() && finish_reported[i] != impl->serial()) {
+                ready.push_back(streams[i]);
+                finish_reported[i] = impl->serial();
+            }
+            continue;
+        }
         const WaitInfo info = streams[i]->wait_info();
         w.due = now + info.timeout;
         if (info.socket == static_cast<socket_handle>(-1) && info.timeout.count() <= 0) {
@@ -11006,6 +11040,7 @@ StreamSet::~StreamSet() = default;
 void StreamSet::add(Stream& stream) {
     detail::StreamSetState& s = *state_;
     s.streams.push_back(&stream);
+    s.finish_reported.push_back(0);
     // Room for every stream now, so that a first wait late in a stream allocates nothing either.
     s.waits.reserve(s.streams.size());
     s.ready.reserve(s.streams.size());
@@ -11013,8 +11048,12 @@ void StreamSet::add(Stream& stream) {
 }
 
 void StreamSet::remove(const Stream& stream) {
-    auto& streams = state_->streams;
-    streams.erase(std::remove(streams.begin(), streams.end(), &stream), streams.end());
+    detail::StreamSetState& s = *state_;
+    for (std::size_t i = s.streams.size(); i-- > 0;) {
+        if (s.streams[i] != &stream) continue;
+        s.streams.erase(s.streams.begin() + static_cast<std::ptrdiff_t>(i));
+        s.finish_reported.erase(s.finish_reported.begin() + static_cast<std::ptrdiff_t>(i));
+    }
 }
 
 std::size_t StreamSet::size() const noexcept { return state_->streams.size(); }

@@ -1,5 +1,6 @@
-/* What the command-line examples (llm-chat, llm-relay) share: number flags, the stub's pace, error
-   messages on one line, usage as JSON members. Included after llm_stream.hpp, by one .cpp each. */
+/* What the command-line examples (llm-chat, llm-relay, llm-game-loop) share: exit statuses, number
+   flags, the stub's pace, error messages on one line, usage as JSON members. Included after
+   llm_stream.hpp, by one .cpp each. */
 #ifndef LLM_STREAM_EXAMPLES_CLI_SUPPORT_HPP
 #define LLM_STREAM_EXAMPLES_CLI_SUPPORT_HPP
 
@@ -11,6 +12,11 @@
 #include <string>
 
 namespace cli {
+
+constexpr int exit_ok = 0;
+constexpr int exit_failure = 1;
+constexpr int exit_usage = 2;
+constexpr int exit_interrupted = 130;  // the shell convention for death by SIGINT
 
 // strtol skips leading white space and stops at junk; a flag value must be the number and nothing
 // else, so both ends are checked here. It does not throw, unlike std::stoi.

@@ -118,10 +118,6 @@ constexpr const char* kHelp =
     "\n"
     "exit status: 0 success, 1 the request failed, 2 bad usage, 130 interrupted\n";
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitInterrupted = 130;  // the shell convention for death by SIGINT
 
 // Timeouts are kept well inside what std::chrono and the library's clock arithmetic can add safely.
 constexpr double kMaxSeconds = 1e6;
@@ -677,7 +673,7 @@ public:
             if (sigwait(&set, &received) != 0) return;
             interrupt();
             // The first Ctrl-C ends the reply cleanly; a second one does not wait for that.
-            if (sigwait(&set, &received) == 0) std::_Exit(kExitInterrupted);
+            if (sigwait(&set, &received) == 0) std::_Exit(cli::exit_interrupted);
         }).detach();
 #endif
     }
@@ -1002,12 +998,12 @@ std::optional<int> read_command_line(int argc, char** argv, CommandLine& cl) {
     std::string problem;
     if (!parse_command_line(utf8_arguments(argc, argv), cl, problem)) {
         print_usage_error(problem);
-        return kExitUsage;
+        return cli::exit_usage;
     }
     if (cl.show_help) {
         std::fputs(kSynopsis, stdout);
         std::fputs(kHelp, stdout);
-        return kExitOk;
+        return cli::exit_ok;
     }
     if (cl.show_version) {
 #if defined(LLM_CHAT_OPENSSL)
@@ -1015,7 +1011,7 @@ std::optional<int> read_command_line(int argc, char** argv, CommandLine& cl) {
 #else
         std::printf("%s\n", llm_stream::version_string());
 #endif
-        return kExitOk;
+        return cli::exit_ok;
     }
     return std::nullopt;
 }
@@ -1044,23 +1040,23 @@ llm_stream::Error print_reply(const CommandLine& cl, llm_stream::Stream& stream,
 int report_end(const OutputState& out, const llm_stream::Error& error) {
     if (InterruptWatch::interrupted()) {
         std::fputs("llm-chat: interrupted\n", stderr);
-        return kExitInterrupted;
+        return cli::exit_interrupted;
     }
     if (out.write_failed) {
         std::fprintf(stderr, "llm-chat: error: cannot write to standard output: %s\n",
                      std::strerror(out.write_errno));
-        return kExitFailure;
+        return cli::exit_failure;
     }
     if (error) {
         std::fprintf(stderr, "llm-chat: error: %s\n", describe(error).c_str());
         // Bad chat options can only have come from this command line, so they are bad usage.
         if (error.code == llm_stream::ErrorCode::invalid_argument && !out.printed) {
             std::fputs(kSynopsis, stderr);
-            return kExitUsage;
+            return cli::exit_usage;
         }
-        return kExitFailure;
+        return cli::exit_failure;
     }
-    return kExitOk;
+    return cli::exit_ok;
 }
 
 }  // namespace
@@ -1070,12 +1066,12 @@ int main(int argc, char** argv) {
     CommandLine cl;
     if (const std::optional<int> exit_status = read_command_line(argc, argv, cl)) return *exit_status;
     Input input;
-    if (!read_input(cl, input)) return kExitUsage;
+    if (!read_input(cl, input)) return cli::exit_usage;
     OutputState out;
     llm_stream::Config config;
     if (const llm_stream::Error error = make_config(cl, out, config)) {
         std::fprintf(stderr, "llm-chat: error: %s\n", describe(error).c_str());
-        return kExitFailure;
+        return cli::exit_failure;
     }
 
     InterruptWatch::install();

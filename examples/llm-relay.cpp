@@ -58,10 +58,6 @@ constexpr const char* kHelp =
     "environment (read from ./.env for the variables the environment does not set): as llm-chat's,\n"
     "  LLM_BASE_URL, LLM_API_KEY, LLM_MODEL, LLM_API, LLM_STUB_DELAY_MS (default here: 30)\n";
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
-
 constexpr std::size_t kMaxUnsentBytes = 1 << 20;  // a client that lets more pile up is too slow: dropped
 constexpr int kMaxRefusing = 64;                   // connections beyond --max-clients being answered 503
 constexpr auto kLinger = std::chrono::seconds(5);  // after a response, for the client to read it and close
@@ -551,7 +547,7 @@ void watch_stop_signals(Relay& relay) {
         int received = 0;
         if (sigwait(&set, &received) != 0) return;
         g_relay->stop();
-        if (sigwait(&set, &received) == 0) std::_Exit(kExitFailure);
+        if (sigwait(&set, &received) == 0) std::_Exit(cli::exit_failure);
     }).detach();
 #endif
 }
@@ -567,25 +563,25 @@ int main(int argc, char** argv) {
     std::string problem;
     if (!parse_command_line(argc, argv, settings, problem)) {
         std::fprintf(stderr, "llm-relay: %s\n%sRun 'llm-relay --help' for the options.\n", problem.c_str(), kSynopsis);
-        return kExitUsage;
+        return cli::exit_usage;
     }
     if (settings.show_help || settings.show_version) {
         if (settings.show_help) std::printf("%s%s", kSynopsis, kHelp);
         else std::printf("%s\n", llm_stream::version_string());
-        return kExitOk;
+        return cli::exit_ok;
     }
     llm_stream::Config config;
     if (const llm_stream::Error error = llm_stream::Config::from_env(config)) {
         std::fprintf(stderr, "llm-relay: error: %s\n", cli::describe(error).c_str());
-        return kExitFailure;
+        return cli::exit_failure;
     }
     if (config.stub_mode()) std::fputs("llm-relay: stub mode (LLM_BASE_URL is not set): relaying simulated replies\n", stderr);
     cli::pace_stub(config);
-    if (!net::network_startup()) return kExitFailure;
+    if (!net::network_startup()) return cli::exit_failure;
     const net::native_socket listener = relay::listen_on(settings.host, settings.port, problem);
     if (listener == net::invalid_socket) {
         std::fprintf(stderr, "llm-relay: error: %s\n", problem.c_str());
-        return kExitFailure;
+        return cli::exit_failure;
     }
     std::printf("listening on http://%s:%u\n", url_host(settings.host).c_str(), static_cast<unsigned>(relay::bound_port(listener)));
     std::fflush(stdout);
@@ -593,5 +589,5 @@ int main(int argc, char** argv) {
     Relay relay(settings, llm_stream::Client(config), listener);
     watch_stop_signals(relay);
     relay.run();
-    return kExitOk;
+    return cli::exit_ok;
 }

@@ -172,18 +172,29 @@ foreign_test() {
     loopback_stream "$dir" "$run" "$dir/llm-chat$exe"
 }
 
+# start_test_server <output file> <options...>: the gcc preset's build of llm_test_server (native) in the
+# background, stopped by its PID when the step's subshell exits (it outlives the caller); its port in
+# $test_server_port once it listens.
+exit_pids=()
+start_test_server() {
+    local output="$1"
+    shift
+    "$work/gcc/tests/llm_test_server" "$@" >"$output" &
+    exit_pids+=("$!")
+    trap 'kill "${exit_pids[@]}" 2>/dev/null' EXIT
+    for _ in $(seq 50); do grep -q PORT "$output" && break; sleep 0.1; done
+    test_server_port="$(awk '/PORT/ {print $2}' "$output")"
+    [[ -n "$test_server_port" ]] || { echo "llm_test_server $* did not start"; return 1; }
+}
+
 # loopback_stream <dir> <run> <llm-chat>: llm-chat, started through <run>, streams a recorded response
-# from the loopback test server (the gcc preset's build of it, native), at 127.0.0.1 or at the host
-# named by $loopback_host (which the program then resolves itself).
+# from the loopback test server, at 127.0.0.1 or at the host named by $loopback_host (which the program
+# then resolves itself).
 loopback_stream() {
-    local dir="$1" run="$2" chat="$3" host="${loopback_host:-127.0.0.1}" port server_pid output
-    "$work/gcc/tests/llm_test_server" --stream deepseek-chat.sse >"$dir/server.out" &
-    server_pid=$!
-    trap "kill $server_pid 2>/dev/null" EXIT  # expanded now: the step's subshell outlives this function
-    for _ in $(seq 50); do grep -q PORT "$dir/server.out" && break; sleep 0.1; done
-    port="$(awk '/PORT/ {print $2}' "$dir/server.out")"
+    local dir="$1" run="$2" chat="$3" host="${loopback_host:-127.0.0.1}" output
+    start_test_server "$dir/server.out" --stream deepseek-chat.sse
     # shellcheck disable=SC2086
-    output="$(LLM_BASE_URL="http://$host:$port/v1" $run "$chat" hi)"
+    output="$(LLM_BASE_URL="http://$host:$test_server_port/v1" $run "$chat" hi)"
     printf '%s\n' "$output"
     [[ "$output" == *"Hello! How can I assist you today?"* ]]
 }
@@ -191,15 +202,21 @@ loopback_stream() {
 # Windows: mingw-w64 builds run under wine; llm-chat streams through Winsock from "localhost", which
 # the system's resolver answers (GetAddrInfoExW, overlapped). What is Windows' own: sockets, waiting
 # (WSAPoll, woken by cancel() at once) and name resolution (test_wait), the configuration from the
-# environment and files, the stub, the corpus read from disk, the public API, and HTTPS through SChannel: test_tls (it has its own main) and llm-chat against the
-# nginx of the TLS tests, with --cacert and with the CA in the prefix's ROOT store (import_root). The
-# pure parsers (HTTP, SSE, JSON, the decoder) are the same code on every platform and run in every
-# other step, 32-bit `long` (as on Windows) included: see cross_test.
+# environment and files, the stub, the corpus read from disk, the public API, the whole network suite
+# (test_network: every framing, fault, retry, timeout, the deadline, cancel(), poll(), the pool, IPv6)
+# against test servers run natively by llm_test_server --control, which the tests script through
+# RemoteTestServer (LLM_TEST_REMOTE_SERVER), and HTTPS through SChannel: test_tls (it has its own main)
+# and llm-chat against the nginx of the TLS tests, with --cacert and with the CA in the prefix's ROOT
+# store (import_root). The pure parsers (HTTP, SSE, JSON, the decoder) are the same code on every
+# platform and run in every other step, 32-bit `long` (as on Windows) included: see cross_test.
 windows_test() {
     export WINEDEBUG=-all WINEPREFIX="$work/mingw/wineprefix"
     local dir="$work/mingw" link="-lws2_32 -lsecur32 -lcrypt32" loopback_host=localhost
-    local cxx=(x86_64-w64-mingw32-g++-posix -std=c++17 -O0 -Wall -Wextra -Wpedantic -Werror -static)
-    foreign_test "$dir" /usr/lib/wine/wine64 "$link" "api config retry streams alloc reply stub_tools wait" "${cxx[@]}"
+    local cxx=(x86_64-w64-mingw32-g++-posix -std=c++17 -O0 -Wall -Wextra -Wpedantic -Werror -static -DLLM_TEST_REMOTE_SERVER)
+    mkdir -p "$dir"
+    start_test_server "$dir/control.out" --control
+    export LLM_TEST_SERVER_CONTROL="127.0.0.1:$test_server_port"
+    foreign_test "$dir" /usr/lib/wine/wine64 "$link" "api config retry streams alloc reply stub_tools wait network" "${cxx[@]}"
     running=0
     # shellcheck disable=SC2086  # link is a list of flags
     background "${cxx[@]}" -I"$root" -I"$dir/include" tests/test_tls.cpp "$dir/llm_stream_implementation.o" \
@@ -289,7 +306,7 @@ for preset in $(cmake --list-presets=workflow | sed -n 's/^ *"\([^"]*\)".*/\1/p'
 done
 step "fuzz: every libFuzzer target, ${LLM_STREAM_FUZZ_SECONDS:-10} s each, regressions replayed" \
     env LLM_STREAM_FUZZ_JOBS="$jobs" LLM_STREAM_FUZZ_DIR="$work/fuzz" bash scripts/fuzz.sh "${LLM_STREAM_FUZZ_SECONDS:-10}"
-step "windows: mingw-w64 + wine, the API, config, stub, corpus and wait tests, llm-chat over Winsock, HTTPS through SChannel" \
+step "windows: mingw-w64 + wine, the API, config, stub, corpus, wait and network tests, llm-chat over Winsock, HTTPS through SChannel" \
     windows_test
 step "32-bit ARM: arm-linux-gnueabihf under qemu-user, the layers, corpus, stub and a loopback stream" \
     cross_test arm-linux-gnueabihf qemu-arm

@@ -107,13 +107,7 @@ fi
 
 # ------------------------------------------------------------------------------------------------
 
-run --version
-if [ "$RC" -eq 0 ] && grep -Eq '^llm_stream [0-9]+\.[0-9]+\.[0-9]+ \(tls: [^)]+\)$' "$WORK/out" &&
-    [ "$(wc -l <"$WORK/out")" -eq 1 ]; then
-    pass "--version prints 'llm_stream X.Y.Z (tls: ...)'"
-else
-    fail "--version prints 'llm_stream X.Y.Z (tls: ...)'"
-fi
+check_version
 
 run --help
 HELP_LISTS_ALL=yes

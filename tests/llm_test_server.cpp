@@ -8,6 +8,7 @@
 //                   [--slow-ms N] [--status N] [--body TEXT] [--header 'Name: value']... [--max-requests N]
 //                   [--flood comments|continues|content|empty-deltas [--flood-seconds N]] [--log]
 //                   [--save-requests DIR]
+//   llm_test_server --control [--port N]
 //
 // Prints "PORT <n>" on stdout (one flushed line) once listening; exits 0 on SIGTERM/SIGINT or after
 // --max-requests responses. --stream FILE is a path, or a name under tests/data/streams/. Without
@@ -20,8 +21,12 @@
 // llm_test::Flood), for at most --flood-seconds (default 10) or until the client goes away.
 // --save-requests DIR writes each request as it arrives: DIR/request-N.head (request line and headers as
 // received) and DIR/request-N.body (the body, decoded), N = 1, 2, ... (for scripts to check what was sent).
+// --control serves nothing itself: its requests create and script test servers on 127.0.0.1 or ::1 (see
+// support/test_server_control.hpp), for tests built for another system (Windows under wine) that use
+// llm_test::RemoteTestServer.
 
 #include "support/test_server.hpp"
+#include "support/test_server_control.hpp"
 
 #include <pthread.h>
 
@@ -42,7 +47,8 @@ void usage() {
                "                       [--delay-ms N] [--slow-ms N] [--status N] [--body TEXT]\n"
                "                       [--header 'Name: value']... [--max-requests N]\n"
                "                       [--flood comments|continues|content|empty-deltas [--flood-seconds N]] [--log]\n"
-               "                       [--save-requests DIR]\n",
+               "                       [--save-requests DIR]\n"
+               "       llm_test_server --control [--port N]\n",
                stderr);
 }
 
@@ -111,7 +117,7 @@ int main(int argc, char** argv) {
     options.idle_timeout_ms = 60000;
     std::vector<std::string> stream_files;
     std::string body, framing_name, status_text, save_dir;
-    bool have_body = false, have_events = false, per_event = false, log = false;
+    bool have_body = false, have_events = false, per_event = false, log = false, control = false;
     unsigned long long events = 0, chunk_size = 0, delay_ms = 0, slow_ms = 0, status = 200, max_requests = 0;
     unsigned long long flood_seconds = 10;
     bool slow = false, have_flood = false;
@@ -131,6 +137,9 @@ int main(int argc, char** argv) {
             continue;
         } else if (arg == "--log") {
             log = true;
+            continue;
+        } else if (arg == "--control") {
+            control = true;
             continue;
         }
         static const char* const with_value[] = {"--port", "--host", "--stream", "--generate-events", "--framing",
@@ -203,6 +212,11 @@ int main(int argc, char** argv) {
         std::fputs("llm_test_server: give at most one of --stream, --generate-events, --body and --flood\n", stderr);
         return 2;
     }
+    if (control && (have_events || have_body || have_flood || !stream_files.empty() || log || !save_dir.empty())) {
+        std::fputs("llm_test_server: --control serves no response of its own: give it no --stream, --generate-events,"
+                   " --body, --flood, --log or --save-requests\n", stderr);
+        return 2;
+    }
     if (chunk_size > 0 && per_event) {
         std::fputs("llm_test_server: give at most one of --chunk-size and --chunk-per-event\n", stderr);
         return 2;
@@ -245,7 +259,9 @@ int main(int argc, char** argv) {
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+    llm_test::ServerControl servers;  // --control: outlives the server whose requests it answers
     llm_test::TestServer server(options);
+    if (control) server.answer_with([&servers](const llm_test::Request& r) { return servers.handle(r); });
     if (framing_name == "path") route_by_framing(server, responses.back());
     server.set_default(responses.back());
     for (std::size_t i = 0; i + 1 < responses.size(); ++i) server.push(std::move(responses[i]));
@@ -272,6 +288,7 @@ int main(int argc, char** argv) {
         timespec tick{0, 50 * 1000 * 1000};
         const int sig = sigtimedwait(&signals, nullptr, &tick);
         log_new_requests();
+        if (control) server.clear_records();  // their bodies are scripts: not kept
         if (sig == SIGINT || sig == SIGTERM) break;
         if (max_requests > 0 && server.responses_completed() >= max_requests) break;
     }

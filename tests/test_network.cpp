@@ -3,7 +3,13 @@
 #include <doctest/doctest.h>
 #include "support/ensure.hpp"
 #include "support/manifest.hpp"
+#ifdef LLM_TEST_REMOTE_SERVER  // built for Windows: the native llm_test_server --control runs the servers
+#include "support/remote_test_server.hpp"
+using TestServer = llm_test::RemoteTestServer;
+#else
 #include "support/test_server.hpp"
+using llm_test::TestServer;
+#endif
 
 /* llm_stream over real sockets, against llm_test::TestServer on loopback (tests/support/test_server.hpp):
    the recorded streams in every framing, the request on the wire, every scripted fault and the retry
@@ -11,13 +17,20 @@
    and IPv6. The invariant behind every fault test: text handed to the caller is never duplicated and
    never lost, whatever the server does after it.
 
-   Timeouts in here are short (a few hundred milliseconds) so the whole file runs in seconds; the
-   assertions on elapsed time leave room for sanitizer builds but still tell a prompt return from a
-   timeout. No REQUIRE: a failed precondition is a CHECK followed by a return (the tests also build with
+   Timeouts in here are short (a few hundred milliseconds) so the whole file runs in seconds. No check
+   depends on the machine's speed (the file also runs under wine, against a server in another process):
+   elapsed times are only checked from below (a wait happened), and what ended a wait shows in the outcome
+   (the error code, the attempts, the log's "retrying in"), with the other ways it could have ended made
+   kLong. No REQUIRE: a failed precondition is a CHECK followed by a return (the tests also build with
    -fno-exceptions). */
 
-#include <fcntl.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
 #include <poll.h>
+#include <sys/socket.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -49,7 +62,6 @@ using llm_stream::WaitInfo;
 using llm_test::Chunking;
 using llm_test::Framing;
 using llm_test::Response;
-using llm_test::TestServer;
 using namespace std::chrono_literals;
 
 
@@ -65,6 +77,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+/* Far longer than a test takes, however loaded the machine: a server stall or a client wait this long
+   only ends by itself when the code under test is wrong, and then the outcome says so. */
+constexpr int kLongMs = 30000;
+constexpr std::chrono::milliseconds kLong{kLongMs};
 
 const char* code_name(ErrorCode c) { return llm_stream::to_string(c); }
 
@@ -281,7 +298,29 @@ std::string small_stream() {
 }
 const std::string kSmallContent = "Hello, world!";
 
-bool socket_is_open(llm_stream::socket_handle s) { return s >= 0 && ::fcntl(s, F_GETFD) != -1; }
+/* getsockopt answers for an open socket only (POSIX and Winsock alike). */
+bool socket_is_open(llm_stream::socket_handle s) {
+    int type = 0;
+    socklen_t size = sizeof type;
+    return s != static_cast<llm_stream::socket_handle>(-1) &&
+           ::getsockopt(s, SOL_SOCKET, SO_TYPE, reinterpret_cast<char*>(&type), &size) == 0;
+}
+
+/* Waits at most `ms` for wait_info()'s socket to be ready as it asks; true when it is. */
+bool socket_ready(const WaitInfo& w, int ms) {
+#ifdef _WIN32
+    WSAPOLLFD fd{};
+#else
+    pollfd fd{};
+#endif
+    fd.fd = w.socket;
+    fd.events = static_cast<short>((w.want_read ? POLLIN : 0) | (w.want_write ? POLLOUT : 0));
+#ifdef _WIN32
+    return ::WSAPoll(&fd, 1, ms) > 0;
+#else
+    return ::poll(&fd, 1, ms) > 0;
+#endif
+}
 
 }  // namespace
 
@@ -611,13 +650,13 @@ TEST_CASE("connection refused: ErrorCode::connect after 1 + max_retries attempts
     Config config = make_config("http://127.0.0.1:" + std::to_string(port), sink);
     config.retry.max_retries = 2;
     config.retry.initial_backoff = 5ms;
+    config.connect_timeout = kLong;  // the refusal itself ends each attempt (a timeout would say timeout)
     Client client(config);
     const Run got = run_chat(client);
     CHECK(got.error.code == ErrorCode::connect);
     CHECK(got.error.http_status == 0);
     CHECK(got.stats.attempts == 3);
     CHECK(got.events.empty());
-    CHECK(got.ms < 2000);
     // Each failed attempt is logged.
     CHECK(sink->contains("attempt 1 failed"));
     CHECK(sink->contains("attempt 2 failed"));
@@ -682,7 +721,7 @@ TEST_CASE("stall before the headers: read timeout, then the retry succeeds") {
     TestServer server;
     START_SERVER(server);
     Response stall = Response::sse(small_stream());
-    stall.stall_before_headers_ms = 2000;
+    stall.stall_before_headers_ms = kLongMs;  // only the read timeout ends attempt 1
     server.push(stall);
     server.push(Response::sse(small_stream()));
     auto sink = std::make_shared<LogSink>();
@@ -694,8 +733,7 @@ TEST_CASE("stall before the headers: read timeout, then the retry succeeds") {
     CHECK(got.content == kSmallContent);
     CHECK(got.stats.attempts == 2);
     CHECK(got.ms >= 290);
-    CHECK(got.ms < 1500);
-    CHECK(sink->contains("attempt 1 failed"));
+    CHECK(sink->contains("attempt 1 failed: no response from the server within 0.3 s"));
 }
 
 TEST_CASE("stall mid-body after content: a timeout error, no retry") {
@@ -706,7 +744,7 @@ TEST_CASE("stall mid-body after content: a timeout error, no retry") {
     START_SERVER(server);
     Response r = Response::sse(body);
     r.stall_after_body_bytes = stall_at;
-    r.stall_ms = 3000;
+    r.stall_ms = kLongMs;
     server.push(r);
     server.set_default(Response::sse(body));
     Config config = make_config(server);
@@ -717,28 +755,28 @@ TEST_CASE("stall mid-body after content: a timeout error, no retry") {
     CHECK(got.stats.attempts == 1);
     CHECK(got.content == generated_content_before(body, stall_at));
     CHECK(got.ms >= 290);
-    CHECK(got.ms < 1500);
     CHECK(server.request_count() == 1);
 }
 
 TEST_CASE("429 with Retry-After, then success") {
     TestServer server;
     START_SERVER(server);
+    auto sink = std::make_shared<LogSink>();  // the wait chosen: "retrying in <seconds>"
     SUBCASE("Retry-After: 1 waits about a second") {
         server.push(Response::status(429, "{\"error\":{\"message\":\"Rate limit\"}}", {{"Retry-After", "1"}}));
         server.push(Response::sse(small_stream()));
-        Client client(make_config(server));  // 10 ms backoff: the wait can only come from the header
+        Client client(make_config(server, sink));  // 10 ms backoff: the wait can only come from the header
         const Run got = run_chat(client);
         CHECK(!got.error);
         CHECK(got.content == kSmallContent);
         CHECK(got.stats.attempts == 2);
         CHECK(got.ms >= 950);
-        CHECK(got.ms < 2500);
+        CHECK(sink->contains("retrying in 1.00 s"));
     }
     SUBCASE("retry-after-ms: 50 wins over the backoff and over Retry-After") {
         server.push(Response::status(429, "{}", {{"retry-after-ms", "50"}, {"Retry-After", "30"}}));
         server.push(Response::sse(small_stream()));
-        Config config = make_config(server);
+        Config config = make_config(server, sink);
         config.retry.initial_backoff = 3000ms;
         config.retry.max_backoff = 3000ms;
         Client client(config);
@@ -746,36 +784,40 @@ TEST_CASE("429 with Retry-After, then success") {
         CHECK(!got.error);
         CHECK(got.stats.attempts == 2);
         CHECK(got.ms >= 45);
-        CHECK(got.ms < 1000);
+        CHECK(sink->contains("retrying in 0.05 s"));
     }
     SUBCASE("Retry-After as an HTTP date in the past: retry at once") {
         char date[64];
         const std::time_t past = std::time(nullptr) - 30;
         std::tm tm{};
+#ifdef _WIN32
+        gmtime_s(&tm, &past);
+#else
         gmtime_r(&past, &tm);
+#endif
         std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
         server.push(Response::status(429, "{}", {{"Retry-After", date}}));
         server.push(Response::sse(small_stream()));
-        Config config = make_config(server);
+        Config config = make_config(server, sink);
         config.retry.initial_backoff = 3000ms;
         config.retry.max_backoff = 3000ms;
         Client client(config);
         const Run got = run_chat(client);
         CHECK(!got.error);
         CHECK(got.stats.attempts == 2);
-        CHECK(got.ms < 1000);
+        CHECK(sink->contains("retrying in 0.00 s"));
     }
     SUBCASE("Retry-After is capped by max_retry_after") {
         server.push(Response::status(429, "{}", {{"Retry-After", "100"}}));
         server.push(Response::sse(small_stream()));
-        Config config = make_config(server);
+        Config config = make_config(server, sink);
         config.retry.max_retry_after = 200ms;
         Client client(config);
         const Run got = run_chat(client);
         CHECK(!got.error);
         CHECK(got.stats.attempts == 2);
         CHECK(got.ms >= 190);
-        CHECK(got.ms < 1500);
+        CHECK(sink->contains("retrying in 0.20 s"));
     }
 }
 
@@ -848,7 +890,8 @@ TEST_CASE("503 then success; 503 every time exhausts the retries with exponentia
     }
     SUBCASE("always 503") {
         server.set_default(Response::status(503, "{\"error\":{\"message\":\"The engine is currently overloaded\"}}"));
-        Config config = make_config(server);
+        auto sink = std::make_shared<LogSink>();
+        Config config = make_config(server, sink);
         config.retry.max_retries = 2;
         config.retry.initial_backoff = 100ms;  // waits 100 ms, then 200 ms
         config.retry.max_backoff = 1000ms;
@@ -861,7 +904,8 @@ TEST_CASE("503 then success; 503 every time exhausts the retries with exponentia
         CHECK(got.stats.attempts == 3);
         CHECK(server.request_count() == 3);
         CHECK(got.ms >= 290);
-        CHECK(got.ms < 1500);
+        CHECK(sink->contains("retrying in 0.10 s"));
+        CHECK(sink->contains("retrying in 0.20 s"));
     }
 }
 
@@ -895,7 +939,7 @@ TEST_CASE("401 with an OpenAI error body: http_status, the server's message, one
         server.push(r);
         server.set_default(Response::sse(small_stream()));
         Config config = make_config(server);
-        config.read_timeout = 2000ms;
+        config.read_timeout = kLong;  // the body can only end when its length says so
         Client client(config);
         const Run got = run_chat(client);
         CHECK(got.error.code == ErrorCode::http_status);
@@ -903,8 +947,7 @@ TEST_CASE("401 with an OpenAI error body: http_status, the server's message, one
         CHECK(got.error.message.find("Incorrect API key provided: sk-abc***xyz.") != std::string::npos);
         CHECK(got.events.empty());
         CHECK(got.stats.attempts == 1);
-        // The body ended when its length said so, not when the read timeout fired.
-        CHECK(got.ms < 1000);
+        CHECK(got.ms < kLongMs);
         std::this_thread::sleep_for(50ms);
         CHECK(server.request_count() == 1);
     }
@@ -1140,17 +1183,18 @@ TEST_CASE("the total deadline ends the request, retries included") {
     TestServer server;
     START_SERVER(server);
     Response stalled = Response::sse(small_stream());
-    stalled.stall_before_headers_ms = 3000;
+    stalled.stall_before_headers_ms = kLongMs;
+    auto sink = std::make_shared<LogSink>();
     SUBCASE("one long wait for the headers") {
         server.set_default(stalled);
-        Config config = make_config(server);
-        config.read_timeout = 5000ms;
+        Config config = make_config(server, sink);
+        config.read_timeout = kLong;
         config.deadline = 400ms;
         Client client(config);
         const Run got = run_chat(client);
         CHECK(got.error.code == ErrorCode::timeout);
+        CHECK(got.error.message.find("deadline") != std::string::npos);
         CHECK(got.ms >= 390);
-        CHECK(got.ms < 400 + 300);
         CHECK(got.stats.attempts == 1);
     }
     SUBCASE("several attempts that each time out") {
@@ -1163,18 +1207,19 @@ TEST_CASE("the total deadline ends the request, retries included") {
         const Run got = run_chat(client);
         CHECK(got.error.code == ErrorCode::timeout);
         CHECK(got.stats.attempts >= 2);
+        CHECK(got.stats.attempts <= 4);  // each lasts its 120 ms read timeout: no more fit in 400 ms
         CHECK(got.ms >= 390);
-        CHECK(got.ms < 400 + 300);
     }
     SUBCASE("a Retry-After longer than the deadline is not waited for") {
         server.set_default(Response::status(429, "{\"error\":{\"message\":\"slow down\"}}", {{"Retry-After", "5"}}));
-        Config config = make_config(server);
+        Config config = make_config(server, sink);
         config.deadline = 400ms;
         Client client(config);
         const Run got = run_chat(client);
         CHECK(got.error);
         CHECK((got.error.code == ErrorCode::timeout || got.error.code == ErrorCode::http_status));
-        CHECK(got.ms < 400 + 300);
+        CHECK(got.stats.attempts == 1);
+        CHECK(!sink->contains("retrying in"));
     }
     SUBCASE("content flowing too slowly") {
         std::string content;
@@ -1190,7 +1235,6 @@ TEST_CASE("the total deadline ends the request, retries included") {
         CHECK(got.content.size() < content.size());
         CHECK(got.stats.attempts == 1);
         CHECK(got.ms >= 390);
-        CHECK(got.ms < 400 + 300);
     }
 }
 
@@ -1206,7 +1250,8 @@ struct CancelOutcome {
 };
 
 /* Streams on a thread (next_chunk() until the end); once `ready` says so, waits `settle`, then
-   cancels from this thread and measures how long the blocked thread takes to return. */
+   cancels from this thread and measures how long the blocked thread takes to return. The stalls and
+   waits it is blocked in are kLong: a run shorter than that was ended by the cancel. */
 template <class Ready>
 CancelOutcome cancel_while_blocked(Stream& stream, Ready ready, std::chrono::milliseconds settle) {
     CancelOutcome out;
@@ -1247,16 +1292,16 @@ TEST_CASE("cancel() wakes a next_chunk() blocked on a stalled server") {
     START_SERVER(server);
     SUBCASE("waiting for the headers") {
         Response r = Response::sse(small_stream());
-        r.stall_before_headers_ms = 5000;
+        r.stall_before_headers_ms = kLongMs;
         server.push(r);
         Config config = make_config(server);
-        config.read_timeout = 10000ms;
+        config.read_timeout = kLong;
         Client client(config);
         Stream stream = client.stream_chat("hi");
         const CancelOutcome o =
             cancel_while_blocked(stream, [&](std::size_t) { return server.request_count() >= 1; }, 100ms);
         CHECK(o.returned_after_cancel_ms >= 0);  // it was blocked until the cancel
-        CHECK(o.returned_after_cancel_ms < 200);
+        CHECK(o.run.ms < kLongMs);               // and did not wait out the stall
         CHECK(o.run.error.code == ErrorCode::cancelled);
         CHECK(o.run.chunks == 0);
         CHECK(o.run.stats.attempts == 1);
@@ -1266,16 +1311,16 @@ TEST_CASE("cancel() wakes a next_chunk() blocked on a stalled server") {
         const std::string body = llm_test::generate_events(100, &content);
         Response r = Response::sse(body);
         r.stall_after_body_bytes = after_event(body, 30);
-        r.stall_ms = 5000;
+        r.stall_ms = kLongMs;
         server.push(r);
         server.set_default(Response::sse(body));
         Config config = make_config(server);
-        config.read_timeout = 10000ms;
+        config.read_timeout = kLong;
         Client client(config);
         Stream stream = client.stream_chat("hi");
         const CancelOutcome o = cancel_while_blocked(stream, [](std::size_t chunks) { return chunks >= 30; }, 100ms);
         CHECK(o.returned_after_cancel_ms >= 0);
-        CHECK(o.returned_after_cancel_ms < 200);
+        CHECK(o.run.ms < kLongMs);
         CHECK(o.run.error.code == ErrorCode::cancelled);
         CHECK(o.run.content == generated_content_before(body, after_event(body, 30)));
         CHECK(o.run.stats.attempts == 1);
@@ -1284,14 +1329,14 @@ TEST_CASE("cancel() wakes a next_chunk() blocked on a stalled server") {
     SUBCASE("during a retry backoff") {
         server.set_default(Response::status(503, "{\"error\":{\"message\":\"busy\"}}"));
         Config config = make_config(server);
-        config.retry.initial_backoff = 5000ms;
-        config.retry.max_backoff = 5000ms;
+        config.retry.initial_backoff = kLong;
+        config.retry.max_backoff = kLong;
         Client client(config);
         Stream stream = client.stream_chat("hi");
         const CancelOutcome o =
             cancel_while_blocked(stream, [&](std::size_t) { return server.responses_completed() >= 1; }, 100ms);
         CHECK(o.returned_after_cancel_ms >= 0);
-        CHECK(o.returned_after_cancel_ms < 200);
+        CHECK(o.run.ms < kLongMs);
         CHECK(o.run.error.code == ErrorCode::cancelled);
         std::this_thread::sleep_for(50ms);
         CHECK(server.request_count() == 1);  // no attempt after the cancel
@@ -1301,9 +1346,7 @@ TEST_CASE("cancel() wakes a next_chunk() blocked on a stalled server") {
         Client client(make_config(server));
         Stream stream = client.stream_chat("hi");
         stream.cancel();
-        const Clock::time_point t0 = Clock::now();
         CHECK(!stream.next_chunk());
-        CHECK(ms_since(t0) < 100);
         CHECK(stream.error().code == ErrorCode::cancelled);
         CHECK(stream.finished());
         CHECK(stream.poll() == PollStatus::failed);
@@ -1319,8 +1362,8 @@ namespace {
 
 struct PollRun {
     Run run;
-    double max_poll_ms = 0;
     std::size_t pending = 0;
+    std::size_t quiet = 0;  // pending in a row with the socket found not ready: poll() returned, nothing came
     std::size_t pending_with_socket = 0;
     std::size_t pending_without_socket = 0;
     std::size_t bad_sockets = 0;       // a socket that is not an open descriptor, or no direction
@@ -1329,8 +1372,9 @@ struct PollRun {
 };
 
 /* An event loop: poll(); on pending, ::poll() on wait_info()'s socket and direction for at most its
-   timeout (or sleep when there is no socket). */
-PollRun poll_loop(Stream& stream) {
+   timeout (or sleep when there is no socket). Ends with the stream, or once `quiet_enough` > 0 pending
+   polls in a row found nothing to read. */
+PollRun poll_loop(Stream& stream, std::size_t quiet_enough = 0) {
     PollRun p;
     const Clock::time_point t0 = Clock::now();
     int iterations = 0;
@@ -1339,23 +1383,21 @@ PollRun poll_loop(Stream& stream) {
             p.bounded = false;
             break;
         }
-        const Clock::time_point before = Clock::now();
         const PollStatus s = stream.poll();
-        p.max_poll_ms = std::max(p.max_poll_ms, ms_since(before));
         if (s == PollStatus::event) {
             record(p.run, stream.current_event());
+            p.quiet = 0;
             continue;
         }
         if (s == PollStatus::done || s == PollStatus::failed) break;
         ++p.pending;
+        if (quiet_enough > 0 && p.quiet >= quiet_enough) break;
         const WaitInfo w = stream.wait_info();
         if (w.socket != static_cast<llm_stream::socket_handle>(-1)) {
             ++p.pending_with_socket;
             if (!socket_is_open(w.socket) || (!w.want_read && !w.want_write)) ++p.bad_sockets;
-            pollfd fd{};
-            fd.fd = w.socket;
-            fd.events = static_cast<short>((w.want_read ? POLLIN : 0) | (w.want_write ? POLLOUT : 0));
-            ::poll(&fd, 1, static_cast<int>(std::min<long long>(w.timeout.count(), 100)));
+            const bool ready = socket_ready(w, static_cast<int>(std::min<long long>(w.timeout.count(), 100)));
+            p.quiet = ready ? 0 : p.quiet + 1;
         } else {
             ++p.pending_without_socket;
             if (w.timeout.count() == 0) ++p.zero_timeouts_without_socket;
@@ -1393,7 +1435,6 @@ TEST_CASE("poll() drives a whole stream without ever blocking") {
         CHECK_MESSAGE(!p.run.error, p.run.error.message);
         CHECK(p.run.events == expected.events);
         CHECK(p.run.content == content);
-        CHECK(p.max_poll_ms < 50);
         CHECK(p.pending > 0);
         CHECK(p.pending_with_socket == p.pending);  // connecting or reading: always a socket to wait on
         CHECK(p.bad_sockets == 0);
@@ -1410,7 +1451,6 @@ TEST_CASE("poll() drives a whole stream without ever blocking") {
         CHECK(p.bounded);
         CHECK(!p.run.error);
         CHECK(p.run.content == kSmallContent);
-        CHECK(p.max_poll_ms < 50);
         CHECK(p.bad_sockets == 0);
     }
     SUBCASE("through a retry wait: no socket, a timeout to sleep for") {
@@ -1423,7 +1463,6 @@ TEST_CASE("poll() drives a whole stream without ever blocking") {
         CHECK(!p.run.error);
         CHECK(p.run.events == expected.events);
         CHECK(p.run.stats.attempts == 2);
-        CHECK(p.max_poll_ms < 50);
         CHECK(p.pending_without_socket > 0);
         CHECK(p.pending_without_socket < 50);  // it slept for the timeout, it did not spin
         CHECK(p.bad_sockets == 0);
@@ -1432,7 +1471,7 @@ TEST_CASE("poll() drives a whole stream without ever blocking") {
     SUBCASE("an idle-read timeout is reported by poll() too") {
         Response r = Response::sse(body);
         r.stall_after_body_bytes = after_event(body, 10);
-        r.stall_ms = 3000;
+        r.stall_ms = kLongMs;
         server.push(r);
         server.set_default(Response::sse(body));
         Config short_read = config;
@@ -1443,9 +1482,29 @@ TEST_CASE("poll() drives a whole stream without ever blocking") {
         CHECK(p.bounded);
         CHECK(p.run.error.code == ErrorCode::timeout);
         CHECK(p.run.content == generated_content_before(body, after_event(body, 10)));
-        CHECK(p.max_poll_ms < 50);
         CHECK(p.run.ms >= 240);
-        CHECK(p.run.ms < 1500);
+    }
+    SUBCASE("a server that says nothing, before the headers and mid-body: poll() keeps returning") {
+        Response silent = Response::sse(body);
+        silent.stall_before_headers_ms = kLongMs;
+        Response silent_mid_body = Response::sse(body);
+        silent_mid_body.stall_after_body_bytes = after_event(body, 10);
+        silent_mid_body.stall_ms = kLongMs;
+        Config patient = config;
+        patient.read_timeout = kLong;  // a poll() that blocked would return only after it, failed
+        Client client(patient);
+        for (const Response& r : {silent, silent_mid_body}) {
+            const std::size_t events_before = r.stall_after_body_bytes == Response::never ? 0 : 10;
+            CAPTURE(events_before);
+            server.push(r);
+            Stream stream = client.stream_chat("hi");
+            const PollRun p = poll_loop(stream, 3);
+            CHECK(p.bounded);
+            CHECK(p.quiet == 3);
+            CHECK(!stream.finished());
+            CHECK(p.run.content == generated_content_before(body, after_event(body, events_before)));
+            CHECK(p.bad_sockets == 0);
+        }
     }
 }
 
@@ -1536,7 +1595,8 @@ TEST_CASE("keep-alive: the pool reuses connections, and only good ones") {
         closing.set_default(Response::sse(body));
         Client client(make_config(closing));
         CHECK(!run_chat(client).error);
-        std::this_thread::sleep_for(300ms);  // the server closes the idle connection
+        for (int i = 0; i < 1000 && closing.open_connection_count() > 0; ++i) std::this_thread::sleep_for(10ms);
+        CHECK(closing.open_connection_count() == 0);  // the server closed the idle connection
         const Run b = run_chat(client);
         CHECK(!b.error);
         CHECK(b.content == content);

@@ -128,7 +128,7 @@ TEST_CASE("StreamSet wakes for the stub's timers (streams without a socket)") {
     CHECK(empty_waits < 100);
 }
 
-TEST_CASE("StreamSet: wait(0) only looks; removed and finished streams are never ready") {
+TEST_CASE("StreamSet: wait(0) only looks; removed streams and those whose end poll() returned are never ready") {
     Config stub;
     stub.log_level = llm_stream::LogLevel::off;
     Client client(stub);
@@ -190,4 +190,24 @@ TEST_CASE("StreamSet watches the caller's sockets with the streams") {
     CHECK(!sockets[1].ready);
     ::close(pair[0]);
     ::close(pair[1]);
+}
+
+TEST_CASE("StreamSet returns a stream that failed as it was made, so its caller sees it end") {
+    Config broken;
+    broken.base_url = "ftp://127.0.0.1/v1";  // refused before any poll(): not http or https
+    broken.log_level = llm_stream::LogLevel::off;
+    Client client(broken);
+    Stream stream = client.stream_chat("hi");
+    REQUIRE(stream.finished());
+    StreamSet set;
+    set.add(stream);
+    CHECK(set.wait(10min) == std::vector<Stream*>{&stream});  // at once, not after ten minutes
+    CHECK(set.wait(0ms).empty());  // once, even before poll() says so
+    CHECK(stream.poll() == PollStatus::failed);
+    CHECK(!stream.error().message.empty());
+    CHECK(set.wait(0ms).empty());
+    stream = client.stream_chat("again");  // a new stream in the same object: its end is returned too
+    REQUIRE(stream.finished());
+    CHECK(set.wait(10min) == std::vector<Stream*>{&stream});
+    CHECK(set.wait(0ms).empty());
 }

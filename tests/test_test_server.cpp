@@ -1,4 +1,7 @@
 #include "support/test_server.hpp"
+#include "support/remote_test_server.hpp"
+#include "support/test_server_control.hpp"
+#include "support/test_server_wire.hpp"
 #include <doctest/doctest.h>
 
 /* Tests of llm_test::TestServer (tests/support/test_server.hpp), the loopback HTTP/1.1 server the network
@@ -260,7 +263,8 @@ std::vector<std::string> events_of(const std::string& body) {
 }
 
 // One request on a fresh connection; the response read until it is complete (or the server closes).
-Parsed round_trip(TestServer& server, const std::string& request, Client::Received* raw = nullptr) {
+template <class Server>  // TestServer or RemoteTestServer
+Parsed round_trip(Server& server, const std::string& request, Client::Received* raw = nullptr) {
     Client c;
     REQUIRE(c.connect(server.port()));
     REQUIRE(c.send(request));
@@ -1121,4 +1125,103 @@ TEST_CASE("read_stream_file") {
     CHECK(s.compare(0, 6, "data: ") == 0);
     CHECK(llm_test::read_stream_file("openai-gpt4o-content") == s);  // ".sse" optional
     CHECK(llm_test::read_stream_file("no-such-stream.sse").empty());
+}
+
+// ---- the wire form and RemoteTestServer (the tests built for Windows script this server through them) ----
+
+TEST_CASE("wire: a Response with every field set and requests read back the same; malformed text is refused") {
+    Response r = Response::sse(std::string("data: x\n\n\0\xff", 12), Framing::close, Chunking::list({3, 0, 9}));
+    r.status_code = 503;
+    r.reason = "Busy\r\nX: y";
+    r.headers.emplace_back("Retry-After", "");
+    r.keep_alive = r.raw = r.slow = r.refuse = r.truncate_chunked = false;
+    r.close_before_headers = r.reset_before_headers = true;
+    r.write_delay_ms = 1;
+    r.reset_after_body_bytes = 2;
+    r.stall_before_headers_ms = 3;
+    r.stall_after_body_bytes = Response::never;
+    r.stall_ms = 4;
+    r.long_header_bytes = 5;
+    r.extra_header_count = 6;
+    r.slow_delay_ms = 7;
+    r.flood = "f\n";
+    r.flood_ms = 8;
+    const std::string text = llm_test::wire::write_response(r);
+    Response back;
+    REQUIRE(llm_test::wire::read_response(text, back));
+    CHECK(llm_test::wire::write_response(back) == text);
+    CHECK(back.body == r.body);
+    CHECK(back.headers == r.headers);
+    CHECK(back.chunking.sizes == r.chunking.sizes);
+    CHECK(back.framing == Framing::close);
+    CHECK(back.stall_after_body_bytes == Response::never);
+    CHECK(back.reset_before_headers);
+    CHECK(!back.keep_alive);
+
+    llm_test::Request q;
+    q.method = "POST";
+    q.target = "/v1";
+    q.headers = {{"A", "1"}, {"B", ""}};
+    q.body = "{}\n";
+    q.connection_id = 3;
+    std::vector<llm_test::Request> requests;
+    REQUIRE(llm_test::wire::read_requests(llm_test::wire::write_requests({q, q}), requests));
+    REQUIRE(requests.size() == 2);
+    CHECK(requests[1].headers == q.headers);
+    CHECK(requests[1].body == q.body);
+    CHECK(requests[1].connection_id == 3);
+
+    for (const char* bad : {"body 5\nabc\n", "body x\nabc\n", "body 3\nabcd", "nosuch 0\n\n", "slow 1\n2\n",
+                            "status_code 3\n-1x\n", " 0\n\n", "framing 1\n7\n"}) {
+        CAPTURE(bad);
+        CHECK(!llm_test::wire::read_response(bad, back));
+    }
+    CHECK(!llm_test::wire::read_requests("method 1\nX\n", requests));  // before any "request"
+}
+
+TEST_CASE("RemoteTestServer scripts test servers through a control server, as the Windows tests do") {
+    llm_test::ServerControl servers;
+    TestServer control;
+    control.answer_with([&servers](const llm_test::Request& r) { return servers.handle(r); });
+    REQUIRE(control.start());
+    const std::string address = "127.0.0.1:" + std::to_string(control.port());
+    llm_test::RemoteTestServer remote({}, address);
+    REQUIRE(remote.start());
+    CHECK(remote.base_url() == "http://127.0.0.1:" + std::to_string(remote.port()));
+    remote.push(Response::status(429, "{}", {{"Retry-After", "1"}}));
+    remote.set_default(Response::sse("data: ok\n\n"));
+    CHECK(round_trip(remote, post("/first", "{\"a\":1}")).status == 429);
+    CHECK(round_trip(remote, post("/second", "{}")).body == "data: ok\n\n");
+    const std::vector<llm_test::Request> requests = remote.requests();
+    REQUIRE(requests.size() == 2);
+    CHECK(requests[0].target == "/first");
+    CHECK(requests[0].body == "{\"a\":1}");
+    CHECK(requests[0].header("content-type") == "application/json");
+    CHECK(remote.request_count() == 2);
+    CHECK(remote.connection_count() == 2);
+    CHECK(remote.responses_completed() == 2);
+    remote.clear_records();
+    CHECK(remote.request_count() == 0);
+
+    remote.push(Response::status(500));
+    remote.clear_queue();
+    remote.stop();
+    Client c;
+    CHECK(!c.connect(remote.port()));
+    REQUIRE(remote.start());  // again, on a new port, with the same script
+    CHECK(round_trip(remote, post("/", "{}")).body == "data: ok\n\n");
+    CHECK(remote.error().empty());
+
+    llm_test::RemoteTestServer::Options v6;
+    v6.ipv6 = true;
+    v6.idle_timeout_ms = 100;
+    llm_test::RemoteTestServer six(v6, address);
+    if (six.start()) CHECK(six.base_url() == "http://[::1]:" + std::to_string(six.port()));
+    CHECK(round_trip(control, "GET /1/counts HTTP/1.1\r\n\r\n").status == 400);
+    CHECK(round_trip(control, post("/7/counts", "")).body == "llm_test_server: no test server 7");
+    CHECK(round_trip(control, post("/1/push", "body 9\nshort\n")).status == 400);
+
+    llm_test::RemoteTestServer nowhere({}, "");
+    CHECK(!nowhere.start());
+    CHECK(nowhere.error().find("cannot connect to the control server") != std::string::npos);
 }

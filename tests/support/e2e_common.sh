@@ -99,6 +99,17 @@ run() {
     RC=$?
 }
 
+# check_version: BIN --version prints one line, "llm_stream X.Y.Z (tls: ...)", and exits 0.
+check_version() {
+    run --version
+    if [ "$RC" -eq 0 ] && grep -Eq '^llm_stream [0-9]+\.[0-9]+\.[0-9]+ \(tls: [^)]+\)$' "$WORK/out" &&
+        [ "$(wc -l <"$WORK/out")" -eq 1 ]; then
+        pass "--version prints 'llm_stream X.Y.Z (tls: ...)'"
+    else
+        fail "--version prints 'llm_stream X.Y.Z (tls: ...)'"
+    fi
+}
+
 # port_of PID OUTPUT: the port of the "PORT n" line that llm_test_server (process PID) prints to the file
 # OUTPUT once it listens, waited for 10 s at most; fails when PID ends or the time is up without it.
 port_of() {

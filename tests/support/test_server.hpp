@@ -21,6 +21,9 @@
 #ifndef LLM_TEST_SERVER_HPP
 #define LLM_TEST_SERVER_HPP
 
+// Windows (the tests cross-built for wine) gets the script's types and the test data only: the tests there
+// reach this server, run natively, through RemoteTestServer (remote_test_server.hpp).
+#ifndef _WIN32
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
@@ -30,6 +33,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -41,6 +45,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -442,6 +447,7 @@ inline std::shared_ptr<const Prepared> prepare(Response r) {
 
 }  // namespace detail
 
+#ifndef _WIN32
 class TestServer {
 public:
     struct Options {
@@ -574,6 +580,10 @@ public:
         std::lock_guard<std::mutex> lock(mu_);
         routes_.emplace_back(std::move(prefix), std::move(p));
     }
+    // With the queue empty, every request gets handler(request) instead of a route or the default: a server
+    // that computes its answers (llm_test_server --control). Set it before start(); it is called on the
+    // connection's thread, outside the server's lock.
+    void answer_with(std::function<Response(const Request&)> handler) { handler_ = std::move(handler); }
     void clear_queue() {
         std::lock_guard<std::mutex> lock(mu_);
         queue_.clear();
@@ -810,11 +820,12 @@ private:
                 if (!queue_.empty()) {
                     p = queue_.front();
                     queue_.pop_front();
-                } else {
+                } else if (!handler_) {
                     p = unqueued_response(req.target);
                 }
                 requests_.push_back(req);
             }
+            if (!p) p = detail::prepare(handler_(req));
             cv_.notify_all();
             const bool client_closes = Response::equals_ignore_case(req.header("connection"), "close");
             after = respond(c, *p, client_closes || req.version == "HTTP/1.0");
@@ -1166,6 +1177,7 @@ private:
     std::deque<std::shared_ptr<const detail::Prepared>> queue_;
     std::shared_ptr<const detail::Prepared> default_;
     std::vector<std::pair<std::string, std::shared_ptr<const detail::Prepared>>> routes_;  // see route()
+    std::function<Response(const Request&)> handler_;                                      // see answer_with()
     std::vector<Request> requests_;
     std::vector<ConnectionInfo> connections_;
     std::map<std::size_t, int> open_fds_;
@@ -1174,6 +1186,8 @@ private:
     std::size_t next_connection_id_ = 0;
     std::size_t responses_completed_ = 0;
 };
+
+#endif  // _WIN32
 
 // ---- test data ----
 
