@@ -9,6 +9,9 @@
 #define LLM_STREAM_IMPLEMENTATION
 #include "llm_stream.hpp"
 #include "cli_support.hpp"
+#if defined(LLM_CHAT_OPENSSL)  // llm-chat-openssl: https:// through llm_stream_openssl.hpp, the TLS hook
+#include "llm_stream_openssl.hpp"
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -977,6 +980,9 @@ llm_stream::Error make_config(const CommandLine& cl, OutputState& out, llm_strea
                    "network path can read and alter this conversation, API key included\n",
                    stderr);
     }
+#if defined(LLM_CHAT_OPENSSL)
+    if (llm_stream::Error error = llm_stream::openssl::make_backend(config.tls, config.tls.backend)) return error;
+#endif
     if (cl.verbose) config.log_level = llm_stream::LogLevel::info;
     config.log = log_to_stderr(out);
     if (config.stub_mode() && !cl.replay) {
@@ -1000,7 +1006,11 @@ std::optional<int> read_command_line(int argc, char** argv, CommandLine& cl) {
         return cli::exit_ok;
     }
     if (cl.show_version) {
+#if defined(LLM_CHAT_OPENSSL)
+        std::printf("llm_stream " LLM_STREAM_VERSION_STRING " (tls: openssl, %s)\n", OpenSSL_version(OPENSSL_VERSION));
+#else
         std::printf("%s\n", llm_stream::version_string());
+#endif
         return cli::exit_ok;
     }
     return std::nullopt;

@@ -27,6 +27,7 @@ packages=(
     pkg-config
     doctest-dev
     libmbedtls-dev
+    libssl-dev       # llm_stream_openssl.hpp: test_tls_openssl and llm-chat-openssl through nginx (ctest -L tls)
     nginx-light
     g++-mingw-w64-x86-64-posix  # the Windows build (Winsock, SChannel), run under wine
     g++-arm-linux-gnueabihf     # 32-bit ARM and big-endian s390x builds of the tests,

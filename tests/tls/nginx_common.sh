@@ -221,7 +221,7 @@ lock_file $1/nginx.lock;
 error_log $1/error.log info;
 events { worker_connections 256; }
 http {
-    log_format llm_tls '\$server_port \$connection \$connection_requests "\$request" \$status \$bytes_sent \$ssl_protocol \$ssl_cipher sni=\$ssl_server_name';
+    log_format llm_tls '\$server_port \$connection \$connection_requests "\$request" \$status \$bytes_sent \$ssl_protocol \$ssl_cipher sni=\$ssl_server_name reused=\$ssl_session_reused';
     access_log $1/access.log llm_tls;
     client_body_temp_path $1/tmp/body;
     proxy_temp_path $1/tmp/proxy;

@@ -27,6 +27,8 @@
 # command that runs test_tls and llm-chat (also found as .exe), LLM_TLS_BACKEND the backend their
 # --version must name (default mbedtls), LLM_TLS_TEST_SERVER a native llm_test_server, and
 # LLM_TLS_MORE_CHECKS a file sourced after the llm-chat checks, with everything above still running.
+# LLM_TLS_BACKEND=openssl runs test_tls_openssl and llm-chat-openssl instead (the OpenSSL backend of
+# llm_stream_openssl.hpp through the TLS hook).
 
 set -u
 
@@ -51,10 +53,16 @@ skip() {
 }
 
 SERVER_BIN=${LLM_TLS_TEST_SERVER:-$(first_executable "$BUILD/tests/llm_test_server" "$BUILD/llm_test_server")}
-TEST_BIN=$(first_executable "$BUILD/tests/test_tls" "$BUILD/test_tls" "$BUILD/test_tls.exe")
-CHAT_BIN=$(first_executable "$BUILD/examples/llm-chat" "$BUILD/llm-chat" "$BUILD/llm-chat.exe")
-read -r -a RUN <<<"${LLM_TLS_RUN:-}"
 BACKEND=${LLM_TLS_BACKEND:-mbedtls}
+TEST_NAME=test_tls
+CHAT_NAME=llm-chat
+if [ "$BACKEND" = openssl ]; then
+    TEST_NAME=test_tls_openssl
+    CHAT_NAME=llm-chat-openssl
+fi
+TEST_BIN=$(first_executable "$BUILD/tests/$TEST_NAME" "$BUILD/$TEST_NAME" "$BUILD/$TEST_NAME.exe")
+CHAT_BIN=$(first_executable "$BUILD/examples/$CHAT_NAME" "$BUILD/$CHAT_NAME" "$BUILD/$CHAT_NAME.exe")
+read -r -a RUN <<<"${LLM_TLS_RUN:-}"
 
 [ -n "$SERVER_BIN" ] || skip "no llm_test_server in $BUILD/tests or $BUILD (build the tests first)"
 find_nginx
