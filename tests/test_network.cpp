@@ -28,8 +28,11 @@ using llm_test::TestServer;
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #else
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #endif
 
 #include <algorithm>
@@ -305,6 +308,45 @@ bool socket_is_open(llm_stream::socket_handle s) {
     return s != static_cast<llm_stream::socket_handle>(-1) &&
            ::getsockopt(s, SOL_SOCKET, SO_TYPE, reinterpret_cast<char*>(&type), &size) == 0;
 }
+
+/* A loopback port that refuses connections: bound, never listening, and held until the end of the
+   test, so that no other server (tests run in parallel) can take it, as one could a stopped server's. */
+class RefusedPort {
+public:
+    RefusedPort() {
+#ifdef _WIN32
+        WSADATA data;
+        WSAStartup(MAKEWORD(2, 2), &data);
+#endif
+        socket_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t size = sizeof address;
+        if (::bind(socket_, reinterpret_cast<const sockaddr*>(&address), size) == 0 &&
+            ::getsockname(socket_, reinterpret_cast<sockaddr*>(&address), &size) == 0)
+            port_ = ntohs(address.sin_port);
+    }
+    RefusedPort(const RefusedPort&) = delete;
+    RefusedPort& operator=(const RefusedPort&) = delete;
+    ~RefusedPort() {
+#ifdef _WIN32
+        ::closesocket(socket_);
+        WSACleanup();
+#else
+        ::close(socket_);
+#endif
+    }
+    std::uint16_t port() const { return port_; }  // 0 when none could be had
+
+private:
+#ifdef _WIN32
+    SOCKET socket_;
+#else
+    int socket_;
+#endif
+    std::uint16_t port_ = 0;
+};
 
 /* Waits at most `ms` for wait_info()'s socket to be ready as it asks; true when it is. */
 bool socket_ready(const WaitInfo& w, int ms) {
@@ -616,10 +658,9 @@ TEST_CASE("the API key never appears in a log line or an error message") {
     server.push(Response::status(400, "bad request for key " + key));
     messages.push_back(run_chat(client).error.message);
 
-    TestServer gone;
-    START_SERVER(gone);
+    const RefusedPort gone;
+    CHECK(gone.port() != 0);
     const std::uint16_t port = gone.port();
-    gone.stop();
     Config refused = config;
     refused.base_url = "http://127.0.0.1:" + std::to_string(port) + "/v1";
     Client refused_client(refused);
@@ -642,10 +683,9 @@ TEST_CASE("the API key never appears in a log line or an error message") {
    ============================================================================================= */
 
 TEST_CASE("connection refused: ErrorCode::connect after 1 + max_retries attempts") {
-    TestServer gone;
-    START_SERVER(gone);
+    const RefusedPort gone;
+    CHECK(gone.port() != 0);
     const std::uint16_t port = gone.port();
-    gone.stop();
     auto sink = std::make_shared<LogSink>();
     Config config = make_config("http://127.0.0.1:" + std::to_string(port), sink);
     config.retry.max_retries = 2;

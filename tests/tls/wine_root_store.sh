@@ -5,7 +5,7 @@
 # throwaway copy of the wine prefix (LLM_TLS_IMPORT_ROOT), which must then be all the trust needed.
 
 # sni_is WHAT: nginx's access log says the last request came with SNI WHAT ("-": none).
-sni_is() { [ "$(tail -n 1 "$NGX/access.log" | sed -n 's/.* sni=//p')" = "$1" ]; }
+sni_is() { [ "$(tail -n 1 "$NGX/access.log" | sed -n 's/.* sni=\([^ ]*\).*/\1/p')" = "$1" ]; }
 
 chat LLM_BASE_URL="$(url "$P_VALID")" --cacert "$CA_FILE" hi
 if [ "$RC" -eq 0 ] && sni_is localhost; then
