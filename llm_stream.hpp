@@ -10335,9 +10335,27 @@ struct AttemptPlan {
    only an unfinished line or event in it. A thread keeps as many as its streams ever held at once. */
 class ReceiveBuffers {
 public:
-    static ReceiveBuffers& of_this_thread() {
+    /* The thread's buffers; nullptr where they are not shared: with mingw-w64, a thread_local object's
+       destructor runs after winpthreads has torn down the thread's storage and frees a bad pointer at
+       thread exit (seen under wine), so on Windows each stream keeps a buffer of its own. */
+    static ReceiveBuffers* of_this_thread() {
+#if defined(_WIN32)
+        return nullptr;
+#else
         static thread_local ReceiveBuffers buffers;
-        return buffers;
+        return &buffers;
+#endif
+    }
+    /* A buffer with room for `capacity` bytes, the thread's when it shares them; empty when out of memory. */
+    static ByteBuffer take_for_this_thread(std::size_t capacity) {
+        if (ReceiveBuffers* shared = of_this_thread()) return shared->take(capacity);
+        ByteBuffer buffer;
+        if (!buffer.reserve_exact(capacity)) return ByteBuffer();
+        return buffer;
+    }
+    /* Gives the buffer to the thread's when it shares them; else the stream keeps it. */
+    static void give_back_to_this_thread(ByteBuffer& buffer) {
+        if (ReceiveBuffers* shared = of_this_thread()) shared->give_back(buffer);
     }
     // Room for the buffers given back made with the first one, not when the first comes back (which
     // could be in the middle of a stream).
@@ -10772,7 +10790,7 @@ inline PollStatus StreamImpl::poll() {
     const PollStatus s = advance();
     end_seen_ = end_seen_ || s == PollStatus::done || s == PollStatus::failed;
     // Nothing left in the receive buffer and no event pointing into it: another stream may use it.
-    if (s != PollStatus::event && receive_pos_ == receive_end_) ReceiveBuffers::of_this_thread().give_back(receive_);
+    if (s != PollStatus::event && receive_pos_ == receive_end_) ReceiveBuffers::give_back_to_this_thread(receive_);
     return s;
 }
 
@@ -10820,7 +10838,7 @@ inline PollStatus StreamImpl::exchange() {
             continue;
         }
         if (reads == reads_per_poll) return PollStatus::pending;  // the socket is still worth watching
-        if (receive_.data() == nullptr) receive_ = ReceiveBuffers::of_this_thread().take(cfg.limits.receive_buffer_bytes);
+        if (receive_.data() == nullptr) receive_ = ReceiveBuffers::take_for_this_thread(cfg.limits.receive_buffer_bytes);
         if (receive_.data() == nullptr)
             return fail(make_error(ErrorCode::out_of_memory, "out of memory for the receive buffer"));
         const IoResult r = transport_->read(receive_.data(), cfg.limits.receive_buffer_bytes);

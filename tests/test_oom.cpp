@@ -145,7 +145,8 @@ bool is_prefix(const std::vector<std::string>& part, const std::vector<std::stri
 /* A stream gives its receive buffer back to its thread, which keeps it for the next stream; dropped
    after each run, so that every run allocates it anew (and can fail to) and leaves nothing live. */
 void drop_thread_buffers() {
-    llm_stream::detail::ReceiveBuffers::of_this_thread() = llm_stream::detail::ReceiveBuffers();
+    if (llm_stream::detail::ReceiveBuffers* shared = llm_stream::detail::ReceiveBuffers::of_this_thread())
+        *shared = llm_stream::detail::ReceiveBuffers();
 }
 
 /* A run with the k-th allocation failed ended acceptably: as the clean run did, or out of memory
