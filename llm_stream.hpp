@@ -11019,12 +11019,7 @@ const char* to_string(ErrorCode code) noexcept {
 
 namespace detail {
 
-inline Error config_error(std::string message) {
-    Error e;
-    e.code = ErrorCode::invalid_config;
-    e.message = std::move(message);
-    return e;
-}
+inline Error config_error(std::string message) { return make_error(ErrorCode::invalid_config, std::move(message)); }
 
 // "line 3: what", the line counted from 1 at byte offset `at`.
 inline Error dotenv_error(std::string_view text, std::size_t at, const char* what) {
