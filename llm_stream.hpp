@@ -22,7 +22,8 @@
 
      A Stream hands out text as std::string_view into buffers it owns: valid until the next call on that
      stream. Typed events (reasoning, tool-call fragments, finish reason, usage) come from next_event().
-     poll() never blocks, for game loops and event loops. No threads are started by the library, no
+     poll() never blocks, for game loops and event loops (built with LLM_STREAM_NO_DNS, it blocks while
+     the system's resolver looks up a host name). No threads are started by the library, no
      exception is ever thrown by it, and RTTI is not used.
 
      Over your own HTTP stack (libcurl, WinHTTP, an engine's module): build_request() says what to
@@ -36,6 +37,19 @@
      LLM_STREAM_NO_SCHANNEL           Windows: no built-in TLS (else SChannel, the system's own TLS, is
                                       the backend when LLM_STREAM_MBEDTLS is not defined; it then
                                       defines LLM_STREAM_SCHANNEL)
+     LLM_STREAM_NO_RESPONSES          leave out an API (its request, reader and stub): Api::responses,
+     LLM_STREAM_NO_ANTHROPIC          Api::anthropic, ... chosen at run time is then an invalid_config
+     LLM_STREAM_NO_GEMINI             error naming the macro ("api 'gemini' is not compiled in:
+     LLM_STREAM_NO_OLLAMA             LLM_STREAM_NO_GEMINI") from build_request(), parse_api(), a
+                                      Decoder and every stream; never another API's decoding
+     LLM_STREAM_NO_STUB               leave out stub mode: a client without a base URL fails each stream
+                                      with such an error instead of simulating a reply
+     LLM_STREAM_MINIMAL               all five: OpenAI's chat completions (every compatible server)
+                                      over the network only (README, "Small targets")
+     LLM_STREAM_NO_DNS                leave out the built-in resolver: a host name is looked up by the
+                                      system's getaddrinfo, which blocks poll() until it answers
+                                      (version_string() says so); Config::dns set is then an
+                                      invalid_config error naming the macro. Not part of MINIMAL
 
    LICENSE: MIT, see the end of this file.
 */
@@ -195,7 +209,8 @@ struct TlsOptions {
    the hosts file first, then the name servers over UDP (TCP when an answer is truncated), A and AAAA
    at once; only the name as given is asked: resolv.conf's `search` and `ndots` are not applied (a base
    URL names its host in full). Windows: the system's resolver, asynchronously (GetAddrInfoExW, Windows
-   8 and later), within timeout x attempts; it has its own servers and hosts file. */
+   8 and later), within timeout x attempts; it has its own servers and hosts file. Built with
+   LLM_STREAM_NO_DNS: the system's getaddrinfo, blocking, and these must stay as they are. */
 struct DnsOptions {
     /* "address" or "address:port" ("10.0.0.2", "127.0.0.1:5353", "[::1]:5353"), tried in turn.
        Empty: the `nameserver` lines of /etc/resolv.conf (the first 3), 127.0.0.1 when it has none. */
@@ -544,6 +559,8 @@ private:
 
 struct Stats {
     double first_chunk_ms = -1;       // request start to the first content chunk; -1 before it
+    double first_byte_ms = -1;        // request start to the response's first byte (curl's time_starttransfer),
+                                      // of the last attempt; -1 before it
     double total_ms = 0;              // request start to the end (so far, while running)
     std::size_t chunks = 0;           // content chunks delivered
     std::size_t chars = 0;            // Unicode characters of content delivered
@@ -613,6 +630,9 @@ public:
     /* For transports that parse HTTP themselves (libcurl, WinHTTP, ...): the response's status and
        Content-Type; from then on feed() takes body bytes only. */
     void start_body(int http_status, std::string_view content_type);
+    /* Ready for another response (on a kept-alive connection), as a new decoder is, but keeping the
+       room its buffers had up to their usual size: decoding the next response allocates nothing anew. */
+    void reset();
 
     const Event& event() const noexcept;  // after DecodeStatus::event
     const Error& error() const noexcept;  // after DecodeStatus::failed
@@ -735,7 +755,7 @@ struct SocketWatch {
    the only call safe from others (a cancel() from another thread wakes the stream's own wait, not the
    set's: call wake() after it). No allocation per wait once the set has grown.
    Streams polled until pending in turn share one receive buffer, their thread's: a stream holds it
-   only while it has bytes left to decode or an event out (about 12 KiB of heap per open stream). */
+   only while it has bytes left to decode or an event out (about 9 KiB of heap per open stream). */
 class StreamSet {
 public:
     StreamSet();
@@ -802,7 +822,8 @@ std::optional<bool> json_bool_member(std::string_view json, std::string_view nam
 /* The member's value as JSON text: an object or array to read further with these functions. */
 std::optional<std::string_view> json_member(std::string_view json, std::string_view name);
 
-/* "llm_stream 0.2.0 (tls: none)" or with the TLS backend's name and version. */
+/* "llm_stream 0.2.0 (tls: none)" or with the TLS backend's name and version; built with
+   LLM_STREAM_NO_DNS, "(tls: none; dns: the system's, blocking)". */
 const char* version_string() noexcept;
 
 }  // inline namespace v0_2
@@ -933,12 +954,38 @@ const char* version_string() noexcept;
 #define LLM_STREAM_FORCE_INLINE inline __attribute__((always_inline))
 #endif
 
+/* Code that runs once per request or client (configuration, URLs, proxies, name lookups, request
+   writing and checks, retries): compiled for size, as its speed does not matter next to the network. */
+#if defined(__GNUC__) || defined(__clang__)
+#define LLM_STREAM_COLD __attribute__((cold))
+#else
+#define LLM_STREAM_COLD
+#endif
+
 #ifndef LLM_STREAM_REALLOC
 #define LLM_STREAM_REALLOC(ptr, size) std::realloc(ptr, size)
 #define LLM_STREAM_FREE(ptr) std::free(ptr)
 #endif
 #ifndef LLM_STREAM_ASSERT
 #define LLM_STREAM_ASSERT(expr) assert(expr)
+#endif
+
+#if defined(LLM_STREAM_MINIMAL)  // OpenAI's chat completions over the network, and nothing else
+#ifndef LLM_STREAM_NO_RESPONSES
+#define LLM_STREAM_NO_RESPONSES
+#endif
+#ifndef LLM_STREAM_NO_ANTHROPIC
+#define LLM_STREAM_NO_ANTHROPIC
+#endif
+#ifndef LLM_STREAM_NO_GEMINI
+#define LLM_STREAM_NO_GEMINI
+#endif
+#ifndef LLM_STREAM_NO_OLLAMA
+#define LLM_STREAM_NO_OLLAMA
+#endif
+#ifndef LLM_STREAM_NO_STUB
+#define LLM_STREAM_NO_STUB
+#endif
 #endif
 
 namespace llm_stream {
@@ -955,6 +1002,31 @@ inline Error make_error(ErrorCode code, std::string message, int http_status = 0
     e.http_status = http_status;
     e.message = std::move(message);
     return e;
+}
+
+/* A feature left out of this build by `macro` (the CONFIGURATION MACROS): chosen at run time, it is
+   this error, never a silent substitute. */
+inline Error not_compiled_in(const std::string& feature, const char* macro) {
+    return make_error(ErrorCode::invalid_config, feature + " is not compiled in: " + macro);
+}
+
+/* None when `api`'s request, reader and stub are in this build. */
+inline Error api_compiled_in(Api api) {
+    const char* macro = nullptr;
+#if defined(LLM_STREAM_NO_RESPONSES)
+    if (api == Api::responses) macro = "LLM_STREAM_NO_RESPONSES";
+#endif
+#if defined(LLM_STREAM_NO_ANTHROPIC)
+    if (api == Api::anthropic) macro = "LLM_STREAM_NO_ANTHROPIC";
+#endif
+#if defined(LLM_STREAM_NO_GEMINI)
+    if (api == Api::gemini) macro = "LLM_STREAM_NO_GEMINI";
+#endif
+#if defined(LLM_STREAM_NO_OLLAMA)
+    if (api == Api::ollama) macro = "LLM_STREAM_NO_OLLAMA";
+#endif
+    if (!macro) return {};
+    return not_compiled_in(std::string("api '") + api_name(api) + "'", macro);
 }
 
 /* A growable byte buffer through the allocation macros. Never shrinks, so a stream that has reached
@@ -1012,6 +1084,15 @@ public:
     bool append(std::string_view s) { return append(s.data(), s.size()); }
     bool push_back(char c) { return append(&c, 1); }
     bool assign(std::string_view s) { clear(); return append(s); }
+    /* Empties it; its room is kept up to `usual` bytes, and one grown past that by a rare big
+       message is given back, so that a buffer kept for reuse does not hold its peak. */
+    void clear_to(std::size_t usual) noexcept {
+        clear();
+        if (capacity_ <= usual) return;
+        LLM_STREAM_FREE(data_);
+        data_ = nullptr;
+        capacity_ = 0;
+    }
 
 private:
     char* data_ = nullptr;
@@ -1226,7 +1307,7 @@ inline std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noex
 /* An HTTP-date (RFC 9110 5.6.7) as seconds since the Unix epoch: IMF-fixdate
    "Sun, 06 Nov 1994 08:49:37 GMT", the obsolete RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT" and
    asctime "Sun Nov  6 08:49:37 1994" forms. */
-inline std::optional<std::int64_t> parse_http_date(std::string_view s) noexcept {
+LLM_STREAM_COLD inline std::optional<std::int64_t> parse_http_date(std::string_view s) noexcept {
     static const char* const months[] = {"jan", "feb", "mar", "apr", "may", "jun",
                                          "jul", "aug", "sep", "oct", "nov", "dec"};
     // Split into tokens on spaces, commas and dashes; the forms differ only in order.
@@ -1385,6 +1466,28 @@ inline ssize_t socket_recv(native_socket s, char* buffer, std::size_t capacity) 
 }
 #endif
 
+/* A new socket that never blocks, is not inherited by child processes and never raises SIGPIPE, or
+   invalid_socket. Where socket() takes the flags (Linux, the BSDs) that is one system call, not four:
+   a frame that opens 32 connections makes 96 fewer. */
+inline native_socket new_socket(int family, int type, int protocol) noexcept {
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+    const native_socket s = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+#else
+    native_socket s = ::socket(family, type, protocol);
+    if (s != invalid_socket && !set_non_blocking(s)) {
+        close_socket(s);
+        s = invalid_socket;
+    }
+#endif
+#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
+    if (s != invalid_socket) {  // socket_send() cannot say it per call here
+        const int on = 1;
+        setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
+    }
+#endif
+    return s;
+}
+
 inline IoResult socket_write(native_socket s, const char* data, std::size_t size, int& error) noexcept {
     const auto n = socket_send(s, data, size);
     if (n >= 0) return {IoStatus::ok, static_cast<std::size_t>(n)};
@@ -1472,26 +1575,28 @@ private:
    that opening a connection never blocks poll(): the A and AAAA queries go out at once over UDP (over
    TCP when an answer comes back truncated), and an answer is believed only once it matches its query.
    The writer and the reader are sans-I/O (fuzz/fuzz_dns.cpp); DnsLookup moves their bytes.
+   LLM_STREAM_NO_DNS leaves it out: resolve_host() then asks the system's resolver, which blocks.
    ------------------------------------------------------------------------------------------------ */
+#if !defined(LLM_STREAM_NO_DNS)
 
 constexpr std::uint16_t dns_type_a = 1, dns_type_cname = 5, dns_type_aaaa = 28, dns_class_in = 1;
 constexpr std::size_t dns_header_bytes = 12;
 constexpr std::size_t dns_max_name_bytes = 255;  // in wire form, length bytes and the final 0 included
 constexpr int dns_max_cname_hops = 8;
 
-inline void dns_put_u16(std::string& out, std::uint16_t v) {
+LLM_STREAM_COLD inline void dns_put_u16(std::string& out, std::uint16_t v) {
     out += static_cast<char>(v >> 8);
     out += static_cast<char>(v & 0xFF);
 }
 
-inline std::uint16_t dns_u16(std::string_view message, std::size_t at) noexcept {
+LLM_STREAM_COLD inline std::uint16_t dns_u16(std::string_view message, std::size_t at) noexcept {
     return static_cast<std::uint16_t>(static_cast<unsigned char>(message[at]) << 8 |
                                       static_cast<unsigned char>(message[at + 1]));
 }
 
 /* Appends `name` in wire form (length-prefixed labels, then 0); ErrorCode::dns naming it when it cannot
    be one. No IDNA: an internationalised name must be given in its xn-- form. */
-inline Error dns_wire_name(std::string_view name, std::string& out) {
+LLM_STREAM_COLD inline Error dns_wire_name(std::string_view name, std::string& out) {
     auto refuse = [&](const char* why) {
         return make_error(ErrorCode::dns, "cannot look up \"" + excerpt(name, 80) + "\": " + why);
     };
@@ -1516,7 +1621,7 @@ inline Error dns_wire_name(std::string_view name, std::string& out) {
 }
 
 /* A standard query with recursion desired for the `type` records (dns_type_a, dns_type_aaaa) of `name`. */
-inline Error write_dns_query(std::string_view name, std::uint16_t id, std::uint16_t type, std::string& out) {
+LLM_STREAM_COLD inline Error write_dns_query(std::string_view name, std::uint16_t id, std::uint16_t type, std::string& out) {
     out.clear();
     dns_put_u16(out, id);
     dns_put_u16(out, 0x0100);  // QR 0, opcode 0 (a query), RD 1
@@ -1531,7 +1636,7 @@ inline Error write_dns_query(std::string_view name, std::uint16_t id, std::uint1
 /* The name at `pos` in wire form, lower case, compression pointers followed; `pos` moves past it in
    place. False when malformed. A pointer must point before itself and the name stays within 255 bytes,
    so no chain of pointers can loop. */
-inline bool dns_read_name(std::string_view message, std::size_t& pos, std::string& wire) {
+LLM_STREAM_COLD inline bool dns_read_name(std::string_view message, std::size_t& pos, std::string& wire) {
     wire.clear();
     std::size_t at = pos;
     bool jumped = false;
@@ -1575,7 +1680,7 @@ struct DnsRecord {
 };
 
 /* The records of the answer section; false (with `why`) when one is malformed or the count lies. */
-inline bool dns_answer_records(std::string_view message, std::size_t pos, std::size_t count,
+LLM_STREAM_COLD inline bool dns_answer_records(std::string_view message, std::size_t pos, std::size_t count,
                                std::vector<DnsRecord>& out, std::string& why) {
     for (std::size_t i = 0; i < count; ++i) {
         DnsRecord r;
@@ -1597,7 +1702,7 @@ inline bool dns_answer_records(std::string_view message, std::size_t pos, std::s
 }
 
 /* Follows `name` through the CNAME records to the addresses of `type` (dns_type_a or dns_type_aaaa). */
-inline bool dns_follow_records(std::string_view message, const std::vector<DnsRecord>& records, std::string name,
+LLM_STREAM_COLD inline bool dns_follow_records(std::string_view message, const std::vector<DnsRecord>& records, std::string name,
                                std::uint16_t type, std::vector<std::string>& addresses, std::string& why) {
     const std::size_t size = type == dns_type_a ? 4 : 16;
     for (int hop = 0; hop <= dns_max_cname_hops; ++hop) {
@@ -1611,7 +1716,7 @@ inline bool dns_follow_records(std::string_view message, const std::vector<DnsRe
                 why = "an address record of " + std::to_string(r.data_length) + " bytes";
                 return false;
             }
-            addresses.emplace_back(text);
+            addresses.push_back(text);
         }
         if (!addresses.empty() || !alias) return true;
         std::size_t at = alias->data;
@@ -1626,7 +1731,7 @@ inline bool dns_follow_records(std::string_view message, const std::vector<DnsRe
 
 /* The header and question of `message` against those of `query`: the id, QR, one question that is the
    query's (names compared case-insensitively), whose name goes to `asked`; `pos` moves past it. */
-inline bool dns_answers_query(std::string_view message, std::string_view query, std::size_t& pos, std::string& asked) {
+LLM_STREAM_COLD inline bool dns_answers_query(std::string_view message, std::string_view query, std::size_t& pos, std::string& asked) {
     if (message.size() < dns_header_bytes || query.size() < dns_header_bytes + 5) return false;
     if (message.substr(0, 2) != query.substr(0, 2) || (message[2] & 0x80) == 0 || dns_u16(message, 4) != 1) return false;
     std::string answered;
@@ -1640,7 +1745,7 @@ inline bool dns_answers_query(std::string_view message, std::string_view query, 
 }
 
 /* Reads `message` as the answer to `query` (as write_dns_query wrote it). */
-inline DnsReply read_dns_answer(std::string_view message, std::string_view query, std::vector<std::string>& addresses,
+LLM_STREAM_COLD inline DnsReply read_dns_answer(std::string_view message, std::string_view query, std::vector<std::string>& addresses,
                                 std::string& why) {
     addresses.clear();
     std::size_t pos = 0;
@@ -1669,7 +1774,7 @@ inline DnsReply read_dns_answer(std::string_view message, std::string_view query
 
 /* Appends the addresses a hosts file (its text) gives `name`: "address name alias..." lines, #
    comments, names compared case-insensitively. */
-inline void hosts_file_addresses(std::string_view text, std::string_view name, std::vector<std::string>& out) {
+LLM_STREAM_COLD inline void hosts_file_addresses(std::string_view text, std::string_view name, std::vector<std::string>& out) {
     if (!name.empty() && name.back() == '.') name.remove_suffix(1);
     auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
     while (!text.empty()) {
@@ -1685,7 +1790,7 @@ inline void hosts_file_addresses(std::string_view text, std::string_view name, s
         }
         for (std::size_t f = 1; f < fields.size(); ++f)
             if (iequals(fields[f], name)) {
-                out.emplace_back(fields[0]);
+                out.push_back(std::string(fields[0]));
                 break;
             }
     }
@@ -1699,7 +1804,7 @@ struct DnsSettings {
 };
 
 /* The nameserver lines (the first 3, as glibc) and `options timeout:N attempts:N` of a resolv.conf. */
-inline void read_resolv_conf(std::string_view text, DnsSettings& out) {
+LLM_STREAM_COLD inline void read_resolv_conf(std::string_view text, DnsSettings& out) {
     while (!text.empty()) {
         std::string_view line = text.substr(0, text.find('\n'));
         text.remove_prefix(std::min(text.size(), line.size() + 1));
@@ -1707,7 +1812,7 @@ inline void read_resolv_conf(std::string_view text, DnsSettings& out) {
         const std::size_t gap = std::min(line.size(), line.find_first_of(" \t"));
         const std::string_view keyword = line.substr(0, gap), rest = trim_ascii_space(line.substr(gap));
         if (keyword == "nameserver" && out.servers.size() < 3 && !rest.empty())
-            out.servers.emplace_back(rest.substr(0, rest.find_first_of(" \t")));
+            out.servers.push_back(std::string(rest.substr(0, rest.find_first_of(" \t"))));
         if (keyword != "options") continue;
         for (std::size_t i = 0; i < rest.size();) {
             std::size_t end = std::min(rest.size(), rest.find_first_of(" \t", i));
@@ -1723,7 +1828,7 @@ inline void read_resolv_conf(std::string_view text, DnsSettings& out) {
 }
 
 /* A name server's address: "address" (port 53) or "address:port", an IPv6 one in brackets with a port. */
-inline bool dns_server_address(const std::string& text, SocketAddress& out) {
+LLM_STREAM_COLD inline bool dns_server_address(const std::string& text, SocketAddress& out) {
     std::string host = text, port = "53";
     const std::size_t colon = text.rfind(':');
     if (!text.empty() && text[0] == '[' && colon != std::string::npos && colon > 0 && text[colon - 1] == ']') {
@@ -1747,8 +1852,10 @@ inline bool dns_server_address(const std::string& text, SocketAddress& out) {
     return fits;
 }
 
+#endif  // LLM_STREAM_NO_DNS
+
 /* The text of a small system file (at most 1 MiB read); empty when it cannot be read. */
-inline std::string read_system_file(const std::string& path) {
+LLM_STREAM_COLD inline std::string read_system_file(const std::string& path) {
     std::string text;
     std::FILE* f = path.empty() ? nullptr : std::fopen(path.c_str(), "rb");
     if (!f) return text;
@@ -1759,19 +1866,20 @@ inline std::string read_system_file(const std::string& path) {
     return text;
 }
 
+#if !defined(LLM_STREAM_NO_DNS)
 /* The settings `options` ask for: their servers, else resolv.conf's, else 127.0.0.1 (as glibc). */
-inline DnsSettings dns_settings(const DnsOptions& options, const std::string& resolv_conf_path = "/etc/resolv.conf") {
+LLM_STREAM_COLD inline DnsSettings dns_settings(const DnsOptions& options, const std::string& resolv_conf_path = "/etc/resolv.conf") {
     DnsSettings s;
     read_resolv_conf(read_system_file(resolv_conf_path), s);
     if (!options.servers.empty()) s.servers = options.servers;
-    if (s.servers.empty()) s.servers.emplace_back("127.0.0.1");
+    if (s.servers.empty()) s.servers.push_back("127.0.0.1");
     if (options.timeout.count() > 0) s.timeout = options.timeout;
     if (options.attempts > 0) s.attempts = options.attempts;
     return s;
 }
 
 /* How long until `end`, rounded up (a wait that long finds it passed); 0 once it has. */
-inline std::chrono::milliseconds time_until(Clock::time_point end, Clock::time_point now) noexcept {
+LLM_STREAM_COLD inline std::chrono::milliseconds time_until(Clock::time_point end, Clock::time_point now) noexcept {
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(end - now);
     return left.count() > 0 ? left : std::chrono::milliseconds(0);
 }
@@ -1860,17 +1968,13 @@ private:
 };
 
 /* A socket of `type` connected (or connecting, for TCP) to server_; false with last_why_ otherwise. */
-inline bool DnsLookup::open_socket(int type) {
+LLM_STREAM_COLD inline bool DnsLookup::open_socket(int type) {
     close();
-    socket_ = ::socket(server_.storage.ss_family, type, 0);
-    if (socket_ == invalid_socket || !set_non_blocking(socket_)) {
+    socket_ = new_socket(server_.storage.ss_family, type, 0);
+    if (socket_ == invalid_socket) {
         last_why_ = server_name() + ": " + socket_error_text(last_socket_error());
         return false;
     }
-#if defined(SO_NOSIGPIPE)
-    const int on = 1;
-    setsockopt(socket_, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
-#endif
     if (::connect(socket_, reinterpret_cast<const sockaddr*>(&server_.storage), server_.length) == 0) return true;
     const int e = last_socket_error();
     connecting_ = type == SOCK_STREAM && is_connect_pending(e);
@@ -1879,7 +1983,7 @@ inline bool DnsLookup::open_socket(int type) {
 }
 
 /* The next server in turn, asked over UDP; failed once every try has been made. */
-inline IoResult DnsLookup::start_try() {
+LLM_STREAM_COLD inline IoResult DnsLookup::start_try() {
     const std::size_t tries = static_cast<std::size_t>(std::max(settings_.attempts, 1)) * settings_.servers.size();
     while (tries_ < tries) {
         ++tries_;
@@ -1896,7 +2000,7 @@ inline IoResult DnsLookup::start_try() {
 }
 
 /* A new id for each query not answered yet, sent in one datagram each. */
-inline IoResult DnsLookup::send_udp_queries() {
+LLM_STREAM_COLD inline IoResult DnsLookup::send_udp_queries() {
     for (Query& q : queries_) {
         if (q.answered) continue;
         if (Error e = write_dns_query(name_, static_cast<std::uint16_t>(random_() & 0xFFFF), q.type, q.bytes)) {
@@ -1914,7 +2018,7 @@ inline IoResult DnsLookup::send_udp_queries() {
     return {IoStatus::would_block, 0};
 }
 
-inline IoResult DnsLookup::read_udp() {
+LLM_STREAM_COLD inline IoResult DnsLookup::read_udp() {
     char datagram[4096];
     for (int reads = 0; reads < reads_per_step; ++reads) {
         int error = 0;
@@ -1929,7 +2033,7 @@ inline IoResult DnsLookup::read_udp() {
 }
 
 /* The same server again over TCP, for the queries not answered yet (RFC 1035 4.2.2: each after its length). */
-inline IoResult DnsLookup::start_tcp() {
+LLM_STREAM_COLD inline IoResult DnsLookup::start_tcp() {
     if (!open_socket(SOCK_STREAM)) return next_try(last_why_);
     tcp_ = true;
     try_ends_ = Clock::now() + settings_.timeout;
@@ -1941,7 +2045,7 @@ inline IoResult DnsLookup::start_tcp() {
     return step_tcp();
 }
 
-inline IoResult DnsLookup::step_tcp() {
+LLM_STREAM_COLD inline IoResult DnsLookup::step_tcp() {
     if (connecting_) {
         pollfd probe = {socket_, POLLOUT, 0};
         if (::poll(&probe, 1, 0) == 0) return {IoStatus::would_block, 0};
@@ -1962,7 +2066,7 @@ inline IoResult DnsLookup::step_tcp() {
 }
 
 /* Reads the answers, each after its 2-byte length, as they come. */
-inline IoResult DnsLookup::read_tcp() {
+LLM_STREAM_COLD inline IoResult DnsLookup::read_tcp() {
     char buffer[4096];
     for (int reads = 0; reads < reads_per_step; ++reads) {
         int error = 0;
@@ -1984,7 +2088,7 @@ inline IoResult DnsLookup::read_tcp() {
 }
 
 /* One message from the server: an answer to one of the queries, or something to ignore. */
-inline IoResult DnsLookup::take(std::string_view message) {
+LLM_STREAM_COLD inline IoResult DnsLookup::take(std::string_view message) {
     for (Query& q : queries_) {
         if (q.answered) continue;
         std::string why;
@@ -2004,7 +2108,7 @@ inline IoResult DnsLookup::take(std::string_view message) {
 
 /* Whether this host has a route to `numeric`: a UDP socket connect()s to it (no packet is sent), as
    getaddrinfo finds out when it sorts addresses (RFC 6724). */
-inline bool dns_routable(const std::string& numeric) {
+LLM_STREAM_COLD inline bool dns_routable(const std::string& numeric) {
     SocketAddress a;
     if (!dns_server_address(numeric, a)) return false;
     const native_socket s = ::socket(a.storage.ss_family, SOCK_DGRAM, 0);
@@ -2016,7 +2120,7 @@ inline bool dns_routable(const std::string& numeric) {
 
 /* AAAA first, then A, as getaddrinfo orders them on a host that reaches IPv6; A first on one that
    does not (so that a connect does not wait on an unreachable address first). */
-inline IoResult DnsLookup::finish() {
+LLM_STREAM_COLD inline IoResult DnsLookup::finish() {
     close();
     const bool ipv6_first = !queries_[0].addresses.empty() && dns_routable(queries_[0].addresses.front());
     const Query& first = queries_[ipv6_first ? 0 : 1];
@@ -2113,7 +2217,7 @@ private:
 };
 
 /* Asks for the name as UTF-16, TCP addresses of the families this host has configured. */
-inline IoResult DnsLookup::start() {
+LLM_STREAM_COLD inline IoResult DnsLookup::start() {
     const int length = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name_.c_str(), -1, nullptr, 0);
     if (length <= 0) return fail("the name is not valid UTF-8");
     std::wstring wide(static_cast<std::size_t>(length), L'\0');
@@ -2138,7 +2242,7 @@ inline IoResult DnsLookup::start() {
     return finish();
 }
 
-inline IoResult DnsLookup::finish() {
+LLM_STREAM_COLD inline IoResult DnsLookup::finish() {
     if (pending_->status != 0) return fail(socket_error_text(pending_->status));
     // The cast: mingw-w64's ws2tcpip.h spells ai_next's type addrinfoexW, a struct it never defines.
     for (const ADDRINFOEXW* a = pending_->result; a; a = reinterpret_cast<const ADDRINFOEXW*>(a->ai_next))
@@ -2149,21 +2253,24 @@ inline IoResult DnsLookup::finish() {
     return {IoStatus::ok, 0};
 }
 #endif
+#endif  // LLM_STREAM_NO_DNS
 
 /* ------------------------------------------------------------------------------------------------
    Platform: name resolution, waiting
    ------------------------------------------------------------------------------------------------ */
 
-/* Appends the socket addresses of `text` with `port` when it is an IP address (getaddrinfo asked with
-   AI_NUMERICHOST, which never consults a name server); false otherwise. */
-inline bool append_ip_address(const std::string& text, std::uint16_t port, std::vector<SocketAddress>& out) {
+/* Appends the TCP socket addresses getaddrinfo gives `host` and `port` asked with `flags`; its status
+   (0 when it gave some). */
+LLM_STREAM_COLD inline int append_addresses(const std::string& host, std::uint16_t port, int flags,
+                                            std::vector<SocketAddress>& out) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_protocol = IPPROTO_TCP;
-    hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
+    hints.ai_flags = AI_NUMERICSERV | flags;
     addrinfo* list = nullptr;
-    if (getaddrinfo(text.c_str(), std::to_string(port).c_str(), &hints, &list) != 0) return false;
+    const int status = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list);
+    if (status != 0) return status;
     for (addrinfo* a = list; a; a = a->ai_next) {
         if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
         SocketAddress address;
@@ -2172,19 +2279,45 @@ inline bool append_ip_address(const std::string& text, std::uint16_t port, std::
         out.push_back(address);
     }
     freeaddrinfo(list);
-    return true;
+    return 0;
+}
+
+/* Appends the socket addresses of `text` with `port` when it is an IP address (AI_NUMERICHOST never
+   consults a name server); false otherwise. */
+LLM_STREAM_COLD inline bool append_ip_address(const std::string& text, std::uint16_t port, std::vector<SocketAddress>& out) {
+    return append_addresses(text, port, AI_NUMERICHOST, out) == 0;
 }
 
 /* The socket addresses of numeric addresses (those that are not are left out). */
-inline void append_numeric_addresses(const std::vector<std::string>& numeric, std::uint16_t port,
+LLM_STREAM_COLD inline void append_numeric_addresses(const std::vector<std::string>& numeric, std::uint16_t port,
                                      std::vector<SocketAddress>& out) {
     for (const std::string& address : numeric) append_ip_address(address, port, out);
 }
 
+#if defined(LLM_STREAM_NO_DNS)
+/* The addresses of the name `host` from the system's resolver (getaddrinfo), which blocks until it
+   answers: the built-in one is left out. DnsOptions set for it are refused, naming the macro. */
+LLM_STREAM_COLD inline Error system_resolve(const std::string& host, std::uint16_t port, const DnsOptions& options,
+                                            std::vector<SocketAddress>& out) {
+    const DnsOptions unset;
+    if (!options.servers.empty() || options.hosts_file != unset.hosts_file || options.timeout != unset.timeout ||
+        options.attempts != unset.attempts)
+        return not_compiled_in("the built-in resolver (Config::dns)", "LLM_STREAM_NO_DNS");
+    const int status = append_addresses(host, port, AI_ADDRCONFIG, out);
+    if (status == 0) return {};
+#if defined(_WIN32)
+    return make_error(ErrorCode::dns, "cannot resolve " + host + ": " + socket_error_text(status));
+#else
+    return make_error(ErrorCode::dns, "cannot resolve " + host + ": " + gai_strerror(status));
+#endif
+}
+#endif
+
 /* Addresses for host:port known without asking a name server: numeric hosts never touch DNS; names go
    to config.resolver when set, else to config.dns's hosts file (on POSIX; Windows' resolver reads its
-   own). `ask_dns` when none of them knows the name: DnsLookup then asks. */
-inline Error resolve_host(const std::string& host, std::uint16_t port, const Config& config,
+   own). `ask_dns` when none of them knows the name: DnsLookup then asks. With LLM_STREAM_NO_DNS the
+   system's resolver is asked at once instead, and `ask_dns` stays false. */
+LLM_STREAM_COLD inline Error resolve_host(const std::string& host, std::uint16_t port, const Config& config,
                           std::vector<SocketAddress>& out, bool& ask_dns) {
     out.clear();
     ask_dns = false;
@@ -2194,6 +2327,9 @@ inline Error resolve_host(const std::string& host, std::uint16_t port, const Con
         if (out.empty()) return make_error(ErrorCode::dns, "cannot resolve " + host + ": the resolver returned no usable address");
         return {};
     }
+#if defined(LLM_STREAM_NO_DNS)
+    return system_resolve(host, port, config.dns, out);
+#else
 #if !defined(_WIN32)
     std::vector<std::string> listed;
     hosts_file_addresses(read_system_file(config.dns.hosts_file), host, listed);
@@ -2201,6 +2337,7 @@ inline Error resolve_host(const std::string& host, std::uint16_t port, const Con
 #endif
     ask_dns = out.empty();
     return {};
+#endif
 }
 
 /* Wakes a thread blocked in wait_for_socket() from cancel(): something wait_for_socket() polls with
@@ -3056,6 +3193,7 @@ private:
     TlsResult flush(const char* what);
     TlsResult decrypt();
     TlsResult hand_out(char* buffer, std::size_t capacity);
+    void next_records();
     void send_close_notify();
 
     std::shared_ptr<SchannelBackend> backend_;
@@ -3261,24 +3399,26 @@ inline TlsResult SchannelSession::decrypt() {
         state_ = State::closed;
         return {TlsStatus::closed, 0};
     }
-    if (plain_size_ == 0) hand_out(nullptr, 0);  // nothing to hand out: on to the next record
+    if (plain_size_ == 0) next_records();  // nothing to hand out: on to the next record
     return {TlsStatus::ok, 0};
 }
 
-/* Up to `capacity` bytes of the decrypted plaintext; once it is all out, the next records move to the
-   front of in_. */
+// Up to `capacity` bytes of the decrypted plaintext; once it is all out, on to the next records.
 inline TlsResult SchannelSession::hand_out(char* buffer, std::size_t capacity) {
     const std::size_t n = std::min(capacity, plain_size_);
     if (n) std::memcpy(buffer, plain_, n);
     plain_ += n;
     plain_size_ -= n;
-    if (plain_size_ == 0) {
-        std::memmove(in_.data(), in_.data() + extra_at_, extra_size_);
-        in_used_ = extra_size_;
-        extra_size_ = 0;
-        need_input_ = in_used_ == 0;
-    }
+    if (plain_size_ == 0) next_records();
     return {TlsStatus::ok, n};
+}
+
+// The records after the one just handed out (SSPI's EXTRA bytes) move to the front of in_.
+inline void SchannelSession::next_records() {
+    std::memmove(in_.data(), in_.data() + extra_at_, extra_size_);
+    in_used_ = extra_size_;
+    extra_size_ = 0;
+    need_input_ = in_used_ == 0;
 }
 
 inline TlsResult SchannelSession::read(char* buffer, std::size_t capacity) {
@@ -3553,7 +3693,7 @@ private:
     };
     void reset_message() {
         state_ = State::head;
-        head_.clear();
+        head_.clear_to(4096);  // room kept for the next response's head: more than any usual one
         head_line_length_ = 0;
         status_ = 0;
         chunked_ = false;
@@ -3996,13 +4136,16 @@ public:
     explicit SseParser(SseLimits limits = {}) : limits_(limits) {}
     void reset(SseLimits limits) {
         limits_ = limits;
-        line_.clear();
-        data_.clear();
         // Room for ordinary events from the start: a line split across reads may come at any time,
         // and should not be what makes a long-running stream allocate. (Failure just defers it.) A chat
-        // chunk's line is a few hundred bytes; rarer long ones grow the buffers once, to their size.
-        line_.reserve(std::min<std::size_t>(limits.max_line_bytes, 2048));
-        data_.reserve(std::min<std::size_t>(limits.max_event_bytes, 2048));
+        // chunk's line is a few hundred bytes; rarer long ones grow the buffers once, to their size,
+        // and give that back here when the parser is reset for another stream.
+        const std::size_t usual_line = std::min<std::size_t>(limits.max_line_bytes, 2048);
+        const std::size_t usual_data = std::min<std::size_t>(limits.max_event_bytes, 2048);
+        line_.clear_to(usual_line);
+        data_.clear_to(usual_data);
+        line_.reserve_exact(usual_line);
+        data_.reserve_exact(usual_data);
         pending_ = {};
         pending_in_input_ = false;
         has_data_ = false;
@@ -4253,7 +4396,7 @@ public:
 
     void reset(std::size_t max_line_bytes) {
         max_line_bytes_ = max_line_bytes;
-        partial_.clear();
+        partial_.clear_to(2048);  // a line split across reads is usually far shorter
         line_in_partial_ = false;
         line_ = {};
         error_ = {};
@@ -4458,6 +4601,25 @@ LLM_STREAM_FORCE_INLINE const char* json_string_stop(const char* p, const char* 
 #endif
 }
 
+/* A caller's callable seen through one pointer, so that a walk below is compiled once rather than once
+   per caller (each copy would hold the inlined string scan); the callable is called out of line
+   either way. Valid while the callable lives. */
+template <class... Args>
+class JsonVisitor {
+public:
+    template <class F>
+    explicit JsonVisitor(F& f) noexcept
+        : callable_(&f), call_([](void* callable, Args... args) { return (*static_cast<F*>(callable))(args...); }) {}
+    bool operator()(Args... args) const { return call_(callable_, args...); }
+
+private:
+    void* callable_;
+    bool (*call_)(void*, Args...);
+};
+
+using JsonMemberVisitor = JsonVisitor<const JsonSpan&, int>;
+using JsonElementVisitor = JsonVisitor<int>;
+
 /* Walks one JSON text, validating as it goes. Every method leaves p just past what it read and
    returns false on invalid input (then `why` says what was expected). */
 class JsonCursor {
@@ -4482,6 +4644,9 @@ public:
     bool at(char c) const noexcept { return p < end && *p == c; }
 
     bool string(JsonSpan& out) noexcept;  // at '"'
+    /* string() compiled into the caller: for the strings of every message (member names, a known
+       shape's text); elsewhere a copy of the scan per call site only adds code. */
+    bool string_inlined(JsonSpan& out) noexcept;
     bool number(std::int64_t* as_int, bool* is_int) noexcept;
     bool fraction_and_exponent() noexcept;
     bool literal(const char* word, std::size_t length) noexcept {
@@ -4494,18 +4659,32 @@ public:
     bool skip_value(int depth) noexcept;
 
     /* Calls on_member(key, depth) for each member; it must read exactly the member's value. */
-    template <class OnMember> bool object(int depth, OnMember on_member);
+    template <class OnMember> bool object(int depth, OnMember on_member) {
+        return object(depth, JsonMemberVisitor(on_member));
+    }
     /* The rest of an object whose opening and first members were read another way (the cursor just
        after a member's value): its remaining members, as object() reads them, and its closing brace. */
-    template <class OnMember> bool object_rest(int depth, OnMember on_member);
+    template <class OnMember> bool object_rest(int depth, OnMember on_member) {
+        return object_rest(depth, JsonMemberVisitor(on_member));
+    }
     /* Calls on_element(depth) for each element; it must read exactly one value. */
-    template <class OnElement> bool array(int depth, OnElement on_element);
+    template <class OnElement> bool array(int depth, OnElement on_element) {
+        return array(depth, JsonElementVisitor(on_element));
+    }
+    bool object(int depth, JsonMemberVisitor on_member);
+    bool object_rest(int depth, JsonMemberVisitor on_member);
+    bool array(int depth, JsonElementVisitor on_element);
+    /* object_rest() with the walk compiled into the caller, for the one walk per message of a known
+       shape's tail, where a call through a JsonVisitor per member shows in the instructions per event. */
+    template <class OnMember> bool object_rest_inlined(int depth, OnMember& on_member);
 
 private:
-    template <class OnMember> bool members(int depth, OnMember on_member);  // from a name to the '}'
+    template <class OnMember> bool members(int depth, OnMember& on_member);  // from a name to the '}'
 };
 
-LLM_STREAM_FORCE_INLINE bool JsonCursor::string(JsonSpan& out) noexcept {
+inline bool JsonCursor::string(JsonSpan& out) noexcept { return string_inlined(out); }
+
+LLM_STREAM_FORCE_INLINE bool JsonCursor::string_inlined(JsonSpan& out) noexcept {
     ++p;  // the opening quote
     const char* const begin = p;
     bool escaped = false;
@@ -4582,8 +4761,7 @@ inline bool JsonCursor::fraction_and_exponent() noexcept {
     return true;
 }
 
-template <class OnMember>
-bool JsonCursor::object(int depth, OnMember on_member) {
+inline bool JsonCursor::object(int depth, JsonMemberVisitor on_member) {
     if (depth > json_max_depth) return fail("nesting too deep");
     ++p;  // '{'
     skip_ws();
@@ -4591,8 +4769,12 @@ bool JsonCursor::object(int depth, OnMember on_member) {
     return members(depth, on_member);
 }
 
+inline bool JsonCursor::object_rest(int depth, JsonMemberVisitor on_member) {
+    return object_rest_inlined(depth, on_member);
+}
+
 template <class OnMember>
-bool JsonCursor::object_rest(int depth, OnMember on_member) {
+bool JsonCursor::object_rest_inlined(int depth, OnMember& on_member) {
     skip_ws();
     if (at('}')) { ++p; return true; }
     if (!at(',')) return fail("expected ',' or '}'");
@@ -4602,11 +4784,11 @@ bool JsonCursor::object_rest(int depth, OnMember on_member) {
 }
 
 template <class OnMember>
-bool JsonCursor::members(int depth, OnMember on_member) {
+bool JsonCursor::members(int depth, OnMember& on_member) {
     JsonSpan key;  // string() sets it whole: no fresh one per member
     for (;;) {
         if (!at('"')) return fail("expected a member name");
-        if (!string(key)) return false;
+        if (!string_inlined(key)) return false;
         if (!at(':')) skip_ws();  // the colon mostly follows the name directly
         if (!at(':')) return fail("expected ':'");
         ++p;
@@ -4620,8 +4802,7 @@ bool JsonCursor::members(int depth, OnMember on_member) {
     }
 }
 
-template <class OnElement>
-bool JsonCursor::array(int depth, OnElement on_element) {
+inline bool JsonCursor::array(int depth, JsonElementVisitor on_element) {
     if (depth > json_max_depth) return fail("nesting too deep");
     ++p;  // '['
     skip_ws();
@@ -4706,13 +4887,18 @@ public:
         middle_ = middle;
     }
     void forget() noexcept { prefix_ = 0; }
+    /* Forgets it for another stream, keeping up to `usual` bytes of room for the next shape. */
+    void clear_to(std::size_t usual) noexcept {
+        forget();
+        bytes_.clear_to(usual);
+    }
     /* Where the members after the middle begin when `json` has the shape (and its text in `text`);
        nullptr when it has not. */
     const char* match(std::string_view json, JsonSpan& text) const noexcept {
         if (prefix_ == 0 || json.size() < prefix_ + middle_ || std::memcmp(json.data(), bytes_.data(), prefix_) != 0)
             return nullptr;
         JsonCursor c(json.data() + prefix_ - 1, json.data() + json.size());  // at the text's opening quote
-        if (!c.string(text) || static_cast<std::size_t>(c.end - text.end) < middle_ ||
+        if (!c.string_inlined(text) || static_cast<std::size_t>(c.end - text.end) < middle_ ||
             std::memcmp(text.end, bytes_.data() + prefix_, middle_) != 0)
             return nullptr;
         return text.end + middle_;
@@ -4749,6 +4935,11 @@ public:
         known_ = ok && c.p == c.end;
     }
     void forget() noexcept { known_ = false; }
+    /* Forgets it for another stream, keeping up to `usual` bytes of room for the next tail. */
+    void clear_to(std::size_t usual) noexcept {
+        forget();
+        bytes_.clear_to(usual);
+    }
     /* Whether `tail` has the kept bytes around its integers; then values[slot] is each wanted one. */
     bool match(std::string_view tail, std::int64_t (&values)[slots]) const noexcept;
 
@@ -4845,6 +5036,10 @@ public:
     virtual const std::vector<Event>& events() const noexcept = 0;
     /* After invalid: what and at which byte; after error_event: the server's own message. */
     virtual Error error() const = 0;
+    /* Ready for another stream, as a new reader is, with the room its buffers had (up to their usual
+       size): a decoder kept with a pooled connection allocates nothing anew for the next response.
+       What it learned of the last stream's messages (KnownShape, KnownTail) is forgotten too. */
+    virtual void reset() = 0;
 };
 
 /* The reader of the APIs other than OpenAI's chat completions (nullptr for Api::openai). */
@@ -4867,6 +5062,7 @@ public:
     Error error() const override;
     std::string_view server_message() const noexcept { return error_message_; }  // after error_event
     std::size_t error_offset() const noexcept { return error_offset_; }           // after invalid
+    void reset() override;
 
 private:
     struct ChoiceFields {
@@ -5076,7 +5272,8 @@ inline bool DeltaExtractor::read_known_shape(std::string_view json, JsonSpan& co
     const char* const rest = shape_.match(json, content);
     if (!rest) return false;
     JsonCursor c(rest, json.data() + json.size());
-    if (!c.object_rest(1, [&](const JsonSpan& key, int d) { return parse_top_member(c, key, d); })) return false;
+    auto member = [&](const JsonSpan& key, int d) { return parse_top_member(c, key, d); };
+    if (!c.object_rest_inlined(1, member)) return false;
     c.skip_ws();
     return c.p == c.end && choices_.empty() && !usage_.present && !have_error_;
 }
@@ -5277,6 +5474,36 @@ inline bool DeltaExtractor::note_error_message() {
     return true;
 }
 
+/* Empties `from` and gives its room to `to` (an empty vector) unless a rare message grew it past `usual`
+   items. */
+template <class T>
+void keep_room(std::vector<T>& from, std::vector<T>& to, std::size_t usual) noexcept {
+    from.clear();
+    if (from.capacity() <= usual) from.swap(to);
+}
+/* The same for bytes (a ByteBuffer, a KnownShape, a KnownTail): `to` gets `from`, emptied, with its
+   room up to `usual` bytes. */
+template <class Bytes>
+void keep_room(Bytes& from, Bytes& to, std::size_t usual) noexcept {
+    from.clear_to(usual);
+    to = std::move(from);
+}
+// The room a reader keeps for its next stream: far more than a usual message needs.
+constexpr std::size_t reader_usual_items = 16, reader_usual_bytes = 4096;
+/* Makes a reader with no room reserved: the one reset() fills with the room of the reader it replaces. */
+struct Unreserved {};
+
+inline void DeltaExtractor::reset() {
+    DeltaExtractor next;
+    keep_room(choices_, next.choices_, reader_usual_items);
+    keep_room(tools_, next.tools_, reader_usual_items);
+    keep_room(events_, next.events_, reader_usual_items);
+    keep_room(pending_, next.pending_, reader_usual_items);
+    keep_room(arena_, next.arena_, reader_usual_bytes);
+    keep_room(shape_, next.shape_, reader_usual_bytes);
+    *this = std::move(next);
+}
+
 inline DeltaExtractor::Result DeltaExtractor::read(std::string_view event_name, std::string_view data) {
     events_.clear();
     const std::string_view trimmed = trim_ascii_space(data);
@@ -5296,11 +5523,10 @@ inline Error DeltaExtractor::error() const {
                       std::string(why_) + " at byte " + std::to_string(error_offset_));
 }
 
-/* Writes s as a JSON string: quotes, backslashes and control characters escaped, UTF-8 passed
-   through, invalid bytes dropped. */
-inline void json_write_string(std::string& out, std::string_view s) {
+/* The inside of a JSON string for s: quotes, backslashes and control characters escaped, UTF-8 passed
+   through, invalid bytes dropped. A string written in pieces is escaped piece by piece. */
+inline void json_write_escaped(std::string& out, std::string_view s) {
     static const char hex[] = "0123456789abcdef";
-    out += '"';
     const char* p = s.data();
     const char* const end = p + s.size();
     while (p < end) {
@@ -5330,6 +5556,12 @@ inline void json_write_string(std::string& out, std::string_view s) {
             }
         }
     }
+}
+
+/* Writes s as a JSON string. */
+inline void json_write_string(std::string& out, std::string_view s) {
+    out += '"';
+    json_write_escaped(out, s);
     out += '"';
 }
 
@@ -5374,10 +5606,19 @@ inline std::size_t json_compact(const char* p, const char* end, char* out) noexc
 inline std::unique_ptr<WireReader> make_wire_reader(Api api) {
     switch (api) {
     case Api::openai: break;  // the Decoder's own DeltaExtractor
+#if !defined(LLM_STREAM_NO_RESPONSES)
     case Api::responses: return make_responses_reader();
+#endif
+#if !defined(LLM_STREAM_NO_ANTHROPIC)
     case Api::anthropic: return make_anthropic_reader();
+#endif
+#if !defined(LLM_STREAM_NO_GEMINI)
     case Api::gemini: return make_gemini_reader();
+#endif
+#if !defined(LLM_STREAM_NO_OLLAMA)
     case Api::ollama: return make_ollama_reader();
+#endif
+    default: break;  // an API compiled out: refused before (api_compiled_in)
     }
     return nullptr;
 }
@@ -5387,12 +5628,12 @@ public:
     DecoderCore(const Limits& limits, Api api)
         : limits_(limits), api_(api), other_(make_wire_reader(api)),
           reader_events_(other_ ? &other_->events() : &format_.events()) {
-        http_.reset({limits.max_header_bytes, 4096});
-        sse_.reset({limits.max_line_bytes, limits.max_event_bytes});
-        lines_.reset(limits.max_event_bytes);
+        reset_parsers();
+        error_ = api_compiled_in(api);  // then every call fails with it
     }
     DecoderCore(const DecoderCore&) = delete;  // reader_events_ points into it
     DecoderCore& operator=(const DecoderCore&) = delete;
+    void reset();
 
     DecodeStep feed(std::string_view input);
     DecodeStep finish();
@@ -5413,6 +5654,11 @@ private:
        an error body). */
     enum class Framing { sse, ndjson, whole_json, error_body };
 
+    void reset_parsers() {
+        http_.reset({limits_.max_header_bytes, 4096});
+        sse_.reset({limits_.max_line_bytes, limits_.max_event_bytes});
+        lines_.reset(limits_.max_event_bytes);
+    }
     DecodeStep idle() const noexcept {
         return {completion_over_ ? DecodeStatus::done : DecodeStatus::need_more, 0};
     }
@@ -5485,6 +5731,24 @@ private:
     Error error_;
     std::string warning_;            // only when something was skipped: never per event
 };
+
+/* Each part back to where a new decoder starts, keeping the room its buffers had (up to their usual
+   size). */
+inline void DecoderCore::reset() {
+    reset_parsers();
+    format_.reset();
+    if (other_) other_->reset();  // its events stay where reader_events_ points
+    http_framed_ = true;
+    status_ = 0;
+    framing_ = Framing::sse;
+    whole_body_.clear_to(4096);
+    body_pending_ = queued_ = next_queued_ = 0;
+    completion_over_ = done_seen_ = done_due_ = finish_seen_ = response_complete_ = false;
+    messages_ = skipped_ = 0;
+    event_ = Event();
+    error_ = api_compiled_in(api_);  // an API compiled out stays refused
+    warning_.clear();
+}
 
 inline DecodeStep DecoderCore::feed(std::string_view input) {
     if (error_) return {DecodeStatus::failed, 0};
@@ -5685,6 +5949,28 @@ inline DecodeStep DecoderCore::http_error() {
    Request: URL, body
    ------------------------------------------------------------------------------------------------ */
 
+/* The messages of a conversation wherever they are kept (a vector, an array on the stack), as the
+   checks and the body writers read them: stream_chat(prompt) needs no vector. */
+class MessageList {
+public:
+    // Implicit: every vector of messages is one.
+    MessageList(const std::vector<Message>& messages) noexcept : first_(messages.data()), size_(messages.size()) {}
+    MessageList(const Message* first, std::size_t size) noexcept : first_(first), size_(size) {}
+
+    const Message* begin() const noexcept { return first_; }
+    const Message* end() const noexcept { return first_ + size_; }
+    std::reverse_iterator<const Message*> rbegin() const noexcept { return std::reverse_iterator<const Message*>(end()); }
+    std::reverse_iterator<const Message*> rend() const noexcept { return std::reverse_iterator<const Message*>(begin()); }
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    const Message& operator[](std::size_t i) const noexcept { return first_[i]; }
+    const Message& back() const noexcept { return first_[size_ - 1]; }
+
+private:
+    const Message* first_;
+    std::size_t size_;
+};
+
 struct Url {
     bool https = false;
     std::string host;         // without brackets for IPv6
@@ -5693,7 +5979,7 @@ struct Url {
     std::string host_header;  // host[:port] as the Host header wants it
 };
 
-inline Error parse_url(std::string_view url, Url& out) {
+LLM_STREAM_COLD inline Error parse_url(std::string_view url, Url& out) {
     auto bad = [](const char* why) { return make_error(ErrorCode::invalid_config, why); };
     auto starts_with_ci = [&](std::string_view prefix) {
         return url.size() >= prefix.size() && iequals(url.substr(0, prefix.size()), prefix);
@@ -5746,10 +6032,10 @@ inline Error parse_url(std::string_view url, Url& out) {
     return {};
 }
 
-inline Error invalid_argument(std::string message) { return make_error(ErrorCode::invalid_argument, std::move(message)); }
+LLM_STREAM_COLD inline Error invalid_argument(std::string message) { return make_error(ErrorCode::invalid_argument, std::move(message)); }
 
 /* A decoded JSON string token. */
-inline std::string json_string_text(const JsonSpan& s) {
+LLM_STREAM_COLD inline std::string json_string_text(const JsonSpan& s) {
     std::string out(s.size(), '\0');
     out.resize(json_decode_string(s.begin, s.end, &out[0]));
     return out;
@@ -5769,7 +6055,7 @@ struct ExtraMembers {
 };
 
 /* `what` names the JSON in errors ("extra JSON", "messages[2].extra_json"). */
-inline Error read_extra_members(std::string_view extra_json, const std::string& what, ExtraMembers& out) {
+LLM_STREAM_COLD inline Error read_extra_members(std::string_view extra_json, const std::string& what, ExtraMembers& out) {
     const std::string_view extra = trim_ascii_space(extra_json);
     if (extra.empty()) return {};
     if (Error e = check_json(extra)) return invalid_argument(what + " is not valid JSON: " + e.message);
@@ -5790,7 +6076,7 @@ using JsonMembers = std::vector<std::pair<std::string, std::string_view>>;
 
 /* A valid JSON object's members: each name decoded, and its value as the JSON text written. False
    only when it nests deeper than the parser goes (json_max_depth) from `depth`. */
-inline bool json_members(std::string_view object, int depth, JsonMembers& members) {
+LLM_STREAM_COLD inline bool json_members(std::string_view object, int depth, JsonMembers& members) {
     JsonCursor c(object.data(), object.data() + object.size());
     c.skip_ws();
     return c.object(depth, [&](const JsonSpan& key, int d) {
@@ -5804,7 +6090,7 @@ inline bool json_members(std::string_view object, int depth, JsonMembers& member
 /* Writes the object `base` with the members of the object `patch` (both valid JSON): a member that
    is an object in both merges recursively, any other of patch's replaces base's in its place or
    follows base's members. False when base nests too deep to read (see json_members). */
-inline bool json_merge_object(std::string_view base, std::string_view patch, int depth, std::string& out) {
+LLM_STREAM_COLD inline bool json_merge_object(std::string_view base, std::string_view patch, int depth, std::string& out) {
     JsonMembers patches, members;
     if (!json_members(patch, depth, patches) || !json_members(base, depth, members)) return false;
     std::vector<bool> used(patches.size(), false);
@@ -5837,7 +6123,7 @@ inline bool json_merge_object(std::string_view base, std::string_view patch, int
 }
 
 /* ChatOptions::extra_json: any member but the two the client must own. */
-inline Error read_request_extra(std::string_view extra_json, ExtraMembers& out) {
+LLM_STREAM_COLD inline Error read_request_extra(std::string_view extra_json, ExtraMembers& out) {
     if (Error e = read_extra_members(extra_json, "extra JSON", out)) return e;
     for (const char* key : {"stream", "messages"})
         if (out.has(key)) return invalid_argument("extra JSON may not set \"" + std::string(key) + "\": the client sets it");
@@ -5851,7 +6137,7 @@ inline Error read_request_extra(std::string_view extra_json, ExtraMembers& out) 
 /* Closes a request body with extra_json's members: those the writers left out are added, and an
    object-valued one merges into the object written under its name (one more pass over the body,
    only then: reading it again can find it too deep, where a JSON Schema nests close to the limit). */
-[[nodiscard]] inline Error end_body(std::string& body, const ExtraMembers& extra) {
+[[nodiscard]] LLM_STREAM_COLD inline Error end_body(std::string& body, const ExtraMembers& extra) {
     if (extra.merged.empty()) {
         if (!extra.text.empty()) body.append(",").append(extra.text.data(), extra.text.size());
         body += '}';
@@ -5868,7 +6154,7 @@ inline Error read_request_extra(std::string_view extra_json, ExtraMembers& out) 
 }
 
 /* Appends bytes in base64 (RFC 4648 section 4, padded), written in place at the end of out. */
-inline void base64_append(std::string& out, std::string_view bytes) {
+LLM_STREAM_COLD inline void base64_append(std::string& out, std::string_view bytes) {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const std::size_t start = out.size();
     out.resize(start + (bytes.size() + 2) / 3 * 4);
@@ -5886,7 +6172,7 @@ inline void base64_append(std::string& out, std::string_view bytes) {
 }
 
 /* Writes `,"name":` unless extra_json replaces that member; says whether the value follows. */
-inline bool open_member(std::string& out, const ExtraMembers& extra, std::string_view name) {
+LLM_STREAM_COLD inline bool open_member(std::string& out, const ExtraMembers& extra, std::string_view name) {
     if (extra.replaces(name)) return false;
     out += ",\"";
     out += name;
@@ -5895,7 +6181,7 @@ inline bool open_member(std::string& out, const ExtraMembers& extra, std::string
 }
 
 /* An image part's URL as a JSON string: its own, or its bytes as a base64 data: URL. */
-inline void write_image_url(std::string& out, const ContentPart& part) {
+LLM_STREAM_COLD inline void write_image_url(std::string& out, const ContentPart& part) {
     if (!part.bytes) {
         json_write_string(out, part.text);
         return;
@@ -5907,7 +6193,7 @@ inline void write_image_url(std::string& out, const ContentPart& part) {
     out += '"';
 }
 
-inline void write_content_part(std::string& out, const ContentPart& part) {
+LLM_STREAM_COLD inline void write_content_part(std::string& out, const ContentPart& part) {
     if (part.kind == ContentPart::Kind::text) {
         out += "{\"type\":\"text\",\"text\":";
         json_write_string(out, part.text);
@@ -5925,7 +6211,7 @@ inline void write_content_part(std::string& out, const ContentPart& part) {
 
 /* The content: parts, text, or null for an assistant message that only calls tools (as OpenAI
    sends it back). */
-inline void write_message_content(std::string& out, const Message& m) {
+LLM_STREAM_COLD inline void write_message_content(std::string& out, const Message& m) {
     if (!m.parts.empty()) {
         out += '[';
         for (std::size_t k = 0; k < m.parts.size(); ++k) {
@@ -5941,7 +6227,7 @@ inline void write_message_content(std::string& out, const Message& m) {
 }
 
 /* The calls; with_signature, a call's "signature" (Gemini's, kept for a --messages file). */
-inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& calls, bool with_signature) {
+LLM_STREAM_COLD inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& calls, bool with_signature) {
     out += '[';
     for (std::size_t k = 0; k < calls.size(); ++k) {
         out += k ? ",{\"id\":" : "{\"id\":";
@@ -5960,17 +6246,17 @@ inline void write_tool_calls(std::string& out, const std::vector<ToolCall>& call
     out += ']';
 }
 
-inline void write_string_member(std::string& out, const ExtraMembers& extra, std::string_view name,
+LLM_STREAM_COLD inline void write_string_member(std::string& out, const ExtraMembers& extra, std::string_view name,
                                 std::string_view value) {
     if (!value.empty() && open_member(out, extra, name)) json_write_string(out, value);
 }
 
-inline void write_string_array_member(std::string& out, const ExtraMembers& extra, std::string_view name,
+LLM_STREAM_COLD inline void write_string_array_member(std::string& out, const ExtraMembers& extra, std::string_view name,
                                       const std::vector<std::string>& strings);
 
 /* reasoning_content and the signatures that go back with it (this library's members: an OpenAI
    server sees them only with ChatOptions::send_reasoning). */
-inline void write_reasoning_members(std::string& out, const ExtraMembers& extra, const Message& m) {
+LLM_STREAM_COLD inline void write_reasoning_members(std::string& out, const ExtraMembers& extra, const Message& m) {
     write_string_member(out, extra, "reasoning_content", m.reasoning);
     write_string_member(out, extra, "reasoning_signature", m.reasoning_signature);
     write_string_array_member(out, extra, "redacted_reasoning", m.redacted_reasoning);
@@ -5978,7 +6264,7 @@ inline void write_reasoning_members(std::string& out, const ExtraMembers& extra,
 
 /* One message in OpenAI format; members of its extra_json replace the ones written here (an
    extra_json that is not a JSON object is left out: build_request refuses it before this). */
-inline void write_message(std::string& out, const Message& m, bool with_reasoning) {
+LLM_STREAM_COLD inline void write_message(std::string& out, const Message& m, bool with_reasoning) {
     ExtraMembers extra;
     if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};
     out += "{\"role\":";
@@ -5997,7 +6283,7 @@ inline void write_message(std::string& out, const Message& m, bool with_reasonin
 
 /* A function's members: name, description, its JSON Schema as `schema_key` (`no_schema` when it has
    none; nothing when that is empty too), strict. Every API describes a tool with these. */
-inline void write_function_members(std::string& out, const Tool& tool, std::string_view schema_key,
+LLM_STREAM_COLD inline void write_function_members(std::string& out, const Tool& tool, std::string_view schema_key,
                                    std::string_view no_schema = {}) {
     out += "\"name\":";
     json_write_string(out, tool.name);
@@ -6011,7 +6297,7 @@ inline void write_function_members(std::string& out, const Tool& tool, std::stri
     if (tool.strict) out += ",\"strict\":true";
 }
 
-inline void write_tools(std::string& out, const std::vector<Tool>& tools) {
+LLM_STREAM_COLD inline void write_tools(std::string& out, const std::vector<Tool>& tools) {
     out += '[';
     for (std::size_t i = 0; i < tools.size(); ++i) {
         out += i ? ",{\"type\":\"function\",\"function\":{" : "{\"type\":\"function\",\"function\":{";
@@ -6021,7 +6307,7 @@ inline void write_tools(std::string& out, const std::vector<Tool>& tools) {
     out += ']';
 }
 
-inline void write_tool_choice(std::string& out, const ToolChoice& choice) {
+LLM_STREAM_COLD inline void write_tool_choice(std::string& out, const ToolChoice& choice) {
     switch (choice.mode) {
     case ToolChoice::Mode::server_default:  // not written: the caller checks
     case ToolChoice::Mode::automatic: out += "\"auto\""; break;
@@ -6035,7 +6321,7 @@ inline void write_tool_choice(std::string& out, const ToolChoice& choice) {
     }
 }
 
-inline void write_response_format(std::string& out, const ResponseFormat& format) {
+LLM_STREAM_COLD inline void write_response_format(std::string& out, const ResponseFormat& format) {
     if (format.type == ResponseFormat::Type::json_object) {
         out += "{\"type\":\"json_object\"}";
         return;
@@ -6048,13 +6334,13 @@ inline void write_response_format(std::string& out, const ResponseFormat& format
     out += format.strict ? ",\"strict\":true}}" : ",\"strict\":false}}";
 }
 
-inline void write_number_member(std::string& out, const ExtraMembers& extra, std::string_view name,
+LLM_STREAM_COLD inline void write_number_member(std::string& out, const ExtraMembers& extra, std::string_view name,
                                 const std::optional<double>& value) {
     if (value && open_member(out, extra, name)) json_write_number(out, *value);
 }
 
 /* `,"name":[...]` when the strings are not empty and extra_json does not replace the member. */
-inline void write_string_array_member(std::string& out, const ExtraMembers& extra, std::string_view name,
+LLM_STREAM_COLD inline void write_string_array_member(std::string& out, const ExtraMembers& extra, std::string_view name,
                                       const std::vector<std::string>& strings) {
     if (strings.empty() || !open_member(out, extra, name)) return;
     out += '[';
@@ -6065,7 +6351,7 @@ inline void write_string_array_member(std::string& out, const ExtraMembers& extr
     out += ']';
 }
 
-inline void write_sampling_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void write_sampling_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
     write_number_member(out, extra, "temperature", options.temperature);
     write_number_member(out, extra, "top_p", options.top_p);
     if (options.max_tokens && open_member(out, extra, "max_tokens")) out += std::to_string(*options.max_tokens);
@@ -6076,7 +6362,7 @@ inline void write_sampling_options(std::string& out, const ChatOptions& options,
     write_string_member(out, extra, "user", options.user);
 }
 
-inline void write_tool_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void write_tool_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
     if (options.tools.empty()) return;  // then tool_choice can only be none, which is what no tools mean
     if (open_member(out, extra, "tools")) write_tools(out, options.tools);
     if (options.tool_choice.mode != ToolChoice::Mode::server_default && open_member(out, extra, "tool_choice"))
@@ -6087,7 +6373,7 @@ inline void write_tool_options(std::string& out, const ChatOptions& options, con
 
 /* Room for the body, so that it is written in one pass without reallocating in the common case
    (escapes may still grow it). */
-inline std::size_t body_size_estimate(const std::vector<Message>& messages, const ChatOptions& options) {
+LLM_STREAM_COLD inline std::size_t body_size_estimate(MessageList messages, const ChatOptions& options) {
     std::size_t size = 512 + options.extra_json.size() + options.response_format.schema.size();
     for (const Message& m : messages) {
         size += 64 + m.content.size() + m.reasoning.size() + m.reasoning_signature.size() + m.extra_json.size() + m.name.size();
@@ -6101,7 +6387,7 @@ inline std::size_t body_size_estimate(const std::vector<Message>& messages, cons
 }
 
 /* A body's opening: '{' and the model (unless extra_json sets it), with room for the rest. */
-inline void begin_body(std::string& body, std::size_t size_estimate, const std::string& model, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void begin_body(std::string& body, std::size_t size_estimate, const std::string& model, const ExtraMembers& extra) {
     body.clear();
     body.reserve(size_estimate);
     body += '{';
@@ -6114,7 +6400,7 @@ inline void begin_body(std::string& body, std::size_t size_estimate, const std::
 
 /* The JSON body of a streamed chat completion, after check_chat_options(). Members of extra_json
    replace the ones written here or merge into them (end_body), so no key appears twice. */
-inline Error write_chat_body(const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline Error write_chat_body(MessageList messages, const ChatOptions& options,
                             const std::string& model, const ExtraMembers& extra, std::string& body) {
     begin_body(body, body_size_estimate(messages, options), model, extra);
     body += "\"messages\":[";
@@ -6133,7 +6419,7 @@ inline Error write_chat_body(const std::vector<Message>& messages, const ChatOpt
 }
 
 /* A message's text: its content, or its text parts one after the other. */
-inline std::string message_text(const Message& m) {
+LLM_STREAM_COLD inline std::string message_text(const Message& m) {
     if (m.parts.empty()) return m.content;
     std::string text;
     for (const ContentPart& part : m.parts)
@@ -6141,9 +6427,30 @@ inline std::string message_text(const Message& m) {
     return text;
 }
 
+LLM_STREAM_COLD inline bool message_text_empty(const Message& m) {
+    if (m.parts.empty()) return m.content.empty();
+    return std::all_of(m.parts.begin(), m.parts.end(), [](const ContentPart& part) {
+        return part.kind != ContentPart::Kind::text || part.text.empty();
+    });
+}
+
+/* message_text(m) escaped into a JSON string being written, without a copy of it. */
+LLM_STREAM_COLD inline void write_message_text_escaped(std::string& out, const Message& m) {
+    if (m.parts.empty()) return json_write_escaped(out, m.content);
+    for (const ContentPart& part : m.parts)
+        if (part.kind == ContentPart::Kind::text) json_write_escaped(out, part.text);
+}
+
+/* message_text(m) as a JSON string. */
+LLM_STREAM_COLD inline void write_message_text(std::string& out, const Message& m) {
+    out += '"';
+    write_message_text_escaped(out, m);
+    out += '"';
+}
+
 /* The name of the tool that the tool result messages[index] answers: that of the nearest earlier call
    with its tool_call_id (ids are unique only within a turn); empty when no earlier message made it. */
-inline std::string_view called_tool_name(const std::vector<Message>& messages, std::size_t index) {
+LLM_STREAM_COLD inline std::string_view called_tool_name(MessageList messages, std::size_t index) {
     const std::string& id = messages[index].tool_call_id;
     for (std::size_t i = index; i-- > 0;)
         for (const ToolCall& call : messages[i].tool_calls)
@@ -6153,18 +6460,18 @@ inline std::string_view called_tool_name(const std::vector<Message>& messages, s
 
 /* Each other API's body, in that API's section (after the stub's): the same conversation and options
    in that API's shape; invalid_argument naming an option the API cannot carry. */
-inline Error write_responses_body(const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline Error write_responses_body(MessageList messages, const ChatOptions& options,
                                   const std::string& model, const ExtraMembers& extra, std::string& body);
-inline Error write_anthropic_body(const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline Error write_anthropic_body(MessageList messages, const ChatOptions& options,
                                   const std::string& model, const ExtraMembers& extra, std::string& body);
-inline Error write_gemini_body(const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline Error write_gemini_body(MessageList messages, const ChatOptions& options,
                                const std::string& model, const ExtraMembers& extra, std::string& body);
-inline Error write_ollama_body(const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline Error write_ollama_body(MessageList messages, const ChatOptions& options,
                                const std::string& model, const ExtraMembers& extra, std::string& body);
 
 /* A known effort, and a positive budget only where the API takes one (anthropic's lower bound is
    checked in its section). */
-inline Error check_reasoning_options(Api api, const ChatOptions& options) {
+LLM_STREAM_COLD inline Error check_reasoning_options(Api api, const ChatOptions& options) {
     const std::string& effort = options.reasoning_effort;
     if (!effort.empty() && effort != "low" && effort != "medium" && effort != "high")
         return invalid_argument("reasoning_effort must be \"low\", \"medium\" or \"high\" (got \"" + excerpt(effort, 40) + "\")");
@@ -6176,21 +6483,30 @@ inline Error check_reasoning_options(Api api, const ChatOptions& options) {
 }
 
 /* The request body in `api`'s shape, after check_chat_options(). */
-inline Error write_request_body(Api api, const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline Error write_request_body(Api api, MessageList messages, const ChatOptions& options,
                                 const std::string& model, const ExtraMembers& extra, std::string& body) {
     if (Error e = check_reasoning_options(api, options)) return e;
     switch (api) {
     case Api::openai: break;
+#if !defined(LLM_STREAM_NO_RESPONSES)
     case Api::responses: return write_responses_body(messages, options, model, extra, body);
+#endif
+#if !defined(LLM_STREAM_NO_ANTHROPIC)
     case Api::anthropic: return write_anthropic_body(messages, options, model, extra, body);
+#endif
+#if !defined(LLM_STREAM_NO_GEMINI)
     case Api::gemini: return write_gemini_body(messages, options, model, extra, body);
+#endif
+#if !defined(LLM_STREAM_NO_OLLAMA)
     case Api::ollama: return write_ollama_body(messages, options, model, extra, body);
+#endif
+    default: break;  // an API compiled out: refused before (api_compiled_in)
     }
     return write_chat_body(messages, options, model, extra, body);
 }
 
 /* "messages[2]": where a culprit sits, in the JSON the server would see. */
-inline std::string indexed(std::string_view name, std::size_t index) {
+LLM_STREAM_COLD inline std::string indexed(std::string_view name, std::size_t index) {
     std::string out(name);
     out += '[';
     out += std::to_string(index);
@@ -6199,13 +6515,13 @@ inline std::string indexed(std::string_view name, std::size_t index) {
 }
 
 /* Letters, digits, '_' and '-', 1 to 64 of them: OpenAI's rule for function and schema names. */
-inline bool valid_function_name(std::string_view name) noexcept {
+LLM_STREAM_COLD inline bool valid_function_name(std::string_view name) noexcept {
     return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
     });
 }
 
-inline Error check_function_name(std::string_view name, const std::string& field) {
+LLM_STREAM_COLD inline Error check_function_name(std::string_view name, const std::string& field) {
     if (name.empty()) return invalid_argument(field + " is empty");
     if (!valid_function_name(name))
         return invalid_argument(field + " \"" + excerpt(name, 70) +
@@ -6214,19 +6530,19 @@ inline Error check_function_name(std::string_view name, const std::string& field
 }
 
 /* JSON text that must be one object: a tool's parameters, a response format's schema. */
-inline Error check_json_object(std::string_view text, const std::string& field) {
+LLM_STREAM_COLD inline Error check_json_object(std::string_view text, const std::string& field) {
     const std::string_view trimmed = trim_ascii_space(text);
     if (Error e = check_json(trimmed)) return invalid_argument(field + " is not valid JSON: " + e.message);
     if (trimmed.front() != '{') return invalid_argument(field + " must be a JSON object");
     return {};
 }
 
-inline bool starts_with(std::string_view s, std::string_view prefix) noexcept {
+LLM_STREAM_COLD inline bool starts_with(std::string_view s, std::string_view prefix) noexcept {
     return s.substr(0, prefix.size()) == prefix;
 }
 
 /* "image/png": a MIME type that a data: URL can carry. */
-inline bool image_mime_type(std::string_view type) noexcept {
+LLM_STREAM_COLD inline bool image_mime_type(std::string_view type) noexcept {
     if (!starts_with(type, "image/") || type.size() == 6) return false;
     const std::string_view subtype = type.substr(6);
     return std::all_of(subtype.begin(), subtype.end(), is_token_char);
@@ -6234,7 +6550,7 @@ inline bool image_mime_type(std::string_view type) noexcept {
 
 /* A "data:<type>;base64,<payload>" URL split into its MIME type and payload; false for any other URL
    (the APIs that take images as bytes take them from such a URL). */
-inline bool split_base64_data_url(std::string_view url, std::string_view& media_type, std::string_view& payload) noexcept {
+LLM_STREAM_COLD inline bool split_base64_data_url(std::string_view url, std::string_view& media_type, std::string_view& payload) noexcept {
     const std::size_t comma = url.find(',');
     if (!starts_with(url, "data:") || comma == std::string_view::npos) return false;
     const std::string_view head = url.substr(5, comma - 5);
@@ -6244,7 +6560,7 @@ inline bool split_base64_data_url(std::string_view url, std::string_view& media_
     return true;
 }
 
-inline Error check_image_part(const ContentPart& part, const std::string& at) {
+LLM_STREAM_COLD inline Error check_image_part(const ContentPart& part, const std::string& at) {
     const bool has_url = !part.text.empty();
     const bool has_bytes = part.bytes != nullptr;
     if (!has_url && !has_bytes) return invalid_argument(at + " is an image with neither a URL nor bytes");
@@ -6260,7 +6576,7 @@ inline Error check_image_part(const ContentPart& part, const std::string& at) {
     return {};
 }
 
-inline Error check_content_parts(const Message& m, const std::string& at) {
+LLM_STREAM_COLD inline Error check_content_parts(const Message& m, const std::string& at) {
     for (std::size_t k = 0; k < m.parts.size(); ++k) {
         if (m.parts[k].kind != ContentPart::Kind::image) continue;
         const std::string part_at = at + "." + indexed("content", k);
@@ -6272,7 +6588,7 @@ inline Error check_content_parts(const Message& m, const std::string& at) {
     return {};
 }
 
-inline Error check_tool_calls(const Message& m, const std::string& at) {
+LLM_STREAM_COLD inline Error check_tool_calls(const Message& m, const std::string& at) {
     if (!m.tool_calls.empty() && m.role != Role::assistant)
         return invalid_argument(at + ".tool_calls is set on a " + role_name(m.role) +
                                 " message: only assistant messages make calls");
@@ -6289,7 +6605,7 @@ inline Error check_tool_calls(const Message& m, const std::string& at) {
     return {};
 }
 
-inline Error check_message(const Message& m, std::size_t index) {
+LLM_STREAM_COLD inline Error check_message(const Message& m, std::size_t index) {
     const std::string at = indexed("messages", index);
     if (m.role == Role::tool && m.tool_call_id.empty())
         return invalid_argument(at + ".tool_call_id is empty: a tool message must say which call it answers");
@@ -6298,13 +6614,14 @@ inline Error check_message(const Message& m, std::size_t index) {
                                 " message: only tool messages answer calls");
     if (Error e = check_tool_calls(m, at)) return e;
     if (Error e = check_content_parts(m, at)) return e;
+    if (trim_ascii_space(m.extra_json).empty()) return {};  // nothing to read: no culprit's name to make
     ExtraMembers extra;
     if (Error e = read_extra_members(m.extra_json, at + ".extra_json", extra)) return e;
     if (extra.has("role")) return invalid_argument(at + ".extra_json may not set \"role\": Message::role does");
     return {};
 }
 
-inline Error check_tools(const std::vector<Tool>& tools) {
+LLM_STREAM_COLD inline Error check_tools(const std::vector<Tool>& tools) {
     for (std::size_t i = 0; i < tools.size(); ++i) {
         const std::string at = indexed("tools", i);
         if (Error e = check_function_name(tools[i].name, at + ".name")) return e;
@@ -6317,7 +6634,7 @@ inline Error check_tools(const std::vector<Tool>& tools) {
     return {};
 }
 
-inline Error check_tool_use(const ChatOptions& options) {
+LLM_STREAM_COLD inline Error check_tool_use(const ChatOptions& options) {
     const ToolChoice& choice = options.tool_choice;
     const bool asks_for_tools = choice.mode != ToolChoice::Mode::server_default && choice.mode != ToolChoice::Mode::none;
     if (options.tools.empty() && asks_for_tools) return invalid_argument("tool_choice is set but no tools are offered");
@@ -6329,18 +6646,18 @@ inline Error check_tool_use(const ChatOptions& options) {
     return invalid_argument("tool_choice names \"" + excerpt(choice.name, 70) + "\", which is not among the tools");
 }
 
-inline Error check_response_format(const ResponseFormat& format) {
+LLM_STREAM_COLD inline Error check_response_format(const ResponseFormat& format) {
     if (format.type != ResponseFormat::Type::json_schema) return {};
     if (Error e = check_function_name(format.name, "response_format.json_schema.name")) return e;
     if (trim_ascii_space(format.schema).empty()) return invalid_argument("response_format.json_schema.schema is empty");
     return check_json_object(format.schema, "response_format.json_schema.schema");
 }
 
-inline bool in_range(const std::optional<double>& value, double low, double high) noexcept {
+LLM_STREAM_COLD inline bool in_range(const std::optional<double>& value, double low, double high) noexcept {
     return !value || (*value >= low && *value <= high);  // NaN is out of every range
 }
 
-inline Error check_sampling(const ChatOptions& options) {
+LLM_STREAM_COLD inline Error check_sampling(const ChatOptions& options) {
     if (!in_range(options.temperature, 0.0, 2.0)) return invalid_argument("temperature must be between 0 and 2");
     if (!in_range(options.top_p, 0.0, 1.0)) return invalid_argument("top_p must be between 0 and 1");
     if (!in_range(options.presence_penalty, -2.0, 2.0))
@@ -6356,7 +6673,7 @@ inline Error check_sampling(const ChatOptions& options) {
 }
 
 /* Everything a server would refuse, refused before sending, with the field named. */
-inline Error check_chat_options(const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline Error check_chat_options(MessageList messages, const ChatOptions& options,
                                 const std::string& model) {
     if (messages.empty()) return invalid_argument("the conversation has no messages");
     for (std::size_t i = 0; i < messages.size(); ++i)
@@ -6420,7 +6737,7 @@ bool ConversationReader::object(const std::string& at, int depth, OnMember on_me
     return c_.object(depth, [&](const JsonSpan& key, int d) { return on_member(key, json_string_text(key), d); });
 }
 
-inline bool ConversationReader::string(std::string& out, const std::string& at) {
+LLM_STREAM_COLD inline bool ConversationReader::string(std::string& out, const std::string& at) {
     JsonSpan s;
     if (!c_.at('"')) return fail(at + " must be a string");
     if (!c_.string(s)) return false;
@@ -6429,13 +6746,13 @@ inline bool ConversationReader::string(std::string& out, const std::string& at) 
 }
 
 // A string, or null for none.
-inline bool ConversationReader::optional_string(std::string& out, const std::string& at) {
+LLM_STREAM_COLD inline bool ConversationReader::optional_string(std::string& out, const std::string& at) {
     if (c_.at('n')) return c_.literal("null", 4);
     return string(out, at);
 }
 
 // A JSON object kept as its text (a JSON Schema).
-inline bool ConversationReader::raw_object(std::string& out, const std::string& at, int depth) {
+LLM_STREAM_COLD inline bool ConversationReader::raw_object(std::string& out, const std::string& at, int depth) {
     if (!c_.at('{')) return fail(at + " must be a JSON object");
     const char* const begin = c_.p;
     if (!c_.skip_value(depth)) return false;
@@ -6444,7 +6761,7 @@ inline bool ConversationReader::raw_object(std::string& out, const std::string& 
 }
 
 // A member the model does not know, kept as written: `"key":value` added to a JSON object's text.
-inline void ConversationReader::keep_member(const JsonSpan& key, int depth, std::string& members) {
+LLM_STREAM_COLD inline void ConversationReader::keep_member(const JsonSpan& key, int depth, std::string& members) {
     members += members.empty() ? '{' : ',';
     members.append(key.begin - 1, key.size() + 2);  // the name with its quotes, escapes as they were
     members += ':';
@@ -6455,14 +6772,14 @@ inline void ConversationReader::keep_member(const JsonSpan& key, int depth, std:
     members.append(begin, c_.p);
 }
 
-inline bool ConversationReader::messages(std::vector<Message>& out) {
+LLM_STREAM_COLD inline bool ConversationReader::messages(std::vector<Message>& out) {
     return array("messages", 1, [&](std::size_t i, int depth) {
         out.emplace_back();
         return message(out.back(), indexed("messages", i), depth + 1);
     });
 }
 
-inline bool ConversationReader::message(Message& m, const std::string& at, int depth) {
+LLM_STREAM_COLD inline bool ConversationReader::message(Message& m, const std::string& at, int depth) {
     bool has_role = false, has_content = false, null_content = false;
     const bool ok = object(at, depth, [&](const JsonSpan& key, const std::string& name, int d) {
         if (name == "role") {
@@ -6504,7 +6821,7 @@ inline bool ConversationReader::message(Message& m, const std::string& at, int d
     return true;
 }
 
-inline bool ConversationReader::role(Role& out, const std::string& at) {
+LLM_STREAM_COLD inline bool ConversationReader::role(Role& out, const std::string& at) {
     std::string name;
     if (!string(name, at)) return false;
     for (Role r : {Role::system, Role::developer, Role::user, Role::assistant, Role::tool})
@@ -6515,7 +6832,7 @@ inline bool ConversationReader::role(Role& out, const std::string& at) {
     return fail(at + ": unknown role \"" + excerpt(name, 40) + "\"");
 }
 
-inline bool ConversationReader::content(Message& m, const std::string& at, int depth, bool& is_null) {
+LLM_STREAM_COLD inline bool ConversationReader::content(Message& m, const std::string& at, int depth, bool& is_null) {
     m.content.clear();
     m.parts.clear();
     is_null = c_.at('n');
@@ -6523,13 +6840,13 @@ inline bool ConversationReader::content(Message& m, const std::string& at, int d
     if (c_.at('"')) return string(m.content, at);
     if (!c_.at('[')) return fail(at + " must be a string, an array of parts or null");
     return array(at, depth + 1, [&](std::size_t k, int d) {
-        m.parts.emplace_back();
+        m.parts.push_back(ContentPart());  // the vector instance Message::user grows parts with
         return part(m.parts.back(), at + "[" + std::to_string(k) + "]", d + 1);
     });
 }
 
 // {"type":"text","text":...} or {"type":"image_url","image_url":{"url":...,"detail":...}}
-inline bool ConversationReader::part(ContentPart& out, const std::string& at, int depth) {
+LLM_STREAM_COLD inline bool ConversationReader::part(ContentPart& out, const std::string& at, int depth) {
     std::string type, text;
     bool has_text = false, has_image = false;
     const bool ok = object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
@@ -6563,7 +6880,7 @@ inline bool ConversationReader::part(ContentPart& out, const std::string& at, in
 }
 
 // {"id":...,"type":"function","function":{"name":...,"arguments":"<JSON text>"}}
-inline bool ConversationReader::tool_call(ToolCall& out, const std::string& at, int depth) {
+LLM_STREAM_COLD inline bool ConversationReader::tool_call(ToolCall& out, const std::string& at, int depth) {
     std::string type = "function";
     return object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
         if (name == "id") return string(out.id, at + ".id");
@@ -6581,7 +6898,7 @@ inline bool ConversationReader::tool_call(ToolCall& out, const std::string& at, 
     });
 }
 
-inline bool ConversationReader::tools(std::vector<Tool>& out) {
+LLM_STREAM_COLD inline bool ConversationReader::tools(std::vector<Tool>& out) {
     return array("tools", 1, [&](std::size_t i, int depth) {
         out.emplace_back();
         return tool(out.back(), indexed("tools", i), depth + 1);
@@ -6589,7 +6906,7 @@ inline bool ConversationReader::tools(std::vector<Tool>& out) {
 }
 
 // {"type":"function","function":{...}}
-inline bool ConversationReader::tool(Tool& out, const std::string& at, int depth) {
+LLM_STREAM_COLD inline bool ConversationReader::tool(Tool& out, const std::string& at, int depth) {
     bool has_function = false;
     const bool ok = object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
         if (name == "type") {
@@ -6605,7 +6922,7 @@ inline bool ConversationReader::tool(Tool& out, const std::string& at, int depth
 }
 
 // {"name":...,"description":...,"parameters":{JSON Schema},"strict":true}
-inline bool ConversationReader::function(Tool& out, const std::string& at, int depth) {
+LLM_STREAM_COLD inline bool ConversationReader::function(Tool& out, const std::string& at, int depth) {
     return object(at, depth, [&](const JsonSpan&, const std::string& name, int d) {
         if (name == "name") return string(out.name, at + ".name");
         if (name == "description") return optional_string(out.description, at + ".description");
@@ -6619,7 +6936,7 @@ inline bool ConversationReader::function(Tool& out, const std::string& at, int d
 
 /* parse_messages and parse_tools: the text checked whole, then read. */
 template <class Read>
-Error read_conversation_json(std::string_view json, const char* what, Read read) {
+LLM_STREAM_COLD Error read_conversation_json(std::string_view json, const char* what, Read read) {
     if (Error e = check_json(json)) return invalid_argument(std::string(what) + " are not valid JSON: " + e.message);
     ConversationReader reader(json);
     if (read(reader)) return {};
@@ -6627,26 +6944,32 @@ Error read_conversation_json(std::string_view json, const char* what, Read read)
     return reader.error;
 }
 
-inline bool safe_header_value(std::string_view v) noexcept {
+LLM_STREAM_COLD inline bool safe_header_value(std::string_view v) noexcept {
     return v.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
 }
 
+/* One more header: every caller through one signature, so the vector's growth is compiled once (an
+   emplace_back per argument types would compile it once for each). */
+LLM_STREAM_COLD inline void add_header(std::vector<std::pair<std::string, std::string>>& headers, std::string name, std::string value) {
+    headers.emplace_back(std::move(name), std::move(value));
+}
+
 /* The request's headers: what the decoder can read (SSE, no content coding), the key, the user's. */
-inline Error write_request_headers(const Config& config, std::vector<std::pair<std::string, std::string>>& headers) {
+LLM_STREAM_COLD inline Error write_request_headers(const Config& config, std::vector<std::pair<std::string, std::string>>& headers) {
     auto invalid = [](std::string message) { return make_error(ErrorCode::invalid_config, std::move(message)); };
     if (!safe_header_value(config.api_key)) return invalid("the API key contains a line break or NUL");
     headers = {{"Content-Type", "application/json"},
                {"Accept", config.api == Api::ollama ? "application/x-ndjson" : "text/event-stream"},
                {"Accept-Encoding", "identity"},
                {"User-Agent", "llm_stream/" LLM_STREAM_VERSION_STRING}};
-    if (config.api == Api::anthropic) headers.emplace_back("anthropic-version", "2023-06-01");  // required, key or not
+    if (config.api == Api::anthropic) add_header(headers, "anthropic-version", "2023-06-01");  // required, key or not
     if (!config.api_key.empty()) {
         switch (config.api) {
-        case Api::anthropic: headers.emplace_back("x-api-key", config.api_key); break;
-        case Api::gemini: headers.emplace_back("x-goog-api-key", config.api_key); break;
+        case Api::anthropic: add_header(headers, "x-api-key", config.api_key); break;
+        case Api::gemini: add_header(headers, "x-goog-api-key", config.api_key); break;
         case Api::openai:
         case Api::responses:
-        case Api::ollama: headers.emplace_back("Authorization", "Bearer " + config.api_key); break;
+        case Api::ollama: add_header(headers, "Authorization", "Bearer " + config.api_key); break;
         }
     }
     for (const auto& header : config.headers) {
@@ -6654,27 +6977,44 @@ inline Error write_request_headers(const Config& config, std::vector<std::pair<s
             return invalid("invalid request header name: " + excerpt(header.first, 40));
         if (!safe_header_value(header.second))
             return invalid("the value of request header " + header.first + " contains a line break or NUL");
-        headers.push_back(header);
+        add_header(headers, header.first, header.second);  // the one instance that grows the list
     }
     return {};
 }
 
-/* The bytes of an HTTP/1.1 request: Host and Content-Length added to the request's own headers. */
-inline std::string http1_request(const Url& url, const Request& request) {
-    char length[24];
+/* What build_request() and a client's requests share before the body: the checks, extra_json read. */
+LLM_STREAM_COLD inline Error check_request(MessageList messages, const ChatOptions& options, const std::string& model,
+                           ExtraMembers& extra) {
+    if (Error e = check_chat_options(messages, options, model)) return e;
+    return read_request_extra(options.extra_json, extra);
+}
+
+/* The bytes of an HTTP/1.1 request, after check_request(), in `out` alone: the body is written first
+   into room reserved for the whole request, then the head is put before it (its Content-Length is
+   known only then): "POST <target> HTTP/1.1", `header_lines` (each with its CRLF), Content-Length. */
+LLM_STREAM_COLD inline Error write_http_request(Api api, std::string_view target, std::string_view header_lines, MessageList messages,
+                                const ChatOptions& options, const std::string& model, const ExtraMembers& extra,
+                                std::string& out) {
+    constexpr std::string_view method = "POST ", version = " HTTP/1.1\r\n", length_name = "Content-Length: ",
+                               head_end = "\r\n\r\n";
+    constexpr std::size_t length_digits = 20;  // any std::size_t
+    const std::size_t fixed = method.size() + version.size() + length_name.size() + head_end.size();
+    out.clear();
+    out.reserve(fixed + target.size() + header_lines.size() + length_digits + body_size_estimate(messages, options));
+    if (Error e = write_request_body(api, messages, options, model, extra, out)) return e;
+    char length[length_digits];
     const std::size_t length_size =
-        static_cast<std::size_t>(std::to_chars(length, length + sizeof length, request.body.size()).ptr - length);
-    std::size_t size = request.method.size() + url.target.size() + url.host_header.size() + length_size +
-                       request.body.size() + 64;  // 64: the fixed text
-    for (const auto& header : request.headers) size += header.first.size() + header.second.size() + 4;
-    // One allocation: sized in advance and appended piece by piece, without temporary strings.
-    std::string out;
-    out.reserve(size);
-    out.append(request.method).append(" ").append(url.target).append(" HTTP/1.1\r\nHost: ").append(url.host_header);
-    out.append("\r\n");
-    for (const auto& header : request.headers) out.append(header.first).append(": ").append(header.second).append("\r\n");
-    out.append("Content-Length: ").append(length, length_size).append("\r\n\r\n").append(request.body);
-    return out;
+        static_cast<std::size_t>(std::to_chars(length, length + sizeof length, out.size()).ptr - length);
+    const std::string_view head[] = {method, target, version, header_lines, length_name, {length, length_size}, head_end};
+    std::size_t head_size = 0;
+    for (std::string_view piece : head) head_size += piece.size();
+    out.insert(0, head_size, ' ');
+    std::size_t at = 0;
+    for (std::string_view piece : head) {
+        out.replace(at, piece.size(), piece.data(), piece.size());
+        at += piece.size();
+    }
+    return {};
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -6695,7 +7035,7 @@ struct RetryDecision {
 };
 
 /* `retries_done` retries have been made already; `random01` in [0, 1) draws the jitter. */
-inline RetryDecision decide_retry(const RetryPolicy& policy, int retries_done, const AttemptFailure& failure,
+LLM_STREAM_COLD inline RetryDecision decide_retry(const RetryPolicy& policy, int retries_done, const AttemptFailure& failure,
                                   double random01) {
     RetryDecision d;
     if (retries_done >= policy.max_retries) return d;
@@ -6736,7 +7076,7 @@ inline RetryDecision decide_retry(const RetryPolicy& policy, int retries_done, c
 
 /* The retry hints a response's headers carry: retry-after-ms (milliseconds, may be fractional),
    else Retry-After (seconds or an HTTP-date, relative to `now_epoch`); x-should-retry. */
-inline void read_retry_hints(const Decoder& response, std::int64_t now_epoch, AttemptFailure& failure) {
+LLM_STREAM_COLD inline void read_retry_hints(const Decoder& response, std::int64_t now_epoch, AttemptFailure& failure) {
     const std::string_view ms = trim_http_space(response.header("retry-after-ms"));
     double value = 0;
     if (!ms.empty()) {
@@ -6754,6 +7094,7 @@ inline void read_retry_hints(const Decoder& response, std::int64_t now_epoch, At
     if (iequals(should, "false")) failure.should_retry = false;
 }
 
+#if !defined(LLM_STREAM_NO_STUB)
 /* ------------------------------------------------------------------------------------------------
    Stub: a deterministic simulated server response (HTTP head, chunked SSE body) for stub mode.
    Without tools it greets and echoes the prompt. Offered tools (and not told "none"), it calls one:
@@ -6859,14 +7200,14 @@ std::size_t stub_pieces(std::string_view text, OnPiece on_piece) {
     return pieces;
 }
 
-inline std::string stub_last_user_text(const std::vector<Message>& messages) {
+LLM_STREAM_COLD inline std::string stub_last_user_text(MessageList messages) {
     for (auto m = messages.rbegin(); m != messages.rend(); ++m)
         if (m->role == Role::user) return message_text(*m);
     return {};
 }
 
 /* Appends at most max_chars characters of text in quotes, an ellipsis marking a cut. */
-inline void stub_quote(std::string& out, std::string_view text, std::size_t max_chars) {
+LLM_STREAM_COLD inline void stub_quote(std::string& out, std::string_view text, std::size_t max_chars) {
     const std::string_view shown = utf8_prefix(text, max_chars);
     out += "\u201c";
     out.append(shown.data(), shown.size());
@@ -6874,7 +7215,7 @@ inline void stub_quote(std::string& out, std::string_view text, std::size_t max_
     out += "\u201d";
 }
 
-inline std::string stub_greeting(std::string_view prompt) {
+LLM_STREAM_COLD inline std::string stub_greeting(std::string_view prompt) {
     std::string reply = "你好！这是 llm_stream 的模拟回复（stub mode）。You asked: ";
     stub_quote(reply, prompt, 40);
     reply += "。运动鞋轻便、透气、缓震，适合日常穿着。Set LLM_BASE_URL to stream from a real server.";
@@ -6882,7 +7223,7 @@ inline std::string stub_greeting(std::string_view prompt) {
 }
 
 /* The answer to the tool results that end the conversation: each quoted with its tool's name. */
-inline std::string stub_results_reply(const std::vector<Message>& messages) {
+LLM_STREAM_COLD inline std::string stub_results_reply(MessageList messages) {
     std::size_t first = messages.size();
     while (first > 0 && messages[first - 1].role == Role::tool) --first;
     std::string reply = "Stub reply from the tool results:";
@@ -6906,7 +7247,7 @@ struct StubSchema {
     std::string_view properties;   // `properties`, an object of schemas
 };
 
-inline bool stub_read_type(JsonCursor& c, int depth, JsonSpan& type) {
+LLM_STREAM_COLD inline bool stub_read_type(JsonCursor& c, int depth, JsonSpan& type) {
     if (c.at('"')) return c.string(type);
     if (!c.at('[')) return c.skip_value(depth);
     return c.array(depth + 1, [&](int d) {
@@ -6919,7 +7260,7 @@ inline bool stub_read_type(JsonCursor& c, int depth, JsonSpan& type) {
 }
 
 /* Reads one value and keeps its text; of an array (first_of_array), its first element's text. */
-inline bool stub_read_raw(JsonCursor& c, int depth, bool first_of_array, std::string_view& raw) {
+LLM_STREAM_COLD inline bool stub_read_raw(JsonCursor& c, int depth, bool first_of_array, std::string_view& raw) {
     auto keep = [&](int d) {
         const char* begin = c.p;
         if (!c.skip_value(d)) return false;
@@ -6930,7 +7271,7 @@ inline bool stub_read_raw(JsonCursor& c, int depth, bool first_of_array, std::st
     return c.at('[') ? c.array(depth + 1, keep) : c.skip_value(depth);
 }
 
-inline bool stub_read_schema(std::string_view text, int depth, StubSchema& s) {
+LLM_STREAM_COLD inline bool stub_read_schema(std::string_view text, int depth, StubSchema& s) {
     JsonCursor c(text.data(), text.data() + text.size());
     c.skip_ws();
     if (!c.at('{')) return c.skip_value(depth);  // `true`: any value (the stub writes a string)
@@ -6944,12 +7285,12 @@ inline bool stub_read_schema(std::string_view text, int depth, StubSchema& s) {
     });
 }
 
-inline bool stub_object(std::string_view properties, int depth, std::string_view text, std::string& out);
+LLM_STREAM_COLD inline bool stub_object(std::string_view properties, int depth, std::string_view text, std::string& out);
 
 /* A value that fits the schema: the first enum value (or const), else by type: a string is the
    user's text (cut to 40 characters), a number or integer 1, a boolean true, an object its
    properties filled the same way, an array []. */
-inline bool stub_value(std::string_view schema, int depth, std::string_view text, std::string& out) {
+LLM_STREAM_COLD inline bool stub_value(std::string_view schema, int depth, std::string_view text, std::string& out) {
     StubSchema s;
     if (!stub_read_schema(schema, depth, s)) return false;
     if (!s.fixed.empty()) {
@@ -6967,7 +7308,7 @@ inline bool stub_value(std::string_view schema, int depth, std::string_view text
 }
 
 /* Every property of the schema's `properties` (member names written as they are escaped there). */
-inline bool stub_object(std::string_view properties, int depth, std::string_view text, std::string& out) {
+LLM_STREAM_COLD inline bool stub_object(std::string_view properties, int depth, std::string_view text, std::string& out) {
     out += "{";
     JsonCursor c(properties.data(), properties.data() + properties.size());
     bool first = true;
@@ -6985,7 +7326,7 @@ inline bool stub_object(std::string_view properties, int depth, std::string_view
 }
 
 /* The arguments of the stub's call: an object made from the tool's parameters schema. */
-inline std::string stub_arguments(const Tool& tool, std::string_view text) {
+LLM_STREAM_COLD inline std::string stub_arguments(const Tool& tool, std::string_view text) {
     std::string arguments;
     StubSchema s;
     const bool ok = stub_read_schema(tool.parameters, 0, s) && stub_object(s.properties, 1, text, arguments);
@@ -6993,7 +7334,7 @@ inline std::string stub_arguments(const Tool& tool, std::string_view text) {
 }
 
 /* The tool the stub calls: none after tool results or when told "none"; else the named one, else the first. */
-inline const Tool* stub_tool_to_call(const std::vector<Message>& messages, const ChatOptions& options) {
+LLM_STREAM_COLD inline const Tool* stub_tool_to_call(MessageList messages, const ChatOptions& options) {
     if (options.tools.empty() || options.tool_choice.mode == ToolChoice::Mode::none) return nullptr;
     if (messages.back().role == Role::tool) return nullptr;
     if (options.tool_choice.mode == ToolChoice::Mode::function)
@@ -7018,7 +7359,7 @@ struct StubReply {
 constexpr const char* stub_signature = "c3R1Yi1zaWduYXR1cmU=";
 
 /* `messages` is not empty (build_request() has checked the conversation). */
-inline StubReply plan_stub_reply(const std::vector<Message>& messages, const ChatOptions& options) {
+LLM_STREAM_COLD inline StubReply plan_stub_reply(MessageList messages, const ChatOptions& options) {
     StubReply reply;
     for (const Message& m : messages) reply.prompt_tokens += utf8_count_chars(message_text(m));
     reply.tool = stub_tool_to_call(messages, options);
@@ -7033,7 +7374,7 @@ inline StubReply plan_stub_reply(const std::vector<Message>& messages, const Cha
 
 /* OpenAI's chat completions: the reasoning (as reasoning_content) when asked for, a call's name in its
    first fragment, the arguments in pieces. */
-inline StubResponse stub_openai(const StubReply& reply, const std::string& model) {
+LLM_STREAM_COLD inline StubResponse stub_openai(const StubReply& reply, const std::string& model) {
     StubWriter writer(model);
     std::string json;
     writer.delta(reply.tool ? "{\"role\":\"assistant\",\"content\":null}" : "{\"role\":\"assistant\",\"content\":\"\"}");
@@ -7056,25 +7397,37 @@ inline StubResponse stub_openai(const StubReply& reply, const std::string& model
 }
 
 /* Each other API's stub writer, in that API's section below. */
-inline StubResponse stub_responses(const StubReply& reply, const std::string& model);
-inline StubResponse stub_anthropic(const StubReply& reply, const std::string& model);
-inline StubResponse stub_gemini(const StubReply& reply, const std::string& model);
-inline StubResponse stub_ollama(const StubReply& reply, const std::string& model);
+LLM_STREAM_COLD inline StubResponse stub_responses(const StubReply& reply, const std::string& model);
+LLM_STREAM_COLD inline StubResponse stub_anthropic(const StubReply& reply, const std::string& model);
+LLM_STREAM_COLD inline StubResponse stub_gemini(const StubReply& reply, const std::string& model);
+LLM_STREAM_COLD inline StubResponse stub_ollama(const StubReply& reply, const std::string& model);
 
 /* The stub's reply in `api`'s wire format. */
-inline StubResponse make_stub_response(Api api, const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline StubResponse make_stub_response(Api api, MessageList messages, const ChatOptions& options,
                                        const std::string& model) {
     const StubReply reply = plan_stub_reply(messages, options);
     switch (api) {
     case Api::openai: break;
+#if !defined(LLM_STREAM_NO_RESPONSES)
     case Api::responses: return stub_responses(reply, model);
+#endif
+#if !defined(LLM_STREAM_NO_ANTHROPIC)
     case Api::anthropic: return stub_anthropic(reply, model);
+#endif
+#if !defined(LLM_STREAM_NO_GEMINI)
     case Api::gemini: return stub_gemini(reply, model);
+#endif
+#if !defined(LLM_STREAM_NO_OLLAMA)
     case Api::ollama: return stub_ollama(reply, model);
+#endif
+    default: break;  // an API compiled out: refused before (api_compiled_in)
     }
     return stub_openai(reply, model);
 }
 
+#endif  // LLM_STREAM_NO_STUB
+
+#if !defined(LLM_STREAM_NO_RESPONSES)
 /* ------------------------------------------------------------------------------------------------
    OpenAI Responses API: request body, stream reader, stub
    POST /responses; SSE events typed by their "type" (response.output_text.delta, ...)
@@ -7097,7 +7450,7 @@ inline StubResponse make_stub_response(Api api, const std::vector<Message>& mess
      "include":["reasoning.encrypted_content"], since with store false the item is useless without
      its encrypted content.
    - A function tool's "strict" is always written: the API's default is true, ChatOptions' false. */
-inline Error check_responses_request(const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline Error check_responses_request(MessageList messages, const ChatOptions& options,
                                      const ExtraMembers& extra) {
     if (extra.has("input")) return invalid_argument("extra JSON may not set \"input\": the client sets it");
     const char* const missing = !options.stop.empty()        ? "stop"
@@ -7119,7 +7472,7 @@ inline Error check_responses_request(const std::vector<Message>& messages, const
 /* A content part: text is input_text (output_text in an assistant message); an image is input_image
    with its URL, or its bytes as a base64 data: URL (check_chat_options allows images only in user
    messages). */
-inline void write_responses_part(std::string& out, const ContentPart& part, bool assistant) {
+LLM_STREAM_COLD inline void write_responses_part(std::string& out, const ContentPart& part, bool assistant) {
     if (part.kind == ContentPart::Kind::text) {
         out += assistant ? "{\"type\":\"output_text\",\"text\":" : "{\"type\":\"input_text\",\"text\":";
         json_write_string(out, part.text);
@@ -7132,7 +7485,7 @@ inline void write_responses_part(std::string& out, const ContentPart& part, bool
 }
 
 /* A message's text, or its parts as an array. */
-inline void write_responses_content(std::string& out, const Message& m) {
+LLM_STREAM_COLD inline void write_responses_content(std::string& out, const Message& m) {
     if (m.parts.empty()) {
         json_write_string(out, m.content);
         return;
@@ -7146,7 +7499,7 @@ inline void write_responses_content(std::string& out, const Message& m) {
 }
 
 /* One input item; the message's extra_json members replace the ones written here. */
-inline void write_responses_item(std::string& out, const Message& m, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void write_responses_item(std::string& out, const Message& m, const ExtraMembers& extra) {
     if (m.role == Role::tool) {
         out += "{\"type\":\"function_call_output\"";
         write_string_member(out, extra, "call_id", m.tool_call_id);
@@ -7164,7 +7517,7 @@ inline void write_responses_item(std::string& out, const Message& m, const Extra
 }
 
 /* An assistant's calls: one function_call item each, after its message. */
-inline void write_responses_calls(std::string& out, const std::vector<ToolCall>& calls) {
+LLM_STREAM_COLD inline void write_responses_calls(std::string& out, const std::vector<ToolCall>& calls) {
     for (const ToolCall& call : calls) {
         out += ",{\"type\":\"function_call\",\"call_id\":";
         json_write_string(out, call.id);
@@ -7177,7 +7530,7 @@ inline void write_responses_calls(std::string& out, const std::vector<ToolCall>&
 }
 
 /* The conversation as input items. An assistant message that only calls tools is its calls alone. */
-inline void write_responses_input(std::string& out, const std::vector<Message>& messages) {
+LLM_STREAM_COLD inline void write_responses_input(std::string& out, MessageList messages) {
     const std::size_t open = out.size();
     out += '[';
     for (const Message& m : messages) {  // each item after a comma; the first comma goes below
@@ -7199,7 +7552,7 @@ inline void write_responses_input(std::string& out, const std::vector<Message>& 
     out += ']';
 }
 
-inline void write_responses_tools(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void write_responses_tools(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
     if (options.tools.empty()) return;  // then tool_choice can only be none, which is what no tools mean
     if (open_member(out, extra, "tools")) {
         out += '[';
@@ -7232,7 +7585,7 @@ inline void write_responses_tools(std::string& out, const ChatOptions& options, 
 }
 
 /* Structured output: text.format, with the schema's members flat in it (not under json_schema). */
-inline void write_responses_text_format(std::string& out, const ResponseFormat& format, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void write_responses_text_format(std::string& out, const ResponseFormat& format, const ExtraMembers& extra) {
     if (format.type == ResponseFormat::Type::text || !open_member(out, extra, "text")) return;
     if (format.type == ResponseFormat::Type::json_object) {
         out += "{\"format\":{\"type\":\"json_object\"}}";
@@ -7245,7 +7598,7 @@ inline void write_responses_text_format(std::string& out, const ResponseFormat& 
     out += format.strict ? ",\"strict\":true}}" : ",\"strict\":false}}";
 }
 
-inline Error write_responses_body(const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline Error write_responses_body(MessageList messages, const ChatOptions& options,
                                   const std::string& model, const ExtraMembers& extra, std::string& body) {
     if (Error e = check_responses_request(messages, options, extra)) return e;
     begin_body(body, body_size_estimate(messages, options), model, extra);
@@ -7282,12 +7635,15 @@ inline Error write_responses_body(const std::vector<Message>& messages, const Ch
    A whole response object (a server that ignored "stream") is read from its output items. */
 class ResponsesReader final : public WireReader {
 public:
-    ResponsesReader() { events_.reserve(2); }  // the most one message makes (a finish and the usage)
+    ResponsesReader() { events_.reserve(most_events); }
     Result read(std::string_view event_name, std::string_view data) override;
     const std::vector<Event>& events() const noexcept override { return events_; }
     Error error() const override;
+    void reset() override;
 
 private:
+    static constexpr std::size_t most_events = 2;  // the most one message makes (a finish and the usage)
+    explicit ResponsesReader(Unreserved) noexcept {}
     /* What one message holds, noted while it is validated. */
     struct Fields {
         JsonSpan type, delta, item_type, call_id, name, arguments, status, reason;
@@ -7667,10 +8023,23 @@ inline Error ResponsesReader::error() const {
     return make_error(ErrorCode::protocol, std::string(why_) + " at byte " + std::to_string(error_offset_));
 }
 
+inline void ResponsesReader::reset() {
+    ResponsesReader next{Unreserved()};
+    keep_room(call_outputs_, next.call_outputs_, reader_usual_items);
+    keep_room(output_, next.output_, reader_usual_items);
+    keep_room(events_, next.events_, reader_usual_items);
+    keep_room(arena_, next.arena_, reader_usual_bytes);
+    keep_room(shape_, next.shape_, reader_usual_bytes);
+    keep_room(tail_, next.tail_, reader_usual_bytes);
+    *this = std::move(next);
+    events_.reserve(most_events);  // when the room was given back
+}
+
 inline std::unique_ptr<WireReader> make_responses_reader() {
     return std::make_unique<ResponsesReader>();
 }
 
+#if !defined(LLM_STREAM_NO_STUB)
 /* The stub's events as OpenAI sends them, each with "event:" and a sequence_number. */
 class ResponsesStubWriter {
 public:
@@ -7701,7 +8070,7 @@ private:
 
 /* A reasoning item at output_index 0: its summary in one delta, then the item done with its
    encrypted content (what a client sends back). */
-inline void stub_responses_reasoning(ResponsesStubWriter& writer, const std::string& reasoning) {
+LLM_STREAM_COLD inline void stub_responses_reasoning(ResponsesStubWriter& writer, const std::string& reasoning) {
     std::string item = ",\"output_index\":0,\"item\":{\"id\":\"rs_stub_1\",\"type\":\"reasoning\",\"summary\":[";
     writer.event("response.output_item.added", item + "]}");
     std::string json = ",\"item_id\":\"rs_stub_1\",\"output_index\":0,\"summary_index\":0,\"delta\":";
@@ -7711,7 +8080,7 @@ inline void stub_responses_reasoning(ResponsesStubWriter& writer, const std::str
     writer.event("response.output_item.done", item + "}],\"encrypted_content\":\"" + stub_signature + "\"}");
 }
 
-inline StubResponse stub_responses(const StubReply& reply, const std::string& model) {
+LLM_STREAM_COLD inline StubResponse stub_responses(const StubReply& reply, const std::string& model) {
     ResponsesStubWriter writer(model);
     writer.event("response.created", writer.response("in_progress"));
     if (!reply.reasoning.empty()) stub_responses_reasoning(writer, reply.reasoning);
@@ -7746,6 +8115,10 @@ inline StubResponse stub_responses(const StubReply& reply, const std::string& mo
     return writer.finish();
 }
 
+#endif  // LLM_STREAM_NO_STUB
+#endif  // LLM_STREAM_NO_RESPONSES
+
+#if !defined(LLM_STREAM_NO_ANTHROPIC)
 /* ------------------------------------------------------------------------------------------------
    Anthropic Messages API: request body, stream reader, stub
    POST /messages; SSE with event names (message_start, content_block_delta, message_stop, ...)
@@ -7763,20 +8136,20 @@ constexpr int anthropic_default_max_tokens = 4096;
 constexpr int anthropic_min_thinking_budget = 1024;
 
 /* The thinking budget asked for; 0: no thinking asked for. */
-inline int anthropic_thinking_budget(const ChatOptions& options) {
+LLM_STREAM_COLD inline int anthropic_thinking_budget(const ChatOptions& options) {
     if (options.reasoning_budget) return *options.reasoning_budget;
     const std::string& effort = options.reasoning_effort;
     return effort.empty() ? 0 : effort == "low" ? anthropic_min_thinking_budget : effort == "medium" ? 4096 : 16384;
 }
 
 /* The image types the Messages API reads (its vision guide): JPEG, PNG, GIF and WebP. */
-inline bool anthropic_image_type(std::string_view type) noexcept {
+LLM_STREAM_COLD inline bool anthropic_image_type(std::string_view type) noexcept {
     return type == "image/jpeg" || type == "image/png" || type == "image/gif" || type == "image/webp";
 }
 
 /* The API has no image detail hint, takes an image by URL or as base64 bytes of four types (a data:
    URL becomes base64 bytes), and only base64 data: URLs. */
-inline Error check_anthropic_image(const ContentPart& part, const std::string& at) {
+LLM_STREAM_COLD inline Error check_anthropic_image(const ContentPart& part, const std::string& at) {
     if (!part.detail.empty()) return invalid_argument(at + ".detail: the Anthropic Messages API has no image detail hint");
     std::string_view media_type = part.mime_type, data;
     if (!part.bytes && starts_with(part.text, "data:") && !split_base64_data_url(part.text, media_type, data))
@@ -7790,7 +8163,7 @@ inline Error check_anthropic_image(const ContentPart& part, const std::string& a
 /* What this API cannot carry in a message: a participant name, a system message's extra members (the
    system prompt is one string), or reasoning to send back without its signature: a thinking block
    goes back only with the signature it came with (Message::reasoning_signature), never invented. */
-inline Error check_anthropic_message(const Message& m, std::size_t index, bool send_reasoning) {
+LLM_STREAM_COLD inline Error check_anthropic_message(const Message& m, std::size_t index, bool send_reasoning) {
     const std::string at = indexed("messages", index);
     if (!m.name.empty()) return invalid_argument(at + ".name: the Anthropic Messages API has no participant names");
     const bool is_system = m.role == Role::system || m.role == Role::developer;
@@ -7809,7 +8182,7 @@ inline Error check_anthropic_message(const Message& m, std::size_t index, bool s
 
 /* The options this API has no counterpart for (seed, penalties, schema-less JSON mode) and its
    narrower temperature range. */
-inline Error check_anthropic_options(const std::vector<Message>& messages, const ChatOptions& options) {
+LLM_STREAM_COLD inline Error check_anthropic_options(MessageList messages, const ChatOptions& options) {
     if (options.seed) return invalid_argument("seed: the Anthropic Messages API has no seed");
     if (options.presence_penalty) return invalid_argument("presence_penalty: the Anthropic Messages API has none");
     if (options.frequency_penalty) return invalid_argument("frequency_penalty: the Anthropic Messages API has none");
@@ -7827,7 +8200,7 @@ inline Error check_anthropic_options(const std::vector<Message>& messages, const
     return {};
 }
 
-inline void write_anthropic_image(std::string& out, const ContentPart& part) {
+LLM_STREAM_COLD inline void write_anthropic_image(std::string& out, const ContentPart& part) {
     std::string_view media_type = part.mime_type, data;
     const bool inline_data = !part.bytes && split_base64_data_url(part.text, media_type, data);
     if (!part.bytes && !inline_data) {
@@ -7852,7 +8225,7 @@ inline void write_anthropic_image(std::string& out, const ContentPart& part) {
 /* An assistant's thinking as it came, first in its blocks: the signed thinking block, then the
    redacted ones (the API refuses a tool-use turn of a thinking model without them). Says whether
    it wrote any. */
-inline bool write_anthropic_thinking(std::string& out, const Message& m) {
+LLM_STREAM_COLD inline bool write_anthropic_thinking(std::string& out, const Message& m) {
     const std::size_t start = out.size();
     if (!m.reasoning_signature.empty()) {
         json_write_string(out.append("{\"type\":\"thinking\",\"thinking\":"), m.reasoning);
@@ -7867,13 +8240,13 @@ inline bool write_anthropic_thinking(std::string& out, const Message& m) {
     return out.size() > start;
 }
 
-inline bool has_anthropic_thinking(const Message& m) {
+LLM_STREAM_COLD inline bool has_anthropic_thinking(const Message& m) {
     return !m.reasoning_signature.empty() || !m.redacted_reasoning.empty();
 }
 
 /* Content blocks: the thinking first, text and images, then the calls an assistant message makes
    (tool_use, its input the arguments' JSON object spliced). */
-inline void write_anthropic_blocks(std::string& out, const Message& m) {
+LLM_STREAM_COLD inline void write_anthropic_blocks(std::string& out, const Message& m) {
     out += '[';
     bool first = !write_anthropic_thinking(out, m);
     auto open = [&]() { if (!first) out += ','; first = false; };
@@ -7908,19 +8281,19 @@ inline void write_anthropic_blocks(std::string& out, const Message& m) {
 }
 
 /* A message's content: plain text when it is only text, else blocks. */
-inline void write_anthropic_content(std::string& out, const Message& m) {
+LLM_STREAM_COLD inline void write_anthropic_content(std::string& out, const Message& m) {
     if (m.parts.empty() && m.tool_calls.empty() && !has_anthropic_thinking(m)) json_write_string(out, m.content);
     else write_anthropic_blocks(out, m);
 }
 
-inline void splice_members(std::string& out, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void splice_members(std::string& out, const ExtraMembers& extra) {
     if (extra.text.empty()) return;
     out += ',';
     out.append(extra.text.data(), extra.text.size());
 }
 
 /* A tool message as a tool_result block (its extra_json members, such as "is_error", go into it). */
-inline void write_anthropic_tool_result(std::string& out, const Message& m) {
+LLM_STREAM_COLD inline void write_anthropic_tool_result(std::string& out, const Message& m) {
     ExtraMembers extra;
     if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};
     out += "{\"type\":\"tool_result\",\"tool_use_id\":";
@@ -7930,7 +8303,7 @@ inline void write_anthropic_tool_result(std::string& out, const Message& m) {
     out += '}';
 }
 
-inline void write_anthropic_message(std::string& out, const Message& m) {
+LLM_STREAM_COLD inline void write_anthropic_message(std::string& out, const Message& m) {
     ExtraMembers extra;
     if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};
     out += m.role == Role::assistant ? "{\"role\":\"assistant\"" : "{\"role\":\"user\"";
@@ -7941,7 +8314,7 @@ inline void write_anthropic_message(std::string& out, const Message& m) {
 
 /* The conversation without its system messages; tool results in a row make one user message, as
    the API wants all the results of one turn together. */
-inline void write_anthropic_messages(std::string& out, const std::vector<Message>& messages) {
+LLM_STREAM_COLD inline void write_anthropic_messages(std::string& out, MessageList messages) {
     out += '[';
     bool first = true, in_results = false;
     for (const Message& m : messages) {
@@ -7964,18 +8337,26 @@ inline void write_anthropic_messages(std::string& out, const std::vector<Message
     out += ']';
 }
 
-/* The top-level system text: every system and developer message, joined by blank lines. */
-inline void write_anthropic_system(std::string& out, const std::vector<Message>& messages, const ExtraMembers& extra) {
-    std::string system;
+/* The top-level system text: every system and developer message, joined by blank lines (from the
+   first that has text on), escaped where it is rather than joined first. */
+LLM_STREAM_COLD inline void write_anthropic_system(std::string& out, MessageList messages, const ExtraMembers& extra) {
+    bool open = false;
     for (const Message& m : messages) {
         if (m.role != Role::system && m.role != Role::developer) continue;
-        if (!system.empty()) system += "\n\n";
-        system += message_text(m);
+        if (open) {
+            out += "\\n\\n";
+        } else {
+            if (message_text_empty(m)) continue;
+            if (!open_member(out, extra, "system")) return;
+            out += '"';
+            open = true;
+        }
+        write_message_text_escaped(out, m);
     }
-    write_string_member(out, extra, "system", system);
+    if (open) out += '"';
 }
 
-inline void write_anthropic_tools(std::string& out, const std::vector<Tool>& tools) {
+LLM_STREAM_COLD inline void write_anthropic_tools(std::string& out, const std::vector<Tool>& tools) {
     out += '[';
     for (std::size_t i = 0; i < tools.size(); ++i) {
         out += i ? ",{" : "{";
@@ -7988,7 +8369,7 @@ inline void write_anthropic_tools(std::string& out, const std::vector<Tool>& too
 
 /* tool_choice {type: auto | any | tool | none}; parallel_tool_calls is its disable_parallel_tool_use
    (which "none" does not take). */
-inline void write_anthropic_tool_choice(std::string& out, const ChatOptions& options) {
+LLM_STREAM_COLD inline void write_anthropic_tool_choice(std::string& out, const ChatOptions& options) {
     const ToolChoice& choice = options.tool_choice;
     switch (choice.mode) {
     case ToolChoice::Mode::server_default:
@@ -8004,7 +8385,7 @@ inline void write_anthropic_tool_choice(std::string& out, const ChatOptions& opt
     out += '}';
 }
 
-inline void write_anthropic_tool_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void write_anthropic_tool_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
     if (options.tools.empty()) return;
     if (open_member(out, extra, "tools")) write_anthropic_tools(out, options.tools);
     const bool choose = options.tool_choice.mode != ToolChoice::Mode::server_default || options.parallel_tool_calls;
@@ -8013,7 +8394,7 @@ inline void write_anthropic_tool_options(std::string& out, const ChatOptions& op
 
 /* temperature, top_p, stop_sequences, the end user's id (metadata.user_id), a JSON Schema for the
    reply (output_config.format). */
-inline void write_anthropic_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void write_anthropic_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
     write_number_member(out, extra, "temperature", options.temperature);
     write_number_member(out, extra, "top_p", options.top_p);
     write_string_array_member(out, extra, "stop_sequences", options.stop);
@@ -8033,7 +8414,7 @@ inline void write_anthropic_options(std::string& out, const ChatOptions& options
 
 /* The body after check_chat_options(): the system prompt at the top, the rest as messages, streamed.
    include_usage needs nothing: this API always reports usage. */
-inline Error write_anthropic_body(const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline Error write_anthropic_body(MessageList messages, const ChatOptions& options,
                                   const std::string& model, const ExtraMembers& extra, std::string& body) {
     if (Error e = check_anthropic_options(messages, options)) return e;
     begin_body(body, body_size_estimate(messages, options), model, extra);
@@ -8081,14 +8462,17 @@ LLM_STREAM_FORCE_INLINE bool anthropic_string(JsonCursor& c, int depth, JsonSpan
    strings per delta), so no surrogate pair is split between two events; a lone half is dropped. */
 class AnthropicReader final : public WireReader {
 public:
-    // A message makes two events at most (message_delta: finish and usage): room for them from the
-    // start, so that no later message allocates.
-    AnthropicReader() { events_.reserve(2); }
+    AnthropicReader() { events_.reserve(most_events); }
     Result read(std::string_view event_name, std::string_view data) override;
     const std::vector<Event>& events() const noexcept override { return events_; }
     Error error() const override;
+    void reset() override;
 
 private:
+    // A message makes two events at most (message_delta: finish and usage): room for them from the
+    // start, so that no later message allocates.
+    static constexpr std::size_t most_events = 2;
+    explicit AnthropicReader(Unreserved) noexcept {}
     // More tool calls in one turn than any real one has: beyond it a call's fragments are refused,
     // so the block table stays bounded.
     static constexpr std::size_t max_tool_calls = 1024;
@@ -8204,7 +8588,7 @@ inline bool AnthropicReader::parse_text_delta(std::string_view data, JsonSpan& t
     std::int64_t index = -1;
     if (!c.literal("{\"type\":\"content_block_delta\",\"index\":") || !json_at_number(c) ||
         !json_integer_or_skip(c, 1, index) || !c.literal(",\"delta\":{\"type\":\"text_delta\",\"text\":") ||
-        !c.at('"') || !c.string(text) || !c.literal("}}"))
+        !c.at('"') || !c.string_inlined(text) || !c.literal("}}"))
         return false;
     c.skip_ws();
     return c.p == c.end;
@@ -8387,13 +8771,24 @@ inline Error AnthropicReader::error() const {
     return make_error(ErrorCode::protocol, std::string(why_) + " at byte " + std::to_string(error_offset_));
 }
 
+inline void AnthropicReader::reset() {
+    AnthropicReader next{Unreserved()};
+    keep_room(blocks_, next.blocks_, reader_usual_items);
+    keep_room(tool_blocks_, next.tool_blocks_, reader_usual_items);
+    keep_room(events_, next.events_, reader_usual_items);
+    keep_room(arena_, next.arena_, reader_usual_bytes);
+    *this = std::move(next);
+    events_.reserve(most_events);  // when the room was given back
+}
+
 inline std::unique_ptr<WireReader> make_anthropic_reader() { return std::make_unique<AnthropicReader>(); }
 
+#if !defined(LLM_STREAM_NO_STUB)
 /* The stub in this API's events: message_start with the input tokens, a thinking block when
    reasoning is asked for, one content block (text, or a tool_use whose input streams in pieces),
    message_delta with the stop reason and output tokens, message_stop. */
 /* A thinking block at index 0: its text in one thinking_delta, then its signature_delta. */
-inline void stub_anthropic_thinking(StubBody& body, const std::string& reasoning) {
+LLM_STREAM_COLD inline void stub_anthropic_thinking(StubBody& body, const std::string& reasoning) {
     body.sse("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
                                     "{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}");
     std::string json = "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":";
@@ -8404,7 +8799,7 @@ inline void stub_anthropic_thinking(StubBody& body, const std::string& reasoning
     body.sse("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}");
 }
 
-inline StubResponse stub_anthropic(const StubReply& reply, const std::string& model) {
+LLM_STREAM_COLD inline StubResponse stub_anthropic(const StubReply& reply, const std::string& model) {
     StubBody body("text/event-stream");
     std::string json = "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_stub\",\"type\":\"message\","
                        "\"role\":\"assistant\",\"model\":";
@@ -8438,6 +8833,10 @@ inline StubResponse stub_anthropic(const StubReply& reply, const std::string& mo
     return body.finish();
 }
 
+#endif  // LLM_STREAM_NO_STUB
+#endif  // LLM_STREAM_NO_ANTHROPIC
+
+#if !defined(LLM_STREAM_NO_GEMINI)
 /* ------------------------------------------------------------------------------------------------
    Google Gemini streamGenerateContent: request body, stream reader, stub
    POST /models/{model}:streamGenerateContent?alt=sse; each SSE event a GenerateContentResponse
@@ -8446,7 +8845,7 @@ inline StubResponse stub_anthropic(const StubReply& reply, const std::string& mo
 /* Gemini takes images as inlineData (base64 bytes, from ContentPart bytes or a base64 data: URL) or
    as fileData (an http(s) URL, which the API fetches itself; its MIME type is optional and not
    guessed here). A data: URL that is not base64 cannot be carried. */
-inline Error write_gemini_image(std::string& out, const ContentPart& part, const std::string& at) {
+LLM_STREAM_COLD inline Error write_gemini_image(std::string& out, const ContentPart& part, const std::string& at) {
     if (part.bytes) {
         out += "{\"inlineData\":{\"mimeType\":";
         json_write_string(out, part.mime_type);
@@ -8473,7 +8872,7 @@ inline Error write_gemini_image(std::string& out, const ContentPart& part, const
 }
 
 /* A message's text and images as Gemini parts (the image detail hint has no Gemini equivalent). */
-inline Error write_gemini_content_parts(std::string& out, const Message& m, const std::string& at) {
+LLM_STREAM_COLD inline Error write_gemini_content_parts(std::string& out, const Message& m, const std::string& at) {
     if (m.parts.empty()) {
         if (m.content.empty()) return {};
         out += "{\"text\":";
@@ -8497,7 +8896,7 @@ inline Error write_gemini_content_parts(std::string& out, const Message& m, cons
 /* An assistant's calls as functionCall parts, args spliced (Gemini wants an object), each with the
    thoughtSignature it came with (Gemini 3 refuses a call sent back without it). The ids are not
    sent: Gemini pairs calls and responses by name and order. */
-inline Error write_gemini_calls(std::string& out, const Message& m, const std::string& at) {
+LLM_STREAM_COLD inline Error write_gemini_calls(std::string& out, const Message& m, const std::string& at) {
     for (std::size_t k = 0; k < m.tool_calls.size(); ++k) {
         const ToolCall& call = m.tool_calls[k];
         const std::string_view args = trim_ascii_space(call.arguments);
@@ -8517,7 +8916,7 @@ inline Error write_gemini_calls(std::string& out, const Message& m, const std::s
 
 /* A model turn's own signature (Message::reasoning_signature) goes back on its last text or image
    part, where a reply's signature comes; with no such part, on an empty text part after the calls. */
-inline void write_gemini_signature(std::string& out, const Message& m, bool on_last_part) {
+LLM_STREAM_COLD inline void write_gemini_signature(std::string& out, const Message& m, bool on_last_part) {
     if (m.reasoning_signature.empty()) return;
     if (on_last_part) {
         out.pop_back();  // the part's closing brace
@@ -8531,7 +8930,7 @@ inline void write_gemini_signature(std::string& out, const Message& m, bool on_l
 /* A tool result as a functionResponse part: Gemini names the function, found through the call's id
    on an earlier assistant message. A result that is a JSON object is the response; other text is
    {"output": text}, the member Gemini documents for a function's output. */
-inline Error write_gemini_result(std::string& out, const std::vector<Message>& messages, std::size_t i) {
+LLM_STREAM_COLD inline Error write_gemini_result(std::string& out, MessageList messages, std::size_t i) {
     const Message& m = messages[i];
     const std::string_view called = called_tool_name(messages, i);
     const std::string_view name = called.empty() ? std::string_view(m.name) : called;
@@ -8556,12 +8955,12 @@ inline Error write_gemini_result(std::string& out, const std::vector<Message>& m
 
 /* One turn of `contents`: a user or model message, or the tool results that follow each other, in
    one user turn (Gemini wants a turn's function responses together). Advances i past what it wrote. */
-inline Error write_gemini_turn(std::string& out, const std::vector<Message>& messages, std::size_t& i) {
+LLM_STREAM_COLD inline Error write_gemini_turn(std::string& out, MessageList messages, std::size_t& i) {
     const Message& m = messages[i];
     const std::string at = indexed("messages", i);
     if (!m.name.empty() && m.role != Role::tool) return invalid_argument(at + ".name: Gemini has no participant names");
     ExtraMembers extra;
-    if (read_extra_members(m.extra_json, at + ".extra_json", extra)) extra = ExtraMembers{};
+    if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};  // refused before this
     out += m.role == Role::assistant ? "{\"role\":\"model\"" : "{\"role\":\"user\"";
     if (open_member(out, extra, "parts")) {
         out += '[';
@@ -8588,7 +8987,7 @@ inline Error write_gemini_turn(std::string& out, const std::vector<Message>& mes
 }
 
 /* System and developer messages, wherever they are, as systemInstruction's parts. */
-inline void write_gemini_system(std::string& out, const std::vector<Message>& messages, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void write_gemini_system(std::string& out, MessageList messages, const ExtraMembers& extra) {
     const auto is_system = [](const Message& m) { return m.role == Role::system || m.role == Role::developer; };
     if (std::none_of(messages.begin(), messages.end(), is_system) || !open_member(out, extra, "systemInstruction"))
         return;
@@ -8597,7 +8996,7 @@ inline void write_gemini_system(std::string& out, const std::vector<Message>& me
     for (const Message& m : messages) {
         if (!is_system(m)) continue;
         out += first ? "{\"text\":" : ",{\"text\":";
-        json_write_string(out, message_text(m));
+        write_message_text(out, m);
         out += '}';
         first = false;
     }
@@ -8606,7 +9005,7 @@ inline void write_gemini_system(std::string& out, const std::vector<Message>& me
 
 /* Tools as functionDeclarations; the JSON Schema goes to parametersJsonSchema, which takes JSON Schema
    as it is (`parameters` takes Gemini's OpenAPI subset). */
-inline void write_gemini_tools(std::string& out, const std::vector<Tool>& tools) {
+LLM_STREAM_COLD inline void write_gemini_tools(std::string& out, const std::vector<Tool>& tools) {
     out += "[{\"functionDeclarations\":[";
     for (std::size_t i = 0; i < tools.size(); ++i) {
         out += i ? ",{\"name\":" : "{\"name\":";
@@ -8624,7 +9023,7 @@ inline void write_gemini_tools(std::string& out, const std::vector<Tool>& tools)
 
 /* tool_choice as functionCallingConfig: auto AUTO, none NONE, required ANY, a named tool ANY limited
    to it. Gemini has no switch for parallel calls: only true (what it does anyway) is accepted. */
-inline Error write_gemini_tool_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline Error write_gemini_tool_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
     if (options.parallel_tool_calls && !*options.parallel_tool_calls)
         return invalid_argument("parallel_tool_calls: Gemini cannot be told to make one call at a time");
     if (options.tools.empty()) return {};
@@ -8645,7 +9044,7 @@ inline Error write_gemini_tool_options(std::string& out, const ChatOptions& opti
 /* Reasoning asked for: thinkingConfig with includeThoughts (Gemini shows no thought otherwise) and
    the level (Gemini 3's thinkingLevel) or the budget (Gemini 2.5's thinkingBudget); the API refuses
    both at once, and so does write_gemini_body. */
-inline void write_gemini_thinking_config(std::string& out, const ChatOptions& options) {
+LLM_STREAM_COLD inline void write_gemini_thinking_config(std::string& out, const ChatOptions& options) {
     if (options.reasoning_effort.empty() && !options.reasoning_budget) return;
     out += ",\"thinkingConfig\":{\"includeThoughts\":true";
     if (options.reasoning_budget) out += ",\"thinkingBudget\":" + std::to_string(*options.reasoning_budget);
@@ -8655,7 +9054,7 @@ inline void write_gemini_thinking_config(std::string& out, const ChatOptions& op
 
 /* generationConfig: sampling, length, stop sequences, seed, JSON output (responseJsonSchema takes
    JSON Schema as it is; the schema's name and strictness have no Gemini equivalent) and thinking. */
-inline void write_gemini_generation_config(std::string& out, const ChatOptions& options) {
+LLM_STREAM_COLD inline void write_gemini_generation_config(std::string& out, const ChatOptions& options) {
     const std::size_t start = out.size();
     const ExtraMembers none;
     write_number_member(out, none, "temperature", options.temperature);
@@ -8687,7 +9086,7 @@ inline void write_gemini_generation_config(std::string& out, const ChatOptions& 
 
 /* The body of streamGenerateContent: the model is in the URL and streaming in its ?alt=sse, so neither
    is in the body. Gemini has no end-user id ("user"); usage always comes, so include_usage is moot. */
-inline Error write_gemini_body(const std::vector<Message>& messages, const ChatOptions& options, const std::string&,
+LLM_STREAM_COLD inline Error write_gemini_body(MessageList messages, const ChatOptions& options, const std::string&,
                                const ExtraMembers& extra, std::string& body) {
     if (!options.user.empty()) return invalid_argument("user: Gemini has no end-user id");
     if (!options.reasoning_effort.empty() && options.reasoning_budget)
@@ -8734,17 +9133,20 @@ inline std::string_view gemini_finish_reason(std::string_view raw, bool made_cal
    surrogate pair is split between two messages; one inside a string is joined by the decoding. */
 class GeminiReader final : public WireReader {
 public:
-    // Room for a message's usual events and the last one's finish and usage: the last message of a
-    // stream allocates nothing.
     GeminiReader() {
         calls_made_.assign(max_choices, 0);
-        events_.reserve(8);
+        events_.reserve(usual_events);
     }
     Result read(std::string_view event_name, std::string_view data) override;
     const std::vector<Event>& events() const noexcept override { return events_; }
     Error error() const override;
+    void reset() override;
 
 private:
+    // Room for a message's usual events and the last one's finish and usage: the last message of a
+    // stream allocates nothing.
+    static constexpr std::size_t usual_events = 8;
+    explicit GeminiReader(Unreserved) noexcept {}
     struct PartFields {
         JsonSpan text, call_name, call_id;
         JsonSpan signature;  // thoughtSignature: on a functionCall part, a text part, or a thought
@@ -9113,15 +9515,30 @@ inline Error GeminiReader::error() const {
     return make_error(ErrorCode::protocol, std::string(why_) + " at byte " + std::to_string(error_offset_));
 }
 
+inline void GeminiReader::reset() {
+    GeminiReader next{Unreserved()};
+    std::fill(calls_made_.begin(), calls_made_.end(), 0);
+    next.calls_made_ = std::move(calls_made_);  // one count per candidate: its size never changes
+    keep_room(candidates_, next.candidates_, reader_usual_items);
+    keep_room(parts_, next.parts_, reader_usual_items);
+    keep_room(events_, next.events_, reader_usual_items);
+    keep_room(arena_, next.arena_, reader_usual_bytes);
+    keep_room(shape_, next.shape_, reader_usual_bytes);
+    keep_room(tail_, next.tail_, reader_usual_bytes);
+    *this = std::move(next);
+    events_.reserve(usual_events);  // when the room was given back
+}
+
 inline std::unique_ptr<WireReader> make_gemini_reader() {
     return std::make_unique<GeminiReader>();
 }
 
+#if !defined(LLM_STREAM_NO_STUB)
 /* Gemini's stream: a thought part first when reasoning is asked for, then the text in pieces, or one
    whole functionCall (with an id, as Gemini sends when it has one, so the reply can go back into a
    conversation); with reasoning, the call or the last text part has a thoughtSignature. The last
    chunk brings STOP and the usage. The body then ends. */
-inline StubResponse stub_gemini(const StubReply& reply, const std::string& model) {
+LLM_STREAM_COLD inline StubResponse stub_gemini(const StubReply& reply, const std::string& model) {
     StubBody body("text/event-stream");
     std::string json;
     const auto chunk = [&](std::string_view part_json, bool last) {
@@ -9162,17 +9579,21 @@ inline StubResponse stub_gemini(const StubReply& reply, const std::string& model
     return body.finish();
 }
 
+#endif  // LLM_STREAM_NO_STUB
+#endif  // LLM_STREAM_NO_GEMINI
+
+#if !defined(LLM_STREAM_NO_OLLAMA)
 /* ------------------------------------------------------------------------------------------------
    Ollama native /api/chat: request body, stream reader, stub
    POST /api/chat; NDJSON lines, the last with "done": true
    ------------------------------------------------------------------------------------------------ */
 
 /* Ollama's roles are system, user, assistant and tool: a developer message is a system one. */
-inline const char* ollama_role(Role role) noexcept { return role == Role::developer ? "system" : role_name(role); }
+LLM_STREAM_COLD inline const char* ollama_role(Role role) noexcept { return role == Role::developer ? "system" : role_name(role); }
 
 /* The payload of a base64 data: URL; empty for any other URL, or one with bytes outside base64's
    alphabet (the payload goes into the body's JSON string as it is). */
-inline std::string_view base64_data_url_payload(std::string_view url) noexcept {
+LLM_STREAM_COLD inline std::string_view base64_data_url_payload(std::string_view url) noexcept {
     std::string_view media_type, payload;
     if (!split_base64_data_url(url, media_type, payload)) return {};
     const bool base64 = std::all_of(payload.begin(), payload.end(), [](char c) {
@@ -9184,7 +9605,7 @@ inline std::string_view base64_data_url_payload(std::string_view url) noexcept {
 /* Ollama takes images as base64 strings beside the text, nothing else: bytes are encoded and a base64
    data: URL gives its payload; an http(s) URL is refused (the server fetches nothing), and so is a
    detail hint (Ollama has none). */
-inline Error write_ollama_images(std::string& out, const Message& m, const std::string& at) {
+LLM_STREAM_COLD inline Error write_ollama_images(std::string& out, const Message& m, const std::string& at) {
     bool first = true;
     for (std::size_t k = 0; k < m.parts.size(); ++k) {
         const ContentPart& part = m.parts[k];
@@ -9206,7 +9627,7 @@ inline Error write_ollama_images(std::string& out, const Message& m, const std::
 
 /* Ollama takes a call's arguments as a JSON object, not as text; the id goes too (servers that have
    no call ids ignore it). */
-inline Error write_ollama_tool_calls(std::string& out, const std::vector<ToolCall>& calls, const std::string& at) {
+LLM_STREAM_COLD inline Error write_ollama_tool_calls(std::string& out, const std::vector<ToolCall>& calls, const std::string& at) {
     out += '[';
     for (std::size_t k = 0; k < calls.size(); ++k) {
         const std::string_view arguments = trim_ascii_space(calls[k].arguments);  // valid JSON: checked
@@ -9227,7 +9648,7 @@ inline Error write_ollama_tool_calls(std::string& out, const std::vector<ToolCal
 
 /* One message: its text parts joined into "content", its images in "images"; tool results carry
    tool_name and (for servers that match ids) tool_call_id. */
-inline Error write_ollama_message(std::string& out, const std::vector<Message>& messages, std::size_t index,
+LLM_STREAM_COLD inline Error write_ollama_message(std::string& out, MessageList messages, std::size_t index,
                                   bool with_reasoning) {
     const Message& m = messages[index];
     const std::string at = indexed("messages", index);
@@ -9237,7 +9658,7 @@ inline Error write_ollama_message(std::string& out, const std::vector<Message>& 
     if (read_extra_members(m.extra_json, "extra_json", extra)) extra = ExtraMembers{};  // refused before this
     out += "{\"role\":";
     json_write_string(out, ollama_role(m.role));
-    if (open_member(out, extra, "content")) json_write_string(out, message_text(m));
+    if (open_member(out, extra, "content")) write_message_text(out, m);
     if (!extra.has("images"))
         if (Error e = write_ollama_images(out, m, at)) return e;
     if (with_reasoning) write_string_member(out, extra, "thinking", m.reasoning);
@@ -9258,7 +9679,7 @@ inline Error write_ollama_message(std::string& out, const std::vector<Message>& 
 
 /* What Ollama has no way to say: refused rather than dropped. tool_choice "none" is kept: no tools
    are sent then. */
-inline Error check_ollama_options(const ChatOptions& options) {
+LLM_STREAM_COLD inline Error check_ollama_options(const ChatOptions& options) {
     for (std::size_t i = 0; i < options.tools.size(); ++i)
         if (options.tools[i].strict) return invalid_argument(indexed("tools", i) + ".strict is set: Ollama has no strict mode");
     const ToolChoice::Mode mode = options.tool_choice.mode;
@@ -9270,13 +9691,17 @@ inline Error check_ollama_options(const ChatOptions& options) {
 }
 
 /* The sampling options go in "options", named as Ollama names them (max_tokens is num_predict). */
-inline void write_ollama_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void write_ollama_options(std::string& out, const ChatOptions& options, const ExtraMembers& extra) {
     if (extra.replaces("options")) return;
-    ExtraMembers renamed;  // left out here: written under Ollama's name below (user is refused before)
-    renamed.keys = {"max_tokens", "user"};
+    // Left out here: written under Ollama's name below (user is refused before). Made once.
+    static const ExtraMembers renamed = [] {
+        ExtraMembers r;
+        r.keys = {"max_tokens", "user"};
+        return r;
+    }();
     const std::size_t start = out.size();
     write_sampling_options(out, options, renamed);
-    if (options.max_tokens) out += ",\"num_predict\":" + std::to_string(*options.max_tokens);
+    if (options.max_tokens) out.append(",\"num_predict\":").append(std::to_string(*options.max_tokens));
     if (out.size() == start) return;
     static const char opening[] = ",\"options\":";
     out.insert(start, opening);
@@ -9286,7 +9711,7 @@ inline void write_ollama_options(std::string& out, const ChatOptions& options, c
 
 /* Ollama's "format": "json" for any JSON object, or the schema itself (the server always holds the
    output to it, so `strict` and the schema's name have nothing to say). */
-inline void write_ollama_format(std::string& out, const ResponseFormat& format, const ExtraMembers& extra) {
+LLM_STREAM_COLD inline void write_ollama_format(std::string& out, const ResponseFormat& format, const ExtraMembers& extra) {
     if (format.type == ResponseFormat::Type::text || !open_member(out, extra, "format")) return;
     if (format.type == ResponseFormat::Type::json_object) {
         out += "\"json\"";
@@ -9299,7 +9724,7 @@ inline void write_ollama_format(std::string& out, const ResponseFormat& format, 
 /* Reasoning: "think" is the level asked for (ChatOptions::reasoning_effort), as gpt-oss takes it; a
    model that only turns thinking on or off takes {"think":true} through extra_json. The reasoning
    of earlier turns goes back as "thinking" with send_reasoning. */
-inline Error write_ollama_body(const std::vector<Message>& messages, const ChatOptions& options,
+LLM_STREAM_COLD inline Error write_ollama_body(MessageList messages, const ChatOptions& options,
                                const std::string& model, const ExtraMembers& extra, std::string& body) {
     if (Error e = check_ollama_options(options)) return e;
     begin_body(body, body_size_estimate(messages, options), model, extra);
@@ -9322,13 +9747,16 @@ inline Error write_ollama_body(const std::vector<Message>& messages, const ChatO
    writes text as raw UTF-8 (never a surrogate escape), so no pair can be split between lines. */
 class OllamaReader final : public WireReader {
 public:
-    // Room for a line's usual events and the done line's two more: the last line allocates nothing.
-    OllamaReader() { events_.reserve(8); }
+    OllamaReader() { events_.reserve(usual_events); }
     Result read(std::string_view event_name, std::string_view data) override;
     const std::vector<Event>& events() const noexcept override { return events_; }
     Error error() const override;
+    void reset() override;
 
 private:
+    // Room for a line's usual events and the done line's two more: the last line allocates nothing.
+    static constexpr std::size_t usual_events = 8;
+    explicit OllamaReader(Unreserved) noexcept {}
     struct Call {
         JsonSpan id, name, arguments_string;
         std::string_view arguments_object;  // the object's text as sent
@@ -9432,9 +9860,9 @@ inline bool OllamaReader::parse_line(JsonCursor& c) {
 inline bool OllamaReader::parse_content_line(std::string_view data, JsonSpan& content) {
     JsonCursor c(data.data(), data.data() + data.size());
     JsonSpan model_or_time;
-    if (!c.literal("{\"model\":") || !c.at('"') || !c.string(model_or_time) || !c.literal(",\"created_at\":") ||
-        !c.at('"') || !c.string(model_or_time) || !c.literal(",\"message\":{\"role\":\"assistant\",\"content\":") ||
-        !c.at('"') || !c.string(content) || !c.literal("},\"done\":false}"))
+    if (!c.literal("{\"model\":") || !c.at('"') || !c.string_inlined(model_or_time) || !c.literal(",\"created_at\":") ||
+        !c.at('"') || !c.string_inlined(model_or_time) || !c.literal(",\"message\":{\"role\":\"assistant\",\"content\":") ||
+        !c.at('"') || !c.string_inlined(content) || !c.literal("},\"done\":false}"))
         return false;
     c.skip_ws();
     return c.p == c.end;
@@ -9536,12 +9964,22 @@ inline Error OllamaReader::error() const {
     return make_error(ErrorCode::protocol, std::string(why_) + " at byte " + std::to_string(error_offset_));
 }
 
+inline void OllamaReader::reset() {
+    OllamaReader next{Unreserved()};
+    keep_room(calls_, next.calls_, reader_usual_items);
+    keep_room(events_, next.events_, reader_usual_items);
+    keep_room(arena_, next.arena_, reader_usual_bytes);
+    *this = std::move(next);
+    events_.reserve(usual_events);  // when the room was given back
+}
+
 inline std::unique_ptr<WireReader> make_ollama_reader() { return std::make_unique<OllamaReader>(); }
 
+#if !defined(LLM_STREAM_NO_STUB)
 /* Ollama's NDJSON: the thinking on a line when reasoning is asked for, the text in pieces, or the
    call whole on one line (arguments as an object, with the openai stub's id, as servers with call
    ids send it), then the done line with the counts. */
-inline StubResponse stub_ollama(const StubReply& reply, const std::string& model) {
+LLM_STREAM_COLD inline StubResponse stub_ollama(const StubReply& reply, const std::string& model) {
     StubBody body("application/x-ndjson");
     std::string head = "{\"model\":";
     json_write_string(head, model);
@@ -9567,6 +10005,9 @@ inline StubResponse stub_ollama(const StubReply& reply, const std::string& model
     return body.finish();
 }
 
+#endif  // LLM_STREAM_NO_STUB
+#endif  // LLM_STREAM_NO_OLLAMA
+
 /* ------------------------------------------------------------------------------------------------
    HTTP proxies: the proxy URL, NO_PROXY, and the CONNECT exchange (sans-I/O)
    As curl and Go do them. The transport only moves the bytes of the exchange; deciding what they
@@ -9582,13 +10023,13 @@ struct ProxyUrl {
 };
 
 /* host:port, the port always written (an IPv6 host in brackets): CONNECT's target, a proxy's name. */
-inline std::string host_and_port(const Url& url) {
+LLM_STREAM_COLD inline std::string host_and_port(const Url& url) {
     const bool v6 = url.host.find(':') != std::string::npos;
     return (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
 }
 
 /* Percent-decodes (RFC 3986 2.1); false on a malformed escape. */
-inline bool percent_decode(std::string_view text, std::string& out) {
+LLM_STREAM_COLD inline bool percent_decode(std::string_view text, std::string& out) {
     out.clear();
     for (std::size_t i = 0; i < text.size(); ++i) {
         if (text[i] != '%') {
@@ -9604,7 +10045,7 @@ inline bool percent_decode(std::string_view text, std::string& out) {
 
 /* "user:password" as a URL spells it, percent-encoded, into a Basic authorization. The message never
    repeats the credentials. */
-inline Error proxy_authorization(std::string_view userinfo, std::string& out) {
+LLM_STREAM_COLD inline Error proxy_authorization(std::string_view userinfo, std::string& out) {
     const std::size_t colon = std::min(userinfo.find(':'), userinfo.size());
     std::string user, password;
     if (!percent_decode(userinfo.substr(0, colon), user) ||
@@ -9616,7 +10057,7 @@ inline Error proxy_authorization(std::string_view userinfo, std::string& out) {
 }
 
 /* "http://[user:password@]host[:port][/]" or "host[:port]"; the caller names the setting in errors. */
-inline Error parse_proxy_url(std::string_view text, ProxyUrl& out) {
+LLM_STREAM_COLD inline Error parse_proxy_url(std::string_view text, ProxyUrl& out) {
     auto bad = [](std::string why) { return make_error(ErrorCode::invalid_config, std::move(why)); };
     text = trim_ascii_space(text);
     const std::size_t scheme_end = text.find("://");
@@ -9655,7 +10096,7 @@ struct IpAddress {
     unsigned char bytes[16] = {};
 };
 
-inline IpAddress parse_ip_address(std::string_view text) {
+LLM_STREAM_COLD inline IpAddress parse_ip_address(std::string_view text) {
     IpAddress a;
     const std::string terminated(text);
     if (inet_pton(AF_INET, terminated.c_str(), a.bytes) == 1) a.family = AF_INET;
@@ -9664,7 +10105,7 @@ inline IpAddress parse_ip_address(std::string_view text) {
 }
 
 /* `address` lies in `block` ("10.1.2.3", "10.0.0.0/8", "fd00::/8"; no prefix length: that address). */
-inline bool in_ip_block(const IpAddress& address, std::string_view block) {
+LLM_STREAM_COLD inline bool in_ip_block(const IpAddress& address, std::string_view block) {
     const std::size_t slash = std::min(block.find('/'), block.size());
     const IpAddress network = parse_ip_address(block.substr(0, slash));
     if (network.family == 0 || network.family != address.family) return false;
@@ -9679,7 +10120,7 @@ inline bool in_ip_block(const IpAddress& address, std::string_view block) {
 }
 
 /* `name` is `domain` or one of its subdomains; case-insensitive, leading and trailing dots ignored. */
-inline bool in_domain(std::string_view name, std::string_view domain) {
+LLM_STREAM_COLD inline bool in_domain(std::string_view name, std::string_view domain) {
     if (!domain.empty() && domain.front() == '.') domain.remove_prefix(1);
     if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
     if (!name.empty() && name.back() == '.') name.remove_suffix(1);
@@ -9689,7 +10130,7 @@ inline bool in_domain(std::string_view name, std::string_view domain) {
 }
 
 /* One NO_PROXY entry against the host and port of a URL. */
-inline bool no_proxy_entry_matches(std::string_view entry, std::string_view host, std::uint16_t port) {
+LLM_STREAM_COLD inline bool no_proxy_entry_matches(std::string_view entry, std::string_view host, std::uint16_t port) {
     if (entry == "*") return true;
     // A port is what follows "]:" or the only colon; more colons make a bare IPv6 address.
     std::string_view entry_host = entry, entry_port;
@@ -9710,7 +10151,7 @@ inline bool no_proxy_entry_matches(std::string_view entry, std::string_view host
 }
 
 /* "localhost", a name under it, 127.0.0.0/8 or ::1: a proxy's loopback is not this machine's. */
-inline bool is_loopback_host(std::string_view host) {
+LLM_STREAM_COLD inline bool is_loopback_host(std::string_view host) {
     const IpAddress address = parse_ip_address(host);
     if (address.family != 0) return in_ip_block(address, "127.0.0.0/8") || in_ip_block(address, "::1");
     return in_domain(host, "localhost");
@@ -9720,7 +10161,7 @@ inline bool is_loopback_host(std::string_view host) {
    names "<-loopback>" (Chrome's bypass-list word): a local Ollama or llama.cpp server must keep
    working on a machine whose environment names a corporate proxy (Go and Ruby skip loopback as well;
    curl does not, which is why scripts so often add --noproxy localhost). */
-inline bool bypasses_proxy(std::string_view no_proxy, std::string_view host, std::uint16_t port) {
+LLM_STREAM_COLD inline bool bypasses_proxy(std::string_view no_proxy, std::string_view host, std::uint16_t port) {
     bool bypass = false, proxy_loopback = false;
     for_each_list_token(no_proxy, [&](std::string_view entry) {
         if (entry == "<-loopback>") proxy_loopback = true;
@@ -9730,7 +10171,7 @@ inline bool bypasses_proxy(std::string_view no_proxy, std::string_view host, std
 }
 
 /* The proxy to reach `url` through: none when Config::proxy is empty or bypasses_proxy() says so. */
-inline Error proxy_for(const Config& config, const Url& url, std::optional<ProxyUrl>& out) {
+LLM_STREAM_COLD inline Error proxy_for(const Config& config, const Url& url, std::optional<ProxyUrl>& out) {
     out.reset();
     if (trim_ascii_space(config.proxy).empty() || bypasses_proxy(config.no_proxy, url.host, url.port)) return {};
     ProxyUrl proxy;
@@ -9743,7 +10184,7 @@ inline Error proxy_for(const Config& config, const Url& url, std::optional<Proxy
 }
 
 /* What pooled connections are kept under: the origin, and the proxy they go through. */
-inline std::string connection_key(const Url& url, const std::optional<ProxyUrl>& proxy) {
+LLM_STREAM_COLD inline std::string connection_key(const Url& url, const std::optional<ProxyUrl>& proxy) {
     std::string key = (url.https ? "https://" : "http://") + url.host_header;
     if (proxy) key += " via " + proxy->address;
     return key;
@@ -9752,10 +10193,10 @@ inline std::string connection_key(const Url& url, const std::optional<ProxyUrl>&
 /* Through a proxy, an http:// origin is named whole in the request line (absolute form, RFC 9112
    3.2.2) and every request carries the proxy's credentials; an https:// one needs neither, its
    requests go through the tunnel as they would go direct. */
-inline void address_via_proxy(const ProxyUrl& proxy, Url& url, Request& request) {
+LLM_STREAM_COLD inline void address_via_proxy(const ProxyUrl& proxy, Url& url, Request& request) {
     if (url.https) return;
     url.target = "http://" + url.host_header + url.target;
-    if (!proxy.authorization.empty()) request.headers.emplace_back("Proxy-Authorization", proxy.authorization);
+    if (!proxy.authorization.empty()) add_header(request.headers, "Proxy-Authorization", proxy.authorization);
 }
 
 /* The CONNECT exchange that opens a tunnel through an HTTP proxy (RFC 9110 9.3.6): the request to
@@ -9765,7 +10206,7 @@ inline void address_via_proxy(const ProxyUrl& proxy, Url& url, Request& request)
    only after the client's TLS hello, so bytes after an accepting head are a failure too. */
 /* A proxy's 407 (or tinyproxy's 401 for wrong credentials), to a CONNECT or to a request sent
    through it: ErrorCode::proxy, which is not retried, naming the proxy but never the credentials. */
-inline Error proxy_authentication_error(const std::string& proxy_address, bool sent_credentials, int status) {
+LLM_STREAM_COLD inline Error proxy_authentication_error(const std::string& proxy_address, bool sent_credentials, int status) {
     return make_error(ErrorCode::proxy, "the proxy " + proxy_address +
                                             (sent_credentials ? " refused the credentials" : " requires authentication") +
                                             " (" + std::to_string(status) + ")");
@@ -9775,7 +10216,7 @@ class ProxyTunnel {
 public:
     enum class Status { need_more, open, failed };
 
-    ProxyTunnel(const ProxyUrl& proxy, const Url& origin, std::size_t max_head_bytes)
+    LLM_STREAM_COLD ProxyTunnel(const ProxyUrl& proxy, const Url& origin, std::size_t max_head_bytes)
         : proxy_address_(proxy.address), target_(host_and_port(origin)), sent_credentials_(!proxy.authorization.empty()) {
         HttpLimits limits;
         limits.max_header_bytes = max_head_bytes;
@@ -9812,14 +10253,14 @@ private:
     Status status_ = Status::need_more;
 };
 
-inline void ProxyTunnel::keep_status_line(std::string_view bytes) {
+LLM_STREAM_COLD inline void ProxyTunnel::keep_status_line(std::string_view bytes) {
     constexpr std::size_t longest = 120;  // enough for any reason phrase worth showing
     if (status_line_.find('\n') != std::string::npos || status_line_.size() >= longest) return;
     status_line_.append(bytes.substr(0, std::min(longest - status_line_.size(), bytes.find('\n'))));
     status_line_ += bytes.find('\n') != std::string_view::npos ? "\n" : "";
 }
 
-inline ProxyTunnel::Status ProxyTunnel::feed(std::string_view bytes) {
+LLM_STREAM_COLD inline ProxyTunnel::Status ProxyTunnel::feed(std::string_view bytes) {
     if (status_ != Status::need_more) return status_;
     keep_status_line(bytes);
     // A TLS server or another protocol may never end a line: tell at the first bytes.
@@ -9839,7 +10280,7 @@ inline ProxyTunnel::Status ProxyTunnel::feed(std::string_view bytes) {
     return status_;
 }
 
-inline ProxyTunnel::Status ProxyTunnel::read_head(bool bytes_follow) {
+LLM_STREAM_COLD inline ProxyTunnel::Status ProxyTunnel::read_head(bool bytes_follow) {
     const int status = reader_.status();
     const std::string proxy = "the proxy " + proxy_address_;
     if (status >= 200 && status < 300) {
@@ -9878,10 +10319,9 @@ public:
     virtual WaitInfo wait_info() const noexcept = 0;
     /* After failed: which kind of failure, and a message for humans. */
     virtual Error error() const { return make_error(ErrorCode::io, "transport failure"); }
-    /* The connection came from the client's pool. */
-    virtual bool reused_connection() const { return false; }
-    /* The connection, for the pool, once its response has been read (network only). */
-    virtual std::unique_ptr<Connection> release_connection() { return nullptr; }
+    /* What the transport is kept under in the client's pool, once its response has been read, to carry
+       another request; empty when it cannot be (in memory, or not connected). */
+    virtual std::string_view pool_key() const { return {}; }
 };
 
 /* Replays a fixed response, pausing at each segment end as a slow server would. */
@@ -9929,7 +10369,7 @@ inline ErrorCode tls_failure_code(const Error& session_error) noexcept {
 /* One TCP connection (with TLS over it for https), owned by a stream or idle in the client's pool. */
 class Connection {
 public:
-    Connection(native_socket socket, std::string origin) : socket_(socket), origin_(std::move(origin)) {}
+    explicit Connection(native_socket socket) : socket_(socket) {}
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
     ~Connection() {
@@ -9938,7 +10378,6 @@ public:
     }
 
     native_socket socket() const noexcept { return socket_; }
-    const std::string& origin() const noexcept { return origin_; }
 
     IoResult read(char* buffer, std::size_t capacity) {
         if (!tls) return track(socket_read(socket_, buffer, capacity, socket_error_));
@@ -9979,26 +10418,64 @@ private:
     }
 
     native_socket socket_;
-    std::string origin_;
     int socket_error_ = 0;
     bool wants_write_ = false;
     bool tls_failed_ = false;
 };
 
-/* A connection waiting in the pool. Its last response may not have been read to the end: servers
-   write the chunked terminator a moment after [DONE], and the stream did not wait for it. */
+/* A connection waiting in the pool, kept with what the next request on it needs: its transport and
+   the decoder of its last response, with their memory. That response may not have been read to the
+   end: servers write the chunked terminator a moment after [DONE], and the stream did not wait for it. */
 struct IdleConnection {
-    std::unique_ptr<Connection> connection;
-    std::optional<Decoder> unfinished;  // that response, to be read to its end before reuse
+    std::unique_ptr<Transport> transport;  // connected
+    std::optional<Decoder> decoder;        // reset for the next response, unless unfinished
+    bool unfinished = false;               // the decoder is still reading the last response, to its end before reuse
+    std::string request_room;              // empty, with the room of the last request sent on it
     Clock::time_point since{};
 };
 
-/* What copies of a Client share: the configuration, the TLS backend, the idle connections. */
+/* Where a client's requests go and the head lines each one carries, worked out once from the
+   configuration (none of it changes from request to request), shared by its streams and transports. */
+struct Endpoint {
+    Url url;                        // for the configured model (Gemini's URL names the model: another has its own)
+    std::optional<ProxyUrl> proxy;  // the HTTP proxy the connections go through, if any
+    std::string origin;             // what the connections are pooled under (connection_key)
+    std::string header_lines;       // "Host: ...\r\n" and every other header line but Content-Length
+    Error headers_error;            // a header that cannot be sent (reported after the request's own checks)
+    Error url_error;                // the base URL cannot be used
+    Error proxy_error;              // nor the proxy
+};
+
+/* Config::headers and the key are checked as build_request() checks them, in stub mode too; the rest
+   is only for the network. */
+LLM_STREAM_COLD inline std::shared_ptr<const Endpoint> make_endpoint(const Config& config, const std::string& model) {
+    auto made = std::make_shared<Endpoint>();
+    Request request;  // its headers, as build_request() gives them
+    made->headers_error = write_request_headers(config, request.headers);
+    if (config.stub_mode()) return made;
+    Url& url = made->url;
+    if (Error e = parse_url(config.endpoint_url(model), url)) {
+        e.message = "LLM_BASE_URL: " + e.message;
+        made->url_error = std::move(e);
+        return made;
+    }
+    made->proxy_error = proxy_for(config, url, made->proxy);
+    made->origin = connection_key(url, made->proxy);
+    if (made->proxy) address_via_proxy(*made->proxy, url, request);
+    std::string& lines = made->header_lines;
+    lines.append("Host: ").append(url.host_header).append("\r\n");
+    for (const auto& header : request.headers) lines.append(header.first).append(": ").append(header.second).append("\r\n");
+    return made;
+}
+
+/* What copies of a Client share: the configuration, where its requests go, the TLS backend, the idle
+   connections. */
 struct ClientState {
     Config config;
+    std::shared_ptr<const Endpoint> endpoint;  // made with the Client
 
     /* The configured backend, or the built-in one made on first use (or why it cannot be made). */
-    [[nodiscard]] Error tls_backend(std::shared_ptr<TlsBackend>& backend) {
+    [[nodiscard]] LLM_STREAM_COLD Error tls_backend(std::shared_ptr<TlsBackend>& backend) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!tls_ && !tls_error_) {
             if (config.tls.backend) tls_ = config.tls.backend;
@@ -10013,18 +10490,27 @@ struct ClientState {
     }
 
     /* The most recently used idle connection to origin that has not been idle too long. */
-    IdleConnection take_idle(const std::string& origin) {
+    LLM_STREAM_COLD IdleConnection take_idle(std::string_view origin) {
         std::lock_guard<std::mutex> lock(mutex_);
         const Clock::time_point now = Clock::now();
         idle_.erase(std::remove_if(idle_.begin(), idle_.end(),
                                    [&](const IdleConnection& c) { return now - c.since > config.idle_connection_timeout; }),
                     idle_.end());
         for (std::size_t i = idle_.size(); i-- > 0;) {
-            if (idle_[i].connection->origin() != origin) continue;
+            if (idle_[i].transport->pool_key() != origin) continue;
             IdleConnection c = std::move(idle_[i]);
             idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
             return c;
         }
+        return {};
+    }
+
+    /* Room for writing a request: an idle connection's (any one: the next request takes whichever
+       connection is free), else none. */
+    std::string take_request_room() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (std::size_t i = idle_.size(); i-- > 0;)
+            if (idle_[i].request_room.capacity() > std::string().capacity()) return std::exchange(idle_[i].request_room, {});
         return {};
     }
 
@@ -10043,18 +10529,14 @@ private:
     Error tls_error_;
 };
 
-/* A real connection: one from the pool, or name resolution, a non-blocking TCP connect (each
-   address in turn), through a proxy a CONNECT tunnel for https, and for https a TLS handshake with
-   the origin. All steps return at once. */
+/* A real connection: name resolution, a non-blocking TCP connect (each address in turn), through a
+   proxy a CONNECT tunnel for https, and for https a TLS handshake with the origin; then, once its
+   response has been read, idle in the client's pool (which owns it there: hence a reference to the
+   client, not a share of it) until another request takes it as it is. All steps return at once. */
 class NetworkTransport final : public Transport {
 public:
-    NetworkTransport(std::shared_ptr<ClientState> client, const Url& url, std::optional<ProxyUrl> proxy,
-                     std::unique_ptr<Connection> reused)
-        : client_(std::move(client)), url_(url), proxy_(std::move(proxy)), connection_(std::move(reused)) {
-        origin_ = connection_key(url, proxy_);
-        reused_ = connection_ != nullptr;
-        state_ = reused_ ? State::ready : State::resolve;
-    }
+    NetworkTransport(ClientState& client, std::shared_ptr<const Endpoint> endpoint)
+        : client_(client), endpoint_(std::move(endpoint)), url_(endpoint_->url), proxy_(endpoint_->proxy) {}
     ~NetworkTransport() override {
         if (connecting_ != invalid_socket) close_socket(connecting_);
     }
@@ -10078,7 +10560,9 @@ public:
     }
     WaitInfo wait_info() const noexcept override {
         WaitInfo w;
+#if !defined(LLM_STREAM_NO_DNS)
         if (looking_up()) return lookup_wait_info();
+#endif
         const native_socket s = connection_ ? connection_->socket() : connecting_;
         if (s == invalid_socket) return w;
         w.socket = static_cast<socket_handle>(s);
@@ -10090,8 +10574,9 @@ public:
         return w;
     }
     Error error() const override { return error_; }
-    bool reused_connection() const override { return reused_; }
-    std::unique_ptr<Connection> release_connection() override { return std::move(connection_); }
+    std::string_view pool_key() const override {
+        return connection_ && state_ == State::ready ? std::string_view(endpoint_->origin) : std::string_view();
+    }
 
 private:
     enum class State { resolve, connect, tunnel, tls, ready };
@@ -10116,17 +10601,17 @@ private:
     const std::string& peer_host() const noexcept { return proxy_ ? proxy_->host : url_.host; }
     std::string peer_name() const { return proxy_ ? "the proxy " + proxy_->address : url_.host_header; }
 
-    std::shared_ptr<ClientState> client_;
-    Url url_;
-    std::optional<ProxyUrl> proxy_;
+    ClientState& client_;
+    std::shared_ptr<const Endpoint> endpoint_;
+    const Url& url_;                         // the endpoint's
+    const std::optional<ProxyUrl>& proxy_;  // the endpoint's
     std::optional<ProxyTunnel> tunnel_;
     std::size_t tunnel_request_sent_ = 0;
-    std::string origin_;
     std::unique_ptr<Connection> connection_;
-    bool reused_ = false;
     bool tls_wants_write_ = false;
     State state_ = State::resolve;
     std::vector<SocketAddress> addresses_;
+#if !defined(LLM_STREAM_NO_DNS)
     // While a name server is asked; on the heap, as its messages take kilobytes a stream needs only then.
     std::unique_ptr<DnsLookup> lookup_;
     bool looking_up() const noexcept { return lookup_ != nullptr; }
@@ -10139,6 +10624,9 @@ private:
         w.timeout = std::min(std::chrono::milliseconds(1000), lookup_->time_left(Clock::now()));
         return w;
     }
+#else
+    bool looking_up() const noexcept { return false; }  // the system's resolver answers within resolve()
+#endif
     std::size_t next_address_ = 0;
     native_socket connecting_ = invalid_socket;
     std::string connect_errors_;
@@ -10156,22 +10644,28 @@ inline IoResult NetworkTransport::open() {
     return {IoStatus::ok, 0};
 }
 
-inline IoResult NetworkTransport::resolve() {
+LLM_STREAM_COLD inline IoResult NetworkTransport::resolve() {
+#if !defined(LLM_STREAM_NO_DNS)
     if (looking_up()) return look_up();
+#endif
     if (!network_startup()) return failed(ErrorCode::io, "Winsock could not be started");
     bool ask_dns = false;
-    if (Error e = resolve_host(peer_host(), proxy_ ? proxy_->port : url_.port, client_->config, addresses_, ask_dns))
+    if (Error e = resolve_host(peer_host(), proxy_ ? proxy_->port : url_.port, client_.config, addresses_, ask_dns))
         return failed(e.code, proxy_ ? "the proxy: " + e.message : std::move(e.message));
+#if !defined(LLM_STREAM_NO_DNS)
     if (ask_dns) {
-        lookup_ = std::make_unique<DnsLookup>(peer_host(), dns_settings(client_->config.dns));
+        lookup_ = std::make_unique<DnsLookup>(peer_host(), dns_settings(client_.config.dns));
         return look_up();
     }
+#endif
     state_ = State::connect;
     return start_connect();
 }
 
+#if !defined(LLM_STREAM_NO_DNS)
+
 /* Asks the name servers, then connects to the addresses they gave. */
-inline IoResult NetworkTransport::look_up() {
+LLM_STREAM_COLD inline IoResult NetworkTransport::look_up() {
     const IoResult r = lookup_->step();
     if (r.status == IoStatus::would_block) return r;
     if (r.status == IoStatus::failed) {
@@ -10183,25 +10677,17 @@ inline IoResult NetworkTransport::look_up() {
     state_ = State::connect;
     return start_connect();
 }
+#endif
 
-inline IoResult NetworkTransport::start_connect() {
+LLM_STREAM_COLD inline IoResult NetworkTransport::start_connect() {
     // Tries addresses in order until a connect() is under way or has succeeded.
     while (next_address_ < addresses_.size()) {
         const SocketAddress& a = addresses_[next_address_++];
-        const native_socket s = socket(a.storage.ss_family, SOCK_STREAM, IPPROTO_TCP);
+        const native_socket s = new_socket(a.storage.ss_family, SOCK_STREAM, IPPROTO_TCP);
         if (s == invalid_socket) {
             connect_errors_ += "; " + address_text(a) + ": " + socket_error_text(last_socket_error());
             continue;
         }
-        if (!set_non_blocking(s)) {
-            connect_errors_ += "; " + address_text(a) + ": cannot make the socket non-blocking";
-            close_socket(s);
-            continue;
-        }
-#if defined(SO_NOSIGPIPE)
-        const int on = 1;
-        setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
-#endif
         if (connect(s, reinterpret_cast<const sockaddr*>(&a.storage), a.length) == 0) {
             connecting_ = s;
             return finish_connect();
@@ -10221,7 +10707,7 @@ inline IoResult NetworkTransport::start_connect() {
 }
 
 /* Writable (or in error) means the connect finished; SO_ERROR says how. */
-inline IoResult NetworkTransport::poll_connect() {
+LLM_STREAM_COLD inline IoResult NetworkTransport::poll_connect() {
 #if defined(_WIN32)
     WSAPOLLFD probe = {connecting_, POLLWRNORM, 0};
     if (WSAPoll(&probe, 1, 0) == 0) return {IoStatus::would_block, 0};
@@ -10240,17 +10726,17 @@ inline IoResult NetworkTransport::poll_connect() {
     return start_connect();
 }
 
-inline IoResult NetworkTransport::finish_connect() {
+LLM_STREAM_COLD inline IoResult NetworkTransport::finish_connect() {
     const int nodelay = 1;  // requests are written whole; no reason to wait for more
     setsockopt(connecting_, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&nodelay), sizeof nodelay);
-    connection_ = std::make_unique<Connection>(connecting_, origin_);
+    connection_ = std::make_unique<Connection>(connecting_);
     connecting_ = invalid_socket;
     if (!url_.https) {
         state_ = State::ready;
         return {IoStatus::ok, 0};
     }
     if (proxy_) {
-        tunnel_.emplace(*proxy_, url_, client_->config.limits.max_header_bytes);
+        tunnel_.emplace(*proxy_, url_, client_.config.limits.max_header_bytes);
         state_ = State::tunnel;
         return open_tunnel();
     }
@@ -10259,7 +10745,7 @@ inline IoResult NetworkTransport::finish_connect() {
 
 /* Sends CONNECT, then reads the proxy's reply as it comes: the socket code only moves bytes, the
    ProxyTunnel says what they mean. */
-inline IoResult NetworkTransport::open_tunnel() {
+LLM_STREAM_COLD inline IoResult NetworkTransport::open_tunnel() {
     const std::string& request = tunnel_->request();
     while (tunnel_request_sent_ < request.size()) {
         const IoResult w = connection_->write(request.data() + tunnel_request_sent_, request.size() - tunnel_request_sent_);
@@ -10277,9 +10763,9 @@ inline IoResult NetworkTransport::open_tunnel() {
     }
 }
 
-inline IoResult NetworkTransport::start_tls() {
+LLM_STREAM_COLD inline IoResult NetworkTransport::start_tls() {
     std::shared_ptr<TlsBackend> backend;
-    if (Error e = client_->tls_backend(backend)) return failed(e.code, std::move(e.message));
+    if (Error e = client_.tls_backend(backend)) return failed(e.code, std::move(e.message));
     if (Error e = backend->start(static_cast<socket_handle>(connection_->socket()), url_.host, connection_->tls))
         return failed(e.code, std::move(e.message));
     if (!connection_->tls) return failed(ErrorCode::tls, "the TLS backend started no session");
@@ -10287,7 +10773,7 @@ inline IoResult NetworkTransport::start_tls() {
     return handshake();
 }
 
-inline IoResult NetworkTransport::handshake() {
+LLM_STREAM_COLD inline IoResult NetworkTransport::handshake() {
     const TlsResult r = connection_->tls->handshake();
     if (r.status == TlsStatus::ok) {
         state_ = State::ready;
@@ -10312,21 +10798,23 @@ inline IoResult NetworkTransport::handshake() {
    deadline as it goes, so neither waits for a server that never stops sending.
    ------------------------------------------------------------------------------------------------ */
 
-/* Makes the transport of each attempt, around a pooled connection when there is one. */
-using TransportFactory = std::function<std::unique_ptr<Transport>(std::unique_ptr<Connection> reused)>;
+/* Makes the transport of each attempt that finds no pooled connection, to the plan's endpoint (none
+   in memory). */
+using TransportFactory =
+    std::function<std::unique_ptr<Transport>(ClientState& client, const std::shared_ptr<const Endpoint>& endpoint)>;
 
-/* How a stream makes its attempts: what it sends and where; `origin` names the pool's connections
-   ("" for no pooling). */
+/* How a stream makes its attempts: what it sends and where. */
 struct AttemptPlan {
     TransportFactory factory;
     std::string request;  // the bytes to send
-    std::string origin;
+    // A network stream's: its connections are pooled under its origin. None in memory: no pooling.
+    std::shared_ptr<const Endpoint> endpoint;
     std::string description;  // "POST http://host/v1/chat/completions (model m)", for the log
     bool retry = true;        // false: one attempt whatever the policy says (a replayed response)
     bool assemble_reply = false;  // ChatOptions::assemble_reply
-    /* Requests go to this HTTP proxy in absolute form (an http:// origin), so a 407 is the proxy's:
-       ErrorCode::proxy. Empty otherwise (a tunnel's 407 is the tunnel's to report). */
-    std::optional<ProxyUrl> forward_proxy;
+    /* Requests go to this HTTP proxy (the endpoint's) in absolute form (an http:// origin), so a 407
+       is the proxy's: ErrorCode::proxy. Null otherwise (a tunnel's 407 is the tunnel's to report). */
+    const ProxyUrl* forward_proxy = nullptr;
 };
 
 /* The receive buffers of the streams a thread drives. A stream holds one only while it has bytes in it
@@ -10386,10 +10874,10 @@ inline std::uint64_t next_stream_serial() noexcept {
 
 class StreamImpl {
 public:
-    StreamImpl(std::shared_ptr<ClientState> client, Error error) : client_(std::move(client)), start_(Clock::now()) {
+    LLM_STREAM_COLD StreamImpl(std::shared_ptr<ClientState> client, Error error) : client_(std::move(client)), start_(Clock::now()) {
         end_with(std::move(error));
     }
-    StreamImpl(std::shared_ptr<ClientState> client, AttemptPlan plan)
+    LLM_STREAM_COLD StreamImpl(std::shared_ptr<ClientState> client, AttemptPlan plan)
         : client_(std::move(client)), plan_(std::move(plan)), start_(Clock::now()),
           jitter_(static_cast<std::uint32_t>(start_.time_since_epoch().count())) {
         begin_attempt(true, true);
@@ -10415,8 +10903,8 @@ public:
         Stats s = stats_;
         if (!finished_) {
             s.total_ms = elapsed_ms(start_, Clock::now());
-            s.events += decoder_ ? decoder_->messages() : 0;
-            s.skipped_events += decoder_ ? decoder_->skipped_messages() : 0;
+            s.events += counts_decoder() ? decoder_->messages() : 0;
+            s.skipped_events += counts_decoder() ? decoder_->skipped_messages() : 0;
         }
         return s;
     }
@@ -10431,6 +10919,9 @@ private:
     void log(LogLevel level, std::string message) const { emit_log(config(), level, std::move(message)); }
 
     void begin_attempt(bool counts, bool allow_pooled);
+    void take_decoder(IdleConnection& idle);
+    /* The decoder is this stream's (not still reading a pooled connection's last response). */
+    bool counts_decoder() const noexcept { return decoder_ && !unfinished_; }
     PollStatus fail(Error e) {
         redact_secret(e.message, config().api_key);
         end_with(std::move(e));
@@ -10439,7 +10930,7 @@ private:
     void end_with(Error e);
     PollStatus cancelled() { return fail(make_error(ErrorCode::cancelled, "the stream was cancelled")); }
     void count_decoded() {
-        if (!decoder_) return;
+        if (!counts_decoder()) return;
         stats_.events += decoder_->messages();
         stats_.skipped_events += decoder_->skipped_messages();
     }
@@ -10473,7 +10964,7 @@ private:
     std::shared_ptr<ClientState> client_;
     AttemptPlan plan_;
     std::unique_ptr<Transport> transport_;
-    std::optional<Decoder> unfinished_;  // a pooled connection's last response, read before reuse
+    bool reused_ = false;                // this attempt's connection came from the pool
     std::size_t request_sent_ = 0;
     Clock::time_point start_;
     Clock::time_point attempt_start_{};
@@ -10490,6 +10981,7 @@ private:
     ByteBuffer receive_;  // from ReceiveBuffers while bytes or the current event are in it
     std::size_t receive_pos_ = 0, receive_end_ = 0;
     std::optional<Decoder> decoder_;  // this attempt's; none before the first (held in place: one allocation less)
+    bool unfinished_ = false;           // decoder_ is still reading the pooled connection's last response
     bool decoder_has_more_ = false;     // its last step was an event: more of that message may follow
 
     Event current_;
@@ -10506,24 +10998,32 @@ private:
     std::condition_variable wait_cv_;
 };
 
-inline void StreamImpl::begin_attempt(bool counts, bool allow_pooled) {
+LLM_STREAM_COLD inline void StreamImpl::begin_attempt(bool counts, bool allow_pooled) {
     count_decoded();
-    decoder_.emplace(config().limits, config().api);
     request_sent_ = 0;
     receive_pos_ = receive_end_ = 0;
     response_started_ = input_ended_ = response_logged_ = false;
     transport_.reset();  // closes the previous attempt's connection first
     IdleConnection idle;
-    if (allow_pooled && !plan_.origin.empty()) idle = client_->take_idle(plan_.origin);
-    const bool reused = idle.connection != nullptr;
-    unfinished_ = std::move(idle.unfinished);
-    transport_ = plan_.factory(std::move(idle.connection));
+    if (allow_pooled && plan_.endpoint) idle = client_->take_idle(plan_.endpoint->origin);
+    reused_ = idle.transport != nullptr;
+    take_decoder(idle);
+    transport_ = reused_ ? std::move(idle.transport) : plan_.factory(*client_, plan_.endpoint);
     if (counts) ++stats_.attempts;
     if (counts && config().log_level <= LogLevel::info)  // the message is not even made otherwise
         log(LogLevel::info, plan_.description + ", attempt " + std::to_string(stats_.attempts) +
-                                (reused ? ", on a kept-alive connection" : ""));
+                                (reused_ ? ", on a kept-alive connection" : ""));
     attempt_start_ = last_activity_ = Clock::now();
-    state_ = reused ? State::draining : State::opening;
+    state_ = reused_ ? State::draining : State::opening;
+}
+
+/* The pooled connection's decoder (reset, or still reading its last response), else this stream's
+   own reset: only a stream's first attempt without a pooled connection makes one. */
+LLM_STREAM_COLD inline void StreamImpl::take_decoder(IdleConnection& idle) {
+    unfinished_ = idle.unfinished;
+    if (idle.decoder) decoder_ = std::move(idle.decoder);
+    else if (decoder_) decoder_->reset();
+    else decoder_.emplace(config().limits, config().api);
 }
 
 inline void StreamImpl::end_with(Error e) {
@@ -10562,12 +11062,11 @@ inline WaitInfo StreamImpl::wait_info() const noexcept {
     return w;
 }
 
-inline PollStatus StreamImpl::attempt_failed(Error e) {
-    const bool reused = transport_ && transport_->reused_connection();
+LLM_STREAM_COLD inline PollStatus StreamImpl::attempt_failed(Error e) {
     transport_.reset();
     if (events_delivered_ == 0 && !cancelled_.load()) {
         // An idle connection the server had already closed: try again on a new one, free of charge.
-        if (reused && !response_started_ && e.code != ErrorCode::http_status) {
+        if (reused_ && !response_started_ && e.code != ErrorCode::http_status) {
             log(LogLevel::info, "a reused connection failed (" + e.message + "); retrying on a new connection");
             begin_attempt(false, false);
             return PollStatus::pending;
@@ -10579,7 +11078,7 @@ inline PollStatus StreamImpl::attempt_failed(Error e) {
 }
 
 /* Schedules the next attempt when the policy says so and the deadline leaves time for it. */
-inline std::optional<PollStatus> StreamImpl::retry_after(const Error& e) {
+LLM_STREAM_COLD inline std::optional<PollStatus> StreamImpl::retry_after(const Error& e) {
     AttemptFailure failure;
     failure.code = e.code;
     failure.http_status = e.http_status;
@@ -10601,7 +11100,7 @@ inline std::optional<PollStatus> StreamImpl::retry_after(const Error& e) {
     return PollStatus::pending;
 }
 
-inline std::string seconds_text(std::chrono::milliseconds d) {
+LLM_STREAM_COLD inline std::string seconds_text(std::chrono::milliseconds d) {
     char text[32];
     std::snprintf(text, sizeof text, "%.3g s", std::chrono::duration<double>(d).count());
     return text;
@@ -10669,7 +11168,7 @@ inline void StreamImpl::count_in_stats(const Event& event) {
    (usually a moment behind); anything else (end of input, a reset, unexpected bytes, or nothing
    within a second) means the connection cannot carry another request: the next idle one, or a
    new one, is tried instead. */
-inline PollStatus StreamImpl::drain_pooled() {
+LLM_STREAM_COLD inline PollStatus StreamImpl::drain_pooled() {
     char buffer[512];
     for (int reads = 0; reads < 16; ++reads) {
         const IoResult r = transport_->read(buffer, sizeof buffer);
@@ -10683,23 +11182,25 @@ inline PollStatus StreamImpl::drain_pooled() {
         }
         if (r.status != IoStatus::ok || !unfinished_) break;
         std::string_view input(buffer, r.bytes);
-        while (!input.empty() && !unfinished_->response_complete()) {
-            const DecodeStep s = unfinished_->feed(input);
+        while (!input.empty() && !decoder_->response_complete()) {
+            const DecodeStep s = decoder_->feed(input);
             input.remove_prefix(s.consumed);
             if (s.status == DecodeStatus::failed || (s.consumed == 0 && s.status != DecodeStatus::event)) break;
         }
-        if (!unfinished_->response_complete()) continue;
+        if (!decoder_->response_complete()) continue;
         if (!input.empty()) break;  // bytes beyond the response: not a connection to trust
-        unfinished_.reset();
+        decoder_->reset();  // now this stream's
+        unfinished_ = false;
     }
     begin_attempt(false, true);
     return PollStatus::pending;
 }
 
-/* Hands the connection back to the client's pool when the server allows it and nothing unread is
-   left but the end of the response, which the next user of the connection will read. */
-inline void StreamImpl::keep_connection() {
-    if (!transport_ || !decoder_->keep_alive() || input_ended_) return;
+/* Hands the connection back to the client's pool, with the decoder and the request's room, when the
+   server allows it and nothing unread is left but the end of the response, which the next user of the
+   connection will read. */
+LLM_STREAM_COLD inline void StreamImpl::keep_connection() {
+    if (!transport_ || transport_->pool_key().empty() || !decoder_->keep_alive() || input_ended_) return;
     while (receive_pos_ < receive_end_ && !decoder_->response_complete()) {
         const DecodeStep s = decoder_->feed({receive_.data() + receive_pos_, receive_end_ - receive_pos_});
         receive_pos_ += s.consumed;
@@ -10707,16 +11208,20 @@ inline void StreamImpl::keep_connection() {
     }
     if (receive_pos_ != receive_end_) return;
     IdleConnection idle;
-    idle.connection = transport_->release_connection();
-    if (!idle.connection) return;
-    if (!decoder_->response_complete()) {
-        idle.unfinished = std::move(decoder_);
-        decoder_.reset();
+    idle.unfinished = !decoder_->response_complete();
+    if (!idle.unfinished) decoder_->reset();  // now: a buffer grown by a big message is not kept idle
+    idle.decoder = std::move(decoder_);
+    decoder_.reset();
+    idle.transport = std::move(transport_);
+    constexpr std::size_t usual_request_bytes = 16 * 1024;  // a request with images is not kept idle
+    if (plan_.request.capacity() <= usual_request_bytes) {
+        idle.request_room = std::move(plan_.request);
+        idle.request_room.clear();
     }
     client_->put_idle(std::move(idle));
 }
 
-inline PollStatus StreamImpl::succeed() {
+LLM_STREAM_COLD inline PollStatus StreamImpl::succeed() {
     count_decoded();
     if (plan_.assemble_reply) assembler_.finish();
     keep_connection();
@@ -10734,7 +11239,7 @@ inline PollStatus StreamImpl::succeed() {
 }
 
 /* The seed's client logs each response as it logs the request and the metrics. */
-inline void StreamImpl::log_response() {
+LLM_STREAM_COLD inline void StreamImpl::log_response() {
     response_logged_ = true;
     if (config().log_level > LogLevel::info) return;
     char ms[32];
@@ -10770,7 +11275,7 @@ inline std::optional<PollStatus> StreamImpl::decode() {
 
 /* The transport reported the end of input: the end of a close-delimited body, or the connection
    dropped (retried when nothing had been received or delivered). */
-inline PollStatus StreamImpl::input_ended() {
+LLM_STREAM_COLD inline PollStatus StreamImpl::input_ended() {
     for (;;) {
         const DecodeStep s = decoder_->finish();
         switch (s.status) {
@@ -10848,8 +11353,9 @@ inline PollStatus StreamImpl::exchange() {
             receive_pos_ = 0;
             receive_end_ = r.bytes;
             stats_.received_bytes += r.bytes;
-            response_started_ = true;
             last_activity_ = Clock::now();
+            if (!response_started_) stats_.first_byte_ms = elapsed_ms(start_, last_activity_);
+            response_started_ = true;
             break;
         case IoStatus::would_block: return PollStatus::pending;
         case IoStatus::closed: input_ended_ = true; break;
@@ -11019,17 +11525,17 @@ const char* to_string(ErrorCode code) noexcept {
 
 namespace detail {
 
-inline Error config_error(std::string message) { return make_error(ErrorCode::invalid_config, std::move(message)); }
+LLM_STREAM_COLD inline Error config_error(std::string message) { return make_error(ErrorCode::invalid_config, std::move(message)); }
 
 // "line 3: what", the line counted from 1 at byte offset `at`.
-inline Error dotenv_error(std::string_view text, std::size_t at, const char* what) {
+LLM_STREAM_COLD inline Error dotenv_error(std::string_view text, std::size_t at, const char* what) {
     const auto newlines = std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n');
     return config_error("line " + std::to_string(newlines + 1) + ": " + what);
 }
 
 /* The quoted value at text[i] (its opening quote); on success `i` is past the end of its line. Quoted
    values may span lines; double quotes understand the usual escapes. */
-inline Error dotenv_quoted_value(std::string_view text, std::size_t& i, std::string& value) {
+LLM_STREAM_COLD inline Error dotenv_quoted_value(std::string_view text, std::size_t& i, std::string& value) {
     const std::size_t opened_at = i;
     const char quote = text[i++];
     const bool double_quote = quote == '"';
@@ -11057,7 +11563,7 @@ inline Error dotenv_quoted_value(std::string_view text, std::size_t& i, std::str
 }
 
 // The unquoted value at text[i], up to the end of the line; `i` ends past the line.
-inline void dotenv_plain_value(std::string_view text, std::size_t& i, std::string& value) {
+LLM_STREAM_COLD inline void dotenv_plain_value(std::string_view text, std::size_t& i, std::string& value) {
     const std::size_t begin = i;
     while (i < text.size() && text[i] != '\n') ++i;
     std::string_view raw = text.substr(begin, i - begin);
@@ -11072,7 +11578,7 @@ inline void dotenv_plain_value(std::string_view text, std::size_t& i, std::strin
 }
 
 // The text of a .env file; a missing file is empty text, not an error.
-inline Error read_dotenv_file(const std::string& path, std::string& text) {
+LLM_STREAM_COLD inline Error read_dotenv_file(const std::string& path, std::string& text) {
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) {
         if (errno == ENOENT || errno == ENOTDIR) return {};
@@ -11091,7 +11597,7 @@ inline Error read_dotenv_file(const std::string& path, std::string& text) {
 }
 
 /* The first of `names` set in the environment and not empty; its name in `found`. */
-inline std::optional<std::string> first_env(std::initializer_list<const char*> names, const char*& found) {
+LLM_STREAM_COLD inline std::optional<std::string> first_env(std::initializer_list<const char*> names, const char*& found) {
     for (const char* name : names) {
         const char* value = std::getenv(name);
         if (value && !trim_ascii_space(value).empty()) {
@@ -11103,7 +11609,7 @@ inline std::optional<std::string> first_env(std::initializer_list<const char*> n
 }
 
 /* Config::proxy and no_proxy from the environment, as curl picks them for the base URL's scheme. */
-inline Error proxy_from_env(Config& out) {
+LLM_STREAM_COLD inline Error proxy_from_env(Config& out) {
     const char* name = "";
     if (auto v = first_env({"no_proxy", "NO_PROXY"}, name)) out.no_proxy = *v;
     const bool https = iequals(trim_ascii_space(out.base_url).substr(0, 8), "https://");
@@ -11118,7 +11624,7 @@ inline Error proxy_from_env(Config& out) {
 
 }  // namespace detail
 
-Error parse_dotenv(std::string_view text,
+LLM_STREAM_COLD Error parse_dotenv(std::string_view text,
                    const std::function<void(std::string_view key, std::string_view value)>& visit) {
     std::size_t i = text.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;  // editors may save a BOM
     const std::size_t n = text.size();
@@ -11150,7 +11656,7 @@ Error parse_dotenv(std::string_view text,
     return {};
 }
 
-Error Config::from_env(Config& out, const std::string& dotenv_path) {
+LLM_STREAM_COLD Error Config::from_env(Config& out, const std::string& dotenv_path) {
     out = Config{};
     std::vector<std::pair<std::string, std::string>> file_values;
     std::string text;
@@ -11194,13 +11700,13 @@ Error Config::from_env(Config& out, const std::string& dotenv_path) {
     return error ? error : proxy_error;
 }
 
-Config Config::from_env(const std::string& dotenv_path) {
+LLM_STREAM_COLD Config Config::from_env(const std::string& dotenv_path) {
     Config c;
     c.env_error = from_env(c, dotenv_path);
     return c;
 }
 
-const char* api_name(Api api) noexcept {
+LLM_STREAM_COLD const char* api_name(Api api) noexcept {
     switch (api) {
     case Api::openai: return "openai";
     case Api::responses: return "responses";
@@ -11211,9 +11717,10 @@ const char* api_name(Api api) noexcept {
     return "openai";
 }
 
-Error parse_api(std::string_view name, Api& out) {
+LLM_STREAM_COLD Error parse_api(std::string_view name, Api& out) {
     for (Api api : {Api::openai, Api::responses, Api::anthropic, Api::gemini, Api::ollama}) {
         if (name == api_name(api)) {
+            if (Error e = detail::api_compiled_in(api)) return e;
             out = api;
             return {};
         }
@@ -11224,7 +11731,7 @@ Error parse_api(std::string_view name, Api& out) {
 
 namespace {
 /* The path an API's requests go to, after the base URL. */
-std::string endpoint_path(Api api, std::string_view model) {
+LLM_STREAM_COLD std::string endpoint_path(Api api, std::string_view model) {
     switch (api) {
     case Api::openai: break;
     case Api::responses: return "/responses";
@@ -11236,7 +11743,7 @@ std::string endpoint_path(Api api, std::string_view model) {
 }
 }  // namespace
 
-std::string Config::endpoint_url(std::string_view model_override) const {
+LLM_STREAM_COLD std::string Config::endpoint_url(std::string_view model_override) const {
     if (base_url.empty()) return {};
     std::string_view url = detail::trim_ascii_space(base_url);
     const std::size_t query_at = std::min(url.find('?'), url.size());
@@ -11299,7 +11806,7 @@ StreamSet::StreamSet(StreamSet&&) noexcept = default;
 StreamSet& StreamSet::operator=(StreamSet&&) noexcept = default;
 StreamSet::~StreamSet() = default;
 
-void StreamSet::add(Stream& stream) {
+LLM_STREAM_COLD void StreamSet::add(Stream& stream) {
     detail::StreamSetState& s = *state_;
     s.streams.push_back(&stream);
     s.finish_reported.push_back(0);
@@ -11309,7 +11816,7 @@ void StreamSet::add(Stream& stream) {
     s.entries.reserve(s.streams.size() + 1);
 }
 
-void StreamSet::remove(const Stream& stream) {
+LLM_STREAM_COLD void StreamSet::remove(const Stream& stream) {
     detail::StreamSetState& s = *state_;
     for (std::size_t i = s.streams.size(); i-- > 0;) {
         if (s.streams[i] != &stream) continue;
@@ -11349,11 +11856,11 @@ const char* role_name(Role role) noexcept {
 
 ContentPart ContentPart::text_part(std::string text) { return {Kind::text, std::move(text), {}, {}, {}}; }
 
-ContentPart ContentPart::image_url(std::string url, std::string detail) {
+LLM_STREAM_COLD ContentPart ContentPart::image_url(std::string url, std::string detail) {
     return {Kind::image, std::move(url), {}, {}, std::move(detail)};
 }
 
-ContentPart ContentPart::image_bytes(std::string mime_type, std::string bytes, std::string detail) {
+LLM_STREAM_COLD ContentPart ContentPart::image_bytes(std::string mime_type, std::string bytes, std::string detail) {
     return {Kind::image, {}, std::move(mime_type), std::make_shared<const std::string>(std::move(bytes)),
             std::move(detail)};
 }
@@ -11371,7 +11878,7 @@ Message Message::system(std::string text) { return message_of(Role::system, std:
 Message Message::developer(std::string text) { return message_of(Role::developer, std::move(text)); }
 Message Message::user(std::string text) { return message_of(Role::user, std::move(text)); }
 
-Message Message::user(std::string text, std::vector<ContentPart> images) {
+LLM_STREAM_COLD Message Message::user(std::string text, std::vector<ContentPart> images) {
     Message m;
     m.parts.reserve(images.size() + 1);
     if (!text.empty()) m.parts.push_back(ContentPart::text_part(std::move(text)));
@@ -11496,7 +12003,7 @@ std::string made_up_call_id(const ToolCall& call, std::size_t position) {
 }
 }  // namespace
 
-void ReplyAssembler::finish() {
+LLM_STREAM_COLD void ReplyAssembler::finish() {
     for (ReplyChoice& c : reply_.choices) {
         c.invalid_tool_calls.clear();
         for (std::size_t i = 0; i < c.message.tool_calls.size(); ++i) {
@@ -11512,33 +12019,26 @@ void ReplyAssembler::clear() {
     open_calls_.clear();
 }
 
-Client::Client(Config config) : state_(std::make_shared<detail::ClientState>()) {
+LLM_STREAM_COLD Client::Client(Config config) : state_(std::make_shared<detail::ClientState>()) {
     state_->config = std::move(config);
+    state_->endpoint = detail::make_endpoint(state_->config, state_->config.model);
 }
 
 const Config& Client::config() const noexcept { return state_->config; }
 
-Stream Client::stream_chat(std::string_view prompt, const ChatOptions& options) {
-    std::vector<Message> messages;
-    messages.reserve(2);  // one allocation for both
-    if (!options.system.empty()) messages.push_back(Message::system(options.system));
-    messages.push_back(Message::user(std::string(prompt)));
-    return stream_chat(messages, options);
-}
-
 Error build_request(const Config& config, const std::vector<Message>& messages, const ChatOptions& options,
                     Request& request) {
+    if (Error e = detail::api_compiled_in(config.api)) return e;
     const std::string& model = options.model.empty() ? config.model : options.model;
-    if (Error e = detail::check_chat_options(messages, options, model)) return e;
     detail::ExtraMembers extra;
-    if (Error e = detail::read_request_extra(options.extra_json, extra)) return e;
+    if (Error e = detail::check_request(messages, options, model, extra)) return e;
     request.method = "POST";
     request.url = config.endpoint_url(model);
     if (Error e = detail::write_request_headers(config, request.headers)) return e;
     return detail::write_request_body(config.api, messages, options, model, extra, request.body);
 }
 
-Error parse_messages(std::string_view json, std::vector<Message>& out) {
+LLM_STREAM_COLD Error parse_messages(std::string_view json, std::vector<Message>& out) {
     std::vector<Message> read;  // `out` changes only on success
     Error e = detail::read_conversation_json(json, "the messages",
                                              [&](detail::ConversationReader& reader) { return reader.messages(read); });
@@ -11546,7 +12046,7 @@ Error parse_messages(std::string_view json, std::vector<Message>& out) {
     return e;
 }
 
-Error parse_tools(std::string_view json, std::vector<Tool>& out) {
+LLM_STREAM_COLD Error parse_tools(std::string_view json, std::vector<Tool>& out) {
     std::vector<Tool> read;  // `out` changes only on success
     Error e = detail::read_conversation_json(json, "the tools",
                                              [&](detail::ConversationReader& reader) { return reader.tools(read); });
@@ -11560,13 +12060,17 @@ void write_message_json(std::string& out, const Message& message, bool with_reas
 
 namespace {
 
+LLM_STREAM_COLD Stream failed_stream(const std::shared_ptr<detail::ClientState>& state, Error error) {
+    return Stream(std::make_unique<detail::StreamImpl>(state, std::move(error)));
+}
+
 /* A stream over the in-memory transport: stub mode, or a captured response replayed. */
-Stream memory_stream(const std::shared_ptr<detail::ClientState>& state, std::string response,
+LLM_STREAM_COLD Stream memory_stream(const std::shared_ptr<detail::ClientState>& state, std::string response,
                      std::vector<std::size_t> segment_ends, std::chrono::milliseconds delay, std::string description,
                      bool retry = true, bool assemble_reply = false) {
     auto bytes = std::make_shared<const std::string>(std::move(response));
     detail::AttemptPlan plan;
-    plan.factory = [bytes, segment_ends = std::move(segment_ends), delay](std::unique_ptr<detail::Connection>) {
+    plan.factory = [bytes, segment_ends = std::move(segment_ends), delay](detail::ClientState&, const auto&) {
         return std::make_unique<detail::MemoryTransport>(bytes, segment_ends, delay);
     };
     plan.description = std::move(description);
@@ -11575,53 +12079,87 @@ Stream memory_stream(const std::shared_ptr<detail::ClientState>& state, std::str
     return Stream(std::make_unique<detail::StreamImpl>(state, std::move(plan)));
 }
 
+#if !defined(LLM_STREAM_NO_STUB)
+/* Stub mode: the simulated reply in the configured API's wire format, through the real pipeline. */
+Stream stub_stream(const std::shared_ptr<detail::ClientState>& state, detail::MessageList messages,
+                   const ChatOptions& options, const std::string& model) {
+    const Config& config = state->config;
+    detail::StubResponse stub = detail::make_stub_response(config.api, messages, options, model);
+    return memory_stream(state, std::move(stub.bytes), std::move(stub.segment_ends), config.stub_chunk_delay,
+                         "stub mode: a simulated reply (model " + model + ")", true, options.assemble_reply);
+}
+#else
+Stream stub_stream(const std::shared_ptr<detail::ClientState>& state, detail::MessageList, const ChatOptions&,
+                   const std::string&) {
+    return failed_stream(state, detail::not_compiled_in("stub mode (no base URL)", "LLM_STREAM_NO_STUB"));
+}
+#endif
+
 /* "POST https://host/v1/chat/completions (model m)": the query is left out, as it may carry a key. */
-std::string describe_request(const Request& request, const std::string& model) {
-    return request.method + " " + request.url.substr(0, request.url.find('?')) + " (model " + model + ")";
+LLM_STREAM_COLD std::string describe_request(const std::string& url, const std::string& model) {
+    return "POST " + url.substr(0, url.find('?')) + " (model " + model + ")";
+}
+
+/* A stream of `plan`, its request written, to `endpoint` (or why it cannot be). */
+LLM_STREAM_COLD Stream network_stream(const std::shared_ptr<detail::ClientState>& state, std::shared_ptr<const detail::Endpoint> endpoint,
+                      detail::AttemptPlan plan, const std::string& model) {
+    const Config& config = state->config;
+    const detail::Endpoint& to = *endpoint;
+    if (to.url_error) return failed_stream(state, to.url_error);
+    if (to.url.https) {
+        std::shared_ptr<TlsBackend> backend;
+        if (Error e = state->tls_backend(backend)) return failed_stream(state, std::move(e));  // no attempt could succeed
+    }
+    if (to.proxy_error) return failed_stream(state, to.proxy_error);
+    if (config.log_level <= LogLevel::info)  // for the log only: not made when nothing is logged
+        plan.description = describe_request(config.endpoint_url(model), model) +
+                           (to.proxy ? " via the proxy " + to.proxy->address : "");
+    if (to.proxy && !to.url.https) plan.forward_proxy = &*to.proxy;
+    // Nothing captured: std::function keeps the lambda in place, without an allocation.
+    plan.factory = [](detail::ClientState& client, const std::shared_ptr<const detail::Endpoint>& to_endpoint) {
+        return std::make_unique<detail::NetworkTransport>(client, to_endpoint);
+    };
+    plan.endpoint = std::move(endpoint);
+    return Stream(std::make_unique<detail::StreamImpl>(state, std::move(plan)));
+}
+
+/* Both stream_chat()s: the request written once, in one buffer, for the network or the stub. */
+Stream stream_conversation(const std::shared_ptr<detail::ClientState>& state, detail::MessageList messages,
+                           const ChatOptions& options) {
+    const Config& config = state->config;
+    if (config.env_error) return failed_stream(state, config.env_error);  // never a silent stub for a broken .env
+    if (Error e = detail::api_compiled_in(config.api)) return failed_stream(state, std::move(e));
+    const std::string& model = options.model.empty() ? config.model : options.model;
+    std::shared_ptr<const detail::Endpoint> endpoint = state->endpoint;
+    if (config.api == Api::gemini && model != config.model) endpoint = detail::make_endpoint(config, model);
+    detail::ExtraMembers extra;
+    if (Error e = detail::check_request(messages, options, model, extra)) return failed_stream(state, std::move(e));
+    if (endpoint->headers_error) return failed_stream(state, endpoint->headers_error);
+    detail::AttemptPlan plan;
+    plan.request = state->take_request_room();
+    if (Error e = detail::write_http_request(config.api, endpoint->url.target, endpoint->header_lines, messages,
+                                             options, model, extra, plan.request))
+        return failed_stream(state, std::move(e));
+    if (config.stub_mode()) return stub_stream(state, messages, options, model);
+    plan.assemble_reply = options.assemble_reply;
+    return network_stream(state, std::move(endpoint), std::move(plan), model);
 }
 
 }  // namespace
 
-Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptions& options) {
-    const Config& config = state_->config;
-    auto failed = [&](Error e) { return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(e))); };
-    if (config.env_error) return failed(config.env_error);  // never a silent stub for a broken .env
-    Request request;
-    if (Error e = build_request(config, messages, options, request)) return failed(std::move(e));
-    const std::string& model = options.model.empty() ? config.model : options.model;
-    if (config.stub_mode()) {
-        detail::StubResponse stub = detail::make_stub_response(config.api, messages, options, model);
-        return memory_stream(state_, std::move(stub.bytes), std::move(stub.segment_ends), config.stub_chunk_delay,
-                             "stub mode: a simulated reply (model " + model + ")", true, options.assemble_reply);
-    }
-    detail::Url url;
-    if (Error e = detail::parse_url(request.url, url)) {
-        e.message = "LLM_BASE_URL: " + e.message;
-        return failed(std::move(e));
-    }
-    if (url.https) {
-        std::shared_ptr<TlsBackend> backend;
-        if (Error e = state_->tls_backend(backend)) return failed(std::move(e));  // no attempt could succeed
-    }
-    std::optional<detail::ProxyUrl> proxy;
-    if (Error e = detail::proxy_for(config, url, proxy)) return failed(std::move(e));
-    detail::AttemptPlan plan;
-    plan.factory = [client = state_, url, proxy](std::unique_ptr<detail::Connection> reused) {
-        return std::make_unique<detail::NetworkTransport>(client, url, proxy, std::move(reused));
-    };
-    plan.origin = detail::connection_key(url, proxy);
-    if (config.log_level <= LogLevel::info)  // for the log only: not made when nothing is logged
-        plan.description = describe_request(request, model) + (proxy ? " via the proxy " + proxy->address : "");
-    if (proxy) {
-        detail::address_via_proxy(*proxy, url, request);
-        if (!url.https) plan.forward_proxy = proxy;
-    }
-    plan.request = detail::http1_request(url, request);
-    plan.assemble_reply = options.assemble_reply;
-    return Stream(std::make_unique<detail::StreamImpl>(state_, std::move(plan)));
+LLM_STREAM_COLD Stream Client::stream_chat(std::string_view prompt, const ChatOptions& options) {
+    Message conversation[2];  // on the stack: a MessageList needs no vector
+    std::size_t size = 0;
+    if (!options.system.empty()) conversation[size++] = Message::system(options.system);
+    conversation[size++] = Message::user(std::string(prompt));
+    return stream_conversation(state_, detail::MessageList(conversation, size), options);
 }
 
-Stream Client::replay(std::string response, const ChatOptions& options) {
+LLM_STREAM_COLD Stream Client::stream_chat(const std::vector<Message>& messages, const ChatOptions& options) {
+    return stream_conversation(state_, messages, options);
+}
+
+LLM_STREAM_COLD Stream Client::replay(std::string response, const ChatOptions& options) {
     return memory_stream(state_, std::move(response), {}, std::chrono::milliseconds(0), "replay of a captured response",
                          false, options.assemble_reply);
 }
@@ -11634,6 +12172,7 @@ Decoder::~Decoder() = default;
 DecodeStep Decoder::feed(std::string_view bytes) { return core_->feed(bytes); }
 DecodeStep Decoder::finish() { return core_->finish(); }
 void Decoder::start_body(int http_status, std::string_view content_type) { core_->start_body(http_status, content_type); }
+void Decoder::reset() { core_->reset(); }
 const Event& Decoder::event() const noexcept { return core_->event(); }
 const Error& Decoder::error() const noexcept { return core_->error(); }
 int Decoder::http_status() const noexcept { return core_->http_status(); }
@@ -11715,13 +12254,20 @@ std::optional<bool> json_bool_member(std::string_view json, std::string_view nam
     return std::nullopt;
 }
 
+// A build whose name lookups block poll() says so.
+#if defined(LLM_STREAM_NO_DNS)
+#define LLM_STREAM_DNS_NOTE "; dns: the system's, blocking"
+#else
+#define LLM_STREAM_DNS_NOTE ""
+#endif
+
 const char* version_string() noexcept {
 #if defined(LLM_STREAM_MBEDTLS)
-    return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: mbedtls " MBEDTLS_VERSION_STRING ")";
+    return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: mbedtls " MBEDTLS_VERSION_STRING LLM_STREAM_DNS_NOTE ")";
 #elif defined(LLM_STREAM_SCHANNEL)
-    return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: schannel)";
+    return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: schannel" LLM_STREAM_DNS_NOTE ")";
 #else
-    return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: none)";
+    return "llm_stream " LLM_STREAM_VERSION_STRING " (tls: none" LLM_STREAM_DNS_NOTE ")";
 #endif
 }
 

@@ -27,8 +27,9 @@
 # llm-chat-openssl (llm_stream_openssl.hpp through the TLS hook; LLM_CHAT_OPENSSL), each --cacert.
 # Each is a new process: a full handshake every run, as for curl. Targets: CPU <= 2x curl's with
 # mbedTLS, <= 1.2x with OpenSSL; time to first byte <= curl's. Time to first byte: curl's
-# %{time_starttransfer} (start to the first response byte), llm-chat's "First chunk received" of --stats
-# (the request's start to the first content chunk): both include name resolution, connect, the handshake.
+# %{time_starttransfer}, llm-chat's "first byte at" of --stats (Stats::first_byte_ms): the request's
+# start to the response's first byte, both including name resolution, connect, the handshake. llm-chat's
+# first content chunk (its "First chunk received") is reported too; curl has no counterpart.
 #
 # Binaries: LLM_CHAT (with TLS=1: LLM_CHAT_MBEDTLS, LLM_CHAT_OPENSSL) and LLM_TEST_SERVER name prebuilt
 # ones; otherwise each is built with ${CXX:-g++} -std=c++17 -O2 -DNDEBUG into a temporary directory. A
@@ -137,8 +138,24 @@ read -r SSE_BYTES CONTENT_BYTES < <("$WORK/expected_reply" "$EVENTS" "$WORK/expe
     die "cannot compute the expected reply"
 [ -n "${CONTENT_BYTES:-}" ] || die "cannot compute the expected reply"
 
+# --- cores ----------------------------------------------------------------------------------------
+# With two cores or more (and PIN not 0), the servers run on the last core this script may use and the
+# clients on the first, as a real server runs on another machine: on a 2-core loopback an unpinned
+# server thread writing the whole body can take the client's core between the head and the first
+# event (measured: llm-chat's first content chunk at 0.8-1.2 ms in half the runs unpinned, 0.25-0.43 ms
+# pinned, its first byte 0.19-0.55 ms either way). The script pins itself after starting the servers,
+# so the clients inherit the core and no taskset process is timed.
+SERVER_CORE=() CLIENT_CORE=
+ALLOWED_CPUS=$(awk '$1 == "Cpus_allowed_list:" { print $2 }' /proc/self/status 2>/dev/null)
+if [ "${PIN:-1}" != 0 ] && command -v taskset >/dev/null 2>&1 && [[ "$ALLOWED_CPUS" =~ ^[0-9] ]]; then
+    CLIENT_CORE=${ALLOWED_CPUS%%[-,]*}
+    server_core=${ALLOWED_CPUS##*[-,]}
+    if [ "$server_core" != "$CLIENT_CORE" ]; then SERVER_CORE=(taskset -c "$server_core"); else CLIENT_CORE=; fi
+fi
+[ "${#SERVER_CORE[@]}" -gt 0 ] && SPAWN+=("${SERVER_CORE[@]}")  # nginx too (tests/tls/nginx_common.sh)
+
 # --- server ---------------------------------------------------------------------------------------
-"$SERVER_BIN" --host 127.0.0.1 --generate-events "$EVENTS" --framing chunked --chunk-per-event \
+"${SERVER_CORE[@]+"${SERVER_CORE[@]}"}" "$SERVER_BIN" --host 127.0.0.1 --generate-events "$EVENTS" --framing chunked --chunk-per-event \
     >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER_PID=$!
 PORT=
@@ -182,6 +199,8 @@ fi
 unset LLM_API_KEY LLM_MODEL  # the request is the same whatever the caller's environment
 cd "$WORK" || exit 2         # no stray .env is read by llm-chat
 
+if [ -n "$CLIENT_CORE" ]; then taskset -pc "$CLIENT_CORE" $$ >/dev/null || die "cannot pin the clients to core $CLIENT_CORE"; fi
+
 # --- warm-up and checks (not timed) ---------------------------------------------------------------
 "${CURL_CMD[@]}" -o "$WORK/body.sse" "$URL" || die "curl cannot fetch $URL"
 got=$(wc -c <"$WORK/body.sse")
@@ -198,18 +217,18 @@ done
 # CALLGRIND=1: each client runs once under valgrind's callgrind; its instruction count (the whole
 # process: loader, TLS library, everything) stands for its CPU. For a loaded machine.
 count_instructions() {
-    local name out=$WORK/callgrind.out
+    local name profile=$WORK/callgrind.out
     echo "llm_stream end-to-end instruction counts: TLS=$TLS CALLGRIND=1 $0 ($EVENTS events; $(valgrind --version))"
     echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
     for name in "${CLIENTS[@]}"; do
-        rm -f "$out"
+        rm -f "$profile"
         if [ "$name" = curl ]; then
-            valgrind --tool=callgrind --callgrind-out-file="$out" "${CURL_CMD[@]}" -o /dev/null "$URL" 2>"$WORK/vg.err"
+            valgrind --tool=callgrind --callgrind-out-file="$profile" "${CURL_CMD[@]}" -o /dev/null "$URL" 2>"$WORK/vg.err"
         else
-            LLM_BASE_URL=$BASE valgrind --tool=callgrind --callgrind-out-file="$out" "${CHAT_BINS[$name]}" \
+            LLM_BASE_URL=$BASE valgrind --tool=callgrind --callgrind-out-file="$profile" "${CHAT_BINS[$name]}" \
                 "${CHAT_ARGS[@]}" >"$WORK/out.txt" 2>"$WORK/vg.err" && cmp -s "$WORK/out.txt" "$WORK/expected.txt"
         fi || { echo "$name failed under callgrind: $(tail -c 300 "$WORK/vg.err")" >&2; exit 1; }
-        INSTRUCTIONS[$name]=$(awk '$1 == "summary:" { print $2 }' "$out")
+        INSTRUCTIONS[$name]=$(awk '$1 == "summary:" { print $2 }' "$profile")
         printf '%-18s %14s instructions  %6.2fx curl\n' "$name" "${INSTRUCTIONS[$name]}" \
             "$(awk -v a="${INSTRUCTIONS[$name]}" -v b="${INSTRUCTIONS[curl]}" 'BEGIN { print a / b }')"
     done
@@ -223,10 +242,11 @@ if [ "${CALLGRIND:-0}" = 1 ]; then
 fi
 
 # --- timed runs -----------------------------------------------------------------------------------
-# Each client's times go to NAME.times ("wall user sys"), its time to first byte in ms to NAME.ttfb.
+# Each client's times go to NAME.times ("wall user sys"), its time to first byte in ms to NAME.ttfb,
+# llm-chat's to its first content chunk to NAME.content.
 TIMEFORMAT='%3R %3U %3S'
 FAILED=0
-for name in "${CLIENTS[@]}"; do : >"$WORK/$name.times"; : >"$WORK/$name.ttfb"; done
+for name in "${CLIENTS[@]}"; do : >"$WORK/$name.times"; : >"$WORK/$name.ttfb"; : >"$WORK/$name.content"; done
 for run in $(seq 1 "$RUNS"); do
     { time "${CURL_CMD[@]}" -o /dev/null -w '%{time_starttransfer}\n' "$URL" >"$WORK/curl.out" 2>"$WORK/curl.err"; } 2>"$WORK/t"
     rc=$?
@@ -248,7 +268,8 @@ for run in $(seq 1 "$RUNS"); do
             FAILED=1
         fi
         cat "$WORK/t" >>"$WORK/$name.times"
-        sed -n 's/^First chunk received: .*(\([0-9.]*\)ms)$/\1/p' "$WORK/chat.err" >>"$WORK/$name.ttfb"
+        sed -n 's/.*, first byte at \([0-9.]*\) ms,.*/\1/p' "$WORK/chat.err" >>"$WORK/$name.ttfb"
+        sed -n 's/^First chunk received: .*(\([0-9.]*\)ms)$/\1/p' "$WORK/chat.err" >>"$WORK/$name.content"
     done
 done
 
@@ -286,7 +307,13 @@ echo "curl:     $(curl --version | head -n 1 | awk '{ print $1, $2, $5 }')"
 echo "          $(printf '%q ' "${CURL_CMD[@]}")-o /dev/null -w '%{time_starttransfer}' $URL"
 echo "runs:     $RUNS of each, alternating; client process only; medians in seconds (bash time, 1 ms resolution;"
 echo "          CPU = user + sys per run, then the median, so it need not equal user + sys of the medians);"
-echo "          first byte in ms: curl's time_starttransfer, llm-chat's first content chunk (--stats)"
+echo "          first byte in ms: curl's time_starttransfer, llm-chat's \"first byte at\" (--stats), both the"
+echo "          response's first byte from the start of the request"
+if [ -n "$CLIENT_CORE" ]; then
+    echo "cores:    servers on core ${SERVER_CORE[2]}, clients on core $CLIENT_CORE (PIN=0: unpinned)"
+else
+    echo "cores:    unpinned"
+fi
 echo
 printf '%-18s %9s %9s %9s %9s %10s %12s\n' "" "wall" "user" "sys" "CPU" "body MB/s" "1st byte ms"
 for name in "${CLIENTS[@]}"; do
@@ -303,12 +330,17 @@ for name in "${CHATS[@]}"; do
     ttfb_ratio=$(ratio "${TTFB[$name]}" "${TTFB[curl]}")
     echo "$name / curl:  CPU ${cpu_ratio}x (target <= ${cpu_target}x: $(verdict "$cpu_ratio" "$cpu_target")),  wall ${wall_ratio}x (target <= 1.5x: $(verdict "$wall_ratio" 1.5)),  first byte ${ttfb_ratio}x (target <= 1x: $(verdict "$ttfb_ratio" 1))"
 done
+for name in "${CHATS[@]}"; do
+    echo "$name first content chunk (llm-chat's \"First chunk received\"; curl parses nothing): median $(median "$WORK/$name.content" '$1') ms"
+done
 echo
-echo "per run (wall user sys, first byte ms):"
+echo "per run (wall user sys, first byte ms; llm-chat: / first content chunk ms):"
 for run in $(seq 1 "$RUNS"); do
     line=" "
     for name in "${CLIENTS[@]}"; do
-        line+=" $name $(sed -n "${run}p" "$WORK/$name.times"), $(sed -n "${run}p" "$WORK/$name.ttfb") |"
+        line+=" $name $(sed -n "${run}p" "$WORK/$name.times"), $(sed -n "${run}p" "$WORK/$name.ttfb")"
+        [ "$name" = curl ] || line+=" / $(sed -n "${run}p" "$WORK/$name.content")"
+        line+=" |"
     done
     echo "$line"
 done

@@ -7,6 +7,10 @@
 //                                           arrived, then sends every stream EVENTS content chunks,
 //                                           one to each stream every INTERVAL_MS, then the end
 //   bench_many URL N                        the client: N streams from URL (http://127.0.0.1:PORT/v1)
+//   bench_many requests URL                 three requests in turn on one Client (the second and third
+//                                           over its pooled connection; serve with N = 1): the heap
+//                                           allocations of each, and those made after each stream's
+//                                           first event, per event
 
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -188,13 +192,17 @@ double cpu_seconds() {
            static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
-int run_client(const char* url, std::size_t count) {
+llm_stream::Config bench_config(const char* url) {
     llm_stream::Config config;
     config.base_url = url;
     config.api_key = "bench";
     config.model = "bench";
     config.log_level = llm_stream::LogLevel::off;
-    llm_stream::Client client(config);
+    return config;
+}
+
+int run_client(const char* url, std::size_t count) {
+    llm_stream::Client client(bench_config(url));
     std::vector<llm_stream::Stream> streams;
     streams.reserve(count);
     llm_stream::StreamSet set;
@@ -227,12 +235,47 @@ int run_client(const char* url, std::size_t count) {
     return failed == 0 ? 0 : 1;
 }
 
+/* One stream of `client` read to its end: its allocations from stream_chat() to the end, and those
+   made after its first event (an event costs none: they stay 0). */
+struct RequestAllocations {
+    std::size_t whole = 0, after_first_event = 0, events = 0;
+    bool failed = false;
+};
+
+RequestAllocations one_request(llm_stream::Client& client) {
+    RequestAllocations counted;
+    const std::size_t before = allocations;
+    std::size_t at_first_event = 0;
+    llm_stream::Stream stream = client.stream_chat("hi");
+    while (stream.next_event())
+        if (counted.events++ == 0) at_first_event = allocations;
+    counted.whole = allocations - before;
+    counted.after_first_event = allocations - at_first_event;
+    counted.failed = bool(stream.error()) || counted.events == 0;
+    if (stream.error()) std::fprintf(stderr, "a request failed: %s\n", stream.error().message.c_str());
+    return counted;
+}
+
+int run_requests(const char* url) {
+    llm_stream::Client client(bench_config(url));
+    const RequestAllocations first = one_request(client), second = one_request(client), third = one_request(client);
+    const std::size_t later_events = second.events + third.events - 2;
+    std::printf("llm_stream requests: allocations per request %zu on a new connection, %zu and %zu on the pooled "
+                "one; %zu allocations over the %zu events after the first of each pooled request (%.3f per event)\n",
+                first.whole, second.whole, third.whole, second.after_first_event + third.after_first_event,
+                later_events,
+                static_cast<double>(second.after_first_event + third.after_first_event) /
+                    static_cast<double>(later_events ? later_events : 1));
+    return first.failed || second.failed || third.failed ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     if (argc == 5 && std::strcmp(argv[1], "serve") == 0)
         return serve(std::strtoul(argv[2], nullptr, 10), std::atoi(argv[3]), std::atoi(argv[4]));
+    if (argc == 3 && std::strcmp(argv[1], "requests") == 0) return run_requests(argv[2]);
     if (argc == 3) return run_client(argv[1], std::strtoul(argv[2], nullptr, 10));
-    std::fputs("usage: bench_many serve N EVENTS INTERVAL_MS | bench_many URL N\n", stderr);
+    std::fputs("usage: bench_many serve N EVENTS INTERVAL_MS | bench_many URL N | bench_many requests URL\n", stderr);
     return 2;
 }

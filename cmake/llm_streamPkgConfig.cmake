@@ -4,6 +4,7 @@
 #   llm_stream-mbedtls.pc  the header's mbedTLS backend for https:// (LLM_STREAM_MBEDTLS and the mbedTLS
 #                          libraries found at configure time), like find_package(... COMPONENTS mbedtls);
 #                          installed only when this build found mbedTLS
+#   llm_stream_c.pc        the C ABI shared library (llm_stream_c.h, -lllm_stream_c), when it is built
 # The prefix is found from the file's own place (${pcfiledir}), so `cmake --install --prefix` may move it.
 set(_llm_stream_pc_dir "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
 
@@ -44,12 +45,18 @@ function(llm_stream_pc_mbedtls_flags cflags_out libs_out)
   set(${libs_out} "${libs}" PARENT_SCOPE)
 endfunction()
 
+# An install directory as the .pc file spells it: absolute as given, else under ${prefix}.
+function(llm_stream_pc_path out dir)
+  if(IS_ABSOLUTE "${dir}")
+    set(${out} "${dir}" PARENT_SCOPE)
+  else()
+    set(${out} "\${prefix}/${dir}" PARENT_SCOPE)
+  endif()
+endfunction()
+
 llm_stream_pc_prefix(_llm_stream_pc_prefix)
-if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
-  set(_llm_stream_pc_includedir "${CMAKE_INSTALL_INCLUDEDIR}")
-else()
-  set(_llm_stream_pc_includedir "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
-endif()
+llm_stream_pc_path(_llm_stream_pc_includedir "${CMAKE_INSTALL_INCLUDEDIR}")
+llm_stream_pc_path(_llm_stream_pc_libdir "${CMAKE_INSTALL_LIBDIR}")
 
 # The Libs line is llm_stream's link interface as evaluated for this platform (none: an empty line).
 set(_llm_stream_pc_system_libs
@@ -63,4 +70,9 @@ if(TARGET llm_stream::mbedtls)
   llm_stream_pc_mbedtls_flags(_llm_stream_pc_mbedtls_cflags _llm_stream_pc_mbedtls_libs)
   configure_file(cmake/llm_stream-mbedtls.pc.in "${PROJECT_BINARY_DIR}/llm_stream-mbedtls.pc" @ONLY)
   install(FILES "${PROJECT_BINARY_DIR}/llm_stream-mbedtls.pc" DESTINATION "${_llm_stream_pc_dir}")
+endif()
+
+if(TARGET llm_stream_c)
+  configure_file(cmake/llm_stream_c.pc.in "${PROJECT_BINARY_DIR}/llm_stream_c.pc" @ONLY)
+  install(FILES "${PROJECT_BINARY_DIR}/llm_stream_c.pc" DESTINATION "${_llm_stream_pc_dir}")
 endif()

@@ -919,6 +919,7 @@ void print_stats(const llm_stream::Stats& stats, const ReplyPreview& preview) {
                  std::to_string(stats.chunks).c_str(), std::to_string(stats.chars).c_str(),
                  format_ms(stats.total_ms).c_str());
     std::string details = std::to_string(stats.attempts) + (stats.attempts == 1 ? " attempt" : " attempts");
+    if (stats.first_byte_ms >= 0) details += ", first byte at " + format_ms(stats.first_byte_ms) + " ms";
     details += ", " + std::to_string(stats.received_bytes) + " bytes received, " +
                std::to_string(stats.events) + " events, " + std::to_string(stats.skipped_events) + " skipped";
     if (!stats.finish_reason.empty()) details += ", finish reason " + stats.finish_reason;

@@ -20,7 +20,7 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
+cd "$root" || exit 2
 seconds="${1:-20}"
 shift || true
 all_targets=(http sse json pipeline split_differential messages ollama responses gemini anthropic dns)
@@ -43,6 +43,7 @@ for t in "${targets[@]}"; do
 done
 
 mkdir -p "$work"/{logs,seeds,corpus,artifacts}
+# shellcheck disable=SC2054  # the commas belong to -fsanitize=
 flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -Wall -Wextra -I"$root" -I"$root/fuzz")
 if [[ "${LLM_STREAM_FUZZ_SKIP_KNOWN:-0}" == 1 ]]; then
@@ -94,7 +95,8 @@ regressions=()
 for f in fuzz/regressions/*; do [[ -f "$f" && "$f" != *.md ]] && regressions+=("$f"); done
 
 run_target() {
-    local t="$1" bin="$work/fuzz_$t" log="$work/logs/fuzz_$1.log" rlog="$work/logs/regressions_$1.log"
+    local t="$1"  # its own local first: the names below expand it
+    local bin="$work/fuzz_$t" log="$work/logs/fuzz_$t.log" rlog="$work/logs/regressions_$t.log"
     local art="$work/artifacts/$t/" regression_status=0 fuzz_status=0
     mkdir -p "$work/corpus/$t" "$art"
     rm -f "$art"crash-* "$art"leak-* "$art"timeout-* "$art"oom-* "$art"slow-unit-*

@@ -13,7 +13,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 work="${LLM_STREAM_TEST_DIR:-$root/build-test}"
 jobs="${LLM_STREAM_JOBS:-2}"
-version="$(sed -n 's/^#define LLM_STREAM_VERSION_STRING "\(.*\)"$/\1/p' llm_stream.hpp)"
 
 # Debian packages the steps use, one per line.
 packages=(
@@ -35,6 +34,8 @@ packages=(
     qemu-user
     wine64      # runs the Windows build: its tests, llm-chat, HTTPS through SChannel (tests/tls/wine_schannel.sh)
     openssl          # its certificates
+    nlohmann-json3-dev  # bench/bench_pipeline.cpp and bench/bench_simdjson.cpp compile in the benchmarks step
+    libsimdjson-dev
     libcurl4-openssl-dev  # examples/llm-curl: the sans-I/O core over libcurl
     jq               # tests/e2e_apis.sh compares what llm-chat prints and sends as JSON
     tinyproxy        # tests/proxy/proxy_e2e.sh: llm-chat through real HTTP proxies; each runs on its own
@@ -101,17 +102,23 @@ strict_header_check() {
             -Wnon-virtual-dtor -Werror -fsyntax-only -x c++ -I"$root" -
 }
 
-# The header in every combination of compiler, standard, exceptions and TLS: the presets build only
-# some of them. One compiler per core.
+# The header in every combination of compiler, standard, exceptions, TLS and the smallest builds
+# (LLM_STREAM_MINIMAL, with LLM_STREAM_NO_DNS too): the presets build only some of them; then each
+# feature macro alone. One compiler per core.
 strict_header_with() {
-    local cxx="$1" std mode tls
+    local cxx="$1" std mode tls features feature
     for std in c++17 c++20; do
         for mode in "" "-fno-exceptions -fno-rtti"; do
             for tls in "" -DLLM_STREAM_MBEDTLS; do
-                # shellcheck disable=SC2086  # mode and tls are lists of flags, or nothing
-                strict_header_check "$cxx" -std="$std" $mode $tls || return 1
+                for features in "" -DLLM_STREAM_MINIMAL "-DLLM_STREAM_MINIMAL -DLLM_STREAM_NO_DNS"; do
+                    # shellcheck disable=SC2086  # mode, tls and features are lists of flags, or nothing
+                    strict_header_check "$cxx" -std="$std" $mode $tls $features || return 1
+                done
             done
         done
+    done
+    for feature in RESPONSES ANTHROPIC GEMINI OLLAMA STUB DNS; do
+        strict_header_check "$cxx" -std=c++17 -DLLM_STREAM_NO_$feature || return 1
     done
 }
 
@@ -132,6 +139,18 @@ background() {
     if ((running >= jobs)); then wait -n; running=$((running - 1)); fi
 }
 drain() { while ((running > 0)); do wait -n; running=$((running - 1)); done; }
+
+# Every program of bench/ compiles warning-free: only bench/perf_table.sh builds and runs them, so a
+# change would otherwise break one unseen until the next table.
+bench_compiles() {
+    local source
+    running=0
+    for source in bench/*.cpp; do
+        echo "$source"
+        background g++ -std=c++17 -Wall -Wextra -Werror -fsyntax-only -I"$root" -I"$root/tests" "$source"
+    done
+    drain
+}
 
 # foreign_test <dir> <run> <link flags> <tests> <compiler and flags...>: for a target other than this
 # machine's, builds llm-chat and the tests named in <tests> (tests/test_NAME.cpp) with that compiler,
@@ -204,10 +223,12 @@ loopback_stream() {
 # (WSAPoll, woken by cancel() at once) and name resolution (test_wait), the configuration from the
 # environment and files, the stub, the corpus read from disk, the public API, the whole network suite
 # (test_network: every framing, fault, retry, timeout, the deadline, cancel(), poll(), the pool, IPv6)
+# and the proxy tests (test_proxy: the test server playing the proxy)
 # against test servers run natively by llm_test_server --control, which the tests script through
 # RemoteTestServer (LLM_TEST_REMOTE_SERVER), and HTTPS through SChannel: test_tls (it has its own main)
 # and llm-chat against the nginx of the TLS tests, with --cacert and with the CA in the prefix's ROOT
-# store (import_root). The pure parsers (HTTP, SSE, JSON, the decoder) are the same code on every
+# store (import_root); llm-relay.exe (built at -O2) through the relay's end-to-end checks, its
+# StreamSet over WSAPoll and its CTRL_C handler included. The pure parsers (HTTP, SSE, JSON, the decoder) are the same code on every
 # platform and run in every other step, 32-bit `long` (as on Windows) included: see cross_test.
 windows_test() {
     export WINEDEBUG=-all WINEPREFIX="$work/mingw/wineprefix"
@@ -216,15 +237,19 @@ windows_test() {
     mkdir -p "$dir"
     start_test_server "$dir/control.out" --control
     export LLM_TEST_SERVER_CONTROL="127.0.0.1:$test_server_port"
-    foreign_test "$dir" /usr/lib/wine/wine64 "$link" "api config retry streams alloc reply stub_tools wait network" "${cxx[@]}"
+    foreign_test "$dir" /usr/lib/wine/wine64 "$link" "api config retry streams alloc reply stub_tools wait network proxy minimal" "${cxx[@]}"
     running=0
     # shellcheck disable=SC2086  # link is a list of flags
     background "${cxx[@]}" -I"$root" -I"$dir/include" tests/test_tls.cpp "$dir/llm_stream_implementation.o" \
         -o "$dir/test_tls.exe" $link
     # shellcheck disable=SC2086
     background "${cxx[@]}" -I"$root" tests/tls/import_root.cpp "$dir/llm_stream_implementation.o" -o "$dir/import_root.exe" $link
+    # At -O2 (the rest is -O0): the optimizer's warnings (-Wnonnull, -Wstringop-*) over the whole header.
+    # shellcheck disable=SC2086
+    background "${cxx[@]}" -O2 -I"$root" examples/llm-relay.cpp -o "$dir/llm-relay.exe" $link
     drain
     bash tests/tls/wine_schannel.sh "$dir" "$work/gcc/tests/llm_test_server"
+    LLM_RELAY_RUN=/usr/lib/wine/wine64 bash tests/e2e_relay.sh "$dir/llm-relay.exe" "$work/gcc/tests/llm_test_server"
 }
 
 # cross_test <triplet> <qemu>: Debian's cross compiler for <triplet> builds the layers (JSON, SSE, HTTP,
@@ -299,8 +324,9 @@ step() {
 
 mkdir -p "$work"
 step "packages" install_packages
-step "the header under strict warnings: g++ and clang++, C++17 and C++20, with and without exceptions and TLS" \
+step "the header under strict warnings: g++ and clang++, C++17 and C++20, with and without exceptions, TLS and LLM_STREAM_MINIMAL" \
     strict_header
+step "benchmarks: every program of bench/ compiles (g++ -fsyntax-only, warnings as errors)" bench_compiles
 for preset in $(cmake --list-presets=workflow | sed -n 's/^ *"\([^"]*\)".*/\1/p'); do
     step "cmake preset $preset: $(preset_title "$preset")" preset_test "$preset"
 done

@@ -45,7 +45,7 @@ else
     fail "stub mode: a call the calculator cannot evaluate gets an error result, and the loop ends"
 fi
 
-LLM_BASE_URL= run "6*7"
+LLM_BASE_URL='' run "6*7"
 if [ "$RC" -eq 1 ] && [ "$(wc -l <"$WORK/err")" -eq 1 ] && grep -q '^agent: error: LLM_BASE_URL is set but empty' "$WORK/err"; then
     pass "a broken configuration: one 'agent: error:' line, exit 1"
 else

@@ -266,7 +266,7 @@ printf 'LLM_API_KEY=sk-e2e\nLLM_BASE_URL=\n' >.env
 run hello
 expect_config_error "LLM_BASE_URL= in .env" "llm-chat: error: LLM_BASE_URL is set but empty in .env (leave it out for stub mode)"
 rm -f .env
-LLM_BASE_URL= run hello
+LLM_BASE_URL='' run hello
 expect_config_error "LLM_BASE_URL set but empty in the environment" \
     "llm-chat: error: LLM_BASE_URL is set but empty in the environment (unset it for stub mode)"
 

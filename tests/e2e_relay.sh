@@ -7,6 +7,10 @@
 #
 #   bash tests/e2e_relay.sh path/to/llm-relay path/to/llm_test_server   (exit 77 without curl, jq or ss)
 #
+# LLM_RELAY_RUN=/usr/lib/wine/wine64 runs a Windows build (llm-relay.exe) under wine: its lines end in
+# CRLF, and the stop is SIGINT, which wine delivers as the console's CTRL_C_EVENT (SIGTERM ends a wine
+# process outright, as TerminateProcess would).
+#
 # Every process is started in the background with its PID kept, and stopped by it; every wait is bounded.
 
 source "$(dirname "${BASH_SOURCE[0]}")/support/e2e_common.sh"
@@ -17,17 +21,20 @@ for tool in curl jq ss; do
 done
 TESTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MANIFEST=$TESTS/data/streams/manifest.json
+RELAY_RUN=${LLM_RELAY_RUN:-}
+STOP_SIGNAL=TERM
+[ -z "$RELAY_RUN" ] || STOP_SIGNAL=INT
 e2e_start llm-relay-e2e RELAY_PID UPSTREAM_PID CLIENT_PID
 
 # start_relay ARGS...: llm-relay on a free loopback port with ARGS (environment as the caller set it);
 # sets RELAY_PID and URL, or fails when it does not say where it listens within 10 s.
 start_relay() {
     rm -f "$WORK/relay.out"
-    "$BIN" --host 127.0.0.1 --port 0 "$@" >"$WORK/relay.out" 2>"$WORK/relay.err" &
+    $RELAY_RUN "$BIN" --host 127.0.0.1 --port 0 "$@" >"$WORK/relay.out" 2>"$WORK/relay.err" &
     RELAY_PID=$!
     URL=
     for _ in $(seq 100); do
-        URL=$(sed -n 's|^listening on \(http://127\.0\.0\.1:[0-9][0-9]*\)$|\1|p' "$WORK/relay.out" 2>/dev/null)
+        URL=$(tr -d '\r' 2>/dev/null <"$WORK/relay.out" | sed -n 's|^listening on \(http://127\.0\.0\.1:[0-9][0-9]*\)$|\1|p')
         [ -n "$URL" ] && return 0
         kill -0 "$RELAY_PID" 2>/dev/null || break
         sleep 0.1
@@ -217,18 +224,18 @@ else
     fail "a client that leaves midway: the relay closes its upstream connection" "before $before, after $after"
 fi
 
-# ---- SIGTERM: the open stream ends with event: error, the relay exits 0 ----
+# ---- SIGTERM (SIGINT under wine): the open stream ends with event: error, the relay exits 0 ----
 curl -sS -N --max-time 60 -o "$WORK/out" -X POST "$URL/ai/stream?prompt=stop" 2>/dev/null &
 CLIENT_PID=$!
 for _ in $(seq 100); do grep -q '^data: ' "$WORK/out" 2>/dev/null && break; sleep 0.1; done
-kill -TERM "$RELAY_PID"
+kill -"$STOP_SIGNAL" "$RELAY_PID"
 wait "$RELAY_PID"
 RC=$?
 RELAY_PID=
 wait "$CLIENT_PID"
 CLIENT_PID=
 event_data "error" | jq -e '.message | contains("shutting down")' >/dev/null && [ "$RC" -eq 0 ] &&
-    pass "SIGTERM: the open stream ends with event: error, exit 0" || fail "SIGTERM: the open stream ends with event: error, exit 0"
+    pass "SIG$STOP_SIGNAL: the open stream ends with event: error, exit 0" || fail "SIG$STOP_SIGNAL: the open stream ends with event: error, exit 0"
 stop_all
 
 # ---- a real browser: headless Chromium streams a prompt into the page ----

@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -322,6 +323,83 @@ TEST_CASE("signatures of every API allocate nothing per event once buffers are w
             CHECK(o.events >= 3000);  // a signature or text each (Gemini's text: two), then the end
             CHECK(o.steady_allocations == 0);
         }
+    }
+}
+
+namespace {
+
+/* Each API's varied stream (the bodies above), in 97-byte chunks. */
+std::string varied_response(llm_stream::Api api, int events) {
+    switch (api) {
+    case llm_stream::Api::responses: return chunked_sse_response(make_responses_body(events), 97);
+    case llm_stream::Api::anthropic: return chunked_sse_response(make_anthropic_body(events), 97);
+    case llm_stream::Api::gemini: return chunked_sse_response(make_gemini_body(events), 97);
+    case llm_stream::Api::ollama: return chunked_sse_response(make_ollama_body(events), 97);
+    default: return chunked_sse_response(make_body(events), 97);
+    }
+}
+
+/* One text delta of `api` whose JSON string is `text`: a message far bigger than usual. */
+std::string huge_message(llm_stream::Api api, const std::string& text) {
+    switch (api) {
+    case llm_stream::Api::responses:
+        return "data: {\"type\":\"response.output_text.delta\",\"output_index\":0,\"delta\":\"" + text + "\"}\n\n";
+    case llm_stream::Api::anthropic:
+        return "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"" +
+               text + "\"}}\n\n";
+    case llm_stream::Api::gemini:
+        return "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"" + text + "\"}],\"role\":\"model\"},\"index\":0}]}\n\n";
+    case llm_stream::Api::ollama:
+        return "{\"message\":{\"role\":\"assistant\",\"content\":\"" + text + "\"},\"done\":false}\n";
+    default: return "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" + text + "\"}}]}\n\n";
+    }
+}
+
+/* The allocations `decoder` makes for `response` (in 1000-byte pieces: an event split between reads is
+   copied); `longest` is the longest text of an event. */
+long allocations_decoding(llm_stream::Decoder& decoder, const std::string& response, std::size_t& longest) {
+    const std::vector<std::size_t> cuts = even_cuts(1000, response.size());
+    longest = 0;
+    const long before = heap_allocations.load();
+    const Decoded d = decode_in_pieces(decoder, response, cuts, PieceMemory::borrowed,
+                                       [&longest](const Event& e) { longest = std::max(longest, e.text.size()); });
+    const long made = heap_allocations.load() - before;
+    CHECK(d.contract_broken.empty());
+    CHECK_FALSE(d.failed);
+    return made;
+}
+
+}  // namespace
+
+// A decoder kept with a pooled connection is reset for the next response: its API's reader with it,
+// keeping the room of its buffers, so that the next stream like the last one allocates nothing; but a
+// buffer that one huge message grew is given back, so that an idle connection does not hold it.
+TEST_CASE("a reset decoder of every API allocates nothing for a stream like its last, and keeps no huge message") {
+    const std::string escaped_text = [] {
+        std::string t;
+        for (int i = 0; i < 50000; ++i) t += "\\u00e9";  // decoded into the reader's own buffer
+        return t;
+    }();
+    for (const llm_stream::Api api : {llm_stream::Api::openai, llm_stream::Api::responses, llm_stream::Api::anthropic,
+                                      llm_stream::Api::gemini, llm_stream::Api::ollama}) {
+        const std::string name = llm_stream::api_name(api);
+        CAPTURE(name);
+        const std::string response = varied_response(api, 300);
+        const std::string huge = chunked_sse_response(huge_message(api, escaped_text), 4096);
+        llm_stream::Decoder decoder(llm_stream::Limits{}, api);
+        std::size_t longest = 0;
+        CHECK(allocations_decoding(decoder, response, longest) > 0);  // the first stream grows the buffers
+        decoder.reset();
+        CHECK(allocations_decoding(decoder, response, longest) == 0);
+        decoder.reset();
+        HeapMeasure measure;
+        allocations_decoding(decoder, huge, longest);
+        CHECK(longest == 100000);  // 50,000 é
+        CHECK(measure.peak_bytes() > 200000);  // the message and its text, held on the way
+        decoder.reset();
+        // Given back: what is left is the usual room (the SSE parser reserves its 2 x 2 KiB again) and the
+        // warning's text (the stream ended without its end), nothing of the message.
+        CHECK(measure.live_bytes() <= 8192);
     }
 }
 

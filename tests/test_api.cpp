@@ -334,6 +334,7 @@ TEST_CASE("stats(): chunks, chars in code points, bytes, timings, attempts, even
     Stream stream = client.stream_chat("运动鞋 and sneakers");
     const llm_stream::Stats before = stream.stats();
     CHECK(before.first_chunk_ms < 0);
+    CHECK(before.first_byte_ms < 0);
     CHECK(before.chunks == 0);
 
     const std::vector<std::string> chunks = drain_chunks(stream);
@@ -343,7 +344,8 @@ TEST_CASE("stats(): chunks, chars in code points, bytes, timings, attempts, even
     CHECK(s.chars == code_points(text));
     CHECK(s.content_bytes == text.size());
     CHECK(s.chars < s.content_bytes);  // the reply has multi-byte characters
-    CHECK(s.first_chunk_ms >= 0);
+    CHECK(s.first_byte_ms >= 0);
+    CHECK(s.first_chunk_ms >= s.first_byte_ms);  // the response's first byte comes before its content
     CHECK(s.total_ms >= s.first_chunk_ms);
     CHECK(s.attempts == 1);
     CHECK(s.events > s.chunks);  // plus the role, finish, usage and [DONE] events

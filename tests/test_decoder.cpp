@@ -5,6 +5,7 @@
 #include "support/chunked.hpp"
 #include "support/decode.hpp"
 #include "support/random_cuts.hpp"
+#include "support/test_data.hpp"
 
 #include <optional>
 #include <string>
@@ -208,6 +209,71 @@ TEST_CASE("Decoder: the stream ending without [DONE] or a finish reason is a war
     CHECK(d.done);
     REQUIRE(d.warnings.size() == 1);
     CHECK(d.warnings[0].find("without [DONE]") != std::string::npos);
+}
+
+// A decoder kept with a pooled connection is reset between responses: whatever the last response
+// left (its end, a cut, a failure, a message far bigger than usual, start_body()), the next one decodes
+// as on a new decoder.
+TEST_CASE("Decoder::reset(): the next response decodes as on a new decoder") {
+    const std::string big_event =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" + std::string(100000, 'x') + "\"}}]}\n\n";
+    const std::string leftovers[] = {
+        kResponse,
+        kHead + chunk(big_event),                  // cut after a message that grew the buffers
+        kResponse.substr(0, kResponse.size() / 2),  // cut inside a message
+        "HTTP/1.1 500 Oops\r\nContent-Length: 5\r\n\r\nwhat?",
+    };
+    const Outcome fresh = decode(kResponse, 7);
+    Decoder decoder;
+    for (const std::string& leftover : leftovers) {
+        CAPTURE(leftover.substr(0, 40));
+        decode_with(decoder, leftover, 13);
+        decoder.reset();
+        CHECK(decoder.http_status() == 0);
+        CHECK(decoder.messages() == 0);
+        const Outcome again = decode_with(decoder, kResponse, 7);
+        CHECK(again.content == fresh.content);
+        CHECK(again.reasoning == fresh.reasoning);
+        CHECK(again.finish_reason == fresh.finish_reason);
+        CHECK(again.events == fresh.events);
+        CHECK(again.done);
+        CHECK_FALSE(again.error);
+        CHECK(again.warnings.empty());
+        decoder.reset();
+    }
+    decoder.start_body(200, "text/event-stream");
+    decoder.reset();
+    CHECK(decode_with(decoder, kResponse).content == fresh.content);  // the head is read again
+}
+
+TEST_CASE("Decoder::reset(): every API's reader starts again") {
+    const std::pair<llm_stream::Api, const char*> streams[] = {
+        {llm_stream::Api::openai, "openai-gpt4o-content.sse"},
+        {llm_stream::Api::responses, "responses-text-unicode.sse"},
+        {llm_stream::Api::anthropic, "anthropic-text-unicode.sse"},
+        {llm_stream::Api::gemini, "gemini-text-unicode.sse"},
+        {llm_stream::Api::ollama, "ollama-text-unicode.ndjson"},
+    };
+    for (const auto& stream : streams) {
+        const llm_stream::Api api = stream.first;
+        const char* const file = stream.second;  // not a structured binding: CAPTURE's lambda takes it (clang 14)
+        CAPTURE(file);
+        std::string body;
+        REQUIRE(llm_test::read_file(std::string(LLM_STREAM_TEST_DATA_DIR) + "/streams/" + file, body));
+        const std::string response = chunked_sse_response(body, 100);
+        Decoder decoder({}, api);
+        decode_with(decoder, response.substr(0, response.size() / 2), 5);  // cut: the reader is mid-stream
+        decoder.reset();
+        const Outcome again = decode_with(decoder, response, 5);
+        Decoder made({}, api);
+        const Outcome fresh = decode_with(made, response, 5);
+        CHECK_FALSE(fresh.content.empty());
+        CHECK(again.content == fresh.content);
+        CHECK(again.events == fresh.events);
+        CHECK(again.done == fresh.done);
+        CHECK(again.warnings == fresh.warnings);
+        CHECK_FALSE(again.error);
+    }
 }
 
 TEST_CASE("build_request: what to send, for any transport") {

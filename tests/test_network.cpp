@@ -3,13 +3,7 @@
 #include <doctest/doctest.h>
 #include "support/ensure.hpp"
 #include "support/manifest.hpp"
-#ifdef LLM_TEST_REMOTE_SERVER  // built for Windows: the native llm_test_server --control runs the servers
-#include "support/remote_test_server.hpp"
-using TestServer = llm_test::RemoteTestServer;
-#else
-#include "support/test_server.hpp"
-using llm_test::TestServer;
-#endif
+#include "support/loopback_server.hpp"
 
 /* llm_stream over real sockets, against llm_test::TestServer on loopback (tests/support/test_server.hpp):
    the recorded streams in every framing, the request on the wire, every scripted fault and the retry
@@ -308,45 +302,6 @@ bool socket_is_open(llm_stream::socket_handle s) {
     return s != static_cast<llm_stream::socket_handle>(-1) &&
            ::getsockopt(s, SOL_SOCKET, SO_TYPE, reinterpret_cast<char*>(&type), &size) == 0;
 }
-
-/* A loopback port that refuses connections: bound, never listening, and held until the end of the
-   test, so that no other server (tests run in parallel) can take it, as one could a stopped server's. */
-class RefusedPort {
-public:
-    RefusedPort() {
-#ifdef _WIN32
-        WSADATA data;
-        WSAStartup(MAKEWORD(2, 2), &data);
-#endif
-        socket_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t size = sizeof address;
-        if (::bind(socket_, reinterpret_cast<const sockaddr*>(&address), size) == 0 &&
-            ::getsockname(socket_, reinterpret_cast<sockaddr*>(&address), &size) == 0)
-            port_ = ntohs(address.sin_port);
-    }
-    RefusedPort(const RefusedPort&) = delete;
-    RefusedPort& operator=(const RefusedPort&) = delete;
-    ~RefusedPort() {
-#ifdef _WIN32
-        ::closesocket(socket_);
-        WSACleanup();
-#else
-        ::close(socket_);
-#endif
-    }
-    std::uint16_t port() const { return port_; }  // 0 when none could be had
-
-private:
-#ifdef _WIN32
-    SOCKET socket_;
-#else
-    int socket_;
-#endif
-    std::uint16_t port_ = 0;
-};
 
 /* Waits at most `ms` for wait_info()'s socket to be ready as it asks; true when it is. */
 bool socket_ready(const WaitInfo& w, int ms) {
@@ -811,6 +766,7 @@ TEST_CASE("429 with Retry-After, then success") {
         CHECK(got.content == kSmallContent);
         CHECK(got.stats.attempts == 2);
         CHECK(got.ms >= 950);
+        CHECK(got.stats.first_byte_ms >= 950);  // the last attempt's first byte, after the wait
         CHECK(sink->contains("retrying in 1.00 s"));
     }
     SUBCASE("retry-after-ms: 50 wins over the backoff and over Retry-After") {
@@ -1479,6 +1435,8 @@ TEST_CASE("poll() drives a whole stream without ever blocking") {
         CHECK(p.pending_with_socket == p.pending);  // connecting or reading: always a socket to wait on
         CHECK(p.bad_sockets == 0);
         CHECK(p.run.ms >= 340);  // it did wait for the server's stalls
+        CHECK(stream.stats().first_byte_ms >= 150);  // the head came after the first stall
+        CHECK(stream.stats().first_chunk_ms >= stream.stats().first_byte_ms);
     }
     SUBCASE("slow bytes") {
         Response r = Response::sse(small_stream());
@@ -1573,6 +1531,23 @@ TEST_CASE("keep-alive: the pool reuses connections, and only good ones") {
         CHECK(requests[0].connection_id == requests[1].connection_id);
         CHECK(requests[1].index_on_connection == 1);
         CHECK(server.connection_count() == 1);
+    }
+    SUBCASE("a response whose end comes after [DONE] is read to it by the next stream, which counts only its own") {
+        Response late = Response::sse(body);
+        late.stall_after_body_bytes = body.size();  // the chunked terminator comes 100 ms after [DONE]
+        late.stall_ms = 100;
+        server.push(late);
+        server.push(Response::sse(body));
+        Client client(make_config(server));
+        const Run a = run_chat(client);
+        const Run b = run_chat(client);
+        CHECK_MESSAGE(!a.error, a.error.message);
+        CHECK_MESSAGE(!b.error, b.error.message);
+        CHECK(b.content == content);
+        CHECK(a.stats.events > 0);
+        CHECK(b.stats.events == a.stats.events);
+        CHECK(b.stats.attempts == 1);
+        CHECK(server.connection_count() == 1);  // the pooled connection was read to the end, then reused
     }
     SUBCASE("a copy of the client shares the pool; Content-Length responses are reused too") {
         server.set_default(Response::sse(body, Framing::content_length, Chunking::whole()));

@@ -6,9 +6,10 @@
 #include "support/split_check.hpp"  // after doctest: it uses its macros
 
 /* HTTP proxies (issue 11, item 1): the proxy URL and its credentials, the NO_PROXY table, which
-   environment variable wins, the CONNECT exchange fed at every split, and, over loopback with
-   llm_test::TestServer playing the proxy, the absolute-form request, a refused tunnel that is not
-   retried, and the no_proxy bypass. Real proxies (tinyproxy, squid) are in tests/proxy/proxy_e2e.sh. */
+   environment variable wins, the CONNECT exchange fed at every split, and, over loopback with the test
+   server playing the proxy (tests/support/loopback_server.hpp: in this process, or under wine the native
+   llm_test_server --control), the absolute-form request, a refused tunnel that is not retried, and the
+   no_proxy bypass. Real proxies (tinyproxy, squid) are in tests/proxy/proxy_e2e.sh. */
 
 #include <cstdint>
 #include <memory>
@@ -17,9 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#if !defined(_WIN32)
-#include "support/test_server.hpp"
-#endif
+#include "support/loopback_server.hpp"
 
 using llm_stream::Config;
 using llm_stream::Error;
@@ -184,23 +183,27 @@ TEST_CASE("from_env: the proxy variable of the base URL's scheme, lower case fir
         const char* base_url;
         std::vector<std::pair<const char*, const char*>> set;
         const char* proxy;  // Config::proxy expected
+        bool case_sensitive_names = false;  // tells http_proxy from HTTP_PROXY: POSIX only (see below)
     };
     const Case cases[] = {
-        {"https://api.example.com/v1", {{"https_proxy", "http://lower:1"}, {"HTTPS_PROXY", "http://upper:2"}}, "http://lower:1"},
+        {"https://api.example.com/v1", {{"https_proxy", "http://lower:1"}, {"HTTPS_PROXY", "http://upper:2"}}, "http://lower:1", true},
         {"https://api.example.com/v1", {{"HTTPS_PROXY", "http://upper:2"}}, "http://upper:2"},
-        {"https://api.example.com/v1", {{"https_proxy", "  "}, {"HTTPS_PROXY", "http://upper:2"}}, "http://upper:2"},
+        {"https://api.example.com/v1", {{"https_proxy", "  "}, {"HTTPS_PROXY", "http://upper:2"}}, "http://upper:2", true},
         {"https://api.example.com/v1", {{"http_proxy", "http://plain:3"}}, ""},
-        {"https://api.example.com/v1", {{"all_proxy", "http://all:4"}, {"ALL_PROXY", "http://ALL:5"}}, "http://all:4"},
+        {"https://api.example.com/v1", {{"all_proxy", "http://all:4"}, {"ALL_PROXY", "http://ALL:5"}}, "http://all:4", true},
         {"https://api.example.com/v1", {{"ALL_PROXY", "http://ALL:5"}}, "http://ALL:5"},
         {"https://api.example.com/v1", {{"https_proxy", "http://lower:1"}, {"all_proxy", "http://all:4"}}, "http://lower:1"},
         {"http://api.example.com/v1", {{"http_proxy", "http://plain:3"}, {"all_proxy", "http://all:4"}}, "http://plain:3"},
         // HTTP_PROXY may come from a CGI request's Proxy: header: never read (as curl)
-        {"http://api.example.com/v1", {{"HTTP_PROXY", "http://attacker:6"}}, ""},
-        {"http://api.example.com/v1", {{"HTTP_PROXY", "http://attacker:6"}, {"ALL_PROXY", "http://ALL:5"}}, "http://ALL:5"},
+        {"http://api.example.com/v1", {{"HTTP_PROXY", "http://attacker:6"}}, "", true},
+        {"http://api.example.com/v1", {{"HTTP_PROXY", "http://attacker:6"}, {"ALL_PROXY", "http://ALL:5"}}, "http://ALL:5", true},
         {"http://api.example.com/v1", {{"https_proxy", "http://lower:1"}}, ""},
         {"HTTPS://api.example.com/v1", {{"https_proxy", "http://lower:1"}}, "http://lower:1"},
     };
     for (const Case& c : cases) {
+#ifdef _WIN32  // Windows' environment names are case-insensitive: http_proxy and HTTP_PROXY are one variable
+        if (c.case_sensitive_names) continue;
+#endif
         CAPTURE(c.base_url);
         CAPTURE(c.proxy);
         CleanProxyEnv clean;
@@ -217,6 +220,7 @@ TEST_CASE("from_env: the proxy variable of the base URL's scheme, lower case fir
 TEST_CASE("from_env: no_proxy before NO_PROXY; a malformed proxy URL names its variable") {
     CleanProxyEnv clean;
     ScopedEnv base("LLM_BASE_URL", std::string("https://api.example.com/v1"));
+#ifndef _WIN32  // one variable on Windows
     {
         ScopedEnv lower("no_proxy", std::string("a.example"));
         ScopedEnv upper("NO_PROXY", std::string("b.example"));
@@ -224,6 +228,7 @@ TEST_CASE("from_env: no_proxy before NO_PROXY; a malformed proxy URL names its v
         CHECK_FALSE(Config::from_env(config, kNoDotenv));
         CHECK(config.no_proxy == "a.example");
     }
+#endif
     {
         ScopedEnv upper("NO_PROXY", std::string("b.example"));
         Config config;
@@ -235,7 +240,11 @@ TEST_CASE("from_env: no_proxy before NO_PROXY; a malformed proxy URL names its v
         Config config;
         const Error e = Config::from_env(config, kNoDotenv);
         CHECK(e.code == ErrorCode::invalid_config);
+#ifdef _WIN32  // the variable is found under the first spelling asked for
+        CHECK(e.message == "https_proxy: socks5:// proxies are not supported, only http:// ones");
+#else
         CHECK(e.message == "HTTPS_PROXY: socks5:// proxies are not supported, only http:// ones");
+#endif
         // The Client form keeps it: every stream fails with it rather than going direct.
         llm_stream::Client client(Config::from_env(kNoDotenv));
         llm_stream::Stream s = client.stream_chat("hi");
@@ -383,8 +392,6 @@ TEST_CASE("Config::proxy and no_proxy decide the route; a bad Config::proxy is n
     CHECK(e.message == "Config::proxy: socks4:// proxies are not supported, only http:// ones");
 }
 
-#if !defined(_WIN32)  // llm_test::TestServer is POSIX
-
 namespace {
 
 /* Stands in for a TLS stack: a tunnel refused before TLS never needs one. */
@@ -418,7 +425,7 @@ std::string collect(llm_stream::Stream& s) {
 }  // namespace
 
 TEST_CASE("an http:// origin through the proxy: absolute-form request line, Proxy-Authorization on each request") {
-    llm_test::TestServer proxy;
+    TestServer proxy;
     const std::string body = llm_test::read_stream_file("deepseek-chat.sse");
     ENSURE(!body.empty());
     proxy.set_default(llm_test::Response::sse(body));
@@ -443,7 +450,7 @@ TEST_CASE("an http:// origin through the proxy: absolute-form request line, Prox
 }
 
 TEST_CASE("a tunnel the proxy refuses is ErrorCode::proxy after one attempt, without the credentials") {
-    llm_test::TestServer proxy;
+    TestServer proxy;
     proxy.set_default(llm_test::Response::garbage(
         "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\n\r\n"));
     ENSURE(proxy.start());
@@ -472,7 +479,7 @@ TEST_CASE("a tunnel the proxy refuses is ErrorCode::proxy after one attempt, wit
 }
 
 TEST_CASE("an http:// origin: the proxy's 407 is ErrorCode::proxy after one attempt, its 401 the origin's status") {
-    llm_test::TestServer proxy;
+    TestServer proxy;
     ENSURE(proxy.start());
     for (const char* userinfo : {"", "alice:secretpw@"}) {
         CAPTURE(userinfo);
@@ -500,7 +507,7 @@ TEST_CASE("an http:// origin: the proxy's 407 is ErrorCode::proxy after one atte
 }
 
 TEST_CASE("poll() returns while the proxy's reply to CONNECT trickles in, one byte at a time") {
-    llm_test::TestServer proxy;
+    TestServer proxy;
     llm_test::Response reply = llm_test::Response::garbage("HTTP/1.1 403 Forbidden\r\nVia: 1.1 test\r\n\r\n");
     reply.slow = true;
     reply.slow_delay_ms = 2;
@@ -524,7 +531,7 @@ TEST_CASE("poll() returns while the proxy's reply to CONNECT trickles in, one by
 }
 
 TEST_CASE("a proxy that never finishes its reply to CONNECT: the connect timeout says so") {
-    llm_test::TestServer proxy;
+    TestServer proxy;
     llm_test::Response reply = llm_test::Response::garbage("HTTP/1.1 200 Connection established\r\n");
     reply.stall_after_body_bytes = 9;
     reply.stall_ms = 20000;  // far beyond the timeout; stop() ends it at once
@@ -541,13 +548,12 @@ TEST_CASE("a proxy that never finishes its reply to CONNECT: the connect timeout
 }
 
 TEST_CASE("no_proxy sends a listed host direct, and loopback unless <-loopback>; an unreachable proxy is a connect error naming it") {
-    llm_test::TestServer origin;
+    TestServer origin;
     origin.set_default(llm_test::Response::sse(llm_test::read_stream_file("deepseek-chat.sse")));
     ENSURE(origin.start());
-    llm_test::TestServer closed;  // started then stopped: its port refuses connections
-    ENSURE(closed.start());
+    const RefusedPort closed;
+    ENSURE(closed.port() != 0);
     const std::string dead_proxy = "http://127.0.0.1:" + std::to_string(closed.port());
-    closed.stop();
     Config config = proxied_config("http://127.0.0.1:" + std::to_string(origin.port()) + "/v1", dead_proxy);
     for (const char* direct : {"<-loopback>, example.com, 127.0.0.0/8", "example.com", ""}) {
         CAPTURE(direct);
@@ -566,5 +572,3 @@ TEST_CASE("no_proxy sends a listed host direct, and loopback unless <-loopback>;
     CHECK_MESSAGE(contains(s.error().message, "cannot connect to the proxy 127.0.0.1:" + std::to_string(closed.port())),
                   s.error().message);
 }
-
-#endif

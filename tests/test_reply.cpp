@@ -598,7 +598,7 @@ llm_stream::Stream memory_stream(std::vector<std::string> responses, bool assemb
     auto shared = std::make_shared<std::vector<std::string>>(std::move(responses));
     auto attempt = std::make_shared<std::size_t>(0);
     d::AttemptPlan plan;
-    plan.factory = [shared, attempt](std::unique_ptr<d::Connection>) {
+    plan.factory = [shared, attempt](d::ClientState&, const auto&) {
         const std::size_t i = std::min((*attempt)++, shared->size() - 1);
         return std::make_unique<d::MemoryTransport>(std::make_shared<const std::string>((*shared)[i]),
                                                     std::vector<std::size_t>{}, std::chrono::milliseconds(0));

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <set>
@@ -17,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "support/chunked.hpp"
@@ -136,10 +138,9 @@ void record(Run& run, const Event& e) {
     }
 }
 
-/* The Decoder over `response` cut at `cuts`, each piece in its own heap buffer. */
-Run decode(const std::string& response, const std::vector<std::size_t>& cuts, llm_stream::Api api = llm_stream::Api::openai) {
+/* `decoder` over `response` cut at `cuts`, each piece in its own heap buffer. */
+Run decode_with(llm_stream::Decoder& decoder, const std::string& response, const std::vector<std::size_t>& cuts) {
     Run run;
-    llm_stream::Decoder decoder(llm_stream::Limits{}, api);
     const Decoded decoded =
         decode_in_pieces(decoder, response, cuts, PieceMemory::copied, [&run](const Event& e) { record(run, e); });
     run.messages = decoded.messages;
@@ -151,6 +152,12 @@ Run decode(const std::string& response, const std::vector<std::size_t>& cuts, ll
     run.warnings = decoded.warnings;
     run.contract_broken = decoded.contract_broken;
     return run;
+}
+
+/* A new Decoder over `response` cut at `cuts`. */
+Run decode(const std::string& response, const std::vector<std::size_t>& cuts, llm_stream::Api api = llm_stream::Api::openai) {
+    llm_stream::Decoder decoder(llm_stream::Limits{}, api);
+    return decode_with(decoder, response, cuts);
 }
 
 enum class Drive { next_event, poll };
@@ -242,6 +249,8 @@ void check_stats(const Entry& entry, const Framing& framing, const Run& run, con
     CHECK(stats.received_bytes > framing.body_offset);
     CHECK(stats.received_bytes <= framing.response.size());
     CHECK((stats.first_chunk_ms >= 0) == !entry.expected.content.empty());
+    CHECK(stats.first_byte_ms >= 0);
+    if (stats.first_chunk_ms >= 0) CHECK(stats.first_chunk_ms >= stats.first_byte_ms);
     CHECK(stats.total_ms >= 0);
 }
 
@@ -392,6 +401,66 @@ TEST_CASE("range-for over a replayed stream") {
         CHECK(content == entry.expected.content);
         CHECK(bool(stream.error()) == entry.expected.error.has_value());
     }
+}
+
+/* =============================================================================================
+   A decoder reset for the next response on a pooled connection
+   ============================================================================================= */
+
+namespace {
+
+/* What a stream can leave its decoder in when the next response comes: read to its end, cut inside a
+   message, cut between two (both fail: the body is shorter than its Content-Length), or past a
+   message that is not JSON. */
+std::vector<std::pair<std::string, std::string>> leftovers_of(const std::string& body, llm_stream::Api api) {
+    const char* const message_end = api == llm_stream::Api::ollama ? "\n" : "\n\n";
+    const std::size_t found = body.find(message_end, body.size() / 2);
+    const std::size_t between = found == std::string::npos ? body.size() : found + std::strlen(message_end);
+    const std::string not_json = std::string(api == llm_stream::Api::ollama ? "" : "data: ") + "{\"x\":" + message_end;
+    const Framing whole = framings(body, 1, api)[5];  // Content-Length
+    const std::string with_bad = body.substr(0, between) + not_json + body.substr(between);
+    return {
+        {"complete", whole.response},
+        {"cut in a message", whole.response.substr(0, whole.body_offset + body.size() / 3)},
+        {"cut between messages", whole.response.substr(0, whole.body_offset + between)},
+        {"a message that is not JSON", framings(with_bad, 1, api)[5].response},
+    };
+}
+
+}  // namespace
+
+// A pooled connection's decoder is reset, not made anew, and so is its API's reader: whatever any
+// stream of the API left it in, the next stream decodes to exactly the events a new decoder makes.
+TEST_CASE("a reset decoder decodes every recorded stream as a new one, after any stream of its API") {
+    const std::vector<Entry>& entries = manifest();
+    std::vector<std::string> bodies(entries.size());
+    for (std::size_t i = 0; i < entries.size(); ++i) CHECK(read_file(kStreamsDir + "/" + entries[i].file, bodies[i]));
+    std::size_t runs = 0;
+    for (std::size_t next = 0; next < entries.size(); ++next) {
+        const llm_stream::Api api = entries[next].api;
+        const Framing framing = framings(bodies[next], 2, api)[1];  // chunked, 7-byte chunks
+        const Run fresh = decode(framing.response, {}, api);
+        llm_stream::Decoder decoder(llm_stream::Limits{}, api);
+        for (std::size_t before = 0; before < entries.size(); ++before) {
+            if (entries[before].api != api) continue;
+            for (const auto& left : leftovers_of(bodies[before], api)) {
+                const auto& state = left.first;  // not structured bindings: CAPTURE's lambda takes them (clang 14)
+                const auto& leftover = left.second;
+                CAPTURE(entries[before].file);
+                CAPTURE(state);
+                decode_with(decoder, leftover, even_cuts(5, leftover.size()));
+                decoder.reset();
+                const Run again = decode_with(decoder, framing.response, {});
+                decoder.reset();
+                check_run(entries[next], framing, "after a reset", again, &fresh);
+                CHECK(again.error_message == fresh.error_message);
+                CHECK(again.warnings == fresh.warnings);
+                ++runs;
+            }
+        }
+    }
+    MESSAGE("decoded " << runs << " responses after a reset");
+    CHECK(runs >= entries.size() * 4);
 }
 
 /* =============================================================================================

@@ -10,6 +10,8 @@
 #                      llm_stream-mbedtls when installed) against an installed copy (cmake --install)
 #   meson_subproject   a Meson project with the repository in subprojects/ (meson_subproject/meson.build)
 #   drop_in            llm_stream.hpp copied next to the sources, one bare compiler command
+#   c_abi              a C program against the installed C ABI library (cmake --install with it built):
+#                      a CMake project (find_package COMPONENTS c) and `pkg-config --libs llm_stream_c`
 #
 # Everything goes to WORK_DIR/ROUTE, made afresh. Exits 77 (a skip for CTest) when the route's tool is
 # not installed. The compiler is the system's default (CXX, else c++), with no flags of ours.
@@ -35,11 +37,14 @@ add_subdirectory() {
 
 version="$(sed -n 's/^#define LLM_STREAM_VERSION_STRING "\(.*\)"$/\1/p' "$root/llm_stream.hpp")"
 
-# cmake --install of the repository into WORK/prefix, as a user or a package build would.
+# cmake --install of the repository into WORK/prefix, as a user or a package build would: the
+# header-only library alone (no shared C ABI library), or with c_abi=ON the C ABI library built as well.
 install_prefix() {
+    local c_abi="${1:-OFF}"
     cmake -S "$root" -B "$work/install-build" "${generator[@]}" \
         -DLLM_STREAM_BUILD_TESTS=OFF -DLLM_STREAM_BUILD_EXAMPLES=OFF -DLLM_STREAM_INSTALL=ON \
-        -DLLM_STREAM_C_ABI=OFF  # installed unbuilt: the header-only library alone, no shared C ABI library
+        -DLLM_STREAM_C_ABI="$c_abi" -DCMAKE_BUILD_TYPE=Release
+    if [[ "$c_abi" == ON ]]; then cmake --build "$work/install-build" -j "$jobs"; fi
     cmake --install "$work/install-build" --prefix "$work/prefix"
 }
 
@@ -103,6 +108,27 @@ meson_subproject() {
     ln -s build/consumer "$work/consumer"
 }
 
+# The CMake project's program runs last (its imported library's directory is in its RPATH); the
+# pkg-config one here, with the prefix's library directory given to the loader.
+c_abi() {
+    local cc="${CC:-cc}"
+    require cmake
+    require pkg-config
+    require "$cc"
+    install_prefix ON
+    cmake -S "$consumers/c_abi" -B "$work" "${generator[@]}" -DCMAKE_PREFIX_PATH="$work/prefix"
+    cmake --build "$work" -j "$jobs"
+    local pc_file flags_text flags
+    pc_file="$(find "$work/prefix" -name llm_stream_c.pc)"
+    PKG_CONFIG_PATH="$(dirname "$pc_file")" pkg-config --exact-version="$version" llm_stream_c
+    flags_text="$(PKG_CONFIG_PATH="$(dirname "$pc_file")" pkg-config --cflags --libs llm_stream_c)"
+    echo "pkg-config --cflags --libs llm_stream_c: $flags_text"
+    read -r -a flags <<< "$flags_text"
+    "$cc" -std=c99 "$consumers/c_abi/main.c" "${flags[@]}" -o "$work/consumer_pkg_config"
+    LD_LIBRARY_PATH="$(dirname "$(find "$work/prefix" -name 'libllm_stream_c.so' | head -n 1)")" \
+        "$work/consumer_pkg_config"
+}
+
 drop_in() {
     local cxx="${CXX:-c++}"
     require "$cxx"
@@ -111,7 +137,7 @@ drop_in() {
 }
 
 case "$route" in
-    add_subdirectory | find_package | fetch_content | pkg_config | meson_subproject | drop_in) ;;
+    add_subdirectory | find_package | fetch_content | pkg_config | meson_subproject | drop_in | c_abi) ;;
     *) echo "check.sh: unknown route: $route" >&2; exit 2 ;;
 esac
 rm -rf "$work"

@@ -204,6 +204,17 @@ one_error_line() { [ "$(grep -c '^llm-chat: error: ' "$WORK/err")" -eq 1 ]; }
 lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 # logged_since FILE COUNT REGEX: a line after the first COUNT lines of FILE matches REGEX.
 logged_since() { tail -n +"$(($2 + 1))" "$1" 2>/dev/null | grep -qE "$3"; }
+# logged_within FILE COUNT REGEX: as logged_since, waiting up to 10 s for the line. A proxy writes
+# its log line when it finishes the transaction, which can be after the client has read the whole
+# reply and exited (squid did so on a busy CI machine).
+logged_within() {
+    local tries
+    for ((tries = 0; tries < 100; tries++)); do
+        logged_since "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
 # through NAME PROXY_URL LOG ORIGIN_URL REGEX [llm-chat ARGS]: streams ORIGIN_URL through the proxy,
 # which logs a line matching REGEX.
 through() {
@@ -211,7 +222,7 @@ through() {
     shift 5
     before=$(lines "$log")
     chat LLM_BASE_URL="$origin" http_proxy="$proxy" https_proxy="$proxy" "$@" hi
-    if streamed && logged_since "$log" "$before" "$regex"; then
+    if streamed && logged_within "$log" "$before" "$regex"; then
         pass "$name"
     else
         fail "$name" "expected exit 0, the reply, and a line matching /$regex/ in $log"

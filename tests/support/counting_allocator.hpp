@@ -81,6 +81,7 @@ public:
     HeapMeasure(const HeapMeasure&) = delete;
     HeapMeasure& operator=(const HeapMeasure&) = delete;
     long peak_bytes() const noexcept { return measured_peak_bytes.load(); }
+    long live_bytes() const noexcept { return measured_live_bytes.load(); }  // of those blocks, now
 };
 }  // namespace
 

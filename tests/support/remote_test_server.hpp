@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "test_server.hpp"
@@ -150,7 +151,11 @@ public:
             if (in.name() == "id") in.read(id_);
             if (in.name() == "port") in.read(port_);
         }
-        return id_ != 0 && port_ != 0;
+        if (id_ == 0 || port_ == 0) return false;
+        for (const auto& [verb, body] : scripted_before_start_)
+            if (!call(verb, body)) return false;
+        scripted_before_start_.clear();
+        return true;
     }
     void stop() {
         if (id_ != 0) call("stop");
@@ -163,8 +168,8 @@ public:
     }
     std::string error() const { return error_; }
 
-    void push(const Response& r) { call("push", wire::write_response(r)); }
-    void set_default(const Response& r) { call("set_default", wire::write_response(r)); }
+    void push(const Response& r) { script("push", wire::write_response(r)); }
+    void set_default(const Response& r) { script("set_default", wire::write_response(r)); }
     void clear_queue() { call("clear_queue"); }
     void clear_records() { call("clear_records"); }
 
@@ -180,6 +185,15 @@ public:
     std::size_t responses_completed() const { return count("responses_completed"); }
 
 private:
+    // As TestServer allows, responses may be scripted before the first start(), which creates the
+    // remote server: they are sent once it exists.
+    void script(const std::string& verb, const std::string& body) {
+        if (id_ == 0)
+            scripted_before_start_.emplace_back(verb, body);
+        else
+            call(verb, body);
+    }
+
     std::size_t count(std::string_view name) const {
         std::string reply;
         std::size_t n = 0;
@@ -222,6 +236,7 @@ private:
     std::string control_;
     std::size_t id_ = 0;
     std::uint16_t port_ = 0;
+    std::vector<std::pair<std::string, std::string>> scripted_before_start_;  // verb, body
     mutable std::string error_;
 };
 

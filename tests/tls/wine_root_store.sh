@@ -4,15 +4,24 @@
 # url, expect_refused. SNI as nginx logged it; then the test CA imported into the ROOT store of a
 # throwaway copy of the wine prefix (LLM_TLS_IMPORT_ROOT), which must then be all the trust needed.
 
-# sni_is WHAT: nginx's access log says the last request came with SNI WHAT ("-": none).
-sni_is() { [ "$(tail -n 1 "$NGX/access.log" | sed -n 's/.* sni=\([^ ]*\).*/\1/p')" = "$1" ]; }
+# log_lines: how many lines nginx's access log has.
+log_lines() { wc -l <"$NGX/access.log"; }
+# sni_is WHAT: the request after the first LOGGED lines of nginx's access log came with SNI WHAT ("-":
+# none). nginx writes the line as the request ends, which can be after llm-chat has exited: up to 10 s.
+sni_is() {
+    local tries
+    for ((tries = 0; tries < 100 && $(log_lines) <= LOGGED; tries++)); do sleep 0.1; done
+    [ "$(tail -n 1 "$NGX/access.log" | sed -n 's/.* sni=\([^ ]*\).*/\1/p')" = "$1" ]
+}
 
+LOGGED=$(log_lines)
 chat LLM_BASE_URL="$(url "$P_VALID")" --cacert "$CA_FILE" hi
 if [ "$RC" -eq 0 ] && sni_is localhost; then
     pass "SNI: the host name, as nginx logged it"
 else
     fail "SNI: the host name, as nginx logged it" "access log: $(tail -n 1 "$NGX/access.log")"
 fi
+LOGGED=$(log_lines)
 chat LLM_BASE_URL="https://127.0.0.1:$P_IP_ONLY/v1" --cacert "$CA_FILE" hi
 if [ "$RC" -eq 0 ] && sni_is -; then
     pass "SNI: none for an IP address (RFC 6066)"
