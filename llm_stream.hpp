@@ -490,7 +490,8 @@ struct Event {
     EventType type = EventType::content;
     int choice = 0;           // the choice it belongs to (several only when the request asked for n > 1)
     /* Content or reasoning text; for `finish`, the reason in one vocabulary for every API: "stop",
-       "length", "tool_calls", "content_filter", or the provider's own value when it has no match. */
+       "length", "tool_calls", "content_filter", or the provider's own value when it has no match;
+       never empty (a reason that decodes to nothing is no finish). */
     std::string_view text;
     std::string_view raw_reason;  // for `finish`: the provider's own value ("end_turn", "MAX_TOKENS", ...)
                                   // (for a signature: its kind, below)
@@ -5285,8 +5286,9 @@ inline void DeltaExtractor::learn_shape(std::string_view json) {
         choice_usage_.present || have_error_)
         return;
     const ChoiceFields& ch = choices_.front();
+    // An empty finish reason ("", no finish) may be in the shape: its bytes are compared literally.
     if (ch.content.size() == 0 || ch.reasoning_content.present() || ch.reasoning.present() ||
-        ch.finish_reason.present() || ch.content.end >= choices_end_)
+        ch.finish_reason.size() != 0 || ch.content.end >= choices_end_)
         return;
     shape_.learn(json, ch.content, choices_end_);
     shape_choice_ = ch.index;
@@ -5377,11 +5379,14 @@ inline void DeltaExtractor::add_choice_events(const ChoiceFields& ch) {
         if (t.arguments.present()) e.tool_call.arguments = decode_text(t.arguments, field);
         events_.push_back(e);
     }
-    if (ch.finish_reason.present()) {
+    // A reason that decodes to nothing is none, as null is: sglang 0.4.3 and Ollama's /v1 sent
+    // "finish_reason":"" on every chunk, which is no finish.
+    const std::string_view reason = ch.finish_reason.present() ? decode(ch.finish_reason) : std::string_view();
+    if (!reason.empty()) {
         Event e;
         e.type = EventType::finish;
         e.choice = choice;
-        e.text = e.raw_reason = decode(ch.finish_reason);  // this API's values are the vocabulary
+        e.text = e.raw_reason = reason;  // this API's values are the vocabulary
         events_.push_back(e);
     }
 }
@@ -8663,11 +8668,11 @@ inline void AnthropicReader::add_delta(const AnthropicFields& f) {
 /* message_delta: the stop reason in the common vocabulary, then the usage so far (output tokens
    are cumulative: the last count is the total, never a sum). */
 inline void AnthropicReader::add_finish(const AnthropicFields& f) {
-    if (f.stop_reason.present()) {
+    const std::string_view raw = f.stop_reason.present() ? decode(f.stop_reason) : std::string_view();
+    if (!raw.empty()) {  // one that decodes to nothing is none, as null is
         Event e;
         e.type = EventType::finish;
-        e.raw_reason = decode(f.stop_reason);
-        const std::string_view raw = e.raw_reason;
+        e.raw_reason = raw;
         const bool normal = raw == "end_turn" || raw == "stop_sequence";
         if (normal) e.text = tool_blocks_.empty() ? "stop" : "tool_calls";
         else if (raw == "max_tokens") e.text = "length";
@@ -9416,12 +9421,14 @@ inline void GeminiReader::add_part_event(const PartFields& part, int candidate) 
     events_.push_back(e);
 }
 
-/* A candidate's finish reason; a blocked prompt (every block reason is a filter) ends choice 0. */
+/* A candidate's finish reason; a blocked prompt (every block reason is a filter) ends choice 0. A
+   reason that decodes to nothing is none, as a missing one is. */
 inline void GeminiReader::add_finish_event(int candidate, const JsonSpan& raw, bool prompt_blocked) {
     Event e;
     e.type = EventType::finish;
     e.choice = candidate;
     e.raw_reason = decode(raw);
+    if (e.raw_reason.empty()) return;
     e.text = prompt_blocked ? "content_filter"
                             : gemini_finish_reason(e.raw_reason, calls_made_[static_cast<std::size_t>(candidate)] > 0);
     events_.push_back(e);
@@ -9900,12 +9907,12 @@ inline void OllamaReader::add_call(const Call& call) {
 
 /* done_reason in the one vocabulary: "stop" after tool calls is "tool_calls"; "stop" and "length"
    are ours already; others ("load", "unload") pass as sent. A done line without one (servers before
-   done_reason existed) ended normally: "stop". */
+   done_reason existed), or with one that decodes to nothing, ended normally: "stop". */
 inline void OllamaReader::add_finish() {
     Event e;
     e.type = EventType::finish;
     e.raw_reason = decode(line_.done_reason);
-    const bool stopped = !line_.done_reason.present() || e.raw_reason == "stop";
+    const bool stopped = e.raw_reason.empty() || e.raw_reason == "stop";
     e.text = stopped ? (calls_seen_ > 0 ? "tool_calls" : "stop") : e.raw_reason;
     events_.push_back(e);
 }

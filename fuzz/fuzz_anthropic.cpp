@@ -42,7 +42,7 @@ void check_event(const Event& e, int& tool_calls) {
     // A thinking block's signature (or a redacted block's data) is a reasoning event without text.
     const bool signature = e.type == EventType::reasoning && !e.signature.empty();
     if (e.type == EventType::content || e.type == EventType::reasoning) FUZZ_CHECK(!e.text.empty() || signature);
-    if (e.type == EventType::finish) FUZZ_CHECK(!e.text.empty() || e.raw_reason.empty());
+    if (e.type == EventType::finish) FUZZ_CHECK(!e.text.empty() && !e.raw_reason.empty());
     if (e.type == EventType::usage)
         FUZZ_CHECK(e.usage.total_tokens == e.usage.prompt_tokens + e.usage.completion_tokens);
     if (e.type != EventType::tool_call) return;

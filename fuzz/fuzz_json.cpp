@@ -3,7 +3,8 @@
 //
 // - check_json agrees with an independent RFC 8259 validator written here (same nesting limit;
 //   like the library it does not judge the UTF-8 inside strings, which decoding repairs).
-// - DeltaExtractor: ok => every text/tool field is valid UTF-8; invalid => no events; error_event
+// - DeltaExtractor: ok => every text/tool field is valid UTF-8, a finish reason never empty;
+//   invalid => no events; error_event
 //   => no events and a valid UTF-8 message; for input that is an object (after whitespace),
 //   ok/error_event <=> check_json, but for a choice index outside 0..127, which is refused. A reused
 //   extractor (after a rich event) answers exactly like a fresh one.
@@ -171,7 +172,8 @@ Extracted extract(DeltaExtractor& x, std::string_view json) {
         c.type = static_cast<int>(e.type);
         FUZZ_CHECK(utf8(e.text));
         c.text = std::string(e.text);
-        if (e.type == EventType::content || e.type == EventType::reasoning) FUZZ_CHECK(!e.text.empty());
+        if (e.type == EventType::content || e.type == EventType::reasoning || e.type == EventType::finish)
+            FUZZ_CHECK(!e.text.empty());  // a finish reason that decodes to nothing is no finish
         if (e.type == EventType::tool_call) {
             c.index = e.tool_call.index;
             c.id = optional_text(e.tool_call.id);

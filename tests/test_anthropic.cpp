@@ -375,6 +375,20 @@ TEST_CASE("anthropic reader: stop reasons in one vocabulary, the raw value kept,
     CHECK(run.events()[1].usage.total_tokens == 29);
 }
 
+TEST_CASE("anthropic reader: a stop reason that decodes to nothing is none; the usage stays") {
+    for (const char* empty : {"", "\xff", "\\udc00"}) {  // empty, an invalid byte alone, a lone surrogate
+        CAPTURE(empty);
+        ReaderRun run;
+        REQUIRE(run.read("message_start", kStart) == Result::ok);
+        const std::string delta = std::string(R"({"type":"message_delta","delta":{"stop_reason":")") + empty +
+                                  R"("},"usage":{"output_tokens":7}})";
+        REQUIRE(run.read("message_delta", delta) == Result::ok);
+        REQUIRE(run.events().size() == 1);
+        CHECK(run.events()[0].type == EventType::usage);
+        CHECK(run.events()[0].usage.completion_tokens == 7);
+    }
+}
+
 TEST_CASE("anthropic reader: message_stop ends; ping, block stops and unknown events give nothing") {
     ReaderRun run;
     CHECK(run.read("ping", R"({"type":"ping"})") == Result::ok);

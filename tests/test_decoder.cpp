@@ -25,6 +25,7 @@ struct Outcome {
     std::string content;
     std::string reasoning;
     std::string finish_reason;
+    int finishes = 0;
     std::vector<std::string> warnings;
     std::optional<llm_stream::Usage> usage;
     std::size_t events = 0;
@@ -37,7 +38,10 @@ auto record_into(Outcome& out) {
     return [&out](const llm_stream::Event& e) {
         if (e.type == EventType::content) out.content += e.text;
         if (e.type == EventType::reasoning) out.reasoning += e.text;
-        if (e.type == EventType::finish) out.finish_reason = std::string(e.text);
+        if (e.type == EventType::finish) {
+            out.finish_reason = std::string(e.text);
+            ++out.finishes;
+        }
         if (e.type == EventType::usage) out.usage = e.usage;
     };
 }
@@ -209,6 +213,27 @@ TEST_CASE("Decoder: the stream ending without [DONE] or a finish reason is a war
     CHECK(d.done);
     REQUIRE(d.warnings.size() == 1);
     CHECK(d.warnings[0].find("without [DONE]") != std::string::npos);
+}
+
+// Ollama's /v1 endpoint in 2024 (ollama issue 4357) and sglang 0.4.3 (sglang issue 3912) sent
+// "finish_reason":"" on every chunk: that is no finish, only the last chunk's "stop" is.
+TEST_CASE("Decoder: an empty finish_reason on every chunk is no finish") {
+    std::string body;
+    for (const char* text : {"Hel", "lo", "!"})
+        body += std::string("data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,"
+                            "\"delta\":{\"role\":\"assistant\",\"content\":\"") + text + "\"},\"finish_reason\":\"\"}]}\n\n";
+    body += "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+            "\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    for (std::size_t piece : {std::size_t(0), std::size_t(1), std::size_t(13)}) {
+        CAPTURE(piece);
+        const Outcome d = decode(length_response(body), piece);
+        CHECK(d.content == "Hello!");
+        CHECK(d.events == 4);
+        CHECK(d.finishes == 1);
+        CHECK(d.finish_reason == "stop");
+        CHECK(d.warnings.empty());
+        CHECK_FALSE(d.error);
+    }
 }
 
 // A decoder kept with a pooled connection is reset between responses: whatever the last response

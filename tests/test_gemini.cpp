@@ -398,6 +398,17 @@ TEST_CASE("gemini reader: finish reasons in the common vocabulary, the raw value
     }
 }
 
+TEST_CASE("gemini reader: a finish or block reason that decodes to nothing is none; the text stays") {
+    for (const char* empty : {"", "\xff", "\\udc00"}) {  // empty, an invalid byte alone, a lone surrogate
+        CAPTURE(empty);
+        const auto reader = llm_stream::detail::make_gemini_reader();
+        CHECK(reader->read("", chunk(R"({"text": "x"})", std::string(R"(, "finishReason": ")") + empty + "\"")) == Result::ok);
+        CHECK(describe(reader->events()) == Lines{"content:x"});
+        CHECK(reader->read("", std::string(R"({"promptFeedback": {"blockReason": ")") + empty + R"("}})") == Result::ok);
+        CHECK(reader->events().empty());
+    }
+}
+
 TEST_CASE("gemini reader: several candidates, each its own choice") {
     const auto reader = llm_stream::detail::make_gemini_reader();
     CHECK(reader->read("", R"({"candidates": [{"content": {"parts": [{"text": "a"}]}, "finishReason": "STOP"},)"

@@ -281,6 +281,8 @@ TEST_CASE("ollama reader: the done line ends the completion with its finish and 
     CHECK(read_line(R"({"done":true,"done_reason":"length"})").events == Lines{"finish length raw=length"});
     CHECK(read_line(R"({"done":true,"done_reason":"load"})").events == Lines{"finish load raw=load"});
     CHECK(read_line(R"({"done":true})").events == Lines{"finish stop raw="});  // servers before done_reason
+    CHECK(read_line(R"({"done":true,"done_reason":""})").events == Lines{"finish stop raw="});  // as none
+    CHECK(read_line("{\"done\":true,\"done_reason\":\"\xff\"}").events == Lines{"finish stop raw="});
     CHECK(read_line(R"({"eval_count":3,"done":false})").events.empty());      // counts only on the done line
 }
 
@@ -292,6 +294,13 @@ TEST_CASE("ollama reader: whole tool calls, numbered across lines; stop after th
     CHECK(read_line(*reader, R"({"message":{"tool_calls":[{"function":{"name":"h","arguments":null}}]}})").events ==
           Lines{"call 2 id= h {}"});
     CHECK(read_line(*reader, R"({"done":true,"done_reason":"stop"})").events == Lines{"finish tool_calls raw=stop"});
+}
+
+TEST_CASE("ollama reader: arguments sent as a string (the OpenAI form) are kept as received, JSON or not") {
+    CHECK(read_line(R"({"message":{"tool_calls":[{"function":{"name":"f","arguments":"{\"q\":"}}]}})").events ==
+          Lines{R"(call 0 id= f {"q":)"});
+    CHECK(read_line(R"({"message":{"tool_calls":[{"function":{"name":"f","arguments":"search"}}]}})").events ==
+          Lines{"call 0 id= f search"});
 }
 
 TEST_CASE("ollama reader: an error line is the server's error") {

@@ -207,14 +207,7 @@ logged_since() { tail -n +"$(($2 + 1))" "$1" 2>/dev/null | grep -qE "$3"; }
 # logged_within FILE COUNT REGEX: as logged_since, waiting up to 10 s for the line. A proxy writes
 # its log line when it finishes the transaction, which can be after the client has read the whole
 # reply and exited (squid did so on a busy CI machine).
-logged_within() {
-    local tries
-    for ((tries = 0; tries < 100; tries++)); do
-        logged_since "$@" && return 0
-        sleep 0.1
-    done
-    return 1
-}
+logged_within() { within_10s logged_since "$@"; }
 # through NAME PROXY_URL LOG ORIGIN_URL REGEX [llm-chat ARGS]: streams ORIGIN_URL through the proxy,
 # which logs a line matching REGEX.
 through() {

@@ -143,12 +143,16 @@ start_test_server() {
     return "$started"
 }
 
-# saved_request N: waits (10 s at most) until llm_test_server --save-requests "$WORK/requests" has saved
-# its Nth request (the body is written last).
-saved_request() {
-    for _ in $(seq 100); do
-        [ -f "$WORK/requests/request-$1.body" ] && return 0
+# within_10s COMMAND...: runs COMMAND every 0.1 s until it succeeds, for 10 s at most. For what a
+# server or proxy writes after the client has exited (a saved request, a log line).
+within_10s() {
+    local tries
+    for ((tries = 0; tries < 100; tries++)); do
+        "$@" && return 0
         sleep 0.1
     done
     return 1
 }
+# saved_request N: waits until llm_test_server --save-requests "$WORK/requests" has saved its Nth
+# request (the body is written last).
+saved_request() { within_10s test -f "$WORK/requests/request-$1.body"; }

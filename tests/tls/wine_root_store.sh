@@ -9,10 +9,11 @@ log_lines() { wc -l <"$NGX/access.log"; }
 # sni_is WHAT: the request after the first LOGGED lines of nginx's access log came with SNI WHAT ("-":
 # none). nginx writes the line as the request ends, which can be after llm-chat has exited: up to 10 s.
 sni_is() {
-    local tries
-    for ((tries = 0; tries < 100 && $(log_lines) <= LOGGED; tries++)); do sleep 0.1; done
+    within_10s logged_after || true  # then the last line, whatever it is
     [ "$(tail -n 1 "$NGX/access.log" | sed -n 's/.* sni=\([^ ]*\).*/\1/p')" = "$1" ]
 }
+# logged_after: nginx's access log has more than LOGGED lines.
+logged_after() { [ "$(log_lines)" -gt "$LOGGED" ]; }
 
 LOGGED=$(log_lines)
 chat LLM_BASE_URL="$(url "$P_VALID")" --cacert "$CA_FILE" hi
