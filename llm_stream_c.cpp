@@ -385,6 +385,7 @@ lls_error_code lls_stream_stats(lls_stream* stream, lls_stats* stats) {
     return guarded_code([&] {
         stream->stats = stream->stream.stats();
         const ls::Stats& s = stream->stats;
+        stats->first_byte_ms = s.first_byte_ms;
         stats->first_chunk_ms = s.first_chunk_ms;
         stats->total_ms = s.total_ms;
         stats->chunks = s.chunks;

@@ -246,6 +246,7 @@ LLS_API void lls_stream_cancel(lls_stream* stream);
 LLS_API const lls_error* lls_stream_error(lls_stream* stream);
 
 typedef struct lls_stats {
+    double first_byte_ms;   /* request start to the response's first byte (the last attempt's); -1 before it */
     double first_chunk_ms;  /* request start to the first content chunk; -1 before it */
     double total_ms;        /* request start to the end (so far, while running) */
     size_t chunks;          /* content chunks delivered */

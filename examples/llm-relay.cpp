@@ -169,6 +169,7 @@ std::string format_ms(double ms) {
 /* The data of `event: done`. */
 std::string stats_json(const llm_stream::Stats& stats) {
     std::string json = "{\"chunks\":" + std::to_string(stats.chunks) + ",\"chars\":" + std::to_string(stats.chars) +
+                       ",\"first_byte_ms\":" + format_ms(stats.first_byte_ms) +
                        ",\"first_chunk_ms\":" + format_ms(stats.first_chunk_ms) +
                        ",\"total_ms\":" + format_ms(stats.total_ms) + ",\"attempts\":" + std::to_string(stats.attempts) +
                        ",\"finish_reason\":";

@@ -150,7 +150,12 @@ for t in "${targets[@]}"; do
         [[ "${status%% *}" != 0 ]] && echo "    a regression input failed: see ${work#$root/}/logs/regressions_$t.log"
         grep -a -h -m 3 -E 'FUZZ INVARIANT BROKEN|split dependence|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error' \
             "$work/logs/regressions_$t.log" "$log" 2>/dev/null | sed 's/^/    /'
-        for a in "${artifacts[@]}"; do [[ -e "$a" ]] && echo "    artifact: ${a#$root/}"; done
+        for a in "${artifacts[@]}"; do
+            [[ -e "$a" ]] || continue
+            echo "    artifact: ${a#$root/}"
+            # Its bytes too, when short: a CI machine's artifacts are gone with it (base64 -d to replay).
+            [[ $(stat -c %s "$a") -le 4096 ]] && echo "    its bytes, base64: $(base64 -w 0 "$a")"
+        done
         failed=$((failed + 1))
     fi
 done

@@ -302,15 +302,24 @@ demo() {
 passed=0
 failed=0
 failures=()
+failure_logs=()
 
-# step <title> <command...>: runs the command with errexit in a subshell and records the outcome.
+# step <title> <command...>: runs the command with errexit in a subshell and records the outcome. Its
+# output goes to a file, shown as it grows (tail --pid), so that a failed step's last lines can be
+# repeated at the end, where a CI report that keeps only the log's tail sees them. A file, not a pipe
+# through tee: a pipe would wait for every daemon a step starts that inherits its output.
 step() {
-    local title="$1" start="$SECONDS" status
+    local title="$1" start="$SECONDS" status log pid
     shift
+    log="$work/logs/step-$((passed + failed + 1)).log"
     printf '\n======== %s\n' "$title"
     set +e
-    (set -e; "$@")
+    (set -e; "$@") >"$log" 2>&1 </dev/null &
+    pid=$!
+    tail -n +1 -f --pid="$pid" "$log" &
+    wait "$pid"
     status=$?
+    wait "$!"  # the tail, once it has shown the last lines
     set -e
     if ((status == 0)); then
         passed=$((passed + 1))
@@ -318,11 +327,12 @@ step() {
     else
         failed=$((failed + 1))
         failures+=("$title")
+        failure_logs+=("$log")
         printf '======== FAILED: %s (exit %d, %ds)\n' "$title" "$status" $((SECONDS - start))
     fi
 }
 
-mkdir -p "$work"
+mkdir -p "$work/logs"
 step "packages" install_packages
 step "the header under strict warnings: g++ and clang++, C++17 and C++20, with and without exceptions, TLS and LLM_STREAM_MINIMAL" \
     strict_header
@@ -342,6 +352,11 @@ step "meson (g++): the examples and one test of each kind built and run" meson_t
 step "demo: README build of llm-chat without doctest, stub reply" demo
 
 printf '\n'
+for i in "${!failure_logs[@]}"; do
+    printf '======== the last lines of the failed step "%s" (all of it: %s)\n' "${failures[i]}" "${failure_logs[i]#$root/}"
+    tail -n 40 "${failure_logs[i]}"
+    printf '\n'
+done
 for title in "${failures[@]+"${failures[@]}"}"; do
     printf 'FAILED: %s\n' "$title"
 done

@@ -90,7 +90,8 @@ else
 fi
 done_line=$(event_data "done")
 if echo "$done_line" | jq -e '.chunks == 10 and .chars == 36 and .attempts == 1 and .finish_reason == "stop" and
-        .usage == {"prompt_tokens":12,"completion_tokens":11,"total_tokens":23} and .total_ms >= 0' >/dev/null &&
+        .usage == {"prompt_tokens":12,"completion_tokens":11,"total_tokens":23} and .total_ms >= 0 and
+        .first_byte_ms >= 0 and .first_chunk_ms >= .first_byte_ms' >/dev/null &&
     [ "$(tail -c 2 "$WORK/out" | od -An -c | tr -d ' ')" = '\n\n' ]; then
     pass "event: done carries the stats as JSON and ends the body"
 else

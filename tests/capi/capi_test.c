@@ -80,8 +80,9 @@ static void stub_prompt(void) {
           "stub: the reply as an OpenAI-format message");
     check(lls_stream_stats(stream, &stats) == LLS_OK && stats.chunks > 1 && stats.has_usage &&
               stats.total_tokens > 0 && equals(stats.finish_reason, "stop") && stats.attempts == 1 &&
-              stats.first_chunk_ms >= 0 && stats.content_bytes == strlen(text),
-          "stub: stats (chunks, usage, finish reason, attempts)");
+              stats.first_byte_ms >= 0 && stats.first_chunk_ms >= stats.first_byte_ms &&
+              stats.content_bytes == strlen(text),
+          "stub: stats (chunks, usage, finish reason, attempts, first byte before first chunk)");
     lls_stream_free(stream);
 }
 

@@ -38,7 +38,7 @@ static class Native {
 
     [StructLayout(LayoutKind.Sequential)]
     public struct LlsStats {
-        public double first_chunk_ms, total_ms;
+        public double first_byte_ms, first_chunk_ms, total_ms;
         public UIntPtr chunks, chars, content_bytes, received_bytes, events, skipped_events;
         public int attempts, has_usage;
         public long prompt_tokens, completion_tokens, total_tokens;
@@ -137,7 +137,8 @@ static class CapiTest {
               "stub: the reply as JSON");
         Native.LlsStats stats;
         Check(Native.lls_stream_stats(stream, out stats) == LLS_OK && stats.has_usage != 0 &&
-              stats.chunks.ToUInt64() > 1 && stats.finish_reason.Text() == "stop", "stub: stats");
+              stats.chunks.ToUInt64() > 1 && stats.finish_reason.Text() == "stop" &&
+              stats.first_byte_ms >= 0 && stats.first_chunk_ms >= stats.first_byte_ms, "stub: stats");
         Native.lls_stream_free(stream);
         Native.lls_options_free(options);
         Native.lls_client_free(client);

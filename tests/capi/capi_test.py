@@ -36,7 +36,7 @@ class Event(ctypes.Structure):
 
 
 class Stats(ctypes.Structure):
-    _fields_ = [("first_chunk_ms", ctypes.c_double), ("total_ms", ctypes.c_double)] + \
+    _fields_ = [("first_byte_ms", ctypes.c_double), ("first_chunk_ms", ctypes.c_double), ("total_ms", ctypes.c_double)] + \
                [(name, ctypes.c_size_t) for name in
                 ("chunks", "chars", "content_bytes", "received_bytes", "events", "skipped_events")] + \
                [("attempts", ctypes.c_int), ("has_usage", ctypes.c_int), ("prompt_tokens", ctypes.c_int64),
@@ -124,7 +124,7 @@ def stub_prompt():
     check(lib.lls_stream_reply_text(stream, None).decode() == text, "stub: the reply's text")
     stats = Stats()
     check(lib.lls_stream_stats(stream, ctypes.byref(stats)) == LLS_OK and stats.chunks > 1 and
-          stats.finish_reason.bytes() == b"stop", "stub: stats")
+          stats.finish_reason.bytes() == b"stop" and 0 <= stats.first_byte_ms <= stats.first_chunk_ms, "stub: stats")
     lib.lls_stream_free(stream)
     lib.lls_options_free(options)
     lib.lls_client_free(client)
