@@ -5479,33 +5479,34 @@ inline bool DeltaExtractor::note_error_message() {
     return true;
 }
 
-/* Empties `from` and gives its room to `to` (an empty vector) unless a rare message grew it past `usual`
-   items. */
-template <class T>
-void keep_room(std::vector<T>& from, std::vector<T>& to, std::size_t usual) noexcept {
-    from.clear();
-    if (from.capacity() <= usual) from.swap(to);
-}
-/* The same for bytes (a ByteBuffer, a KnownShape, a KnownTail): `to` gets `from`, emptied, with its
-   room up to `usual` bytes. */
-template <class Bytes>
-void keep_room(Bytes& from, Bytes& to, std::size_t usual) noexcept {
-    from.clear_to(usual);
-    to = std::move(from);
-}
 // The room a reader keeps for its next stream: far more than a usual message needs.
 constexpr std::size_t reader_usual_items = 16, reader_usual_bytes = 4096;
+/* Empties `from` and gives its room to `to` (an empty vector) unless a rare message grew it past the
+   usual items. */
+template <class T>
+void keep_room(std::vector<T>& from, std::vector<T>& to) noexcept {
+    from.clear();
+    if (from.capacity() <= reader_usual_items) from.swap(to);
+}
+/* The same for bytes (a ByteBuffer, a KnownShape, a KnownTail): `to` gets `from`, emptied, with its
+   room up to the usual bytes. */
+template <class Bytes>
+void keep_room(Bytes& from, Bytes& to) noexcept {
+    from.clear_to(reader_usual_bytes);
+    to = std::move(from);
+}
+/* A reader's reset(): `to`, a new reader, gets the room of each of `from`'s buffers named. */
+template <class Reader, class... Buffers>
+void keep_rooms(Reader& from, Reader& to, Buffers Reader::*... buffers) noexcept {
+    (keep_room(from.*buffers, to.*buffers), ...);
+}
 /* Makes a reader with no room reserved: the one reset() fills with the room of the reader it replaces. */
 struct Unreserved {};
 
 inline void DeltaExtractor::reset() {
     DeltaExtractor next;
-    keep_room(choices_, next.choices_, reader_usual_items);
-    keep_room(tools_, next.tools_, reader_usual_items);
-    keep_room(events_, next.events_, reader_usual_items);
-    keep_room(pending_, next.pending_, reader_usual_items);
-    keep_room(arena_, next.arena_, reader_usual_bytes);
-    keep_room(shape_, next.shape_, reader_usual_bytes);
+    keep_rooms(*this, next, &DeltaExtractor::choices_, &DeltaExtractor::tools_, &DeltaExtractor::events_,
+               &DeltaExtractor::pending_, &DeltaExtractor::arena_, &DeltaExtractor::shape_);
     *this = std::move(next);
 }
 
@@ -8030,12 +8031,8 @@ inline Error ResponsesReader::error() const {
 
 inline void ResponsesReader::reset() {
     ResponsesReader next{Unreserved()};
-    keep_room(call_outputs_, next.call_outputs_, reader_usual_items);
-    keep_room(output_, next.output_, reader_usual_items);
-    keep_room(events_, next.events_, reader_usual_items);
-    keep_room(arena_, next.arena_, reader_usual_bytes);
-    keep_room(shape_, next.shape_, reader_usual_bytes);
-    keep_room(tail_, next.tail_, reader_usual_bytes);
+    keep_rooms(*this, next, &ResponsesReader::call_outputs_, &ResponsesReader::output_, &ResponsesReader::events_,
+               &ResponsesReader::arena_, &ResponsesReader::shape_, &ResponsesReader::tail_);
     *this = std::move(next);
     events_.reserve(most_events);  // when the room was given back
 }
@@ -8778,10 +8775,8 @@ inline Error AnthropicReader::error() const {
 
 inline void AnthropicReader::reset() {
     AnthropicReader next{Unreserved()};
-    keep_room(blocks_, next.blocks_, reader_usual_items);
-    keep_room(tool_blocks_, next.tool_blocks_, reader_usual_items);
-    keep_room(events_, next.events_, reader_usual_items);
-    keep_room(arena_, next.arena_, reader_usual_bytes);
+    keep_rooms(*this, next, &AnthropicReader::blocks_, &AnthropicReader::tool_blocks_, &AnthropicReader::events_,
+               &AnthropicReader::arena_);
     *this = std::move(next);
     events_.reserve(most_events);  // when the room was given back
 }
@@ -9526,12 +9521,8 @@ inline void GeminiReader::reset() {
     GeminiReader next{Unreserved()};
     std::fill(calls_made_.begin(), calls_made_.end(), 0);
     next.calls_made_ = std::move(calls_made_);  // one count per candidate: its size never changes
-    keep_room(candidates_, next.candidates_, reader_usual_items);
-    keep_room(parts_, next.parts_, reader_usual_items);
-    keep_room(events_, next.events_, reader_usual_items);
-    keep_room(arena_, next.arena_, reader_usual_bytes);
-    keep_room(shape_, next.shape_, reader_usual_bytes);
-    keep_room(tail_, next.tail_, reader_usual_bytes);
+    keep_rooms(*this, next, &GeminiReader::candidates_, &GeminiReader::parts_, &GeminiReader::events_,
+               &GeminiReader::arena_, &GeminiReader::shape_, &GeminiReader::tail_);
     *this = std::move(next);
     events_.reserve(usual_events);  // when the room was given back
 }
@@ -9973,9 +9964,7 @@ inline Error OllamaReader::error() const {
 
 inline void OllamaReader::reset() {
     OllamaReader next{Unreserved()};
-    keep_room(calls_, next.calls_, reader_usual_items);
-    keep_room(events_, next.events_, reader_usual_items);
-    keep_room(arena_, next.arena_, reader_usual_bytes);
+    keep_rooms(*this, next, &OllamaReader::calls_, &OllamaReader::events_, &OllamaReader::arena_);
     *this = std::move(next);
     events_.reserve(usual_events);  // when the room was given back
 }
