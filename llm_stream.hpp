@@ -1101,6 +1101,10 @@ private:
     std::size_t capacity_ = 0;
 };
 
+/* The room a buffer kept for the next response or stream keeps (clear_to): more than a usual response
+   head, whole-body reply or message needs. */
+constexpr std::size_t usual_room_bytes = 4096;
+
 /* SWAR (eight bytes in a 64-bit word): the high bit of each byte below n (n <= 0x80). Only the lowest
    such byte is certain to be one (a borrow may mark the bytes above it), but the result is nonzero
    exactly when the word has one, whatever the byte order: callers ask "any?" and find which byte
@@ -3694,7 +3698,7 @@ private:
     };
     void reset_message() {
         state_ = State::head;
-        head_.clear_to(4096);  // room kept for the next response's head: more than any usual one
+        head_.clear_to(usual_room_bytes);  // room kept for the next response's head
         head_line_length_ = 0;
         status_ = 0;
         chunked_ = false;
@@ -5479,8 +5483,8 @@ inline bool DeltaExtractor::note_error_message() {
     return true;
 }
 
-// The room a reader keeps for its next stream: far more than a usual message needs.
-constexpr std::size_t reader_usual_items = 16, reader_usual_bytes = 4096;
+// The items a reader's vectors keep for its next stream: far more than a usual message needs.
+constexpr std::size_t reader_usual_items = 16;
 /* Empties `from` and gives its room to `to` (an empty vector) unless a rare message grew it past the
    usual items. */
 template <class T>
@@ -5489,10 +5493,10 @@ void keep_room(std::vector<T>& from, std::vector<T>& to) noexcept {
     if (from.capacity() <= reader_usual_items) from.swap(to);
 }
 /* The same for bytes (a ByteBuffer, a KnownShape, a KnownTail): `to` gets `from`, emptied, with its
-   room up to the usual bytes. */
+   room up to usual_room_bytes. */
 template <class Bytes>
 void keep_room(Bytes& from, Bytes& to) noexcept {
-    from.clear_to(reader_usual_bytes);
+    from.clear_to(usual_room_bytes);
     to = std::move(from);
 }
 /* A reader's reset(): `to`, a new reader, gets the room of each of `from`'s buffers named. */
@@ -5747,7 +5751,7 @@ inline void DecoderCore::reset() {
     http_framed_ = true;
     status_ = 0;
     framing_ = Framing::sse;
-    whole_body_.clear_to(4096);
+    whole_body_.clear_to(usual_room_bytes);
     body_pending_ = queued_ = next_queued_ = 0;
     completion_over_ = done_seen_ = done_due_ = finish_seen_ = response_complete_ = false;
     messages_ = skipped_ = 0;
